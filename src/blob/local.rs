@@ -1,0 +1,1 @@
+//! Local-filesystem blob store (being built).

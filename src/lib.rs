@@ -1,0 +1,52 @@
+//! Sallyport: a secure file-transfer gateway for healthcare data exchange.
+//!
+//! One binary terminates TLS itself (rustls), accepts resumable tus uploads with a SHA-256
+//! ledger, issues revocable HMAC-signed download links, encrypts everything at rest with
+//! envelope keys, and keeps a tamper-evident audit trail.
+//!
+//! # Layout
+//!
+//! Layers, dependencies pointing down only:
+//!
+//! ```text
+//! cli / main            cli
+//! http                  http (accept loop, Endpoint router, the one error mapping), tls
+//! handlers              http::handlers
+//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format — pure, no I/O
+//! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
+//! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
+//! ```
+//!
+//! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `audit verify`, `keys`.
+//! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
+//! * [`secret`] — secrets from config or files: redacted, zeroised, permission-checked.
+//! * [`ids`] — server-generated opaque ids; no client string becomes a name.
+//! * [`tls`] — rustls server config, development CA, SIGHUP reload, client identities.
+//! * [`http`] — the accept loop, limits and timeouts, the `Endpoint` router, problem+json.
+//! * [`auth`] — API clients, bearer tokens (hashed, constant-time), roles, `Principal`.
+//! * [`metrics`] — Prometheus registry; metric names are constants there.
+//! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier.
+//! * [`state`] — the `StateStore` port and its embedded (redb) and Redis adapters.
+//! * [`blob`] — the `BlobStore` port and its local-filesystem adapter.
+//! * [`keys`] — the `KeyProvider` port, KEKs and wrapped per-object DEKs.
+//! * [`at_rest`] — the segmented AES-256-GCM format, appending writer, random-access reader.
+//! * [`tus`] — the tus 1.0.0 protocol core (headers, metadata, checksums), no I/O.
+//! * [`signed_link`] — the signed-link canonical form, signing and verification.
+//! * [`range`] — RFC 9110 range parsing and planning.
+
+pub mod at_rest;
+pub mod audit;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod keys;
+pub mod metrics;
+pub mod range;
+pub mod secret;
+pub mod signed_link;
+pub mod state;
+pub mod tls;
+pub mod tus;

@@ -1,0 +1,1 @@
+//! Embedded state store on redb (being built).

@@ -1,0 +1,1 @@
+//! Redis state store (being built).

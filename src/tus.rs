@@ -1,0 +1,1 @@
+//! (being built: see the module list in lib.rs)
