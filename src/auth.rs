@@ -454,7 +454,8 @@ mod tests {
             "Bearer ",
             "Basic abc",
             "Bearer a b",
-            "Bearer a\tb", "Bearer tok%en",
+            "Bearer a\tb",
+            "Bearer tok%en",
         ] {
             assert_eq!(
                 authenticate(&reg, &parts(&[bad])).unwrap_err(),

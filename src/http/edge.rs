@@ -89,6 +89,16 @@ fn new_request_id() -> String {
     hex::encode(b)
 }
 
+/// The declared `Content-Length`, if valid.
+pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Sum of header name and value lengths, the way limits are usually counted.
 fn header_bytes<B>(req: &Request<B>) -> usize {
     req.headers()
@@ -114,7 +124,15 @@ where
     let routed = if header_bytes(&req) > state.config.server.max_header_bytes.0 as usize {
         Err(ApiError::HeadersTooLarge)
     } else {
-        Endpoint::parse(req.method(), req.uri().path())
+        Endpoint::parse(req.method(), req.uri().path()).and_then(|e| {
+            // Refuse a declared oversize body before reading a byte of it.
+            match e.body_limit(state.config.server.max_body_bytes.0) {
+                Some(limit) if content_length(&req).is_some_and(|n| n > limit) => {
+                    Err(ApiError::PayloadTooLarge { limit })
+                }
+                _ => Ok(e),
+            }
+        })
     };
     let (name, is_api, result) = match routed {
         Ok(endpoint) => {

@@ -34,6 +34,18 @@ impl Endpoint {
         }
     }
 
+    /// The largest request body the endpoint accepts whole; `None` for endpoints that
+    /// stream their body with limits of their own (uploads).
+    pub fn body_limit(&self, configured: u64) -> Option<u64> {
+        match self {
+            Endpoint::Healthz
+            | Endpoint::Readyz
+            | Endpoint::Metrics
+            | Endpoint::WhoAmI
+            | Endpoint::AuditVerify => Some(configured),
+        }
+    }
+
     /// Whether responses are API responses (`Cache-Control: no-store`).
     pub fn is_api(&self) -> bool {
         true

@@ -57,8 +57,8 @@ use redb::{Database, DatabaseError, Durability, WriteTransaction};
 
 use super::limits;
 use super::{
-    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome,
-    LogEntry, LogName, Namespace, PutOptions, StateError, StateStore, Versioned,
+    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome, LogEntry,
+    LogName, Namespace, PutOptions, StateError, StateStore, Versioned,
 };
 
 mod codec;
@@ -161,7 +161,8 @@ impl StateStore for EmbeddedStateStore {
     async fn get(&self, ns: Namespace, id: &str) -> Result<Option<Versioned>, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| ops::get(db, ns.as_str(), &id, now_ms())).await
+        self.run(move |db| ops::get(db, ns.as_str(), &id, now_ms()))
+            .await
     }
 
     async fn put(
