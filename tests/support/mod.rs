@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Black-box test support: runs the real `sallyport` binary on port 0 with a temporary data
 //! directory and gives tests real TLS clients for it.
 #![allow(dead_code)]
