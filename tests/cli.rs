@@ -12,13 +12,21 @@ fn sallyport() -> Command {
 #[test]
 fn the_example_config_is_valid_and_matches_the_defaults() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sallyport.example.toml");
-    let out = sallyport().args(["check-config", path]).env_remove("SALLYPORT_CONFIG").output().unwrap();
+    let out = sallyport()
+        .args(["check-config", path])
+        .env_remove("SALLYPORT_CONFIG")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(path).unwrap();
     let empty = std::collections::BTreeMap::new();
     let example = sallyport::config::Config::from_toml(&text, &empty).unwrap();
     let defaults = sallyport::config::Config::from_toml("", &empty).unwrap();
-    assert_eq!(format!("{example:?}"), format!("{defaults:?}"), "the example's values are the defaults");
+    assert_eq!(
+        format!("{example:?}"),
+        format!("{defaults:?}"),
+        "the example's values are the defaults"
+    );
 }
 
 #[test]
@@ -32,7 +40,11 @@ fn check_config_names_a_misspelt_key() {
     assert!(err.contains("lisen"), "{err}");
     assert!(err.contains("line 2"), "{err}");
 
-    std::fs::write(&f, "[tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent-key.pem\"\n").unwrap();
+    std::fs::write(
+        &f,
+        "[tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent-key.pem\"\n",
+    )
+    .unwrap();
     let out = sallyport().arg("check-config").arg(&f).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.pem"));
@@ -40,7 +52,10 @@ fn check_config_names_a_misspelt_key() {
 
 #[test]
 fn token_generate_prints_a_working_entry() {
-    let out = sallyport().args(["token", "generate", "--name", "lab-7"]).output().unwrap();
+    let out = sallyport()
+        .args(["token", "generate", "--name", "lab-7"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let token = text.lines().nth(1).unwrap().trim();
@@ -64,16 +79,28 @@ fn exported_chain(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
         .status()
         .unwrap();
     assert!(status.success());
-    let lines: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
+    let lines: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(lines.len(), 4, "two starts and two stops");
     (out, lines)
 }
 
 fn verify_file(path: &std::path::Path) -> (bool, String) {
-    let out = sallyport().args(["audit", "verify", "--file"]).arg(path).output().unwrap();
+    let out = sallyport()
+        .args(["audit", "verify", "--file"])
+        .arg(path)
+        .output()
+        .unwrap();
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -84,7 +111,12 @@ fn audit_verify_detects_every_kind_of_tampering() {
 
     // The store itself verifies, and so does its export, with the same head.
     let cfg = dir.path().join("sallyport.toml");
-    let out = sallyport().arg("--config").arg(&cfg).args(["audit", "verify"]).output().unwrap();
+    let out = sallyport()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let store_report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(store_report.contains("length     4"), "{store_report}");
@@ -101,7 +133,10 @@ fn audit_verify_detects_every_kind_of_tampering() {
     let mut t = lines.clone();
     t[1] = t[1].replacen("\"v\":1", "\"v\":2", 1);
     let (ok, msg) = verify_file(&write(&t));
-    assert!(!ok && msg.contains("entry 2") && msg.contains("hash mismatch"), "{msg}");
+    assert!(
+        !ok && msg.contains("entry 2") && msg.contains("hash mismatch"),
+        "{msg}"
+    );
     // An entry deleted.
     let mut t = lines.clone();
     t.remove(1);

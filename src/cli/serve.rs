@@ -42,6 +42,33 @@ pub async fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> 
     })
 }
 
+fn open_embedded(config: &Config) -> anyhow::Result<Arc<EmbeddedStateStore>> {
+    let StateSettings::Embedded { path } = &config.state else {
+        anyhow::bail!("the state store is not embedded");
+    };
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent)?;
+    }
+    Ok(Arc::new(EmbeddedStateStore::open(path).with_context(
+        || format!("opening the embedded state store {}", path.display()),
+    )?))
+}
+
+/// Deletes expired records from the embedded store every minute (Redis expires keys
+/// itself), so its file does not grow with dead upload records and leases.
+fn spawn_embedded_sweeper(store: Arc<EmbeddedStateStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.sweep_expired().await {
+                tracing::warn!(error = %e, "sweeping expired state failed");
+            }
+        }
+    });
+}
+
 /// Opens the configured blob store.
 pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match &config.blob {
@@ -92,7 +119,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     create_private_dir(&config.data_dir)?;
     let started = Instant::now();
-    let state = open_state(&config).await?;
+    let state: Arc<dyn StateStore> = match &config.state {
+        StateSettings::Embedded { .. } => {
+            let embedded = open_embedded(&config)?;
+            spawn_embedded_sweeper(embedded.clone());
+            embedded
+        }
+        StateSettings::Redis { .. } => open_state(&config).await?,
+    };
     let blobs = open_blobs(&config)?;
     let metrics = Arc::new(Metrics::new());
     let auditor = Auditor::start(
