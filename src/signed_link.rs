@@ -41,6 +41,8 @@ mod net;
 mod url;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use claims::{Bindings, CertFingerprint, LinkClaims, Method, MethodSet, UnixTime};

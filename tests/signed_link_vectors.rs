@@ -74,7 +74,10 @@ struct Invalid {
 }
 
 fn load() -> Vectors {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/vectors/signed-link-v1.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proto/vectors/signed-link-v1.json"
+    );
     let text = std::fs::read_to_string(path).expect("vector file");
     serde_json::from_str(&text).expect("vector JSON")
 }
@@ -162,11 +165,18 @@ fn valid_vectors_canonical_string_signature_url_and_verification() {
         let key_id: KeyId = vector.claims.key_id.parse().expect("key id");
         let claims = claims(&vector.claims);
         let canonical = canonical_bytes(&key_id, &claims);
-        assert_eq!(hex::encode(&canonical), vector.canonical_hex, "{name}: canonical");
+        assert_eq!(
+            hex::encode(&canonical),
+            vector.canonical_hex,
+            "{name}: canonical"
+        );
 
         let url = signing_ring(&v, &key_id).sign(&claims);
         assert_eq!(url, vector.url, "{name}: url");
-        assert!(url.ends_with(&format!("&sig={}", vector.signature)), "{name}: signature");
+        assert!(
+            url.ends_with(&format!("&sig={}", vector.signature)),
+            "{name}: signature"
+        );
 
         let verified = with_request(&vector.request, |r| ring.verify_target(&vector.url, r))
             .unwrap_or_else(|e| panic!("{name}: rejected with {}", e.code()));

@@ -126,7 +126,7 @@ impl FromStr for MethodSet {
 
 /// The SHA-256 fingerprint of a client certificate's DER encoding (mutual TLS). Text form:
 /// 43 characters of unpadded base64url.
-#[derive(Clone, Copy, Eq, Hash)]
+#[derive(Clone, Copy, Eq)]
 pub struct CertFingerprint([u8; 32]);
 
 impl CertFingerprint {
@@ -149,6 +149,12 @@ impl CertFingerprint {
 impl PartialEq for CertFingerprint {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::hash::Hash for CertFingerprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 
@@ -263,13 +269,26 @@ mod tests {
     #[test]
     fn unix_time_is_canonical_decimal() {
         assert_eq!("0".parse::<UnixTime>(), Ok(UnixTime(0)));
-        assert_eq!("1700000000".parse::<UnixTime>(), Ok(UnixTime(1_700_000_000)));
+        assert_eq!(
+            "1700000000".parse::<UnixTime>(),
+            Ok(UnixTime(1_700_000_000))
+        );
         assert_eq!(
             "18446744073709551615".parse::<UnixTime>(),
             Ok(UnixTime(u64::MAX))
         );
         for bad in [
-            "", "00", "01", "+1", "-1", " 1", "1 ", "1e9", "0x10", "١", "18446744073709551616",
+            "",
+            "00",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1e9",
+            "0x10",
+            "١",
+            "18446744073709551616",
             "100000000000000000000",
         ] {
             assert_eq!(bad.parse::<UnixTime>(), Err(()), "{bad:?}");
@@ -286,7 +305,15 @@ mod tests {
         for m in [MethodSet::Get, MethodSet::Head, MethodSet::GetHead] {
             assert_eq!(m.as_str().parse::<MethodSet>(), Ok(m));
         }
-        for bad in ["", "get", "HEAD,GET", "GET,GET", "GET, HEAD", "POST", "GET,"] {
+        for bad in [
+            "",
+            "get",
+            "HEAD,GET",
+            "GET,GET",
+            "GET, HEAD",
+            "POST",
+            "GET,",
+        ] {
             assert_eq!(bad.parse::<MethodSet>(), Err(()), "{bad:?}");
         }
         assert_eq!(Method::from_http(&http::Method::GET), Some(Method::Get));
@@ -305,10 +332,12 @@ mod tests {
         assert!(text.replace('_', "/").parse::<CertFingerprint>().is_err());
         assert!(text[..42].parse::<CertFingerprint>().is_err());
         // The last character carries 4 significant bits and 2 zero bits: set a zero bit.
-        const ALPHABET: &[u8] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let last = text.as_bytes()[42];
-        let index = ALPHABET.iter().position(|&c| c == last).expect("base64url char");
+        let index = ALPHABET
+            .iter()
+            .position(|&c| c == last)
+            .expect("base64url char");
         assert_eq!(index & 0b11, 0, "canonical trailing bits are zero");
         let non_canonical = format!("{}{}", &text[..42], ALPHABET[index | 1] as char);
         assert!(non_canonical.parse::<CertFingerprint>().is_err());
@@ -329,6 +358,9 @@ mod tests {
         );
         let ok = LinkClaims::new(a, g, MethodSet::Get, UnixTime(10), UnixTime(11), b)
             .expect("one-second window");
-        assert_eq!((ok.not_before(), ok.expires()), (UnixTime(10), UnixTime(11)));
+        assert_eq!(
+            (ok.not_before(), ok.expires()),
+            (UnixTime(10), UnixTime(11))
+        );
     }
 }

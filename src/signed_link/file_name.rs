@@ -176,7 +176,10 @@ mod tests {
             assert_eq!(ResponseFileName::new(name), Err(*want), "{name:?}");
         }
         let too_long = "a".repeat(MAX_FILE_NAME_LEN + 1);
-        assert_eq!(ResponseFileName::new(&too_long), Err(FileNameError::TooLong));
+        assert_eq!(
+            ResponseFileName::new(&too_long),
+            Err(FileNameError::TooLong)
+        );
     }
 
     #[test]
@@ -194,7 +197,10 @@ mod tests {
     #[test]
     fn serde_validates() {
         let n: ResponseFileName = serde_json::from_str("\"a.ndjson\"").expect("valid");
-        assert_eq!(serde_json::to_string(&n).expect("serialises"), "\"a.ndjson\"");
+        assert_eq!(
+            serde_json::to_string(&n).expect("serialises"),
+            "\"a.ndjson\""
+        );
         assert!(serde_json::from_str::<ResponseFileName>("\"../x\"").is_err());
     }
 }

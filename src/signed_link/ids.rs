@@ -48,9 +48,9 @@ impl FromStr for KeyId {
             return Err(KeyIdError::Length);
         }
         let first_ok = bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit();
-        let rest_ok = bytes
-            .iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'));
+        let rest_ok = bytes.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        });
         if !first_ok || !rest_ok {
             return Err(KeyIdError::Character);
         }
@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn key_id_shapes() {
-        assert_eq!("k1".parse::<KeyId>().map(|k| k.to_string()), Ok("k1".to_owned()));
+        assert_eq!(
+            "k1".parse::<KeyId>().map(|k| k.to_string()),
+            Ok("k1".to_owned())
+        );
         assert!("2025-01.a_b".parse::<KeyId>().is_ok());
         assert!("a".repeat(32).parse::<KeyId>().is_ok());
         assert_eq!("a".repeat(33).parse::<KeyId>(), Err(KeyIdError::Length));

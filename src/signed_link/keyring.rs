@@ -268,7 +268,11 @@ impl fmt::Debug for LinkKeyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for (i, k) in self.active.iter().enumerate() {
-            let role = if i == self.current { "current" } else { "verify-only" };
+            let role = if i == self.current {
+                "current"
+            } else {
+                "verify-only"
+            };
             list.entry(&format_args!("{}: {role}", k.id));
         }
         for id in &self.retired {

@@ -90,11 +90,15 @@ impl ClientNet {
     fn masked(&self, ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V4(v4) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
             }
             IpAddr::V6(v6) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
             }
         }
@@ -226,7 +230,7 @@ mod tests {
         #[test]
         fn display_parse_round_trip_v4(bits in any::<u32>(), prefix in 0u8..=32) {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            let n = ClientNet::new(IpAddr::V4(Ipv4Addr::from(bits & mask)), prefix).unwrap();
+            let n = ClientNet::new(IpAddr::V4(Ipv4Addr::from(bits & mask)), prefix).expect("masked");
             prop_assert_eq!(n.to_string().parse::<ClientNet>(), Ok(n));
             prop_assert!(n.contains(IpAddr::V4(Ipv4Addr::from(bits))));
         }
@@ -236,7 +240,7 @@ mod tests {
             let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
             let addr = Ipv6Addr::from(bits & mask);
             prop_assume!(addr.to_ipv4_mapped().is_none());
-            let n = ClientNet::new(IpAddr::V6(addr), prefix).unwrap();
+            let n = ClientNet::new(IpAddr::V6(addr), prefix).expect("masked");
             prop_assert_eq!(n.to_string().parse::<ClientNet>(), Ok(n));
         }
 

@@ -29,8 +29,8 @@ use super::net::ClientNet;
 pub const LINK_PATH_PREFIX: &str = "/d/";
 
 /// The longest request target accepted as a link, in bytes. The longest canonical link
-/// (32-character key id, 20-digit times, a long IPv6 block and a fingerprint) is about
-/// 340 bytes.
+/// (32-character key id, 20-digit times, a 39-character IPv6 block and a fingerprint) is
+/// 299 bytes.
 pub const MAX_LINK_LEN: usize = 512;
 
 /// Query parameter names in canonical order.
@@ -172,7 +172,10 @@ impl fmt::Debug for SignedLink {
 fn check_alphabet(bytes: &[u8]) -> Result<(), LinkParseError> {
     for &b in bytes {
         let ok = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b':' | b'/' | b',' | b'=' | b'&' | b'?');
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b':' | b'/' | b',' | b'=' | b'&' | b'?'
+            );
         if !ok {
             return Err(if b == b'%' {
                 LinkParseError::PercentEncoded
@@ -255,7 +258,10 @@ mod tests {
         let url = base().replace(SIG_TEXT, "Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm8");
         let link = SignedLink::parse(&url).expect("valid");
         let debug = format!("{link:?}");
-        assert!(debug.contains("<redacted>") && !debug.contains("Zm9v"), "{debug}");
+        assert!(
+            debug.contains("<redacted>") && !debug.contains("Zm9v"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -275,7 +281,10 @@ mod tests {
             (b.replace("k=k1", "k=k;1"), E::ForbiddenCharacter),
             (format!("{b}#frag"), E::ForbiddenCharacter),
             (b.replace("k=k1", "k=k?1"), E::ForbiddenCharacter),
-            (b.replace(&format!("&sig={SIG_TEXT}"), &format!("&sig={SIG_TEXT}=")), E::Signature),
+            (
+                b.replace(&format!("&sig={SIG_TEXT}"), &format!("&sig={SIG_TEXT}=")),
+                E::Signature,
+            ),
             (b.replace("/d/", "/D/"), E::Path),
             (b.replace("/d/", "/d//"), E::Artifact),
             (b.replace("/d/", "//d/"), E::Path),
@@ -293,7 +302,10 @@ mod tests {
             (b.replace("k=k1", "k=k1&k=k1"), E::DuplicateParameter),
             (format!("{b}&v=1"), E::DuplicateParameter),
             (b.replace("v=1&k=k1", "k=k1&v=1"), E::ParameterOrder),
-            (b.replace(&format!("&sig={SIG_TEXT}"), ""), E::MissingParameter),
+            (
+                b.replace(&format!("&sig={SIG_TEXT}"), ""),
+                E::MissingParameter,
+            ),
             (b.replace("&m=GET,HEAD", ""), E::MissingParameter),
             (b.replace("v=1", "v=2"), E::UnsupportedVersion),
             (b.replace("v=1", "v=01"), E::Version),
@@ -310,8 +322,14 @@ mod tests {
             (b.replace("&sig=", "&ip=10.0.0.0/08&sig="), E::ClientNet),
             (b.replace("&sig=", "&fp=AAAA&sig="), E::CertFingerprint),
             (b.replace(SIG_TEXT, &SIG_TEXT[..42]), E::Signature),
-            (b.replace(SIG_TEXT, &format!("{}B", &SIG_TEXT[..42])), E::Signature),
-            (b.replace(SIG_TEXT, &SIG_TEXT.replace('A', "/")), E::Signature),
+            (
+                b.replace(SIG_TEXT, &format!("{}B", &SIG_TEXT[..42])),
+                E::Signature,
+            ),
+            (
+                b.replace(SIG_TEXT, &SIG_TEXT.replace('A', "/")),
+                E::Signature,
+            ),
         ];
         for (url, want) in cases {
             assert_eq!(SignedLink::parse(&url), Err(want), "{url:?}");
