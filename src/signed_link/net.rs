@@ -173,6 +173,10 @@ mod tests {
             "::/0",
             "::1/128",
             "fe80::/10",
+            "::102:304/128",
+            "1::2:0:0:3:4/128",
+            "1:0:0:2::3/128",
+            "2001:db8:0:1::/64",
         ] {
             assert_eq!(net(s).to_string(), s);
         }
@@ -192,6 +196,10 @@ mod tests {
             ("2001:db8:0:0:0:0:0:0/32", ClientNetError::Address),
             ("::ffff:10.0.0.0/104", ClientNetError::Ipv4Mapped),
             ("[::1]/128", ClientNetError::Address),
+            ("::1.2.3.4/128", ClientNetError::Address),
+            ("1:0:0:2::3:4/128", ClientNetError::Address),
+            ("2001:db8::0:1/128", ClientNetError::Address),
+            ("2001:db8:0::/48", ClientNetError::Address),
             ("fe80::%1/64", ClientNetError::Address),
             ("10.0.0.0/08", ClientNetError::Prefix),
             ("10.0.0.0/", ClientNetError::Prefix),
