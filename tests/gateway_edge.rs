@@ -262,3 +262,52 @@ async fn sigterm_shuts_down_gracefully_and_is_audited() {
     assert_eq!(last["action"], "server.stopped");
     assert_eq!(last["details"]["abandoned_connections"], 0);
 }
+
+#[tokio::test]
+async fn json_logs_carry_no_secrets() {
+    let gw = Gateway::start("[log]\nformat = \"json\"\nlevel = \"debug\"\n");
+    let c = gw.client();
+    let _ = c
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(UPLOADER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let _ = c
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth("a-wrong-secret-token")
+        .send()
+        .await
+        .unwrap();
+    let _ = c
+        .get(gw.url("/v1/audit/verify"))
+        .bearer_auth(UPLOADER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let _ = c
+        .get(gw.url("/nope?name=Jane-Doe-MRN-123"))
+        .send()
+        .await
+        .unwrap();
+    let lines = gw.drain_stderr();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"action\":\"access.denied\"")),
+        "{lines:#?}"
+    );
+    for l in &lines {
+        let j: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        assert!(j.is_object());
+        for secret in [
+            UPLOADER_TOKEN,
+            "a-wrong-secret-token",
+            "Jane-Doe",
+            &support::token_hash(UPLOADER_TOKEN),
+        ] {
+            assert!(!l.contains(secret), "log line leaks {secret}: {l}");
+        }
+    }
+}

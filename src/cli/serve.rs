@@ -141,7 +141,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "danger_plaintext_http is on: serving plain HTTP. Only do this behind a \
              TLS-terminating proxy on a trusted network; PHI must never cross a network in clear"
         );
-        eprintln!("WARNING: serving PLAIN HTTP (server.danger_plaintext_http = true)");
+        println!("WARNING: serving PLAIN HTTP (server.danger_plaintext_http = true)");
         None
     } else {
         Some(Arc::new(
@@ -187,11 +187,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("writing the first audit entry")?;
     tracing::info!(listen = %local, scheme, state_store = state.kind(), "sallyport serving");
-    eprintln!("sallyport serving {scheme}://{local}/");
+    println!("sallyport serving {scheme}://{local}/");
     if let (Some(_), crate::config::CertSource::Development) = (&tls, &config.tls.certificate) {
         let ca = crate::tls::devca::DevCaPaths::under(&config.data_dir).ca_cert;
-        eprintln!("development CA: {}", ca.display());
-        eprintln!(
+        println!("development CA: {}", ca.display());
+        println!(
             "try: curl --cacert {} {scheme}://{}/healthz",
             ca.display(),
             display_host(local)

@@ -40,6 +40,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Every stderr line printed so far (after the start-up line).
+    pub fn drain_stderr(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            out.push(l);
+        }
+        out
+    }
+}
+
+impl Gateway {
     /// Starts the gateway with `extra` TOML appended to a base config (port 0, temp dir).
     pub fn start(extra: &str) -> Gateway {
         let tmp = tempfile::tempdir().unwrap();
@@ -55,8 +66,13 @@ impl Gateway {
         let has_listen = extra.contains("listen");
         // `extra` comes right after the top-level keys, so it may add top-level keys or
         // sections; the listen address comes from the environment unless `extra` sets it.
+        let log = if extra.contains("[log]") {
+            ""
+        } else {
+            "\n[log]\nformat = \"text\"\nlevel = \"warn\"\n"
+        };
         let text = format!(
-            "data_dir = {:?}\n{extra}\n{}\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
+            "data_dir = {:?}\n{extra}\n{}{log}",
             dir.join("data").display().to_string(),
             clients_toml()
         );
@@ -66,20 +82,25 @@ impl Gateway {
         if !has_listen {
             cmd.env("SALLYPORT_SERVER__LISTEN", "127.0.0.1:0");
         }
+        // stdout: the human start-up lines; stderr: the log stream.
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start sallyport");
-        let stderr = child.stderr.take().unwrap();
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+        let (log_tx, log_rx) = mpsc::channel();
+        for (pipe, tx) in [(stdout, tx), (stderr, log_tx)] {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = Vec::new();
         let addr = loop {
@@ -97,7 +118,10 @@ impl Gateway {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("gateway did not start; stderr:\n{}", seen.join("\n"));
+                    while let Ok(l) = log_rx.recv_timeout(Duration::from_millis(100)) {
+                        seen.push(l);
+                    }
+                    panic!("gateway did not start; output:\n{}", seen.join("\n"));
                 }
             }
         };
@@ -107,7 +131,7 @@ impl Gateway {
             dir: dir.to_owned(),
             config_path,
             _tmp: None,
-            stderr: rx,
+            stderr: log_rx,
         }
     }
 
