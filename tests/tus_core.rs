@@ -71,6 +71,7 @@ fn get<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a s
 }
 
 /// The handler, minus I/O: records, ledgers, plaintext and whole-file hashers in maps.
+/// Records go through their stored encoding on every write, as in the state store.
 #[derive(Default)]
 struct Model {
     records: HashMap<UploadId, UploadRecord>,
@@ -81,6 +82,12 @@ struct Model {
 }
 
 impl Model {
+    fn store(&mut self, record: UploadRecord) {
+        let stored = UploadRecord::decode(&record.encode()).unwrap();
+        assert_eq!(stored, record);
+        self.records.insert(record.id, stored);
+    }
+
     fn post(
         &mut self,
         h: &HeaderMap,
@@ -96,7 +103,7 @@ impl Model {
                 if created.body.is_none() && !body.is_empty() {
                     return Err(TusError::UnsupportedMediaType);
                 }
-                self.records.insert(id, created.record);
+                self.store(created.record);
                 self.whole.insert(id, Sha256::new());
                 if let Some(p) = created.body {
                     self.take_body(&p, body, None, who, now)?;
@@ -123,7 +130,7 @@ impl Model {
                     data.len() as u64,
                     now
                 ));
-                self.records.insert(id, fp.record);
+                self.store(fp.record);
                 self.data.insert(id, data);
                 self.parts.insert(id, ledgers);
             }
@@ -177,7 +184,7 @@ impl Model {
         if let Some(e) = &commit.entry {
             self.ledgers.entry(p.upload()).or_default().push(e.clone());
         }
-        self.records.insert(p.upload(), record);
+        self.store(record);
         Ok(commit)
     }
 
