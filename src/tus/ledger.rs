@@ -73,8 +73,8 @@ pub struct LedgerDocument {
     pub v: u32,
     /// The upload.
     pub upload: UploadId,
-    /// `none`, `partial` or `final`.
-    pub concat: String,
+    /// The upload's concatenation role.
+    pub concat: LedgerConcat,
     /// Declared length; `null` while deferred.
     pub length: Option<u64>,
     /// Bytes received.
@@ -87,6 +87,18 @@ pub struct LedgerDocument {
     pub chunks: Vec<ChunkEntry>,
     /// A final upload's parts in order (empty otherwise).
     pub parts: Vec<PartLedger>,
+}
+
+/// An upload's concatenation role, as the ledger document names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerConcat {
+    /// An ordinary upload.
+    None,
+    /// A partial upload.
+    Partial,
+    /// A final (concatenated) upload.
+    Final,
 }
 
 /// Why entries do not form a consistent ledger (stored state is corrupt).
@@ -171,7 +183,7 @@ impl LedgerDocument {
                 if !same_ids || !chunks.is_empty() || total != record.length {
                     return Err(LedgerError::Parts);
                 }
-                "final"
+                LedgerConcat::Final
             }
             other => {
                 if !parts.is_empty() {
@@ -179,16 +191,16 @@ impl LedgerDocument {
                 }
                 check_chain(&chunks, record.offset)?;
                 if *other == ConcatKind::Partial {
-                    "partial"
+                    LedgerConcat::Partial
                 } else {
-                    "none"
+                    LedgerConcat::None
                 }
             }
         };
         Ok(Self {
             v: LEDGER_VERSION,
             upload: record.id,
-            concat: concat.to_owned(),
+            concat,
             length: record.length,
             offset: record.offset,
             complete: record.is_complete(),
