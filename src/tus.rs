@@ -22,7 +22,7 @@
 //! * [`dates`] — [`dates::Timestamp`], RFC 3339 for JSON and IMF-fixdate for `Upload-Expires`.
 //! * [`metadata`] — strict `Upload-Metadata` parsing and formatting, with limits.
 //! * [`checksum`] — `Upload-Checksum` and the streaming [`checksum::ChunkHasher`].
-//! * [`concat`] — the base path, upload URLs and `Upload-Concat`.
+//! * [`concat`](mod@concat) — the base path, upload URLs and `Upload-Concat`.
 //! * [`request`] — a whole `HeaderMap` to a typed POST or PATCH request.
 //! * [`record`] — the stored [`record::UploadRecord`] and its versioned encoding.
 //! * [`plan`] — the state machine: `plan_create`, `plan_patch`, `plan_head`, `plan_delete`,
