@@ -1,7 +1,6 @@
 //! The tus core's parsers and state machine against golden vectors and status tables:
 //! every header of `proto/vectors/upload-v1/headers.json`, request-level refusals, and one
 //! PATCH per status the profile lists.
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod tus_support;
 

@@ -1,7 +1,6 @@
 //! Whole uploads through the model handler: chunks and the ledger, deferred length,
 //! creation-with-upload, checksum trailers, aborted PATCHes, concatenation with the golden
 //! ledger, HEAD before and after completion.
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod tus_support;
 

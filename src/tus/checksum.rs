@@ -267,7 +267,6 @@ impl fmt::Debug for ChunkHasher {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use proptest::prelude::*;

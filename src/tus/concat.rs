@@ -188,7 +188,6 @@ impl UploadConcat {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::ids::OpaqueId;

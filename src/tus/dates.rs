@@ -169,7 +169,6 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use proptest::prelude::*;
