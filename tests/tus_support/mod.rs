@@ -1,10 +1,9 @@
 //! Shared by the tus core tests: a small in-memory model of the upload handler that drives
 //! `sallyport::tus` exactly as the real handler will (parse, plan, hash, verify, commit),
 //! with maps instead of the state store and blob store.
-#![allow(dead_code, unused_imports)]
-// each test file uses a different subset
-// allow-unwrap-in-tests covers #[test] fns only, not this support module's helpers.
-#![allow(clippy::unwrap_used)]
+// Each test file uses a different subset of this module; `allow-unwrap-in-tests` covers
+// #[test] functions only, not these helpers.
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 pub use std::collections::HashMap;
 pub use std::time::Duration;
