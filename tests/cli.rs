@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The command line, black-box: check-config, audit verify/export against tampering,
 //! token generation.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The HTTP edge, black-box: problem responses, limits, timeouts, auth, health, metrics,
 //! audit through the API, graceful shutdown.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! TLS termination, black-box: the real binary, real handshakes (rustls and OpenSSL
 //! clients), HTTP/2 and HTTP/1.1, mutual TLS, certificate reload on SIGHUP.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The tus core's parsers and state machine against golden vectors and status tables:
 //! every header of `proto/vectors/upload-v1/headers.json`, request-level refusals, and one
 //! PATCH per status the profile lists.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Whole uploads through the model handler: chunks and the ledger, deferred length,
 //! creation-with-upload, checksum trailers, aborted PATCHes, concatenation with the golden
 //! ledger, HEAD before and after completion.
