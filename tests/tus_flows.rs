@@ -412,7 +412,7 @@ fn final_upload_head_before_concatenation_finishes() {
     assert_eq!(get(&head, "upload-length"), Some("2"));
     let mut r = fp.record.clone();
     assert!(
-        !plan::complete_final(&mut r, &Sha256::new(), 1, at(4)),
+        !plan::complete_final(&mut r, &[0u8; 32], 1, at(4)),
         "wrong byte count"
     );
     assert_eq!(r, fp.record);

@@ -200,6 +200,10 @@ pub enum TusError {
         /// Why the part cannot be used.
         problem: PartProblem,
     },
+    /// The handler committed a completing chunk without the whole-file digest: a bug in
+    /// the caller, never client input. **500**.
+    #[error("internal: a completing chunk needs the whole-file digest")]
+    WholeFileDigestMissing,
     /// Another request holds this upload's lease. **423**, with `Retry-After`.
     #[error("the upload is busy with another request")]
     Locked {
@@ -222,6 +226,7 @@ impl TusError {
             TusError::Expired => 410,
             TusError::FinalUpload => 403,
             TusError::Locked { .. } => 423,
+            TusError::WholeFileDigestMissing => 500,
             TusError::MissingHeader(_)
             | TusError::InvalidHeader { .. }
             | TusError::InvalidMetadata(_)
@@ -264,6 +269,7 @@ impl TusError {
             TusError::InvalidConcat(_) => "tus.concat_invalid",
             TusError::ConcatPart { .. } => "tus.concat_part",
             TusError::Locked { .. } => "tus.locked",
+            TusError::WholeFileDigestMissing => "server.internal",
         }
     }
 

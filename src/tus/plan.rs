@@ -171,7 +171,7 @@ pub fn plan_create(
     };
     if length == Some(0) {
         // Nothing to wait for: complete at birth, with the digest of no bytes.
-        complete(&mut record, &Sha256::new(), now);
+        complete(&mut record, &Sha256::digest(b"").into(), now);
     }
     let body = new
         .body
@@ -248,7 +248,7 @@ pub fn plan_concat_final(
 /// internal error: the parts changed under it).
 pub fn complete_final(
     record: &mut UploadRecord,
-    whole_file: &Sha256,
+    whole_file: &[u8; 32],
     hashed: u64,
     now: Timestamp,
 ) -> bool {
@@ -408,16 +408,25 @@ impl PatchPlan {
         }
     }
 
+    /// Whether a chunk of `length` bytes applied to `record` completes the upload (then
+    /// the handler finishes the object and passes its whole-file SHA-256 to
+    /// [`PatchPlan::commit`]).
+    pub fn completes(&self, record: &UploadRecord, length: u64) -> bool {
+        let total = self.set_length.or(record.length);
+        !record.is_complete() && total == Some(self.start.saturating_add(length))
+    }
+
     /// Applies durably stored body bytes to `record` (the one this plan was made from, as
     /// re-read under the lease). `digest` is the chunk hasher's result; `whole_file` is the
-    /// upload's whole-file hasher already updated with these bytes, finalised (as a copy)
-    /// only when this chunk completes the upload. Sliding expiry: an accepted chunk moves
-    /// `expires_at` to `now + expire_after`.
+    /// SHA-256 of the upload's whole plaintext, required exactly when
+    /// [`PatchPlan::completes`] says this chunk completes the upload (the at-rest writer
+    /// computes it incrementally from its stored midstate). Sliding expiry: an accepted
+    /// chunk moves `expires_at` to `now + expire_after`.
     pub fn commit(
         &self,
         record: &mut UploadRecord,
         digest: &ChunkDigest,
-        whole_file: &Sha256,
+        whole_file: Option<&[u8; 32]>,
         who: Requester<'_>,
         now: Timestamp,
         limits: &TusLimits,
@@ -453,6 +462,9 @@ impl PatchPlan {
         }
         let completed = !record.is_complete() && record.length == Some(record.offset);
         if completed {
+            let Some(whole_file) = whole_file else {
+                return Err(TusError::WholeFileDigestMissing);
+            };
             complete(record, whole_file, now);
         } else if entry.is_some() && !record.is_complete() {
             record.expires_at = Some(expiry(now, limits));
@@ -492,9 +504,8 @@ fn body_plan(
     })
 }
 
-fn complete(record: &mut UploadRecord, whole_file: &Sha256, now: Timestamp) {
-    let digest: [u8; 32] = whole_file.clone().finalize().into();
-    record.sha256 = Some(Sha256Digest(digest));
+fn complete(record: &mut UploadRecord, whole_file: &[u8; 32], now: Timestamp) {
+    record.sha256 = Some(Sha256Digest(*whole_file));
     record.completed_at = Some(now);
     record.expires_at = None;
 }

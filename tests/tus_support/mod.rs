@@ -125,9 +125,10 @@ impl Model {
                             .unwrap(),
                     );
                 }
+                let digest: [u8; 32] = whole.finalize().into();
                 assert!(plan::complete_final(
                     &mut fp.record,
-                    &whole,
+                    &digest,
                     data.len() as u64,
                     now
                 ));
@@ -176,7 +177,18 @@ impl Model {
         let mut whole = self.whole[&p.upload()].clone();
         whole.update(body);
         let mut record = self.records[&p.upload()].clone();
-        let commit = p.commit(&mut record, &digest, &whole, who, now, &limits())?;
+        // Like the real handler: the whole-file digest only when this chunk completes.
+        let completes = p.completes(&record, digest.length);
+        let sum: [u8; 32] = whole.clone().finalize().into();
+        let commit = p.commit(
+            &mut record,
+            &digest,
+            completes.then_some(&sum),
+            who,
+            now,
+            &limits(),
+        )?;
+        assert_eq!(commit.completed, completes);
         self.data
             .entry(p.upload())
             .or_default()
