@@ -344,10 +344,10 @@ pub(crate) async fn reopen(
         Err(BlobError::NotFound(_)) => false,
         Err(e) => return Err(e.into()),
     };
-    // A create that crashed before its header was durable: the header is missing or torn
-    // and no tail record exists (it is written only after the header's sync). Nothing was
-    // ever acknowledged, so start the object afresh under its existing DEK.
-    if !tail_exists && blob_len.is_none_or(|n| n < HEADER_LEN as u64) {
+    // A create that crashed before its first tail record: the header is missing, torn or
+    // not known to be durable, and no tail record exists (it is written only after the
+    // header's sync). Nothing was ever acknowledged, so start afresh under the same DEK.
+    if !tail_exists && blob_len.is_none_or(|n| n <= HEADER_LEN as u64) {
         let (header, keys) = Header::create(object, record.dek_id, segment_size, &dek)?;
         drop(dek);
         let writer = initialize(blob, header, keys, batch_bytes).await?;
