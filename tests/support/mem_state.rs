@@ -15,6 +15,8 @@ use sallyport::state::{
 #[derive(Debug, Default)]
 pub struct MemState {
     records: Mutex<BTreeMap<(&'static str, String), Record>>,
+    /// When set, puts fail with `Unavailable` once this many more have succeeded.
+    puts_left: Mutex<Option<u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +27,16 @@ struct Record {
 }
 
 impl MemState {
+    /// Makes every put after the next `n` fail (an outage), until `heal`.
+    pub fn fail_puts_after(&self, n: u64) {
+        *self.puts_left.lock().unwrap() = Some(n);
+    }
+
+    /// Ends the simulated outage.
+    pub fn heal(&self) {
+        *self.puts_left.lock().unwrap() = None;
+    }
+
     /// Overwrites a record's bytes directly (tampering tests), keeping its index.
     pub fn tamper(&self, ns: Namespace, id: &str, value: Vec<u8>) {
         let mut records = self.records.lock().unwrap();
@@ -74,6 +86,12 @@ impl StateStore for MemState {
         expect: Expect,
         options: PutOptions,
     ) -> Result<CasOutcome, StateError> {
+        if let Some(left) = self.puts_left.lock().unwrap().as_mut() {
+            if *left == 0 {
+                return Err(StateError::Unavailable("simulated outage".into()));
+            }
+            *left -= 1;
+        }
         if options.ttl.is_some() {
             return Err(StateError::Invalid("the in-memory test store has no TTLs"));
         }
