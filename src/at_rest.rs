@@ -41,8 +41,8 @@ pub mod reader;
 pub mod tail;
 pub mod writer;
 
-// #[cfg(test)]
-// mod vectors;
+#[cfg(test)]
+mod vectors;
 
 pub use format::{FormatError, SegmentSize};
 pub use reader::Reader;

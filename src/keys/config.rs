@@ -317,7 +317,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<KeysSettings, String> {
-        let raw: RawKeysConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        // `message()`, not `Display`: toml's Display quotes the offending source line,
+        // which for an inline key would echo the secret.
+        let raw: RawKeysConfig = toml::from_str(text).map_err(|e| e.message().to_owned())?;
         KeysSettings::from_raw(raw, Path::new("/data")).map_err(|e| e.to_string())
     }
 
