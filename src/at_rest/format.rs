@@ -423,7 +423,7 @@ impl ObjectKeys {
 
     /// Seals one segment: `out` (exactly `plaintext.len() + 28` bytes) receives
     /// `nonce ‖ ciphertext ‖ tag`. Returns the nonce.
-    pub(crate) fn seal_segment(
+    pub fn seal_segment(
         &mut self,
         index: u64,
         is_final: bool,
@@ -447,7 +447,7 @@ impl ObjectKeys {
     /// Opens one stored segment that sits at `buf[src..src + stored_len]` and writes its
     /// plaintext to `buf[dest..]` (`dest <= src`), so consecutive segments can be
     /// decrypted and packed together in one buffer. Returns the plaintext length.
-    pub(crate) fn open_segment_within(
+    pub fn open_segment_within(
         &self,
         index: u64,
         is_final: bool,
