@@ -13,6 +13,9 @@
 //! Run: `cargo bench --bench at_rest`. Under `cargo test --all-targets` (no `--bench`
 //! argument) the buffer is 8 MiB and each function runs once, so the test run stays fast.
 
+// A benchmark panics on a broken setup; that is its error report.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -20,9 +23,9 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce as Nonce12, UnboundKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sallyport::at_rest::SegmentSize;
 use sallyport::at_rest::encoder::{Resume, SegmentEncoder};
 use sallyport::at_rest::format::{Header, ObjectKeys, SEGMENT_OVERHEAD};
-use sallyport::at_rest::SegmentSize;
 use sallyport::ids::OpaqueId;
 use sallyport::keys::Dek;
 use sha2::{Digest, Sha256};
@@ -41,7 +44,9 @@ fn buffer_len() -> usize {
 fn keys() -> ObjectKeys {
     let dek = Dek::generate().unwrap();
     let s = SegmentSize::new(SEGMENT as u32).unwrap();
-    Header::create(OpaqueId::random(), [7; 16], s, &dek).unwrap().1
+    Header::create(OpaqueId::random(), [7; 16], s, &dek)
+        .unwrap()
+        .1
 }
 
 fn at_rest(c: &mut Criterion) {
@@ -129,7 +134,11 @@ fn at_rest(c: &mut Criterion) {
                 body.copy_from_slice(chunk);
                 let aad = (i as u64).to_be_bytes();
                 let tag = raw
-                    .seal_in_place_separate_tag(Nonce12::assume_unique_for_key(nonce), Aad::from(aad), body)
+                    .seal_in_place_separate_tag(
+                        Nonce12::assume_unique_for_key(nonce),
+                        Aad::from(aad),
+                        body,
+                    )
                     .unwrap();
                 out[12 + chunk.len()..].copy_from_slice(tag.as_ref());
                 at += stride;

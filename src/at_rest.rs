@@ -234,9 +234,7 @@ impl AtRest {
         let id = object.to_string();
         let key = self.state.get(DEK_NAMESPACE, &id).await?.is_some();
         // `Expect::Any` cannot conflict; an absent record is fine (idempotent).
-        self.state
-            .delete(DEK_NAMESPACE, &id, Expect::Any)
-            .await?;
+        self.state.delete(DEK_NAMESPACE, &id, Expect::Any).await?;
         let data = self.blob.delete(BlobId::data(object)).await?;
         let tail = self.blob.delete(BlobId::tail(object)).await?;
         Ok(Deleted { key, data, tail })

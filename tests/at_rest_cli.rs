@@ -6,6 +6,8 @@
 //! `src/cli.rs`; the two re-export modules give it the `crate::keys`/`crate::state` paths
 //! it uses. Once it is wired in, use `sallyport::cli::keys` instead.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod keys {
@@ -78,36 +80,79 @@ fn status_rotate_rewrap_retire() {
             }
             let mut events = Vec::new();
 
-            let (r, out) = cmd(&settings, &state, KeysCommand::Status { json: false }, &mut events).await;
+            let (r, out) = cmd(
+                &settings,
+                &state,
+                KeysCommand::Status { json: false },
+                &mut events,
+            )
+            .await;
             r.unwrap();
             assert!(out.contains("provider: keyring"), "{out}");
-            assert!(out.lines().any(|l| l.starts_with("1 ") && l.contains("current") && l.ends_with(" 3")), "{out}");
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("1 ") && l.contains("current") && l.ends_with(" 3")),
+                "{out}"
+            );
 
             let (r, out) = cmd(&settings, &state, KeysCommand::Rotate, &mut events).await;
             assert!(matches!(r.unwrap(), KeysOutcome::Rotated(k) if k.version == 2));
             assert!(out.contains(":v2 is now current"), "{out}");
 
-            let (r, _) = cmd(&settings, &state, KeysCommand::Retire { version: 1 }, &mut events).await;
+            let (r, _) = cmd(
+                &settings,
+                &state,
+                KeysCommand::Retire { version: 1 },
+                &mut events,
+            )
+            .await;
             let err = format!("{:#}", r.unwrap_err());
             assert!(err.contains("still wraps 3 data key"), "{err}");
 
-            let (r, out) = cmd(&settings, &state, KeysCommand::Rewrap { plain: true }, &mut events).await;
+            let (r, out) = cmd(
+                &settings,
+                &state,
+                KeysCommand::Rewrap { plain: true },
+                &mut events,
+            )
+            .await;
             match r.unwrap() {
                 KeysOutcome::Rewrapped(s) => assert_eq!((s.rewrapped, s.failed), (3, 0)),
                 other => panic!("{other:?}"),
             }
             assert!(out.contains("3 re-wrapped"), "{out}");
-            assert_eq!(events.iter().filter(|e| e.starts_with("Rewrapped")).count(), 3);
+            assert_eq!(
+                events.iter().filter(|e| e.starts_with("Rewrapped")).count(),
+                3
+            );
 
-            let (r, out) = cmd(&settings, &state, KeysCommand::Rewrap { plain: true }, &mut events).await;
+            let (r, out) = cmd(
+                &settings,
+                &state,
+                KeysCommand::Rewrap { plain: true },
+                &mut events,
+            )
+            .await;
             r.unwrap();
             assert!(out.contains("0 re-wrapped, 3 already current"), "{out}");
 
-            let (r, _) = cmd(&settings, &state, KeysCommand::Retire { version: 1 }, &mut events).await;
+            let (r, _) = cmd(
+                &settings,
+                &state,
+                KeysCommand::Retire { version: 1 },
+                &mut events,
+            )
+            .await;
             assert!(matches!(r.unwrap(), KeysOutcome::Retired(k) if k.version == 1));
             assert!(events.iter().any(|e| e.starts_with("Retired")));
 
-            let (r, out) = cmd(&settings, &state, KeysCommand::Status { json: true }, &mut events).await;
+            let (r, out) = cmd(
+                &settings,
+                &state,
+                KeysCommand::Status { json: true },
+                &mut events,
+            )
+            .await;
             r.unwrap();
             let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
             assert_eq!(json["versions"][0]["state"], "retired");
@@ -127,7 +172,10 @@ fn status_rotate_rewrap_retire() {
             );
             for (object, plain) in objects {
                 let reader = at_rest.open_reader(object).await.unwrap();
-                assert_eq!(&reader.read_range(0, reader.len()).await.unwrap()[..], &plain[..]);
+                assert_eq!(
+                    &reader.read_range(0, reader.len()).await.unwrap()[..],
+                    &plain[..]
+                );
                 assert!(blob.raw(BlobId::data(object)).is_some());
             }
         });
@@ -141,10 +189,17 @@ fn commands_parse_as_clap_subcommands() {
         #[command(subcommand)]
         keys: KeysCommand,
     }
-    let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("keys").chain(args.iter().copied()));
+    let parse =
+        |args: &[&str]| Cli::try_parse_from(std::iter::once("keys").chain(args.iter().copied()));
     assert_eq!(parse(&["rotate"]).unwrap().keys, KeysCommand::Rotate);
-    assert_eq!(parse(&["rewrap", "--plain"]).unwrap().keys, KeysCommand::Rewrap { plain: true });
-    assert_eq!(parse(&["retire", "3"]).unwrap().keys, KeysCommand::Retire { version: 3 });
+    assert_eq!(
+        parse(&["rewrap", "--plain"]).unwrap().keys,
+        KeysCommand::Rewrap { plain: true }
+    );
+    assert_eq!(
+        parse(&["retire", "3"]).unwrap().keys,
+        KeysCommand::Retire { version: 3 }
+    );
     assert!(parse(&["retire", "x"]).is_err());
     assert!(parse(&["retire"]).is_err());
     assert!(parse(&["shred"]).is_err());

@@ -3,6 +3,8 @@
 //! bytes and finishes with the right SHA-256; and no nonce is ever written twice under a
 //! key across a long randomized run of appends, crashes and retries.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -202,7 +204,11 @@ fn crash_between_every_pair_of_write_steps_recovers_exactly_the_acknowledged_byt
         // Every write step of the workload was a crash point in every combination, and
         // some crashes hit between the final segment and its tail record.
         let (at_rest, blob, _) = store(S as u32);
-        assert!(run_workload(&at_rest.with_batch_bytes(2 * STRIDE), &feed).await.completed);
+        assert!(
+            run_workload(&at_rest.with_batch_bytes(2 * STRIDE), &feed)
+                .await
+                .completed
+        );
         let steps = blob.mutations() as usize;
         assert!(steps >= 20, "the workload has only {steps} write steps");
         assert_eq!(crash_points, steps * modes.len() * losses.len());
@@ -218,11 +224,17 @@ async fn check_readable(at_rest: &AtRest, object: OpaqueId, plain: &[u8]) {
     assert_eq!(&got[..], plain);
 }
 
-/// Every nonce that reached storage: `(object, blob kind) -> nonces`, plus how often each
-/// segment index was sealed.
-fn nonces_written(blob: &MemBlob) -> (HashMap<(OpaqueId, BlobKind), Vec<[u8; 12]>>, HashMap<(OpaqueId, u64), usize>) {
-    let mut nonces: HashMap<(OpaqueId, BlobKind), Vec<[u8; 12]>> = HashMap::new();
-    let mut sealed_per_index = HashMap::new();
+/// Every nonce that reached storage, per `(object, blob kind)` (one key each), and how
+/// often each segment index was sealed.
+#[derive(Default)]
+struct Recorded {
+    nonces: HashMap<(OpaqueId, BlobKind), Vec<[u8; 12]>>,
+    sealed_per_index: HashMap<(OpaqueId, u64), usize>,
+}
+
+fn nonces_written(blob: &MemBlob) -> Recorded {
+    let mut rec = Recorded::default();
+    let (nonces, sealed_per_index) = (&mut rec.nonces, &mut rec.sealed_per_index);
     for w in blob.writes() {
         let key = (w.id.object, w.id.kind);
         match w.id.kind {
@@ -255,7 +267,7 @@ fn nonces_written(blob: &MemBlob) -> (HashMap<(OpaqueId, BlobKind), Vec<[u8; 12]
             }
         }
     }
-    (nonces, sealed_per_index)
+    rec
 }
 
 #[test]
@@ -323,11 +335,18 @@ fn no_nonce_repeats_under_a_key_across_appends_crashes_and_retries() {
             assert_eq!(f.sha256, <[u8; 32]>::from(Sha256::digest(&plain)));
         }
 
-        let (nonces, sealed_per_index) = nonces_written(&blob);
+        let Recorded {
+            nonces,
+            sealed_per_index,
+        } = nonces_written(&blob);
         let mut total = 0;
         for ((object, kind), list) in &nonces {
             let unique: HashSet<_> = list.iter().collect();
-            assert_eq!(unique.len(), list.len(), "nonce repeated for {object} {kind:?}");
+            assert_eq!(
+                unique.len(),
+                list.len(),
+                "nonce repeated for {object} {kind:?}"
+            );
             total += list.len();
         }
         // The wrapped DEKs' nonces (all under the one KEK) are distinct too.
@@ -344,7 +363,10 @@ fn no_nonce_repeats_under_a_key_across_appends_crashes_and_retries() {
         // The run is long, and retries really re-sealed the same segment indices.
         assert!(total > 1000, "only {total} nonces recorded");
         let resealed = sealed_per_index.values().filter(|&&n| n > 1).count();
-        assert!(resealed > 10, "only {resealed} segment indices were sealed more than once");
+        assert!(
+            resealed > 10,
+            "only {resealed} segment indices were sealed more than once"
+        );
     });
 }
 

@@ -1,6 +1,8 @@
 //! The key hierarchy end to end: the keyring file (creation, permissions, reload, bad
 //! files), and rotate → rewrap → retire over real objects without touching object data.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -41,7 +43,13 @@ fn keyring_is_created_0600_and_reloaded_after_a_rotate_elsewhere() {
         assert_eq!(v2.version, 2);
         assert_eq!(v2.id, v1.id);
         assert_eq!(a.current().await.unwrap(), v2);
-        let states: Vec<_> = a.versions().await.unwrap().iter().map(|v| v.state).collect();
+        let states: Vec<_> = a
+            .versions()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.state)
+            .collect();
         assert_eq!(states, vec![KekState::Active, KekState::Current]);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "rotation keeps the mode");
@@ -80,13 +88,20 @@ fn bad_keyring_files_are_specific_errors_and_leftover_temp_files_are_removed() {
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let cases = [
         ("not json", "expected"),
-        (r#"{"format":"other","kek_id":"k","current":1,"versions":[]}"#, "format"),
         (
-            &*format!(r#"{{"format":"sallyport-keyring/v1","kek_id":"k","current":2,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#),
+            r#"{"format":"other","kek_id":"k","current":1,"versions":[]}"#,
+            "format",
+        ),
+        (
+            &*format!(
+                r#"{{"format":"sallyport-keyring/v1","kek_id":"k","current":2,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#
+            ),
             "not defined",
         ),
         (
-            &*format!(r#"{{"format":"sallyport-keyring/v1","kek_id":"K!","current":1,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#),
+            &*format!(
+                r#"{{"format":"sallyport-keyring/v1","kek_id":"K!","current":1,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#
+            ),
             "kek_id",
         ),
         (
@@ -94,11 +109,15 @@ fn bad_keyring_files_are_specific_errors_and_leftover_temp_files_are_removed() {
             "32 bytes",
         ),
         (
-            &*format!(r#"{{"format":"sallyport-keyring/v1","kek_id":"k","current":1,"extra":1,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#),
+            &*format!(
+                r#"{{"format":"sallyport-keyring/v1","kek_id":"k","current":1,"extra":1,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#
+            ),
             "unknown field",
         ),
         (
-            &*format!(r#"{{"format":"sallyport-keyring/v1","kek_id":"k","current":1,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}},{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#),
+            &*format!(
+                r#"{{"format":"sallyport-keyring/v1","kek_id":"k","current":1,"versions":[{{"version":1,"created_unix":0,"key":"{key}"}},{{"version":1,"created_unix":0,"key":"{key}"}}]}}"#
+            ),
             "twice",
         ),
         (
@@ -174,7 +193,11 @@ fn rotate_then_rewrap_leaves_every_object_readable_with_no_blob_modified() {
         assert_eq!(v2.version, 2);
 
         let status = admin::status(&*keys, &state).await.unwrap();
-        let counts: Vec<_> = status.versions.iter().map(|v| (v.info.kek.version, v.deks)).collect();
+        let counts: Vec<_> = status
+            .versions
+            .iter()
+            .map(|v| (v.info.kek.version, v.deks))
+            .collect();
         assert_eq!(counts, vec![(1, 8), (2, 0)]);
         match admin::retire(&*keys, &state, 1, &mut |_| {}).await {
             Err(KeyError::StillReferenced { count, .. }) => assert_eq!(count, 8),
@@ -206,10 +229,16 @@ fn rotate_then_rewrap_leaves_every_object_readable_with_no_blob_modified() {
         assert_eq!(summary.rewrapped, 5);
         assert_eq!(summary.failed, 0);
         assert_eq!(rewrapped.len(), 5);
-        let again = admin::rewrap_all(&*keys, &state, &mut |_| {}).await.unwrap();
+        let again = admin::rewrap_all(&*keys, &state, &mut |_| {})
+            .await
+            .unwrap();
         assert_eq!((again.rewrapped, again.already_current), (0, 8));
 
-        assert_eq!(snapshot(&blob).await, before, "rewrap must not touch object data");
+        assert_eq!(
+            snapshot(&blob).await,
+            before,
+            "rewrap must not touch object data"
+        );
 
         // Nothing references v1 any more: retire it (its material is destroyed).
         let retired = admin::retire(&*keys, &state, 1, &mut |e| events.push(format!("{e:?}")))
@@ -234,7 +263,10 @@ fn rotate_then_rewrap_leaves_every_object_readable_with_no_blob_modified() {
         w.append(&open_plain[70..]).await.unwrap();
         w.finish().await.unwrap();
         let reader = at_rest.open_reader(open).await.unwrap();
-        assert_eq!(&reader.read_range(0, 150).await.unwrap()[..], &open_plain[..]);
+        assert_eq!(
+            &reader.read_range(0, 150).await.unwrap()[..],
+            &open_plain[..]
+        );
     });
 }
 
@@ -247,11 +279,22 @@ fn rewrap_reports_a_record_it_cannot_unwrap_and_carries_on() {
         let blob = Arc::new(MemBlob::default());
         let mem_state = Arc::new(MemState::default());
         let state: Arc<dyn StateStore> = mem_state.clone();
-        let at_rest = AtRest::new(blob, state.clone(), keys.clone(), SegmentSize::new(64).unwrap());
+        let at_rest = AtRest::new(
+            blob,
+            state.clone(),
+            keys.clone(),
+            SegmentSize::new(64).unwrap(),
+        );
         let mut ids = Vec::new();
         for _ in 0..3 {
             let object = OpaqueId::random();
-            at_rest.create(object).await.unwrap().finish().await.unwrap();
+            at_rest
+                .create(object)
+                .await
+                .unwrap()
+                .finish()
+                .await
+                .unwrap();
             ids.push(object);
         }
         // Corrupt one wrapped DEK (its sealed bytes).
@@ -271,6 +314,10 @@ fn rewrap_reports_a_record_it_cannot_unwrap_and_carries_on() {
         .unwrap();
         assert_eq!((summary.rewrapped, summary.failed), (2, 1));
         assert_eq!(failed[0].0, ids[1].to_string());
-        assert!(failed[0].1.contains("does not authenticate"), "{}", failed[0].1);
+        assert!(
+            failed[0].1.contains("does not authenticate"),
+            "{}",
+            failed[0].1
+        );
     });
 }

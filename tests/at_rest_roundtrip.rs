@@ -1,6 +1,8 @@
 //! Round trips of the at-rest format: every size around segment boundaries, appends in
 //! random pieces with commits, rollbacks and restarts (proptest), random range reads.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use futures_util::StreamExt;
@@ -54,11 +56,18 @@ fn round_trips_at_every_size_around_segment_boundaries() {
 
                 // The stored length is exactly what the length rule predicts.
                 let stored = blob.raw(BlobId::data(object)).unwrap().len();
-                assert_eq!(stored, 108 + (len / s) * (s + 28) + len % s + 28, "len {len}");
+                assert_eq!(
+                    stored,
+                    108 + (len / s) * (s + 28) + len % s + 28,
+                    "len {len}"
+                );
 
                 let reader = at_rest.open_reader(object).await.unwrap();
                 assert_eq!(reader.len(), len as u64);
-                assert_eq!(&reader.read_range(0, len as u64).await.unwrap()[..], &plain[..]);
+                assert_eq!(
+                    &reader.read_range(0, len as u64).await.unwrap()[..],
+                    &plain[..]
+                );
                 assert_eq!(read_all(&at_rest, object).await, plain);
                 for offset in 0..=len {
                     for l in [0, 1, s - 1, s, s + 1] {

@@ -1,6 +1,8 @@
 //! Every tampering with stored ciphertext, tail records or wrapped keys is an error,
 //! never wrong plaintext.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -52,7 +54,11 @@ async fn check_never_wrong(at_rest: &AtRest, object: OpaqueId, plain: &[u8]) -> 
     }
     if reader.len() != plain.len() as u64 {
         // A length change must have been caught at open.
-        panic!("reader accepted a length of {} for {}", reader.len(), plain.len());
+        panic!(
+            "reader accepted a length of {} for {}",
+            reader.len(),
+            plain.len()
+        );
     }
     match reader.read_range(0, plain.len() as u64).await {
         Ok(bytes) => assert_eq!(&bytes[..], plain, "wrong plaintext"),
@@ -161,7 +167,10 @@ fn truncated_or_extended_objects_are_errors() {
             let mut longer = original.clone();
             longer.extend(ext);
             blob.set_raw(id, longer);
-            assert!(!check_never_wrong(&at_rest, object, &plain).await, "extension {i}");
+            assert!(
+                !check_never_wrong(&at_rest, object, &plain).await,
+                "extension {i}"
+            );
         }
         // The final segment replaced by a full one (an extra segment in its place).
         let mut no_final = original[..H + 3 * STRIDE].to_vec();
@@ -177,13 +186,17 @@ fn wrong_kek_and_foreign_wrapped_deks_are_errors() {
         let blob = Arc::new(MemBlob::default());
         let state = Arc::new(MemState::default());
         let s = SegmentSize::new(S as u32).unwrap();
-        let keys = Arc::new(StaticKeks::new(KekSet::generate("test".parse().unwrap(), 1).unwrap()));
+        let keys = Arc::new(StaticKeks::new(
+            KekSet::generate("test".parse().unwrap(), 1).unwrap(),
+        ));
         let at_rest = AtRest::new(blob.clone(), state.clone(), keys, s);
         let (a, plain) = finished(&at_rest, 5).await;
         let (b, _) = finished(&at_rest, 6).await;
 
         // Same KEK id and version, different material.
-        let impostor = Arc::new(StaticKeks::new(KekSet::generate("test".parse().unwrap(), 1).unwrap()));
+        let impostor = Arc::new(StaticKeks::new(
+            KekSet::generate("test".parse().unwrap(), 1).unwrap(),
+        ));
         let wrong = AtRest::new(blob.clone(), state.clone(), impostor, s);
         assert!(matches!(
             wrong.open_reader(a).await,

@@ -1,6 +1,8 @@
 //! The golden vector's stored bytes, loaded into stores, read back through the public API.
 //! (`src/at_rest/vectors.rs` rebuilds the same file byte for byte from its inputs.)
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -66,6 +68,9 @@ fn golden_vector_reads_back_through_the_public_api() {
             let plain = h("plaintext_hex");
             assert_eq!(reader.len(), plain.len() as u64);
             assert_eq!(&reader.read_range(0, 40).await.unwrap()[..], &plain[..]);
-            assert_eq!(&reader.read_range(13, 20).await.unwrap()[..], &plain[13..33]);
+            assert_eq!(
+                &reader.read_range(13, 20).await.unwrap()[..],
+                &plain[13..33]
+            );
         });
 }

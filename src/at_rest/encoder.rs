@@ -131,7 +131,9 @@ impl SegmentEncoder {
                 let plain = &rest[..self.seg];
                 self.hasher.update(plain);
                 let out = &mut self.batch[self.filled..self.filled + stride];
-                self.last_nonce = self.keys.seal_segment(self.full_segments, false, plain, out)?;
+                self.last_nonce = self
+                    .keys
+                    .seal_segment(self.full_segments, false, plain, out)?;
                 self.filled += stride;
                 self.full_segments += 1;
                 taken += self.seg;

@@ -228,7 +228,9 @@ impl Header {
     /// Parses a header (the first 108 bytes of `bytes`); checks structure only. The
     /// commitment is checked by [`Header::unlock`].
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        let b = bytes.get(..HEADER_LEN).ok_or(FormatError::HeaderTruncated)?;
+        let b = bytes
+            .get(..HEADER_LEN)
+            .ok_or(FormatError::HeaderTruncated)?;
         if &b[0..4] != MAGIC {
             return Err(FormatError::BadMagic);
         }
@@ -403,6 +405,7 @@ impl ObjectKeys {
 
     /// Replaces both sealers with fixed-nonce ones (golden vectors only).
     #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
     pub(crate) fn fix_nonces(
         &mut self,
         segment_key: &[u8; KEY_LEN],
@@ -526,6 +529,7 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 pub(crate) fn derived_keys_for_vectors(
     dek: &Dek,
     header: &Header,
@@ -535,6 +539,7 @@ pub(crate) fn derived_keys_for_vectors(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -544,7 +549,18 @@ mod tests {
         assert!(SegmentSize::new(16).is_ok());
         assert!(SegmentSize::new(65536).is_ok());
         assert!(SegmentSize::new(1 << 24).is_ok());
-        for bad in [0, 1, 8, 15, 17, 1000, 65535, (1 << 24) + 1, 1 << 25, u32::MAX] {
+        for bad in [
+            0,
+            1,
+            8,
+            15,
+            17,
+            1000,
+            65535,
+            (1 << 24) + 1,
+            1 << 25,
+            u32::MAX,
+        ] {
             assert_eq!(SegmentSize::new(bad), Err(FormatError::SegmentSize(bad)));
         }
     }
@@ -560,7 +576,9 @@ mod tests {
         assert_eq!(parsed, header);
         assert!(parsed.unlock(object, &[1; 16], &dek).is_ok());
         assert_eq!(
-            parsed.unlock(OpaqueId::random(), &[1; 16], &dek).unwrap_err(),
+            parsed
+                .unlock(OpaqueId::random(), &[1; 16], &dek)
+                .unwrap_err(),
             FormatError::WrongObject
         );
         assert_eq!(
@@ -574,7 +592,10 @@ mod tests {
             FormatError::Commitment
         );
         for n in 0..HEADER_LEN {
-            assert_eq!(Header::decode(&bytes[..n]), Err(FormatError::HeaderTruncated));
+            assert_eq!(
+                Header::decode(&bytes[..n]),
+                Err(FormatError::HeaderTruncated)
+            );
         }
     }
 
@@ -600,9 +621,12 @@ mod tests {
         let (_, mut keys) =
             Header::create(object, [1; 16], SegmentSize::new(16).unwrap(), &dek).unwrap();
         let mut buf = vec![0u8; 16 + SEGMENT_OVERHEAD];
-        keys.seal_segment(3, false, b"0123456789abcdef", &mut buf).unwrap();
+        keys.seal_segment(3, false, b"0123456789abcdef", &mut buf)
+            .unwrap();
         let sealed = buf.clone();
-        let n = keys.open_segment_within(3, false, &mut buf, 0, 0, sealed.len()).unwrap();
+        let n = keys
+            .open_segment_within(3, false, &mut buf, 0, 0, sealed.len())
+            .unwrap();
         assert_eq!(&buf[..n], b"0123456789abcdef");
         for (index, is_final) in [(2, false), (4, false), (3, true)] {
             let mut b = sealed.clone();

@@ -17,10 +17,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, Stream};
 
 use super::AtRestError;
-use super::tail::{TailRecord, TailState};
 use super::format::{
     FinishedLayout, FormatError, HEADER_LEN, Header, ObjectKeys, SEGMENT_OVERHEAD, segment_offset,
 };
+use super::tail::{TailRecord, TailState};
 use crate::blob::{BlobId, BlobStore};
 use crate::ids::OpaqueId;
 use crate::keys::Dek;
@@ -91,7 +91,8 @@ impl Reader {
         };
         // Authenticate the final segment now: it fixes the length.
         let s = u64::from(reader.inner.keys.segment_size.get());
-        reader.decrypt(layout.full * s, layout.final_len, layout.full, layout.full)
+        reader
+            .decrypt(layout.full * s, layout.final_len, layout.full, layout.full)
             .await?;
         Ok(reader)
     }
@@ -185,7 +186,10 @@ impl Reader {
         } else {
             segment_offset(last + 1, s)
         };
-        let stored = inner.blob.read_range(inner.data, start, stop - start).await?;
+        let stored = inner
+            .blob
+            .read_range(inner.data, start, stop - start)
+            .await?;
         if stored.len() as u64 != stop - start {
             return Err(FormatError::InvalidLength(inner.blob_len).into());
         }

@@ -147,7 +147,11 @@ impl TailRecord {
         let aad = tail_aad(keys);
         let plain = keys
             .tail_open
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut body)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut body,
+            )
             .map_err(|_| TailError::Authentication)?;
         Self::parse(plain, keys.segment_size)
     }
@@ -227,6 +231,7 @@ fn tail_aad(keys: &ObjectKeys) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::at_rest::format::Header;

@@ -5,6 +5,7 @@
 //! To regenerate after a deliberate format change (which needs a new format version):
 //! `SALLYPORT_WRITE_VECTORS=1 cargo test --lib at_rest::vectors`, then review the diff and
 //! run `python3 proto/vectors/at_rest_v1_check.py` (an independent implementation).
+#![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -58,7 +59,12 @@ fn build() -> Value {
     let s = SegmentSize::new(SEGMENT_SIZE).unwrap();
     let (header, mut keys) = Header::with_salt(object, dek_id, s, salt, &dek).unwrap();
     let (segment_key, tail_key) = super::format::derived_keys_for_vectors(&dek, &header);
-    keys.fix_nonces(&segment_key, &tail_key, segment_nonces.clone(), vec![tail_nonce]);
+    keys.fix_nonces(
+        &segment_key,
+        &tail_key,
+        segment_nonces.clone(),
+        vec![tail_nonce],
+    );
 
     let mut encoder = SegmentEncoder::new(keys, 1 << 20, Resume::empty());
     assert_eq!(encoder.push(PLAINTEXT).unwrap(), PLAINTEXT.len());
@@ -164,9 +170,9 @@ fn golden_vector_bytes_open_to_the_plaintext() {
         1,
         crate::keys::kek_set::KekVersion {
             created_unix: 0,
-            material: Some(crate::keys::kek_set::KekMaterial::from_bytes(Zeroizing::new(
-                kek_key,
-            ))),
+            material: Some(crate::keys::kek_set::KekMaterial::from_bytes(
+                Zeroizing::new(kek_key),
+            )),
         },
     );
     let set = crate::keys::kek_set::KekSet::new("vector".parse().unwrap(), 1, versions).unwrap();
@@ -182,14 +188,17 @@ fn golden_vector_bytes_open_to_the_plaintext() {
     let header = Header::decode(&blob).unwrap();
     let keys = header.unlock(object, &record.dek_id, &dek).unwrap();
     let layout =
-        super::format::FinishedLayout::from_blob_len(blob.len() as u64, keys.segment_size)
-            .unwrap();
+        super::format::FinishedLayout::from_blob_len(blob.len() as u64, keys.segment_size).unwrap();
     assert_eq!(layout.plaintext_len, 40);
     let mut buf = blob[108..].to_vec();
     let mut plain = 0;
     for i in 0..=layout.full {
         let is_final = i == layout.full;
-        let stored = if is_final { layout.final_len as usize + 28 } else { 44 };
+        let stored = if is_final {
+            layout.final_len as usize + 28
+        } else {
+            44
+        };
         plain += keys
             .open_segment_within(i, is_final, &mut buf, plain, i as usize * 44, stored)
             .unwrap();

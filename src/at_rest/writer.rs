@@ -162,7 +162,8 @@ impl Writer {
     pub async fn rollback(&mut self) -> Result<Committed, AtRestError> {
         match recover(&*self.blob, self.encoder.keys_mut()).await? {
             Recovered::Open { tail, recovery } => {
-                self.blob_len = segment_offset(tail.full_segments, tail_segment_size(&self.encoder));
+                self.blob_len =
+                    segment_offset(tail.full_segments, tail_segment_size(&self.encoder));
                 self.committed = recovery.committed;
                 self.encoder.reset(resume_from(&tail)?);
                 self.unsynced = false;
@@ -485,7 +486,9 @@ async fn is_final_of(
     at: u64,
     extra: u64,
 ) -> Result<bool, AtRestError> {
-    let bytes = blob.read_range(BlobId::data(keys.object), at, extra).await?;
+    let bytes = blob
+        .read_range(BlobId::data(keys.object), at, extra)
+        .await?;
     let mut buf = Zeroizing::new(bytes.to_vec());
     let len = buf.len();
     match keys.open_segment_within(tail.full_segments, true, &mut buf, 0, 0, len) {
@@ -533,7 +536,9 @@ async fn last_segment_matches(
 ) -> Result<bool, AtRestError> {
     let stride = keys.segment_size.stride();
     let at = committed_end - stride;
-    let bytes = blob.read_range(BlobId::data(keys.object), at, stride).await?;
+    let bytes = blob
+        .read_range(BlobId::data(keys.object), at, stride)
+        .await?;
     if bytes[..NONCE_LEN] != tail.last_nonce {
         return Ok(false);
     }

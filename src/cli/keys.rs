@@ -93,7 +93,10 @@ pub async fn run_with_events(
         KeysCommand::Rotate => {
             let kek = admin::rotate(&*provider, on_event).await?;
             writeln!(out, "KEK {kek} is now current.")?;
-            writeln!(out, "Run `sallyport keys rewrap` to move existing data keys to it.")?;
+            writeln!(
+                out,
+                "Run `sallyport keys rewrap` to move existing data keys to it."
+            )?;
             Ok(KeysOutcome::Rotated(kek))
         }
         KeysCommand::Status { json } => {
@@ -197,14 +200,21 @@ fn created(unix: u64) -> String {
     i64::try_from(unix)
         .ok()
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
 fn print_status(out: &mut (dyn Write + Send), status: &KeyStatus) -> std::io::Result<()> {
     writeln!(out, "provider: {}", status.provider)?;
     writeln!(out, "current:  {}", status.current)?;
-    writeln!(out, "{:<8} {:<8} {:<21} {:>10}", "version", "state", "created", "data keys")?;
+    writeln!(
+        out,
+        "{:<8} {:<8} {:<21} {:>10}",
+        "version", "state", "created", "data keys"
+    )?;
     for v in &status.versions {
         writeln!(
             out,

@@ -143,7 +143,10 @@ pub async fn rewrap_all(
                 }
                 Err(error) => {
                     summary.failed += 1;
-                    on_event(KeyEvent::RewrapFailed { object: id, error: &error });
+                    on_event(KeyEvent::RewrapFailed {
+                        object: id,
+                        error: &error,
+                    });
                 }
             }
             on_event(KeyEvent::RewrapProgress {
@@ -190,7 +193,10 @@ async fn rewrap_one(
         let dek = provider.unwrap(&ctx, &record.wrapped).await?;
         let wrapped = provider.wrap(&ctx, &dek, Some(current)).await?;
         drop(dek);
-        let new = DekRecord { wrapped, ..record.clone() };
+        let new = DekRecord {
+            wrapped,
+            ..record.clone()
+        };
         let options = PutOptions {
             ttl: None,
             index: vec![new.index_entry()],

@@ -161,7 +161,9 @@ pub enum KeysConfigError {
     #[error("keys.segment_size must be a power of two from 4096 to 16777216, not {0}")]
     SegmentSize(u64),
     /// Static provider without a KEK id, or with a malformed one.
-    #[error("keys.static_kek_id is required for provider \"static\": 1-32 characters of a-z, 0-9, '_' and '-'")]
+    #[error(
+        "keys.static_kek_id is required for provider \"static\": 1-32 characters of a-z, 0-9, '_' and '-'"
+    )]
     StaticKekId,
     /// Static provider without versions, or with a bad one.
     #[error("keys.static_keks: {0}")]
@@ -191,7 +193,10 @@ impl KeysSettings {
                     return Err(KeysConfigError::Misplaced("static_kek_id", "static"));
                 }
                 if raw.static_current_version.is_some() {
-                    return Err(KeysConfigError::Misplaced("static_current_version", "static"));
+                    return Err(KeysConfigError::Misplaced(
+                        "static_current_version",
+                        "static",
+                    ));
                 }
                 if !raw.static_keks.is_empty() {
                     return Err(KeysConfigError::Misplaced("static_keks", "static"));
@@ -226,9 +231,7 @@ impl KeysSettings {
                         }
                     };
                     if kek.version == 0 {
-                        return Err(KeysConfigError::StaticKeks(
-                            "versions start at 1".into(),
-                        ));
+                        return Err(KeysConfigError::StaticKeks("versions start at 1".into()));
                     }
                     if versions.insert(kek.version, source).is_some() {
                         return Err(KeysConfigError::StaticKeks(format!(
@@ -281,8 +284,7 @@ impl KeysSettings {
                     let material = match source {
                         StaticKekSource::Inline(bytes) => bytes.clone(),
                         StaticKekSource::File(path) => {
-                            let text =
-                                read_secret_file(path, *allow_world_readable_secrets, 4096)?;
+                            let text = read_secret_file(path, *allow_world_readable_secrets, 4096)?;
                             std::str::from_utf8(&text)
                                 .ok()
                                 .and_then(|s| decode_key_b64(s.trim()))
@@ -313,6 +315,7 @@ impl KeysSettings {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -342,16 +345,47 @@ mod tests {
     #[test]
     fn bad_values_are_specific_errors() {
         assert!(parse("bogus = 1").unwrap_err().contains("unknown field"));
-        assert!(parse("segment_size = 1000").unwrap_err().contains("power of two"));
-        assert!(parse("segment_size = 2048").unwrap_err().contains("power of two"));
-        assert!(parse("segment_size = 33554432").unwrap_err().contains("power of two"));
-        assert!(parse("provider = \"hsm\"").unwrap_err().contains("unknown variant"));
-        assert!(parse("provider = \"static\"").unwrap_err().contains("static_kek_id"));
-        assert!(parse("static_kek_id = \"x\"").unwrap_err().contains("only applies"));
+        assert!(
+            parse("segment_size = 1000")
+                .unwrap_err()
+                .contains("power of two")
+        );
+        assert!(
+            parse("segment_size = 2048")
+                .unwrap_err()
+                .contains("power of two")
+        );
+        assert!(
+            parse("segment_size = 33554432")
+                .unwrap_err()
+                .contains("power of two")
+        );
+        assert!(
+            parse("provider = \"hsm\"")
+                .unwrap_err()
+                .contains("unknown variant")
+        );
+        assert!(
+            parse("provider = \"static\"")
+                .unwrap_err()
+                .contains("static_kek_id")
+        );
+        assert!(
+            parse("static_kek_id = \"x\"")
+                .unwrap_err()
+                .contains("only applies")
+        );
         let no_current = "provider = \"static\"\nstatic_kek_id = \"p\"\n[[static_keks]]\nversion = 1\nkey_file = \"k\"\n";
-        assert!(parse(no_current).unwrap_err().contains("static_current_version"));
+        assert!(
+            parse(no_current)
+                .unwrap_err()
+                .contains("static_current_version")
+        );
         let both = "provider = \"static\"\nstatic_kek_id = \"p\"\nstatic_current_version = 1\n[[static_keks]]\nversion = 1\nkey_file = \"k\"\nkey = \"AAAA\"\n";
-        assert!(parse(both).unwrap_err().contains("base64") || parse(both).unwrap_err().contains("exactly one"));
+        assert!(
+            parse(both).unwrap_err().contains("base64")
+                || parse(both).unwrap_err().contains("exactly one")
+        );
         let short = "provider = \"static\"\nstatic_kek_id = \"p\"\nstatic_current_version = 1\n[[static_keks]]\nversion = 1\nkey = \"AAAA\"\n";
         let err = parse(short).unwrap_err();
         assert!(err.contains("32 bytes"), "{err}");

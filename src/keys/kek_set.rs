@@ -296,6 +296,7 @@ pub(crate) fn wrap_with_nonce(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::ids::OpaqueId;
@@ -375,10 +376,7 @@ mod tests {
         assert_eq!(v2.version, 2);
         assert_eq!(set.current_ref(), v2);
         assert!(set.unwrap(&ctx, &old).is_ok());
-        assert!(matches!(
-            set.retire(&v2),
-            Err(KeyError::RetireCurrent(_))
-        ));
+        assert!(matches!(set.retire(&v2), Err(KeyError::RetireCurrent(_))));
         set.retire(&old.kek).unwrap();
         assert!(matches!(
             set.unwrap(&ctx, &old),

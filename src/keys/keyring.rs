@@ -38,8 +38,8 @@ use zeroize::Zeroizing;
 
 use super::kek_set::{KekMaterial, KekSet, KekVersion};
 use super::{
-    Dek, KEY_LEN, KekId, KekRef, KekVersionInfo, KeyError, KeyProvider, Unreferenced,
-    WrapContext, WrappedDek,
+    Dek, KEY_LEN, KekId, KekRef, KekVersionInfo, KeyError, KeyProvider, Unreferenced, WrapContext,
+    WrappedDek,
 };
 
 /// The `format` value of a keyring file.

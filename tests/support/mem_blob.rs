@@ -133,7 +133,12 @@ impl MemBlob {
 
     /// A blob's current bytes (tests compare and tamper with them).
     pub fn raw(&self, id: BlobId) -> Option<Vec<u8>> {
-        self.inner.lock().unwrap().blobs.get(&id).map(|b| b.bytes.clone())
+        self.inner
+            .lock()
+            .unwrap()
+            .blobs
+            .get(&id)
+            .map(|b| b.bytes.clone())
     }
 
     /// Replaces a blob's bytes behind the store's back (tampering), durably.

@@ -48,7 +48,9 @@ impl MemState {
     /// A record's bytes, if present.
     pub fn raw(&self, ns: Namespace, id: &str) -> Option<Vec<u8>> {
         let records = self.records.lock().unwrap();
-        records.get(&(ns.as_str(), id.to_owned())).map(|r| r.value.clone())
+        records
+            .get(&(ns.as_str(), id.to_owned()))
+            .map(|r| r.value.clone())
     }
 }
 
@@ -72,10 +74,12 @@ impl StateStore for MemState {
 
     async fn get(&self, ns: Namespace, id: &str) -> Result<Option<Versioned>, StateError> {
         let records = self.records.lock().unwrap();
-        Ok(records.get(&(ns.as_str(), id.to_owned())).map(|r| Versioned {
-            value: r.value.clone(),
-            version: r.version,
-        }))
+        Ok(records
+            .get(&(ns.as_str(), id.to_owned()))
+            .map(|r| Versioned {
+                value: r.value.clone(),
+                version: r.version,
+            }))
     }
 
     async fn put(
@@ -169,7 +173,9 @@ impl StateStore for MemState {
     }
 
     async fn counter_get(&self, _: Namespace, _: &str) -> Result<i64, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn counter_add(
@@ -179,23 +185,33 @@ impl StateStore for MemState {
         _: i64,
         _: Option<i64>,
     ) -> Result<CounterOutcome, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn lease_acquire(&self, _: &str, _: Duration) -> Result<LeaseOutcome, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn lease_renew(&self, _: &Lease, _: Duration) -> Result<bool, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn lease_release(&self, _: &Lease) -> Result<bool, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn log_head(&self, _: LogName) -> Result<Option<LogEntry>, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn log_append(
@@ -204,10 +220,14 @@ impl StateStore for MemState {
         _: u64,
         _: &[Vec<u8>],
     ) -> Result<AppendOutcome, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 
     async fn log_read(&self, _: LogName, _: u64, _: usize) -> Result<Vec<LogEntry>, StateError> {
-        Err(StateError::Invalid("the in-memory test store has records only"))
+        Err(StateError::Invalid(
+            "the in-memory test store has records only",
+        ))
     }
 }

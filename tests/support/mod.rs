@@ -1,6 +1,6 @@
 //! Test doubles shared by the at-rest tests: an in-memory blob store that can simulate
 //! crashes and torn writes, and an in-memory state store (records only).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod mem_blob;
 pub mod mem_state;
