@@ -5,10 +5,14 @@
 //! that do not fill a segment wait in `partial`. The writer drains the batch into one
 //! `BlobStore::append` when it is full (default 4 MiB) or at commit.
 //!
+//! Memory: one batch buffer per encoder (the batch size plus one segment), allocated when
+//! the writer is created; callers with many concurrent writers can lower it with
+//! `AtRest::with_batch_bytes`.
+//!
 //! Not here: blob I/O, the tail record, recovery ([`super::writer`]).
 
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::format::{FormatError, NONCE_LEN, ObjectKeys, SEGMENT_OVERHEAD};
 
@@ -62,9 +66,11 @@ pub struct SegmentEncoder {
     partial: Zeroizing<Vec<u8>>,
     last_nonce: [u8; NONCE_LEN],
     // Fixed-size buffer: `batch_cap` bytes of full segments plus room for a final one.
-    // Zeroised on drop: a failed seal could leave plaintext in it.
-    batch: Zeroizing<Vec<u8>>,
+    // Plaintext is copied in and sealed in place, so a failed seal could leave plaintext
+    // behind: the used part (`high_water`) is zeroised on drop.
+    batch: Vec<u8>,
     filled: usize,
+    high_water: usize,
     batch_cap: usize,
     finalized: bool,
 }
@@ -96,8 +102,9 @@ impl SegmentEncoder {
             hasher: resume.hasher,
             partial,
             last_nonce: resume.last_nonce,
-            batch: Zeroizing::new(vec![0u8; batch_cap + stride]),
+            batch: vec![0u8; batch_cap + stride],
             filled: 0,
+            high_water: 0,
             batch_cap,
             finalized: false,
         }
@@ -176,6 +183,7 @@ impl SegmentEncoder {
 
     /// Forgets the batch after it was appended.
     pub fn clear_batch(&mut self) {
+        self.high_water = self.high_water.max(self.filled);
         self.filled = 0;
     }
 
@@ -222,7 +230,16 @@ impl SegmentEncoder {
         self.partial.clear();
         self.partial.extend_from_slice(&resume.partial);
         self.last_nonce = resume.last_nonce;
-        self.filled = 0;
+        self.clear_batch();
         self.finalized = false;
+    }
+}
+
+impl Drop for SegmentEncoder {
+    fn drop(&mut self) {
+        // Up to the furthest slot ever written, plus the slot a failed seal may have used.
+        let stride = self.seg + SEGMENT_OVERHEAD;
+        let used = (self.high_water.max(self.filled) + stride).min(self.batch.len());
+        self.batch[..used].zeroize();
     }
 }

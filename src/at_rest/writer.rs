@@ -560,7 +560,7 @@ async fn rebuild(
     let s = keys.segment_size;
     let data = BlobId::data(keys.object);
     let blob_len = blob.len(data).await?;
-    let present = (blob_len - HEADER_LEN as u64) / s.stride();
+    let present = blob_len.saturating_sub(HEADER_LEN as u64) / s.stride();
     let mut hasher = Sha256::new();
     let mut good = 0u64;
     const PER_READ: u64 = 64;
