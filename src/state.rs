@@ -268,8 +268,12 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes the record (and its index entries) if `expect` holds. Deleting an absent
     /// record with `Expect::Any` or `Expect::Absent` is `Applied(0)`.
-    async fn delete(&self, ns: Namespace, id: &str, expect: Expect)
-    -> Result<CasOutcome, StateError>;
+    async fn delete(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+    ) -> Result<CasOutcome, StateError>;
 
     /// Ids of live records in `ns` listed under `entry`, in ascending id order, starting
     /// after `after` (exclusive), at most `limit`.

@@ -57,11 +57,12 @@ use redb::{Database, DatabaseError, Durability, WriteTransaction};
 
 use super::limits;
 use super::{
-    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome,
-    LogEntry, LogName, Namespace, PutOptions, StateError, StateStore, Versioned,
+    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome, LogEntry,
+    LogName, Namespace, PutOptions, StateError, StateStore, Versioned,
 };
 
 mod codec;
+mod coordination;
 mod ops;
 
 /// What one [`EmbeddedStateStore::sweep_expired`] run removed.
@@ -161,7 +162,8 @@ impl StateStore for EmbeddedStateStore {
     async fn get(&self, ns: Namespace, id: &str) -> Result<Option<Versioned>, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| ops::get(db, ns.as_str(), &id, now_ms())).await
+        self.run(move |db| ops::get(db, ns.as_str(), &id, now_ms()))
+            .await
     }
 
     async fn put(
@@ -233,7 +235,7 @@ impl StateStore for EmbeddedStateStore {
     async fn counter_get(&self, ns: Namespace, id: &str) -> Result<i64, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| ops::counter_get(db, ns.as_str(), &id))
+        self.run(move |db| coordination::counter_get(db, ns.as_str(), &id))
             .await
     }
 
@@ -246,7 +248,7 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<CounterOutcome, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| ops::counter_add(db, ns.as_str(), &id, delta, limit))
+        self.run(move |db| coordination::counter_add(db, ns.as_str(), &id, delta, limit))
             .await
     }
 
@@ -254,7 +256,7 @@ impl StateStore for EmbeddedStateStore {
         limits::check_id(name)?;
         let ttl_ms = limits::ttl_ms(ttl)?;
         let name = name.to_owned();
-        self.run(move |db| ops::lease_acquire(db, &name, ttl_ms, now_ms()))
+        self.run(move |db| coordination::lease_acquire(db, &name, ttl_ms, now_ms()))
             .await
     }
 
@@ -262,20 +264,20 @@ impl StateStore for EmbeddedStateStore {
         limits::check_id(&lease.name)?;
         let ttl_ms = limits::ttl_ms(ttl)?;
         let lease = lease.clone();
-        self.run(move |db| ops::lease_renew(db, &lease, ttl_ms, now_ms()))
+        self.run(move |db| coordination::lease_renew(db, &lease, ttl_ms, now_ms()))
             .await
     }
 
     async fn lease_release(&self, lease: &Lease) -> Result<bool, StateError> {
         limits::check_id(&lease.name)?;
         let lease = lease.clone();
-        self.run(move |db| ops::lease_release(db, &lease, now_ms()))
+        self.run(move |db| coordination::lease_release(db, &lease, now_ms()))
             .await
     }
 
     async fn log_head(&self, log: LogName) -> Result<Option<LogEntry>, StateError> {
         limits::check_static_name(log.0)?;
-        self.run(move |db| ops::log_head(db, log.0)).await
+        self.run(move |db| coordination::log_head(db, log.0)).await
     }
 
     async fn log_append(
@@ -287,7 +289,7 @@ impl StateStore for EmbeddedStateStore {
         limits::check_static_name(log.0)?;
         limits::check_append(expected_next, entries)?;
         let entries = entries.to_vec();
-        self.run(move |db| ops::log_append(db, log.0, expected_next, &entries))
+        self.run(move |db| coordination::log_append(db, log.0, expected_next, &entries))
             .await
     }
 
@@ -299,7 +301,7 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<Vec<LogEntry>, StateError> {
         limits::check_static_name(log.0)?;
         limits::check_page(limit)?;
-        self.run(move |db| ops::log_read(db, log.0, from, limit))
+        self.run(move |db| coordination::log_read(db, log.0, from, limit))
             .await
     }
 }

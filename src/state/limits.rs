@@ -56,7 +56,9 @@ pub(crate) fn check_static_name(name: &str) -> Result<(), StateError> {
 pub(crate) fn check_index_entry(entry: &IndexEntry) -> Result<(), StateError> {
     check_static_name(entry.index)?;
     if entry.value.len() > MAX_INDEX_VALUE_LEN {
-        return Err(StateError::Invalid("an index value is longer than 256 bytes"));
+        return Err(StateError::Invalid(
+            "an index value is longer than 256 bytes",
+        ));
     }
     Ok(())
 }
@@ -70,7 +72,9 @@ pub(crate) fn check_index_entries(entries: &[IndexEntry]) -> Result<Vec<IndexEnt
     out.sort_by(|a, b| (a.index, &a.value).cmp(&(b.index, &b.value)));
     out.dedup();
     if out.len() > MAX_INDEX_ENTRIES {
-        return Err(StateError::Invalid("a record carries more than 16 index entries"));
+        return Err(StateError::Invalid(
+            "a record carries more than 16 index entries",
+        ));
     }
     Ok(out)
 }
@@ -105,7 +109,9 @@ pub(crate) fn check_append(expected_next: u64, entries: &[Vec<u8>]) -> Result<()
         return Err(StateError::Invalid("a log append needs at least one entry"));
     }
     if entries.len() > MAX_APPEND_BATCH {
-        return Err(StateError::Invalid("a log append carries more than 1000 entries"));
+        return Err(StateError::Invalid(
+            "a log append carries more than 1000 entries",
+        ));
     }
     // Sequence numbers of the batch must fit; also keeps Redis's Lua doubles exact.
     let last = expected_next.checked_add(entries.len() as u64);
@@ -148,7 +154,9 @@ mod tests {
             out,
             vec![IndexEntry::new("batch", "z"), IndexEntry::new("owner", "b")]
         );
-        let many: Vec<_> = (0..17).map(|i| IndexEntry::new("owner", format!("{i}"))).collect();
+        let many: Vec<_> = (0..17)
+            .map(|i| IndexEntry::new("owner", format!("{i}")))
+            .collect();
         assert!(check_index_entries(&many).is_err());
         assert!(check_index_entries(&[IndexEntry::new("owner", "v".repeat(257))]).is_err());
         assert!(check_index_entries(&[IndexEntry::new("Owner", "v")]).is_err());

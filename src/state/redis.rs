@@ -49,8 +49,8 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::limits;
 use super::{
-    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome,
-    LogEntry, LogName, Namespace, PutOptions, StateError, StateStore, Versioned,
+    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome, LogEntry,
+    LogName, Namespace, PutOptions, StateError, StateStore, Versioned,
 };
 
 mod keys;
@@ -112,7 +112,9 @@ impl RedisStateStore {
         timeouts: RedisTimeouts,
     ) -> Result<Self, StateError> {
         if key_prefix.len() > MAX_PREFIX_LEN {
-            return Err(StateError::Invalid("a redis key prefix is longer than 128 bytes"));
+            return Err(StateError::Invalid(
+                "a redis key prefix is longer than 128 bytes",
+            ));
         }
         // The URL may hold a password, so the error does not repeat it.
         let client =
@@ -499,7 +501,8 @@ impl StateStore for RedisStateStore {
         seqs.into_iter()
             .zip(values)
             .map(|(seq, bytes)| {
-                let bytes = bytes.ok_or_else(|| corrupt("a log entry below the head is missing"))?;
+                let bytes =
+                    bytes.ok_or_else(|| corrupt("a log entry below the head is missing"))?;
                 Ok(LogEntry { seq, bytes })
             })
             .collect()
@@ -534,7 +537,8 @@ fn log_entry(seq: u64, bytes: Option<Vec<u8>>) -> Result<Option<LogEntry>, State
 }
 
 fn parse_i64(s: &str) -> Result<i64, StateError> {
-    s.parse().map_err(|_| corrupt("a counter is not an integer"))
+    s.parse()
+        .map_err(|_| corrupt("a counter is not an integer"))
 }
 
 fn corrupt(what: &str) -> StateError {

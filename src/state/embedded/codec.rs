@@ -234,13 +234,20 @@ mod tests {
     fn record_keys_are_length_prefixed() {
         assert_eq!(record_key("upload", "ab").unwrap(), b"\x00\x06uploadab");
         // "up" + "loadab" and "upload" + "ab" must not collide.
-        assert_ne!(record_key("up", "loadab").unwrap(), record_key("upload", "ab").unwrap());
-        assert!(record_key("upload", "ab")
-            .unwrap()
-            .starts_with(&namespace_prefix("upload").unwrap()));
-        assert!(!record_key("uploads", "x")
-            .unwrap()
-            .starts_with(&namespace_prefix("upload").unwrap()));
+        assert_ne!(
+            record_key("up", "loadab").unwrap(),
+            record_key("upload", "ab").unwrap()
+        );
+        assert!(
+            record_key("upload", "ab")
+                .unwrap()
+                .starts_with(&namespace_prefix("upload").unwrap())
+        );
+        assert!(
+            !record_key("uploads", "x")
+                .unwrap()
+                .starts_with(&namespace_prefix("upload").unwrap())
+        );
     }
 
     #[test]

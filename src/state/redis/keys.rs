@@ -97,7 +97,10 @@ mod tests {
         let k = Keys::new("sp:");
         assert_eq!(k.record("upload", "abc"), b"sp:r:upload:abc");
         assert_eq!(k.record_prefix("upload"), b"sp:r:upload:");
-        assert!(k.record("upload", "abc").starts_with(&k.record_prefix("upload")));
+        assert!(
+            k.record("upload", "abc")
+                .starts_with(&k.record_prefix("upload"))
+        );
         assert_eq!(k.namespace("upload"), b"sp:n:upload");
         assert_eq!(k.index("grant", "owner", "c:7"), b"sp:x:grant:owner:c:7");
         assert_eq!(k.counter("dl", "g1"), b"sp:c:dl:g1");
