@@ -6,7 +6,8 @@
 //! When Redis is unreachable the Redis tests print a notice and return, except when the `CI`
 //! environment variable is set: then they fail.
 //!
-//! Also here: embedded-only checks (file lock, sweeper, reopen, modes) and the
+//! Also here: embedded-only checks (file lock, sweeper, reopen, modes), Redis-only checks
+//! (unreachable or silent server, foreign data under our keys), and the
 //! cross-process lease tests, which re-run this test binary as a child process that takes a
 //! lease and is then killed with SIGKILL (see `child_lease_holder`).
 
@@ -20,6 +21,8 @@ mod embedded_only;
 mod harness;
 #[path = "state_store/processes.rs"]
 mod processes;
+#[path = "state_store/redis_only.rs"]
+mod redis_only;
 
 /// Generates one test per case for each backend.
 macro_rules! suite {

@@ -10,7 +10,10 @@
 //! no fsync.
 //!
 //! Time is the wall clock in unix milliseconds, because expiries must survive a restart
-//! (a lease held by a process that was killed stays held until its TTL passes).
+//! (a lease held by a process that was killed stays held until its TTL passes). An expiry
+//! counts from when the operation started running, which may be a little before its
+//! transaction got the write lock: a holder that times its TTL from sending the request
+//! never believes it holds a lease longer than the store does.
 //!
 //! # Layout
 //!

@@ -87,7 +87,7 @@ pub(crate) fn ttl_ms(ttl: Duration) -> Result<u64, StateError> {
     if ttl > MAX_TTL {
         return Err(StateError::Invalid("a ttl is longer than ten years"));
     }
-    let ms = ttl.as_millis() + u128::from(ttl.subsec_nanos() % 1_000_000 != 0);
+    let ms = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
     // MAX_TTL is about 3.2e11 ms, far inside u64.
     u64::try_from(ms).map_err(|_| StateError::Invalid("a ttl is longer than ten years"))
 }
