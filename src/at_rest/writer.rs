@@ -1,0 +1,623 @@
+//! The appending writer and crash recovery.
+//!
+//! Write steps, in this order (the crash-injection tests stop between each pair):
+//!
+//! * `append`: plaintext is hashed and sealed into the batch; a full batch is appended to
+//!   the data blob (not yet durable, not yet acknowledged);
+//! * `commit`: append the rest of the batch, `sync` the data blob, then atomically
+//!   `replace` the tail record with generation + 1. The replace is the commit point;
+//! * `finish`: commit, append the final segment, `sync`, replace the tail record with a
+//!   *finished* one.
+//!
+//! Recovery ([`reopen`], [`Writer::rollback`]) reads the tail record and:
+//!
+//! * cuts every byte of the data blob beyond the committed segments (a torn or
+//!   uncommitted append: never acknowledged);
+//! * completes an interrupted finish when exactly the final segment of the committed
+//!   partial is there (it authenticates with the final flag and holds exactly the
+//!   committed partial bytes), since that object holds exactly the committed bytes;
+//! * treats a tail record whose committed segments are missing from the blob, or whose
+//!   last-segment nonce fingerprint does not match, as stale: it is discarded and the
+//!   hash state rebuilt from the segments that do authenticate (reported in
+//!   [`Recovery::tail_rebuilt`]; only a blob store that broke its durability promise or
+//!   an operator restoring files can cause it).
+//!
+//! Dropping a writer without `commit` is a rollback that happens at the next recovery.
+//!
+//! Not here: the segment codec ([`super::format`]), the hot loop ([`super::encoder`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::AtRestError;
+use super::encoder::{Resume, SegmentEncoder};
+use super::format::{
+    FormatError, HEADER_LEN, Header, NONCE_LEN, ObjectKeys, SEGMENT_OVERHEAD, SegmentSize,
+    segment_offset,
+};
+use super::tail::{TailRecord, TailState};
+use crate::blob::{BlobError, BlobId, BlobStore};
+use crate::ids::OpaqueId;
+use crate::keys::Dek;
+use crate::keys::record::DekRecord;
+
+/// A commit's result: what is now durable and acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Committed plaintext bytes (the upload offset).
+    pub plaintext_len: u64,
+    /// The tail record's generation (1 after creation, +1 per commit).
+    pub generation: u64,
+}
+
+/// A finished object's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Its plaintext length.
+    pub plaintext_len: u64,
+    /// SHA-256 of its plaintext.
+    pub sha256: [u8; 32],
+}
+
+/// What recovery did when a writer was reopened or rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// The state recovered to.
+    pub committed: Committed,
+    /// Uncommitted ciphertext bytes cut from the end of the data blob.
+    pub cut_bytes: u64,
+    /// The tail record was stale and was rebuilt from the data blob; `committed` may be
+    /// shorter than what was acknowledged before (see the module docs).
+    pub tail_rebuilt: bool,
+}
+
+/// The result of reopening an object for writing.
+#[derive(Debug)]
+pub enum Reopened {
+    /// Still open: a writer at the last commit.
+    Open {
+        /// The writer.
+        writer: Box<Writer>,
+        /// What recovery did.
+        recovery: Recovery,
+    },
+    /// Already finished (possibly by completing an interrupted `finish`).
+    Finished(Finished),
+}
+
+/// Appends to one object. Not `Clone`: one writer per object, under the caller's lock.
+pub struct Writer {
+    blob: Arc<dyn BlobStore>,
+    object: OpaqueId,
+    encoder: SegmentEncoder,
+    committed: Committed,
+    /// Expected data blob length (header, sealed segments appended so far).
+    blob_len: u64,
+    unsynced: bool,
+    poisoned: bool,
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("object", &self.object)
+            .field("committed", &self.committed)
+            .field("len", &self.encoder.plaintext_len())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Adds plaintext. Full batches of sealed segments go to the blob store; nothing is
+    /// acknowledged until [`Writer::commit`].
+    pub async fn append(&mut self, mut data: &[u8]) -> Result<(), AtRestError> {
+        self.usable()?;
+        while !data.is_empty() {
+            let taken = match self.encoder.push(data) {
+                Ok(n) => n,
+                Err(e) => return Err(self.poison(e.into())),
+            };
+            data = &data[taken..];
+            if self.encoder.batch_is_full() {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable and acknowledged; returns the committed
+    /// length. A no-op when nothing was appended since the last commit.
+    pub async fn commit(&mut self) -> Result<Committed, AtRestError> {
+        self.usable()?;
+        if self.encoder.plaintext_len() == self.committed.plaintext_len {
+            return Ok(self.committed);
+        }
+        self.flush().await?;
+        self.sync().await?;
+        let record = TailRecord {
+            state: TailState::Open,
+            generation: self.committed.generation + 1,
+            full_segments: self.encoder.full_segments(),
+            plaintext_len: self.encoder.plaintext_len(),
+            last_nonce: self.encoder.last_nonce(),
+            midstate: TailRecord::midstate_of(self.encoder.hasher()),
+            partial: self.encoder.partial().clone(),
+        };
+        self.write_tail(&record).await?;
+        self.committed = Committed {
+            plaintext_len: record.plaintext_len,
+            generation: record.generation,
+        };
+        Ok(self.committed)
+    }
+
+    /// Discards everything appended since the last commit (e.g. a PATCH whose checksum
+    /// failed) and, after a failure, re-reads the durable state. Returns the committed
+    /// state, which is where appending continues.
+    pub async fn rollback(&mut self) -> Result<Committed, AtRestError> {
+        match recover(&*self.blob, self.encoder.keys_mut()).await? {
+            Recovered::Open { tail, recovery } => {
+                self.blob_len =
+                    segment_offset(tail.full_segments, tail_segment_size(&self.encoder));
+                self.committed = recovery.committed;
+                self.encoder.reset(resume_from(&tail)?);
+                self.unsynced = false;
+                self.poisoned = false;
+                Ok(self.committed)
+            }
+            Recovered::Finished(_) => Err(AtRestError::AlreadyFinished),
+        }
+    }
+
+    /// Commits, seals the final segment and marks the object finished. Returns the
+    /// plaintext length and SHA-256.
+    pub async fn finish(mut self) -> Result<Finished, AtRestError> {
+        self.commit().await?;
+        if let Err(e) = self.encoder.seal_final() {
+            return Err(self.poison(e.into()));
+        }
+        self.flush().await?;
+        self.sync().await?;
+        let record = TailRecord {
+            state: TailState::Finished,
+            generation: self.committed.generation + 1,
+            full_segments: self.encoder.full_segments(),
+            plaintext_len: self.encoder.plaintext_len(),
+            last_nonce: self.encoder.last_nonce(),
+            midstate: TailRecord::midstate_of(self.encoder.hasher()),
+            partial: Zeroizing::new(Vec::new()),
+        };
+        self.write_tail(&record).await?;
+        Ok(Finished {
+            plaintext_len: record.plaintext_len,
+            sha256: self.encoder.hasher().clone().finalize().into(),
+        })
+    }
+
+    /// Plaintext bytes appended, committed or not.
+    pub fn len(&self) -> u64 {
+        self.encoder.plaintext_len()
+    }
+
+    /// Whether nothing was appended yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last commit.
+    pub fn committed(&self) -> Committed {
+        self.committed
+    }
+
+    /// The object.
+    pub fn object(&self) -> OpaqueId {
+        self.object
+    }
+
+    fn usable(&self) -> Result<(), AtRestError> {
+        if self.poisoned {
+            Err(AtRestError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn poison(&mut self, error: AtRestError) -> AtRestError {
+        self.poisoned = true;
+        error
+    }
+
+    async fn flush(&mut self) -> Result<(), AtRestError> {
+        let batch = self.encoder.batch();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let expected = self.blob_len + batch.len() as u64;
+        match self.blob.append(BlobId::data(self.object), batch).await {
+            Ok(len) if len == expected => {
+                self.blob_len = len;
+                self.unsynced = true;
+                self.encoder.clear_batch();
+                Ok(())
+            }
+            Ok(_) => Err(self.poison(AtRestError::ConcurrentWrite)),
+            Err(e) => Err(self.poison(e.into())),
+        }
+    }
+
+    async fn sync(&mut self) -> Result<(), AtRestError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        match self.blob.sync(BlobId::data(self.object)).await {
+            Ok(()) => {
+                self.unsynced = false;
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e.into())),
+        }
+    }
+
+    async fn write_tail(&mut self, record: &TailRecord) -> Result<(), AtRestError> {
+        let bytes = match record.seal(self.encoder.keys_mut()) {
+            Ok(b) => b,
+            Err(e) => return Err(self.poison(e.into())),
+        };
+        match self.blob.replace(BlobId::tail(self.object), &bytes).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.poison(e.into())),
+        }
+    }
+}
+
+fn tail_segment_size(encoder: &SegmentEncoder) -> SegmentSize {
+    encoder.keys().segment_size
+}
+
+/// Creates the data blob (reusing an orphan left by a crashed create or delete: with no
+/// DEK before ours, its bytes were unreadable anyway), writes the header, syncs, writes
+/// the first tail record.
+pub(crate) async fn initialize(
+    blob: Arc<dyn BlobStore>,
+    header: Header,
+    mut keys: ObjectKeys,
+    batch_bytes: usize,
+) -> Result<Writer, AtRestError> {
+    let object = header.object;
+    let data = BlobId::data(object);
+    match blob.create(data).await {
+        Ok(()) => {}
+        Err(BlobError::AlreadyExists(_)) => blob.truncate(data, 0).await?,
+        Err(e) => return Err(e.into()),
+    }
+    let len = blob.append(data, &header.encode()).await?;
+    if len != HEADER_LEN as u64 {
+        return Err(AtRestError::ConcurrentWrite);
+    }
+    blob.sync(data).await?;
+    let first = TailRecord {
+        state: TailState::Open,
+        generation: 1,
+        full_segments: 0,
+        plaintext_len: 0,
+        last_nonce: [0; NONCE_LEN],
+        midstate: TailRecord::midstate_of(&Sha256::new()),
+        partial: Zeroizing::new(Vec::new()),
+    };
+    blob.replace(BlobId::tail(object), &first.seal(&mut keys)?)
+        .await?;
+    Ok(Writer {
+        blob,
+        object,
+        encoder: SegmentEncoder::new(keys, batch_bytes, Resume::empty()),
+        committed: Committed {
+            plaintext_len: 0,
+            generation: 1,
+        },
+        blob_len: HEADER_LEN as u64,
+        unsynced: false,
+        poisoned: false,
+    })
+}
+
+/// Reopens an object for writing: header and key commitment, then recovery.
+pub(crate) async fn reopen(
+    blob: Arc<dyn BlobStore>,
+    object: OpaqueId,
+    record: &DekRecord,
+    dek: Dek,
+    segment_size: SegmentSize,
+    batch_bytes: usize,
+) -> Result<Reopened, AtRestError> {
+    let data = BlobId::data(object);
+    let blob_len = match blob.len(data).await {
+        Ok(n) => Some(n),
+        Err(BlobError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let tail_exists = match blob.len(BlobId::tail(object)).await {
+        Ok(_) => true,
+        Err(BlobError::NotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    // A create that crashed before its first tail record: the header is missing, torn or
+    // not known to be durable, and no tail record exists (it is written only after the
+    // header's sync). Nothing was ever acknowledged, so start afresh under the same DEK.
+    if !tail_exists && blob_len.is_none_or(|n| n <= HEADER_LEN as u64) {
+        let (header, keys) = Header::create(object, record.dek_id, segment_size, &dek)?;
+        drop(dek);
+        let writer = initialize(blob, header, keys, batch_bytes).await?;
+        let recovery = Recovery {
+            committed: writer.committed,
+            cut_bytes: blob_len.unwrap_or(0),
+            tail_rebuilt: false,
+        };
+        return Ok(Reopened::Open {
+            writer: Box::new(writer),
+            recovery,
+        });
+    }
+    let blob_len = blob_len.ok_or(AtRestError::Inconsistent("tail record without data blob"))?;
+    if blob_len < HEADER_LEN as u64 {
+        return Err(AtRestError::Inconsistent("tail record with a torn header"));
+    }
+    let header = Header::decode(&blob.read_range(data, 0, HEADER_LEN as u64).await?)?;
+    let mut keys = header.unlock(object, &record.dek_id, &dek)?;
+    drop(dek);
+    match recover(&*blob, &mut keys).await? {
+        Recovered::Finished(f) => Ok(Reopened::Finished(f)),
+        Recovered::Open { tail, recovery } => {
+            let blob_len = segment_offset(tail.full_segments, keys.segment_size);
+            let encoder = SegmentEncoder::new(keys, batch_bytes, resume_from(&tail)?);
+            Ok(Reopened::Open {
+                writer: Box::new(Writer {
+                    blob,
+                    object,
+                    encoder,
+                    committed: recovery.committed,
+                    blob_len,
+                    unsynced: false,
+                    poisoned: false,
+                }),
+                recovery,
+            })
+        }
+    }
+}
+
+fn resume_from(tail: &TailRecord) -> Result<Resume, AtRestError> {
+    Ok(Resume {
+        full_segments: tail.full_segments,
+        plaintext_len: tail.plaintext_len,
+        hasher: tail.hasher()?,
+        partial: tail.partial.clone(),
+        last_nonce: tail.last_nonce,
+    })
+}
+
+pub(crate) enum Recovered {
+    Open {
+        tail: TailRecord,
+        recovery: Recovery,
+    },
+    Finished(Finished),
+}
+
+/// Brings the blobs back to the last commit (see the module docs).
+pub(crate) async fn recover(
+    blob: &dyn BlobStore,
+    keys: &mut ObjectKeys,
+) -> Result<Recovered, AtRestError> {
+    let object = keys.object;
+    let s = keys.segment_size;
+    let data = BlobId::data(object);
+    let tail_id = BlobId::tail(object);
+    let blob_len = blob.len(data).await?;
+    let tail_len = match blob.len(tail_id).await {
+        Ok(n) => Some(n),
+        Err(BlobError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(tail_len) = tail_len else {
+        return Err(AtRestError::Inconsistent("tail record missing"));
+    };
+    // A tail record holds less than one segment of partial data plus fixed fields.
+    if tail_len > u64::from(s.get()) + 512 {
+        return Err(AtRestError::Inconsistent("tail record too large"));
+    }
+    let tail = TailRecord::open(keys, &blob.read_range(tail_id, 0, tail_len).await?)?;
+    let committed_end = segment_offset(tail.full_segments, s);
+
+    if tail.state == TailState::Finished {
+        let final_len = tail.plaintext_len - tail.full_segments * u64::from(s.get());
+        if blob_len != committed_end + final_len + SEGMENT_OVERHEAD as u64 {
+            return Err(AtRestError::Inconsistent(
+                "finished object's length differs from its tail record",
+            ));
+        }
+        return Ok(Recovered::Finished(Finished {
+            plaintext_len: tail.plaintext_len,
+            sha256: tail.hasher()?.finalize().into(),
+        }));
+    }
+
+    let mut cut_bytes = 0;
+    if blob_len > committed_end {
+        let extra = blob_len - committed_end;
+        if extra == tail.partial.len() as u64 + SEGMENT_OVERHEAD as u64
+            && is_final_of(blob, keys, &tail, committed_end, extra).await?
+        {
+            return complete_finish(blob, keys, tail, committed_end, extra).await;
+        }
+        blob.truncate(data, committed_end).await?;
+        cut_bytes = extra;
+    }
+    let fresh = blob_len >= committed_end
+        && (tail.full_segments == 0
+            || last_segment_matches(blob, keys, &tail, committed_end).await?);
+    if fresh {
+        let committed = Committed {
+            plaintext_len: tail.plaintext_len,
+            generation: tail.generation,
+        };
+        return Ok(Recovered::Open {
+            tail,
+            recovery: Recovery {
+                committed,
+                cut_bytes,
+                tail_rebuilt: false,
+            },
+        });
+    }
+    rebuild(blob, keys, &tail, cut_bytes).await
+}
+
+/// Whether the `extra` bytes after the committed segments are exactly the final segment
+/// holding the committed partial (an interrupted `finish`).
+async fn is_final_of(
+    blob: &dyn BlobStore,
+    keys: &ObjectKeys,
+    tail: &TailRecord,
+    at: u64,
+    extra: u64,
+) -> Result<bool, AtRestError> {
+    let bytes = blob
+        .read_range(BlobId::data(keys.object), at, extra)
+        .await?;
+    let mut buf = Zeroizing::new(bytes.to_vec());
+    let len = buf.len();
+    match keys.open_segment_within(tail.full_segments, true, &mut buf, 0, 0, len) {
+        Ok(n) => Ok(bool::from(buf[..n].ct_eq(&tail.partial[..]))),
+        Err(_) => Ok(false),
+    }
+}
+
+async fn complete_finish(
+    blob: &dyn BlobStore,
+    keys: &mut ObjectKeys,
+    tail: TailRecord,
+    at: u64,
+    extra: u64,
+) -> Result<Recovered, AtRestError> {
+    let data = BlobId::data(keys.object);
+    blob.sync(data).await?;
+    let nonce = blob.read_range(data, at, NONCE_LEN as u64).await?;
+    let mut last_nonce = [0u8; NONCE_LEN];
+    last_nonce.copy_from_slice(&nonce);
+    debug_assert_eq!(extra, tail.partial.len() as u64 + SEGMENT_OVERHEAD as u64);
+    let finished = TailRecord {
+        state: TailState::Finished,
+        generation: tail.generation + 1,
+        full_segments: tail.full_segments,
+        plaintext_len: tail.plaintext_len,
+        last_nonce,
+        midstate: tail.midstate.clone(),
+        partial: Zeroizing::new(Vec::new()),
+    };
+    blob.replace(BlobId::tail(keys.object), &finished.seal(keys)?)
+        .await?;
+    Ok(Recovered::Finished(Finished {
+        plaintext_len: tail.plaintext_len,
+        sha256: tail.hasher()?.finalize().into(),
+    }))
+}
+
+/// Whether the last committed segment is in the blob: same nonce and it authenticates.
+async fn last_segment_matches(
+    blob: &dyn BlobStore,
+    keys: &ObjectKeys,
+    tail: &TailRecord,
+    committed_end: u64,
+) -> Result<bool, AtRestError> {
+    let stride = keys.segment_size.stride();
+    let at = committed_end - stride;
+    let bytes = blob
+        .read_range(BlobId::data(keys.object), at, stride)
+        .await?;
+    if bytes[..NONCE_LEN] != tail.last_nonce {
+        return Ok(false);
+    }
+    let mut buf = Zeroizing::new(bytes.to_vec());
+    let len = buf.len();
+    Ok(keys
+        .open_segment_within(tail.full_segments - 1, false, &mut buf, 0, 0, len)
+        .is_ok())
+}
+
+/// Discards a stale tail record: keeps the leading segments that authenticate, rebuilds
+/// the hash over them, cuts the rest, writes a new tail record.
+async fn rebuild(
+    blob: &dyn BlobStore,
+    keys: &mut ObjectKeys,
+    stale: &TailRecord,
+    mut cut_bytes: u64,
+) -> Result<Recovered, AtRestError> {
+    let s = keys.segment_size;
+    let data = BlobId::data(keys.object);
+    let blob_len = blob.len(data).await?;
+    let present = blob_len.saturating_sub(HEADER_LEN as u64) / s.stride();
+    let mut hasher = Sha256::new();
+    let mut good = 0u64;
+    const PER_READ: u64 = 64;
+    'outer: while good < present {
+        let n = (present - good).min(PER_READ);
+        let bytes = blob
+            .read_range(data, segment_offset(good, s), n * s.stride())
+            .await?;
+        let mut buf = Zeroizing::new(bytes.to_vec());
+        for i in 0..n as usize {
+            let src = i * s.stride() as usize;
+            let stride = s.stride() as usize;
+            match keys.open_segment_within(good, false, &mut buf, src, src, stride) {
+                Ok(len) => hasher.update(&buf[src..src + len]),
+                Err(FormatError::Segment { .. }) => break 'outer,
+                Err(e) => return Err(e.into()),
+            }
+            good += 1;
+        }
+    }
+    let mut last_nonce = [0u8; NONCE_LEN];
+    if good > 0 {
+        let at = segment_offset(good - 1, s);
+        last_nonce.copy_from_slice(&blob.read_range(data, at, NONCE_LEN as u64).await?);
+    }
+    let end = segment_offset(good, s);
+    if blob_len > end {
+        blob.truncate(data, end).await?;
+        cut_bytes += blob_len - end;
+    }
+    let tail = TailRecord {
+        state: TailState::Open,
+        generation: stale.generation + 1,
+        full_segments: good,
+        plaintext_len: good * u64::from(s.get()),
+        last_nonce,
+        midstate: TailRecord::midstate_of(&hasher),
+        partial: Zeroizing::new(Vec::new()),
+    };
+    blob.replace(BlobId::tail(keys.object), &tail.seal(keys)?)
+        .await?;
+    tracing::warn!(
+        object = %keys.object,
+        acknowledged = stale.plaintext_len,
+        recovered = tail.plaintext_len,
+        "stale at-rest tail record discarded and rebuilt from the data blob"
+    );
+    let committed = Committed {
+        plaintext_len: tail.plaintext_len,
+        generation: tail.generation,
+    };
+    Ok(Recovered::Open {
+        tail,
+        recovery: Recovery {
+            committed,
+            cut_bytes,
+            tail_rebuilt: true,
+        },
+    })
+}
