@@ -509,7 +509,11 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
             "must start and end with '/', at most 128 bytes of A-Z a-z 0-9 . _ ~ - segments",
         )
     })?;
-    let max_size = size_or("uploads.max_size", raw.max_size.as_deref(), ByteSize(defaults.max_size))?;
+    let max_size = size_or(
+        "uploads.max_size",
+        raw.max_size.as_deref(),
+        ByteSize(defaults.max_size),
+    )?;
     if max_size.0 == 0 {
         return Err(invalid("uploads.max_size", "must be more than 0"));
     }
@@ -521,11 +525,15 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
     if expire_after < Duration::from_secs(60) {
         return Err(invalid("uploads.expire_after", "must be at least 1m"));
     }
-    let lease_ttl = duration_or("uploads.lease_ttl", raw.lease_ttl.as_deref(), Duration::from_secs(30))?;
+    let lease_ttl = duration_or(
+        "uploads.lease_ttl",
+        raw.lease_ttl.as_deref(),
+        Duration::from_secs(30),
+    )?;
     if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&lease_ttl) {
         return Err(invalid("uploads.lease_ttl", "must be from 3s to 10m"));
     }
-    let mut metadata = defaults.metadata.clone();
+    let mut metadata = defaults.metadata;
     if let Some(n) = raw.max_metadata_pairs {
         if !(1..=1024).contains(&n) {
             return Err(invalid("uploads.max_metadata_pairs", "must be in 1..=1024"));
@@ -538,7 +546,10 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         ByteSize(metadata.max_decoded_total as u64),
     )?;
     if !(64..=1 << 20).contains(&meta_bytes.0) {
-        return Err(invalid("uploads.max_metadata_bytes", "must be in 64..=1MiB"));
+        return Err(invalid(
+            "uploads.max_metadata_bytes",
+            "must be in 64..=1MiB",
+        ));
     }
     metadata.max_decoded_total = meta_bytes.0 as usize;
     let max_concat_parts = raw.max_concat_parts.unwrap_or(defaults.max_concat_parts);
@@ -547,7 +558,10 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
     }
     let max_open_per_principal = raw.max_open_per_principal.unwrap_or(100);
     if !(1..=100_000).contains(&max_open_per_principal) {
-        return Err(invalid("uploads.max_open_per_principal", "must be in 1..=100000"));
+        return Err(invalid(
+            "uploads.max_open_per_principal",
+            "must be in 1..=100000",
+        ));
     }
     let mut cors_origins = Vec::new();
     for origin in raw.cors_allowed_origins.iter().flatten() {

@@ -364,7 +364,10 @@ impl Uploads {
     }
 
     /// The upload's `Upload-Metadata` value, decrypted.
-    pub async fn unseal_metadata(&self, record: &UploadRecord) -> Result<Option<String>, UploadError> {
+    pub async fn unseal_metadata(
+        &self,
+        record: &UploadRecord,
+    ) -> Result<Option<String>, UploadError> {
         let Some(object) = metadata_object(record) else {
             return Ok(None);
         };
@@ -644,7 +647,8 @@ impl Uploads {
         self.store.update(&next, version).await?;
         self.store.clear_pending(id).await?;
         if let Some(entry) = &commit.entry {
-            self.audit_chunk(who, id, entry, partial_body, false).await?;
+            self.audit_chunk(who, id, entry, partial_body, false)
+                .await?;
         }
         if commit.completed {
             self.audit_completed(&who.audit, &next).await?;
@@ -678,7 +682,11 @@ impl Uploads {
         Ok(())
     }
 
-    async fn audit_completed(&self, ctx: &AuditContext, record: &UploadRecord) -> Result<(), UploadError> {
+    async fn audit_completed(
+        &self,
+        ctx: &AuditContext,
+        record: &UploadRecord,
+    ) -> Result<(), UploadError> {
         self.auditor
             .emit(
                 ctx,
@@ -688,7 +696,9 @@ impl Uploads {
                     sha256: record.sha256.map(|d| d.to_string()).unwrap_or_default(),
                     chunks: record.chunks,
                     parts: match &record.concat {
-                        ConcatKind::Final { parts } => parts.iter().map(ToString::to_string).collect(),
+                        ConcatKind::Final { parts } => {
+                            parts.iter().map(ToString::to_string).collect()
+                        }
                         _ => Vec::new(),
                     },
                 },
@@ -700,7 +710,11 @@ impl Uploads {
     // === HEAD, DELETE, ledger ===
 
     /// `HEAD {base}{id}`: the record after finishing any interrupted commit.
-    pub async fn head(&self, who: &Caller, id: UploadId) -> Result<(UploadRecord, Option<String>), UploadError> {
+    pub async fn head(
+        &self,
+        who: &Caller,
+        id: UploadId,
+    ) -> Result<(UploadRecord, Option<String>), UploadError> {
         let now = Timestamp::now();
         let (mut record, _) = self.load_for(id, who, now).await?;
         if self.store.pending(id).await?.is_some() {

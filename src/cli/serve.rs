@@ -179,12 +179,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .keys
         .build_provider()
         .context("opening the key provider")?;
-    let at_rest = crate::at_rest::AtRest::new(
-        blobs.clone(),
-        state.clone(),
-        keys,
-        config.keys.segment_size,
-    );
+    let at_rest =
+        crate::at_rest::AtRest::new(blobs.clone(), state.clone(), keys, config.keys.segment_size);
     let uploads = crate::upload::Uploads::new(
         state.clone(),
         at_rest,

@@ -97,7 +97,11 @@ fn apply_method_override(state: &AppState, req: &mut Request<axum::body::Body>) 
     {
         return;
     }
-    let method = match req.headers().get("x-http-method-override").map(|v| v.as_bytes()) {
+    let method = match req
+        .headers()
+        .get("x-http-method-override")
+        .map(|v| v.as_bytes())
+    {
         Some(b"PATCH") => http::Method::PATCH,
         Some(b"DELETE") => http::Method::DELETE,
         _ => return,

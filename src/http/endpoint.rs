@@ -171,10 +171,18 @@ mod tests {
             ("PATCH", format!("/files/{id}"), Endpoint::TusPatch(uid)),
             ("DELETE", format!("/files/{id}"), Endpoint::TusDelete(uid)),
             ("OPTIONS", format!("/files/{id}"), Endpoint::TusOptions),
-            ("GET", format!("/files/{id}/ledger"), Endpoint::TusLedger(uid)),
+            (
+                "GET",
+                format!("/files/{id}/ledger"),
+                Endpoint::TusLedger(uid),
+            ),
         ];
         for (m, p, e) in ok {
-            assert_eq!(Endpoint::parse(&m.parse().unwrap(), &p, &routes()).unwrap(), e, "{m} {p}");
+            assert_eq!(
+                Endpoint::parse(&m.parse().unwrap(), &p, &routes()).unwrap(),
+                e,
+                "{m} {p}"
+            );
         }
         for p in [
             "/files",
@@ -184,10 +192,13 @@ mod tests {
             "/files/0123456789abcdefghjkmnpqrs/",
             "/files/0123456789abcdefghjkmnpqrs/ledger/x",
         ] {
-            assert!(matches!(
-                Endpoint::parse(&Method::PATCH, p, &routes()),
-                Err(ApiError::NotFound)
-            ), "{p}");
+            assert!(
+                matches!(
+                    Endpoint::parse(&Method::PATCH, p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
+                "{p}"
+            );
         }
         assert!(matches!(
             Endpoint::parse(&Method::GET, &format!("/files/{id}"), &routes()),
@@ -195,7 +206,9 @@ mod tests {
         ));
         assert!(matches!(
             Endpoint::parse(&Method::PUT, "/files/", &routes()),
-            Err(ApiError::MethodNotAllowed { allow: "OPTIONS, POST" })
+            Err(ApiError::MethodNotAllowed {
+                allow: "OPTIONS, POST"
+            })
         ));
     }
 
@@ -211,7 +224,7 @@ mod tests {
         ];
         for (m, p, e) in ok {
             assert_eq!(
-                Endpoint::parse(&m.parse().unwrap(), p).unwrap(),
+                Endpoint::parse(&m.parse().unwrap(), p, &routes()).unwrap(),
                 e,
                 "{m} {p}"
             );
@@ -226,7 +239,10 @@ mod tests {
         ];
         for p in not_found {
             assert!(
-                matches!(Endpoint::parse(&Method::GET, p), Err(ApiError::NotFound)),
+                matches!(
+                    Endpoint::parse(&Method::GET, p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
                 "{p}"
             );
         }

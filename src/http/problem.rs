@@ -9,10 +9,10 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::at_rest::AtRestError;
 use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::blob::BlobError;
-use crate::at_rest::AtRestError;
 use crate::state::StateError;
 use crate::tus::TusError;
 use crate::tus::headers::{TUS_RESUMABLE, TUS_VERSION_HEADER, UPLOAD_EXPIRES, UPLOAD_OFFSET};
@@ -66,7 +66,9 @@ fn upload_mapping(e: &UploadError) -> Mapping {
             "upload.lease_lost",
             "The upload lock was lost; retry",
         ),
-        UploadError::Store(StoreError::State(StateError::Unavailable(_) | StateError::Locked(_)))
+        UploadError::Store(StoreError::State(
+            StateError::Unavailable(_) | StateError::Locked(_),
+        ))
         | UploadError::AtRest(AtRestError::State(StateError::Unavailable(_))) => m(
             StatusCode::SERVICE_UNAVAILABLE,
             "server.state_unavailable",
@@ -288,7 +290,10 @@ impl ApiError {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
             ApiError::Upload(e) => {
-                h.insert(TUS_RESUMABLE, HeaderValue::from_static(crate::tus::TUS_VERSION));
+                h.insert(
+                    TUS_RESUMABLE,
+                    HeaderValue::from_static(crate::tus::TUS_VERSION),
+                );
                 if let UploadError::Tus { error, expires } = e {
                     match error {
                         TusError::UnsupportedVersion => {
@@ -305,7 +310,9 @@ impl ApiError {
                         }
                         _ => {}
                     }
-                    if let Some(v) = expires.and_then(|t| HeaderValue::from_str(&t.to_http_date()).ok()) {
+                    if let Some(v) =
+                        expires.and_then(|t| HeaderValue::from_str(&t.to_http_date()).ok())
+                    {
                         h.insert(UPLOAD_EXPIRES, v);
                     }
                 }

@@ -89,8 +89,8 @@ impl UploadStore {
         match self.state.get(UPLOADS, &id.to_string()).await? {
             None => Ok(None),
             Some(Versioned { value, version }) => {
-                let record = UploadRecord::decode(&value)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let record =
+                    UploadRecord::decode(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(Some((record, version)))
             }
         }
@@ -148,7 +148,11 @@ impl UploadStore {
     /// How many unfinished uploads `owner` has (stops counting past `cap`).
     pub async fn open_count(&self, owner: &str, cap: usize) -> Result<usize, StoreError> {
         let entry = IndexEntry::new("open_owner", owner.to_owned());
-        Ok(self.state.list_index(UPLOADS, &entry, None, cap).await?.len())
+        Ok(self
+            .state
+            .list_index(UPLOADS, &entry, None, cap)
+            .await?
+            .len())
     }
 
     /// Upload ids after `after`, for the sweeper.
@@ -164,7 +168,13 @@ impl UploadStore {
             index: vec![IndexEntry::new("upload", upload.to_string())],
         };
         self.state
-            .put(CHUNKS, &chunk_id(upload, entry.index), &bytes, Expect::Any, options)
+            .put(
+                CHUNKS,
+                &chunk_id(upload, entry.index),
+                &bytes,
+                Expect::Any,
+                options,
+            )
             .await?;
         Ok(())
     }
