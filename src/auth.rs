@@ -1,1 +1,503 @@
-//! (being built)
+//! Who is calling: API clients, bearer tokens, roles, and the [`Principal`] every handler
+//! receives.
+//!
+//! API clients are declared in the configuration with a name, roles and the SHA-256 of
+//! their bearer token; the token itself is never stored. A presented token is hashed and
+//! compared with *every* configured hash in constant time, so neither the comparison nor
+//! the loop leaks which client (or which prefix) matched. Tokens are 256-bit random values
+//! (`sallyport token generate`), so a plain SHA-256 is the right hash: there is nothing
+//! for a slow password hash to protect.
+//!
+//! Authentication is a list of [`Authenticator`]s tried in order; each says "not mine",
+//! "this principal" or "rejected". Bearer tokens are the first; SMART Backend Services
+//! access tokens and mTLS client identities plug in as further authenticators without
+//! touching the handlers.
+//!
+//! Roles: `uploader`, `publisher`, `downloader`, `auditor`, `admin`. `admin` passes every
+//! role check (an operator who can reconfigure the gateway can do anything it does).
+//!
+//! Not here: signed download links (partners hold no account; see `signed_link`) and the
+//! HTTP mapping of [`AuthError`] (see `http::problem`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::tls::ClientIdentity;
+
+/// A role an API client can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// May create uploads and write to its own.
+    Uploader,
+    /// May register artifacts and issue or revoke links.
+    Publisher,
+    /// May download artifacts with an account (partners use links instead).
+    Downloader,
+    /// May read and verify the audit trail.
+    Auditor,
+    /// May do anything.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::Uploader,
+        Role::Publisher,
+        Role::Downloader,
+        Role::Auditor,
+        Role::Admin,
+    ];
+
+    /// The role's configuration name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Uploader => "uploader",
+            Role::Publisher => "publisher",
+            Role::Downloader => "downloader",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown role {s:?} (roles: uploader, publisher, downloader, auditor, admin)"
+                )
+            })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of roles.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    /// No roles.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    /// Adds a role.
+    pub fn insert(&mut self, role: Role) {
+        self.0 |= role.bit();
+    }
+
+    /// Whether the set has no roles.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether `role` is granted (directly or through `admin`).
+    pub fn allows(self, role: Role) -> bool {
+        self.0 & (role.bit() | Role::Admin.bit()) != 0
+    }
+
+    /// The roles in the set.
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.0 & r.bit() != 0)
+    }
+}
+
+impl fmt::Debug for RoleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<Role> for RoleSet {
+    fn from_iter<I: IntoIterator<Item = Role>>(iter: I) -> Self {
+        let mut set = RoleSet::empty();
+        for r in iter {
+            set.insert(r);
+        }
+        set
+    }
+}
+
+/// An API client's name: 1–64 characters of `[A-Za-z0-9._-]`. Safe to log and to use as
+/// a state-store index value.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ClientName(String);
+
+impl ClientName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ClientName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 64 {
+            return Err("a client name has 1 to 64 characters".into());
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err("a client name uses only A-Z, a-z, 0-9, '.', '_' and '-'".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ClientName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientName({})", self.0)
+    }
+}
+
+/// SHA-256 of a bearer token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes a presented token.
+    pub fn of_token(token: &[u8]) -> Self {
+        Self(Sha256::digest(token).into())
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(hex_digits: &[u8]) -> Result<Self, String> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_digits, &mut out)
+            .map_err(|_| "must be 64 hexadecimal digits (the SHA-256 of the token)".to_owned())?;
+        Ok(Self(out))
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    fn ct_eq(&self, other: &TokenHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash([redacted])")
+    }
+}
+
+/// A configured API client.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    /// Its name.
+    pub name: ClientName,
+    /// Its token's hash.
+    pub hash: TokenHash,
+    /// Its roles.
+    pub roles: RoleSet,
+}
+
+/// How a principal proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A configured bearer token.
+    BearerToken,
+    /// A verified mTLS client certificate (identity checked by the TLS layer).
+    ClientCertificate,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Who.
+    pub name: ClientName,
+    /// What it may do.
+    pub roles: RoleSet,
+    /// How it authenticated.
+    pub method: AuthMethod,
+    /// The verified TLS client certificate on the connection, if any.
+    pub tls_client: Option<ClientIdentity>,
+}
+
+impl Principal {
+    /// `Ok` when the principal holds `role` (or `admin`).
+    pub fn require(&self, role: Role) -> Result<(), AuthError> {
+        if self.roles.allows(role) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingRole(role))
+        }
+    }
+
+    /// Whether the principal is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.roles.allows(Role::Admin)
+    }
+}
+
+/// Why a request is not authorised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials were presented.
+    #[error("no credentials")]
+    Missing,
+    /// The `Authorization` header is not a well-formed bearer token.
+    #[error("malformed Authorization header")]
+    Malformed,
+    /// The credentials match no client.
+    #[error("unknown credentials")]
+    Invalid,
+    /// Authenticated, but without the role the action needs.
+    #[error("missing role {0}")]
+    MissingRole(Role),
+}
+
+/// What one authenticator concluded about a request.
+#[derive(Debug)]
+pub enum AuthOutcome {
+    /// The request carries no credentials of this kind.
+    NotApplicable,
+    /// Authenticated.
+    Authenticated(Principal),
+    /// Credentials of this kind were presented and are wrong.
+    Rejected(AuthError),
+}
+
+/// One way of authenticating a request (bearer tokens now; SMART tokens, mTLS later).
+pub trait Authenticator: Send + Sync + fmt::Debug {
+    /// Looks at the request head.
+    fn authenticate(&self, parts: &Parts) -> AuthOutcome;
+}
+
+/// The configured API clients; authenticates bearer tokens.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistry {
+    clients: Vec<ApiClient>,
+}
+
+impl ClientRegistry {
+    /// A registry; client names must be unique.
+    pub fn new(clients: Vec<ApiClient>) -> Result<Self, String> {
+        for (i, c) in clients.iter().enumerate() {
+            if clients[..i].iter().any(|o| o.name == c.name) {
+                return Err(format!("client name {:?} appears twice", c.name.as_str()));
+            }
+            if clients[..i].iter().any(|o| o.hash.ct_eq(&c.hash)) {
+                return Err(format!(
+                    "client {:?} has the same token as another client",
+                    c.name.as_str()
+                ));
+            }
+        }
+        Ok(Self { clients })
+    }
+
+    /// The configured clients.
+    pub fn clients(&self) -> &[ApiClient] {
+        &self.clients
+    }
+
+    /// The client whose token this is. Compares against every client, in constant time.
+    pub fn authenticate_token(&self, token: &[u8]) -> Option<&ApiClient> {
+        let presented = TokenHash::of_token(token);
+        let mut found = None;
+        for client in &self.clients {
+            if client.hash.ct_eq(&presented) {
+                found = Some(client);
+            }
+        }
+        found
+    }
+}
+
+impl Authenticator for ClientRegistry {
+    fn authenticate(&self, parts: &Parts) -> AuthOutcome {
+        let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return AuthOutcome::NotApplicable;
+        };
+        if values.next().is_some() {
+            return AuthOutcome::Rejected(AuthError::Malformed);
+        }
+        let Some(token) = parse_bearer(value.as_bytes()) else {
+            return AuthOutcome::Rejected(AuthError::Malformed);
+        };
+        match self.authenticate_token(token) {
+            Some(client) => AuthOutcome::Authenticated(Principal {
+                name: client.name.clone(),
+                roles: client.roles,
+                method: AuthMethod::BearerToken,
+                tls_client: parts.extensions.get::<ClientIdentity>().cloned(),
+            }),
+            None => AuthOutcome::Rejected(AuthError::Invalid),
+        }
+    }
+}
+
+/// Extracts the token from `Bearer <token>` (RFC 6750 §2.1: scheme case-insensitive,
+/// token is b64token characters).
+fn parse_bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest;
+    let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
+    if token.is_empty() || token.len() > 512 || !token.iter().all(b64token) {
+        return None;
+    }
+    Some(token)
+}
+
+/// Runs the authenticators in order: the first that authenticates or rejects decides.
+pub fn authenticate(
+    authenticators: &[std::sync::Arc<dyn Authenticator>],
+    parts: &Parts,
+) -> Result<Principal, AuthError> {
+    for a in authenticators {
+        match a.authenticate(parts) {
+            AuthOutcome::NotApplicable => continue,
+            AuthOutcome::Authenticated(p) => return Ok(p),
+            AuthOutcome::Rejected(e) => return Err(e),
+        }
+    }
+    Err(AuthError::Missing)
+}
+
+/// A new random token (256 bits, base64url) and its hash, for `sallyport token generate`.
+pub fn generate_token() -> (crate::secret::Secret, TokenHash) {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(raw.as_mut());
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_ref());
+    let hash = TokenHash::of_token(token.as_bytes());
+    (crate::secret::Secret::from_string(token), hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> (ClientRegistry, String) {
+        let (token, hash) = generate_token();
+        let token = token.expose_str().unwrap().to_owned();
+        let reg = ClientRegistry::new(vec![
+            ApiClient {
+                name: "clinic".parse().unwrap(),
+                hash,
+                roles: [Role::Uploader].into_iter().collect(),
+            },
+            ApiClient {
+                name: "ops".parse().unwrap(),
+                hash: TokenHash::of_token(b"another-token"),
+                roles: [Role::Admin].into_iter().collect(),
+            },
+        ])
+        .unwrap();
+        (reg, token)
+    }
+
+    fn parts(auth: &[&str]) -> Parts {
+        let mut b = http::Request::builder().uri("/x");
+        for a in auth {
+            b = b.header("authorization", *a);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let (reg, token) = registry();
+        let reg: Vec<std::sync::Arc<dyn Authenticator>> = vec![std::sync::Arc::new(reg)];
+        let p = authenticate(&reg, &parts(&[&format!("Bearer {token}")])).unwrap();
+        assert_eq!(p.name.as_str(), "clinic");
+        assert!(p.require(Role::Uploader).is_ok());
+        assert_eq!(
+            p.require(Role::Publisher),
+            Err(AuthError::MissingRole(Role::Publisher))
+        );
+        let p = authenticate(&reg, &parts(&["bearer another-token"])).unwrap();
+        assert!(p.require(Role::Auditor).is_ok(), "admin passes every role");
+        assert_eq!(
+            authenticate(&reg, &parts(&[])).unwrap_err(),
+            AuthError::Missing
+        );
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Basic abc",
+            "Bearer a b",
+            "Bearer a\tb",
+            "Bearer tok%en",
+        ] {
+            assert_eq!(
+                authenticate(&reg, &parts(&[bad])).unwrap_err(),
+                AuthError::Malformed,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            authenticate(&reg, &parts(&["Bearer wrong"])).unwrap_err(),
+            AuthError::Invalid
+        );
+        let t = format!("Bearer {token}");
+        assert_eq!(
+            authenticate(&reg, &parts(&[&t, &t])).unwrap_err(),
+            AuthError::Malformed,
+            "two Authorization headers"
+        );
+    }
+
+    #[test]
+    fn registry_rejects_duplicates() {
+        let c = ApiClient {
+            name: "a".parse().unwrap(),
+            hash: TokenHash::of_token(b"t"),
+            roles: RoleSet::empty(),
+        };
+        let mut d = c.clone();
+        d.name = "b".parse().unwrap();
+        assert!(ClientRegistry::new(vec![c.clone(), c.clone()]).is_err());
+        assert!(ClientRegistry::new(vec![c, d]).is_err(), "same token twice");
+    }
+
+    #[test]
+    fn names_and_roles_parse_strictly() {
+        assert!("clinic-7.lab_a".parse::<ClientName>().is_ok());
+        assert!("".parse::<ClientName>().is_err());
+        assert!("a b".parse::<ClientName>().is_err());
+        assert!("ä".parse::<ClientName>().is_err());
+        assert!("Admin".parse::<Role>().is_err());
+        assert_eq!(
+            format!("{:?}", TokenHash::of_token(b"x")),
+            "TokenHash([redacted])"
+        );
+    }
+}

@@ -1,1 +1,152 @@
-//! (being built)
+//! The `sallyport` command line. `anyhow` lives here and in `main` only.
+//!
+//! * `serve` — run the gateway (no arguments: HTTPS on 127.0.0.1:8443 with embedded state
+//!   in `./sallyport-data`, a development CA made on first start);
+//! * `check-config FILE` — validate a configuration exactly as `serve` would load it;
+//! * `audit verify` / `audit export` — check or export the audit hash chain;
+//! * `token generate` — make an API client token and the hash to put in the config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod audit;
+pub mod serve;
+
+use crate::config::{Config, ProcessEnv};
+
+/// Sallyport: a secure file-transfer gateway for healthcare data.
+#[derive(Debug, Parser)]
+#[command(name = "sallyport", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, embedded defaults are used.
+    #[arg(long, short = 'c', global = true, env = "SALLYPORT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate a configuration file (and SALLYPORT_* overrides) and exit.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Audit trail operations.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// API client tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Token operations.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random token and the `token_sha256` line for the config.
+    Generate {
+        /// The client name to put in the printed config snippet.
+        #[arg(long, default_value = "my-client")]
+        name: String,
+    },
+}
+
+/// Parses arguments and runs; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
+            runtime()?.block_on(serve::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Audit(cmd) => {
+            let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
+            runtime()?.block_on(audit::run(cmd, &config))
+        }
+        Command::Token(TokenCommand::Generate { name }) => {
+            let (token, hash) = crate::auth::generate_token();
+            let token = token.expose_str().unwrap_or_default().to_owned();
+            println!("token (give this to the client; it is not stored anywhere):");
+            println!("  {token}");
+            println!();
+            println!("config entry:");
+            println!("  [[clients]]");
+            println!("  name = {name:?}");
+            println!("  token_sha256 = \"{}\"", hash.to_hex());
+            println!("  roles = [\"uploader\"]");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let config = match Config::load(Some(file), &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: invalid configuration", file.display());
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Files the configuration points at must be usable too.
+    if let crate::config::CertSource::Files { .. } = config.tls.certificate
+        && let Err(e) = crate::tls::server_config(
+            &config.tls,
+            &config.data_dir,
+            config.allow_world_readable_secrets,
+        )
+    {
+        eprintln!("{}: invalid TLS configuration", file.display());
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    println!("{}: ok", file.display());
+    println!(
+        "  listen        {}{}",
+        config.server.listen,
+        if config.server.danger_plaintext_http {
+            " (PLAINTEXT HTTP)"
+        } else {
+            " (HTTPS)"
+        }
+    );
+    println!("  data_dir      {}", config.data_dir.display());
+    println!(
+        "  state store   {}",
+        match &config.state {
+            crate::config::StateSettings::Embedded { path } =>
+                format!("embedded ({})", path.display()),
+            crate::config::StateSettings::Redis { prefix, .. } =>
+                format!("redis (prefix {prefix})"),
+        }
+    );
+    println!("  clients       {}", config.clients.clients().len());
+    for name in &config.overridden_by_env {
+        println!("  overridden by {name}");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,527 @@
-//! (being built)
+//! Configuration: one TOML file plus `SALLYPORT_*` environment overrides, parsed once into
+//! validated types.
+//!
+//! Loading goes raw → validated: the file is deserialised into the `raw` structs (which
+//! reject unknown keys, naming them), overrides from the environment are applied, and
+//! [`Config::from_raw`] turns every value into the type the rest of the gateway uses
+//! ([`ByteSize`], `SocketAddr`, [`ClientAuth`]…) or fails with a [`ConfigError`] that names
+//! the key. `sallyport check-config FILE` runs exactly this path. Every key and its default
+//! is documented in `config/sallyport.example.toml`; `tests/config_example.rs` checks that
+//! file still loads.
+//!
+//! Not here: acting on the configuration (TLS, stores and auth build themselves from the
+//! validated values).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub mod env;
+pub mod raw;
+pub mod units;
+
+use crate::auth::{ApiClient, ClientName, ClientRegistry, Role, RoleSet, TokenHash};
+use crate::secret::{Secret, read_secret_file};
+pub use env::{Env, ProcessEnv};
+use raw::RawConfig;
+pub use units::ByteSize;
+use units::parse_duration;
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "sallyport-data";
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// A configuration problem, naming the key (or environment variable) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value is present but wrong.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key path, e.g. `server.listen`.
+        key: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+    /// An environment override does not fit.
+    #[error("{0}")]
+    Env(String),
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Embedded state, blobs, keyring, development CA.
+    pub data_dir: PathBuf,
+    /// Whether secret files readable by group/others are accepted.
+    pub allow_world_readable_secrets: bool,
+    /// Listener, limits and timeouts.
+    pub server: ServerSettings,
+    /// Certificates and client authentication.
+    pub tls: TlsSettings,
+    /// Which state store.
+    pub state: StateSettings,
+    /// Which blob store.
+    pub blob: BlobSettings,
+    /// Log format and level.
+    pub log: LogSettings,
+    /// Audit trail tuning.
+    pub audit: AuditSettings,
+    /// API clients and their roles.
+    pub clients: ClientRegistry,
+    /// Environment variables that overrode file values (names only, for the start-up log).
+    pub overridden_by_env: Vec<String>,
+}
+
+/// The listener and its protections.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy).
+    pub danger_plaintext_http: bool,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A client must send its request headers within this time (slowloris).
+    pub header_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this time.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line plus headers).
+    pub max_header_bytes: ByteSize,
+    /// Largest body of an API request (uploads have their own limits).
+    pub max_body_bytes: ByteSize,
+    /// On shutdown, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+    /// `Strict-Transport-Security` max-age (0 disables the header).
+    pub hsts_max_age: Duration,
+}
+
+/// Where the server certificate comes from, and client authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Server certificate source.
+    pub certificate: CertSource,
+    /// Mutual TLS mode.
+    pub client_auth: ClientAuth,
+}
+
+/// Server certificate source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// A development CA and server certificate made on first start in the data directory.
+    Development,
+    /// PEM files, reloaded on SIGHUP.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Private key (a secret file: mode-checked).
+        key: PathBuf,
+    },
+}
+
+/// Mutual TLS mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificates are requested.
+    Off,
+    /// Requested and verified against the CA bundle when offered; not required.
+    Optional {
+        /// PEM bundle of accepted client CAs.
+        ca: PathBuf,
+    },
+    /// Every connection must present a certificate from the CA bundle.
+    Required {
+        /// PEM bundle of accepted client CAs.
+        ca: PathBuf,
+    },
+}
+
+/// Which state store.
+#[derive(Debug, Clone)]
+pub enum StateSettings {
+    /// redb in a file.
+    Embedded {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A Redis server shared by several gateway instances.
+    Redis {
+        /// `redis://` or `rediss://` URL (may contain a password, hence secret).
+        url: Secret,
+        /// Prefix of every key the gateway writes.
+        prefix: String,
+    },
+}
+
+/// Which blob store.
+#[derive(Debug, Clone)]
+pub enum BlobSettings {
+    /// A directory on local disk.
+    Local {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// JSON lines (default) or human-readable text.
+    pub json: bool,
+    /// An `EnvFilter` directive, e.g. `info` or `sallyport=debug,info`.
+    pub level: String,
+}
+
+/// Audit trail tuning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Most events appended to the chain in one state-store write.
+    pub batch_max: usize,
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`) and applies overrides from `env`.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text plus overrides.
+    pub fn from_toml(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        // First parse the file alone, so its errors carry line numbers.
+        toml::from_str::<RawConfig>(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        let applied = env::apply(&mut table, env).map_err(ConfigError::Env)?;
+        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e| {
+            ConfigError::Env(format!(
+                "after applying environment overrides {applied:?}: {e}"
+            ))
+        })?;
+        let mut config = Self::from_raw(raw)?;
+        config.overridden_by_env = applied;
+        Ok(config)
+    }
+
+    /// Validates the raw values.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let allow_open = raw.allow_world_readable_secrets;
+        let server = server_settings(&raw.server)?;
+        let tls = tls_settings(&raw.tls, server.danger_plaintext_http)?;
+        let state = state_settings(&raw.state, &data_dir, allow_open)?;
+        let blob = match raw.blob.backend.as_deref().unwrap_or("local") {
+            "local" => BlobSettings::Local {
+                path: raw
+                    .blob
+                    .path
+                    .as_deref()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| data_dir.join("blobs")),
+            },
+            other => {
+                return Err(invalid(
+                    "blob.backend",
+                    format!("unknown backend {other:?} (supported: \"local\")"),
+                ));
+            }
+        };
+        let log = LogSettings {
+            json: match raw.log.format.as_deref().unwrap_or("json") {
+                "json" => true,
+                "text" => false,
+                other => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("{other:?} is not \"json\" or \"text\""),
+                    ));
+                }
+            },
+            level: raw.log.level.clone().unwrap_or_else(|| "info".to_owned()),
+        };
+        tracing_subscriber::EnvFilter::try_new(&log.level)
+            .map_err(|e| invalid("log.level", format!("{e}")))?;
+        let audit = AuditSettings {
+            batch_max: match raw.audit.batch_max.unwrap_or(512) {
+                n @ 1..=10_000 => n,
+                n => {
+                    return Err(invalid(
+                        "audit.batch_max",
+                        format!("{n} is not in 1..=10000"),
+                    ));
+                }
+            },
+        };
+        let clients = clients(&raw.clients, allow_open)?;
+        Ok(Self {
+            data_dir,
+            allow_world_readable_secrets: allow_open,
+            server,
+            tls,
+            state,
+            blob,
+            log,
+            audit,
+            clients,
+            overridden_by_env: Vec::new(),
+        })
+    }
+}
+
+fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    value.map_or(Ok(default), |v| {
+        parse_duration(v).map_err(|m| invalid(key, m))
+    })
+}
+
+fn size_or(key: &str, value: Option<&str>, default: ByteSize) -> Result<ByteSize, ConfigError> {
+    value.map_or(Ok(default), |v| {
+        v.parse().map_err(|m: String| invalid(key, m))
+    })
+}
+
+fn server_settings(raw: &raw::RawServer) -> Result<ServerSettings, ConfigError> {
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("{listen:?} is not an IP:port address (example: 127.0.0.1:8443)"),
+        )
+    })?;
+    let max_connections = raw.max_connections.unwrap_or(1024);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(invalid("server.max_connections", "must be in 1..=1000000"));
+    }
+    let header_read_timeout = duration_or(
+        "server.header_read_timeout",
+        raw.header_read_timeout.as_deref(),
+        Duration::from_secs(10),
+    )?;
+    if header_read_timeout.is_zero() {
+        return Err(invalid("server.header_read_timeout", "must be more than 0"));
+    }
+    let idle_timeout = duration_or(
+        "server.idle_timeout",
+        raw.idle_timeout.as_deref(),
+        Duration::from_secs(60),
+    )?;
+    if idle_timeout.is_zero() {
+        return Err(invalid("server.idle_timeout", "must be more than 0"));
+    }
+    let max_header_bytes = size_or(
+        "server.max_header_bytes",
+        raw.max_header_bytes.as_deref(),
+        ByteSize(16 * 1024),
+    )?;
+    if !(4096..=1 << 20).contains(&max_header_bytes.0) {
+        return Err(invalid("server.max_header_bytes", "must be in 4KiB..=1MiB"));
+    }
+    let max_body_bytes = size_or(
+        "server.max_body_bytes",
+        raw.max_body_bytes.as_deref(),
+        ByteSize(1 << 20),
+    )?;
+    if !(1024..=64 << 20).contains(&max_body_bytes.0) {
+        return Err(invalid("server.max_body_bytes", "must be in 1KiB..=64MiB"));
+    }
+    Ok(ServerSettings {
+        listen,
+        danger_plaintext_http: raw.danger_plaintext_http,
+        max_connections,
+        header_read_timeout,
+        idle_timeout,
+        max_header_bytes,
+        max_body_bytes,
+        shutdown_grace: duration_or(
+            "server.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        )?,
+        hsts_max_age: duration_or(
+            "server.hsts_max_age",
+            raw.hsts_max_age.as_deref(),
+            Duration::from_secs(365 * 24 * 3600),
+        )?,
+    })
+}
+
+fn tls_settings(raw: &raw::RawTls, plaintext: bool) -> Result<TlsSettings, ConfigError> {
+    let certificate = match (&raw.cert_file, &raw.key_file) {
+        (None, None) => CertSource::Development,
+        (Some(cert), Some(key)) => CertSource::Files {
+            cert: cert.into(),
+            key: key.into(),
+        },
+        (Some(_), None) => return Err(invalid("tls.key_file", "tls.cert_file needs a key_file")),
+        (None, Some(_)) => return Err(invalid("tls.cert_file", "tls.key_file needs a cert_file")),
+    };
+    let ca = raw.client_ca_file.as_ref().map(PathBuf::from);
+    let client_auth = match (raw.client_auth.as_deref().unwrap_or("off"), ca) {
+        ("off", None) => ClientAuth::Off,
+        ("off", Some(_)) => {
+            return Err(invalid(
+                "tls.client_ca_file",
+                "is set but tls.client_auth is \"off\"; set client_auth to \"optional\" or \"required\"",
+            ));
+        }
+        ("optional" | "required", None) => {
+            return Err(invalid(
+                "tls.client_ca_file",
+                "mutual TLS needs the client CA bundle (PEM)",
+            ));
+        }
+        ("optional", Some(ca)) => ClientAuth::Optional { ca },
+        ("required", Some(ca)) => ClientAuth::Required { ca },
+        (other, _) => {
+            return Err(invalid(
+                "tls.client_auth",
+                format!("{other:?} is not \"off\", \"optional\" or \"required\""),
+            ));
+        }
+    };
+    if plaintext && client_auth != ClientAuth::Off {
+        return Err(invalid(
+            "tls.client_auth",
+            "mutual TLS cannot work with server.danger_plaintext_http",
+        ));
+    }
+    Ok(TlsSettings {
+        certificate,
+        client_auth,
+    })
+}
+
+fn state_settings(
+    raw: &raw::RawState,
+    data_dir: &Path,
+    allow_open: bool,
+) -> Result<StateSettings, ConfigError> {
+    match raw.backend.as_deref().unwrap_or("embedded") {
+        "embedded" => {
+            if raw.redis_url.is_some() || raw.redis_url_file.is_some() {
+                return Err(invalid(
+                    "state.redis_url",
+                    "is set but state.backend is \"embedded\"",
+                ));
+            }
+            Ok(StateSettings::Embedded {
+                path: raw
+                    .path
+                    .as_deref()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| data_dir.join("state.redb")),
+            })
+        }
+        "redis" => {
+            let url = match (&raw.redis_url, &raw.redis_url_file) {
+                (Some(u), None) => Secret::from_string(u.clone()),
+                (None, Some(f)) => read_secret_file(Path::new(f), allow_open)
+                    .map_err(|e| invalid("state.redis_url_file", e.to_string()))?,
+                (None, None) => Secret::from_string("redis://127.0.0.1:6379".to_owned()),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "state.redis_url",
+                        "set redis_url or redis_url_file, not both",
+                    ));
+                }
+            };
+            let text = url
+                .expose_str()
+                .ok_or_else(|| invalid("state.redis_url", "is not UTF-8"))?;
+            if !(text.starts_with("redis://")
+                || text.starts_with("rediss://")
+                || text.starts_with("redis+unix://")
+                || text.starts_with("unix://"))
+            {
+                // Never echo the URL: it may hold a password.
+                return Err(invalid(
+                    "state.redis_url",
+                    "must start with redis://, rediss:// or unix://",
+                ));
+            }
+            let prefix = raw
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| "sallyport:".to_owned());
+            if prefix.is_empty()
+                || prefix.len() > 64
+                || !prefix.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(invalid(
+                    "state.redis_prefix",
+                    "must be 1-64 printable ASCII characters without spaces",
+                ));
+            }
+            Ok(StateSettings::Redis { url, prefix })
+        }
+        other => Err(invalid(
+            "state.backend",
+            format!("unknown backend {other:?} (supported: \"embedded\", \"redis\")"),
+        )),
+    }
+}
+
+fn clients(raw: &[raw::RawClient], allow_open: bool) -> Result<ClientRegistry, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
+        let key = |k: &str| format!("clients[{i}].{k}");
+        let name: ClientName = c
+            .name
+            .parse()
+            .map_err(|m: String| invalid(&key("name"), m))?;
+        let hex = match (&c.token_sha256, &c.token_sha256_file) {
+            (Some(h), None) => Secret::from_string(h.clone()),
+            (None, Some(f)) => read_secret_file(Path::new(f), allow_open)
+                .map_err(|e| invalid(&key("token_sha256_file"), e.to_string()))?,
+            _ => {
+                return Err(invalid(
+                    &key("token_sha256"),
+                    "set exactly one of token_sha256 or token_sha256_file \
+                     (`sallyport token generate` prints a token and its hash)",
+                ));
+            }
+        };
+        let hash =
+            TokenHash::from_hex(hex.expose()).map_err(|m| invalid(&key("token_sha256"), m))?;
+        let mut roles = RoleSet::empty();
+        for r in &c.roles {
+            let role: Role = r.parse().map_err(|m: String| invalid(&key("roles"), m))?;
+            roles.insert(role);
+        }
+        if roles.is_empty() {
+            return Err(invalid(&key("roles"), "a client needs at least one role"));
+        }
+        out.push(ApiClient { name, hash, roles });
+    }
+    ClientRegistry::new(out).map_err(|m| invalid("clients", m))
+}
+
+#[cfg(test)]
+mod tests;

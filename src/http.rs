@@ -1,1 +1,47 @@
-//! (being built)
+//! The HTTP edge: accept loop, routing, the one error mapping, and the handlers.
+//!
+//! A request flows: [`server`] accepts a TCP connection (within the connection limit),
+//! completes the TLS handshake (within the header-read timeout) and hands the connection
+//! to hyper (HTTP/1.1 or HTTP/2 by ALPN); [`edge::handle`] gives the request an id, checks
+//! the header size, parses it into an [`endpoint::Endpoint`], dispatches to a handler,
+//! turns any error into an RFC 9457 problem through [`problem`] (the only place that
+//! decides what a client sees of a failure), adds the security headers, and counts it.
+//!
+//! Not here: protocol logic (tus, ranges, links are pure modules the handlers call) and
+//! storage (handlers reach it through the ports in [`AppState`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub mod body;
+pub mod edge;
+pub mod endpoint;
+pub mod handlers;
+pub mod problem;
+pub mod server;
+
+use crate::audit::Auditor;
+use crate::auth::Authenticator;
+use crate::blob::BlobStore;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+
+/// Everything handlers share. Built once at start-up.
+#[derive(Debug)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Shared state.
+    pub state: Arc<dyn StateStore>,
+    /// Object bytes (ciphertext only).
+    pub blobs: Arc<dyn BlobStore>,
+    /// The audit trail.
+    pub auditor: Auditor,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Authenticators, tried in order.
+    pub authenticators: Vec<Arc<dyn Authenticator>>,
+    /// When the process started.
+    pub started: Instant,
+}

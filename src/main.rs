@@ -1,5 +1,5 @@
 //! The `sallyport` binary: everything happens in [`sallyport::cli`].
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    sallyport::cli::main()
 }

@@ -1,1 +1,214 @@
-//! (being built)
+//! Prometheus metrics. Every metric is a field of [`Metrics`], registered once under a
+//! name from [`names`]; handlers and the accept loop update them, `/metrics` encodes them
+//! (OpenMetrics text, which Prometheus scrapes natively).
+//!
+//! Labels are bounded and never carry PHI or client input: the endpoint label is the name
+//! of the routed `Endpoint` variant, never a path; status is the numeric code.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Metric names (without the `_total` suffix OpenMetrics adds to counters).
+pub mod names {
+    /// HTTP requests by endpoint and status.
+    pub const HTTP_REQUESTS: &str = "sallyport_http_requests";
+    /// HTTP request latency by endpoint, seconds (to the response head).
+    pub const HTTP_LATENCY: &str = "sallyport_http_request_duration_seconds";
+    /// Bytes read from client connections (after TLS decryption).
+    pub const BYTES_IN: &str = "sallyport_bytes_received";
+    /// Bytes written to client connections (before TLS encryption).
+    pub const BYTES_OUT: &str = "sallyport_bytes_sent";
+    /// Connections open now.
+    pub const OPEN_CONNECTIONS: &str = "sallyport_open_connections";
+    /// Connections accepted.
+    pub const CONNECTIONS: &str = "sallyport_connections";
+    /// TLS handshakes that failed (bad version, no shared cipher, bad client cert, timeout).
+    pub const TLS_HANDSHAKE_FAILURES: &str = "sallyport_tls_handshake_failures";
+    /// Audit events written, by action.
+    pub const AUDIT_EVENTS: &str = "sallyport_audit_events";
+    /// Audit events that could not be written.
+    pub const AUDIT_FAILURES: &str = "sallyport_audit_failures";
+}
+
+/// Labels of a request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The routed endpoint's name.
+    pub endpoint: &'static str,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Labels of a latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The routed endpoint's name.
+    pub endpoint: &'static str,
+}
+
+/// Labels of an audit counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// The audit action.
+    pub action: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~52 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by endpoint and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Latency by endpoint.
+    pub latency: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    /// Bytes in.
+    pub bytes_in: Counter<u64, AtomicU64>,
+    /// Bytes out.
+    pub bytes_out: Counter<u64, AtomicU64>,
+    /// Open connections.
+    pub open_connections: Gauge,
+    /// Accepted connections.
+    pub connections: Counter,
+    /// Failed TLS handshakes.
+    pub tls_handshake_failures: Counter,
+    /// Audit events written.
+    pub audit_events: Family<ActionLabels, Counter>,
+    /// Audit write failures.
+    pub audit_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<EndpointLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let bytes_in = Counter::<u64, AtomicU64>::default();
+        let bytes_out = Counter::<u64, AtomicU64>::default();
+        let open_connections = Gauge::default();
+        let connections = Counter::default();
+        let tls_handshake_failures = Counter::default();
+        let audit_events = Family::<ActionLabels, Counter>::default();
+        let audit_failures = Counter::default();
+        registry.register(
+            names::HTTP_REQUESTS,
+            "HTTP requests by endpoint and status",
+            requests.clone(),
+        );
+        registry.register(
+            names::HTTP_LATENCY,
+            "HTTP request latency to the response head",
+            latency.clone(),
+        );
+        registry.register(
+            names::BYTES_IN,
+            "Bytes read from client connections",
+            bytes_in.clone(),
+        );
+        registry.register(
+            names::BYTES_OUT,
+            "Bytes written to client connections",
+            bytes_out.clone(),
+        );
+        registry.register(
+            names::OPEN_CONNECTIONS,
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        registry.register(
+            names::CONNECTIONS,
+            "Client connections accepted",
+            connections.clone(),
+        );
+        registry.register(
+            names::TLS_HANDSHAKE_FAILURES,
+            "Failed TLS handshakes",
+            tls_handshake_failures.clone(),
+        );
+        registry.register(
+            names::AUDIT_EVENTS,
+            "Audit events written, by action",
+            audit_events.clone(),
+        );
+        registry.register(
+            names::AUDIT_FAILURES,
+            "Audit events that could not be written",
+            audit_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            open_connections,
+            connections,
+            tls_handshake_failures,
+            audit_events,
+            audit_failures,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The exposition's content type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_labelled_counters_and_histograms() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                endpoint: "healthz",
+                status: 200,
+            })
+            .inc();
+        m.latency
+            .get_or_create(&EndpointLabels {
+                endpoint: "healthz",
+            })
+            .observe(0.003);
+        m.bytes_in.inc_by(42);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sallyport_http_requests_total{endpoint="healthz",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sallyport_http_request_duration_seconds_count{endpoint="healthz"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("sallyport_bytes_received_total 42"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

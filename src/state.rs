@@ -31,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub mod embedded;
+mod limits;
 pub mod redis;
 
 /// A record namespace: a static, lowercase name chosen by the module that owns the records

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "at_rest_support/mod.rs"]
 mod support;
 
 mod keys {

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};

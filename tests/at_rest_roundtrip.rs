@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use futures_util::StreamExt;

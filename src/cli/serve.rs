@@ -1,0 +1,275 @@
+//! `sallyport serve`: build the gateway from the configuration and run it until a signal.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::audit::events::{ServerStarted, ServerStopped, TlsReloaded};
+use crate::audit::{AuditContext, Auditor};
+use crate::auth::Authenticator;
+use crate::blob::BlobStore;
+use crate::blob::local::LocalBlobStore;
+use crate::config::{BlobSettings, ClientAuth, Config, StateSettings};
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+use crate::state::embedded::EmbeddedStateStore;
+use crate::state::redis::RedisStateStore;
+use crate::tls::TlsReloader;
+
+/// Opens the configured state store.
+pub async fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match &config.state {
+        StateSettings::Embedded { path } => {
+            if let Some(parent) = path.parent() {
+                create_private_dir(parent)?;
+            }
+            Arc::new(
+                EmbeddedStateStore::open(path).with_context(|| {
+                    format!("opening the embedded state store {}", path.display())
+                })?,
+            )
+        }
+        StateSettings::Redis { url, prefix } => {
+            let url = url.expose_str().unwrap_or_default();
+            Arc::new(
+                RedisStateStore::connect(url, prefix)
+                    .await
+                    .context("connecting to the Redis state store")?,
+            )
+        }
+    })
+}
+
+fn open_embedded(config: &Config) -> anyhow::Result<Arc<EmbeddedStateStore>> {
+    let StateSettings::Embedded { path } = &config.state else {
+        anyhow::bail!("the state store is not embedded");
+    };
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent)?;
+    }
+    Ok(Arc::new(EmbeddedStateStore::open(path).with_context(
+        || format!("opening the embedded state store {}", path.display()),
+    )?))
+}
+
+/// Deletes expired records from the embedded store every minute (Redis expires keys
+/// itself), so its file does not grow with dead upload records and leases.
+fn spawn_embedded_sweeper(store: Arc<EmbeddedStateStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.sweep_expired().await {
+                tracing::warn!(error = %e, "sweeping expired state failed");
+            }
+        }
+    });
+}
+
+/// Opens the configured blob store.
+pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match &config.blob {
+        BlobSettings::Local { path } => Arc::new(
+            LocalBlobStore::open(path)
+                .with_context(|| format!("opening the blob store {}", path.display()))?,
+        ),
+    })
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SALLYPORT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log.json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let config = Arc::new(config);
+    create_private_dir(&config.data_dir)?;
+    let started = Instant::now();
+    let state: Arc<dyn StateStore> = match &config.state {
+        StateSettings::Embedded { .. } => {
+            let embedded = open_embedded(&config)?;
+            spawn_embedded_sweeper(embedded.clone());
+            embedded
+        }
+        StateSettings::Redis { .. } => open_state(&config).await?,
+    };
+    let blobs = open_blobs(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let auditor = Auditor::start(
+        state.clone(),
+        instance_name(),
+        config.audit.batch_max,
+        metrics.clone(),
+    );
+    let plaintext = config.server.danger_plaintext_http;
+    let tls = if plaintext {
+        tracing::warn!(
+            "danger_plaintext_http is on: serving plain HTTP. Only do this behind a \
+             TLS-terminating proxy on a trusted network; PHI must never cross a network in clear"
+        );
+        println!("WARNING: serving PLAIN HTTP (server.danger_plaintext_http = true)");
+        None
+    } else {
+        Some(Arc::new(
+            TlsReloader::new(
+                config.tls.clone(),
+                &config.data_dir,
+                config.allow_world_readable_secrets,
+            )
+            .context("building the TLS configuration")?,
+        ))
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let local = listener.local_addr()?;
+    let scheme = if plaintext { "http" } else { "https" };
+    let authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::new(config.clients.clone())];
+    let app = Arc::new(AppState {
+        config: config.clone(),
+        state: state.clone(),
+        blobs: blobs.clone(),
+        auditor: auditor.clone(),
+        metrics,
+        authenticators,
+        started,
+    });
+    auditor
+        .emit(
+            &AuditContext::system(),
+            &ServerStarted {
+                version: env!("CARGO_PKG_VERSION"),
+                listen: local.to_string(),
+                scheme,
+                client_auth: match config.tls.client_auth {
+                    ClientAuth::Off => "off",
+                    ClientAuth::Optional { .. } => "optional",
+                    ClientAuth::Required { .. } => "required",
+                },
+                state_store: state.kind(),
+                blob_store: blobs.kind(),
+            },
+        )
+        .await
+        .context("writing the first audit entry")?;
+    tracing::info!(listen = %local, scheme, state_store = state.kind(), "sallyport serving");
+    println!("sallyport serving {scheme}://{local}/");
+    if let (Some(_), crate::config::CertSource::Development) = (&tls, &config.tls.certificate) {
+        let ca = crate::tls::devca::DevCaPaths::under(&config.data_dir).ca_cert;
+        println!("development CA: {}", ca.display());
+        println!(
+            "try: curl --cacert {} {scheme}://{}/healthz",
+            ca.display(),
+            display_host(local)
+        );
+    }
+    if let Some(tls) = &tls {
+        spawn_reload_on_sighup(tls.clone(), auditor.clone())?;
+    }
+    let report = crate::http::server::serve(listener, app, tls, shutdown_signal()).await;
+    if let Err(e) = auditor
+        .emit(
+            &AuditContext::system(),
+            &ServerStopped {
+                abandoned_connections: report.abandoned_connections,
+            },
+        )
+        .await
+    {
+        tracing::error!(error = %e, "could not audit the shutdown");
+    }
+    tracing::info!(
+        abandoned = report.abandoned_connections,
+        "sallyport stopped"
+    );
+    Ok(())
+}
+
+fn display_host(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+fn spawn_reload_on_sighup(tls: Arc<TlsReloader>, auditor: Auditor) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let result = tls.reload();
+            let event = match &result {
+                Ok(()) => {
+                    tracing::info!("TLS configuration reloaded");
+                    TlsReloaded {
+                        ok: true,
+                        error: None,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; keeping the old configuration");
+                    TlsReloaded {
+                        ok: false,
+                        error: Some(e.to_string()),
+                    }
+                }
+            };
+            let _ = auditor.emit(&AuditContext::system(), &event).await;
+        }
+    });
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers, run until killed.
+            std::future::pending::<()>().await;
+        }
+    }
+    tracing::info!("shutdown signal received");
+}

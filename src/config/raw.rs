@@ -1,0 +1,93 @@
+//! The configuration file as written: serde structs with `deny_unknown_fields` and every
+//! default in one place. Nothing outside `config` sees these; they are converted once into
+//! the validated types in `config.rs`.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where the gateway keeps its embedded state, blobs, keyring and development CA.
+    pub data_dir: Option<String>,
+    /// Accept secret files that group or others can read.
+    #[serde(default)]
+    pub allow_world_readable_secrets: bool,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub state: RawState,
+    #[serde(default)]
+    pub blob: RawBlob,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub danger_plaintext_http: bool,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_header_bytes: Option<String>,
+    pub max_body_bytes: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub hsts_max_age: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_auth: Option<String>,
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub path: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_url_file: Option<String>,
+    pub redis_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlob {
+    pub backend: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub batch_max: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: String,
+    pub token_sha256: Option<String>,
+    pub token_sha256_file: Option<String>,
+    pub roles: Vec<String>,
+}

@@ -1,0 +1,203 @@
+//! The request pipeline every request goes through, in order: request id → header-size
+//! check → route → handler → problem mapping → security headers → metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, header};
+
+use super::AppState;
+use super::endpoint::Endpoint;
+use super::handlers;
+use super::problem::ApiError;
+use crate::audit::{Actor, AuditContext, events::AccessDenied};
+use crate::auth::{AuthError, Principal, Role};
+use crate::metrics::{EndpointLabels, RequestLabels};
+use crate::tls::{ClientIdentity, TlsInfo};
+
+/// What the accept loop knows about a connection; shared by its requests.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// What TLS negotiated (`None` with danger_plaintext_http).
+    pub tls: Option<TlsInfo>,
+    /// The verified client certificate, when mutual TLS is on and one was presented.
+    pub client: Option<ClientIdentity>,
+}
+
+/// Per-request context handed to handlers.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Random id, also in the `X-Request-Id` response header and problem bodies.
+    pub request_id: String,
+    /// The routed endpoint.
+    pub endpoint: Endpoint,
+    /// The connection.
+    pub conn: Arc<ConnInfo>,
+}
+
+impl RequestContext {
+    /// Authenticates the request and checks `role`; a missing role is audited.
+    pub async fn require(
+        &self,
+        state: &AppState,
+        parts: &http::request::Parts,
+        role: Role,
+    ) -> Result<Principal, ApiError> {
+        let principal = crate::auth::authenticate(&state.authenticators, parts)
+            .map_err(ApiError::Unauthorized)?;
+        if let Err(AuthError::MissingRole(r)) = principal.require(role) {
+            let ctx = self.audit_context(Some(&principal));
+            state
+                .auditor
+                .emit(
+                    &ctx,
+                    &AccessDenied {
+                        endpoint: self.endpoint.name(),
+                        missing_role: r.as_str(),
+                    },
+                )
+                .await?;
+            return Err(ApiError::Forbidden {
+                code: "auth.missing_role",
+            });
+        }
+        Ok(principal)
+    }
+
+    /// The audit context for this request.
+    pub fn audit_context(&self, principal: Option<&Principal>) -> AuditContext {
+        AuditContext {
+            actor: match principal {
+                Some(p) => Actor::Client {
+                    name: p.name.to_string(),
+                },
+                None => Actor::Anonymous,
+            },
+            request_id: Some(self.request_id.clone()),
+            client_addr: Some(self.conn.peer.ip().to_string()),
+        }
+    }
+}
+
+/// A fresh request id: 16 random bytes, hex.
+fn new_request_id() -> String {
+    let mut b = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+    hex::encode(b)
+}
+
+/// The declared `Content-Length`, if valid.
+pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Sum of header name and value lengths, the way limits are usually counted.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len()
+}
+
+/// Handles one request.
+pub async fn handle<B>(
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    req: Request<B>,
+) -> Response<axum::body::Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let req = req.map(axum::body::Body::new);
+    let routed = if header_bytes(&req) > state.config.server.max_header_bytes.0 as usize {
+        Err(ApiError::HeadersTooLarge)
+    } else {
+        Endpoint::parse(req.method(), req.uri().path()).and_then(|e| {
+            // Refuse a declared oversize body before reading a byte of it.
+            match e.body_limit(state.config.server.max_body_bytes.0) {
+                Some(limit) if content_length(&req).is_some_and(|n| n > limit) => {
+                    Err(ApiError::PayloadTooLarge { limit })
+                }
+                _ => Ok(e),
+            }
+        })
+    };
+    let (name, is_api, result) = match routed {
+        Ok(endpoint) => {
+            let ctx = RequestContext {
+                request_id: request_id.clone(),
+                endpoint: endpoint.clone(),
+                conn,
+            };
+            (
+                endpoint.name(),
+                endpoint.is_api(),
+                handlers::dispatch(&state, &ctx, req).await,
+            )
+        }
+        Err(e) => ("unrouted", true, Err(e)),
+    };
+    let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
+    add_edge_headers(&state, &mut resp, &request_id, is_api);
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            endpoint: name,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&EndpointLabels { endpoint: name })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+fn add_edge_headers(
+    state: &AppState,
+    resp: &mut Response<axum::body::Body>,
+    request_id: &str,
+    is_api: bool,
+) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    let hsts = state.config.server.hsts_max_age.as_secs();
+    if !state.config.server.danger_plaintext_http
+        && hsts > 0
+        && let Ok(v) = HeaderValue::from_str(&format!("max-age={hsts}"))
+    {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    if is_api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The one place that maps errors to responses.
+//!
+//! Every failure a handler can have becomes an [`ApiError`]; [`ApiError::into_response`]
+//! turns it into an `application/problem+json` body (RFC 9457) with a stable
+//! machine-readable `code`, a static `title` (never built from input or from an internal
+//! error's text), the HTTP status, and the request id — plus the headers the status needs
+//! (`WWW-Authenticate` on 401, `Allow` on 405, `Retry-After` on 503). Internal causes are
+//! logged with the request id and never reach the body.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::audit::AuditError;
+use crate::auth::AuthError;
+use crate::blob::BlobError;
+use crate::state::StateError;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No endpoint at this path.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The path exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The methods that are allowed.
+        allow: &'static str,
+    },
+    /// Authentication failed or is missing.
+    #[error("unauthorized: {0}")]
+    Unauthorized(AuthError),
+    /// Authenticated but not allowed.
+    #[error("forbidden")]
+    Forbidden {
+        /// Stable code, e.g. `auth.missing_role`.
+        code: &'static str,
+    },
+    /// The body is larger than the endpoint accepts.
+    #[error("payload too large (limit {limit} bytes)")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The request head is larger than configured.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// The request is malformed in a way the code names.
+    #[error("bad request: {code}")]
+    BadRequest {
+        /// Stable code, e.g. `request.bad_json`.
+        code: &'static str,
+        /// Static explanation.
+        title: &'static str,
+    },
+    /// The state store failed: fail closed, retry may help.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The audit trail could not record the action: fail closed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A bug or an unexpected condition.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+struct Mapping {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+}
+
+impl ApiError {
+    fn mapping(&self) -> Mapping {
+        use ApiError::*;
+        let m = |status, code, title| Mapping {
+            status,
+            code,
+            title,
+        };
+        match self {
+            NotFound => m(
+                StatusCode::NOT_FOUND,
+                "request.not_found",
+                "No such endpoint",
+            ),
+            MethodNotAllowed { .. } => m(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "request.method_not_allowed",
+                "Method not allowed on this endpoint",
+            ),
+            Unauthorized(AuthError::Missing) => m(
+                StatusCode::UNAUTHORIZED,
+                "auth.missing",
+                "Authentication required",
+            ),
+            Unauthorized(AuthError::Malformed) => m(
+                StatusCode::UNAUTHORIZED,
+                "auth.malformed",
+                "Malformed Authorization header",
+            ),
+            Unauthorized(_) => m(
+                StatusCode::UNAUTHORIZED,
+                "auth.invalid",
+                "Invalid credentials",
+            ),
+            Forbidden { code } => m(
+                StatusCode::FORBIDDEN,
+                code,
+                "Not allowed for this principal",
+            ),
+            PayloadTooLarge { .. } => m(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request.body_too_large",
+                "Request body too large",
+            ),
+            HeadersTooLarge => m(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request.headers_too_large",
+                "Request header fields too large",
+            ),
+            BadRequest { code, title } => m(StatusCode::BAD_REQUEST, code, title),
+            State(StateError::Invalid(_) | StateError::Corrupt(_)) | Internal(_) => m(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server.internal",
+                "Internal error",
+            ),
+            State(_) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.state_unavailable",
+                "State store unavailable",
+            ),
+            Blob(BlobError::NotFound(_)) => m(
+                StatusCode::NOT_FOUND,
+                "object.not_found",
+                "Object not found",
+            ),
+            Blob(BlobError::Io(_)) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.storage_unavailable",
+                "Storage unavailable",
+            ),
+            Blob(_) => m(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server.internal",
+                "Internal error",
+            ),
+            Audit(_) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.audit_unavailable",
+                "Audit trail unavailable; the action was not performed",
+            ),
+        }
+    }
+
+    /// The stable code (for tests and logs).
+    pub fn code(&self) -> &'static str {
+        self.mapping().code
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.mapping().status
+    }
+
+    /// The problem response.
+    pub fn into_response(self, request_id: &str) -> Response<axum::body::Body> {
+        let Mapping {
+            status,
+            code,
+            title,
+        } = self.mapping();
+        if status.is_server_error() {
+            tracing::error!(request_id, code, error = %self, "request failed");
+        } else {
+            tracing::debug!(request_id, code, error = %self, "request refused");
+        }
+        let body = serde_json::json!({
+            "type": format!("urn:sallyport:problem:{code}"),
+            "title": title,
+            "status": status.as_u16(),
+            "code": code,
+            "request_id": request_id,
+        });
+        let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            ApiError::Unauthorized(e) => {
+                let value = match e {
+                    AuthError::Missing => r#"Bearer realm="sallyport""#,
+                    _ => r#"Bearer realm="sallyport", error="invalid_token""#,
+                };
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(resp: Response<axum::body::Body>) -> serde_json::Value {
+        let bytes = crate::http::body::read_capped(None, resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn problems_carry_code_status_and_request_id() {
+        let resp = ApiError::Unauthorized(AuthError::Missing).into_response("req-1");
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            r#"Bearer realm="sallyport""#
+        );
+        let j = body_json(resp).await;
+        assert_eq!(j["code"], "auth.missing");
+        assert_eq!(j["request_id"], "req-1");
+        assert_eq!(j["status"], 401);
+    }
+
+    #[tokio::test]
+    async fn internal_causes_never_reach_the_body() {
+        let resp = ApiError::State(StateError::Unavailable(
+            "redis://:hunter2@db:6379 refused".into(),
+        ))
+        .into_response("r");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "5");
+        let text = body_json(resp).await.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        let resp = ApiError::Internal("secret detail".into()).into_response("r");
+        assert!(!body_json(resp).await.to_string().contains("secret"));
+    }
+}

@@ -1,0 +1,289 @@
+//! The accept loop: connection limit, TLS handshake, hyper (HTTP/1.1 and HTTP/2), header
+//! read and idle timeouts, byte counting, and graceful shutdown.
+//!
+//! Protections against slow or greedy clients:
+//! * at most `server.max_connections` connections are served; further ones wait in the
+//!   kernel's accept backlog until a slot frees;
+//! * the TLS handshake and each request head must complete within
+//!   `server.header_read_timeout` (hyper closes a connection whose headers are slower —
+//!   the slowloris defence);
+//! * a connection with no bytes read or written for `server.idle_timeout` is closed;
+//! * request heads over `server.max_header_bytes` get a 431 problem response (hyper's own
+//!   buffer is four times larger and answers a bare 431 beyond that).
+//!
+//! Graceful shutdown (SIGTERM/SIGINT): stop accepting, let in-flight requests finish for up
+//! to `server.shutdown_grace`, then close what is left.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::AppState;
+use super::edge::{self, ConnInfo};
+use crate::metrics::Metrics;
+use crate::tls::{ClientIdentity, TlsInfo, TlsReloader};
+
+/// How a server run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections still open when the grace period ran out (closed forcibly).
+    pub abandoned_connections: usize,
+}
+
+/// Serves `listener` until `shutdown` resolves. `tls` is `None` only with
+/// `danger_plaintext_http`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<AppState>,
+    tls: Option<Arc<TlsReloader>>,
+    shutdown: impl Future<Output = ()>,
+) -> ShutdownReport {
+    let settings = app.config.server.clone();
+    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let head_limit = (settings.max_header_bytes.0 as usize * 4).max(8192);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(head_limit.max(64 * 1024))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(head_limit as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(settings.idle_timeout / 2))
+        .keep_alive_timeout(settings.header_read_timeout);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        app.metrics.connections.inc();
+        let app = app.clone();
+        let tls = tls.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            app.metrics.open_connections.inc();
+            let activity = Arc::new(AtomicU64::new(0));
+            let io = CountingIo::new(tcp, app.metrics.clone(), activity.clone());
+            let idle = app.config.server.idle_timeout;
+            let handshake_timeout = app.config.server.header_read_timeout;
+            match tls {
+                None => {
+                    let conn = Arc::new(ConnInfo {
+                        peer,
+                        tls: None,
+                        client: None,
+                    });
+                    run_connection(&builder, watcher, io, app.clone(), conn, activity, idle).await;
+                }
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            let (_, session) = stream.get_ref();
+                            let conn = Arc::new(ConnInfo {
+                                peer,
+                                tls: Some(TlsInfo::of(session)),
+                                client: session
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(ClientIdentity::from_der),
+                            });
+                            run_connection(
+                                &builder,
+                                watcher,
+                                stream,
+                                app.clone(),
+                                conn,
+                                activity,
+                                idle,
+                            )
+                            .await;
+                        }
+                        Ok(Err(e)) => {
+                            app.metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            app.metrics.tls_handshake_failures.inc();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                }
+            }
+            app.metrics.open_connections.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let grace = app.config.server.shutdown_grace;
+    let open = graceful.count();
+    tracing::info!(
+        open_connections = open,
+        "shutting down: draining in-flight requests"
+    );
+    let abandoned = match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => 0,
+        Err(_) => app.metrics.open_connections.get().max(0) as usize,
+    };
+    ShutdownReport {
+        abandoned_connections: abandoned,
+    }
+}
+
+async fn run_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    app: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    activity: Arc<AtomicU64>,
+    idle: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(edge::handle(app, conn, req).await) }
+    });
+    let connection = watcher.watch(
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned(),
+    );
+    tokio::pin!(connection);
+    let start = Instant::now();
+    loop {
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(idle / 4) => {
+                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+                if start.elapsed().saturating_sub(last) >= idle {
+                    tracing::debug!("closing idle connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Wraps a TCP stream: counts bytes for metrics and records the time of the last activity
+/// (milliseconds since the connection started) for the idle timeout.
+struct CountingIo {
+    inner: TcpStream,
+    metrics: Arc<Metrics>,
+    activity: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl CountingIo {
+    fn new(inner: TcpStream, metrics: Arc<Metrics>, activity: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            metrics,
+            activity,
+            start: Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        self.activity
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.metrics.bytes_in.inc_by(n as u64);
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.metrics.bytes_out.inc_by(n as u64);
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            self.metrics.bytes_out.inc_by(n as u64);
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,156 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The command line, black-box: check-config, audit verify/export against tampering,
+//! token generation.
+
+mod support;
+
+use std::process::Command;
+
+fn sallyport() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sallyport"))
+}
+
+#[test]
+fn the_example_config_is_valid_and_matches_the_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sallyport.example.toml");
+    let out = sallyport()
+        .args(["check-config", path])
+        .env_remove("SALLYPORT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(path).unwrap();
+    let empty = std::collections::BTreeMap::new();
+    let example = sallyport::config::Config::from_toml(&text, &empty).unwrap();
+    let defaults = sallyport::config::Config::from_toml("", &empty).unwrap();
+    assert_eq!(
+        format!("{example:?}"),
+        format!("{defaults:?}"),
+        "the example's values are the defaults"
+    );
+}
+
+#[test]
+fn check_config_names_a_misspelt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(&f, "[server]\nlisen = \"127.0.0.1:8443\"\n").unwrap();
+    let out = sallyport().arg("check-config").arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lisen"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+
+    std::fs::write(
+        &f,
+        "[tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent-key.pem\"\n",
+    )
+    .unwrap();
+    let out = sallyport().arg("check-config").arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.pem"));
+}
+
+#[test]
+fn token_generate_prints_a_working_entry() {
+    let out = sallyport()
+        .args(["token", "generate", "--name", "lab-7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text.lines().nth(1).unwrap().trim();
+    let hash = text.lines().find(|l| l.contains("token_sha256")).unwrap();
+    assert!(hash.contains(&support::token_hash(token)), "{text}");
+    assert!(token.len() >= 43);
+}
+
+/// Runs a gateway briefly to write some audit entries, then exports the chain.
+fn exported_chain(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
+    let mut gw = support::Gateway::start_in(dir, "");
+    gw.stop();
+    let mut gw = support::Gateway::start_in(dir, "");
+    gw.stop();
+    let out = dir.join("audit.jsonl");
+    let status = sallyport()
+        .arg("--config")
+        .arg(&gw.config_path)
+        .args(["audit", "export", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lines: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 4, "two starts and two stops");
+    (out, lines)
+}
+
+fn verify_file(path: &std::path::Path) -> (bool, String) {
+    let out = sallyport()
+        .args(["audit", "verify", "--file"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn audit_verify_detects_every_kind_of_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = exported_chain(dir.path());
+
+    // The store itself verifies, and so does its export, with the same head.
+    let cfg = dir.path().join("sallyport.toml");
+    let out = sallyport()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let store_report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(store_report.contains("length     4"), "{store_report}");
+    let (ok, file_report) = verify_file(&path);
+    assert!(ok, "{file_report}");
+    assert_eq!(store_report, file_report);
+
+    let write = |l: &[String]| {
+        let p = dir.path().join("tampered.jsonl");
+        std::fs::write(&p, l.join("\n") + "\n").unwrap();
+        p
+    };
+    // One byte changed (in the details of entry 2).
+    let mut t = lines.clone();
+    t[1] = t[1].replacen("\"v\":1", "\"v\":2", 1);
+    let (ok, msg) = verify_file(&write(&t));
+    assert!(
+        !ok && msg.contains("entry 2") && msg.contains("hash mismatch"),
+        "{msg}"
+    );
+    // An entry deleted.
+    let mut t = lines.clone();
+    t.remove(1);
+    let (ok, msg) = verify_file(&write(&t));
+    assert!(!ok && msg.contains("entry 2"), "{msg}");
+    // An entry inserted (a copy of another).
+    let mut t = lines.clone();
+    t.insert(2, lines[0].clone());
+    let (ok, msg) = verify_file(&write(&t));
+    assert!(!ok && msg.contains("entry 3"), "{msg}");
+    // Two entries swapped.
+    let mut t = lines.clone();
+    t.swap(1, 2);
+    let (ok, msg) = verify_file(&write(&t));
+    assert!(!ok && msg.contains("entry 2"), "{msg}");
+}

@@ -1,0 +1,314 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The HTTP edge, black-box: problem responses, limits, timeouts, auth, health, metrics,
+//! audit through the API, graceful shutdown.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{ADMIN_TOKEN, Gateway, UPLOADER_TOKEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let j: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(j["request_id"], rid);
+    assert_eq!(j["status"], status);
+    (status, j)
+}
+
+async fn tls_stream(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let cfg = support::client_tls(
+        &gw.ca_path(),
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+        None,
+    );
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+async fn healthy(gw: &Gateway) {
+    let resp = gw.client().get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn routing_errors_are_problems() {
+    let gw = Gateway::start("");
+    let c = gw.client();
+    let (s, j) = problem(c.get(gw.url("/nope")).send().await.unwrap()).await;
+    assert_eq!((s, j["code"].as_str().unwrap()), (404, "request.not_found"));
+    let resp = c.post(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.headers()["allow"], "GET, HEAD");
+    let (s, j) = problem(resp).await;
+    assert_eq!(
+        (s, j["code"].as_str().unwrap()),
+        (405, "request.method_not_allowed")
+    );
+    healthy(&gw).await;
+}
+
+#[tokio::test]
+async fn oversize_headers_and_bodies_are_refused() {
+    let gw = Gateway::start("");
+    let c = gw.client_with(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    // Over the configured 16 KiB but within hyper's buffer: a 431 problem.
+    let resp = c
+        .get(gw.url("/healthz"))
+        .header("x-big", "a".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    let (s, j) = problem(resp).await;
+    assert_eq!(
+        (s, j["code"].as_str().unwrap()),
+        (431, "request.headers_too_large")
+    );
+    // Far over: hyper refuses before routing; the server stays up.
+    let resp = c
+        .get(gw.url("/healthz"))
+        .header("x-big", "a".repeat(200_000))
+        .send()
+        .await;
+    if let Ok(r) = resp {
+        assert_eq!(r.status(), 431);
+    }
+    // A declared body over the 1 MiB API limit.
+    let resp = c
+        .get(gw.url("/v1/whoami"))
+        .body(vec![0u8; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    let (s, j) = problem(resp).await;
+    assert_eq!(
+        (s, j["code"].as_str().unwrap()),
+        (413, "request.body_too_large")
+    );
+    // The same over HTTP/2.
+    let h2 = gw.client_with(&[&rustls::version::TLS13], &[b"h2"]);
+    let resp = h2
+        .get(gw.url("/healthz"))
+        .header("x-big", "a".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    healthy(&gw).await;
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let gw = Gateway::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n");
+    // Slowloris: half a request head, then nothing.
+    let mut s = tls_stream(&gw).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "connection was not closed after the header timeout"
+    );
+    // A raw TCP connection that never starts the TLS handshake is closed too.
+    let mut raw = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "stalled handshake was not closed");
+    // An idle keep-alive connection is closed after idle_timeout.
+    let mut s = tls_stream(&gw).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "idle connection was not closed");
+    healthy(&gw).await;
+}
+
+#[tokio::test]
+async fn connection_limit_holds_extra_connections_back() {
+    let gw = Gateway::start("[server]\nmax_connections = 2\n");
+    let a = tls_stream(&gw).await;
+    let _b = tls_stream(&gw).await;
+    // The third connection is not served while two are open.
+    let third = tokio::time::timeout(Duration::from_millis(1500), tls_stream(&gw)).await;
+    assert!(third.is_err(), "a third connection was served");
+    drop(a);
+    let third = tokio::time::timeout(Duration::from_secs(5), tls_stream(&gw)).await;
+    assert!(third.is_ok(), "a slot did not free up");
+}
+
+#[tokio::test]
+async fn auth_roles_and_audit_through_the_api() {
+    let gw = Gateway::start("");
+    let c = gw.client();
+    let resp = c.get(gw.url("/v1/whoami")).send().await.unwrap();
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer realm=\"sallyport\""
+    );
+    let (s, j) = problem(resp).await;
+    assert_eq!((s, j["code"].as_str().unwrap()), (401, "auth.missing"));
+    let resp = c
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth("wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(problem(resp).await.1["code"], "auth.invalid");
+
+    // An uploader may not verify the audit trail; the refusal is itself audited.
+    let resp = c
+        .get(gw.url("/v1/audit/verify"))
+        .bearer_auth(UPLOADER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (s, j) = problem(resp).await;
+    assert_eq!((s, j["code"].as_str().unwrap()), (403, "auth.missing_role"));
+
+    let resp = c
+        .get(gw.url("/v1/audit/verify"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let j: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(j["intact"], true);
+    // server.started + access.denied
+    assert_eq!(j["length"], 2, "{j}");
+}
+
+#[tokio::test]
+async fn readyz_and_metrics() {
+    let gw = Gateway::start("");
+    let c = gw.client();
+    let resp = c.get(gw.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let j: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(j["state_store"]["kind"], "embedded");
+    assert_eq!(j["state_store"]["ok"], true);
+    assert_eq!(j["blob_store"]["ok"], true);
+    let _ = c.get(gw.url("/nope")).send().await.unwrap();
+    let text = c
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"sallyport_http_requests_total{endpoint="readyz",status="200"} 1"#,
+        r#"sallyport_http_requests_total{endpoint="unrouted",status="404"} 1"#,
+        r#"sallyport_http_request_duration_seconds_bucket{le="#,
+        "sallyport_open_connections ",
+        "sallyport_bytes_received_total ",
+        "sallyport_bytes_sent_total ",
+        r#"sallyport_audit_events_total{action="server.started"} 1"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_and_is_audited() {
+    let mut gw = Gateway::start("[server]\nshutdown_grace = \"20s\"\n");
+    // Idle keep-alive connections of both protocols stay open while the server stops.
+    let h1 = gw.client_with(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    let h2 = gw.client_with(&[&rustls::version::TLS13], &[b"h2"]);
+    assert_eq!(
+        h1.get(gw.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        h2.get(gw.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    let t = std::time::Instant::now();
+    // Block a worker, not the runtime: the clients' connection tasks must keep running.
+    let status = tokio::task::block_in_place(|| gw.stop());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "idle connections held up shutdown"
+    );
+    assert!(status.success(), "{status:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .arg("--config")
+        .arg(&gw.config_path)
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["action"], "server.stopped");
+    assert_eq!(last["details"]["abandoned_connections"], 0);
+}
+
+#[tokio::test]
+async fn json_logs_carry_no_secrets() {
+    let gw = Gateway::start("[log]\nformat = \"json\"\nlevel = \"debug\"\n");
+    let c = gw.client();
+    let _ = c
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth(UPLOADER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let _ = c
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth("a-wrong-secret-token")
+        .send()
+        .await
+        .unwrap();
+    let _ = c
+        .get(gw.url("/v1/audit/verify"))
+        .bearer_auth(UPLOADER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let _ = c
+        .get(gw.url("/nope?name=Jane-Doe-MRN-123"))
+        .send()
+        .await
+        .unwrap();
+    let lines = gw.drain_stderr();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"action\":\"access.denied\"")),
+        "{lines:#?}"
+    );
+    for l in &lines {
+        let j: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        assert!(j.is_object());
+        for secret in [
+            UPLOADER_TOKEN,
+            "a-wrong-secret-token",
+            "Jane-Doe",
+            &support::token_hash(UPLOADER_TOKEN),
+        ] {
+            assert!(!l.contains(secret), "log line leaks {secret}: {l}");
+        }
+    }
+}
