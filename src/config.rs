@@ -217,9 +217,9 @@ impl Config {
     /// Parses TOML text plus overrides.
     pub fn from_toml(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
         // First parse the file alone, so its errors carry line numbers.
-        toml::from_str::<RawConfig>(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let mut table: toml::Table = toml::from_str(text)
-            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        toml::from_str::<RawConfig>(text).map_err(|e| syntax_error(text, &e))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e: toml::de::Error| syntax_error(text, &e))?;
         let applied = env::apply(&mut table, env).map_err(ConfigError::Env)?;
         let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e| {
             ConfigError::Env(format!(
@@ -304,6 +304,18 @@ impl Config {
             overridden_by_env: Vec::new(),
         })
     }
+}
+
+/// A TOML error as "line L, column C: message". The toml crate's own `Display` quotes the
+/// offending source line, which could echo an inline secret; this never does.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let position = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    ConfigError::Syntax(format!("{}{}", position.unwrap_or_default(), e.message()))
 }
 
 fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
