@@ -93,11 +93,12 @@ impl Gateway {
         let (log_tx, log_rx) = mpsc::channel();
         for (pipe, tx) in [(stdout, tx), (stderr, log_tx)] {
             std::thread::spawn(move || {
+                // Read to the end even when nobody listens any more (the stdout receiver
+                // is dropped once the start-up line arrived): a closed pipe would make the
+                // gateway's next print fail with EPIPE.
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+                    let _ = tx.send(line);
                 }
             });
         }
