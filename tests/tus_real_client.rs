@@ -29,7 +29,10 @@ use tus_e2e_support::*;
 const FILE_LEN: usize = 300_000_000;
 const CHUNK: u64 = 8 * 1024 * 1024;
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/tuspy_upload.py");
-const REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/requirements.txt");
+const REQUIREMENTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/clients/requirements.txt"
+);
 
 /// Python with tuspy importable: (interpreter, PYTHONPATH), or why not.
 fn tuspy() -> Result<(String, PathBuf), String> {
@@ -78,7 +81,11 @@ fn tuspy() -> Result<(String, PathBuf), String> {
     if std::fs::rename(&partial, &dir).is_err() {
         // Someone else finished first.
         let _ = std::fs::remove_dir_all(&partial);
-        assert!(done.exists(), "tuspy directory {} is incomplete", dir.display());
+        assert!(
+            done.exists(),
+            "tuspy directory {} is incomplete",
+            dir.display()
+        );
     }
     Ok((python, dir))
 }
@@ -233,7 +240,10 @@ fn tuspy_upload_interrupted_and_resumed_matches_the_source() {
     let offset = rt.block_on(async {
         let head = client.head(id).await.unwrap();
         assert_eq!(head.status(), 200);
-        header(&head, "upload-offset").unwrap().parse::<u64>().unwrap()
+        header(&head, "upload-offset")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
     });
     assert!(
         offset == acked || offset == acked + CHUNK,
@@ -246,7 +256,11 @@ fn tuspy_upload_interrupted_and_resumed_matches_the_source() {
     let first = run.next(deadline).expect("start event");
     assert_eq!(first["event"], "start");
     assert_eq!(first["url"].as_str(), Some(url.as_str()), "same upload");
-    assert_eq!(first["offset"].as_u64(), Some(offset), "resumed, not restarted");
+    assert_eq!(
+        first["offset"].as_u64(),
+        Some(offset),
+        "resumed, not restarted"
+    );
     let mut last = None;
     while let Some(event) = run.next(deadline) {
         last = Some(event);
@@ -269,7 +283,7 @@ fn tuspy_upload_interrupted_and_resumed_matches_the_source() {
         |offset, length| {
             // tuspy sends 8 MiB chunks from wherever the server says, each with sha1.
             if length == CHUNK.min(FILE_LEN as u64 - offset) {
-                Ok(Some("sha1"))
+                Ok(vec![Some("sha1")])
             } else {
                 Err(format!("tuspy never sent a chunk of {length} bytes here"))
             }
