@@ -28,6 +28,7 @@ use http_body_util::BodyExt;
 
 pub mod events;
 pub mod lease;
+pub mod stage;
 pub mod store;
 
 use crate::at_rest::{AtRest, AtRestError, Reopened, Writer};
@@ -47,6 +48,7 @@ use events::{
     UploadTerminated,
 };
 use lease::{Acquired, LeaseGuard};
+use stage::Stage;
 use store::{Pending, StoreError, UploadStore};
 
 /// Settings of the upload engine (the validated `[uploads]` config section).
@@ -97,6 +99,9 @@ pub enum UploadError {
     /// The lease was lost mid-request (the state store was unreachable for a long time).
     #[error("the upload lease was lost")]
     LeaseLost,
+    /// An internal step failed that no request can cause (a worker thread stopped).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl From<TusError> for UploadError {
@@ -500,15 +505,26 @@ impl Uploads {
         record: UploadRecord,
         version: u64,
         plan: &PatchPlan,
-        mut writer: Writer,
+        writer: Writer,
         body: axum::body::Body,
     ) -> Result<Outcome, UploadError> {
         let id = record.id;
-        let mut hasher = plan.hasher();
+        // The body is read (and TLS-decrypted) on this task while two stages consume it
+        // on other threads: the chunk's digests, and the at-rest writer (whole-file
+        // SHA-256, AES-GCM, blob appends). See `stage`.
+        let mut hasher = Stage::start(plan.hasher(), |h, bytes| {
+            h.update(bytes);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let runtime = tokio::runtime::Handle::current();
+        let mut sink = Stage::start(writer, move |w: &mut Writer, bytes| {
+            runtime.block_on(w.append(bytes))
+        });
         let mut body = body;
         let mut trailers = None;
         let mut aborted = false;
         let mut too_long = false;
+        let mut lease_lost = false;
         while let Some(frame) = body.frame().await {
             let frame = match frame {
                 Ok(f) => f,
@@ -523,14 +539,14 @@ impl Uploads {
                         too_long = true;
                         break;
                     }
-                    hasher.update(&data);
-                    if let Err(e) = writer.append(&data).await {
-                        let _ = writer.rollback().await;
-                        return Err(e.into());
+                    // A stage that stopped (the writer failed) refuses more: its error
+                    // comes with its state below.
+                    if hasher.feed(data.clone()).await.is_err() || sink.feed(data).await.is_err() {
+                        break;
                     }
                     if guard.is_lost() {
-                        let _ = writer.rollback().await;
-                        return Err(UploadError::LeaseLost);
+                        lease_lost = true;
+                        break;
                     }
                 }
                 Err(frame) => {
@@ -539,6 +555,25 @@ impl Uploads {
                     }
                 }
             }
+        }
+        // Both stages drain what they were fed. A stage that vanished (it panicked) takes
+        // its state along; a dropped writer is rolled back by the next recovery.
+        let gone = || UploadError::Internal("an upload pipeline stage stopped");
+        let (mut writer, written) = sink.finish().await.map_err(|_| gone())?;
+        let hasher = match hasher.finish().await {
+            Ok((h, _)) => h,
+            Err(_) => {
+                let _ = writer.rollback().await;
+                return Err(gone());
+            }
+        };
+        if let Err(e) = written {
+            let _ = writer.rollback().await;
+            return Err(e.into());
+        }
+        if lease_lost {
+            let _ = writer.rollback().await;
+            return Err(UploadError::LeaseLost);
         }
         if too_long {
             writer.rollback().await?;

@@ -1,0 +1,185 @@
+//! The PATCH body's work, spread over cores: a pipeline stage runs on a blocking-pool
+//! thread and consumes the body's frames while the request's task keeps reading (and
+//! TLS-decrypting) the next ones.
+//!
+//! Every byte of a PATCH is hashed twice — once for the chunk ([`ChunkHasher`]: the
+//! ledger's SHA-256 and the declared `Upload-Checksum` algorithm, or all four while a
+//! checksum trailer is announced) and once for the whole file, inside the at-rest writer
+//! with the AES-GCM sealing and the blob writes. The two are independent of each other
+//! and of reading the socket, so the upload engine runs each as a [`Stage`]: the body's
+//! frames (`Bytes`, shared, never copied) go to each stage in batches of about
+//! [`BATCH_BYTES`], at most [`DEPTH`] batches ahead, so the memory a stage holds is
+//! bounded (about 2 MiB) whatever the chunk's size. A stage sees the bytes in order, and
+//! its state (the hasher, the writer) comes back to the request's task when it finishes,
+//! so what happens to the data — and in which order the at-rest writer's steps run — is
+//! exactly what it was in line; only which thread does the work changes.
+//!
+//! Not here: what the digests mean (`tus::checksum`), the at-rest format and its
+//! commit protocol (`at_rest`).
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Bytes handed to a stage at once (fewer wake-ups than one hand-off per frame).
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// Batches queued ahead of a stage before `feed` waits.
+pub const DEPTH: usize = 8;
+
+/// A stage's thread stopped without returning its state (it panicked or was cancelled).
+#[derive(Debug, thiserror::Error)]
+#[error("an upload pipeline stage stopped")]
+pub struct StageGone;
+
+/// What a stage's thread returns: its state, and the first error of its step function
+/// (after which it consumed nothing more).
+pub type StageResult<S, E> = (S, Result<(), E>);
+
+/// Runs `step` over the body's bytes on a blocking-pool thread.
+#[derive(Debug)]
+pub struct Stage<S, E> {
+    tx: mpsc::Sender<Vec<Bytes>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+    length: u64,
+    worker: tokio::task::JoinHandle<StageResult<S, E>>,
+}
+
+impl<S, E> Stage<S, E>
+where
+    S: Send + 'static,
+    E: Send + 'static,
+{
+    /// Starts a stage that calls `step(&mut state, bytes)` for every piece fed, in order,
+    /// until a step fails. Dropping the stage without [`Stage::finish`] stops the thread
+    /// once its queue is drained.
+    pub fn start<F>(state: S, mut step: F) -> Self
+    where
+        F: FnMut(&mut S, &[u8]) -> Result<(), E> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            while let Some(batch) = rx.blocking_recv() {
+                for piece in &batch {
+                    if let Err(e) = step(&mut state, piece) {
+                        return (state, Err(e));
+                    }
+                }
+            }
+            (state, Ok(()))
+        });
+        Self {
+            tx,
+            batch: Vec::new(),
+            batched: 0,
+            length: 0,
+            worker,
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// Feeds the next bytes (waits when the stage is [`DEPTH`] batches behind). `Err`
+    /// means the stage stopped (a step failed): call [`Stage::finish`] for the error.
+    pub async fn feed(&mut self, data: Bytes) -> Result<(), StageGone> {
+        self.length += data.len() as u64;
+        self.batched += data.len();
+        self.batch.push(data);
+        if self.batched >= BATCH_BYTES {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<(), StageGone> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.tx.send(batch).await.map_err(|_| StageGone)
+    }
+
+    /// Waits until the stage has processed everything fed (or stopped at an error) and
+    /// returns its state and outcome.
+    pub async fn finish(mut self) -> Result<StageResult<S, E>, StageGone> {
+        // A stage that stopped early refuses the rest; its result says why.
+        let _ = self.send().await;
+        let Self { tx, worker, .. } = self;
+        drop(tx);
+        worker.await.map_err(|_| StageGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tus::checksum::{ChunkHasher, HashPlan};
+
+    #[tokio::test]
+    async fn a_hashing_stage_equals_hashing_in_line() {
+        // Frames of awkward sizes, across several batches.
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 255) as u8).collect();
+        let mut inline = ChunkHasher::new(HashPlan::Trailer);
+        let mut stage = Stage::start(ChunkHasher::new(HashPlan::Trailer), |h, b| {
+            h.update(b);
+            Ok::<(), ()>(())
+        });
+        let mut at = 0;
+        let sizes = [1usize, 16_384, 100_000, 7, 262_144, 300_001];
+        for (i, size) in sizes.iter().cycle().enumerate() {
+            if at >= data.len() {
+                break;
+            }
+            let end = (at + size + i % 3).min(data.len());
+            inline.update(&data[at..end]);
+            stage
+                .feed(Bytes::copy_from_slice(&data[at..end]))
+                .await
+                .unwrap();
+            at = end;
+        }
+        assert_eq!(stage.length(), data.len() as u64);
+        let (parallel, outcome) = stage.finish().await.unwrap();
+        assert!(outcome.is_ok());
+        assert_eq!(parallel.length(), inline.length());
+        assert_eq!(parallel.finish(None).unwrap(), inline.finish(None).unwrap());
+    }
+
+    #[tokio::test]
+    async fn nothing_fed_leaves_the_state_untouched() {
+        let stage = Stage::start(0u64, |n, b| {
+            *n += b.len() as u64;
+            Ok::<(), ()>(())
+        });
+        let (n, outcome) = stage.finish().await.unwrap();
+        assert_eq!((n, outcome), (0, Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_failing_step_stops_the_stage_and_reports_its_error() {
+        // Fails on the second piece; pieces after it are never seen.
+        let mut stage = Stage::start(Vec::<u8>::new(), |seen, b| {
+            if b[0] == 2 {
+                return Err("refused");
+            }
+            seen.push(b[0]);
+            Ok(())
+        });
+        let mut fed_after_stop = false;
+        for i in 1..=200u8 {
+            let piece = Bytes::from(vec![i; BATCH_BYTES]);
+            if stage.feed(piece).await.is_err() {
+                fed_after_stop = true;
+                break;
+            }
+        }
+        assert!(fed_after_stop, "feeding a stopped stage fails");
+        let (seen, outcome) = stage.finish().await.unwrap();
+        assert_eq!(seen, vec![1]);
+        assert_eq!(outcome, Err("refused"));
+    }
+}
