@@ -21,7 +21,7 @@ pub async fn dispatch(
     req: Request<axum::body::Body>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     match ctx.endpoint {
-        Endpoint::TusOptions => return Ok(tus::options(state)),
+        Endpoint::TusOptions => return Ok(tus::options(state, &req)),
         Endpoint::TusCreate => return tus::create(state, ctx, req).await,
         Endpoint::TusPatch(id) => return tus::patch(state, ctx, id, req).await,
         Endpoint::TusHead(id) => return tus::head(state, ctx, id, req).await,
