@@ -114,6 +114,28 @@ impl From<crate::state::StateError> for UploadError {
     }
 }
 
+/// A refusal about `record`, carrying its expiry for `Upload-Expires` — except towards a
+/// stranger, who must not learn that the upload exists, let alone when it expires
+/// (ownership is not an existence oracle).
+fn refusal(error: TusError, record: &UploadRecord) -> UploadError {
+    let expires = match error {
+        TusError::NotOwner => None,
+        _ => record.expires_at,
+    };
+    UploadError::Tus { error, expires }
+}
+
+/// Adds `record`'s expiry to a refusal that was made without it (a busy lease).
+fn with_expiry(e: UploadError, record: &UploadRecord) -> UploadError {
+    match e {
+        UploadError::Tus {
+            error,
+            expires: None,
+        } => refusal(error, record),
+        other => other,
+    }
+}
+
 /// The result of a request that changed an upload.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -207,11 +229,18 @@ impl Uploads {
         now: Timestamp,
     ) -> Result<(UploadRecord, u64), UploadError> {
         let (record, version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
-        plan::check_access(&record, who.requester(), now).map_err(|error| UploadError::Tus {
-            error,
-            expires: record.expires_at,
-        })?;
+        plan::check_access(&record, who.requester(), now)
+            .map_err(|error| refusal(error, &record))?;
         Ok((record, version))
+    }
+
+    /// The expiry of an upload `who` may see, for `Upload-Expires` on a refusal made
+    /// before the record was read; `None` for a stranger or when it cannot be read (the
+    /// refusal stands either way).
+    async fn visible_expiry(&self, id: UploadId, who: &Caller) -> Option<Timestamp> {
+        let (record, _) = self.store.get(id).await.ok()??;
+        let visible = record.owner == who.name || who.admin;
+        visible.then_some(record.expires_at).flatten()
     }
 
     // === creation ===
@@ -268,23 +297,56 @@ impl Uploads {
                         let (record, version) =
                             self.store.get(id).await?.ok_or(TusError::NotFound)?;
                         let result = self
-                            .take_body(who, &guard, record, version, &plan, writer, body)
+                            .take_body(who, &guard, record.clone(), version, &plan, writer, body)
                             .await;
-                        guard.release().await;
-                        match result {
+                        let result = match result {
                             Ok(o) => Ok(o),
-                            // The upload exists; a refused first chunk leaves it at offset 0
-                            // for the client to PATCH, which the Location already says.
+                            // The client went away: the upload exists at whatever offset
+                            // was kept; a resuming client finds it by its Location.
                             Err(UploadError::BodyAborted) => Ok(Outcome {
                                 record: self.store.get(id).await?.ok_or(TusError::NotFound)?.0,
                             }),
-                            Err(e) => Err(e),
-                        }
+                            // The first chunk was refused (checksum, length): so is the
+                            // creation. The client never learns the Location, so an upload
+                            // left behind would be unreachable yet count as open until it
+                            // expired.
+                            Err(e) => self.undo_creation(who, &record, e).await,
+                        };
+                        guard.release().await;
+                        result
                     }
                     _ => Ok(Outcome { record }),
                 }
             }
         }
+    }
+
+    /// Destroys an upload whose creation request was refused after the record was stored
+    /// (under its lease), and returns the refusal without the upload's expiry.
+    async fn undo_creation(
+        &self,
+        who: &Caller,
+        record: &UploadRecord,
+        refusal: UploadError,
+    ) -> Result<Outcome, UploadError> {
+        self.destroy(record).await?;
+        self.auditor
+            .emit(
+                &who.audit,
+                &UploadTerminated {
+                    upload: record.id.to_string(),
+                    offset: 0,
+                    complete: false,
+                },
+            )
+            .await?;
+        Err(match refusal {
+            UploadError::Tus { error, .. } => UploadError::Tus {
+                error,
+                expires: None,
+            },
+            other => other,
+        })
     }
 
     async fn create_final(
@@ -336,6 +398,18 @@ impl Uploads {
             }
         }
         let finished = writer.finish().await?;
+        // The final keeps its own copy of the parts' ledgers, so deleting a part later
+        // changes neither its bytes nor its ledger; written before the record says
+        // complete, so a complete final always has it.
+        let mut ledgers = Vec::with_capacity(parts.len());
+        for part in parts.iter().flatten() {
+            let chunks = self.store.chunks(part.id).await?;
+            ledgers.push(
+                PartLedger::from_part(part, chunks)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        self.store.put_final_parts(id, &ledgers).await?;
         let (_, version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
         if !plan::complete_final(&mut record, &finished.sha256, hashed, Timestamp::now()) {
             return Err(UploadError::AtRest(AtRestError::Inconsistent(
@@ -386,17 +460,21 @@ impl Uploads {
         headers: &HeaderMap,
         body: axum::body::Body,
     ) -> Result<Outcome, UploadError> {
-        let request = PatchRequest::from_headers(headers, self.limits())?;
+        let request = match PatchRequest::from_headers(headers, self.limits()) {
+            Ok(r) => r,
+            // A malformed PATCH is refused as such, but it is still a PATCH of an upload
+            // the caller may see: its response carries `Upload-Expires` like any other.
+            Err(error) => {
+                let expires = self.visible_expiry(id, who).await;
+                return Err(UploadError::Tus { error, expires });
+            }
+        };
         let now = Timestamp::now();
         // Refuse what can be refused before taking the lease.
         let (record, _) = self.load_for(id, who, now).await?;
-        plan::plan_patch(&record, &request, who.requester(), now, self.limits()).map_err(
-            |error| UploadError::Tus {
-                error,
-                expires: record.expires_at,
-            },
-        )?;
-        let guard = self.lease(id).await?;
+        plan::plan_patch(&record, &request, who.requester(), now, self.limits())
+            .map_err(|error| refusal(error, &record))?;
+        let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.patch_locked(who, id, &request, &guard, body).await;
         guard.release().await;
         result
@@ -413,10 +491,7 @@ impl Uploads {
         let (record, version, writer) = self.reconcile(id, who).await?;
         let now = Timestamp::now();
         let plan = plan::plan_patch(&record, request, who.requester(), now, self.limits())
-            .map_err(|error| UploadError::Tus {
-                error,
-                expires: record.expires_at,
-            })?;
+            .map_err(|error| refusal(error, &record))?;
         let writer = match writer {
             Some(w) => w,
             // Complete already: only an empty PATCH with the right offset gets here.
@@ -542,10 +617,7 @@ impl Uploads {
         }
         if too_long {
             writer.rollback().await?;
-            return Err(UploadError::Tus {
-                error: plan.too_long(),
-                expires: record.expires_at,
-            });
+            return Err(refusal(plan.too_long(), &record));
         }
         let expected = if aborted {
             if !plan.keep_partial_on_abort() || hasher.length() == 0 {
@@ -558,10 +630,7 @@ impl Uploads {
                 Ok(e) => e,
                 Err(error) => {
                     writer.rollback().await?;
-                    return Err(UploadError::Tus {
-                        error,
-                        expires: record.expires_at,
-                    });
+                    return Err(refusal(error, &record));
                 }
             }
         };
@@ -583,10 +652,7 @@ impl Uploads {
                         )
                         .await?;
                 }
-                return Err(UploadError::Tus {
-                    error,
-                    expires: record.expires_at,
-                });
+                return Err(refusal(error, &record));
             }
         };
         self.commit_chunk(who, record, version, plan, writer, &digest, aborted)
@@ -619,10 +685,7 @@ impl Uploads {
                 now,
                 self.limits(),
             )
-            .map_err(|error| UploadError::Tus {
-                error,
-                expires: record.expires_at,
-            })?;
+            .map_err(|error| refusal(error, &record))?;
         if commit.entry.is_none() && !completes && next == record {
             writer.rollback().await?;
             return Ok(Outcome { record });
@@ -734,7 +797,7 @@ impl Uploads {
     pub async fn terminate(&self, who: &Caller, id: UploadId) -> Result<(), UploadError> {
         let now = Timestamp::now();
         let (record, _) = self.load_for(id, who, now).await?;
-        let guard = self.lease(id).await?;
+        let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.destroy(&record).await;
         guard.release().await;
         result?;
@@ -759,6 +822,7 @@ impl Uploads {
             self.at_rest.delete(meta).await?;
         }
         self.store.delete_chunks(id).await?;
+        self.store.delete_final_parts(id).await?;
         self.store.clear_pending(id).await?;
         self.store.delete(id).await?;
         Ok(())
@@ -770,7 +834,10 @@ impl Uploads {
         let (record, _) = self.load_for(id, who, now).await?;
         let chunks = self.store.chunks(id).await?;
         let mut parts = Vec::new();
-        if let ConcatKind::Final { parts: ids } = &record.concat {
+        if let Some(copy) = self.store.final_parts(id).await? {
+            parts = copy;
+        } else if let ConcatKind::Final { parts: ids } = &record.concat {
+            // Only an unfinished final (its concatenation was interrupted) has no copy yet.
             for part in ids {
                 // A part deleted after the concatenation leaves the final's ledger without it.
                 if let Some((p, _)) = self.store.get(*part).await? {

@@ -5,6 +5,7 @@
 //! | `upload` | upload id | [`UploadRecord::encode`] | `owner` = principal; `open_owner` = principal while unfinished |
 //! | `upload_chunk` | `<upload id>.<index, 16 digits>` | a ledger [`ChunkEntry`] as JSON | `upload` = upload id |
 //! | `upload_pending` | upload id | [`Pending`] as JSON | — |
+//! | `upload_final_parts` | final upload id | its parts' ledgers ([`PartLedger`]s) as JSON, copied at concatenation | — |
 //!
 //! **Write-ahead for chunks.** Bytes become durable at the at-rest writer's commit, but
 //! the upload record and ledger are separate writes. So before committing bytes the
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::{
     CasOutcome, Expect, IndexEntry, Namespace, PutOptions, StateError, StateStore, Versioned,
 };
-use crate::tus::ledger::ChunkEntry;
+use crate::tus::ledger::{ChunkEntry, PartLedger};
 use crate::tus::record::{UploadId, UploadRecord};
 
 /// Upload records.
@@ -30,6 +31,9 @@ pub const UPLOADS: Namespace = Namespace::new("upload");
 pub const CHUNKS: Namespace = Namespace::new("upload_chunk");
 /// Write-ahead records of chunks being committed.
 pub const PENDING: Namespace = Namespace::new("upload_pending");
+
+/// A final upload's copy of its parts' ledgers, so deleting a part later changes nothing.
+pub const FINAL_PARTS: Namespace = Namespace::new("upload_final_parts");
 
 /// Why stored upload state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +219,46 @@ impl UploadStore {
                 self.state.delete(CHUNKS, id, Expect::Any).await?;
             }
         }
+    }
+
+    /// Stores a final upload's copy of its parts' ledgers.
+    pub async fn put_final_parts(
+        &self,
+        upload: UploadId,
+        parts: &[PartLedger],
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(parts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.state
+            .put(
+                FINAL_PARTS,
+                &upload.to_string(),
+                &bytes,
+                Expect::Any,
+                PutOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A final upload's copy of its parts' ledgers, if it was stored.
+    pub async fn final_parts(
+        &self,
+        upload: UploadId,
+    ) -> Result<Option<Vec<PartLedger>>, StoreError> {
+        match self.state.get(FINAL_PARTS, &upload.to_string()).await? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v.value)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+
+    /// Deletes a final upload's copy of its parts' ledgers.
+    pub async fn delete_final_parts(&self, upload: UploadId) -> Result<(), StoreError> {
+        self.state
+            .delete(FINAL_PARTS, &upload.to_string(), Expect::Any)
+            .await?;
+        Ok(())
     }
 
     /// The pending chunk, if a commit was under way.
