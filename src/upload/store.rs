@@ -5,7 +5,7 @@
 //! | `upload` | upload id | [`UploadRecord::encode`] | `owner` = principal; `open_owner` = principal while unfinished |
 //! | `upload_chunk` | `<upload id>.<index, 16 digits>` | a ledger [`ChunkEntry`] as JSON | `upload` = upload id |
 //! | `upload_pending` | upload id | [`Pending`] as JSON | — |
-//! | `upload_final_parts` | final upload id | its parts' ledgers ([`PartLedger`]s) as JSON, copied at concatenation | — |
+//! | `upload_part_ledgers` | final upload id | its parts' ledgers (JSON array), copied at concatenation | — |
 //!
 //! **Write-ahead for chunks.** Bytes become durable at the at-rest writer's commit, but
 //! the upload record and ledger are separate writes. So before committing bytes the
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::{
     CasOutcome, Expect, IndexEntry, Namespace, PutOptions, StateError, StateStore, Versioned,
 };
-use crate::tus::ledger::{ChunkEntry, PartLedger};
+use crate::tus::ledger::ChunkEntry;
 use crate::tus::record::{UploadId, UploadRecord};
 
 /// Upload records.
@@ -31,9 +31,9 @@ pub const UPLOADS: Namespace = Namespace::new("upload");
 pub const CHUNKS: Namespace = Namespace::new("upload_chunk");
 /// Write-ahead records of chunks being committed.
 pub const PENDING: Namespace = Namespace::new("upload_pending");
-
-/// A final upload's copy of its parts' ledgers, so deleting a part later changes nothing.
-pub const FINAL_PARTS: Namespace = Namespace::new("upload_final_parts");
+/// A final upload's copy of its parts' ledgers, taken when it was concatenated (so the
+/// final keeps them even after the parts are deleted).
+pub const PART_LEDGERS: Namespace = Namespace::new("upload_part_ledgers");
 
 /// Why stored upload state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -222,15 +222,15 @@ impl UploadStore {
     }
 
     /// Stores a final upload's copy of its parts' ledgers.
-    pub async fn put_final_parts(
+    pub async fn set_part_ledgers(
         &self,
         upload: UploadId,
-        parts: &[PartLedger],
+        parts: &[crate::tus::ledger::PartLedger],
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(parts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.state
             .put(
-                FINAL_PARTS,
+                PART_LEDGERS,
                 &upload.to_string(),
                 &bytes,
                 Expect::Any,
@@ -240,12 +240,12 @@ impl UploadStore {
         Ok(())
     }
 
-    /// A final upload's copy of its parts' ledgers, if it was stored.
-    pub async fn final_parts(
+    /// A final upload's copy of its parts' ledgers.
+    pub async fn part_ledgers(
         &self,
         upload: UploadId,
-    ) -> Result<Option<Vec<PartLedger>>, StoreError> {
-        match self.state.get(FINAL_PARTS, &upload.to_string()).await? {
+    ) -> Result<Option<Vec<crate::tus::ledger::PartLedger>>, StoreError> {
+        match self.state.get(PART_LEDGERS, &upload.to_string()).await? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v.value)
                 .map(Some)
@@ -254,9 +254,9 @@ impl UploadStore {
     }
 
     /// Deletes a final upload's copy of its parts' ledgers.
-    pub async fn delete_final_parts(&self, upload: UploadId) -> Result<(), StoreError> {
+    pub async fn delete_part_ledgers(&self, upload: UploadId) -> Result<(), StoreError> {
         self.state
-            .delete(FINAL_PARTS, &upload.to_string(), Expect::Any)
+            .delete(PART_LEDGERS, &upload.to_string(), Expect::Any)
             .await?;
         Ok(())
     }
