@@ -119,6 +119,17 @@ async fn creation_answers_201_with_location_offset_and_expiry() {
         "tus.header_invalid",
     )
     .await;
+    // A tus header may appear only once.
+    problem(
+        tus.post(
+            &[("upload-length", "5"), ("upload-length", "5")],
+            Vec::new(),
+        )
+        .await,
+        400,
+        "tus.header_invalid",
+    )
+    .await;
     for bad in ["-1", "0x10", "1e3", "+5", "05", "18446744073709551616"] {
         problem(
             tus.post(&[("upload-length", bad)], Vec::new()).await,
@@ -844,6 +855,76 @@ async fn concatenation_builds_a_final_upload_with_its_own_digest_and_the_parts_l
             "tus.concat_invalid",
         )
         .await;
+    }
+}
+
+// === a dropped connection ===
+
+/// Polls HEAD until the upload is at `offset` (a dropped PATCH is committed or discarded
+/// after the client is gone) and its lease is free again.
+async fn settles_at(tus: &Tus, path: &str, offset: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // An empty PATCH at the expected offset succeeds only once the offset is there
+        // and no request holds the upload.
+        let resp = tus.patch(path, offset, Vec::new(), &[]).await;
+        if resp.status() == 204 {
+            assert_eq!(header(&resp, "upload-offset"), offset.to_string());
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never settled at {offset}: last {} {:?}",
+            resp.status(),
+            resp.headers()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A PATCH whose connection drops mid-body: without a checksum the bytes that arrived are
+/// kept (and ledgered as a shorter chunk); with one, nothing is kept.
+#[tokio::test]
+async fn a_dropped_patch_keeps_what_arrived_only_without_a_checksum() {
+    use tokio::io::AsyncWriteExt;
+    let gw = Gateway::start(CONF);
+    let tus = Tus::new(&gw);
+    let body = data(100_000, 8);
+    for declared in [false, true] {
+        let path = tus.create(Some(100_000), &[]).await;
+        let ck = checksum("sha256", &body);
+        let mut head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: {OCTET}\r\n\
+             Content-Length: 100000\r\n",
+            tus.token
+        );
+        if declared {
+            head.push_str(&format!("Upload-Checksum: {ck}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = h1_stream(&gw).await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..40_000]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(s);
+        if declared {
+            settles_at(&tus, &path, 0).await;
+            assert_eq!(tus.ledger(&path).await["chunks"], serde_json::json!([]));
+        } else {
+            settles_at(&tus, &path, 40_000).await;
+            let ledger = tus.ledger(&path).await;
+            assert_eq!(ledger["chunks"][0]["length"], 40_000);
+            assert_eq!(ledger["chunks"][0]["sha256"], sha256_hex(&body[..40_000]));
+        }
+        // The client resumes where HEAD says and finishes.
+        let at = tus.offset(&path).await as usize;
+        assert_eq!(tus.patch_ok(&path, at as u64, &body[at..]).await, 100_000);
+        assert_eq!(
+            header(&tus.head(&path).await, "repr-digest"),
+            repr_digest(&body)
+        );
     }
 }
 
