@@ -109,15 +109,17 @@ async fn graceful_shutdown_lets_an_in_flight_patch_finish() {
     let body = data(LEN, 7);
     let path = tus.create(Some(LEN as u64), &[]).await;
     // 32 frames of 64 KiB, 40 ms apart: about 1.3 s in flight.
-    let req = tus
-        .request("PATCH", &path)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", "0")
-        .header("content-type", OCTET)
-        .body(slow_body(body.clone(), 64 << 10, Duration::from_millis(40)));
     let started = std::time::Instant::now();
-    let patch = tokio::spawn(async move { req.send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let patch = spawn_slow_patch(
+        &tus,
+        &path,
+        0,
+        body.clone(),
+        64 << 10,
+        Duration::from_millis(40),
+    );
+    // The PATCH is being served once it holds the upload's lease.
+    until_locked(&tus, &path, 0).await;
     gw.signal("TERM");
     let resp = patch.await.unwrap();
     assert!(
@@ -239,19 +241,16 @@ async fn an_upload_started_on_one_instance_is_finished_on_another() {
         header(&head_a, "upload-expires")
     );
     // A streams the third quarter slowly; meanwhile B is refused with 423.
-    let req = a
-        .request("PATCH", &path)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", half.to_string())
-        .header("content-type", OCTET)
-        .body(slow_body(
-            body[half..half + quarter].to_vec(),
-            64 << 10,
-            Duration::from_millis(60),
-        ));
     let started = std::time::Instant::now();
-    let slow = tokio::spawn(async move { req.send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slow = spawn_slow_patch(
+        &a,
+        &path,
+        half as u64,
+        body[half..half + quarter].to_vec(),
+        64 << 10,
+        Duration::from_millis(100),
+    );
+    until_locked(&b, &path, half as u64).await;
     let busy = b
         .patch(&path, half as u64, body[half..].to_vec(), &[])
         .await;

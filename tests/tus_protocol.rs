@@ -1022,11 +1022,11 @@ async fn another_principals_upload_is_404_while_an_admin_may_use_it() {
 
 // === expiry ===
 
-/// `expire_after` is 2 s here, so the test waits about 3 s for expiry instead of a minute.
+/// `expire_after` is 3 s here, so the test waits seconds for expiry instead of a minute.
 /// A restart runs the sweeper at once, which removes the expired upload's data and keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_upload_is_410_until_the_sweeper_removes_it() {
-    let conf = "[uploads]\nmax_size = \"1MiB\"\nexpire_after = \"2s\"\n";
+    let conf = "[uploads]\nmax_size = \"1MiB\"\nexpire_after = \"3s\"\n";
     let mut gw = Gateway::start(conf);
     let tus = Tus::new(&gw);
     let path = tus
@@ -1180,19 +1180,15 @@ async fn upload_expires_is_on_every_response_of_an_expiring_upload() {
         seen.push((what, expires(resp.headers())));
     }
     // 423 while another request holds the upload.
-    let slow = {
-        let c = tus.request("PATCH", &path);
-        tokio::spawn(async move {
-            c.header("tus-resumable", "1.0.0")
-                .header("upload-offset", "3")
-                .header("content-type", OCTET)
-                .body(slow_body(b"defg".to_vec(), 1, Duration::from_millis(400)))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slow = spawn_slow_patch(
+        &tus,
+        &path,
+        3,
+        b"defg".to_vec(),
+        1,
+        Duration::from_millis(500),
+    );
+    until_locked(&tus, &path, 3).await;
     let busy = tus.patch(&path, 3, b"defg".to_vec(), &[]).await;
     assert_eq!(busy.status(), 423);
     let retry: u64 = header(&busy, "retry-after").parse().unwrap();

@@ -438,3 +438,56 @@ pub fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// Waits until another request holds the upload's lease — an empty PATCH at `offset` is
+/// answered 423 — and returns that 423. An empty PATCH that gets the lease instead changes
+/// nothing (204) and is retried; the request waited for must itself retry a 423 it gets
+/// from meeting such a probe ([`spawn_slow_patch`] does).
+pub async fn until_locked(tus: &Tus, path: &str, offset: u64) -> reqwest::Response {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = tus.patch(path, offset, Vec::new(), &[]).await;
+        if resp.status() == 423 {
+            return resp;
+        }
+        assert_eq!(resp.status(), 204, "{:?}", resp.headers());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other request never held the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts a slow PATCH (see [`slow_body`]) in the background. A PATCH refused with 423 —
+/// it met a probe of [`until_locked`] holding the lease for an instant — is sent again.
+pub fn spawn_slow_patch(
+    tus: &Tus,
+    path: &str,
+    offset: u64,
+    body: Vec<u8>,
+    piece: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let client = tus.client.clone();
+    let token = tus.token.clone();
+    let url = tus.url(path);
+    tokio::spawn(async move {
+        loop {
+            let resp = client
+                .patch(&url)
+                .bearer_auth(&token)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", offset.to_string())
+                .header("content-type", OCTET)
+                .body(slow_body(body.clone(), piece, pause))
+                .send()
+                .await
+                .unwrap();
+            if resp.status() != 423 {
+                return resp;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    })
+}
