@@ -1,0 +1,197 @@
+//! Download metering: atomic byte counters that enforce a grant's limits across instances.
+//!
+//! The rule (normative in `proto/grants-v1.md` §Metering):
+//!
+//! * A grant with `max_downloads = N` may deliver at most `N × max(L, 1)` bytes of an
+//!   artifact of length `L` (counter `{grant}.{artifact}`); with `max_bytes = B`, at most
+//!   `B` bytes across all its artifacts (counter `{grant}`). A "completed full download" is
+//!   therefore `L` delivered bytes, however they were split into ranges: a resumed download
+//!   (`curl -C -`) or four parallel range requests that together cover the file spend
+//!   exactly one download; overlapping re-fetches spend more.
+//! * Before any byte of a GET is sent, the whole response's length is **reserved** with a
+//!   bounded atomic add (`counter_add(.., limit)`): it succeeds only if the counter stays
+//!   within the limit, so two instances can never both spend the last allowance. A request
+//!   that does not fit entirely in what is left is refused; it is never partly served.
+//! * A GET is charged `max(bytes, 1)`, so downloads of an empty artifact count too.
+//! * When the client disconnects early, the bytes not handed to the connection are
+//!   **refunded** (a negative add). A crash between reserve and refund loses the
+//!   reservation: the error is always in the publisher's favour, never the partner's.
+//! * HEAD spends nothing but is refused once a limit is spent.
+//!
+//! Grants without limits touch no counter: their downloads are still audited byte for byte.
+//!
+//! Not here: deciding what a request's byte count is (the download handler plans ranges).
+
+use std::sync::Arc;
+
+use crate::signed_link::{ArtifactId, GrantId};
+use crate::state::{CounterOutcome, Namespace, StateError, StateStore};
+
+use super::record::Limits;
+
+/// The counters' namespace.
+pub const METER_NAMESPACE: Namespace = Namespace::new("grant_meter");
+
+/// The limits that apply to one (grant, artifact) pair, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    grant: GrantId,
+    artifact: ArtifactId,
+    /// `max_downloads × max(len, 1)`, for the `{grant}.{artifact}` counter.
+    per_artifact: Option<i64>,
+    /// `max_bytes`, for the `{grant}` counter.
+    per_grant: Option<i64>,
+}
+
+impl Budget {
+    /// The budget of `grant` for `artifact` of `len` bytes under `limits`.
+    pub fn new(grant: GrantId, artifact: ArtifactId, limits: &Limits, len: u64) -> Self {
+        let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+        Self {
+            grant,
+            artifact,
+            per_artifact: limits
+                .max_downloads
+                .map(|n| clamp(u128::from(n) * u128::from(len.max(1)))),
+            per_grant: limits.max_bytes.map(|b| clamp(u128::from(b))),
+        }
+    }
+
+    /// Whether any limit applies.
+    pub fn is_limited(&self) -> bool {
+        self.per_artifact.is_some() || self.per_grant.is_some()
+    }
+
+    fn artifact_counter(&self) -> String {
+        format!("{}.{}", self.grant, self.artifact)
+    }
+
+    fn grant_counter(&self) -> String {
+        self.grant.to_string()
+    }
+}
+
+/// A successful reservation: what to refund if the transfer is cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    budget: Budget,
+    /// Bytes reserved (the charge).
+    pub charged: u64,
+}
+
+/// The result of a reservation attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserve {
+    /// Reserved (or nothing to meter).
+    Granted(Option<Reservation>),
+    /// The request does not fit in what is left.
+    Exhausted,
+}
+
+/// How much of a grant's allowance is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Bytes counted against `max_downloads` for this artifact.
+    pub artifact_bytes: i64,
+    /// Bytes counted against `max_bytes`.
+    pub grant_bytes: i64,
+}
+
+/// The meters, over the state store.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    state: Arc<dyn StateStore>,
+}
+
+impl Meter {
+    /// Meters in `state`.
+    pub fn new(state: Arc<dyn StateStore>) -> Self {
+        Self { state }
+    }
+
+    /// Reserves `charge` bytes (at least 1) before a GET is served.
+    pub async fn reserve(&self, budget: &Budget, charge: u64) -> Result<Reserve, StateError> {
+        if !budget.is_limited() {
+            return Ok(Reserve::Granted(None));
+        }
+        let n = i64::try_from(charge.max(1)).map_err(|_| StateError::Invalid("charge"))?;
+        let mut applied_artifact = false;
+        if let Some(limit) = budget.per_artifact {
+            match self
+                .state
+                .counter_add(METER_NAMESPACE, &budget.artifact_counter(), n, Some(limit))
+                .await?
+            {
+                CounterOutcome::Applied(_) => applied_artifact = true,
+                CounterOutcome::LimitReached(_) => return Ok(Reserve::Exhausted),
+            }
+        }
+        if let Some(limit) = budget.per_grant {
+            let outcome = self
+                .state
+                .counter_add(METER_NAMESPACE, &budget.grant_counter(), n, Some(limit))
+                .await;
+            let refused = !matches!(outcome, Ok(CounterOutcome::Applied(_)));
+            if refused && applied_artifact {
+                // Undo the first add; if this fails too the error is in the publisher's
+                // favour (the allowance shrinks), never the partner's.
+                let _ = self
+                    .state
+                    .counter_add(METER_NAMESPACE, &budget.artifact_counter(), -n, None)
+                    .await;
+            }
+            if let CounterOutcome::LimitReached(_) = outcome? {
+                return Ok(Reserve::Exhausted);
+            }
+        }
+        Ok(Reserve::Granted(Some(Reservation {
+            budget: *budget,
+            charged: n as u64,
+        })))
+    }
+
+    /// Gives back `bytes` of a reservation that were not delivered.
+    pub async fn refund(&self, reservation: &Reservation, bytes: u64) -> Result<(), StateError> {
+        let n = i64::try_from(bytes.min(reservation.charged)).unwrap_or(0);
+        if n == 0 {
+            return Ok(());
+        }
+        let b = &reservation.budget;
+        if b.per_artifact.is_some() {
+            self.state
+                .counter_add(METER_NAMESPACE, &b.artifact_counter(), -n, None)
+                .await?;
+        }
+        if b.per_grant.is_some() {
+            self.state
+                .counter_add(METER_NAMESPACE, &b.grant_counter(), -n, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether every byte of the budget is spent (HEAD is refused then).
+    pub async fn is_exhausted(&self, budget: &Budget) -> Result<bool, StateError> {
+        let usage = self.usage(budget).await?;
+        Ok(budget.per_artifact.is_some_and(|l| usage.artifact_bytes >= l)
+            || budget.per_grant.is_some_and(|l| usage.grant_bytes >= l))
+    }
+
+    /// The counters' current values (0 for limits that are not set).
+    pub async fn usage(&self, budget: &Budget) -> Result<Usage, StateError> {
+        let mut usage = Usage::default();
+        if budget.per_artifact.is_some() {
+            usage.artifact_bytes = self
+                .state
+                .counter_get(METER_NAMESPACE, &budget.artifact_counter())
+                .await?;
+        }
+        if budget.per_grant.is_some() {
+            usage.grant_bytes = self
+                .state
+                .counter_get(METER_NAMESPACE, &budget.grant_counter())
+                .await?;
+        }
+        Ok(usage)
+    }
+}
