@@ -19,7 +19,7 @@
 //! draws new random nonces, so no nonce is ever reused under a key.
 //!
 //! The format is normative in `proto/at-rest-v1.md` (golden vectors in `proto/vectors/`);
-//! [`format`] is its pure core, [`tail`] the tail record, [`encoder`] the writer's hot
+//! [`format`](mod@format) is its pure core, [`tail`] the tail record, [`encoder`] the writer's hot
 //! path, [`writer`] and [`reader`] the I/O around them.
 //!
 //! Not here: who may read or write an object, upload bookkeeping (tus), locking between

@@ -4,7 +4,8 @@
 //!   in `./sallyport-data`, a development CA made on first start);
 //! * `check-config FILE` — validate a configuration exactly as `serve` would load it;
 //! * `audit verify` / `audit export` — check or export the audit hash chain;
-//! * `token generate` — make an API client token and the hash to put in the config.
+//! * `token generate` — make an API client token and the hash to put in the config;
+//! * `keys status|rotate|rewrap|retire` — the key-encryption keys (audited).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod keys;
 pub mod serve;
 
 use crate::config::{Config, ProcessEnv};
@@ -44,6 +46,9 @@ pub enum Command {
     /// API client tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Key-encryption keys: status, rotate, rewrap data keys, retire old versions.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Token operations.
@@ -87,6 +92,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
             runtime()?.block_on(audit::run(cmd, &config))
         }
+        Command::Keys(cmd) => {
+            let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
+            runtime()?.block_on(run_keys(cmd, &config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token(TokenCommand::Generate { name }) => {
             let (token, hash) = crate::auth::generate_token();
             let token = token.expose_str().unwrap_or_default().to_owned();
@@ -101,6 +111,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs a `keys` command with every key event written to the audit trail as it happens.
+async fn run_keys(cmd: keys::KeysCommand, config: &Config) -> anyhow::Result<()> {
+    use crate::audit::events::{
+        DekRewrapFailed, DekRewrapped, KekRetired, KekRotated, RewrapStarted,
+    };
+    use crate::audit::{AuditContext, Auditor};
+    use crate::keys::admin::KeyEvent;
+
+    enum Owned {
+        Rotated(String),
+        Started(u64, String),
+        Rewrapped(String, String, String),
+        Failed(String, String),
+        Retired(String),
+    }
+    let state = serve::open_state(config).await?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let auditor = Auditor::start(state.clone(), "cli".to_owned(), 512, metrics);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Owned>();
+    let writer = {
+        let auditor = auditor.clone();
+        tokio::spawn(async move {
+            let ctx = AuditContext::operator();
+            while let Some(e) = rx.recv().await {
+                let r = match e {
+                    Owned::Rotated(kek) => auditor.emit(&ctx, &KekRotated { kek }).await,
+                    Owned::Started(total, to) => {
+                        auditor.emit(&ctx, &RewrapStarted { total, to }).await
+                    }
+                    Owned::Rewrapped(object, from, to) => {
+                        auditor.emit(&ctx, &DekRewrapped { object, from, to }).await
+                    }
+                    Owned::Failed(object, error) => {
+                        auditor.emit(&ctx, &DekRewrapFailed { object, error }).await
+                    }
+                    Owned::Retired(kek) => auditor.emit(&ctx, &KekRetired { kek }).await,
+                };
+                r?;
+            }
+            Ok::<(), crate::audit::AuditError>(())
+        })
+    };
+    let result =
+        keys::run_with_events(cmd, &config.keys, state, &mut std::io::stdout(), &mut |e| {
+            let owned = match e {
+                KeyEvent::Rotated { kek } => Owned::Rotated(kek.to_string()),
+                KeyEvent::RewrapStarted { total, to } => Owned::Started(total, to.to_string()),
+                KeyEvent::Rewrapped { object, from, to } => {
+                    Owned::Rewrapped(object.to_owned(), from.to_string(), to.to_string())
+                }
+                KeyEvent::RewrapFailed { object, error } => {
+                    Owned::Failed(object.to_owned(), error.to_string())
+                }
+                KeyEvent::Retired { kek } => Owned::Retired(kek.to_string()),
+                KeyEvent::RewrapProgress { .. } => return,
+            };
+            let _ = tx.send(owned);
+        })
+        .await;
+    drop(tx);
+    let audited = writer.await?;
+    result?;
+    audited.map_err(|e| {
+        anyhow::anyhow!("the key operation succeeded but its audit record failed: {e}")
+    })
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

@@ -85,6 +85,10 @@ pub struct Config {
     pub log: LogSettings,
     /// Audit trail tuning.
     pub audit: AuditSettings,
+    /// Key hierarchy and the at-rest segment size.
+    pub keys: crate::keys::config::KeysSettings,
+    /// The tus upload endpoint.
+    pub uploads: crate::upload::UploadSettings,
     /// API clients and their roles.
     pub clients: ClientRegistry,
     /// Environment variables that overrode file values (names only, for the start-up log).
@@ -213,9 +217,9 @@ impl Config {
     /// Parses TOML text plus overrides.
     pub fn from_toml(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
         // First parse the file alone, so its errors carry line numbers.
-        toml::from_str::<RawConfig>(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let mut table: toml::Table = toml::from_str(text)
-            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        toml::from_str::<RawConfig>(text).map_err(|e| syntax_error(text, &e))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e: toml::de::Error| syntax_error(text, &e))?;
         let applied = env::apply(&mut table, env).map_err(ConfigError::Env)?;
         let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e| {
             ConfigError::Env(format!(
@@ -280,6 +284,11 @@ impl Config {
             },
         };
         let clients = clients(&raw.clients, allow_open)?;
+        let mut raw_keys = raw.keys;
+        raw_keys.danger_allow_world_readable_secrets |= allow_open;
+        let keys = crate::keys::config::KeysSettings::from_raw(raw_keys, &data_dir)
+            .map_err(|e| invalid("keys", e.to_string()))?;
+        let uploads = upload_settings(&raw.uploads)?;
         Ok(Self {
             data_dir,
             allow_world_readable_secrets: allow_open,
@@ -289,10 +298,24 @@ impl Config {
             blob,
             log,
             audit,
+            keys,
+            uploads,
             clients,
             overridden_by_env: Vec::new(),
         })
     }
+}
+
+/// A TOML error as "line L, column C: message". The toml crate's own `Display` quotes the
+/// offending source line, which could echo an inline secret; this never does.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let position = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    ConfigError::Syntax(format!("{}{}", position.unwrap_or_default(), e.message()))
 }
 
 fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
@@ -486,6 +509,98 @@ fn state_settings(
             format!("unknown backend {other:?} (supported: \"embedded\", \"redis\")"),
         )),
     }
+}
+
+fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSettings, ConfigError> {
+    use crate::tus::TusLimits;
+    let defaults = TusLimits::default();
+    let base = raw.base_path.as_deref().unwrap_or("/files/");
+    let base = crate::tus::concat::BasePath::new(base).map_err(|_| {
+        invalid(
+            "uploads.base_path",
+            "must start and end with '/', at most 128 bytes of A-Z a-z 0-9 . _ ~ - segments",
+        )
+    })?;
+    let max_size = size_or(
+        "uploads.max_size",
+        raw.max_size.as_deref(),
+        ByteSize(defaults.max_size),
+    )?;
+    if max_size.0 == 0 {
+        return Err(invalid("uploads.max_size", "must be more than 0"));
+    }
+    let expire_after = duration_or(
+        "uploads.expire_after",
+        raw.expire_after.as_deref(),
+        defaults.expire_after,
+    )?;
+    if expire_after < Duration::from_secs(60) {
+        return Err(invalid("uploads.expire_after", "must be at least 1m"));
+    }
+    let lease_ttl = duration_or(
+        "uploads.lease_ttl",
+        raw.lease_ttl.as_deref(),
+        Duration::from_secs(30),
+    )?;
+    if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&lease_ttl) {
+        return Err(invalid("uploads.lease_ttl", "must be from 3s to 10m"));
+    }
+    let mut metadata = defaults.metadata;
+    if let Some(n) = raw.max_metadata_pairs {
+        if !(1..=1024).contains(&n) {
+            return Err(invalid("uploads.max_metadata_pairs", "must be in 1..=1024"));
+        }
+        metadata.max_pairs = n;
+    }
+    let meta_bytes = size_or(
+        "uploads.max_metadata_bytes",
+        raw.max_metadata_bytes.as_deref(),
+        ByteSize(metadata.max_decoded_total as u64),
+    )?;
+    if !(64..=1 << 20).contains(&meta_bytes.0) {
+        return Err(invalid(
+            "uploads.max_metadata_bytes",
+            "must be in 64..=1MiB",
+        ));
+    }
+    metadata.max_decoded_total = meta_bytes.0 as usize;
+    let max_concat_parts = raw.max_concat_parts.unwrap_or(defaults.max_concat_parts);
+    if !(1..=10_000).contains(&max_concat_parts) {
+        return Err(invalid("uploads.max_concat_parts", "must be in 1..=10000"));
+    }
+    let max_open_per_principal = raw.max_open_per_principal.unwrap_or(100);
+    if !(1..=100_000).contains(&max_open_per_principal) {
+        return Err(invalid(
+            "uploads.max_open_per_principal",
+            "must be in 1..=100000",
+        ));
+    }
+    let mut cors_origins = Vec::new();
+    for origin in raw.cors_allowed_origins.iter().flatten() {
+        let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+            && !origin.ends_with('/')
+            && origin.bytes().all(|b| b.is_ascii_graphic())
+            && origin.len() <= 256;
+        if !ok {
+            return Err(invalid(
+                "uploads.cors_allowed_origins",
+                format!("{origin:?} is not an origin like https://portal.example.org"),
+            ));
+        }
+        cors_origins.push(origin.clone());
+    }
+    Ok(crate::upload::UploadSettings {
+        limits: TusLimits {
+            max_size: max_size.0,
+            expire_after,
+            metadata,
+            max_concat_parts,
+        },
+        base,
+        lease_ttl,
+        max_open_per_principal,
+        cors_origins,
+    })
 }
 
 fn clients(raw: &[raw::RawClient], allow_open: bool) -> Result<ClientRegistry, ConfigError> {

@@ -44,4 +44,8 @@ pub struct AppState {
     pub authenticators: Vec<Arc<dyn Authenticator>>,
     /// When the process started.
     pub started: Instant,
+    /// Routing configuration.
+    pub routes: endpoint::Routes,
+    /// The upload engine.
+    pub uploads: crate::upload::Uploads,
 }

@@ -31,6 +31,7 @@
 //! * [`keys`] — the `KeyProvider` port, KEKs and wrapped per-object DEKs.
 //! * [`at_rest`] — the segmented AES-256-GCM format, appending writer, random-access reader.
 //! * [`tus`] — the tus 1.0.0 protocol core (headers, metadata, checksums), no I/O.
+//! * [`upload`] — the upload engine: tus requests to records, ledger, leases, at-rest bytes.
 //! * [`signed_link`] — the signed-link canonical form, signing and verification.
 //! * [`range`] — RFC 9110 range parsing and planning.
 
@@ -50,3 +51,4 @@ pub mod signed_link;
 pub mod state;
 pub mod tls;
 pub mod tus;
+pub mod upload;

@@ -2,24 +2,13 @@
 //! rewrap (with its audit events), retire, and every object still readable with its blobs
 //! untouched.
 //!
-//! `src/cli/keys.rs` is compiled here through `#[path]` until the lead declares it in
-//! `src/cli.rs`; the two re-export modules give it the `crate::keys`/`crate::state` paths
-//! it uses. Once it is wired in, use `sallyport::cli::keys` instead.
 
 #![allow(clippy::unwrap_used)]
 
 #[path = "at_rest_support/mod.rs"]
 mod support;
 
-mod keys {
-    pub use sallyport::keys::*;
-}
-mod state {
-    pub use sallyport::state::*;
-}
-#[path = "../src/cli/keys.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod keys_cli;
+use sallyport::cli::keys as keys_cli;
 
 use std::sync::Arc;
 

@@ -322,3 +322,59 @@ fn rewrap_reports_a_record_it_cannot_unwrap_and_carries_on() {
         );
     });
 }
+
+#[test]
+fn static_keks_from_secret_files_respect_permissions() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("kek-v1");
+        std::fs::write(&key_path, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = |allow: bool| {
+            format!(
+                "provider = \"static\"\nstatic_kek_id = \"prod\"\nstatic_current_version = 1\n\
+                 danger_allow_world_readable_secrets = {allow}\n\
+                 [[static_keks]]\nversion = 1\nkey_file = \"kek-v1\"\n"
+            )
+        };
+        let settings = |allow: bool| {
+            let raw: sallyport::keys::RawKeysConfig = toml::from_str(&config(allow)).unwrap();
+            sallyport::keys::KeysSettings::from_raw(raw, dir.path()).unwrap()
+        };
+        let keys = settings(false).build_provider().unwrap();
+        assert_eq!(keys.kind(), "static");
+        assert!(matches!(keys.rotate().await, Err(KeyError::ReadOnly(_))));
+        let at_rest = AtRest::new(
+            Arc::new(MemBlob::default()),
+            Arc::new(MemState::default()),
+            keys,
+            SegmentSize::new(4096).unwrap(),
+        );
+        let object = OpaqueId::random();
+        let mut w = at_rest.create(object).await.unwrap();
+        w.append(b"static").await.unwrap();
+        w.finish().await.unwrap();
+        assert_eq!(
+            &at_rest
+                .open_reader(object)
+                .await
+                .unwrap()
+                .read_range(0, 6)
+                .await
+                .unwrap()[..],
+            b"static"
+        );
+
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            settings(false).build_provider(),
+            Err(KeyError::InsecurePermissions { .. })
+        ));
+        assert!(settings(true).build_provider().is_ok());
+        std::fs::write(&key_path, "not base64 of 32 bytes").unwrap();
+        match settings(true).build_provider() {
+            Err(KeyError::KeyringFormat { reason, .. }) => assert!(reason.contains("32 bytes")),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -115,6 +115,17 @@ fn default_segment_size_large_object_in_small_batches() {
         let reader = at_rest.open_reader(object).await.unwrap();
         let got = reader.read_range(65_000, 200_000).await.unwrap();
         assert_eq!(&got[..], &plain[65_000..265_000]);
+        // A streamed sub-range that starts and ends inside segments.
+        let mut streamed = Vec::new();
+        let mut chunks = 0;
+        let mut stream = Box::pin(reader.stream_range(1000, 2_500_000).unwrap());
+        while let Some(chunk) = stream.next().await {
+            streamed.extend_from_slice(&chunk.unwrap());
+            chunks += 1;
+        }
+        assert_eq!(&streamed[..], &plain[1000..2_501_000]);
+        assert!(chunks >= 3, "streamed in {chunks} chunks");
+        assert!(reader.stream_range(1, plain.len() as u64).is_err());
     });
 }
 

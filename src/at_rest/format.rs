@@ -405,7 +405,6 @@ impl ObjectKeys {
 
     /// Replaces both sealers with fixed-nonce ones (golden vectors only).
     #[cfg(test)]
-    #[allow(clippy::unwrap_used)]
     pub(crate) fn fix_nonces(
         &mut self,
         segment_key: &[u8; KEY_LEN],
@@ -529,7 +528,6 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) fn derived_keys_for_vectors(
     dek: &Dek,
     header: &Header,
@@ -539,7 +537,6 @@ pub(crate) fn derived_keys_for_vectors(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -231,7 +231,6 @@ fn tail_aad(keys: &ObjectKeys) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::at_rest::format::Header;

@@ -5,8 +5,6 @@
 //! To regenerate after a deliberate format change (which needs a new format version):
 //! `SALLYPORT_WRITE_VECTORS=1 cargo test --lib at_rest::vectors`, then review the diff and
 //! run `python3 proto/vectors/at_rest_v1_check.py` (an independent implementation).
-#![allow(clippy::unwrap_used)]
-
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;

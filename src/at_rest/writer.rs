@@ -9,7 +9,7 @@
 //! * `finish`: commit, append the final segment, `sync`, replace the tail record with a
 //!   *finished* one.
 //!
-//! Recovery ([`reopen`], [`Writer::rollback`]) reads the tail record and:
+//! Recovery (`AtRest::open_writer`, [`Writer::rollback`]) reads the tail record and:
 //!
 //! * cuts every byte of the data blob beyond the committed segments (a torn or
 //!   uncommitted append: never acknowledged);

@@ -95,3 +95,81 @@ impl AuditEvent for AuditVerified {
         }
     }
 }
+
+/// A KEK version became current (`sallyport keys rotate`).
+#[derive(Debug, Serialize)]
+pub struct KekRotated {
+    /// The new current version, `id:vN`.
+    pub kek: String,
+}
+
+impl AuditEvent for KekRotated {
+    const ACTION: &'static str = "key.rotated";
+    fn subject(&self) -> Option<String> {
+        Some(self.kek.clone())
+    }
+}
+
+/// One object's data key was re-wrapped under another KEK version (no data touched).
+#[derive(Debug, Serialize)]
+pub struct DekRewrapped {
+    /// The object id.
+    pub object: String,
+    /// The version it was wrapped under.
+    pub from: String,
+    /// The version it is wrapped under now.
+    pub to: String,
+}
+
+impl AuditEvent for DekRewrapped {
+    const ACTION: &'static str = "key.rewrapped";
+    fn subject(&self) -> Option<String> {
+        Some(self.object.clone())
+    }
+}
+
+/// One object's data key could not be re-wrapped.
+#[derive(Debug, Serialize)]
+pub struct DekRewrapFailed {
+    /// The object id.
+    pub object: String,
+    /// Why (a key error message; never key material).
+    pub error: String,
+}
+
+impl AuditEvent for DekRewrapFailed {
+    const ACTION: &'static str = "key.rewrap_failed";
+    fn outcome(&self) -> Outcome {
+        Outcome::Failure
+    }
+    fn subject(&self) -> Option<String> {
+        Some(self.object.clone())
+    }
+}
+
+/// A rewrap run started.
+#[derive(Debug, Serialize)]
+pub struct RewrapStarted {
+    /// Data keys counted at the start.
+    pub total: u64,
+    /// The target version.
+    pub to: String,
+}
+
+impl AuditEvent for RewrapStarted {
+    const ACTION: &'static str = "key.rewrap_started";
+}
+
+/// A KEK version's material was destroyed.
+#[derive(Debug, Serialize)]
+pub struct KekRetired {
+    /// The version, `id:vN`.
+    pub kek: String,
+}
+
+impl AuditEvent for KekRetired {
+    const ACTION: &'static str = "key.retired";
+    fn subject(&self) -> Option<String> {
+        Some(self.kek.clone())
+    }
+}

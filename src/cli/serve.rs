@@ -69,6 +69,22 @@ fn spawn_embedded_sweeper(store: Arc<EmbeddedStateStore>) {
     });
 }
 
+/// Deletes expired unfinished uploads (data, keys, ledger) every minute; audited.
+fn spawn_upload_sweeper(uploads: crate::upload::Uploads) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match uploads.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired uploads deleted"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired uploads failed"),
+            }
+        }
+    });
+}
+
 /// Opens the configured blob store.
 pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match &config.blob {
@@ -159,6 +175,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let scheme = if plaintext { "http" } else { "https" };
     let authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::new(config.clients.clone())];
+    let keys = config
+        .keys
+        .build_provider()
+        .context("opening the key provider")?;
+    let at_rest =
+        crate::at_rest::AtRest::new(blobs.clone(), state.clone(), keys, config.keys.segment_size);
+    let uploads = crate::upload::Uploads::new(
+        state.clone(),
+        at_rest,
+        auditor.clone(),
+        config.uploads.clone(),
+    );
+    spawn_upload_sweeper(uploads.clone());
     let app = Arc::new(AppState {
         config: config.clone(),
         state: state.clone(),
@@ -167,6 +196,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         authenticators,
         started,
+        routes: crate::http::endpoint::Routes {
+            uploads: config.uploads.base.clone(),
+        },
+        uploads,
     });
     auditor
         .emit(

@@ -26,7 +26,25 @@ pub struct RawConfig {
     #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
+    pub keys: crate::keys::config::RawKeysConfig,
+    #[serde(default)]
+    pub uploads: RawUploads,
+    #[serde(default)]
     pub clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawUploads {
+    pub base_path: Option<String>,
+    pub max_size: Option<String>,
+    pub expire_after: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub max_open_per_principal: Option<usize>,
+    pub max_metadata_bytes: Option<String>,
+    pub max_metadata_pairs: Option<usize>,
+    pub max_concat_parts: Option<usize>,
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

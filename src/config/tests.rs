@@ -139,3 +139,12 @@ fn secret_files_are_permission_checked() {
     let c = Config::from_toml(&text, &env(&[])).unwrap();
     assert_eq!(c.clients.clients().len(), 1);
 }
+
+#[test]
+fn syntax_errors_never_quote_the_source_line() {
+    let text = "[keys]\nprovider = \"static\"\nstatic_kek_id = \"prod\"\nstatic_current_version = 1\n[[keys.static_keks]]\nversion = 1\nkey = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg==\"\nbogus = 1\n";
+    let err = Config::from_toml(text, &env(&[])).unwrap_err().to_string();
+    assert!(err.contains("bogus"), "{err}");
+    assert!(err.contains("line 8"), "{err}");
+    assert!(!err.contains("c2VjcmV0"), "{err}");
+}

@@ -89,6 +89,26 @@ fn new_request_id() -> String {
     hex::encode(b)
 }
 
+/// tus core: a client that cannot send PATCH or DELETE sends POST with
+/// `X-HTTP-Method-Override`. Honoured only on the upload endpoint and only for those two.
+fn apply_method_override(state: &AppState, req: &mut Request<axum::body::Body>) {
+    if req.method() != http::Method::POST
+        || !req.uri().path().starts_with(state.routes.uploads.as_str())
+    {
+        return;
+    }
+    let method = match req
+        .headers()
+        .get("x-http-method-override")
+        .map(|v| v.as_bytes())
+    {
+        Some(b"PATCH") => http::Method::PATCH,
+        Some(b"DELETE") => http::Method::DELETE,
+        _ => return,
+    };
+    *req.method_mut() = method;
+}
+
 /// The declared `Content-Length`, if valid.
 pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
@@ -120,11 +140,12 @@ where
 {
     let started = Instant::now();
     let request_id = new_request_id();
-    let req = req.map(axum::body::Body::new);
+    let mut req = req.map(axum::body::Body::new);
+    apply_method_override(&state, &mut req);
     let routed = if header_bytes(&req) > state.config.server.max_header_bytes.0 as usize {
         Err(ApiError::HeadersTooLarge)
     } else {
-        Endpoint::parse(req.method(), req.uri().path()).and_then(|e| {
+        Endpoint::parse(req.method(), req.uri().path(), &state.routes).and_then(|e| {
             // Refuse a declared oversize body before reading a byte of it.
             match e.body_limit(state.config.server.max_body_bytes.0) {
                 Some(limit) if content_length(&req).is_some_and(|n| n > limit) => {
@@ -134,6 +155,12 @@ where
             }
         })
     };
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let preflight = req.method() == http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let tus = routed.as_ref().is_ok_and(Endpoint::is_tus);
     let (name, is_api, result) = match routed {
         Ok(endpoint) => {
             let ctx = RequestContext {
@@ -151,6 +178,14 @@ where
     };
     let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
     add_edge_headers(&state, &mut resp, &request_id, is_api);
+    if tus {
+        handlers::tus::cors(
+            &state.uploads.settings().cors_origins,
+            origin.as_ref(),
+            preflight,
+            resp.headers_mut(),
+        );
+    }
     state
         .metrics
         .requests

@@ -6,6 +6,15 @@
 use http::Method;
 
 use super::problem::ApiError;
+use crate::tus::concat::BasePath;
+use crate::tus::record::UploadId;
+
+/// What routing needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// The tus creation URL's path (default `/files/`).
+    pub uploads: BasePath,
+}
 
 /// Every endpoint the gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +29,18 @@ pub enum Endpoint {
     WhoAmI,
     /// `GET /v1/audit/verify`: verify the audit chain (auditor).
     AuditVerify,
+    /// `OPTIONS {uploads}` or `OPTIONS {uploads}{id}`: tus capabilities, CORS preflight.
+    TusOptions,
+    /// `POST {uploads}`: create an upload.
+    TusCreate,
+    /// `HEAD {uploads}{id}`: the upload's offset.
+    TusHead(UploadId),
+    /// `PATCH {uploads}{id}`: append a chunk.
+    TusPatch(UploadId),
+    /// `DELETE {uploads}{id}`: terminate the upload.
+    TusDelete(UploadId),
+    /// `GET {uploads}{id}/ledger`: the chunk ledger.
+    TusLedger(UploadId),
 }
 
 impl Endpoint {
@@ -31,7 +52,26 @@ impl Endpoint {
             Endpoint::Metrics => "metrics",
             Endpoint::WhoAmI => "whoami",
             Endpoint::AuditVerify => "audit_verify",
+            Endpoint::TusOptions => "tus_options",
+            Endpoint::TusCreate => "tus_create",
+            Endpoint::TusHead(_) => "tus_head",
+            Endpoint::TusPatch(_) => "tus_patch",
+            Endpoint::TusDelete(_) => "tus_delete",
+            Endpoint::TusLedger(_) => "tus_ledger",
         }
+    }
+
+    /// Whether the endpoint belongs to the tus upload protocol (tus headers, CORS).
+    pub fn is_tus(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::TusOptions
+                | Endpoint::TusCreate
+                | Endpoint::TusHead(_)
+                | Endpoint::TusPatch(_)
+                | Endpoint::TusDelete(_)
+                | Endpoint::TusLedger(_)
+        )
     }
 
     /// The largest request body the endpoint accepts whole; `None` for endpoints that
@@ -42,7 +82,13 @@ impl Endpoint {
             | Endpoint::Readyz
             | Endpoint::Metrics
             | Endpoint::WhoAmI
-            | Endpoint::AuditVerify => Some(configured),
+            | Endpoint::AuditVerify
+            | Endpoint::TusOptions
+            | Endpoint::TusHead(_)
+            | Endpoint::TusDelete(_)
+            | Endpoint::TusLedger(_) => Some(configured),
+            // Upload bodies stream into the at-rest writer under the tus limits.
+            Endpoint::TusCreate | Endpoint::TusPatch(_) => None,
         }
     }
 
@@ -52,7 +98,10 @@ impl Endpoint {
     }
 
     /// Parses a method and path.
-    pub fn parse(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+    pub fn parse(method: &Method, path: &str, routes: &Routes) -> Result<Endpoint, ApiError> {
+        if let Some(rest) = path.strip_prefix(routes.uploads.as_str()) {
+            return Self::parse_tus(method, rest);
+        }
         let get_head = |e| match *method {
             Method::GET | Method::HEAD => Ok(e),
             _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
@@ -70,11 +119,98 @@ impl Endpoint {
             _ => Err(ApiError::NotFound),
         }
     }
+
+    fn parse_tus(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
+        if rest.is_empty() {
+            return match *method {
+                Method::OPTIONS => Ok(Endpoint::TusOptions),
+                Method::POST => Ok(Endpoint::TusCreate),
+                _ => Err(ApiError::MethodNotAllowed {
+                    allow: "OPTIONS, POST",
+                }),
+            };
+        }
+        let (id, ledger) = match rest.strip_suffix("/ledger") {
+            Some(id) => (id, true),
+            None => (rest, false),
+        };
+        // Only a well-formed id routes; anything else is simply not there.
+        let id: UploadId = id.parse().map_err(|_| ApiError::NotFound)?;
+        match (ledger, method.clone()) {
+            (true, Method::GET) => Ok(Endpoint::TusLedger(id)),
+            (true, _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+            (false, Method::HEAD) => Ok(Endpoint::TusHead(id)),
+            (false, Method::PATCH) => Ok(Endpoint::TusPatch(id)),
+            (false, Method::DELETE) => Ok(Endpoint::TusDelete(id)),
+            (false, Method::OPTIONS) => Ok(Endpoint::TusOptions),
+            (false, _) => Err(ApiError::MethodNotAllowed {
+                allow: "HEAD, PATCH, DELETE, OPTIONS",
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn routes() -> Routes {
+        Routes {
+            uploads: BasePath::new("/files/").unwrap(),
+        }
+    }
+
+    #[test]
+    fn tus_routes() {
+        let id = "0123456789abcdefghjkmnpqrs";
+        let uid: UploadId = id.parse().unwrap();
+        let ok = [
+            ("OPTIONS", "/files/".to_owned(), Endpoint::TusOptions),
+            ("POST", "/files/".to_owned(), Endpoint::TusCreate),
+            ("HEAD", format!("/files/{id}"), Endpoint::TusHead(uid)),
+            ("PATCH", format!("/files/{id}"), Endpoint::TusPatch(uid)),
+            ("DELETE", format!("/files/{id}"), Endpoint::TusDelete(uid)),
+            ("OPTIONS", format!("/files/{id}"), Endpoint::TusOptions),
+            (
+                "GET",
+                format!("/files/{id}/ledger"),
+                Endpoint::TusLedger(uid),
+            ),
+        ];
+        for (m, p, e) in ok {
+            assert_eq!(
+                Endpoint::parse(&m.parse().unwrap(), &p, &routes()).unwrap(),
+                e,
+                "{m} {p}"
+            );
+        }
+        for p in [
+            "/files",
+            "/files/../etc/passwd",
+            "/files/0123456789abcdefghjkmnpqr",
+            "/files/0123456789ABCDEFGHJKMNPQRS",
+            "/files/0123456789abcdefghjkmnpqrs/",
+            "/files/0123456789abcdefghjkmnpqrs/ledger/x",
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::parse(&Method::PATCH, p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
+                "{p}"
+            );
+        }
+        assert!(matches!(
+            Endpoint::parse(&Method::GET, &format!("/files/{id}"), &routes()),
+            Err(ApiError::MethodNotAllowed { .. })
+        ));
+        assert!(matches!(
+            Endpoint::parse(&Method::PUT, "/files/", &routes()),
+            Err(ApiError::MethodNotAllowed {
+                allow: "OPTIONS, POST"
+            })
+        ));
+    }
 
     #[test]
     fn routing_table() {
@@ -88,7 +224,7 @@ mod tests {
         ];
         for (m, p, e) in ok {
             assert_eq!(
-                Endpoint::parse(&m.parse().unwrap(), p).unwrap(),
+                Endpoint::parse(&m.parse().unwrap(), p, &routes()).unwrap(),
                 e,
                 "{m} {p}"
             );
@@ -103,16 +239,19 @@ mod tests {
         ];
         for p in not_found {
             assert!(
-                matches!(Endpoint::parse(&Method::GET, p), Err(ApiError::NotFound)),
+                matches!(
+                    Endpoint::parse(&Method::GET, p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
                 "{p}"
             );
         }
         assert!(matches!(
-            Endpoint::parse(&Method::POST, "/healthz"),
+            Endpoint::parse(&Method::POST, "/healthz", &routes()),
             Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
         ));
         assert!(matches!(
-            Endpoint::parse(&Method::DELETE, "/metrics"),
+            Endpoint::parse(&Method::DELETE, "/metrics", &routes()),
             Err(ApiError::MethodNotAllowed { allow: "GET" })
         ));
     }

@@ -12,12 +12,23 @@ use super::problem::ApiError;
 use crate::audit::events::AuditVerified;
 use crate::auth::Role;
 
+pub mod tus;
+
 /// Calls the handler for `ctx.endpoint`.
 pub async fn dispatch(
     state: &AppState,
     ctx: &RequestContext,
     req: Request<axum::body::Body>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
+    match ctx.endpoint {
+        Endpoint::TusOptions => return Ok(tus::options(state)),
+        Endpoint::TusCreate => return tus::create(state, ctx, req).await,
+        Endpoint::TusPatch(id) => return tus::patch(state, ctx, id, req).await,
+        Endpoint::TusHead(id) => return tus::head(state, ctx, id, req).await,
+        Endpoint::TusDelete(id) => return tus::delete(state, ctx, id, req).await,
+        Endpoint::TusLedger(id) => return tus::ledger(state, ctx, id, req).await,
+        _ => {}
+    }
     let head = req.method() == http::Method::HEAD;
     let (parts, _body) = req.into_parts();
     let resp = match ctx.endpoint {
@@ -69,6 +80,12 @@ pub async fn dispatch(
                 .await?;
             json_response(StatusCode::OK, &body)
         }
+        Endpoint::TusOptions
+        | Endpoint::TusCreate
+        | Endpoint::TusPatch(_)
+        | Endpoint::TusHead(_)
+        | Endpoint::TusDelete(_)
+        | Endpoint::TusLedger(_) => return Err(ApiError::NotFound),
     };
     Ok(if head { strip_body(resp) } else { resp })
 }

@@ -9,10 +9,93 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::at_rest::AtRestError;
 use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::blob::BlobError;
 use crate::state::StateError;
+use crate::tus::TusError;
+use crate::tus::headers::{TUS_RESUMABLE, TUS_VERSION_HEADER, UPLOAD_EXPIRES, UPLOAD_OFFSET};
+use crate::upload::UploadError;
+use crate::upload::store::StoreError;
+
+/// The static title of a tus refusal, by status.
+fn tus_title(status: u16) -> &'static str {
+    match status {
+        400 => "Invalid tus request",
+        403 => "A final concatenated upload cannot be patched",
+        404 => "Upload not found",
+        409 => "Upload-Offset does not match the upload's offset",
+        410 => "Upload expired",
+        412 => "Unsupported tus version",
+        413 => "Upload too large",
+        415 => "Content-Type must be application/offset+octet-stream",
+        423 => "The upload is busy with another request",
+        460 => "Checksum mismatch: the chunk was discarded",
+        _ => "Internal error",
+    }
+}
+
+fn upload_mapping(e: &UploadError) -> Mapping {
+    let m = |status, code, title| Mapping {
+        status,
+        code,
+        title,
+    };
+    match e {
+        UploadError::Tus { error, .. } => {
+            let hint = error.status_hint();
+            Mapping {
+                status: StatusCode::from_u16(hint).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code: error.code(),
+                title: tus_title(hint),
+            }
+        }
+        UploadError::TooManyOpen { .. } => m(
+            StatusCode::TOO_MANY_REQUESTS,
+            "upload.too_many_open",
+            "Too many unfinished uploads for this client",
+        ),
+        UploadError::BodyAborted => m(
+            StatusCode::BAD_REQUEST,
+            "request.body_aborted",
+            "The request body was interrupted; nothing was kept",
+        ),
+        UploadError::LeaseLost => m(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upload.lease_lost",
+            "The upload lock was lost; retry",
+        ),
+        UploadError::Store(StoreError::State(
+            StateError::Unavailable(_) | StateError::Locked(_),
+        ))
+        | UploadError::AtRest(AtRestError::State(StateError::Unavailable(_))) => m(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server.state_unavailable",
+            "State store unavailable",
+        ),
+        UploadError::AtRest(AtRestError::Blob(BlobError::Io(_))) => m(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server.storage_unavailable",
+            "Storage unavailable",
+        ),
+        UploadError::AtRest(AtRestError::Key(_)) => m(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server.key_unavailable",
+            "Encryption key unavailable",
+        ),
+        UploadError::AtRest(AtRestError::ConcurrentWrite) => m(
+            StatusCode::LOCKED,
+            "tus.locked",
+            "The upload is busy with another request",
+        ),
+        _ => m(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server.internal",
+            "Internal error",
+        ),
+    }
+}
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +144,9 @@ pub enum ApiError {
     /// The audit trail could not record the action: fail closed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// An upload request failed.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -147,11 +233,12 @@ impl ApiError {
                 "server.internal",
                 "Internal error",
             ),
-            Audit(_) => m(
+            Audit(_) | Upload(UploadError::Audit(_)) => m(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server.audit_unavailable",
                 "Audit trail unavailable; the action was not performed",
             ),
+            Upload(e) => upload_mapping(e),
         }
     }
 
@@ -201,6 +288,37 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Upload(e) => {
+                h.insert(
+                    TUS_RESUMABLE,
+                    HeaderValue::from_static(crate::tus::TUS_VERSION),
+                );
+                if let UploadError::Tus { error, expires } = e {
+                    match error {
+                        TusError::UnsupportedVersion => {
+                            h.insert(
+                                TUS_VERSION_HEADER,
+                                HeaderValue::from_static(crate::tus::TUS_VERSION),
+                            );
+                        }
+                        TusError::OffsetMismatch { current, .. } => {
+                            h.insert(UPLOAD_OFFSET, HeaderValue::from(*current));
+                        }
+                        TusError::Locked { retry_after_secs } => {
+                            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                        }
+                        _ => {}
+                    }
+                    if let Some(v) =
+                        expires.and_then(|t| HeaderValue::from_str(&t.to_http_date()).ok())
+                    {
+                        h.insert(UPLOAD_EXPIRES, v);
+                    }
+                }
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -296,7 +296,6 @@ pub(crate) fn wrap_with_nonce(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::ids::OpaqueId;

@@ -10,7 +10,10 @@
 //! no fsync.
 //!
 //! Time is the wall clock in unix milliseconds, because expiries must survive a restart
-//! (a lease held by a process that was killed stays held until its TTL passes).
+//! (a lease held by a process that was killed stays held until its TTL passes). An expiry
+//! counts from when the operation started running, which may be a little before its
+//! transaction got the write lock: a holder that times its TTL from sending the request
+//! never believes it holds a lease longer than the store does.
 //!
 //! # Layout
 //!
@@ -62,6 +65,7 @@ use super::{
 };
 
 mod codec;
+mod coordination;
 mod ops;
 
 /// What one [`EmbeddedStateStore::sweep_expired`] run removed.
@@ -234,7 +238,7 @@ impl StateStore for EmbeddedStateStore {
     async fn counter_get(&self, ns: Namespace, id: &str) -> Result<i64, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| ops::counter_get(db, ns.as_str(), &id))
+        self.run(move |db| coordination::counter_get(db, ns.as_str(), &id))
             .await
     }
 
@@ -247,7 +251,7 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<CounterOutcome, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| ops::counter_add(db, ns.as_str(), &id, delta, limit))
+        self.run(move |db| coordination::counter_add(db, ns.as_str(), &id, delta, limit))
             .await
     }
 
@@ -255,7 +259,7 @@ impl StateStore for EmbeddedStateStore {
         limits::check_id(name)?;
         let ttl_ms = limits::ttl_ms(ttl)?;
         let name = name.to_owned();
-        self.run(move |db| ops::lease_acquire(db, &name, ttl_ms, now_ms()))
+        self.run(move |db| coordination::lease_acquire(db, &name, ttl_ms, now_ms()))
             .await
     }
 
@@ -263,20 +267,20 @@ impl StateStore for EmbeddedStateStore {
         limits::check_id(&lease.name)?;
         let ttl_ms = limits::ttl_ms(ttl)?;
         let lease = lease.clone();
-        self.run(move |db| ops::lease_renew(db, &lease, ttl_ms, now_ms()))
+        self.run(move |db| coordination::lease_renew(db, &lease, ttl_ms, now_ms()))
             .await
     }
 
     async fn lease_release(&self, lease: &Lease) -> Result<bool, StateError> {
         limits::check_id(&lease.name)?;
         let lease = lease.clone();
-        self.run(move |db| ops::lease_release(db, &lease, now_ms()))
+        self.run(move |db| coordination::lease_release(db, &lease, now_ms()))
             .await
     }
 
     async fn log_head(&self, log: LogName) -> Result<Option<LogEntry>, StateError> {
         limits::check_static_name(log.0)?;
-        self.run(move |db| ops::log_head(db, log.0)).await
+        self.run(move |db| coordination::log_head(db, log.0)).await
     }
 
     async fn log_append(
@@ -288,7 +292,7 @@ impl StateStore for EmbeddedStateStore {
         limits::check_static_name(log.0)?;
         limits::check_append(expected_next, entries)?;
         let entries = entries.to_vec();
-        self.run(move |db| ops::log_append(db, log.0, expected_next, &entries))
+        self.run(move |db| coordination::log_append(db, log.0, expected_next, &entries))
             .await
     }
 
@@ -300,7 +304,7 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<Vec<LogEntry>, StateError> {
         limits::check_static_name(log.0)?;
         limits::check_page(limit)?;
-        self.run(move |db| ops::log_read(db, log.0, from, limit))
+        self.run(move |db| coordination::log_read(db, log.0, from, limit))
             .await
     }
 }

@@ -30,8 +30,9 @@
 //! * A record's hash names the index sets it is in, so a rewrite or delete removes exactly
 //!   those memberships. When a record expires, Redis drops its hash but not its set
 //!   memberships; `list` and `list_index` skip (and remove) members whose record is gone or
-//!   no longer names that set, so an expired record is never listed. Memberships of expired
-//!   records under values nobody lists again stay until listed (see the report on sweeping).
+//!   no longer names that set, so an expired record is never listed. A membership of an
+//!   expired record stays in its set until that set is next listed (there is no Redis
+//!   sweeper yet), so a set nobody lists again keeps its stale ids.
 //! * Lease fences come from one store-wide `INCR`, so they strictly increase across every
 //!   acquisition of every name and survive release, with no per-name key left behind.
 //! * Log entries are immutable once appended, so `log_read` reads them without a script.

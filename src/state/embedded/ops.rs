@@ -1,31 +1,27 @@
-//! The embedded store's operations: one synchronous redb transaction each, run by the
-//! parent module on the blocking pool. Table layout and rules are in the parent's docs.
+//! The embedded store's tables and its record operations (get, put, delete, listings,
+//! the sweeper): one synchronous redb transaction each, run by the parent module on the
+//! blocking pool. Table layout and rules are in the parent's docs; counters, leases and
+//! logs are in `coordination`.
 
 use std::ops::Bound;
-use std::time::Duration;
 
-use rand::RngCore;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use subtle::ConstantTimeEq;
 
 use super::codec::{self, StoredLease, StoredRecord};
 use super::{SweepReport, write};
-use crate::state::{
-    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome, LogEntry,
-    StateError, Versioned,
-};
+use crate::state::{CasOutcome, Expect, IndexEntry, StateError, Versioned};
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
-const INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("index");
-const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("expiry");
-const COUNTERS: TableDefinition<&[u8], i64> = TableDefinition::new("counters");
-const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
-const LOG_HEADS: TableDefinition<&str, u64> = TableDefinition::new("log_heads");
-const LOG_ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log_entries");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+pub(super) const INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("index");
+pub(super) const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("expiry");
+pub(super) const COUNTERS: TableDefinition<&[u8], i64> = TableDefinition::new("counters");
+pub(super) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+pub(super) const LOG_HEADS: TableDefinition<&str, u64> = TableDefinition::new("log_heads");
+pub(super) const LOG_ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log_entries");
 
 const META_FORMAT: &str = "format";
-const META_LEASE_FENCE: &str = "lease_fence";
+pub(super) const META_LEASE_FENCE: &str = "lease_fence";
 /// The layout version this code reads and writes.
 const FORMAT: u64 = 1;
 /// Most expired items one sweep transaction removes, to keep transactions small.
@@ -237,24 +233,29 @@ pub(super) fn sweep_expired(db: &Database, now: u64) -> Result<SweepReport, Stat
     let bound = now.saturating_add(1).to_be_bytes();
     loop {
         let removed = write(db, |txn| {
-            let mut expiry = txn.open_table(EXPIRY).map_err(db_err)?;
-            let due: Vec<Vec<u8>> = expiry
-                .range::<&[u8]>(..&bound[..])
-                .map_err(db_err)?
-                .take(SWEEP_BATCH)
-                .map(|item| item.map(|(k, _)| k.value().to_vec()).map_err(db_err))
-                .collect::<Result<_, _>>()?;
+            let due: Vec<Vec<u8>> = {
+                let expiry = txn.open_table(EXPIRY).map_err(db_err)?;
+                expiry
+                    .range::<&[u8]>(..&bound[..])
+                    .map_err(db_err)?
+                    .take(SWEEP_BATCH)
+                    .map(|item| item.map(|(k, _)| k.value().to_vec()).map_err(db_err))
+                    .collect::<Result<_, _>>()?
+            };
             let mut records = txn.open_table(RECORDS).map_err(db_err)?;
             for expiry_key in &due {
                 let (at, record_key) = codec::split_expiry_key(expiry_key)?;
-                if let Some(rec) = load_record(&records, record_key)?
-                    && rec.expires_at_ms == Some(at)
-                {
-                    unlink(txn, record_key, &rec)?;
-                    records.remove(record_key).map_err(db_err)?;
-                } else {
-                    // Writes keep `expiry` in step with `records`; tidy a stray entry anyway.
-                    expiry.remove(expiry_key.as_slice()).map_err(db_err)?;
+                match load_record(&records, record_key)? {
+                    Some(rec) if rec.expires_at_ms == Some(at) => {
+                        // Removes the record's index entries and this expiry entry.
+                        unlink(txn, record_key, &rec)?;
+                        records.remove(record_key).map_err(db_err)?;
+                    }
+                    _ => {
+                        // Writes keep `expiry` in step with `records`; tidy a stray anyway.
+                        let mut expiry = txn.open_table(EXPIRY).map_err(db_err)?;
+                        expiry.remove(expiry_key.as_slice()).map_err(db_err)?;
+                    }
                 }
             }
             Ok((due.len(), !due.is_empty()))
@@ -289,189 +290,6 @@ pub(super) fn sweep_expired(db: &Database, now: u64) -> Result<SweepReport, Stat
     }
     Ok(report)
 }
-
-// === counters ===
-
-pub(super) fn counter_get(db: &Database, ns: &str, id: &str) -> Result<i64, StateError> {
-    let key = codec::record_key(ns, id)?;
-    let txn = db.begin_read().map_err(db_err)?;
-    let counters = txn.open_table(COUNTERS).map_err(db_err)?;
-    Ok(counters
-        .get(key.as_slice())
-        .map_err(db_err)?
-        .map_or(0, |g| g.value()))
-}
-
-pub(super) fn counter_add(
-    db: &Database,
-    ns: &str,
-    id: &str,
-    delta: i64,
-    limit: Option<i64>,
-) -> Result<CounterOutcome, StateError> {
-    let key = codec::record_key(ns, id)?;
-    write(db, |txn| {
-        let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
-        let current = counters
-            .get(key.as_slice())
-            .map_err(db_err)?
-            .map_or(0, |g| g.value());
-        let next = current
-            .checked_add(delta)
-            .ok_or(StateError::Invalid("counter overflow"))?;
-        if limit.is_some_and(|limit| next > limit) {
-            return Ok((CounterOutcome::LimitReached(current), false));
-        }
-        counters.insert(key.as_slice(), next).map_err(db_err)?;
-        Ok((CounterOutcome::Applied(next), true))
-    })
-}
-
-// === leases ===
-
-pub(super) fn lease_acquire(
-    db: &Database,
-    name: &str,
-    ttl_ms: u64,
-    now: u64,
-) -> Result<LeaseOutcome, StateError> {
-    write(db, |txn| {
-        let mut leases = txn.open_table(LEASES).map_err(db_err)?;
-        if let Some(held) = load_lease(&leases, name)?
-            && now < held.expires_at_ms
-        {
-            let remaining = Duration::from_millis(held.expires_at_ms - now);
-            return Ok((LeaseOutcome::Held { remaining }, false));
-        }
-        let mut meta = txn.open_table(META).map_err(db_err)?;
-        let last = meta
-            .get(META_LEASE_FENCE)
-            .map_err(db_err)?
-            .map_or(0, |g| g.value());
-        let fence = last
-            .checked_add(1)
-            .ok_or_else(|| StateError::Corrupt("lease fence overflow".into()))?;
-        meta.insert(META_LEASE_FENCE, fence).map_err(db_err)?;
-        let mut token = [0u8; 16];
-        rand::rng().fill_bytes(&mut token);
-        let stored = StoredLease {
-            token,
-            fence,
-            expires_at_ms: now.saturating_add(ttl_ms),
-        };
-        leases
-            .insert(name, stored.encode().as_slice())
-            .map_err(db_err)?;
-        let lease = Lease {
-            name: name.to_owned(),
-            token,
-            fence,
-        };
-        Ok((LeaseOutcome::Acquired(lease), true))
-    })
-}
-
-pub(super) fn lease_renew(
-    db: &Database,
-    lease: &Lease,
-    ttl_ms: u64,
-    now: u64,
-) -> Result<bool, StateError> {
-    write(db, |txn| {
-        let mut leases = txn.open_table(LEASES).map_err(db_err)?;
-        let Some(mut held) = load_lease(&leases, &lease.name)? else {
-            return Ok((false, false));
-        };
-        if !(now < held.expires_at_ms && is_holder(&held, lease)) {
-            return Ok((false, false));
-        }
-        held.expires_at_ms = now.saturating_add(ttl_ms);
-        leases
-            .insert(lease.name.as_str(), held.encode().as_slice())
-            .map_err(db_err)?;
-        Ok((true, true))
-    })
-}
-
-pub(super) fn lease_release(db: &Database, lease: &Lease, now: u64) -> Result<bool, StateError> {
-    write(db, |txn| {
-        let mut leases = txn.open_table(LEASES).map_err(db_err)?;
-        let Some(held) = load_lease(&leases, &lease.name)? else {
-            return Ok((false, false));
-        };
-        if !is_holder(&held, lease) {
-            return Ok((false, false));
-        }
-        // Our own lease is removed even if it already expired; only a live one counts as
-        // released.
-        leases.remove(lease.name.as_str()).map_err(db_err)?;
-        Ok((now < held.expires_at_ms, true))
-    })
-}
-
-// === logs ===
-
-pub(super) fn log_head(db: &Database, log: &str) -> Result<Option<LogEntry>, StateError> {
-    let txn = db.begin_read().map_err(db_err)?;
-    let heads = txn.open_table(LOG_HEADS).map_err(db_err)?;
-    let entries = txn.open_table(LOG_ENTRIES).map_err(db_err)?;
-    head_entry(&heads, &entries, log)
-}
-
-pub(super) fn log_append(
-    db: &Database,
-    log: &str,
-    expected_next: u64,
-    batch: &[Vec<u8>],
-) -> Result<AppendOutcome, StateError> {
-    write(db, |txn| {
-        let mut heads = txn.open_table(LOG_HEADS).map_err(db_err)?;
-        let mut entries = txn.open_table(LOG_ENTRIES).map_err(db_err)?;
-        let head = heads.get(log).map_err(db_err)?.map_or(0, |g| g.value());
-        if head.checked_add(1) != Some(expected_next) {
-            let current = head_entry(&heads, &entries, log)?;
-            return Ok((AppendOutcome::Conflict(current), false));
-        }
-        let mut seq = expected_next;
-        for bytes in batch {
-            let key = codec::log_key(log, seq)?;
-            entries
-                .insert(key.as_slice(), bytes.as_slice())
-                .map_err(db_err)?;
-            seq += 1; // limits::check_append keeps the batch's numbers below 2^53.
-        }
-        heads.insert(log, seq - 1).map_err(db_err)?;
-        let first = expected_next;
-        Ok((AppendOutcome::Appended { first }, true))
-    })
-}
-
-pub(super) fn log_read(
-    db: &Database,
-    log: &str,
-    from: u64,
-    limit: usize,
-) -> Result<Vec<LogEntry>, StateError> {
-    let prefix_len = 2 + log.len();
-    let start = codec::log_key(log, from.max(1))?;
-    let end = codec::log_key(log, u64::MAX)?;
-    let txn = db.begin_read().map_err(db_err)?;
-    let entries = txn.open_table(LOG_ENTRIES).map_err(db_err)?;
-    let mut out = Vec::new();
-    for item in entries
-        .range::<&[u8]>(start.as_slice()..=end.as_slice())
-        .map_err(db_err)?
-        .take(limit)
-    {
-        let (key, value) = item.map_err(db_err)?;
-        out.push(LogEntry {
-            seq: codec::log_key_seq(key.value(), prefix_len)?,
-            bytes: value.value().to_vec(),
-        });
-    }
-    Ok(out)
-}
-
 // === helpers ===
 
 /// `Expect::Any` holds always; `Absent` when there is no live record; `Version(v)` when the
@@ -493,22 +311,6 @@ fn load_record(
         .map_err(db_err)?
         .map(|g| StoredRecord::decode(g.value()))
         .transpose()
-}
-
-fn load_lease(
-    leases: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<Option<StoredLease>, StateError> {
-    leases
-        .get(name)
-        .map_err(db_err)?
-        .map(|g| StoredLease::decode(g.value()))
-        .transpose()
-}
-
-/// Whether `lease` is the holder of `held`; the token compare is constant-time.
-fn is_holder(held: &StoredLease, lease: &Lease) -> bool {
-    bool::from(held.token.ct_eq(&lease.token)) && held.fence == lease.fence
 }
 
 /// Adds the index and expiry entries of `rec` (stored under `key`).
@@ -541,24 +343,6 @@ fn unlink(txn: &WriteTransaction, key: &[u8], rec: &StoredRecord) -> Result<(), 
     Ok(())
 }
 
-fn head_entry(
-    heads: &impl ReadableTable<&'static str, u64>,
-    entries: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    log: &str,
-) -> Result<Option<LogEntry>, StateError> {
-    let Some(seq) = heads.get(log).map_err(db_err)?.map(|g| g.value()) else {
-        return Ok(None);
-    };
-    let key = codec::log_key(log, seq)?;
-    let bytes = entries
-        .get(key.as_slice())
-        .map_err(db_err)?
-        .ok_or_else(|| StateError::Corrupt(format!("log {log} head {seq} has no entry")))?
-        .value()
-        .to_vec();
-    Ok(Some(LogEntry { seq, bytes }))
-}
-
 /// The start of a scan over keys beginning with `prefix`: just after `prefix ‖ after`, or
 /// at `prefix`. Callers stop at the first key that does not start with `prefix`.
 fn scan_start(prefix: &[u8], after: Option<&str>) -> Bound<Vec<u8>> {
@@ -574,4 +358,69 @@ fn scan_start(prefix: &[u8], after: Option<&str>) -> Bound<Vec<u8>> {
 
 fn id_string(id: &[u8]) -> Result<String, StateError> {
     String::from_utf8(id.to_vec()).map_err(|_| StateError::Corrupt("record id is not UTF-8".into()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! What the trait cannot show: that rewrites, deletes and the sweeper leave no stale
+    //! `index` or `expiry` entries behind in the file.
+
+    use super::*;
+    use crate::state::PutOptions;
+    use redb::ReadableTableMetadata;
+
+    fn rows<V: redb::Value + 'static>(db: &Database, table: TableDefinition<&[u8], V>) -> u64 {
+        let txn = db.begin_read().unwrap();
+        txn.open_table(table).unwrap().len().unwrap()
+    }
+
+    fn put_with(db: &Database, id: &str, expect: Expect, o: &PutOptions, now: u64) -> CasOutcome {
+        let index = crate::state::limits::check_index_entries(&o.index).unwrap();
+        let req = Put {
+            ns: "upload",
+            id,
+            value: b"v".to_vec(),
+            expect,
+            ttl_ms: o.ttl.map(|t| crate::state::limits::ttl_ms(t).unwrap()),
+            index: &index,
+        };
+        put(db, req, now).unwrap()
+    }
+
+    #[test]
+    fn stale_entries_are_removed_not_just_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        init(&db).unwrap();
+        let o = |ttl_ms: Option<u64>, owners: &[&str]| PutOptions {
+            ttl: ttl_ms.map(std::time::Duration::from_millis),
+            index: owners
+                .iter()
+                .map(|v| IndexEntry::new("owner", *v))
+                .collect(),
+        };
+        let t0 = 1_000_000;
+        put_with(&db, "a", Expect::Absent, &o(Some(100), &["x", "y"]), t0);
+        assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (2, 1));
+        // Rewrite: new entries replace old ones, the old expiry entry goes.
+        put_with(&db, "a", Expect::Version(1), &o(Some(500), &["z"]), t0 + 10);
+        assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (1, 1));
+        put_with(&db, "a", Expect::Version(2), &o(None, &["z"]), t0 + 20);
+        assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (1, 0));
+        // Delete removes them.
+        delete(&db, "upload", "a", Expect::Any, t0 + 30).unwrap();
+        assert_eq!((rows(&db, RECORDS), rows(&db, INDEX)), (0, 0));
+        // Writing over an expired record removes its leftovers.
+        put_with(&db, "b", Expect::Absent, &o(Some(100), &["x"]), t0);
+        put_with(&db, "b", Expect::Absent, &o(None, &["q"]), t0 + 200);
+        assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (1, 0));
+        // The sweeper removes expired records with their entries, and nothing live.
+        put_with(&db, "c", Expect::Absent, &o(Some(100), &["x", "y"]), t0);
+        put_with(&db, "d", Expect::Absent, &o(Some(10_000), &["x"]), t0);
+        let report = sweep_expired(&db, t0 + 100).unwrap();
+        assert_eq!(report.records, 1);
+        assert_eq!(rows(&db, RECORDS), 2); // b and d
+        assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (2, 1));
+    }
 }

@@ -1,0 +1,218 @@
+//! The at-rest store over the real adapters: the local-filesystem blob store, the embedded
+//! (redb) state store and a keyring file, all in a temporary directory; and over the Redis
+//! state store on 127.0.0.1:6379 (isolated by a unique key prefix; skipped with a notice
+//! when Redis is unreachable, failing when `CI` is set).
+//!
+//! A "restart" drops every store and opens them again from disk.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sallyport::at_rest::{AtRest, Reopened, SegmentSize};
+use sallyport::blob::local::LocalBlobStore;
+use sallyport::blob::{BlobId, BlobStore};
+use sallyport::ids::OpaqueId;
+use sallyport::keys::admin;
+use sallyport::keys::keyring::KeyringFile;
+use sallyport::keys::record::DEK_NAMESPACE;
+use sallyport::state::StateStore;
+use sallyport::state::embedded::EmbeddedStateStore;
+use sallyport::state::redis::RedisStateStore;
+use sha2::{Digest, Sha256};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
+        .collect()
+}
+
+fn open(
+    dir: &Path,
+    state: Arc<dyn StateStore>,
+) -> (AtRest, Arc<LocalBlobStore>, Arc<dyn StateStore>) {
+    let blob = Arc::new(LocalBlobStore::open(&dir.join("blobs")).unwrap());
+    let keys = Arc::new(KeyringFile::open_or_create(&dir.join("keyring.json"), false).unwrap());
+    let at_rest = AtRest::new(
+        blob.clone(),
+        state.clone(),
+        keys,
+        SegmentSize::new(64 * 1024).unwrap(),
+    )
+    // Small batches, so an uncommitted append reaches the file before the "crash".
+    .with_batch_bytes(256 * 1024);
+    (at_rest, blob, state)
+}
+
+fn embedded(dir: &Path) -> Arc<dyn StateStore> {
+    Arc::new(EmbeddedStateStore::open(&dir.join("state.redb")).unwrap())
+}
+
+/// Upload in pieces across two restarts, with a torn append left on disk by a "crash",
+/// then finish and read back; then rotate and rewrap without touching any blob file.
+async fn scenario(dir: &Path, state: impl Fn() -> Arc<dyn StateStore>) {
+    let plain = data(3 * 1024 * 1024 + 777, 7);
+    let object = OpaqueId::random();
+
+    let (at_rest, _, st) = open(dir, state());
+    let mut w = at_rest.create(object).await.unwrap();
+    w.append(&plain[..1_000_000]).await.unwrap();
+    assert_eq!(w.commit().await.unwrap().plaintext_len, 1_000_000);
+    w.append(&plain[1_000_000..1_500_000]).await.unwrap(); // never committed
+    drop((w, at_rest, st));
+
+    // Restart 1: the uncommitted append is cut.
+    let (at_rest, blob, st) = open(dir, state());
+    let mut w = match at_rest.open_writer(object).await.unwrap() {
+        Reopened::Open { writer, recovery } => {
+            assert_eq!(recovery.committed.plaintext_len, 1_000_000);
+            assert!(recovery.cut_bytes > 0);
+            *writer
+        }
+        Reopened::Finished(_) => panic!("not finished"),
+    };
+    w.append(&plain[1_000_000..2_000_000]).await.unwrap();
+    w.commit().await.unwrap();
+    drop(w);
+    // A torn append: half a segment of garbage at the end of the data file.
+    blob.append(BlobId::data(object), &[0xa5; 30_000])
+        .await
+        .unwrap();
+    blob.sync(BlobId::data(object)).await.unwrap();
+    drop((blob, at_rest, st));
+
+    // Restart 2: the torn bytes are cut; finish.
+    let (at_rest, blob, st) = open(dir, state());
+    let mut w = match at_rest.open_writer(object).await.unwrap() {
+        Reopened::Open { writer, recovery } => {
+            assert_eq!(recovery.committed.plaintext_len, 2_000_000);
+            assert_eq!(recovery.cut_bytes, 30_000);
+            *writer
+        }
+        Reopened::Finished(_) => panic!("not finished"),
+    };
+    w.append(&plain[2_000_000..]).await.unwrap();
+    let f = w.finish().await.unwrap();
+    assert_eq!(f.sha256, <[u8; 32]>::from(Sha256::digest(&plain)));
+
+    let reader = at_rest.open_reader(object).await.unwrap();
+    assert_eq!(reader.len(), plain.len() as u64);
+    for (offset, len) in [
+        (0, 10),
+        (65_530, 20),
+        (1_234_567, 1_900_000),
+        (3_145_000, 1505),
+    ] {
+        let got = reader.read_range(offset, len).await.unwrap();
+        assert_eq!(&got[..], &plain[offset as usize..(offset + len) as usize]);
+    }
+
+    // Rotate and rewrap: the blob files do not change.
+    let before = (
+        blob.read_range(
+            BlobId::data(object),
+            0,
+            blob.len(BlobId::data(object)).await.unwrap(),
+        )
+        .await
+        .unwrap(),
+        blob.read_range(
+            BlobId::tail(object),
+            0,
+            blob.len(BlobId::tail(object)).await.unwrap(),
+        )
+        .await
+        .unwrap(),
+    );
+    let keys = KeyringFile::open_or_create(&dir.join("keyring.json"), false).unwrap();
+    let state_now = st.clone();
+    let v2 = admin::rotate(&keys, &mut |_| {}).await.unwrap();
+    let summary = admin::rewrap_all(&keys, &state_now, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.rewrapped, 1);
+    assert_eq!(admin::references(&state_now, &v2).await.unwrap(), 1);
+    let after = (
+        blob.read_range(
+            BlobId::data(object),
+            0,
+            blob.len(BlobId::data(object)).await.unwrap(),
+        )
+        .await
+        .unwrap(),
+        blob.read_range(
+            BlobId::tail(object),
+            0,
+            blob.len(BlobId::tail(object)).await.unwrap(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(before, after);
+    drop((at_rest, blob, st, state_now));
+
+    // Restart 3: a fresh provider reads the re-wrapped key.
+    let (at_rest, blob, st) = open(dir, state());
+    let reader = at_rest.open_reader(object).await.unwrap();
+    assert_eq!(
+        &reader.read_range(0, 4096).await.unwrap()[..],
+        &plain[..4096]
+    );
+
+    // Shred: the key record first, then the files.
+    let deleted = at_rest.delete(object).await.unwrap();
+    assert!(deleted.key && deleted.data && deleted.tail);
+    assert!(
+        st.get(DEK_NAMESPACE, &object.to_string())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(blob.len(BlobId::data(object)).await.is_err());
+}
+
+#[test]
+fn over_local_blobs_and_the_embedded_state_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    rt().block_on(async move {
+        // Each call opens the database file anew (the scenario has dropped the last handle:
+        // redb allows one open handle per file, so a leftover one would fail the open).
+        scenario(&path, || embedded(&path)).await;
+    });
+}
+
+#[test]
+fn over_local_blobs_and_the_redis_state_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    rt().block_on(async move {
+        let prefix = format!("sallyport-test-atrest-{}:", OpaqueId::random());
+        let store = match RedisStateStore::connect("redis://127.0.0.1:6379", &prefix).await {
+            Ok(s) => Arc::new(s) as Arc<dyn StateStore>,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: Redis on 127.0.0.1:6379 is unreachable ({e})");
+                return;
+            }
+            Err(e) => panic!("CI is set and Redis is unreachable: {e}"),
+        };
+        scenario(&path, || store.clone()).await;
+        // The scenario deleted its object; nothing of this test is left under the prefix.
+        assert!(
+            store
+                .list(DEK_NAMESPACE, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+}

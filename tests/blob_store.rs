@@ -1,0 +1,426 @@
+//! The `BlobStore` conformance suite: every case in `cases` is written once against a
+//! [`Harness`] and run against every backend listed in `backends!` at the bottom. Adding
+//! the S3 adapter is one more line there plus its harness.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sallyport::blob::local::LocalBlobStore;
+use sallyport::blob::{BlobError, BlobId, BlobKind, BlobStore};
+use sallyport::ids::OpaqueId;
+
+/// A backend under test.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    fn store(&self) -> Arc<dyn BlobStore>;
+    /// Puts objects into the backend that are not blobs of this store (temp files, foreign
+    /// names, names that look almost right), near `beside` where the backend has places.
+    async fn plant_strays(&self, beside: BlobId);
+}
+
+// === local filesystem ===
+
+struct Local {
+    store: Arc<LocalBlobStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn local() -> Box<dyn Harness> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
+    Box::new(Local { store, _dir: dir })
+}
+
+#[async_trait]
+impl Harness for Local {
+    fn store(&self) -> Arc<dyn BlobStore> {
+        self.store.clone()
+    }
+
+    async fn plant_strays(&self, beside: BlobId) {
+        let root: PathBuf = self.store.dir().to_path_buf();
+        let name = beside.to_string();
+        let shard = root.join(&name[..2]);
+        let other = OpaqueId::random().to_string();
+        for stray in [
+            shard.join(format!(".tmp-{other}")),
+            shard.join(format!("{name}.bak")),
+            shard.join(name.to_uppercase()),
+            shard.join(format!("{}.wal", beside.object)),
+            shard.join("README"),
+            root.join(&name), // right name, wrong place (not in its shard)
+            root.join("notes.txt"),
+        ] {
+            std::fs::write(stray, b"stray").unwrap();
+        }
+        // A blob-named file in a shard it does not belong to.
+        let wrong_shard = root.join(if name.starts_with("zz") { "00" } else { "zz" });
+        std::fs::create_dir_all(&wrong_shard).unwrap();
+        std::fs::write(wrong_shard.join(&name), b"stray").unwrap();
+        // A directory with a blob's name.
+        std::fs::create_dir_all(shard.join(BlobId::tail(beside.object).to_string())).unwrap();
+        std::fs::create_dir_all(root.join("not-a-shard")).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn local_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = LocalBlobStore::open(&root).unwrap();
+    let a = BlobId::data(OpaqueId::random());
+    let b = BlobId::tail(OpaqueId::random());
+    store.create(a).await.unwrap();
+    store.replace(b, b"tail").await.unwrap();
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(root.clone()), 0o700);
+    for id in [a, b] {
+        let name = id.to_string();
+        assert_eq!(mode(root.join(&name[..2])), 0o700);
+        assert_eq!(mode(root.join(&name[..2]).join(&name)), 0o600);
+    }
+}
+
+// === the cases ===
+
+mod cases {
+    use super::*;
+
+    fn new_id() -> BlobId {
+        BlobId::data(OpaqueId::random())
+    }
+
+    fn out_of_range<T: std::fmt::Debug>(r: Result<T, BlobError>, want: (u64, u64, u64)) {
+        match r {
+            Err(BlobError::OutOfRange {
+                offset,
+                len,
+                blob_len,
+                ..
+            }) => assert_eq!((offset, len, blob_len), want),
+            other => panic!("expected OutOfRange, got {other:?}"),
+        }
+    }
+
+    fn not_found<T: std::fmt::Debug>(r: Result<T, BlobError>, id: BlobId) {
+        match r {
+            Err(BlobError::NotFound(got)) => assert_eq!(got, id),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+
+    pub async fn ping_and_kind(h: Box<dyn Harness>) {
+        let s = h.store();
+        s.ping().await.unwrap();
+        assert!(!s.kind().is_empty());
+    }
+
+    pub async fn create_twice_fails(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.create(id).await.unwrap();
+        match s.create(id).await {
+            Err(BlobError::AlreadyExists(got)) => assert_eq!(got, id),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(s.len(id).await.unwrap(), 0);
+        // A blob made by replace exists too.
+        let replaced = new_id();
+        s.replace(replaced, b"x").await.unwrap();
+        assert!(matches!(
+            s.create(replaced).await,
+            Err(BlobError::AlreadyExists(_))
+        ));
+        assert_eq!(s.read_range(replaced, 0, 1).await.unwrap().as_ref(), b"x");
+    }
+
+    pub async fn append_len_read(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.create(id).await.unwrap();
+        assert_eq!(s.append(id, b"hello").await.unwrap(), 5);
+        assert_eq!(s.append(id, b"").await.unwrap(), 5);
+        assert_eq!(s.append(id, b" world").await.unwrap(), 11);
+        s.sync(id).await.unwrap();
+        assert_eq!(s.len(id).await.unwrap(), 11);
+        assert_eq!(
+            s.read_range(id, 0, 11).await.unwrap().as_ref(),
+            b"hello world"
+        );
+        assert_eq!(s.read_range(id, 6, 5).await.unwrap().as_ref(), b"world");
+        assert_eq!(s.read_range(id, 4, 3).await.unwrap().as_ref(), b"o w");
+        assert!(s.read_range(id, 11, 0).await.unwrap().is_empty());
+        assert!(s.read_range(id, 0, 0).await.unwrap().is_empty());
+    }
+
+    pub async fn large_blobs_read_back_at_any_offset(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.create(id).await.unwrap();
+        // 3 MiB of a non-repeating pattern, appended in uneven pieces.
+        let data: Vec<u8> = (0u32..3 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let mut at = 0;
+        for piece in [1usize, 65_535, 65_536, 1 << 20, 7] {
+            assert_eq!(
+                s.append(id, &data[at..at + piece]).await.unwrap(),
+                (at + piece) as u64
+            );
+            at += piece;
+        }
+        s.append(id, &data[at..]).await.unwrap();
+        s.sync(id).await.unwrap();
+        assert_eq!(s.len(id).await.unwrap(), data.len() as u64);
+        for (offset, len) in [
+            (0, 1),
+            (65_535, 2),
+            (1 << 20, 65_536),
+            ((3 << 20) - 1, 1),
+            (12_345, 2 << 20),
+        ] {
+            let got = s.read_range(id, offset as u64, len as u64).await.unwrap();
+            assert_eq!(got.as_ref(), &data[offset..offset + len], "{offset}+{len}");
+        }
+    }
+
+    pub async fn reads_past_the_end_are_out_of_range(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.create(id).await.unwrap();
+        out_of_range(s.read_range(id, 0, 1).await, (0, 1, 0));
+        s.append(id, b"0123456789").await.unwrap();
+        out_of_range(s.read_range(id, 0, 11).await, (0, 11, 10));
+        out_of_range(s.read_range(id, 9, 2).await, (9, 2, 10));
+        out_of_range(s.read_range(id, 11, 0).await, (11, 0, 10));
+        out_of_range(s.read_range(id, u64::MAX, 2).await, (u64::MAX, 2, 10));
+        out_of_range(s.read_range(id, 2, u64::MAX).await, (2, u64::MAX, 10));
+        assert_eq!(s.read_range(id, 9, 1).await.unwrap().as_ref(), b"9");
+    }
+
+    pub async fn missing_blobs_are_not_found(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        not_found(s.append(id, b"x").await, id);
+        not_found(s.sync(id).await, id);
+        not_found(s.len(id).await, id);
+        not_found(s.read_range(id, 0, 0).await, id);
+        not_found(s.truncate(id, 0).await, id);
+        assert!(!s.delete(id).await.unwrap());
+        assert!(
+            s.list().await.unwrap().is_empty(),
+            "nothing was created by the failures"
+        );
+    }
+
+    pub async fn truncate(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.create(id).await.unwrap();
+        s.append(id, b"hello world").await.unwrap();
+        out_of_range(s.truncate(id, 12).await, (12, 0, 11));
+        assert_eq!(
+            s.len(id).await.unwrap(),
+            11,
+            "a refused truncate changes nothing"
+        );
+        s.truncate(id, 11).await.unwrap();
+        s.truncate(id, 5).await.unwrap();
+        assert_eq!(s.len(id).await.unwrap(), 5);
+        assert_eq!(s.read_range(id, 0, 5).await.unwrap().as_ref(), b"hello");
+        out_of_range(s.read_range(id, 0, 6).await, (0, 6, 5));
+        // Appends continue at the new end.
+        assert_eq!(s.append(id, b"!").await.unwrap(), 6);
+        assert_eq!(s.read_range(id, 0, 6).await.unwrap().as_ref(), b"hello!");
+        s.truncate(id, 0).await.unwrap();
+        assert_eq!(s.len(id).await.unwrap(), 0);
+    }
+
+    pub async fn replace(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.replace(id, b"first version, long").await.unwrap();
+        assert_eq!(
+            s.read_range(id, 0, 19).await.unwrap().as_ref(),
+            b"first version, long"
+        );
+        s.replace(id, b"short").await.unwrap();
+        assert_eq!(
+            s.len(id).await.unwrap(),
+            5,
+            "no tail of the old content is left"
+        );
+        assert_eq!(s.read_range(id, 0, 5).await.unwrap().as_ref(), b"short");
+        s.replace(id, b"").await.unwrap();
+        assert_eq!(s.len(id).await.unwrap(), 0);
+        // Replace of an appended blob, then append after replace.
+        let a = new_id();
+        s.create(a).await.unwrap();
+        s.append(a, b"appended").await.unwrap();
+        s.replace(a, b"new").await.unwrap();
+        assert_eq!(s.append(a, b"+").await.unwrap(), 4);
+        assert_eq!(s.read_range(a, 0, 4).await.unwrap().as_ref(), b"new+");
+        let mut want = vec![id, a];
+        want.sort();
+        assert_eq!(
+            s.list().await.unwrap(),
+            want,
+            "replace leaves no temp blob behind"
+        );
+    }
+
+    pub async fn replace_is_atomic(h: Box<dyn Harness>) {
+        const LEN: usize = 256 * 1024;
+        let s = h.store();
+        let id = new_id();
+        let bystander = BlobId::tail(OpaqueId::random());
+        s.replace(id, &vec![b'a'; LEN]).await.unwrap();
+        s.replace(bystander, b"b").await.unwrap();
+        let mut want = vec![id, bystander];
+        want.sort();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (s, done) = (s.clone(), done.clone());
+            tokio::spawn(async move {
+                for i in 0..60u32 {
+                    let fill = if i % 2 == 0 { b'b' } else { b'a' };
+                    s.replace(id, &vec![fill; LEN]).await.unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, done, want) = (s.clone(), done.clone(), want.clone());
+                tokio::spawn(async move {
+                    let mut seen = BTreeSet::new();
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let bytes = s.read_range(id, 0, LEN as u64).await.unwrap();
+                        let first = bytes[0];
+                        assert!(bytes.iter().all(|&b| b == first), "a reader saw a mix");
+                        seen.insert(first);
+                        assert_eq!(s.list().await.unwrap(), want, "a temp file was listed");
+                    }
+                    seen
+                })
+            })
+            .collect();
+        writer.await.unwrap();
+        for r in readers {
+            let seen = r.await.unwrap();
+            assert!(!seen.is_empty());
+        }
+        assert_eq!(s.read_range(id, 0, 1).await.unwrap().as_ref(), b"a");
+    }
+
+    pub async fn delete(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        let keep = new_id();
+        s.create(id).await.unwrap();
+        s.append(id, b"data").await.unwrap();
+        s.create(keep).await.unwrap();
+        assert!(s.delete(id).await.unwrap());
+        not_found(s.len(id).await, id);
+        assert!(!s.delete(id).await.unwrap(), "deleted twice");
+        assert_eq!(s.list().await.unwrap(), vec![keep]);
+        // The id can be created afresh, empty.
+        s.create(id).await.unwrap();
+        assert_eq!(s.len(id).await.unwrap(), 0);
+    }
+
+    pub async fn list_ignores_strays(h: Box<dyn Harness>) {
+        let s = h.store();
+        let mut want: Vec<BlobId> = (0..6)
+            .map(|i| {
+                let object = OpaqueId::random();
+                if i % 2 == 0 {
+                    BlobId::data(object)
+                } else {
+                    BlobId::tail(object)
+                }
+            })
+            .collect();
+        for id in &want {
+            s.create(*id).await.unwrap();
+        }
+        h.plant_strays(want[0]).await;
+        want.sort();
+        assert_eq!(s.list().await.unwrap(), want);
+        // Strays do not disturb the blobs themselves.
+        assert_eq!(s.len(want[0]).await.unwrap(), 0);
+        s.ping().await.unwrap();
+    }
+
+    pub async fn every_kind_is_its_own_blob(h: Box<dyn Harness>) {
+        // Fails to compile when a kind is added, so this list stays complete.
+        fn listed(kind: BlobKind) -> bool {
+            match kind {
+                BlobKind::Data | BlobKind::Tail => true,
+            }
+        }
+        let kinds = [BlobKind::Data, BlobKind::Tail];
+        assert!(kinds.iter().all(|&k| listed(k)));
+        let s = h.store();
+        let object = OpaqueId::random();
+        let ids: Vec<BlobId> = kinds.iter().map(|&kind| BlobId { object, kind }).collect();
+        for (i, id) in ids.iter().enumerate() {
+            s.create(*id).await.unwrap();
+            s.append(*id, &vec![i as u8; i + 1]).await.unwrap();
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(s.len(*id).await.unwrap(), i as u64 + 1);
+            assert_eq!(s.read_range(*id, 0, 1).await.unwrap()[0], i as u8);
+        }
+        assert_eq!(s.list().await.unwrap(), ids, "ascending, data before tail");
+        assert!(s.delete(ids[0]).await.unwrap());
+        assert_eq!(s.list().await.unwrap(), ids[1..]);
+    }
+}
+
+// === wiring ===
+
+/// Generates one test per case for one backend.
+macro_rules! blob_suite {
+    ($backend:ident, $make:path, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case($make().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Runs every case against each `backend => harness constructor`.
+macro_rules! backends {
+    ($($backend:ident => $make:path),* $(,)?) => {
+        $(
+            blob_suite!($backend, $make, [
+                ping_and_kind,
+                create_twice_fails,
+                append_len_read,
+                large_blobs_read_back_at_any_offset,
+                reads_past_the_end_are_out_of_range,
+                missing_blobs_are_not_found,
+                truncate,
+                replace,
+                replace_is_atomic,
+                delete,
+                list_ignores_strays,
+                every_kind_is_its_own_blob,
+            ]);
+        )*
+    };
+}
+
+backends! {
+    local => super::local,
+}
