@@ -208,7 +208,10 @@ impl ArtifactRecord {
             object: w.object,
             length: w.length,
             sha256,
-            content_type: w.content_type.parse().map_err(|_| invalid("content_type"))?,
+            content_type: w
+                .content_type
+                .parse()
+                .map_err(|_| invalid("content_type"))?,
             file_name: ResponseFileName::new(&w.file_name).map_err(|_| invalid("file_name"))?,
             source: w.source,
             batch: w

@@ -196,7 +196,12 @@ impl Grants {
         let after = after.map(|a| a.to_string());
         let ids = self
             .state
-            .list_index(GRANT_NAMESPACE, &filter.index_entry(), after.as_deref(), limit)
+            .list_index(
+                GRANT_NAMESPACE,
+                &filter.index_entry(),
+                after.as_deref(),
+                limit,
+            )
             .await?;
         let mut grants = Vec::with_capacity(ids.len());
         for id in &ids {

@@ -33,9 +33,7 @@ pub mod limiter;
 use crate::artifact::import::ImportDir;
 use crate::artifact::{ArtifactError, ArtifactRecord, Artifacts};
 use crate::at_rest::{AtRest, AtRestError, Reader};
-use crate::grant::{
-    GrantError, GrantRecord, Grants, Limits, Meter, PartnerName, Scope, now_unix,
-};
+use crate::grant::{GrantError, GrantRecord, Grants, Limits, Meter, PartnerName, Scope, now_unix};
 use crate::signed_link::{
     ArtifactId, Bindings, ClaimsError, GrantId, LinkClaims, LinkKeyring, MethodSet,
     ResponseFileName, UnixTime,

@@ -178,7 +178,12 @@ async fn keys_rotate_and_rewrap_are_audited_and_uploads_stay_readable() {
     tokio::task::block_in_place(|| gw.stop());
 
     let run = |args: &[&str]| {
-        let out = sallyport().arg("--config").arg(&gw.config_path).args(args).output().unwrap();
+        let out = sallyport()
+            .arg("--config")
+            .arg(&gw.config_path)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
@@ -187,14 +192,25 @@ async fn keys_rotate_and_rewrap_are_audited_and_uploads_stay_readable() {
     let rewrap = run(&["keys", "rewrap", "--plain"]);
     assert!(rewrap.contains("2 re-wrapped"), "{rewrap}\n{status_before}");
     let again = run(&["keys", "rewrap", "--plain"]);
-    assert!(again.contains("0 re-wrapped"), "rewrap is idempotent: {again}");
+    assert!(
+        again.contains("0 re-wrapped"),
+        "rewrap is idempotent: {again}"
+    );
     let audit = run(&["audit", "export"]);
     let actions: Vec<String> = audit
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     for a in ["key.rotated", "key.rewrap_started", "key.rewrapped"] {
-        assert!(actions.iter().any(|x| x == a), "{a} missing from {actions:?}");
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
     }
     assert_eq!(actions.iter().filter(|a| *a == "key.rewrapped").count(), 2);
     run(&["audit", "verify"]);
@@ -210,6 +226,9 @@ async fn keys_rotate_and_rewrap_are_audited_and_uploads_stay_readable() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["upload-metadata"], "filename cmVwb3J0LnBkZg==");
+    assert_eq!(
+        resp.headers()["upload-metadata"],
+        "filename cmVwb3J0LnBkZg=="
+    );
     assert_eq!(resp.headers()["upload-offset"], "11");
 }

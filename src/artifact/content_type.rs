@@ -50,9 +50,8 @@ impl ContentType {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|c| {
-            c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
-        })
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 impl FromStr for ContentType {
@@ -143,7 +142,9 @@ mod tests {
     #[test]
     fn ndjson_default() {
         assert_eq!(
-            ContentType::default_for("Observation.NDJSON").unwrap().as_str(),
+            ContentType::default_for("Observation.NDJSON")
+                .unwrap()
+                .as_str(),
             FHIR_NDJSON
         );
         assert!(ContentType::default_for("report.pdf").is_none());

@@ -173,7 +173,9 @@ impl Meter {
     /// Whether every byte of the budget is spent (HEAD is refused then).
     pub async fn is_exhausted(&self, budget: &Budget) -> Result<bool, StateError> {
         let usage = self.usage(budget).await?;
-        Ok(budget.per_artifact.is_some_and(|l| usage.artifact_bytes >= l)
+        Ok(budget
+            .per_artifact
+            .is_some_and(|l| usage.artifact_bytes >= l)
             || budget.per_grant.is_some_and(|l| usage.grant_bytes >= l))
     }
 

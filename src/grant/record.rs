@@ -43,7 +43,9 @@ pub enum PartnerNameError {
     #[error("a partner name has 1 to 64 characters")]
     Length,
     /// A character outside `[a-z0-9._-]` or a first character that is not a letter or digit.
-    #[error("a partner name uses only a-z, 0-9, '.', '_' and '-', and starts with a letter or digit")]
+    #[error(
+        "a partner name uses only a-z, 0-9, '.', '_' and '-', and starts with a letter or digit"
+    )]
     Character,
 }
 
@@ -546,9 +548,6 @@ mod tests {
         assert_eq!("  ".parse::<Reason>(), Err(ReasonError::Length));
         assert_eq!("a\nb".parse::<Reason>(), Err(ReasonError::Character));
         assert_eq!("<script>".parse::<Reason>(), Err(ReasonError::Character));
-        assert_eq!(
-            "a".repeat(201).parse::<Reason>(),
-            Err(ReasonError::Length)
-        );
+        assert_eq!("a".repeat(201).parse::<Reason>(), Err(ReasonError::Length));
     }
 }

@@ -47,7 +47,11 @@ impl ArtifactCache {
     }
 
     /// The cached record and, if opened already, reader.
-    pub fn get(&self, id: ArtifactId, now: Instant) -> Option<(Arc<ArtifactRecord>, Option<Reader>)> {
+    pub fn get(
+        &self,
+        id: ArtifactId,
+        now: Instant,
+    ) -> Option<(Arc<ArtifactRecord>, Option<Reader>)> {
         if self.ttl.is_zero() {
             return None;
         }

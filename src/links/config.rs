@@ -235,7 +235,9 @@ impl LinksSettings {
             .public_base_url
             .as_deref()
             .map(|u| {
-                let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+                let rest = u
+                    .strip_prefix("https://")
+                    .or_else(|| u.strip_prefix("http://"));
                 let ok = rest.is_some_and(|r| {
                     !r.is_empty()
                         && r.len() <= 253

@@ -89,8 +89,8 @@ fn load_or_generate(path: &Path, allow_open: bool) -> Result<Vec<LinkKeySetting>
         tracing::info!(path = %path.display(), "generated a link-signing key");
     }
     let text = read_secret_file(path, allow_open).map_err(|e| file_err(e.to_string()))?;
-    let file: KeyFile =
-        serde_json::from_slice(text.expose()).map_err(|e| file_err(format!("not a key file: {e}")))?;
+    let file: KeyFile = serde_json::from_slice(text.expose())
+        .map_err(|e| file_err(format!("not a key file: {e}")))?;
     if file.v != 1 {
         return Err(file_err(format!("version {} is not supported", file.v)));
     }
@@ -104,7 +104,11 @@ fn load_or_generate(path: &Path, allow_open: bool) -> Result<Vec<LinkKeySetting>
             "current" => KeyState::Current,
             "verify" => KeyState::Verify,
             "retired" => KeyState::Retired,
-            _ => return Err(file_err("a key state is not current, verify or retired".into())),
+            _ => {
+                return Err(file_err(
+                    "a key state is not current, verify or retired".into(),
+                ));
+            }
         };
         let secret = match (state, entry.secret) {
             (KeyState::Retired, _) => None,
@@ -183,8 +187,11 @@ mod tests {
     fn corrupt_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("link-keys");
-        write_private_file(&path, b"{\"v\":1,\"keys\":[{\"id\":\"k\",\"state\":\"current\"}]}")
-            .unwrap();
+        write_private_file(
+            &path,
+            b"{\"v\":1,\"keys\":[{\"id\":\"k\",\"state\":\"current\"}]}",
+        )
+        .unwrap();
         let settings =
             LinksSettings::from_raw(&RawLinksConfig::default(), dir.path(), false).unwrap();
         let e = build_keyring(&settings, false).unwrap_err().to_string();

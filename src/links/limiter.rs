@@ -153,7 +153,10 @@ mod tests {
         assert_eq!(l.record_failure(ip, t0), Recorded::Blocked);
         let retry = l.check(ip, t0).unwrap_err();
         // One token per 10 s.
-        assert!(retry >= Duration::from_secs(9) && retry <= Duration::from_secs(10), "{retry:?}");
+        assert!(
+            retry >= Duration::from_secs(9) && retry <= Duration::from_secs(10),
+            "{retry:?}"
+        );
         assert!(l.check(other, t0).is_ok());
         assert!(l.check(ip, t0 + Duration::from_secs(5)).is_err());
         assert!(l.check(ip, t0 + Duration::from_secs(10)).is_ok());
@@ -164,7 +167,10 @@ mod tests {
         let l = BadSignatureLimiter::new(1, Duration::from_secs(60));
         let t0 = Instant::now();
         l.record_failure("2001:db8:1:2::1".parse().unwrap(), t0);
-        assert!(l.check("2001:db8:1:2:ffff::9".parse().unwrap(), t0).is_err());
+        assert!(
+            l.check("2001:db8:1:2:ffff::9".parse().unwrap(), t0)
+                .is_err()
+        );
         assert!(l.check("2001:db8:1:3::1".parse().unwrap(), t0).is_ok());
         l.record_failure("::ffff:198.51.100.1".parse().unwrap(), t0);
         assert!(l.check("198.51.100.1".parse().unwrap(), t0).is_err());
