@@ -14,7 +14,12 @@
 //!   that does not fit entirely in what is left is refused; it is never partly served.
 //! * A GET is charged `max(bytes, 1)`, so downloads of an empty artifact count too.
 //! * When the client disconnects early, the bytes not handed to the connection are
-//!   **refunded** (a negative add). A crash between reserve and refund loses the
+//!   **refunded** (a negative add). Bytes handed to the connection may still have been in
+//!   TLS and socket buffers when it died, so the client never got them; to let such a
+//!   download resume through a one-download link, the last [`IN_FLIGHT_ALLOWANCE`] bytes
+//!   handed over are **forgiven** (refunded too) — at most [`FORGIVENESS_PER_GRANT`] bytes
+//!   over the grant's life (counter `{grant}.forgiven`), so repeated aborts cannot be
+//!   turned into free downloads. A crash between reserve and refund loses the
 //!   reservation: the error is always in the publisher's favour, never the partner's.
 //! * HEAD spends nothing but is refused once a limit is spent.
 //!
@@ -31,6 +36,11 @@ use super::record::Limits;
 
 /// The counters' namespace.
 pub const METER_NAMESPACE: Namespace = Namespace::new("grant_meter");
+/// Bytes handed to a connection that an abort forgives (what TLS and socket buffers can
+/// hold in flight).
+pub const IN_FLIGHT_ALLOWANCE: u64 = 8 << 20;
+/// Most bytes forgiven over one grant's life.
+pub const FORGIVENESS_PER_GRANT: u64 = 32 << 20;
 
 /// The limits that apply to one (grant, artifact) pair, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +178,48 @@ impl Meter {
                 .await?;
         }
         Ok(())
+    }
+
+    /// After an abort with `delivered` bytes handed to the connection: forgives up to
+    /// [`IN_FLIGHT_ALLOWANCE`] of them within the grant's [`FORGIVENESS_PER_GRANT`]. Returns
+    /// the bytes forgiven (and refunded).
+    pub async fn forgive(
+        &self,
+        reservation: &Reservation,
+        delivered: u64,
+    ) -> Result<u64, StateError> {
+        let want = delivered.min(IN_FLIGHT_ALLOWANCE).min(reservation.charged);
+        if want == 0 {
+            return Ok(0);
+        }
+        let id = format!("{}.forgiven", reservation.budget.grant);
+        let limit = FORGIVENESS_PER_GRANT as i64;
+        let current = self.state.counter_get(METER_NAMESPACE, &id).await?;
+        let n = (want as i64).min(limit - current.min(limit));
+        if n <= 0 {
+            return Ok(0);
+        }
+        match self
+            .state
+            .counter_add(METER_NAMESPACE, &id, n, Some(limit))
+            .await?
+        {
+            CounterOutcome::Applied(_) => {}
+            // Another abort took the rest meanwhile; forgive nothing rather than loop.
+            CounterOutcome::LimitReached(_) => return Ok(0),
+        }
+        let b = &reservation.budget;
+        if b.per_artifact.is_some() {
+            self.state
+                .counter_add(METER_NAMESPACE, &b.artifact_counter(), -n, None)
+                .await?;
+        }
+        if b.per_grant.is_some() {
+            self.state
+                .counter_add(METER_NAMESPACE, &b.grant_counter(), -n, None)
+                .await?;
+        }
+        Ok(n as u64)
     }
 
     /// Whether every byte of the budget is spent (HEAD is refused then).

@@ -84,6 +84,11 @@ impl Settlement {
                     Ok(()) => refunded = undelivered.min(r.charged),
                     Err(e) => tracing::warn!(error = %e, "download refund failed"),
                 }
+                // Bytes still in TLS/socket buffers never reached the client (bounded).
+                match self.meter.forgive(r, delivered).await {
+                    Ok(n) => refunded += n,
+                    Err(e) => tracing::warn!(error = %e, "download forgiveness failed"),
+                }
             }
             let event = DownloadAborted {
                 grant: self.grant.to_string(),

@@ -93,11 +93,11 @@ impl Gateway {
         let (log_tx, log_rx) = mpsc::channel();
         for (pipe, tx) in [(stdout, tx), (stderr, log_tx)] {
             std::thread::spawn(move || {
+                // Keep draining after the receiver is gone: closing the pipe would make the
+                // gateway's next println! fail with EPIPE (and panic).
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+                    let _ = tx.send(line);
                 }
             });
         }
