@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Download metering, black-box: a one-download link serves a parallel 4-range download
 //! and is then spent; overlapping re-fetches spend the allowance; `curl -C -` resumes an
 //! interrupted 300 MB download through a one-download link and the result's SHA-256 equals

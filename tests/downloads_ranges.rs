@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Downloads through signed links, black-box against the real binary: every RFC 9110
 //! range form against a byte-exact oracle on an encrypted artifact whose length is not a
 //! multiple of the segment size, `If-Range`, HEAD, the response headers, no content coding.

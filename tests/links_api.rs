@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The artifacts and links API and the `sallyport link|artifact` CLI, black-box: roles,
 //! validation, import-directory rules, completed uploads, listing, revocation one by one
 //! and in bulk.

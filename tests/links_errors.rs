@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Link refusals, black-box: every failure is the same generic 403 while the audit trail
 //! has the specific reason; 429 after repeated forged links; key rotation and retirement;
 //! client-certificate bindings over mutual TLS.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Two gateway instances sharing the real Redis state store (and one data directory for
 //! blobs and keys): a link revoked on one stops working on the other on the very next
 //! request, and two instances cannot both spend a one-download allowance.

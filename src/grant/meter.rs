@@ -249,3 +249,130 @@ impl Meter {
         Ok(usage)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::embedded::EmbeddedStateStore;
+
+    fn meter() -> (Meter, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStateStore::open(&dir.path().join("s.redb")).unwrap();
+        (Meter::new(Arc::new(store)), dir)
+    }
+
+    fn ids() -> (GrantId, ArtifactId) {
+        (GrantId::random(), ArtifactId::random())
+    }
+
+    #[tokio::test]
+    async fn ranges_that_cover_the_file_spend_one_download() {
+        let (m, _d) = meter();
+        let (g, a) = ids();
+        let limits = Limits {
+            max_downloads: Some(1),
+            max_bytes: None,
+        };
+        let b = Budget::new(g, a, &limits, 1000);
+        for _ in 0..4 {
+            assert!(matches!(
+                m.reserve(&b, 250).await.unwrap(),
+                Reserve::Granted(Some(_))
+            ));
+        }
+        assert!(m.is_exhausted(&b).await.unwrap());
+        assert_eq!(m.reserve(&b, 1).await.unwrap(), Reserve::Exhausted);
+    }
+
+    #[tokio::test]
+    async fn concurrent_reservations_never_overspend() {
+        let (m, _d) = meter();
+        let (g, a) = ids();
+        let limits = Limits {
+            max_downloads: Some(2),
+            max_bytes: None,
+        };
+        let b = Budget::new(g, a, &limits, 100);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move { m.reserve(&b, 100).await.unwrap() })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Reserve::Granted(_)) {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 2);
+        assert_eq!(m.usage(&b).await.unwrap().artifact_bytes, 200);
+    }
+
+    #[tokio::test]
+    async fn refunds_forgiveness_and_both_limits() {
+        let (m, _d) = meter();
+        let (g, a) = ids();
+        let limits = Limits {
+            max_downloads: Some(1),
+            max_bytes: Some(150),
+        };
+        let b = Budget::new(g, a, &limits, 100);
+        let Reserve::Granted(Some(r)) = m.reserve(&b, 100).await.unwrap() else {
+            panic!("granted");
+        };
+        // 60 delivered, 40 refunded, and the 60 in flight forgiven.
+        m.refund(&r, 40).await.unwrap();
+        assert_eq!(m.forgive(&r, 60).await.unwrap(), 60);
+        assert_eq!(m.usage(&b).await.unwrap(), Usage::default());
+        // The grant-level cap refuses and undoes the artifact-level add.
+        let other = Budget::new(g, ArtifactId::random(), &limits, 1000);
+        assert!(matches!(
+            m.reserve(&other, 150).await.unwrap(),
+            Reserve::Granted(_)
+        ));
+        assert_eq!(m.reserve(&b, 1).await.unwrap(), Reserve::Exhausted);
+        assert_eq!(m.usage(&b).await.unwrap().artifact_bytes, 0);
+        // Unlimited grants touch nothing.
+        let free = Budget::new(g, a, &Limits::default(), 100);
+        assert_eq!(m.reserve(&free, 100).await.unwrap(), Reserve::Granted(None));
+    }
+
+    #[tokio::test]
+    async fn forgiveness_is_bounded_per_grant() {
+        let (m, _d) = meter();
+        let (g, a) = ids();
+        let limits = Limits {
+            max_downloads: Some(100),
+            max_bytes: None,
+        };
+        let b = Budget::new(g, a, &limits, 1 << 30);
+        let mut total = 0;
+        for _ in 0..6 {
+            let Reserve::Granted(Some(r)) = m.reserve(&b, 1 << 30).await.unwrap() else {
+                panic!("granted");
+            };
+            total += m.forgive(&r, 1 << 30).await.unwrap();
+        }
+        assert_eq!(total, FORGIVENESS_PER_GRANT);
+    }
+
+    #[test]
+    fn empty_artifacts_count_one_byte_per_download() {
+        let (g, a) = ids();
+        let limits = Limits {
+            max_downloads: Some(3),
+            max_bytes: None,
+        };
+        assert_eq!(Budget::new(g, a, &limits, 0).per_artifact, Some(3));
+        let huge = Limits {
+            max_downloads: Some(u32::MAX),
+            max_bytes: Some(u64::MAX),
+        };
+        let b = Budget::new(g, a, &huge, u64::MAX);
+        assert_eq!(
+            (b.per_artifact, b.per_grant),
+            (Some(i64::MAX), Some(i64::MAX))
+        );
+    }
+}

@@ -451,4 +451,24 @@ mod tests {
         let resp = ApiError::Internal("secret detail".into()).into_response("r");
         assert!(!body_json(resp).await.to_string().contains("secret"));
     }
+
+    #[tokio::test]
+    async fn link_refusals_rate_limits_and_ranges_carry_their_headers() {
+        let resp = ApiError::LinkRefused.into_response("r");
+        assert_eq!(resp.status(), 403);
+        assert_eq!(body_json(resp).await["code"], "link.refused");
+        let resp = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response("r");
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "7");
+        let resp = ApiError::RangeNotSatisfiable { length: 1234 }.into_response("r");
+        assert_eq!(resp.status(), 416);
+        assert_eq!(resp.headers()["content-range"], "bytes */1234");
+        let resp =
+            ApiError::AtRest(AtRestError::Key(crate::keys::KeyError::Random)).into_response("r");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(body_json(resp).await["code"], "server.key_unavailable");
+    }
 }

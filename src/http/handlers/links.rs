@@ -382,7 +382,7 @@ pub async fn revoke(
         &reason,
         count,
         already,
-        { if count == 1 { vec![id] } else { Vec::new() } },
+        if count == 1 { vec![id] } else { Vec::new() },
     )
     .await?;
     let usage = usage(state, &record).await?;
