@@ -17,7 +17,8 @@
 # each and a metered link (max_downloads) for the 1 KiB one; then runs
 # /work/shared/bench/download.sh (1 GiB over TLS 1.3, curl) and wrk_rps.sh (1 KiB, 16
 # keep-alive connections) against both servers in the same sitting, and prints medians and
-# ratios. Every gateway download is audited (durably, before its first byte).
+# ratios. Every gateway download is audited: durably before its first byte, and then
+# again with links.danger_queued_download_audit = true (queued before the first byte).
 #
 # Nothing downloaded is committed; WORKDIR (default: a new /tmp directory) holds the data.
 set -euo pipefail
@@ -104,6 +105,14 @@ echo; echo "== (b) 1 KiB through signed links, 16 connections: sallyport (unlimi
 "$BENCH/wrk_rps.sh" "$SMALL_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps.txt"
 echo; echo "== (b) 1 KiB, 16 connections: sallyport (metered link, max_downloads)"
 "$BENCH/wrk_rps.sh" "$METERED_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps_metered.txt"
+echo; echo "== (b') the same two, links.danger_queued_download_audit = true (restart)"
+kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+sed -i 's/^\[server\]$/[links]\ndanger_queued_download_audit = true\n[server]/' "$GW/sallyport.toml"
+"$BIN" --config "$GW/sallyport.toml" serve >> "$GW/stdout.log" 2>> "$GW/stderr.log" &
+GW_PID=$!
+wait_port 127.0.0.1 "$PORT" 200
+"$BENCH/wrk_rps.sh" "$SMALL_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps_queued.txt"
+"$BENCH/wrk_rps.sh" "$METERED_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps_metered_queued.txt"
 echo; echo "== (b) 1 KiB, 16 connections: nginx secure_link"
 "$BENCH/wrk_rps.sh" "$NGINX_SMALL" "$DURATION" 16 2 "$RUNS" | tee "$R/nginx_rps.txt"
 
@@ -111,6 +120,7 @@ med() { grep -E "$2 median" "$1" | awk '{print $3}'; }
 SP_MBS=$(med "$R/sp_download.txt" "MB/s"); NG_MBS=$(med "$R/nginx_download.txt" "MB/s")
 SP_RPS=$(med "$R/sp_rps.txt" "req/s"); SPM_RPS=$(med "$R/sp_rps_metered.txt" "req/s")
 NG_RPS=$(med "$R/nginx_rps.txt" "req/s")
+SPQ_RPS=$(med "$R/sp_rps_queued.txt" "req/s"); SPMQ_RPS=$(med "$R/sp_rps_metered_queued.txt" "req/s")
 AUDIT=$(curl -sk -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/v1/audit/verify")
 echo
 echo "== summary ($STATE state store; medians; same sitting)"
@@ -120,5 +130,9 @@ printf '(b) 1 KiB req/s      sallyport %8s        nginx %8s        ratio %s (goa
   "$SP_RPS" "$NG_RPS" "$(awk -v a="$SP_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
 printf '    metered link     sallyport %8s        ratio %s\n' \
   "$SPM_RPS" "$(awk -v a="$SPM_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
+printf '    queued audit     sallyport %8s        ratio %s\n' \
+  "$SPQ_RPS" "$(awk -v a="$SPQ_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
+printf '    queued, metered  sallyport %8s        ratio %s\n' \
+  "$SPMQ_RPS" "$(awk -v a="$SPMQ_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
 echo "audit chain after the run (one download.served entry per download): $AUDIT"
 echo "results in $R; gateway log in $GW/stderr.log"

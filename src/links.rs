@@ -21,8 +21,10 @@
 //! ([`crate::range`]), HTTP status codes and headers (the handlers and `http::problem`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod blob_cache;
 pub mod body;
 pub mod cache;
 pub mod config;
@@ -33,6 +35,7 @@ pub mod limiter;
 use crate::artifact::import::ImportDir;
 use crate::artifact::{ArtifactError, ArtifactRecord, Artifacts};
 use crate::at_rest::{AtRest, AtRestError, Reader};
+use crate::audit::{AuditContext, AuditError, AuditEvent, Auditor};
 use crate::grant::{GrantError, GrantRecord, Grants, Limits, Meter, PartnerName, Scope, now_unix};
 use crate::signed_link::{
     ArtifactId, Bindings, ClaimsError, GrantId, LinkClaims, LinkKeyring, MethodSet,
@@ -52,10 +55,51 @@ pub struct Links {
     meter: Meter,
     artifacts: Artifacts,
     at_rest: AtRest,
+    read_at_rest: AtRest,
     import: ImportDir,
+    audit_gate: AuditGate,
     limiter: BadSignatureLimiter,
     cache: ArtifactCache,
     state: Arc<dyn StateStore>,
+}
+
+/// How long downloads are refused after a queued audit write failed.
+pub const AUDIT_GATE_HOLD: Duration = Duration::from_secs(10);
+/// Most download audit entries queued but not yet durable (queued mode only).
+pub const MAX_QUEUED_AUDITS: usize = 4096;
+
+/// The queued-audit mode's bookkeeping: a bound on entries in flight and the time of the
+/// last failed write.
+#[derive(Debug)]
+struct AuditGate {
+    queued: Arc<tokio::sync::Semaphore>,
+    failed_at: Arc<AtomicU64>,
+}
+
+impl Default for AuditGate {
+    fn default() -> Self {
+        Self {
+            queued: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_AUDITS)),
+            failed_at: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl AuditGate {
+    fn check(&self) -> Result<(), AuditError> {
+        let failed = self.failed_at.load(Ordering::Relaxed);
+        if failed != 0 && millis_now().saturating_sub(failed) < AUDIT_GATE_HOLD.as_millis() as u64 {
+            return Err(AuditError::Stopped);
+        }
+        Ok(())
+    }
+}
+
+fn millis_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A request to issue a link, validated.
@@ -115,13 +159,16 @@ pub struct Issued {
 }
 
 impl Links {
-    /// The service over `state` and `at_rest`, with `keyring` built from `settings`.
+    /// The service over `state`, with `keyring` built from `settings`. `at_rest` writes
+    /// (imports); `read_at_rest` serves downloads (it may read through a cache of small
+    /// ciphertext blobs, see [`blob_cache`]).
     pub fn new(
         settings: LinksSettings,
         artifacts: &ArtifactsSettings,
         keyring: LinkKeyring,
         state: Arc<dyn StateStore>,
         at_rest: AtRest,
+        read_at_rest: AtRest,
     ) -> Self {
         Self {
             grants: Grants::new(state.clone(), settings.grant_retention),
@@ -135,6 +182,8 @@ impl Links {
             cache: ArtifactCache::new(settings.artifact_cache_ttl),
             keyring,
             at_rest,
+            read_at_rest,
+            audit_gate: AuditGate::default(),
             state,
             settings,
         }
@@ -207,7 +256,7 @@ impl Links {
         if let Some((_, Some(reader))) = self.cache.get(record.id, Instant::now()) {
             return Ok(reader);
         }
-        let reader = self.at_rest.open_reader(record.object).await?;
+        let reader = self.read_at_rest.open_reader(record.object).await?;
         if reader.len() != record.length {
             return Err(AtRestError::Inconsistent(
                 "artifact length differs from its object",
@@ -216,6 +265,40 @@ impl Links {
         self.cache
             .put(record.clone(), Some(reader.clone()), Instant::now());
         Ok(reader)
+    }
+
+    /// Records `event` for a download about to be served. Normally this waits until the
+    /// entry is durable (fail closed). With `links.danger_queued_download_audit` it only
+    /// queues the entry — in order, before the first byte — and answers at once; a write
+    /// failure then closes the gate for [`AUDIT_GATE_HOLD`], so downloads fail closed again
+    /// from the next request on. At most [`MAX_QUEUED_AUDITS`] entries wait at once.
+    pub async fn audit_download<E: AuditEvent + 'static>(
+        &self,
+        auditor: &Auditor,
+        ctx: &AuditContext,
+        event: E,
+    ) -> Result<(), AuditError> {
+        if !self.settings.danger_queued_download_audit {
+            return auditor.emit(ctx, &event).await.map(|_| ());
+        }
+        self.audit_gate.check()?;
+        let permit = self
+            .audit_gate
+            .queued
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        let failed = self.audit_gate.failed_at.clone();
+        let auditor = auditor.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if auditor.emit(&ctx, &event).await.is_err() {
+                failed.store(millis_now(), Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+        Ok(())
     }
 
     /// Issues a link: stores the grant, then signs the claims with the current key.

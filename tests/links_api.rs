@@ -616,3 +616,18 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_download_audit_still_records_every_download() {
+    let mut gw = start("[links]\ndanger_queued_download_audit = true\n");
+    let a = import(&gw, "q.ndjson", &data(2048, 5)).await;
+    let link = issue(&gw, json!({"artifact": a, "partner": "payer-q"})).await;
+    let c = gw.client();
+    for _ in 0..50 {
+        let resp = c.get(link_url(&gw, &link)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.bytes().await.unwrap().len(), 2048);
+    }
+    let audit = links_support::stop_and_export_audit(&mut gw);
+    assert_eq!(links_support::actions(&audit, "download.served").len(), 50);
+}

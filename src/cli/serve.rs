@@ -91,6 +91,7 @@ fn build_links(
     config: &Config,
     state: Arc<dyn StateStore>,
     at_rest: crate::at_rest::AtRest,
+    read_at_rest: crate::at_rest::AtRest,
 ) -> anyhow::Result<Arc<crate::links::Links>> {
     let keyring =
         crate::links::keys::build_keyring(&config.links, config.allow_world_readable_secrets)
@@ -103,6 +104,7 @@ fn build_links(
         keyring,
         state,
         at_rest,
+        read_at_rest,
     )))
 }
 
@@ -200,9 +202,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .keys
         .build_provider()
         .context("opening the key provider")?;
-    let at_rest =
-        crate::at_rest::AtRest::new(blobs.clone(), state.clone(), keys, config.keys.segment_size);
-    let links = build_links(&config, state.clone(), at_rest.clone())?;
+    let at_rest = crate::at_rest::AtRest::new(
+        blobs.clone(),
+        state.clone(),
+        keys.clone(),
+        config.keys.segment_size,
+    );
+    // Downloads read finished objects through a small-blob ciphertext cache.
+    let read_blobs: Arc<dyn BlobStore> = Arc::new(crate::links::blob_cache::SmallBlobCache::new(
+        blobs.clone(),
+        config.links.artifact_cache_ttl,
+    ));
+    let read_at_rest =
+        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.keys.segment_size);
+    let links = build_links(&config, state.clone(), at_rest.clone(), read_at_rest)?;
     let uploads = crate::upload::Uploads::new(
         state.clone(),
         at_rest,

@@ -10,7 +10,8 @@
 //! # public_base_url = "https://files.example.org"
 //! bad_signature_burst = 10        # forged/malformed links per client before 429
 //! bad_signature_window = "1m"     # ... refilled at burst per window
-//! artifact_cache_ttl = "30s"      # artifact records and open readers (never grants)
+//! artifact_cache_ttl = "30s"      # artifact records, open readers, small ciphertexts
+//! danger_queued_download_audit = false  # true: serve once the audit entry is queued
 //! key_file = "link-keys"          # generated keys, used only when no keys are listed
 //! # [[links.keys]]
 //! # id = "k2026a"
@@ -62,6 +63,9 @@ pub struct RawLinksConfig {
     pub artifact_cache_ttl: Option<String>,
     /// The generated key file (relative to the data directory).
     pub key_file: Option<String>,
+    /// Answer downloads once their audit entry is queued instead of durable.
+    #[serde(default)]
+    pub danger_queued_download_audit: bool,
     /// Configured HMAC keys.
     #[serde(default)]
     pub keys: Vec<RawLinkKey>,
@@ -154,6 +158,10 @@ pub struct LinksSettings {
     pub bad_signature_window: Duration,
     /// Artifact/reader cache TTL (zero disables the cache).
     pub artifact_cache_ttl: Duration,
+    /// Downloads wait only for their audit entry to be queued, not durable: faster under
+    /// load (no fsync per download batch on the embedded store), but a crash can lose the
+    /// last milliseconds of `download.served` entries for bytes already sent.
+    pub danger_queued_download_audit: bool,
 }
 
 /// The validated `[artifacts]` settings.
@@ -301,6 +309,7 @@ impl LinksSettings {
             bad_signature_burst,
             bad_signature_window,
             artifact_cache_ttl,
+            danger_queued_download_audit: raw.danger_queued_download_audit,
         })
     }
 }

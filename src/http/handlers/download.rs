@@ -10,7 +10,9 @@
 //! 4. the artifact exists and its object opens (authenticating its length);
 //! 5. the range plan (`Range`, `If-Range` against the strong `ETag`);
 //! 6. the meter reserves the response's bytes (GET) or is not spent (HEAD);
-//! 7. `download.served` is written to the audit trail (durably: no audit, no bytes).
+//! 7. `download.served` is written to the audit trail (durably: no audit, no bytes — unless
+//!    `links.danger_queued_download_audit` trades that for throughput, see
+//!    [`crate::links::Links::audit_download`]).
 //!
 //! Every refusal in 2–4 and 6 is answered with the same 403 problem (`link.refused`); the
 //! specific reason goes to the audit trail only (`download.rejected`). Responses carry
@@ -198,7 +200,7 @@ pub async fn serve(
         tls_cipher: ctx.conn.tls.as_ref().map(|t| t.cipher.clone()),
         key_id: grant.key_id.to_string(),
     };
-    if let Err(e) = state.auditor.emit(&actx, &served).await {
+    if let Err(e) = links.audit_download(&state.auditor, &actx, served).await {
         // Fail closed: nothing is sent without its record; give the allowance back.
         if let Some(r) = &reservation {
             let _ = links.meter().refund(r, r.charged).await;
