@@ -321,7 +321,15 @@ impl Uploads {
         // The final upload holds its own copy: the parts' plaintext, decrypted segment by
         // segment and re-encrypted under the final object's key, hashed in order.
         let mut hashed = 0u64;
+        let mut ledgers = Vec::with_capacity(planned.parts.len());
         for (part, len) in &planned.parts {
+            if let Some((record, _)) = self.store.get(*part).await? {
+                let chunks = self.store.chunks(*part).await?;
+                ledgers.push(
+                    PartLedger::from_part(&record, chunks)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
             let reader = self.at_rest.open_reader(part.opaque()).await?;
             if reader.len() != *len {
                 return Err(UploadError::AtRest(AtRestError::Inconsistent(
@@ -342,6 +350,7 @@ impl Uploads {
                 "concatenated length differs from the final upload's",
             )));
         }
+        self.store.set_part_ledgers(id, &ledgers).await?;
         self.store.update(&record, version).await?;
         self.audit_completed(&who.audit, &record).await?;
         Ok(Outcome { record })
@@ -759,6 +768,7 @@ impl Uploads {
             self.at_rest.delete(meta).await?;
         }
         self.store.delete_chunks(id).await?;
+        self.store.delete_part_ledgers(id).await?;
         self.store.clear_pending(id).await?;
         self.store.delete(id).await?;
         Ok(())
@@ -769,16 +779,23 @@ impl Uploads {
         let now = Timestamp::now();
         let (record, _) = self.load_for(id, who, now).await?;
         let chunks = self.store.chunks(id).await?;
+        // A final upload keeps the copy of its parts' ledgers taken at concatenation, so
+        // deleting a part later does not change the final's ledger.
         let mut parts = Vec::new();
         if let ConcatKind::Final { parts: ids } = &record.concat {
-            for part in ids {
-                // A part deleted after the concatenation leaves the final's ledger without it.
-                if let Some((p, _)) = self.store.get(*part).await? {
-                    let chunks = self.store.chunks(*part).await?;
-                    parts.push(
-                        PartLedger::from_part(&p, chunks)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    );
+            match self.store.part_ledgers(id).await? {
+                Some(copy) => parts = copy,
+                // Not concatenated yet: the parts' live ledgers.
+                None => {
+                    for part in ids {
+                        if let Some((p, _)) = self.store.get(*part).await? {
+                            let chunks = self.store.chunks(*part).await?;
+                            parts.push(
+                                PartLedger::from_part(&p, chunks)
+                                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            );
+                        }
+                    }
                 }
             }
         }
