@@ -85,6 +85,29 @@ fn spawn_upload_sweeper(uploads: crate::upload::Uploads) {
     });
 }
 
+/// The signed-link service: the link keyring (from `[links]`, or the generated key file),
+/// grants, artifacts, and the import directory (created 0700 if missing).
+fn build_links(
+    config: &Config,
+    state: Arc<dyn StateStore>,
+    at_rest: crate::at_rest::AtRest,
+    read_at_rest: crate::at_rest::AtRest,
+) -> anyhow::Result<Arc<crate::links::Links>> {
+    let keyring =
+        crate::links::keys::build_keyring(&config.links, config.allow_world_readable_secrets)
+            .context("loading the link-signing keys")?;
+    create_private_dir(&config.artifacts.import_dir)?;
+    tracing::info!(current_key = %keyring.current_key_id(), "link keys loaded");
+    Ok(Arc::new(crate::links::Links::new(
+        config.links.clone(),
+        &config.artifacts,
+        keyring,
+        state,
+        at_rest,
+        read_at_rest,
+    )))
+}
+
 /// Opens the configured blob store.
 pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match &config.blob {
@@ -179,8 +202,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .keys
         .build_provider()
         .context("opening the key provider")?;
-    let at_rest =
-        crate::at_rest::AtRest::new(blobs.clone(), state.clone(), keys, config.keys.segment_size);
+    let at_rest = crate::at_rest::AtRest::new(
+        blobs.clone(),
+        state.clone(),
+        keys.clone(),
+        config.keys.segment_size,
+    );
+    // Downloads read finished objects through a small-blob ciphertext cache.
+    let read_blobs: Arc<dyn BlobStore> = Arc::new(crate::links::blob_cache::SmallBlobCache::new(
+        blobs.clone(),
+        config.links.artifact_cache_ttl,
+    ));
+    let read_at_rest =
+        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.keys.segment_size);
+    let links = build_links(&config, state.clone(), at_rest.clone(), read_at_rest)?;
     let uploads = crate::upload::Uploads::new(
         state.clone(),
         at_rest,
@@ -200,6 +235,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             uploads: config.uploads.base.clone(),
         },
         uploads,
+        links,
     });
     auditor
         .emit(
