@@ -76,6 +76,10 @@ pub enum UploadError {
         /// The upload's expiry, for `Upload-Expires` on the error response.
         expires: Option<Timestamp>,
     },
+    /// The complete upload is registered as an artifact, which shares its encrypted object;
+    /// it cannot be deleted through tus.
+    #[error("the upload is registered as an artifact")]
+    InUse,
     /// The principal has too many unfinished uploads.
     #[error("too many open uploads (limit {limit})")]
     TooManyOpen {
@@ -794,6 +798,9 @@ impl Uploads {
     pub async fn terminate(&self, who: &Caller, id: UploadId) -> Result<(), UploadError> {
         let now = Timestamp::now();
         let (record, _) = self.load_for(id, who, now).await?;
+        if record.is_complete() && self.registered_as_artifact(id).await? {
+            return Err(UploadError::InUse);
+        }
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.destroy(&record).await;
         guard.release().await;
@@ -809,6 +816,17 @@ impl Uploads {
             )
             .await?;
         Ok(())
+    }
+
+    /// Whether an artifact was registered from this upload (it shares the upload's object,
+    /// so shredding the upload would shred the artifact).
+    async fn registered_as_artifact(&self, id: UploadId) -> Result<bool, UploadError> {
+        let entry = crate::state::IndexEntry::new(crate::artifact::INDEX_UPLOAD, id.to_string());
+        let found = self
+            .state
+            .list_index(crate::artifact::ARTIFACT_NAMESPACE, &entry, None, 1)
+            .await?;
+        Ok(!found.is_empty())
     }
 
     async fn destroy(&self, record: &UploadRecord) -> Result<(), UploadError> {

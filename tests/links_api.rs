@@ -382,6 +382,20 @@ async fn completed_uploads_become_artifacts() {
         .await
         .unwrap();
     assert_eq!(&got[..], &bytes[..]);
+
+    // The artifact shares the upload's encrypted object: tus DELETE cannot shred it.
+    let resp = c
+        .delete(gw.url(&location))
+        .bearer_auth(UPLOADER_TOKEN)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let j: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(j["code"], "upload.in_use");
+    let again = c.get(link_url(&gw, &link)).send().await.unwrap();
+    assert_eq!(again.status(), 200, "the artifact is still served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,11 @@ fn upload_mapping(e: &UploadError) -> Mapping {
                 title: tus_title(hint),
             }
         }
+        UploadError::InUse => m(
+            StatusCode::CONFLICT,
+            "upload.in_use",
+            "The upload is registered as an artifact and cannot be deleted",
+        ),
         UploadError::TooManyOpen { .. } => m(
             StatusCode::TOO_MANY_REQUESTS,
             "upload.too_many_open",
