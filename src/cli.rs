@@ -12,8 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod api;
 pub mod audit;
 pub mod keys;
+pub mod link;
 pub mod serve;
 
 use crate::config::{Config, ProcessEnv};
@@ -49,6 +51,24 @@ pub enum Command {
     /// Key-encryption keys: status, rotate, rewrap data keys, retire old versions.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Signed links (publisher): issue, list, show, revoke — through the running gateway.
+    Link {
+        /// How to reach the gateway.
+        #[command(flatten)]
+        api: api::ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: link::LinkCommand,
+    },
+    /// Artifacts (publisher): register, show — through the running gateway.
+    Artifact {
+        /// How to reach the gateway.
+        #[command(flatten)]
+        api: api::ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: link::ArtifactCommand,
+    },
 }
 
 /// Token operations.
@@ -97,6 +117,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(run_keys(cmd, &config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Link { api, command } => {
+            let config = client_config(cli.config.as_deref(), &api)?;
+            runtime()?.block_on(link::run_link(command, &api, config.as_ref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Artifact { api, command } => {
+            let config = client_config(cli.config.as_deref(), &api)?;
+            runtime()?.block_on(link::run_artifact(command, &api, config.as_ref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token(TokenCommand::Generate { name }) => {
             let (token, hash) = crate::auth::generate_token();
             let token = token.expose_str().unwrap_or_default().to_owned();
@@ -111,6 +141,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The configuration, for the API client's defaults. Not needed (and not loaded, so its
+/// secret files need not be readable) when both the URL and the CA are given.
+fn client_config(
+    path: Option<&std::path::Path>,
+    api: &api::ApiArgs,
+) -> anyhow::Result<Option<Config>> {
+    if api.url.is_some() && api.ca_file.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(Config::load(path, &ProcessEnv)?))
 }
 
 /// Runs a `keys` command with every key event written to the audit trail as it happens.

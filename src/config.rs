@@ -89,6 +89,10 @@ pub struct Config {
     pub keys: crate::keys::config::KeysSettings,
     /// The tus upload endpoint.
     pub uploads: crate::upload::UploadSettings,
+    /// Signed links: keys, lifetimes, the forged-link limiter.
+    pub links: crate::links::config::LinksSettings,
+    /// Artifact registration: the import directory.
+    pub artifacts: crate::links::config::ArtifactsSettings,
     /// API clients and their roles.
     pub clients: ClientRegistry,
     /// Environment variables that overrode file values (names only, for the start-up log).
@@ -289,6 +293,12 @@ impl Config {
         let keys = crate::keys::config::KeysSettings::from_raw(raw_keys, &data_dir)
             .map_err(|e| invalid("keys", e.to_string()))?;
         let uploads = upload_settings(&raw.uploads)?;
+        let links =
+            crate::links::config::LinksSettings::from_raw(&raw.links, &data_dir, allow_open)
+                .map_err(|e| invalid(&e.key, e.message))?;
+        let artifacts =
+            crate::links::config::ArtifactsSettings::from_raw(&raw.artifacts, &data_dir)
+                .map_err(|e| invalid(&e.key, e.message))?;
         Ok(Self {
             data_dir,
             allow_world_readable_secrets: allow_open,
@@ -300,6 +310,8 @@ impl Config {
             audit,
             keys,
             uploads,
+            links,
+            artifacts,
             clients,
             overridden_by_env: Vec::new(),
         })
@@ -534,8 +546,9 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         raw.expire_after.as_deref(),
         defaults.expire_after,
     )?;
-    if expire_after < Duration::from_secs(60) {
-        return Err(invalid("uploads.expire_after", "must be at least 1m"));
+    // Short expiries are for tests of expiry; a real deployment uses hours.
+    if expire_after < Duration::from_secs(1) {
+        return Err(invalid("uploads.expire_after", "must be at least 1s"));
     }
     let lease_ttl = duration_or(
         "uploads.lease_ttl",

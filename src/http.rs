@@ -48,4 +48,6 @@ pub struct AppState {
     pub routes: endpoint::Routes,
     /// The upload engine.
     pub uploads: crate::upload::Uploads,
+    /// Signed links: keys, grants, artifacts, download checks.
+    pub links: Arc<crate::links::Links>,
 }

@@ -34,16 +34,22 @@
 //! * [`upload`] — the upload engine: tus requests to records, ledger, leases, at-rest bytes.
 //! * [`signed_link`] — the signed-link canonical form, signing and verification.
 //! * [`range`] — RFC 9110 range parsing and planning.
+//! * [`artifact`] — downloadable artifacts: records, import-directory encryption, uploads.
+//! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
+//! * [`links`] — the signed-link service: keys from config, issuing, download checks.
 
+pub mod artifact;
 pub mod at_rest;
 pub mod audit;
 pub mod auth;
 pub mod blob;
 pub mod cli;
 pub mod config;
+pub mod grant;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod links;
 pub mod metrics;
 pub mod range;
 pub mod secret;

@@ -78,6 +78,10 @@ pub enum UploadError {
         /// The upload's expiry, for `Upload-Expires` on the error response.
         expires: Option<Timestamp>,
     },
+    /// The complete upload is registered as an artifact, which shares its encrypted object;
+    /// it cannot be deleted through tus.
+    #[error("the upload is registered as an artifact")]
+    InUse,
     /// The principal has too many unfinished uploads.
     #[error("too many open uploads (limit {limit})")]
     TooManyOpen {
@@ -116,6 +120,28 @@ impl From<TusError> for UploadError {
 impl From<crate::state::StateError> for UploadError {
     fn from(e: crate::state::StateError) -> Self {
         UploadError::Store(StoreError::State(e))
+    }
+}
+
+/// A refusal about `record`, carrying its expiry for `Upload-Expires` — except towards a
+/// stranger, who must not learn that the upload exists, let alone when it expires
+/// (ownership is not an existence oracle).
+fn refusal(error: TusError, record: &UploadRecord) -> UploadError {
+    let expires = match error {
+        TusError::NotOwner => None,
+        _ => record.expires_at,
+    };
+    UploadError::Tus { error, expires }
+}
+
+/// Adds `record`'s expiry to a refusal that was made without it (a busy lease).
+fn with_expiry(e: UploadError, record: &UploadRecord) -> UploadError {
+    match e {
+        UploadError::Tus {
+            error,
+            expires: None,
+        } => refusal(error, record),
+        other => other,
     }
 }
 
@@ -212,11 +238,18 @@ impl Uploads {
         now: Timestamp,
     ) -> Result<(UploadRecord, u64), UploadError> {
         let (record, version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
-        plan::check_access(&record, who.requester(), now).map_err(|error| UploadError::Tus {
-            error,
-            expires: record.expires_at,
-        })?;
+        plan::check_access(&record, who.requester(), now)
+            .map_err(|error| refusal(error, &record))?;
         Ok((record, version))
+    }
+
+    /// The expiry of an upload `who` may see, for `Upload-Expires` on a refusal made
+    /// before the record was read; `None` for a stranger or when it cannot be read (the
+    /// refusal stands either way).
+    async fn visible_expiry(&self, id: UploadId, who: &Caller) -> Option<Timestamp> {
+        let (record, _) = self.store.get(id).await.ok()??;
+        let visible = record.owner == who.name || who.admin;
+        visible.then_some(record.expires_at).flatten()
     }
 
     // === creation ===
@@ -273,23 +306,56 @@ impl Uploads {
                         let (record, version) =
                             self.store.get(id).await?.ok_or(TusError::NotFound)?;
                         let result = self
-                            .take_body(who, &guard, record, version, &plan, writer, body)
+                            .take_body(who, &guard, record.clone(), version, &plan, writer, body)
                             .await;
-                        guard.release().await;
-                        match result {
+                        let result = match result {
                             Ok(o) => Ok(o),
-                            // The upload exists; a refused first chunk leaves it at offset 0
-                            // for the client to PATCH, which the Location already says.
+                            // The client went away: the upload exists at whatever offset
+                            // was kept; a resuming client finds it by its Location.
                             Err(UploadError::BodyAborted) => Ok(Outcome {
                                 record: self.store.get(id).await?.ok_or(TusError::NotFound)?.0,
                             }),
-                            Err(e) => Err(e),
-                        }
+                            // The first chunk was refused (checksum, length): so is the
+                            // creation. The client never learns the Location, so an upload
+                            // left behind would be unreachable yet count as open until it
+                            // expired.
+                            Err(e) => self.undo_creation(who, &record, e).await,
+                        };
+                        guard.release().await;
+                        result
                     }
                     _ => Ok(Outcome { record }),
                 }
             }
         }
+    }
+
+    /// Destroys an upload whose creation request was refused after the record was stored
+    /// (under its lease), and returns the refusal without the upload's expiry.
+    async fn undo_creation(
+        &self,
+        who: &Caller,
+        record: &UploadRecord,
+        refusal: UploadError,
+    ) -> Result<Outcome, UploadError> {
+        self.destroy(record).await?;
+        self.auditor
+            .emit(
+                &who.audit,
+                &UploadTerminated {
+                    upload: record.id.to_string(),
+                    offset: 0,
+                    complete: false,
+                },
+            )
+            .await?;
+        Err(match refusal {
+            UploadError::Tus { error, .. } => UploadError::Tus {
+                error,
+                expires: None,
+            },
+            other => other,
+        })
     }
 
     async fn create_final(
@@ -326,7 +392,15 @@ impl Uploads {
         // The final upload holds its own copy: the parts' plaintext, decrypted segment by
         // segment and re-encrypted under the final object's key, hashed in order.
         let mut hashed = 0u64;
+        let mut ledgers = Vec::with_capacity(planned.parts.len());
         for (part, len) in &planned.parts {
+            if let Some((record, _)) = self.store.get(*part).await? {
+                let chunks = self.store.chunks(*part).await?;
+                ledgers.push(
+                    PartLedger::from_part(&record, chunks)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
             let reader = self.at_rest.open_reader(part.opaque()).await?;
             if reader.len() != *len {
                 return Err(UploadError::AtRest(AtRestError::Inconsistent(
@@ -347,6 +421,7 @@ impl Uploads {
                 "concatenated length differs from the final upload's",
             )));
         }
+        self.store.set_part_ledgers(id, &ledgers).await?;
         self.store.update(&record, version).await?;
         self.audit_completed(&who.audit, &record).await?;
         Ok(Outcome { record })
@@ -391,17 +466,21 @@ impl Uploads {
         headers: &HeaderMap,
         body: axum::body::Body,
     ) -> Result<Outcome, UploadError> {
-        let request = PatchRequest::from_headers(headers, self.limits())?;
+        let request = match PatchRequest::from_headers(headers, self.limits()) {
+            Ok(r) => r,
+            // A malformed PATCH is refused as such, but it is still a PATCH of an upload
+            // the caller may see: its response carries `Upload-Expires` like any other.
+            Err(error) => {
+                let expires = self.visible_expiry(id, who).await;
+                return Err(UploadError::Tus { error, expires });
+            }
+        };
         let now = Timestamp::now();
         // Refuse what can be refused before taking the lease.
         let (record, _) = self.load_for(id, who, now).await?;
-        plan::plan_patch(&record, &request, who.requester(), now, self.limits()).map_err(
-            |error| UploadError::Tus {
-                error,
-                expires: record.expires_at,
-            },
-        )?;
-        let guard = self.lease(id).await?;
+        plan::plan_patch(&record, &request, who.requester(), now, self.limits())
+            .map_err(|error| refusal(error, &record))?;
+        let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.patch_locked(who, id, &request, &guard, body).await;
         guard.release().await;
         result
@@ -418,10 +497,7 @@ impl Uploads {
         let (record, version, writer) = self.reconcile(id, who).await?;
         let now = Timestamp::now();
         let plan = plan::plan_patch(&record, request, who.requester(), now, self.limits())
-            .map_err(|error| UploadError::Tus {
-                error,
-                expires: record.expires_at,
-            })?;
+            .map_err(|error| refusal(error, &record))?;
         let writer = match writer {
             Some(w) => w,
             // Complete already: only an empty PATCH with the right offset gets here.
@@ -577,10 +653,7 @@ impl Uploads {
         }
         if too_long {
             writer.rollback().await?;
-            return Err(UploadError::Tus {
-                error: plan.too_long(),
-                expires: record.expires_at,
-            });
+            return Err(refusal(plan.too_long(), &record));
         }
         let expected = if aborted {
             if !plan.keep_partial_on_abort() || hasher.length() == 0 {
@@ -593,10 +666,7 @@ impl Uploads {
                 Ok(e) => e,
                 Err(error) => {
                     writer.rollback().await?;
-                    return Err(UploadError::Tus {
-                        error,
-                        expires: record.expires_at,
-                    });
+                    return Err(refusal(error, &record));
                 }
             }
         };
@@ -618,10 +688,7 @@ impl Uploads {
                         )
                         .await?;
                 }
-                return Err(UploadError::Tus {
-                    error,
-                    expires: record.expires_at,
-                });
+                return Err(refusal(error, &record));
             }
         };
         self.commit_chunk(who, record, version, plan, writer, &digest, aborted)
@@ -654,10 +721,7 @@ impl Uploads {
                 now,
                 self.limits(),
             )
-            .map_err(|error| UploadError::Tus {
-                error,
-                expires: record.expires_at,
-            })?;
+            .map_err(|error| refusal(error, &record))?;
         if commit.entry.is_none() && !completes && next == record {
             writer.rollback().await?;
             return Ok(Outcome { record });
@@ -769,7 +833,10 @@ impl Uploads {
     pub async fn terminate(&self, who: &Caller, id: UploadId) -> Result<(), UploadError> {
         let now = Timestamp::now();
         let (record, _) = self.load_for(id, who, now).await?;
-        let guard = self.lease(id).await?;
+        if record.is_complete() && self.registered_as_artifact(id).await? {
+            return Err(UploadError::InUse);
+        }
+        let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.destroy(&record).await;
         guard.release().await;
         result?;
@@ -786,6 +853,17 @@ impl Uploads {
         Ok(())
     }
 
+    /// Whether an artifact was registered from this upload (it shares the upload's object,
+    /// so shredding the upload would shred the artifact).
+    async fn registered_as_artifact(&self, id: UploadId) -> Result<bool, UploadError> {
+        let entry = crate::state::IndexEntry::new(crate::artifact::INDEX_UPLOAD, id.to_string());
+        let found = self
+            .state
+            .list_index(crate::artifact::ARTIFACT_NAMESPACE, &entry, None, 1)
+            .await?;
+        Ok(!found.is_empty())
+    }
+
     async fn destroy(&self, record: &UploadRecord) -> Result<(), UploadError> {
         let id = record.id;
         // Keys first: once the wrapped DEKs are gone the ciphertext is unrecoverable.
@@ -794,6 +872,7 @@ impl Uploads {
             self.at_rest.delete(meta).await?;
         }
         self.store.delete_chunks(id).await?;
+        self.store.delete_part_ledgers(id).await?;
         self.store.clear_pending(id).await?;
         self.store.delete(id).await?;
         Ok(())
@@ -809,16 +888,23 @@ impl Uploads {
         // HEAD finishes the commit) an entry may be ahead of the record: show what the
         // record accounts for.
         chunks.retain(|c| c.index < record.chunks);
+        // A final upload keeps the copy of its parts' ledgers taken at concatenation, so
+        // deleting a part later does not change the final's ledger.
         let mut parts = Vec::new();
         if let ConcatKind::Final { parts: ids } = &record.concat {
-            for part in ids {
-                // A part deleted after the concatenation leaves the final's ledger without it.
-                if let Some((p, _)) = self.store.get(*part).await? {
-                    let chunks = self.store.chunks(*part).await?;
-                    parts.push(
-                        PartLedger::from_part(&p, chunks)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    );
+            match self.store.part_ledgers(id).await? {
+                Some(copy) => parts = copy,
+                // Not concatenated yet: the parts' live ledgers.
+                None => {
+                    for part in ids {
+                        if let Some((p, _)) = self.store.get(*part).await? {
+                            let chunks = self.store.chunks(*part).await?;
+                            parts.push(
+                                PartLedger::from_part(&p, chunks)
+                                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            );
+                        }
+                    }
                 }
             }
         }

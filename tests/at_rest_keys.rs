@@ -378,3 +378,43 @@ fn static_keks_from_secret_files_respect_permissions() {
         }
     });
 }
+
+/// Concurrent rotations from separate keyring handles (as from separate processes: the
+/// advisory lock is per open file) never lose a version.
+#[test]
+fn concurrent_rotations_never_lose_a_version() {
+    use sallyport::keys::KeyProvider as _;
+    use sallyport::keys::keyring::KeyringFile;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyring.json");
+    KeyringFile::open_or_create(&path, false).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let ring = KeyringFile::open(&path, false).unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(ring.rotate()).unwrap()
+            })
+        })
+        .collect();
+    let mut made: Vec<u32> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().version)
+        .collect();
+    made.sort_unstable();
+    assert_eq!(
+        made,
+        (2..=9).collect::<Vec<_>>(),
+        "each rotation got its own version"
+    );
+    let ring = KeyringFile::open(&path, false).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let versions = rt.block_on(ring.versions()).unwrap();
+    assert_eq!(versions.len(), 9, "{versions:?}");
+    assert_eq!(rt.block_on(ring.current()).unwrap().version, 9);
+}

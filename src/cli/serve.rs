@@ -85,6 +85,29 @@ fn spawn_upload_sweeper(uploads: crate::upload::Uploads) {
     });
 }
 
+/// The signed-link service: the link keyring (from `[links]`, or the generated key file),
+/// grants, artifacts, and the import directory (created 0700 if missing).
+fn build_links(
+    config: &Config,
+    state: Arc<dyn StateStore>,
+    at_rest: crate::at_rest::AtRest,
+    read_at_rest: crate::at_rest::AtRest,
+) -> anyhow::Result<Arc<crate::links::Links>> {
+    let keyring =
+        crate::links::keys::build_keyring(&config.links, config.allow_world_readable_secrets)
+            .context("loading the link-signing keys")?;
+    create_private_dir(&config.artifacts.import_dir)?;
+    tracing::info!(current_key = %keyring.current_key_id(), "link keys loaded");
+    Ok(Arc::new(crate::links::Links::new(
+        config.links.clone(),
+        &config.artifacts,
+        keyring,
+        state,
+        at_rest,
+        read_at_rest,
+    )))
+}
+
 /// Opens the configured blob store.
 pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match &config.blob {
@@ -157,7 +180,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "danger_plaintext_http is on: serving plain HTTP. Only do this behind a \
              TLS-terminating proxy on a trusted network; PHI must never cross a network in clear"
         );
-        println!("WARNING: serving PLAIN HTTP (server.danger_plaintext_http = true)");
+        say(format_args!(
+            "WARNING: serving PLAIN HTTP (server.danger_plaintext_http = true)"
+        ));
         None
     } else {
         Some(Arc::new(
@@ -179,8 +204,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .keys
         .build_provider()
         .context("opening the key provider")?;
-    let at_rest =
-        crate::at_rest::AtRest::new(blobs.clone(), state.clone(), keys, config.keys.segment_size);
+    let at_rest = crate::at_rest::AtRest::new(
+        blobs.clone(),
+        state.clone(),
+        keys.clone(),
+        config.keys.segment_size,
+    );
+    // Downloads read finished objects through a small-blob ciphertext cache.
+    let read_blobs: Arc<dyn BlobStore> = Arc::new(crate::links::blob_cache::SmallBlobCache::new(
+        blobs.clone(),
+        config.links.artifact_cache_ttl,
+    ));
+    let read_at_rest =
+        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.keys.segment_size);
+    let links = build_links(&config, state.clone(), at_rest.clone(), read_at_rest)?;
     let uploads = crate::upload::Uploads::new(
         state.clone(),
         at_rest,
@@ -200,6 +237,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             uploads: config.uploads.base.clone(),
         },
         uploads,
+        links,
     });
     auditor
         .emit(
@@ -219,21 +257,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await
         .context("writing the first audit entry")?;
-    tracing::info!(listen = %local, scheme, state_store = state.kind(), "sallyport serving");
-    println!("sallyport serving {scheme}://{local}/");
-    if let (Some(_), crate::config::CertSource::Development) = (&tls, &config.tls.certificate) {
-        let ca = crate::tls::devca::DevCaPaths::under(&config.data_dir).ca_cert;
-        println!("development CA: {}", ca.display());
-        println!(
-            "try: curl --cacert {} {scheme}://{}/healthz",
-            ca.display(),
-            display_host(local)
-        );
-    }
+    let shutdown = shutdown_signal()?;
     if let Some(tls) = &tls {
         spawn_reload_on_sighup(tls.clone(), auditor.clone())?;
     }
-    let report = crate::http::server::serve(listener, app, tls, shutdown_signal()).await;
+    tracing::info!(listen = %local, scheme, state_store = state.kind(), "sallyport serving");
+    say(format_args!("sallyport serving {scheme}://{local}/"));
+    if let (Some(_), crate::config::CertSource::Development) = (&tls, &config.tls.certificate) {
+        let ca = crate::tls::devca::DevCaPaths::under(&config.data_dir).ca_cert;
+        say(format_args!("development CA: {}", ca.display()));
+        say(format_args!(
+            "try: curl --cacert {} {scheme}://{}/healthz",
+            ca.display(),
+            display_host(local)
+        ));
+    }
+    let report = crate::http::server::serve(listener, app, tls, shutdown).await;
     if let Err(e) = auditor
         .emit(
             &AuditContext::system(),
@@ -288,21 +327,28 @@ fn spawn_reload_on_sighup(tls: Arc<TlsReloader>, auditor: Auditor) -> anyhow::Re
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (before the gateway announces itself, so a
+/// signal that arrives right after start-up still shuts it down gracefully and audited)
+/// and returns the future that resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            // Without signal handlers, run until killed.
-            std::future::pending::<()>().await;
-        }
-    }
-    tracing::info!("shutdown signal received");
+        tracing::info!("shutdown signal received");
+    })
+}
+
+/// A line for the operator on stdout. Write errors (a closed terminal or pipe) are
+/// ignored: they must never take the gateway down.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }

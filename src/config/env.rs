@@ -42,7 +42,15 @@ impl Env for BTreeMap<String, String> {
 /// The variable prefix.
 pub const PREFIX: &str = "SALLYPORT_";
 /// Variables with the prefix that are not overrides.
-pub const NOT_OVERRIDES: &[&str] = &["SALLYPORT_CONFIG", "SALLYPORT_LOG"];
+pub const NOT_OVERRIDES: &[&str] = &[
+    "SALLYPORT_CONFIG",
+    "SALLYPORT_LOG",
+    // The API client settings of `sallyport link` / `sallyport artifact`.
+    "SALLYPORT_URL",
+    "SALLYPORT_TOKEN",
+    "SALLYPORT_TOKEN_FILE",
+    "SALLYPORT_CA_FILE",
+];
 
 /// Applies overrides to a parsed TOML table. Errors name the variable.
 pub fn apply(table: &mut toml::Table, env: &dyn Env) -> Result<Vec<String>, String> {

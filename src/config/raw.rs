@@ -30,6 +30,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub uploads: RawUploads,
     #[serde(default)]
+    pub links: crate::links::config::RawLinksConfig,
+    #[serde(default)]
+    pub artifacts: crate::links::config::RawArtifactsConfig,
+    #[serde(default)]
     pub clients: Vec<RawClient>,
 }
 

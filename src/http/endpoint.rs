@@ -6,6 +6,7 @@
 use http::Method;
 
 use super::problem::ApiError;
+use crate::signed_link::{ArtifactId, GrantId};
 use crate::tus::concat::BasePath;
 use crate::tus::record::UploadId;
 
@@ -41,6 +42,24 @@ pub enum Endpoint {
     TusDelete(UploadId),
     /// `GET {uploads}{id}/ledger`: the chunk ledger.
     TusLedger(UploadId),
+    /// `GET|HEAD /d/{artifact}?…`: a download through a signed link. Everything after
+    /// `/d/` is the link's business (it is verified byte for byte), so any path under
+    /// `/d/` routes here and a malformed one is refused like any other bad link.
+    Download,
+    /// `POST /v1/artifacts`: register an artifact (publisher).
+    ArtifactCreate,
+    /// `GET /v1/artifacts/{artifact}`: an artifact's record (publisher).
+    ArtifactGet(ArtifactId),
+    /// `POST /v1/links`: issue a signed link (publisher).
+    LinksIssue,
+    /// `GET /v1/links?artifact=…|partner=…|batch=…`: list grants (publisher).
+    LinksList,
+    /// `POST /v1/links/revoke`: revoke grants in bulk (publisher).
+    LinksRevokeBulk,
+    /// `GET /v1/links/{grant}`: one grant (publisher).
+    LinkGet(GrantId),
+    /// `DELETE /v1/links/{grant}`: revoke one grant (publisher).
+    LinkRevoke(GrantId),
 }
 
 impl Endpoint {
@@ -58,6 +77,14 @@ impl Endpoint {
             Endpoint::TusPatch(_) => "tus_patch",
             Endpoint::TusDelete(_) => "tus_delete",
             Endpoint::TusLedger(_) => "tus_ledger",
+            Endpoint::Download => "download",
+            Endpoint::ArtifactCreate => "artifact_create",
+            Endpoint::ArtifactGet(_) => "artifact_get",
+            Endpoint::LinksIssue => "links_issue",
+            Endpoint::LinksList => "links_list",
+            Endpoint::LinksRevokeBulk => "links_revoke_bulk",
+            Endpoint::LinkGet(_) => "link_get",
+            Endpoint::LinkRevoke(_) => "link_revoke",
         }
     }
 
@@ -86,7 +113,15 @@ impl Endpoint {
             | Endpoint::TusOptions
             | Endpoint::TusHead(_)
             | Endpoint::TusDelete(_)
-            | Endpoint::TusLedger(_) => Some(configured),
+            | Endpoint::TusLedger(_)
+            | Endpoint::Download
+            | Endpoint::ArtifactCreate
+            | Endpoint::ArtifactGet(_)
+            | Endpoint::LinksIssue
+            | Endpoint::LinksList
+            | Endpoint::LinksRevokeBulk
+            | Endpoint::LinkGet(_)
+            | Endpoint::LinkRevoke(_) => Some(configured),
             // Upload bodies stream into the at-rest writer under the tus limits.
             Endpoint::TusCreate | Endpoint::TusPatch(_) => None,
         }
@@ -116,8 +151,49 @@ impl Endpoint {
             "/metrics" => get(Endpoint::Metrics),
             "/v1/whoami" => get(Endpoint::WhoAmI),
             "/v1/audit/verify" => get(Endpoint::AuditVerify),
-            _ => Err(ApiError::NotFound),
+            "/v1/artifacts" => match *method {
+                Method::POST => Ok(Endpoint::ArtifactCreate),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            },
+            "/v1/links" => match *method {
+                Method::GET => Ok(Endpoint::LinksList),
+                Method::POST => Ok(Endpoint::LinksIssue),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+            },
+            "/v1/links/revoke" => match *method {
+                Method::POST => Ok(Endpoint::LinksRevokeBulk),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            },
+            _ => Self::parse_links(method, path),
         }
+    }
+
+    /// Downloads and the id-carrying artifact and grant paths.
+    fn parse_links(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+        if path.starts_with(crate::signed_link::LINK_PATH_PREFIX) {
+            return match *method {
+                Method::GET | Method::HEAD => Ok(Endpoint::Download),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+            };
+        }
+        if let Some(id) = path.strip_prefix("/v1/artifacts/") {
+            let id: ArtifactId = id.parse().map_err(|_| ApiError::NotFound)?;
+            return match *method {
+                Method::GET => Ok(Endpoint::ArtifactGet(id)),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+            };
+        }
+        if let Some(id) = path.strip_prefix("/v1/links/") {
+            let id: GrantId = id.parse().map_err(|_| ApiError::NotFound)?;
+            return match *method {
+                Method::GET => Ok(Endpoint::LinkGet(id)),
+                Method::DELETE => Ok(Endpoint::LinkRevoke(id)),
+                _ => Err(ApiError::MethodNotAllowed {
+                    allow: "GET, DELETE",
+                }),
+            };
+        }
+        Err(ApiError::NotFound)
     }
 
     fn parse_tus(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
@@ -210,6 +286,75 @@ mod tests {
                 allow: "OPTIONS, POST"
             })
         ));
+    }
+
+    #[test]
+    fn link_routes() {
+        let a = "67rq0xe32xxh21dav1b2qx1ch3";
+        let aid: ArtifactId = a.parse().unwrap();
+        let gid: GrantId = a.parse().unwrap();
+        let ok = [
+            ("GET", format!("/d/{a}"), Endpoint::Download),
+            ("HEAD", format!("/d/{a}"), Endpoint::Download),
+            ("GET", "/d/anything-at-all".to_owned(), Endpoint::Download),
+            ("POST", "/v1/artifacts".to_owned(), Endpoint::ArtifactCreate),
+            (
+                "GET",
+                format!("/v1/artifacts/{a}"),
+                Endpoint::ArtifactGet(aid),
+            ),
+            ("POST", "/v1/links".to_owned(), Endpoint::LinksIssue),
+            ("GET", "/v1/links".to_owned(), Endpoint::LinksList),
+            (
+                "POST",
+                "/v1/links/revoke".to_owned(),
+                Endpoint::LinksRevokeBulk,
+            ),
+            ("GET", format!("/v1/links/{a}"), Endpoint::LinkGet(gid)),
+            (
+                "DELETE",
+                format!("/v1/links/{a}"),
+                Endpoint::LinkRevoke(gid),
+            ),
+        ];
+        for (m, p, e) in ok {
+            assert_eq!(
+                Endpoint::parse(&m.parse().unwrap(), &p, &routes()).unwrap(),
+                e,
+                "{m} {p}"
+            );
+        }
+        for (m, p) in [
+            ("GET", "/v1/links/nope"),
+            ("GET", "/v1/artifacts/"),
+            ("GET", "/v1/links/67rq0xe32xxh21dav1b2qx1ch3/x"),
+            ("GET", "/d"),
+            ("GET", "/D/67rq0xe32xxh21dav1b2qx1ch3"),
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::parse(&m.parse().unwrap(), p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
+                "{m} {p}"
+            );
+        }
+        for (m, p, allow) in [
+            ("POST", "/d/x", "GET, HEAD"),
+            ("GET", "/v1/artifacts", "POST"),
+            ("PUT", "/v1/links", "GET, POST"),
+            ("GET", "/v1/links/revoke", "POST"),
+            (
+                "POST",
+                "/v1/links/67rq0xe32xxh21dav1b2qx1ch3",
+                "GET, DELETE",
+            ),
+        ] {
+            match Endpoint::parse(&m.parse().unwrap(), p, &routes()) {
+                Err(ApiError::MethodNotAllowed { allow: a }) => assert_eq!(a, allow, "{m} {p}"),
+                other => panic!("{m} {p}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@ use super::problem::ApiError;
 use crate::audit::events::AuditVerified;
 use crate::auth::Role;
 
+pub mod artifacts;
+pub mod download;
+pub mod links;
 pub mod tus;
 
 /// Calls the handler for `ctx.endpoint`.
@@ -21,12 +24,20 @@ pub async fn dispatch(
     req: Request<axum::body::Body>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     match ctx.endpoint {
-        Endpoint::TusOptions => return Ok(tus::options(state)),
+        Endpoint::TusOptions => return Ok(tus::options(state, &req)),
         Endpoint::TusCreate => return tus::create(state, ctx, req).await,
         Endpoint::TusPatch(id) => return tus::patch(state, ctx, id, req).await,
         Endpoint::TusHead(id) => return tus::head(state, ctx, id, req).await,
         Endpoint::TusDelete(id) => return tus::delete(state, ctx, id, req).await,
         Endpoint::TusLedger(id) => return tus::ledger(state, ctx, id, req).await,
+        Endpoint::Download => {
+            let (parts, _body) = req.into_parts();
+            return download::serve(state, ctx, &parts).await;
+        }
+        Endpoint::ArtifactCreate => return artifacts::create(state, ctx, req).await,
+        Endpoint::LinksIssue => return links::issue(state, ctx, req).await,
+        Endpoint::LinksRevokeBulk => return links::revoke_bulk(state, ctx, req).await,
+        Endpoint::LinkRevoke(id) => return links::revoke(state, ctx, req, id).await,
         _ => {}
     }
     let head = req.method() == http::Method::HEAD;
@@ -86,6 +97,15 @@ pub async fn dispatch(
         | Endpoint::TusHead(_)
         | Endpoint::TusDelete(_)
         | Endpoint::TusLedger(_) => return Err(ApiError::NotFound),
+        Endpoint::ArtifactGet(id) => artifacts::get(state, ctx, &parts, id).await?,
+        Endpoint::LinksList => links::list(state, ctx, &parts).await?,
+        Endpoint::LinkGet(id) => links::get(state, ctx, &parts, id).await?,
+        // Dispatched with their bodies above.
+        Endpoint::Download
+        | Endpoint::ArtifactCreate
+        | Endpoint::LinksIssue
+        | Endpoint::LinksRevokeBulk
+        | Endpoint::LinkRevoke(_) => return Err(ApiError::NotFound),
     };
     Ok(if head { strip_body(resp) } else { resp })
 }

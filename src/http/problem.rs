@@ -51,6 +51,11 @@ fn upload_mapping(e: &UploadError) -> Mapping {
                 title: tus_title(hint),
             }
         }
+        UploadError::InUse => m(
+            StatusCode::CONFLICT,
+            "upload.in_use",
+            "The upload is registered as an artifact and cannot be deleted",
+        ),
         UploadError::TooManyOpen { .. } => m(
             StatusCode::TOO_MANY_REQUESTS,
             "upload.too_many_open",
@@ -147,6 +152,41 @@ pub enum ApiError {
     /// An upload request failed.
     #[error(transparent)]
     Upload(#[from] UploadError),
+    /// A download link was refused, for any reason. The client sees one generic answer;
+    /// the specific reason is only in the audit trail (`download.rejected`).
+    #[error("link refused")]
+    LinkRefused,
+    /// Too many forged or malformed links from this client: 429 with `Retry-After`.
+    #[error("rate limited (retry after {retry_after_secs} s)")]
+    RateLimited {
+        /// Seconds until the client may try again.
+        retry_after_secs: u64,
+    },
+    /// No requested range overlaps the representation: 416 with `Content-Range: bytes */len`.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable {
+        /// The representation's length.
+        length: u64,
+    },
+    /// A resource named by id does not exist (`artifact.not_found`, `grant.not_found`…).
+    #[error("not found: {code}")]
+    ResourceNotFound {
+        /// Stable code.
+        code: &'static str,
+        /// Static title.
+        title: &'static str,
+    },
+    /// The request conflicts with the resource's state (e.g. an upload not complete).
+    #[error("conflict: {code}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// Static title.
+        title: &'static str,
+    },
+    /// Reading or writing an encrypted object failed.
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -239,6 +279,43 @@ impl ApiError {
                 "Audit trail unavailable; the action was not performed",
             ),
             Upload(e) => upload_mapping(e),
+            LinkRefused => m(
+                StatusCode::FORBIDDEN,
+                "link.refused",
+                "This link cannot be used",
+            ),
+            RateLimited { .. } => m(
+                StatusCode::TOO_MANY_REQUESTS,
+                "request.rate_limited",
+                "Too many invalid links from this address; retry later",
+            ),
+            RangeNotSatisfiable { .. } => m(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range.not_satisfiable",
+                "No requested range overlaps the file",
+            ),
+            ResourceNotFound { code, title } => m(StatusCode::NOT_FOUND, code, title),
+            Conflict { code, title } => m(StatusCode::CONFLICT, code, title),
+            AtRest(AtRestError::State(StateError::Unavailable(_) | StateError::Locked(_))) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.state_unavailable",
+                "State store unavailable",
+            ),
+            AtRest(AtRestError::Blob(BlobError::Io(_))) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.storage_unavailable",
+                "Storage unavailable",
+            ),
+            AtRest(AtRestError::Key(_)) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.key_unavailable",
+                "Encryption key unavailable",
+            ),
+            AtRest(_) => m(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server.internal",
+                "Internal error",
+            ),
         }
     }
 
@@ -320,6 +397,17 @@ impl ApiError {
                     h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }
             }
+            ApiError::RateLimited { retry_after_secs } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::RangeNotSatisfiable { length } => {
+                if let Ok(v) =
+                    HeaderValue::from_str(&crate::range::unsatisfied_content_range(*length))
+                {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+                h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
@@ -367,5 +455,25 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         let resp = ApiError::Internal("secret detail".into()).into_response("r");
         assert!(!body_json(resp).await.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn link_refusals_rate_limits_and_ranges_carry_their_headers() {
+        let resp = ApiError::LinkRefused.into_response("r");
+        assert_eq!(resp.status(), 403);
+        assert_eq!(body_json(resp).await["code"], "link.refused");
+        let resp = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response("r");
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "7");
+        let resp = ApiError::RangeNotSatisfiable { length: 1234 }.into_response("r");
+        assert_eq!(resp.status(), 416);
+        assert_eq!(resp.headers()["content-range"], "bytes */1234");
+        let resp =
+            ApiError::AtRest(AtRestError::Key(crate::keys::KeyError::Random)).into_response("r");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(body_json(resp).await["code"], "server.key_unavailable");
     }
 }

@@ -104,6 +104,23 @@ impl KeyringFile {
         &self.path
     }
 
+    /// An exclusive advisory lock on `<keyring>.lock`, held until the returned file drops.
+    /// Blocks while another process holds it (rotations are rare and quick).
+    fn lock_file(&self) -> Result<fs::File, KeyError> {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        file.lock().map_err(|e| io_error(&lock_path, e))?;
+        Ok(file)
+    }
+
     /// The lock, with the file re-read first if it changed on disk.
     fn fresh(&self) -> Result<MutexGuard<'_, Loaded>, KeyError> {
         let mut guard = self
@@ -155,6 +172,10 @@ impl KeyProvider for KeyringFile {
     }
 
     async fn rotate(&self) -> Result<KekRef, KeyError> {
+        // Read-modify-write under an exclusive file lock, so two `keys rotate` runs (or a
+        // rotate and a retire) in different processes cannot overwrite each other's new
+        // version. `fresh()` re-reads the file after the lock is held.
+        let _lock = self.lock_file()?;
         let mut guard = self.fresh()?;
         let new = guard.set.rotate(now_unix())?;
         write_atomically(&self.path, &guard.set)?;
@@ -163,6 +184,7 @@ impl KeyProvider for KeyringFile {
     }
 
     async fn retire(&self, kek: Unreferenced) -> Result<(), KeyError> {
+        let _lock = self.lock_file()?;
         let mut guard = self.fresh()?;
         guard.set.retire(kek.kek())?;
         write_atomically(&self.path, &guard.set)?;

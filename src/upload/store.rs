@@ -5,6 +5,7 @@
 //! | `upload` | upload id | [`UploadRecord::encode`] | `owner` = principal; `open_owner` = principal while unfinished |
 //! | `upload_chunk` | `<upload id>.<index, 16 digits>` | a ledger [`ChunkEntry`] as JSON | `upload` = upload id |
 //! | `upload_pending` | upload id | [`Pending`] as JSON | — |
+//! | `upload_part_ledgers` | final upload id | its parts' ledgers (JSON array), copied at concatenation | — |
 //!
 //! **Write-ahead for chunks.** Bytes become durable at the at-rest writer's commit, but
 //! the upload record and ledger are separate writes. So before committing bytes the
@@ -30,6 +31,9 @@ pub const UPLOADS: Namespace = Namespace::new("upload");
 pub const CHUNKS: Namespace = Namespace::new("upload_chunk");
 /// Write-ahead records of chunks being committed.
 pub const PENDING: Namespace = Namespace::new("upload_pending");
+/// A final upload's copy of its parts' ledgers, taken when it was concatenated (so the
+/// final keeps them even after the parts are deleted).
+pub const PART_LEDGERS: Namespace = Namespace::new("upload_part_ledgers");
 
 /// Why stored upload state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +219,46 @@ impl UploadStore {
                 self.state.delete(CHUNKS, id, Expect::Any).await?;
             }
         }
+    }
+
+    /// Stores a final upload's copy of its parts' ledgers.
+    pub async fn set_part_ledgers(
+        &self,
+        upload: UploadId,
+        parts: &[crate::tus::ledger::PartLedger],
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(parts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.state
+            .put(
+                PART_LEDGERS,
+                &upload.to_string(),
+                &bytes,
+                Expect::Any,
+                PutOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A final upload's copy of its parts' ledgers.
+    pub async fn part_ledgers(
+        &self,
+        upload: UploadId,
+    ) -> Result<Option<Vec<crate::tus::ledger::PartLedger>>, StoreError> {
+        match self.state.get(PART_LEDGERS, &upload.to_string()).await? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v.value)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+
+    /// Deletes a final upload's copy of its parts' ledgers.
+    pub async fn delete_part_ledgers(&self, upload: UploadId) -> Result<(), StoreError> {
+        self.state
+            .delete(PART_LEDGERS, &upload.to_string(), Expect::Any)
+            .await?;
+        Ok(())
     }
 
     /// The pending chunk, if a commit was under way.

@@ -13,6 +13,8 @@ use std::time::Duration;
 /// A token and its config entry for tests.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
 pub const UPLOADER_TOKEN: &str = "test-uploader-token-0123456789abcdefghijkl";
+/// A second uploader ("lab"), for tests of ownership between principals.
+pub const LAB_TOKEN: &str = "test-lab-uploader-token-0123456789abcdefgh";
 
 pub fn token_hash(token: &str) -> String {
     use sha2::Digest;
@@ -23,9 +25,11 @@ pub fn token_hash(token: &str) -> String {
 pub fn clients_toml() -> String {
     format!(
         "[[clients]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\n\n\
-         [[clients]]\nname = \"clinic\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n",
+         [[clients]]\nname = \"clinic\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n\n\
+         [[clients]]\nname = \"lab\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n",
         token_hash(ADMIN_TOKEN),
-        token_hash(UPLOADER_TOKEN)
+        token_hash(UPLOADER_TOKEN),
+        token_hash(LAB_TOKEN)
     )
 }
 
@@ -93,9 +97,8 @@ impl Gateway {
         let (log_tx, log_rx) = mpsc::channel();
         for (pipe, tx) in [(stdout, tx), (stderr, log_tx)] {
             std::thread::spawn(move || {
-                // Read to the end even when nobody listens any more (the stdout receiver
-                // is dropped once the start-up line arrived): a closed pipe would make the
-                // gateway's next print fail with EPIPE.
+                // Keep reading after the receiver is gone: closing the pipe would make the
+                // gateway's next line to stdout fail (println! panics on a broken pipe).
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     let _ = tx.send(line);

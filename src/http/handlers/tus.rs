@@ -41,10 +41,18 @@ fn tus_version(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `OPTIONS`: the server's tus capabilities (no authentication: they are public, and
-/// browsers send CORS preflights without credentials).
-pub fn options(state: &AppState) -> Response<axum::body::Body> {
+/// browsers send CORS preflights without credentials). 204, or 200 for a CORS preflight
+/// (`proto/upload-v1.md` §6; the CORS headers are added by [`cors`]).
+pub fn options(state: &AppState, req: &Request<axum::body::Body>) -> Response<axum::body::Body> {
+    let preflight = req
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     with_headers(
-        StatusCode::NO_CONTENT,
+        if preflight {
+            StatusCode::OK
+        } else {
+            StatusCode::NO_CONTENT
+        },
         options_headers(&state.uploads.settings().limits),
         axum::body::Body::empty(),
     )

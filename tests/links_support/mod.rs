@@ -1,0 +1,159 @@
+//! Helpers shared by the link and download tests: a publisher client in the config,
+//! registering artifacts through the import directory, issuing links, reading the audit
+//! trail, the Redis test rule.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::support::{Gateway, token_hash};
+
+pub const PUBLISHER_TOKEN: &str = "test-publisher-token-0123456789abcdefghijkl";
+
+/// Config lines adding a publisher client (append to a test's `extra`).
+pub fn publisher_toml() -> String {
+    format!(
+        "\n[[clients]]\nname = \"exporter\"\ntoken_sha256 = \"{}\"\nroles = [\"publisher\"]\n",
+        token_hash(PUBLISHER_TOKEN)
+    )
+}
+
+/// Starts a gateway with a publisher and 4 KiB segments (so small files span many).
+pub fn start(extra: &str) -> Gateway {
+    let extra = if extra.contains("[keys]") {
+        extra.to_owned()
+    } else {
+        format!("{extra}\n[keys]\nsegment_size = 4096\n")
+    };
+    Gateway::start(&format!("{extra}{}", publisher_toml()))
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+pub fn import_dir(gw: &Gateway) -> std::path::PathBuf {
+    gw.data_dir().join("import")
+}
+
+/// Places `bytes` in the import directory as `name`.
+pub fn place(gw: &Gateway, name: &str, bytes: &[u8]) {
+    std::fs::write(import_dir(gw).join(name), bytes).unwrap();
+}
+
+/// `POST /v1/artifacts` as the publisher; returns (status, body).
+pub async fn register(gw: &Gateway, body: Value) -> (u16, Value) {
+    let resp = gw
+        .client()
+        .post(gw.url("/v1/artifacts"))
+        .bearer_auth(PUBLISHER_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\ngateway log:\n{}", gw.drain_stderr().join("\n")));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+/// Imports `bytes` as `name` and returns the artifact id.
+pub async fn import(gw: &Gateway, name: &str, bytes: &[u8]) -> String {
+    place(gw, name, bytes);
+    let (status, body) = register(gw, json!({"import": name})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["length"], bytes.len() as u64);
+    assert_eq!(body["sha256"], sha256_hex(bytes));
+    body["artifact"].as_str().unwrap().to_owned()
+}
+
+/// `POST /v1/links` as the publisher; returns (status, body).
+pub async fn issue_raw(gw: &Gateway, body: Value) -> (u16, Value) {
+    let resp = gw
+        .client()
+        .post(gw.url("/v1/links"))
+        .bearer_auth(PUBLISHER_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+/// Issues a link; returns the answer (with `url`, `path`, `grant`).
+pub async fn issue(gw: &Gateway, body: Value) -> Value {
+    let (status, out) = issue_raw(gw, body).await;
+    assert_eq!(status, 201, "{out}");
+    out
+}
+
+/// The link's URL as the test client reaches the gateway.
+pub fn link_url(gw: &Gateway, issued: &Value) -> String {
+    gw.url(issued["path"].as_str().unwrap())
+}
+
+/// Stops the gateway and returns the audit trail (`sallyport audit export`).
+pub fn stop_and_export_audit(gw: &mut Gateway) -> Vec<Value> {
+    let status = gw.stop();
+    assert!(status.success(), "{status:?}");
+    export_audit(&gw.config_path)
+}
+
+/// The audit trail of the store `config` names (the gateway must not hold it).
+pub fn export_audit(config: &Path) -> Vec<Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .arg("--config")
+        .arg(config)
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Entries with this action.
+pub fn actions<'a>(entries: &'a [Value], action: &str) -> Vec<&'a Value> {
+    entries.iter().filter(|e| e["action"] == action).collect()
+}
+
+/// Whether the test Redis answers; panics under `CI` when it does not.
+pub fn redis_available() -> bool {
+    match std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        std::time::Duration::from_secs(2),
+    ) {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED: Redis on 127.0.0.1:6379 is unreachable ({e})");
+            false
+        }
+        Err(e) => panic!("CI is set and Redis on 127.0.0.1:6379 is unreachable: {e}"),
+    }
+}
+
+/// A unique Redis key prefix for one test.
+pub fn redis_prefix(test: &str) -> String {
+    format!(
+        "sallyport-test:{test}:{}:{}:",
+        std::process::id(),
+        sallyport::ids::OpaqueId::random()
+    )
+}
