@@ -8,6 +8,7 @@
 #   env: REPS=5  CLIENTS="js curl"  CHUNK=8388608  CHECKSUM=sha256
 #        BENCH_DIR=<repo>/../shared/bench (the shared peer scripts: tus_bench.sh & co.)
 #        CARGO_TARGET_DIR (where the release build goes; default <repo>/target)
+#        SALLYPORT_BIN=<binary> (measure this binary instead of building; for before/after)
 #
 # What it does:
 #   1. cargo build --release; `tus_setup.sh WORKDIR 1` (npm deps for tus-js-client, a 1 GiB
@@ -30,11 +31,14 @@ WORK=$(mkdir -p "${1:-$ROOT/target/bench-upload}" && cd "${1:-$ROOT/target/bench
 BENCH_SRC=${BENCH_DIR:-$ROOT/../shared/bench}
 REPS=${REPS:-5}; CLIENTS=${CLIENTS:-js curl}; CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/sallyport
+BIN=${SALLYPORT_BIN:-$TARGET/release/sallyport}
 [ -x "$BENCH_SRC/tus_bench.sh" ] || { echo "no tus_bench.sh in $BENCH_SRC (set BENCH_DIR)" >&2; exit 2; }
 
-echo "# building the release binary"
-(cd "$ROOT" && cargo build --release --locked --bin sallyport)
+if [ -z "${SALLYPORT_BIN:-}" ]; then
+  echo "# building the release binary"
+  (cd "$ROOT" && cargo build --release --locked --bin sallyport)
+fi
+echo "# gateway: $BIN"
 
 echo "# setting up the clients and the 1 GiB file in $WORK"
 "$BENCH_SRC/tus_setup.sh" "$WORK" 1 > "$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; exit 1; }

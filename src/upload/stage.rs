@@ -17,6 +17,9 @@
 //! Not here: what the digests mean (`tus::checksum`), the at-rest format and its
 //! commit protocol (`at_rest`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -35,13 +38,28 @@ pub struct StageGone;
 pub type StageResult<S, E> = (S, Result<(), E>);
 
 /// Runs `step` over the body's bytes on a blocking-pool thread.
+///
+/// Dropped before [`Stage::finish`] (the request was cancelled), it tells the thread to
+/// stop before its next piece, so the work does not go on for long after the request —
+/// and the upload's lease — are gone: at most the step under way completes. (For the
+/// at-rest writer that step is one batch append, as when a request is dropped while it
+/// awaits `Writer::append` in line; the next writer's recovery cuts it.)
 #[derive(Debug)]
 pub struct Stage<S, E> {
-    tx: mpsc::Sender<Vec<Bytes>>,
+    tx: Option<mpsc::Sender<Vec<Bytes>>>,
     batch: Vec<Bytes>,
     batched: usize,
     length: u64,
-    worker: tokio::task::JoinHandle<StageResult<S, E>>,
+    worker: Option<tokio::task::JoinHandle<StageResult<S, E>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<S, E> Drop for Stage<S, E> {
+    fn drop(&mut self) {
+        // After `finish` the thread has returned already; this matters only when the
+        // stage is dropped unfinished.
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl<S, E> Stage<S, E>
@@ -57,10 +75,15 @@ where
         F: FnMut(&mut S, &[u8]) -> Result<(), E> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let worker = tokio::task::spawn_blocking(move || {
             let mut state = state;
             while let Some(batch) = rx.blocking_recv() {
                 for piece in &batch {
+                    if stopped.load(Ordering::SeqCst) {
+                        return (state, Ok(()));
+                    }
                     if let Err(e) = step(&mut state, piece) {
                         return (state, Err(e));
                     }
@@ -69,11 +92,12 @@ where
             (state, Ok(()))
         });
         Self {
-            tx,
+            tx: Some(tx),
             batch: Vec::new(),
             batched: 0,
             length: 0,
-            worker,
+            worker: Some(worker),
+            stop,
         }
     }
 
@@ -100,7 +124,8 @@ where
         }
         let batch = std::mem::take(&mut self.batch);
         self.batched = 0;
-        self.tx.send(batch).await.map_err(|_| StageGone)
+        let tx = self.tx.as_ref().ok_or(StageGone)?;
+        tx.send(batch).await.map_err(|_| StageGone)
     }
 
     /// Waits until the stage has processed everything fed (or stopped at an error) and
@@ -108,8 +133,8 @@ where
     pub async fn finish(mut self) -> Result<StageResult<S, E>, StageGone> {
         // A stage that stopped early refuses the rest; its result says why.
         let _ = self.send().await;
-        let Self { tx, worker, .. } = self;
-        drop(tx);
+        drop(self.tx.take());
+        let worker = self.worker.take().ok_or(StageGone)?;
         worker.await.map_err(|_| StageGone)
     }
 }
@@ -157,6 +182,30 @@ mod tests {
         });
         let (n, outcome) = stage.finish().await.unwrap();
         assert_eq!((n, outcome), (0, Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stage_stops_before_its_next_piece() {
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let mut stage = Stage::start((), move |_, b| {
+            // The first piece is under way when the stage is dropped.
+            if b[0] == 0 {
+                let _ = started_tx.send(());
+                let _ = go_rx.recv();
+            }
+            let _ = seen_tx.send(b[0]);
+            Ok::<(), ()>(())
+        });
+        for i in 0..4u8 {
+            stage.feed(Bytes::from(vec![i; BATCH_BYTES])).await.unwrap();
+        }
+        started_rx.recv().unwrap();
+        drop(stage);
+        go_tx.send(()).unwrap();
+        let seen: Vec<u8> = seen_rx.iter().collect();
+        assert_eq!(seen, vec![0], "only the piece under way was processed");
     }
 
     #[tokio::test]
