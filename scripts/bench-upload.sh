@@ -8,7 +8,8 @@
 #   env: REPS=5  CLIENTS="js curl"  CHUNK=8388608  CHECKSUM=sha256
 #        BENCH_DIR=<repo>/../shared/bench (the shared peer scripts: tus_bench.sh & co.)
 #        CARGO_TARGET_DIR (where the release build goes; default <repo>/target)
-#        SALLYPORT_BIN=<binary> (measure this binary instead of building; for before/after)
+#        GATEWAY_BIN=<binary> (measure this binary instead of building; for before/after;
+#        not SALLYPORT_*: the gateway reads those as configuration overrides)
 #
 # What it does:
 #   1. cargo build --release; `tus_setup.sh WORKDIR 1` (npm deps for tus-js-client, a 1 GiB
@@ -19,7 +20,10 @@
 #   3. per client (tus-js-client, then the lean curl client): a fresh gateway with its own
 #      data directory and a random uploader token; a warm-up upload of 128 MiB and its peak
 #      RSS; then `tus_bench.sh` with REPS uploads of the 1 GiB file and SERVER_PID set, and
-#      the peak RSS again (equal peaks = memory flat in file size);
+#      the peak RSS again (equal peaks = memory flat in file size). After every upload
+#      tus_bench.sh empties the gateway's blob directory and syncs, untimed (CLEAN_DIR, as
+#      in the peer baseline): the finished uploads' ciphertext is not read again, the disk
+#      holds one upload at a time, and one run's writeback does not land in the next;
 #   4. prints MB/s (median, min, max), the server's CPU seconds per GiB (median) and peak
 #      RSS per client, and the exact commands.
 #
@@ -31,10 +35,10 @@ WORK=$(mkdir -p "${1:-$ROOT/target/bench-upload}" && cd "${1:-$ROOT/target/bench
 BENCH_SRC=${BENCH_DIR:-$ROOT/../shared/bench}
 REPS=${REPS:-5}; CLIENTS=${CLIENTS:-js curl}; CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${SALLYPORT_BIN:-$TARGET/release/sallyport}
+BIN=${GATEWAY_BIN:-$TARGET/release/sallyport}
 [ -x "$BENCH_SRC/tus_bench.sh" ] || { echo "no tus_bench.sh in $BENCH_SRC (set BENCH_DIR)" >&2; exit 2; }
 
-if [ -z "${SALLYPORT_BIN:-}" ]; then
+if [ -z "${GATEWAY_BIN:-}" ]; then
   echo "# building the release binary"
   (cd "$ROOT" && cargo build --release --locked --bin sallyport)
 fi
@@ -107,14 +111,15 @@ for client in $CLIENTS; do
   echo "# client: $client"
   start_gateway "$WORK/data-$client"
   EP="https://127.0.0.1:$PORT/files/"
-  CLIENT=$client REPS=1 CHUNK=$CHUNK CHECKSUM=$CHECKSUM "$WORK/bench/tus_bench.sh" \
+  CLEAN_DIR=$WORK/data-$client/blobs CLIENT=$client REPS=1 CHUNK=$CHUNK CHECKSUM=$CHECKSUM \
+    "$WORK/bench/tus_bench.sh" \
     "$EP" "$WORK/warmup.bin" "$WORK/node" > "$WORK/warmup-$client.log" 2>&1 \
     || { cat "$WORK/warmup-$client.log"; exit 1; }
   rss_small=$(peak_rss_mib "$GW_PID")
-  cmd="SERVER_PID=$GW_PID CLIENT=$client REPS=$REPS CHUNK=$CHUNK CHECKSUM=$CHECKSUM $WORK/bench/tus_bench.sh $EP $WORK/upload.bin $WORK/node"
+  cmd="CLEAN_DIR=$WORK/data-$client/blobs SERVER_PID=$GW_PID CLIENT=$client REPS=$REPS CHUNK=$CHUNK CHECKSUM=$CHECKSUM $WORK/bench/tus_bench.sh $EP $WORK/upload.bin $WORK/node"
   echo "\$ $cmd"
-  SERVER_PID=$GW_PID CLIENT=$client REPS=$REPS CHUNK=$CHUNK CHECKSUM=$CHECKSUM \
-    "$WORK/bench/tus_bench.sh" "$EP" "$WORK/upload.bin" "$WORK/node" | tee "$WORK/bench-$client.log"
+  CLEAN_DIR=$WORK/data-$client/blobs SERVER_PID=$GW_PID CLIENT=$client REPS=$REPS \
+    CHUNK=$CHUNK CHECKSUM=$CHECKSUM "$WORK/bench/tus_bench.sh" "$EP" "$WORK/upload.bin" "$WORK/node" | tee "$WORK/bench-$client.log"
   rss_big=$(peak_rss_mib "$GW_PID")
   cpu=$(grep -E '^[0-9]+ ' "$WORK/bench-$client.log" | awk '{print $4}' | stats | awk '{print $1}')
   mbps=$(grep '^MB/s' "$WORK/bench-$client.log")
