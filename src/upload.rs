@@ -847,7 +847,12 @@ impl Uploads {
     pub async fn ledger(&self, who: &Caller, id: UploadId) -> Result<LedgerDocument, UploadError> {
         let now = Timestamp::now();
         let (record, _) = self.load_for(id, who, now).await?;
-        let chunks = self.store.chunks(id).await?;
+        let mut chunks = self.store.chunks(id).await?;
+        // A commit writes the chunk's ledger entry before the record that counts it, so
+        // between the two (a PATCH in progress, or a crash there until the next PATCH or
+        // HEAD finishes the commit) an entry may be ahead of the record: show what the
+        // record accounts for.
+        chunks.retain(|c| c.index < record.chunks);
         // A final upload keeps the copy of its parts' ledgers taken at concatenation, so
         // deleting a part later does not change the final's ledger.
         let mut parts = Vec::new();
