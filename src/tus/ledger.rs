@@ -17,16 +17,12 @@
 //! `proto/upload-v1.md` is the normative description; `proto/vectors/upload-v1/ledger.json`
 //! is a golden document.
 //!
-//! Not here: where entries are stored (the handler keeps them in the `StateStore` under
-//! [`LEDGER_NAMESPACE`]) and the audit events that repeat them.
+//! Not here: where entries are stored (`upload::store` keeps them in the `StateStore`) and
+//! the audit events that repeat them.
 
-use crate::state::Namespace;
 use crate::tus::checksum::ChecksumAlgorithm;
 use crate::tus::dates::Timestamp;
 use crate::tus::record::{ConcatKind, Sha256Digest, UploadId, UploadRecord};
-
-/// The state-store namespace of ledger entries.
-pub const LEDGER_NAMESPACE: Namespace = Namespace::new("upload_ledger");
 
 /// The ledger document format version.
 pub const LEDGER_VERSION: u32 = 1;
