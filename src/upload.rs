@@ -8,9 +8,10 @@
 //!
 //! One PATCH, in order: parse and plan (refusals change nothing) → take the upload's lease
 //! (423 when another request holds it, on any instance) → re-read the record and finish
-//! any commit a crash interrupted ([`Uploads::reconcile`]) → stream the body into the
-//! writer, hashing each byte once for the chunk ledger (the writer keeps the whole-file
-//! SHA-256 midstate, encrypted, in its tail record) → verify the declared checksum (460
+//! any commit a crash interrupted ([`Uploads::reconcile`]) → stream the body, read on the
+//! request's task, into two [`stage`]s on other threads: the chunk's digests (each byte
+//! hashed once for the ledger) and the writer (which keeps the whole-file SHA-256
+//! midstate, encrypted, in its tail record) → verify the declared checksum (460
 //! discards the whole chunk) → write the pending record → commit (fsync) or finish the
 //! object → apply the record and ledger entry → audit → release the lease → 204.
 //!
