@@ -2,9 +2,10 @@
 //! thread and consumes the body's frames while the request's task keeps reading (and
 //! TLS-decrypting) the next ones.
 //!
-//! Every byte of a PATCH is hashed twice — once for the chunk ([`ChunkHasher`]: the
-//! ledger's SHA-256 and the declared `Upload-Checksum` algorithm, or all four while a
-//! checksum trailer is announced) and once for the whole file, inside the at-rest writer
+//! Every byte of a PATCH is hashed twice — once for the chunk
+//! ([`ChunkHasher`](crate::tus::checksum::ChunkHasher): the ledger's SHA-256 and the
+//! declared `Upload-Checksum` algorithm, or all four while a checksum trailer is
+//! announced) and once for the whole file, inside the at-rest writer
 //! with the AES-GCM sealing and the blob writes. The two are independent of each other
 //! and of reading the socket, so the upload engine runs each as a [`Stage`]: the body's
 //! frames (`Bytes`, shared, never copied) go to each stage in batches of about
