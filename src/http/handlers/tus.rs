@@ -14,12 +14,18 @@ use crate::tus::plan;
 use crate::tus::record::UploadId;
 use crate::upload::Caller;
 
-fn caller(ctx: &RequestContext, p: &Principal) -> Caller {
-    Caller {
+/// Authenticates an uploader (admin passes) and describes it to the upload engine.
+async fn uploader(
+    state: &AppState,
+    ctx: &RequestContext,
+    parts: &http::request::Parts,
+) -> Result<Caller, ApiError> {
+    let p: Principal = ctx.require(state, parts, Role::Uploader).await?;
+    Ok(Caller {
         name: p.name.to_string(),
         admin: p.is_admin(),
-        audit: ctx.audit_context(Some(p)),
-    }
+        audit: ctx.audit_context(Some(&p)),
+    })
 }
 
 fn with_headers(
@@ -65,8 +71,7 @@ pub async fn create(
     req: Request<axum::body::Body>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let (parts, body) = req.into_parts();
-    let principal = ctx.require(state, &parts, Role::Uploader).await?;
-    let who = caller(ctx, &principal);
+    let who = uploader(state, ctx, &parts).await?;
     let outcome = state.uploads.create(&who, &parts.headers, body).await?;
     Ok(with_headers(
         StatusCode::CREATED,
@@ -84,8 +89,7 @@ pub async fn patch(
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let (parts, body) = req.into_parts();
     tus_version(&parts.headers)?;
-    let principal = ctx.require(state, &parts, Role::Uploader).await?;
-    let who = caller(ctx, &principal);
+    let who = uploader(state, ctx, &parts).await?;
     let outcome = state.uploads.patch(&who, id, &parts.headers, body).await?;
     Ok(with_headers(
         StatusCode::NO_CONTENT,
@@ -103,8 +107,7 @@ pub async fn head(
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let (parts, _) = req.into_parts();
     tus_version(&parts.headers)?;
-    let principal = ctx.require(state, &parts, Role::Uploader).await?;
-    let who = caller(ctx, &principal);
+    let who = uploader(state, ctx, &parts).await?;
     let (record, metadata) = state.uploads.head(&who, id).await?;
     let mut headers = plan::plan_head(
         &record,
@@ -139,8 +142,7 @@ pub async fn delete(
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let (parts, _) = req.into_parts();
     tus_version(&parts.headers)?;
-    let principal = ctx.require(state, &parts, Role::Uploader).await?;
-    let who = caller(ctx, &principal);
+    let who = uploader(state, ctx, &parts).await?;
     state.uploads.terminate(&who, id).await?;
     Ok(with_headers(
         StatusCode::NO_CONTENT,
@@ -157,8 +159,7 @@ pub async fn ledger(
     req: Request<axum::body::Body>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let (parts, _) = req.into_parts();
-    let principal = ctx.require(state, &parts, Role::Uploader).await?;
-    let who = caller(ctx, &principal);
+    let who = uploader(state, ctx, &parts).await?;
     let doc = state.uploads.ledger(&who, id).await?;
     let body = serde_json::to_vec(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(with_headers(
