@@ -597,6 +597,11 @@ impl Uploads {
         let mut sink = Stage::start(writer, move |w: &mut Writer, bytes| {
             runtime.block_on(w.append(bytes))
         });
+        // If this request is cancelled, the lease outlives it until the writer's thread
+        // has returned: no other PATCH may touch the object while an append lands.
+        if let Some(stopped) = sink.stopped() {
+            guard.hold_until(stopped);
+        }
         let mut body = body;
         let mut trailers = None;
         let mut aborted = false;

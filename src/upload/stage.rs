@@ -22,12 +22,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes handed to a stage at once (fewer wake-ups than one hand-off per frame).
 pub const BATCH_BYTES: usize = 256 * 1024;
 /// Batches queued ahead of a stage before `feed` waits.
 pub const DEPTH: usize = 8;
+
+/// Resolves (with an error, which means nothing more) once a stage's thread has returned:
+/// after that the stage touches its state no more. See [`Stage::stopped`].
+pub type StageStopped = oneshot::Receiver<()>;
 
 /// A stage's thread stopped without returning its state (it panicked or was cancelled).
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,7 @@ pub struct Stage<S, E> {
     length: u64,
     worker: Option<tokio::task::JoinHandle<StageResult<S, E>>>,
     stop: Arc<AtomicBool>,
+    stopped: Option<StageStopped>,
 }
 
 impl<S, E> Drop for Stage<S, E> {
@@ -78,7 +83,10 @@ where
         let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        // Dropped when the thread returns, however it returns.
+        let (alive, gone) = oneshot::channel::<()>();
         let worker = tokio::task::spawn_blocking(move || {
+            let _alive = alive;
             let mut state = state;
             while let Some(batch) = rx.blocking_recv() {
                 for piece in &batch {
@@ -99,7 +107,16 @@ where
             length: 0,
             worker: Some(worker),
             stop,
+            stopped: Some(gone),
         }
+    }
+
+    /// A signal that resolves once the stage's thread has returned — also when the stage
+    /// is dropped unfinished and the step under way still runs. Whoever must not let
+    /// another writer in before this stage is done with its state (the upload's lease)
+    /// waits on it. `None` after the first call.
+    pub fn stopped(&mut self) -> Option<StageStopped> {
+        self.stopped.take()
     }
 
     /// Bytes fed so far.
@@ -207,6 +224,40 @@ mod tests {
         go_tx.send(()).unwrap();
         let seen: Vec<u8> = seen_rx.iter().collect();
         assert_eq!(seen, vec![0], "only the piece under way was processed");
+    }
+
+    #[tokio::test]
+    async fn stopped_resolves_only_after_the_step_under_way_of_a_dropped_stage() {
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let mut stage = Stage::start((), move |_, _| {
+            let _ = started_tx.send(());
+            let _ = go_rx.recv();
+            finished.store(true, Ordering::SeqCst);
+            Ok::<(), ()>(())
+        });
+        let mut stopped = stage.stopped().unwrap();
+        assert!(stage.stopped().is_none(), "one signal per stage");
+        stage
+            .feed(Bytes::from(vec![1u8; BATCH_BYTES]))
+            .await
+            .unwrap();
+        started_rx.recv().unwrap();
+        drop(stage);
+        assert!(
+            stopped
+                .try_recv()
+                .is_err_and(|e| e == oneshot::error::TryRecvError::Empty),
+            "the step under way has not returned yet"
+        );
+        go_tx.send(()).unwrap();
+        let _ = stopped.await;
+        assert!(
+            done.load(Ordering::SeqCst),
+            "the signal came after the step returned"
+        );
     }
 
     #[tokio::test]
