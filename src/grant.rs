@@ -323,3 +323,85 @@ pub fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::state::embedded::EmbeddedStateStore;
+
+    /// A live grant for `partner`, in `batch`.
+    fn grant(partner: &str, batch: Option<&str>, now: u64) -> GrantRecord {
+        let mut g = record::tests::sample();
+        g.id = GrantId::random();
+        g.partner = partner.parse().unwrap();
+        g.scope.batch = batch.map(|b| b.parse().unwrap());
+        g.not_before = now - 10;
+        g.expires = now + 3600;
+        g.created_at = now - 10;
+        g
+    }
+
+    #[tokio::test]
+    async fn revoking_a_batch_revokes_its_grants_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state: Arc<dyn StateStore> =
+            Arc::new(EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap());
+        let grants = Grants::new(state, Duration::from_secs(60));
+        let now = now_unix();
+        let q1 = [
+            grant("payer-a", Some("2026-q1"), now),
+            grant("payer-b", Some("2026-q1"), now),
+        ];
+        let others = [
+            grant("payer-a", Some("2026-q2"), now),
+            grant("payer-a", None, now),
+        ];
+        for g in q1.iter().chain(&others) {
+            grants.create(g, now).await.unwrap();
+        }
+        let batch = GrantFilter::Batch("2026-q1".parse().unwrap());
+        let listed = grants.list(&batch, None, 10).await.unwrap();
+        let mut want: Vec<GrantId> = q1.iter().map(|g| g.id).collect();
+        want.sort_by_key(ToString::to_string);
+        assert_eq!(listed.grants.iter().map(|g| g.id).collect::<Vec<_>>(), want);
+
+        let reason: Reason = "export withdrawn".parse().unwrap();
+        let done = grants
+            .revoke_all(&batch, "ops", &reason, now)
+            .await
+            .unwrap();
+        let mut revoked = done.revoked.clone();
+        revoked.sort_by_key(ToString::to_string);
+        assert_eq!((revoked, done.already_revoked), (want, 0));
+        for g in &q1 {
+            let (stored, _) = grants.get(g.id).await.unwrap().unwrap();
+            let revocation = stored.revoked.unwrap();
+            assert_eq!(
+                (revocation.by.as_str(), revocation.reason),
+                ("ops", reason.clone())
+            );
+        }
+        for g in &others {
+            assert!(!grants.get(g.id).await.unwrap().unwrap().0.is_revoked());
+        }
+        // Again: nothing new, the first revocation stays.
+        let again = grants
+            .revoke_all(&batch, "other", &reason, now + 5)
+            .await
+            .unwrap();
+        assert_eq!((again.revoked.len(), again.already_revoked), (0, 2));
+        assert_eq!(
+            grants
+                .get(q1[0].id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .revoked
+                .unwrap()
+                .by,
+            "ops"
+        );
+    }
+}

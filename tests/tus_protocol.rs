@@ -11,6 +11,8 @@ mod tus_http;
 
 #[path = "tus_protocol/access.rs"]
 mod access;
+#[path = "tus_protocol/audit.rs"]
+mod audit;
 #[path = "tus_protocol/checksums.rs"]
 mod checksums;
 #[path = "tus_protocol/concatenation.rs"]

@@ -460,7 +460,7 @@ impl GrantRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> GrantRecord {
