@@ -440,7 +440,16 @@ impl ObjectKeys {
         let aad = segment_aad(&self.object, index, is_final);
         let body = &mut out[NONCE_LEN..NONCE_LEN + n];
         body.copy_from_slice(plaintext);
-        let (nonce, tag) = self.segment_seal.seal(&aad, body)?;
+        // Sealed in place: a seal that fails must not leave the plaintext in `out` (the
+        // caller's batch buffer holds only ciphertext between calls, so it is never
+        // zeroised as a whole).
+        let (nonce, tag) = match self.segment_seal.seal(&aad, body) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                zeroize::Zeroize::zeroize(body);
+                return Err(e);
+            }
+        };
         out[..NONCE_LEN].copy_from_slice(&nonce);
         out[NONCE_LEN + n..].copy_from_slice(&tag);
         Ok(nonce)
