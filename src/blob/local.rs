@@ -129,6 +129,9 @@ impl BlobStore for LocalBlobStore {
                 .open(l.path(id))
                 .map_err(not_found(id))?;
             file.write_all(&data)?;
+            // Starts writeback of what was just written and drops what is already clean,
+            // so a long PATCH does not pile up dirty cache until its fsync (see below).
+            drop_cached_pages(&file);
             Ok(file.metadata()?.len())
         })
         .await
