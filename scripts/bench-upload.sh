@@ -6,6 +6,9 @@
 #
 # Usage: scripts/bench-upload.sh [WORKDIR]
 #   env: REPS=5  CLIENTS="js curl"  CHUNK=8388608  CHECKSUM=sha256
+#        CURL_HTTP=1.1 (the curl client's PATCHes over HTTP/1.1, as tus-js-client under node,
+#        tuspy and the peer measurements in BASELINE.md all are; CURL_HTTP=2 lets curl
+#        negotiate h2, which costs curl itself about 3x the CPU: nghttp2's framing)
 #        BENCH_DIR=<repo>/../shared/bench (the shared peer scripts: tus_bench.sh & co.)
 #        CARGO_TARGET_DIR (where the release build goes; default <repo>/target)
 #        GATEWAY_BIN=<binary> (measure this binary instead of building; for before/after;
@@ -34,6 +37,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mkdir -p "${1:-$ROOT/target/bench-upload}" && cd "${1:-$ROOT/target/bench-upload}" && pwd)
 BENCH_SRC=${BENCH_DIR:-$ROOT/../shared/bench}
 REPS=${REPS:-5}; CLIENTS=${CLIENTS:-js curl}; CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}
+CURL_HTTP=${CURL_HTTP:-1.1}
+case "$CURL_HTTP" in 1.1|2) ;; *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;; esac
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${GATEWAY_BIN:-$TARGET/release/sallyport}
 [ -x "$BENCH_SRC/tus_bench.sh" ] || { echo "no tus_bench.sh in $BENCH_SRC (set BENCH_DIR)" >&2; exit 2; }
@@ -63,6 +68,10 @@ patch_file "$WORK/bench/tus_upload_curl.sh" \
 patch_file "$WORK/bench/tus_upload_curl.sh" \
   "s|^done > \"\$TMP/cfg.tmpl\"|done \| sed \"s#@AUTH@#\$TUS_AUTHORIZATION_HEADER#\" > \"\$TMP/cfg.tmpl\"|" 2
 grep -q '@AUTH@#' "$WORK/bench/tus_upload_curl.sh" || { echo "could not patch the curl config" >&2; exit 1; }
+if [ "$CURL_HTTP" = 1.1 ]; then
+  sed -i "s|echo 'insecure'|echo 'insecure'; echo 'http1.1'|" "$WORK/bench/tus_upload_curl.sh"
+  grep -q "echo 'http1.1'" "$WORK/bench/tus_upload_curl.sh" || { echo "could not set HTTP/1.1 for curl" >&2; exit 1; }
+fi
 
 TOKEN=$(openssl rand -hex 32)
 TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
@@ -129,5 +138,5 @@ for client in $CLIENTS; do
   rm -rf "$WORK/data-$client"
 done
 echo
-echo "# summary: 1 GiB, chunk $CHUNK, checksum $CHECKSUM, TLS on loopback, $(nproc) cores"
+echo "# summary: 1 GiB, chunk $CHUNK, checksum $CHECKSUM, TLS on loopback, $(nproc) cores, curl over HTTP/$CURL_HTTP"
 cat "$SUMMARY"
