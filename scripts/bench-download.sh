@@ -10,6 +10,10 @@
 #   DURATION=10 RUNS=3     wrk seconds per run and runs, 16 connections, 2 threads
 #   PORT=9443              the gateway's port (nginx takes 8443/8080, see nginx_peer.sh)
 #   NO_BUILD=1             use the existing target/release/sallyport
+#   CURL_HTTP=1.1|2        the protocol curl uses for the 1 GiB downloads (default 1.1: nginx
+#                          here has no h2, so both servers are measured over HTTP/1.1; with 2,
+#                          curl negotiates h2 with the gateway, and nghttp2 costs curl itself
+#                          about 0.3 CPU s/GiB more on the same two cores)
 #
 # What it does: builds the release binary; starts nginx (/work/shared/bench/nginx_peer.sh,
 # which makes a 1 GiB and a 1 KiB random file); starts the gateway with a publisher client;
@@ -28,6 +32,13 @@ WORK=${1:-$(mktemp -d /tmp/sallyport-bench.XXXXXX)}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 STATE=${STATE:-embedded}; REPS=${REPS:-5}; DURATION=${DURATION:-10}; RUNS=${RUNS:-3}
 PORT=${PORT:-9443}
+CURL_HTTP=${CURL_HTTP:-1.1}
+case "$CURL_HTTP" in
+  # download.sh runs plain curl; a private CURL_HOME/.curlrc pins the protocol for it.
+  1.1) mkdir -p "$WORK/curlhome"; echo http1.1 > "$WORK/curlhome/.curlrc"; export CURL_HOME=$WORK/curlhome ;;
+  2) ;;
+  *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;;
+esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/main/target}
 BIN=$CARGO_TARGET_DIR/release/sallyport
 . "$BENCH/lib.sh"
@@ -123,7 +134,7 @@ NG_RPS=$(med "$R/nginx_rps.txt" "req/s")
 SPQ_RPS=$(med "$R/sp_rps_queued.txt" "req/s"); SPMQ_RPS=$(med "$R/sp_rps_metered_queued.txt" "req/s")
 AUDIT=$(curl -sk -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/v1/audit/verify")
 echo
-echo "== summary ($STATE state store; medians; same sitting)"
+echo "== summary ($STATE state store; medians; same sitting; curl over HTTP/$CURL_HTTP)"
 printf '(a) 1 GiB download   sallyport %8s MB/s   nginx %8s MB/s   ratio %s (goal >= 0.8)\n' \
   "$SP_MBS" "$NG_MBS" "$(awk -v a="$SP_MBS" -v b="$NG_MBS" 'BEGIN{printf "%.2f", a/b}')"
 printf '(b) 1 KiB req/s      sallyport %8s        nginx %8s        ratio %s (goal >= 1.0)\n' \

@@ -86,7 +86,7 @@ impl LeaseGuard {
     pub fn hold_until(&self, signal: oneshot::Receiver<()>) {
         match self.holds.lock() {
             Ok(mut holds) => holds.push(signal),
-            // Poisoned only by a panic while pushing; the lease then just expires.
+            // Poisoned only if a push panicked (allocation); the list is still whole.
             Err(mut poisoned) => poisoned.get_mut().push(signal),
         }
     }
