@@ -315,3 +315,125 @@ async fn json_logs_carry_no_secrets() {
         }
     }
 }
+
+/// A private redis-server on a free port (not the shared one: this test stops it).
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Option<PrivateRedis> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("CI").is_some() => {
+                panic!("CI is set and redis-server cannot run: {e}")
+            }
+            Err(e) => {
+                eprintln!("NOTICE: skipping: redis-server cannot run: {e}");
+                return None;
+            }
+        };
+        let redis = PrivateRedis { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(redis)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_requests_fail_closed_while_the_state_store_is_down() {
+    let port = PrivateRedis::free_port();
+    let Some(redis) = PrivateRedis::start(port) else {
+        return;
+    };
+    let gw = Gateway::start(&format!(
+        "[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}\"\n\
+         redis_prefix = \"readyz:\"\n"
+    ));
+    let c = gw.client();
+    let readyz = |c: reqwest::Client| {
+        let url = gw.url("/readyz");
+        async move {
+            let resp = c
+                .get(url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, j) = readyz(c.clone()).await;
+    assert_eq!((status, &j["state_store"]["kind"]), (200, &"redis".into()));
+
+    drop(redis);
+    let (status, j) = readyz(c.clone()).await;
+    assert_eq!(status, 503, "{j}");
+    assert_eq!(
+        (
+            j["state_store"]["ok"].as_bool(),
+            j["blob_store"]["ok"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    // Liveness is not readiness: the process is fine.
+    let live = c.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    // A request that needs the store is refused with 503 (retry may help), not served.
+    let resp = c
+        .post(gw.url("/files/"))
+        .bearer_auth(UPLOADER_TOKEN)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    let (status, j) = problem(resp).await;
+    assert_eq!(status, 503, "{j}");
+    assert!(
+        !j.to_string().contains(&port.to_string()),
+        "the store's address leaked: {j}"
+    );
+
+    // The store comes back on the same address: ready again, without a restart.
+    let _redis = PrivateRedis::start(port).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = readyz(c.clone()).await;
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    healthy(&gw).await;
+}
