@@ -319,7 +319,6 @@ async fn json_logs_carry_no_secrets() {
 /// A private redis-server on a free port (not the shared one: this test stops it).
 struct PrivateRedis {
     child: std::process::Child,
-    port: u16,
 }
 
 impl PrivateRedis {
@@ -339,7 +338,7 @@ impl PrivateRedis {
                 return None;
             }
         };
-        let redis = PrivateRedis { child, port };
+        let redis = PrivateRedis { child };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
