@@ -309,6 +309,25 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
         limit: Option<i64>,
     ) -> Result<CounterOutcome, StateError>;
 
+    /// [`StateStore::counter_add`] whose durability may ride on this store's next durable
+    /// write: it is exactly as atomic and as bounded, and every reader sees it at once, but
+    /// a crash before the next durable write (of anything) may lose it.
+    ///
+    /// For a caller that always makes a durable write before it acts on the result — the
+    /// download meter reserves bytes, then writes the download's audit entry durably, and
+    /// only then sends a byte — this costs one commit instead of two. The embedded store
+    /// commits it without an fsync (the next durable redb commit persists it, as commits
+    /// are ordered); Redis has no such distinction and does a plain `counter_add`.
+    async fn counter_add_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome, StateError> {
+        self.counter_add(ns, id, delta, limit).await
+    }
+
     // --- leases ---
 
     /// Takes the lease `name` for `ttl` unless a live lease by that name exists.

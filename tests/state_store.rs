@@ -70,6 +70,7 @@ suite!(
     counters,
     counters_are_exact_beyond_2_pow_53,
     counter_race_spends_exactly_the_limit,
+    deferred_counters_are_counters,
     leases,
     lease_expiry_and_reacquire,
     logs,

@@ -23,6 +23,16 @@
 //!   reservation: the error is always in the publisher's favour, never the partner's.
 //! * HEAD spends nothing but is refused once a limit is spent.
 //!
+//! * Every counter write is [`StateStore::counter_add_deferred`]: as atomic and bounded as a
+//!   durable add, but on the embedded store its fsync rides on the next durable write. The
+//!   download handler writes the download's audit entry durably after reserving and
+//!   before the first byte, so a reservation is durable before anything is served (a
+//!   crash before that loses a reservation for bytes never sent). Refunds and forgiveness
+//!   are followed by their own audit entries. One fsync per download instead of two or
+//!   three, and that one is shared by every download in the audit's group commit. (With
+//!   `links.danger_queued_download_audit`, neither the entry nor the reservation is durable
+//!   before the bytes: that switch trades both.)
+//!
 //! Grants without limits touch no counter: their downloads are still audited byte for byte.
 //!
 //! Not here: deciding what a request's byte count is (the download handler plans ranges).
@@ -129,7 +139,7 @@ impl Meter {
         if let Some(limit) = budget.per_artifact {
             match self
                 .state
-                .counter_add(METER_NAMESPACE, &budget.artifact_counter(), n, Some(limit))
+                .counter_add_deferred(METER_NAMESPACE, &budget.artifact_counter(), n, Some(limit))
                 .await?
             {
                 CounterOutcome::Applied(_) => applied_artifact = true,
@@ -139,7 +149,7 @@ impl Meter {
         if let Some(limit) = budget.per_grant {
             let outcome = self
                 .state
-                .counter_add(METER_NAMESPACE, &budget.grant_counter(), n, Some(limit))
+                .counter_add_deferred(METER_NAMESPACE, &budget.grant_counter(), n, Some(limit))
                 .await;
             let refused = !matches!(outcome, Ok(CounterOutcome::Applied(_)));
             if refused && applied_artifact {
@@ -147,7 +157,7 @@ impl Meter {
                 // favour (the allowance shrinks), never the partner's.
                 let _ = self
                     .state
-                    .counter_add(METER_NAMESPACE, &budget.artifact_counter(), -n, None)
+                    .counter_add_deferred(METER_NAMESPACE, &budget.artifact_counter(), -n, None)
                     .await;
             }
             if let CounterOutcome::LimitReached(_) = outcome? {
@@ -169,12 +179,12 @@ impl Meter {
         let b = &reservation.budget;
         if b.per_artifact.is_some() {
             self.state
-                .counter_add(METER_NAMESPACE, &b.artifact_counter(), -n, None)
+                .counter_add_deferred(METER_NAMESPACE, &b.artifact_counter(), -n, None)
                 .await?;
         }
         if b.per_grant.is_some() {
             self.state
-                .counter_add(METER_NAMESPACE, &b.grant_counter(), -n, None)
+                .counter_add_deferred(METER_NAMESPACE, &b.grant_counter(), -n, None)
                 .await?;
         }
         Ok(())
@@ -201,7 +211,7 @@ impl Meter {
         }
         match self
             .state
-            .counter_add(METER_NAMESPACE, &id, n, Some(limit))
+            .counter_add_deferred(METER_NAMESPACE, &id, n, Some(limit))
             .await?
         {
             CounterOutcome::Applied(_) => {}
@@ -211,12 +221,12 @@ impl Meter {
         let b = &reservation.budget;
         if b.per_artifact.is_some() {
             self.state
-                .counter_add(METER_NAMESPACE, &b.artifact_counter(), -n, None)
+                .counter_add_deferred(METER_NAMESPACE, &b.artifact_counter(), -n, None)
                 .await?;
         }
         if b.per_grant.is_some() {
             self.state
-                .counter_add(METER_NAMESPACE, &b.grant_counter(), -n, None)
+                .counter_add_deferred(METER_NAMESPACE, &b.grant_counter(), -n, None)
                 .await?;
         }
         Ok(n as u64)

@@ -5,7 +5,9 @@
 //! answers [`StateError::Locked`] when another process (a running gateway) holds it. redb
 //! is synchronous, so every operation runs in one redb transaction on tokio's blocking
 //! pool. Every write transaction commits with `Durability::Immediate` (fsync before
-//! `commit` returns): this file holds acknowledged upload state. A write that changes
+//! `commit` returns): this file holds acknowledged upload state. The one exception is
+//! [`StateStore::counter_add_deferred`], committed with `Durability::None` and persisted by
+//! the next durable commit. A write that changes
 //! nothing (a lost compare-and-swap, a refused counter add) is aborted instead, so it costs
 //! no fsync.
 //!
@@ -253,8 +255,25 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<CounterOutcome, StateError> {
         limits::check_id(id)?;
         let id = id.to_owned();
-        self.run(move |db| coordination::counter_add(db, ns.as_str(), &id, delta, limit))
-            .await
+        self.run(move |db| {
+            coordination::counter_add(db, ns.as_str(), &id, delta, limit, Durability::Immediate)
+        })
+        .await
+    }
+
+    async fn counter_add_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome, StateError> {
+        limits::check_id(id)?;
+        let id = id.to_owned();
+        self.run(move |db| {
+            coordination::counter_add(db, ns.as_str(), &id, delta, limit, Durability::None)
+        })
+        .await
     }
 
     async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<LeaseOutcome, StateError> {
@@ -325,8 +344,20 @@ fn write<T>(
     db: &Database,
     f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), StateError>,
 ) -> Result<T, StateError> {
+    write_with(db, Durability::Immediate, f)
+}
+
+/// [`write`] with a chosen durability. `Durability::None` commits without an fsync; redb
+/// persists such a commit with the next `Immediate` one (commits are ordered), so it is
+/// only for writes whose caller makes a durable write before relying on them
+/// ([`StateStore::counter_add_deferred`]).
+fn write_with<T>(
+    db: &Database,
+    durability: Durability,
+    f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), StateError>,
+) -> Result<T, StateError> {
     let mut txn = db.begin_write().map_err(ops::db_err)?;
-    txn.set_durability(Durability::Immediate)
+    txn.set_durability(durability)
         .map_err(|e| StateError::Unavailable(format!("embedded store durability: {e}")))?;
     let (out, changed) = f(&txn)?;
     if changed {

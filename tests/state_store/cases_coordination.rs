@@ -90,6 +90,55 @@ pub async fn counters_are_exact_beyond_2_pow_53(s: Store) {
     );
 }
 
+/// `counter_add_deferred` differs from `counter_add` only in when it becomes durable:
+/// limits, atomicity under a race and visibility are the same, and both kinds of add
+/// work on one counter.
+pub async fn deferred_counters_are_counters(s: Store) {
+    use CounterOutcome::{Applied, LimitReached};
+    assert_eq!(
+        s.counter_add_deferred(NS, "d", 5, Some(8)).await.unwrap(),
+        Applied(5)
+    );
+    assert_eq!(s.counter_get(NS, "d").await.unwrap(), 5);
+    assert_eq!(
+        s.counter_add_deferred(NS, "d", 4, Some(8)).await.unwrap(),
+        LimitReached(5)
+    );
+    assert_eq!(
+        s.counter_add(NS, "d", 3, Some(8)).await.unwrap(),
+        Applied(8)
+    );
+    assert_eq!(
+        s.counter_add_deferred(NS, "d", -8, None).await.unwrap(),
+        Applied(0)
+    );
+    let err = s.counter_add_deferred(NS, "", 1, None).await.unwrap_err();
+    assert!(matches!(err, StateError::Invalid(_)), "{err:?}");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                // Both kinds race for one allowance.
+                if i % 2 == 0 {
+                    s.counter_add_deferred(NS, "race", 1, Some(7))
+                        .await
+                        .unwrap()
+                } else {
+                    s.counter_add(NS, "race", 1, Some(7)).await.unwrap()
+                }
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        if let CounterOutcome::Applied(_) = t.await.unwrap() {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 7);
+    assert_eq!(s.counter_get(NS, "race").await.unwrap(), 7);
+}
+
 pub async fn counter_race_spends_exactly_the_limit(s: Store) {
     let tasks: Vec<_> = (0..50)
         .map(|_| {

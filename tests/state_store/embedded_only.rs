@@ -217,3 +217,23 @@ async fn sweeping_many_records_takes_several_batches() {
     assert_eq!(s.sweep_expired().await.unwrap().records, 1_100);
     assert!(s.list(NS, None, 10).await.unwrap().is_empty());
 }
+
+/// A deferred counter add is made durable by the next durable write (redb orders its
+/// commits): after a durable put and a reopen, the value is there.
+#[tokio::test]
+async fn a_deferred_counter_add_is_persisted_by_the_next_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = EmbeddedStateStore::open(&path).unwrap();
+    store
+        .counter_add_deferred(NS, "meter", 42, Some(100))
+        .await
+        .unwrap();
+    store
+        .put(NS, "after", b"x", Expect::Absent, PutOptions::default())
+        .await
+        .unwrap();
+    drop(store);
+    let store = EmbeddedStateStore::open(&path).unwrap();
+    assert_eq!(store.counter_get(NS, "meter").await.unwrap(), 42);
+}

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use rand::RngCore;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use subtle::ConstantTimeEq;
 
 use super::codec::{self, StoredLease};
 use super::ops::{COUNTERS, LEASES, LOG_ENTRIES, LOG_HEADS, META, META_LEASE_FENCE, db_err};
-use super::write;
+use super::{write, write_with};
 use crate::state::{AppendOutcome, CounterOutcome, Lease, LeaseOutcome, LogEntry, StateError};
 
 // === counters ===
@@ -31,9 +31,10 @@ pub(super) fn counter_add(
     id: &str,
     delta: i64,
     limit: Option<i64>,
+    durability: Durability,
 ) -> Result<CounterOutcome, StateError> {
     let key = codec::record_key(ns, id)?;
-    write(db, |txn| {
+    write_with(db, durability, |txn| {
         let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
         let current = counters
             .get(key.as_slice())
