@@ -141,6 +141,23 @@ impl EmbeddedStateStore {
         self.run(|db| ops::sweep_expired(db, now_ms())).await
     }
 
+    /// A counter add committed with `durability` (see [`write_with`]).
+    async fn counter_add_with(
+        &self,
+        ns: Namespace,
+        id: &str,
+        delta: i64,
+        limit: Option<i64>,
+        durability: Durability,
+    ) -> Result<CounterOutcome, StateError> {
+        limits::check_id(id)?;
+        let id = id.to_owned();
+        self.run(move |db| {
+            coordination::counter_add(db, ns.as_str(), &id, delta, limit, durability)
+        })
+        .await
+    }
+
     /// Runs `f` on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T, StateError>
     where
@@ -253,12 +270,8 @@ impl StateStore for EmbeddedStateStore {
         delta: i64,
         limit: Option<i64>,
     ) -> Result<CounterOutcome, StateError> {
-        limits::check_id(id)?;
-        let id = id.to_owned();
-        self.run(move |db| {
-            coordination::counter_add(db, ns.as_str(), &id, delta, limit, Durability::Immediate)
-        })
-        .await
+        self.counter_add_with(ns, id, delta, limit, Durability::Immediate)
+            .await
     }
 
     async fn counter_add_deferred(
@@ -268,12 +281,8 @@ impl StateStore for EmbeddedStateStore {
         delta: i64,
         limit: Option<i64>,
     ) -> Result<CounterOutcome, StateError> {
-        limits::check_id(id)?;
-        let id = id.to_owned();
-        self.run(move |db| {
-            coordination::counter_add(db, ns.as_str(), &id, delta, limit, Durability::None)
-        })
-        .await
+        self.counter_add_with(ns, id, delta, limit, Durability::None)
+            .await
     }
 
     async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<LeaseOutcome, StateError> {

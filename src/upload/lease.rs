@@ -157,9 +157,10 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn a_dropped_guard_keeps_the_lease_until_its_held_work_is_over() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store in `dir`, a lease held in it, and the sender of a hold on that lease.
+    async fn held(
+        dir: &tempfile::TempDir,
+    ) -> (Arc<dyn StateStore>, LeaseGuard, oneshot::Sender<()>) {
         let store: Arc<dyn StateStore> =
             Arc::new(EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap());
         let Acquired::Held(guard) = take(&store).await else {
@@ -167,6 +168,13 @@ mod tests {
         };
         let (work_done, signal) = oneshot::channel::<()>();
         guard.hold_until(signal);
+        (store, guard, work_done)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_guard_keeps_the_lease_until_its_held_work_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard, work_done) = held(&dir).await;
         drop(guard);
         // The cancelled request's writer is still busy: nobody else gets in.
         for _ in 0..5 {
@@ -188,13 +196,7 @@ mod tests {
     #[tokio::test]
     async fn release_waits_for_held_work() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn StateStore> =
-            Arc::new(EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap());
-        let Acquired::Held(guard) = take(&store).await else {
-            panic!("a free lease is taken");
-        };
-        let (work_done, signal) = oneshot::channel::<()>();
-        guard.hold_until(signal);
+        let (store, guard, work_done) = held(&dir).await;
         let releasing = tokio::spawn(guard.release());
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!releasing.is_finished());
