@@ -18,7 +18,9 @@
 //! Durability: `append` is buffered by the kernel until `sync` (fsync). `create`, `replace`,
 //! `truncate` and `delete` are durable when they return, directory entry included.
 //! All blocking I/O runs on tokio's blocking pool; reads use positioned reads, so readers
-//! and an appender share a file without a shared cursor.
+//! and an appender share a file without a shared cursor. Appends and syncs tell the kernel
+//! to drop the pages they wrote (`drop_cached_pages`): written ciphertext is not read back
+//! soon, and keeping it cached made uploads cost up to twice the CPU.
 //!
 //! Not here: encryption (only ciphertext arrives), serialising writers of one blob (the
 //! upload lease does that), garbage-collecting stale temp files.
@@ -310,7 +312,6 @@ fn new_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Makes a directory's entries durable (a created, renamed or removed name).
 /// Tells the kernel that the file's (now clean) cached pages will not be needed soon.
 ///
 /// Why: an upload streams gigabytes of ciphertext that nobody reads back until a download,
@@ -324,6 +325,7 @@ fn drop_cached_pages(file: &File) {
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
+/// Makes a directory's entries durable (a created, renamed or removed name).
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

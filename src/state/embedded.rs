@@ -3,8 +3,9 @@
 //!
 //! One process owns the file: [`EmbeddedStateStore::open`] takes redb's exclusive lock and
 //! answers [`StateError::Locked`] when another process (a running gateway) holds it. redb
-//! is synchronous, so every operation runs in one redb transaction on tokio's blocking
-//! pool. Every write transaction commits with `Durability::Immediate` (fsync before
+//! is synchronous, so every operation runs in one redb transaction: writes (and scans) on
+//! tokio's blocking pool, single-record reads (`get`) inline, because a hot read costs
+//! less than the hand-off to a pool thread. Every write transaction commits with `Durability::Immediate` (fsync before
 //! `commit` returns): this file holds acknowledged upload state. The one exception is
 //! [`StateStore::counter_add_deferred`], committed with `Durability::None` and persisted by
 //! the next durable commit. A write that changes
