@@ -28,7 +28,8 @@
 //!   download handler writes the download's audit entry durably after reserving and
 //!   before the first byte, so a reservation is durable before anything is served (a
 //!   crash before that loses a reservation for bytes never sent). Refunds and forgiveness
-//!   are followed by their own audit entries. One fsync per download instead of two or
+//!   are followed by their `download.aborted` entry; one lost in a crash leaves the
+//!   allowance smaller, in the publisher's favour as before. One fsync per download instead of two or
 //!   three, and that one is shared by every download in the audit's group commit. (With
 //!   `links.danger_queued_download_audit`, neither the entry nor the reservation is durable
 //!   before the bytes: that switch trades both.)
