@@ -436,3 +436,32 @@ async fn readyz_and_requests_fail_closed_while_the_state_store_is_down() {
     }
     healthy(&gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_http_only_behind_the_danger_switch_and_warned_about() {
+    let gw = Gateway::start("[server]\ndanger_plaintext_http = true\n");
+    let get = |path: &'static str| {
+        let addr = gw.addr;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    let text = get("/healthz").await;
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    // Nothing else changes: the API still wants a token.
+    let text = get("/v1/audit/verify").await;
+    assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+    // No TLS machinery was started (no development CA), and the log says so loudly.
+    assert!(
+        !gw.ca_path().exists(),
+        "a development CA was made for a plaintext server"
+    );
+    let log = gw.drain_stderr().join("\n");
+    assert!(log.contains("danger_plaintext_http is on"), "{log}");
+}
