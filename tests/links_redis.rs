@@ -66,14 +66,7 @@ async fn a_revocation_on_one_instance_stops_the_link_on_another_at_once() {
         audit.iter().map(|e| e["instance"].to_string()).collect();
     assert!(instances.len() >= 2, "both instances wrote the one chain");
     // ... and it is one gapless, intact chain: `audit verify` recomputes every link.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .arg("--config")
-        .arg(&one.config_path)
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let text = support::cli(&one.config_path, &["audit", "verify"]);
     assert!(text.contains("audit chain intact"), "{text}");
     assert!(
         text.contains(&format!("length     {}\n", audit.len())),

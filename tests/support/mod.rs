@@ -198,6 +198,19 @@ impl Drop for Gateway {
     }
 }
 
+/// Runs the `sallyport` CLI on `config` with `args`; panics unless it succeeds, and returns
+/// its standard output.
+pub fn cli(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sallyport {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {

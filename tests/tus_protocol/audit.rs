@@ -23,17 +23,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn sallyport(config: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The one entry with this action and subject.
 fn entry<'a>(
     entries: &'a [serde_json::Value],
@@ -89,7 +78,7 @@ async fn every_upload_action_is_audited_with_its_digests_and_no_metadata_anywher
     let gone_id = id_of(&gone).to_owned();
 
     tokio::task::block_in_place(|| gw.stop());
-    let export = sallyport(&gw.config_path, &["audit", "export"]);
+    let export = support::cli(&gw.config_path, &["audit", "export"]);
     let entries: Vec<serde_json::Value> = export
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -144,7 +133,7 @@ async fn every_upload_action_is_audited_with_its_digests_and_no_metadata_anywher
     assert!(seq(mismatch[0]) < seq(chunks[1]));
     assert!(seq(chunks[1]) <= seq(completed[0]));
 
-    let verified = sallyport(&gw.config_path, &["audit", "verify"]);
+    let verified = support::cli(&gw.config_path, &["audit", "verify"]);
     assert!(verified.contains(&entries.len().to_string()), "{verified}");
 
     // The file name: not in the trail, not in any file the gateway keeps (state database,
