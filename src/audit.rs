@@ -351,3 +351,20 @@ pub async fn verify_store(
         progress(next - 1);
     }
 }
+
+/// Verifies the chain stored in `store` for an API caller and records the verification
+/// (`audit.verified`, with the length checked and whether the chain was intact) before the
+/// result is reported. A store that cannot be read fails the call (`AuditError::Store`).
+pub async fn verify_recorded(
+    store: &dyn StateStore,
+    auditor: &Auditor,
+    ctx: &AuditContext,
+) -> Result<Result<chain::ChainSummary, chain::ChainError>, AuditError> {
+    let result = verify_store(store, |_| {}).await?;
+    let event = events::AuditVerified {
+        length: result.as_ref().map(|s| s.length).unwrap_or(0),
+        intact: result.is_ok(),
+    };
+    auditor.emit(ctx, &event).await?;
+    Ok(result)
+}

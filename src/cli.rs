@@ -170,7 +170,7 @@ async fn run_keys(cmd: keys::KeysCommand, config: &Config) -> anyhow::Result<()>
         Failed(String, String),
         Retired(String),
     }
-    let state = serve::open_state(config).await?;
+    let state = crate::app::open_state(config).await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let auditor = Auditor::start(state.clone(), "cli".to_owned(), 512, metrics);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Owned>();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub mod body;
+pub mod context;
 pub mod edge;
 pub mod endpoint;
 pub mod handlers;

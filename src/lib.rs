@@ -17,6 +17,7 @@
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
 //!
+//! * [`app`] — the composition root: `app::build(config)` wires stores, keys and services.
 //! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `audit verify`, `keys`.
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
 //! * [`secret`] — secrets from config or files: redacted, zeroised, permission-checked.
@@ -38,6 +39,7 @@
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: keys from config, issuing, download checks.
 
+pub mod app;
 pub mod artifact;
 pub mod at_rest;
 pub mod audit;

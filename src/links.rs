@@ -1,47 +1,53 @@
-//! The signed-link service: everything the link and download handlers share.
+//! The signed-link service: issuing and revoking links, registering artifacts, and
+//! serving downloads. Each flow runs here from a parsed request to a typed outcome and
+//! audits inside; the handlers under `http::handlers` only parse, call and map.
 //!
 //! [`Links`] holds the link keyring (built from `[links]`, see [`keys`]), the grant store
 //! and its meters ([`crate::grant`]), the artifact registry and import directory
-//! ([`crate::artifact`]), the at-rest store downloads are decrypted from, the per-client
-//! limiter of forged links ([`limiter`]) and a short-lived cache of artifact records and
-//! open readers ([`cache`]; grants are never cached).
+//! ([`crate::artifact`]), the at-rest store downloads are decrypted from, the audit trail,
+//! the per-client limiter of forged links ([`limiter`]) and a short-lived cache of artifact
+//! records and open readers ([`cache`]; grants are never cached).
 //!
-//! Issuing a link ([`Links::issue`]): the artifact must exist; a grant record is stored
-//! first, then the claims (artifact, grant, methods, window, bindings) are signed with the
-//! current key; the link is only handed out once its grant is durable.
-//!
-//! A download (the handler in `http::handlers::download`) runs, in order: limiter check →
-//! link verification (pure, constant time, no state read) → grant read (revoked? covers
-//! the artifact?) → artifact record → range plan → metering reservation → durable
-//! `download.served` audit → streamed body ([`body`]). Every refusal is the same generic
-//! 403 to the client with a specific reason in the audit trail. The rules are written down
-//! in `proto/grants-v1.md`.
+//! * [`grants`] — issue (the grant is durable, then the claims are signed; `link.issued`
+//!   is audited before the link is handed out), list, show, revoke one or in bulk
+//!   (`link.revoked`).
+//! * [`publish`] — register an artifact from the import directory or a completed upload
+//!   (`artifact.registered`).
+//! * [`download`] — limiter → link verification (pure, constant time, no state read) →
+//!   grant → artifact → range plan ([`shape`]) → meter → durable `download.served` →
+//!   streamed body ([`body`]). Every refusal is one generic refusal with the specific
+//!   reason in the audit trail. The rules are written down in `proto/grants-v1.md`.
+//! * [`api`] — the JSON request bodies and query strings, parsed into typed requests.
 //!
 //! Not here: the link format (pure, in [`crate::signed_link`]), range planning
-//! ([`crate::range`]), HTTP status codes and headers (the handlers and `http::problem`).
+//! ([`crate::range`]), HTTP statuses and headers (the handlers and `http::problem`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod api;
 pub mod blob_cache;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod download;
 pub mod events;
+pub mod grants;
 pub mod keys;
 pub mod limiter;
+pub mod publish;
+pub mod shape;
 
 use crate::artifact::import::ImportDir;
 use crate::artifact::{ArtifactError, ArtifactRecord, Artifacts};
 use crate::at_rest::{AtRest, AtRestError, Reader};
 use crate::audit::{AuditContext, AuditError, AuditEvent, Auditor};
-use crate::grant::{GrantError, GrantRecord, Grants, Limits, Meter, PartnerName, Scope, now_unix};
+use crate::grant::{GrantError, GrantRecord, Grants, Limits, Meter, PartnerName};
 use crate::signed_link::{
-    ArtifactId, Bindings, ClaimsError, GrantId, LinkClaims, LinkKeyring, MethodSet,
-    ResponseFileName, UnixTime,
+    ArtifactId, Bindings, ClaimsError, GrantId, LinkKeyring, MethodSet, ResponseFileName,
 };
-use crate::state::StateStore;
+use crate::state::{StateError, StateStore};
 use cache::ArtifactCache;
 use config::{ArtifactsSettings, LinksSettings};
 use limiter::BadSignatureLimiter;
@@ -60,6 +66,7 @@ pub struct Links {
     audit_gate: AuditGate,
     limiter: BadSignatureLimiter,
     cache: ArtifactCache,
+    auditor: Auditor,
     state: Arc<dyn StateStore>,
 }
 
@@ -102,6 +109,15 @@ fn millis_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Who calls the links API: the publisher's name and the request's audit context.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    /// The principal's name (recorded as the grant's issuer or revoker).
+    pub name: String,
+    /// The request's audit context.
+    pub audit: AuditContext,
+}
+
 /// A request to issue a link, validated.
 #[derive(Debug, Clone)]
 pub struct IssueRequest {
@@ -123,9 +139,39 @@ pub struct IssueRequest {
     pub file_name: Option<ResponseFileName>,
 }
 
-/// Why a link could not be issued.
+/// Why a links-API request (issue, list, show, revoke) was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum IssueError {
+pub enum LinkError {
+    /// `artifact` is not an artifact id.
+    #[error("artifact is not an artifact id")]
+    BadArtifact,
+    /// `partner` is not a partner name.
+    #[error("partner is not a partner name")]
+    BadPartner,
+    /// `ttl` is not a duration.
+    #[error("ttl is not a duration")]
+    BadTtlFormat,
+    /// `methods` is not GET, HEAD or GET,HEAD.
+    #[error("methods is not GET, HEAD or GET,HEAD")]
+    BadMethods,
+    /// `client_net` is not a canonical CIDR block.
+    #[error("client_net is not a canonical CIDR block")]
+    BadClientNet,
+    /// `client_cert_sha256` is not a SHA-256 fingerprint.
+    #[error("client_cert_sha256 is not a fingerprint")]
+    BadClientCert,
+    /// `file_name` is not a safe response file name.
+    #[error("file_name is not a safe file name")]
+    BadFileName,
+    /// The revocation reason is not acceptable text.
+    #[error("reason is not acceptable")]
+    BadReason,
+    /// A bulk revocation does not name exactly one well-formed selector.
+    #[error("give exactly one of artifact, partner, batch")]
+    BadSelector,
+    /// A listing's query string is malformed.
+    #[error(transparent)]
+    Query(#[from] api::QueryError),
     /// The TTL is zero or longer than `links.max_ttl`.
     #[error("the ttl must be from 1s to links.max_ttl")]
     Ttl,
@@ -135,18 +181,45 @@ pub enum IssueError {
     /// A zero limit (it would make a dead link).
     #[error("a limit must be at least 1")]
     ZeroLimit,
+    /// The claims are inconsistent (an empty validity window).
+    #[error(transparent)]
+    Claims(#[from] ClaimsError),
     /// No such artifact.
     #[error("no such artifact")]
     ArtifactNotFound,
-    /// The artifact registry failed.
+    /// No such grant.
+    #[error("no such grant")]
+    GrantNotFound,
+    /// The state store failed: fail closed.
     #[error(transparent)]
-    Artifact(#[from] ArtifactError),
-    /// The grant store failed.
+    State(#[from] StateError),
+    /// The artifact registry failed (a corrupt record).
     #[error(transparent)]
-    Grant(#[from] GrantError),
-    /// The claims are inconsistent.
+    Artifact(ArtifactError),
+    /// The grant store failed (a corrupt record, contention, an id collision).
     #[error(transparent)]
-    Claims(#[from] ClaimsError),
+    Grant(GrantError),
+    /// The audit trail could not record the action: it was not acknowledged.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl From<ArtifactError> for LinkError {
+    fn from(e: ArtifactError) -> Self {
+        match e {
+            ArtifactError::State(e) => Self::State(e),
+            other => Self::Artifact(other),
+        }
+    }
+}
+
+impl From<GrantError> for LinkError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::State(e) => Self::State(e),
+            other => Self::Grant(other),
+        }
+    }
 }
 
 /// An issued link.
@@ -158,8 +231,34 @@ pub struct Issued {
     pub target: String,
 }
 
+/// A grant with what its meters have counted (`None` when it is unlimited).
+#[derive(Debug, Clone)]
+pub struct GrantView {
+    /// The grant.
+    pub grant: GrantRecord,
+    /// Its usage, as JSON (`artifact_bytes`, `grant_bytes`, `full_downloads`).
+    pub usage: Option<serde_json::Value>,
+}
+
+impl GrantView {
+    /// The JSON form (see [`api::grant_json`]).
+    pub fn to_json(&self, now: u64) -> serde_json::Value {
+        api::grant_json(&self.grant, now, self.usage.clone())
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// Grants revoked by this call.
+    pub revoked: Vec<GrantId>,
+    /// Grants that were revoked before.
+    pub already_revoked: u64,
+}
+
 impl Links {
-    /// The service over `state`, with `keyring` built from `settings`. `at_rest` writes
+    /// The service over `state`, with `keyring` built from `settings`, auditing to
+    /// `auditor`. `at_rest` writes
     /// (imports); `read_at_rest` serves downloads (it may read through a cache of small
     /// ciphertext blobs, see [`blob_cache`]).
     pub fn new(
@@ -169,6 +268,7 @@ impl Links {
         state: Arc<dyn StateStore>,
         at_rest: AtRest,
         read_at_rest: AtRest,
+        auditor: Auditor,
     ) -> Self {
         Self {
             grants: Grants::new(state.clone(), settings.grant_retention),
@@ -184,6 +284,7 @@ impl Links {
             at_rest,
             read_at_rest,
             audit_gate: AuditGate::default(),
+            auditor,
             state,
             settings,
         }
@@ -192,46 +293,6 @@ impl Links {
     /// The settings.
     pub fn settings(&self) -> &LinksSettings {
         &self.settings
-    }
-
-    /// The keyring.
-    pub fn keyring(&self) -> &LinkKeyring {
-        &self.keyring
-    }
-
-    /// The grant store.
-    pub fn grants(&self) -> &Grants {
-        &self.grants
-    }
-
-    /// The meters.
-    pub fn meter(&self) -> &Meter {
-        &self.meter
-    }
-
-    /// The artifact registry.
-    pub fn artifacts(&self) -> &Artifacts {
-        &self.artifacts
-    }
-
-    /// The at-rest store.
-    pub fn at_rest(&self) -> &AtRest {
-        &self.at_rest
-    }
-
-    /// The import directory.
-    pub fn import_dir(&self) -> &ImportDir {
-        &self.import
-    }
-
-    /// The forged-link limiter.
-    pub fn limiter(&self) -> &BadSignatureLimiter {
-        &self.limiter
-    }
-
-    /// The state store.
-    pub fn state(&self) -> &Arc<dyn StateStore> {
-        &self.state
     }
 
     /// An artifact record (cached briefly; records never change).
@@ -272,14 +333,13 @@ impl Links {
     /// queues the entry — in order, before the first byte — and answers at once; a write
     /// failure then closes the gate for [`AUDIT_GATE_HOLD`], so downloads fail closed again
     /// from the next request on. At most [`MAX_QUEUED_AUDITS`] entries wait at once.
-    pub async fn audit_download<E: AuditEvent + 'static>(
+    async fn audit_download<E: AuditEvent + 'static>(
         &self,
-        auditor: &Auditor,
         ctx: &AuditContext,
         event: E,
     ) -> Result<(), AuditError> {
         if !self.settings.danger_queued_download_audit {
-            return auditor.emit(ctx, &event).await.map(|_| ());
+            return self.auditor.emit(ctx, &event).await.map(|_| ());
         }
         self.audit_gate.check()?;
         let permit = self
@@ -290,7 +350,7 @@ impl Links {
             .await
             .map_err(|_| AuditError::Stopped)?;
         let failed = self.audit_gate.failed_at.clone();
-        let auditor = auditor.clone();
+        let auditor = self.auditor.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
             if auditor.emit(&ctx, &event).await.is_err() {
@@ -299,61 +359,5 @@ impl Links {
             drop(permit);
         });
         Ok(())
-    }
-
-    /// Issues a link: stores the grant, then signs the claims with the current key.
-    pub async fn issue(&self, issuer: &str, req: IssueRequest) -> Result<Issued, IssueError> {
-        let now = now_unix();
-        let ttl = req.ttl.unwrap_or(self.settings.default_ttl);
-        if ttl.as_secs() == 0 || ttl > self.settings.max_ttl {
-            return Err(IssueError::Ttl);
-        }
-        if req.limits.max_downloads == Some(0) || req.limits.max_bytes == Some(0) {
-            return Err(IssueError::ZeroLimit);
-        }
-        let not_before = req.not_before.unwrap_or(now);
-        if not_before > now.saturating_add(self.settings.max_ttl.as_secs()) {
-            return Err(IssueError::NotBefore);
-        }
-        let expires = not_before
-            .max(now)
-            .checked_add(ttl.as_secs())
-            .ok_or(IssueError::NotBefore)?;
-        if self.artifact(req.artifact).await?.is_none() {
-            return Err(IssueError::ArtifactNotFound);
-        }
-        let grant_id = GrantId::random();
-        let claims = LinkClaims::new(
-            req.artifact,
-            grant_id,
-            req.methods,
-            UnixTime(not_before),
-            UnixTime(expires),
-            req.bindings,
-        )?;
-        let record = GrantRecord {
-            id: grant_id,
-            issuer: issuer.to_owned(),
-            partner: req.partner,
-            scope: Scope {
-                artifacts: vec![req.artifact],
-                batch: None,
-            },
-            methods: req.methods,
-            not_before,
-            expires,
-            bindings: req.bindings,
-            file_name: req.file_name,
-            limits: req.limits,
-            key_id: self.keyring.current_key_id().clone(),
-            created_at: now,
-            revoked: None,
-        };
-        self.grants.create(&record, now).await?;
-        let target = self.keyring.sign(&claims);
-        Ok(Issued {
-            grant: record,
-            target,
-        })
     }
 }

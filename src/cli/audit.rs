@@ -47,7 +47,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify { file: None } => {
-            let store = super::serve::open_state(config).await?;
+            let store = crate::app::open_state(config).await?;
             let total = store.log_head(AUDIT_LOG).await?.map_or(0, |e| e.seq);
             let bar = progress_bar(total);
             let result = crate::audit::verify_store(&*store, |n| bar.set_position(n)).await?;
@@ -64,7 +64,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
             }
         }
         AuditCommand::Export { out } => {
-            let store = super::serve::open_state(config).await?;
+            let store = crate::app::open_state(config).await?;
             let mut w: Box<dyn Write> = if out.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {

@@ -18,10 +18,7 @@ pub async fn read_capped(
     }
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::BadRequest {
-            code: "request.body_read",
-            title: "The request body could not be read",
-        })?;
+        let frame = frame.map_err(|_| ApiError::BodyRead)?;
         if let Ok(data) = frame.into_data() {
             if buf.len() as u64 + data.len() as u64 > limit {
                 return Err(ApiError::PayloadTooLarge { limit });

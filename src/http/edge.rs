@@ -1,86 +1,17 @@
 //! The request pipeline every request goes through, in order: request id → header-size
 //! check → route → handler → problem mapping → security headers → metrics.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, header};
 
 use super::AppState;
+use super::context::{ConnInfo, RequestContext};
 use super::endpoint::Endpoint;
 use super::handlers;
 use super::problem::ApiError;
-use crate::audit::{Actor, AuditContext, events::AccessDenied};
-use crate::auth::{AuthError, Principal, Role};
 use crate::metrics::{EndpointLabels, RequestLabels};
-use crate::tls::{ClientIdentity, TlsInfo};
-
-/// What the accept loop knows about a connection; shared by its requests.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// What TLS negotiated (`None` with danger_plaintext_http).
-    pub tls: Option<TlsInfo>,
-    /// The verified client certificate, when mutual TLS is on and one was presented.
-    pub client: Option<ClientIdentity>,
-}
-
-/// Per-request context handed to handlers.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// Random id, also in the `X-Request-Id` response header and problem bodies.
-    pub request_id: String,
-    /// The routed endpoint.
-    pub endpoint: Endpoint,
-    /// The connection.
-    pub conn: Arc<ConnInfo>,
-}
-
-impl RequestContext {
-    /// Authenticates the request and checks `role`; a missing role is audited.
-    pub async fn require(
-        &self,
-        state: &AppState,
-        parts: &http::request::Parts,
-        role: Role,
-    ) -> Result<Principal, ApiError> {
-        let principal = crate::auth::authenticate(&state.authenticators, parts)
-            .map_err(ApiError::Unauthorized)?;
-        if let Err(AuthError::MissingRole(r)) = principal.require(role) {
-            let ctx = self.audit_context(Some(&principal));
-            state
-                .auditor
-                .emit(
-                    &ctx,
-                    &AccessDenied {
-                        endpoint: self.endpoint.name(),
-                        missing_role: r.as_str(),
-                    },
-                )
-                .await?;
-            return Err(ApiError::Forbidden {
-                code: "auth.missing_role",
-            });
-        }
-        Ok(principal)
-    }
-
-    /// The audit context for this request.
-    pub fn audit_context(&self, principal: Option<&Principal>) -> AuditContext {
-        AuditContext {
-            actor: match principal {
-                Some(p) => Actor::Client {
-                    name: p.name.to_string(),
-                },
-                None => Actor::Anonymous,
-            },
-            request_id: Some(self.request_id.clone()),
-            client_addr: Some(self.conn.peer.ip().to_string()),
-        }
-    }
-}
 
 /// A fresh request id: 16 random bytes, hex.
 fn new_request_id() -> String {
@@ -107,16 +38,6 @@ fn apply_method_override(state: &AppState, req: &mut Request<axum::body::Body>) 
         _ => return,
     };
     *req.method_mut() = method;
-}
-
-/// The declared `Content-Length`, if valid.
-pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// Sum of header name and value lengths, the way limits are usually counted.
@@ -148,7 +69,7 @@ where
         Endpoint::parse(req.method(), req.uri().path(), &state.routes).and_then(|e| {
             // Refuse a declared oversize body before reading a byte of it.
             match e.body_limit(state.config.server.max_body_bytes.0) {
-                Some(limit) if content_length(&req).is_some_and(|n| n > limit) => {
+                Some(limit) if handlers::content_length(&req).is_some_and(|n| n > limit) => {
                     Err(ApiError::PayloadTooLarge { limit })
                 }
                 _ => Ok(e),

@@ -29,7 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::AppState;
-use super::edge::{self, ConnInfo};
+use super::context::ConnInfo;
+use super::edge;
 use crate::metrics::Metrics;
 use crate::tls::{ClientIdentity, TlsInfo, TlsReloader};
 

@@ -69,6 +69,14 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method's name, as in the request line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+        }
+    }
+
     /// The method of an HTTP request, if it is one a link can allow.
     pub fn from_http(method: &http::Method) -> Option<Self> {
         if method == http::Method::GET {

@@ -387,8 +387,8 @@ pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> RawRes
 pub async fn stored_plaintext(config_path: &Path, id: &str) -> Vec<u8> {
     let env = std::collections::BTreeMap::<String, String>::new();
     let config = sallyport::config::Config::load(Some(config_path), &env).unwrap();
-    let state = sallyport::cli::serve::open_state(&config).await.unwrap();
-    let blobs = sallyport::cli::serve::open_blobs(&config).unwrap();
+    let state = sallyport::app::open_state(&config).await.unwrap();
+    let blobs = sallyport::app::open_blobs(&config).unwrap();
     let keys = config.keys.build_provider().unwrap();
     let at_rest = sallyport::at_rest::AtRest::new(blobs, state, keys, config.keys.segment_size);
     let id: sallyport::tus::record::UploadId = id.parse().unwrap();

@@ -1,14 +1,16 @@
-//! The tus endpoints: HTTP in, [`Uploads`](crate::upload::Uploads) calls, HTTP out.
-//! Status codes and headers follow `proto/upload-v1.md`; refusals become problems in
+//! The tus endpoints: the request's headers and body go to
+//! [`Uploads`](crate::upload::Uploads), whose pure core ([`crate::tus`]) parses and plans
+//! them and whose engine stores, audits and answers a typed outcome; this handler maps the
+//! outcome to statuses and headers (`proto/upload-v1.md`). Refusals become problems in
 //! `http::problem`.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 
-use super::super::AppState;
-use super::super::edge::RequestContext;
-use super::super::problem::ApiError;
 use crate::auth::{Principal, Role};
+use crate::http::AppState;
+use crate::http::context::RequestContext;
+use crate::http::problem::ApiError;
 use crate::tus::headers::{UPLOAD_METADATA, check_tus_resumable, options_headers};
 use crate::tus::plan;
 use crate::tus::record::UploadId;
@@ -42,8 +44,9 @@ fn with_headers(
 }
 
 fn tus_version(headers: &HeaderMap) -> Result<(), ApiError> {
-    check_tus_resumable(headers.get("tus-resumable").map(HeaderValue::as_bytes))
-        .map_err(|e| ApiError::Upload(e.into()))
+    Ok(check_tus_resumable(
+        headers.get("tus-resumable").map(HeaderValue::as_bytes),
+    )?)
 }
 
 /// `OPTIONS`: the server's tus capabilities (no authentication: they are public, and
@@ -114,8 +117,7 @@ pub async fn head(
         who_requester(&who),
         crate::tus::dates::Timestamp::now(),
         &state.uploads.settings().base,
-    )
-    .map_err(|e| ApiError::Upload(e.into()))?;
+    )?;
     if let Some(m) = metadata.and_then(|m| HeaderValue::from_str(&m).ok()) {
         headers.push((UPLOAD_METADATA, m));
     }
@@ -161,7 +163,7 @@ pub async fn ledger(
     let (parts, _) = req.into_parts();
     let who = uploader(state, ctx, &parts).await?;
     let doc = state.uploads.ledger(&who, id).await?;
-    let body = serde_json::to_vec(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(&doc).map_err(|_| ApiError::Internal("ledger document"))?;
     Ok(with_headers(
         StatusCode::OK,
         vec![(

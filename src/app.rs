@@ -1,0 +1,251 @@
+//! The composition root: [`build`] turns a validated [`Config`] into an [`App`] — state and
+//! blob stores opened, the audit writer started, the key provider, at-rest stores, upload
+//! engine and signed-link service wired together — and nothing else builds them. `serve`
+//! adds the listener, TLS and signals; the other CLI commands use [`open_state`]; tests
+//! build an `App` and call it in process through [`App::service`] (tower `oneshot`).
+//!
+//! Not here: the accept loop and TLS (`http::server`, `tls`), background timers (started by
+//! [`App::spawn_sweepers`], which `serve` calls and tests usually do not).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::audit::Auditor;
+use crate::auth::Authenticator;
+use crate::blob::BlobStore;
+use crate::blob::local::LocalBlobStore;
+use crate::config::{BlobSettings, Config, StateSettings};
+use crate::http::AppState;
+use crate::http::context::ConnInfo;
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+use crate::state::embedded::EmbeddedStateStore;
+use crate::state::redis::RedisStateStore;
+
+/// A built gateway, ready to serve.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// What handlers share.
+    pub state: Arc<AppState>,
+    /// The embedded store, when it is the state store (its sweeper needs the concrete type).
+    embedded: Option<Arc<EmbeddedStateStore>>,
+}
+
+/// Builds the gateway from `config`: opens the stores (creating private directories as
+/// needed), starts the audit writer and wires every service. Starts no listener and no
+/// timer; needs a tokio runtime.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    let config = Arc::new(config);
+    create_private_dir(&config.data_dir)?;
+    let started = Instant::now();
+    let (state, embedded): (Arc<dyn StateStore>, _) = match &config.state {
+        StateSettings::Embedded { path } => {
+            let store = Arc::new(open_embedded(path)?);
+            (store.clone(), Some(store))
+        }
+        StateSettings::Redis { .. } => (open_state(&config).await?, None),
+    };
+    let blobs = open_blobs(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let auditor = Auditor::start(
+        state.clone(),
+        instance_name(),
+        config.audit.batch_max,
+        metrics.clone(),
+    );
+    let authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::new(config.clients.clone())];
+    let keys = config
+        .keys
+        .build_provider()
+        .context("opening the key provider")?;
+    let at_rest = crate::at_rest::AtRest::new(
+        blobs.clone(),
+        state.clone(),
+        keys.clone(),
+        config.keys.segment_size,
+    );
+    // Downloads read finished objects through a small-blob ciphertext cache.
+    let read_blobs: Arc<dyn BlobStore> = Arc::new(crate::links::blob_cache::SmallBlobCache::new(
+        blobs.clone(),
+        config.links.artifact_cache_ttl,
+    ));
+    let read_at_rest =
+        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.keys.segment_size);
+    let links = build_links(
+        &config,
+        state.clone(),
+        at_rest.clone(),
+        read_at_rest,
+        auditor.clone(),
+    )?;
+    let uploads = crate::upload::Uploads::new(
+        state.clone(),
+        at_rest,
+        auditor.clone(),
+        config.uploads.clone(),
+    );
+    let app = AppState {
+        routes: crate::http::endpoint::Routes {
+            uploads: config.uploads.base.clone(),
+        },
+        config,
+        state,
+        blobs,
+        auditor,
+        metrics,
+        authenticators,
+        started,
+        uploads,
+        links,
+    };
+    Ok(App {
+        state: Arc::new(app),
+        embedded,
+    })
+}
+
+impl App {
+    /// Starts the background sweepers: expired unfinished uploads every minute (audited),
+    /// and, on the embedded store, expired records (Redis expires keys itself).
+    pub fn spawn_sweepers(&self) {
+        if let Some(store) = &self.embedded {
+            spawn_embedded_sweeper(store.clone());
+        }
+        spawn_upload_sweeper(self.state.uploads.clone());
+    }
+
+    /// The gateway as a tower service for requests from `peer` over plain HTTP: the whole
+    /// request pipeline (`http::edge`), with no socket. For in-process tests.
+    pub fn service(
+        &self,
+        peer: SocketAddr,
+    ) -> impl tower::Service<
+        http::Request<axum::body::Body>,
+        Response = http::Response<axum::body::Body>,
+        Error = std::convert::Infallible,
+        Future = impl Future<
+            Output = Result<http::Response<axum::body::Body>, std::convert::Infallible>,
+        > + Send,
+    > + Clone {
+        let state = self.state.clone();
+        let conn = Arc::new(ConnInfo {
+            peer,
+            tls: None,
+            client: None,
+        });
+        tower::service_fn(move |req: http::Request<axum::body::Body>| {
+            let state = state.clone();
+            let conn = conn.clone();
+            async move { Ok(crate::http::edge::handle(state, conn, req).await) }
+        })
+    }
+}
+
+/// Opens the configured state store.
+pub async fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match &config.state {
+        StateSettings::Embedded { path } => Arc::new(open_embedded(path)?),
+        StateSettings::Redis { url, prefix } => {
+            let url = url.expose_str().unwrap_or_default();
+            Arc::new(
+                RedisStateStore::connect(url, prefix)
+                    .await
+                    .context("connecting to the Redis state store")?,
+            )
+        }
+    })
+}
+
+fn open_embedded(path: &std::path::Path) -> anyhow::Result<EmbeddedStateStore> {
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent)?;
+    }
+    EmbeddedStateStore::open(path)
+        .with_context(|| format!("opening the embedded state store {}", path.display()))
+}
+
+/// Opens the configured blob store.
+pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match &config.blob {
+        BlobSettings::Local { path } => Arc::new(
+            LocalBlobStore::open(path)
+                .with_context(|| format!("opening the blob store {}", path.display()))?,
+        ),
+    })
+}
+
+/// The signed-link service: the link keyring (from `[links]`, or the generated key file),
+/// grants, artifacts, and the import directory (created 0700 if missing).
+fn build_links(
+    config: &Config,
+    state: Arc<dyn StateStore>,
+    at_rest: crate::at_rest::AtRest,
+    read_at_rest: crate::at_rest::AtRest,
+    auditor: Auditor,
+) -> anyhow::Result<Arc<crate::links::Links>> {
+    let keyring =
+        crate::links::keys::build_keyring(&config.links, config.allow_world_readable_secrets)
+            .context("loading the link-signing keys")?;
+    create_private_dir(&config.artifacts.import_dir)?;
+    tracing::info!(current_key = %keyring.current_key_id(), "link keys loaded");
+    Ok(Arc::new(crate::links::Links::new(
+        config.links.clone(),
+        &config.artifacts,
+        keyring,
+        state,
+        at_rest,
+        read_at_rest,
+        auditor,
+    )))
+}
+
+/// Deletes expired records from the embedded store every minute, so its file does not grow
+/// with dead upload records and leases.
+fn spawn_embedded_sweeper(store: Arc<EmbeddedStateStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.sweep_expired().await {
+                tracing::warn!(error = %e, "sweeping expired state failed");
+            }
+        }
+    });
+}
+
+/// Deletes expired unfinished uploads (data, keys, ledger) every minute; audited.
+fn spawn_upload_sweeper(uploads: crate::upload::Uploads) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match uploads.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired uploads deleted"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired uploads failed"),
+            }
+        }
+    });
+}
+
+/// Creates `dir` and its parents with mode 0700.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{host}:{}", std::process::id())
+}

@@ -1,0 +1,99 @@
+//! Operator endpoints: `/healthz`, `/readyz`, `/metrics`, `/v1/whoami` and
+//! `/v1/audit/verify` (auditor role; the verification is itself audited).
+
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use serde_json::json;
+
+use super::respond::{Resp, json_response, strip_body};
+use crate::auth::Role;
+use crate::http::AppState;
+use crate::http::context::RequestContext;
+
+/// How long `/readyz` waits for each store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET|HEAD /healthz`: the process is alive.
+pub fn healthz(req: &Request<axum::body::Body>) -> Response<axum::body::Body> {
+    head_aware(req, json_response(StatusCode::OK, &json!({"status": "ok"})))
+}
+
+/// `GET|HEAD /readyz`: both stores answer within [`READY_TIMEOUT`] (else 503).
+pub async fn readyz(state: &AppState, head: bool) -> Response<axum::body::Body> {
+    let (s, b) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, state.state.ping()),
+        tokio::time::timeout(READY_TIMEOUT, state.blobs.ping()),
+    );
+    let state_ok = matches!(s, Ok(Ok(())));
+    let blob_ok = matches!(b, Ok(Ok(())));
+    let status = if state_ok && blob_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ready" } else { "not ready" },
+        "state_store": {"kind": state.state.kind(), "ok": state_ok},
+        "blob_store": {"kind": state.blobs.kind(), "ok": blob_ok},
+    });
+    let resp = json_response(status, &body);
+    if head { strip_body(resp) } else { resp }
+}
+
+/// `GET /metrics`: Prometheus exposition.
+pub fn metrics(state: &AppState) -> Response<axum::body::Body> {
+    let mut r = Response::new(axum::body::Body::from(state.metrics.encode()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    r
+}
+
+/// `GET /v1/whoami`: the authenticated principal and what TLS negotiated.
+pub fn whoami(state: &AppState, ctx: &RequestContext, req: Request<axum::body::Body>) -> Resp {
+    let (parts, _) = req.into_parts();
+    let p = crate::auth::authenticate(&state.authenticators, &parts)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "name": p.name.as_str(),
+            "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "tls_client": ctx.conn.client.as_ref().map(|c| json!({
+                "subject": c.subject,
+                "fingerprint_sha256": hex::encode(c.fingerprint_sha256),
+            })),
+            "tls": ctx.conn.tls.as_ref().map(|t| json!({
+                "version": t.version, "cipher": t.cipher, "alpn": t.alpn,
+            })),
+        }),
+    ))
+}
+
+/// `GET /v1/audit/verify` (auditor): verifies the chain and records that it did.
+pub async fn audit_verify(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: Request<axum::body::Body>,
+) -> Resp {
+    let (parts, _) = req.into_parts();
+    let principal = ctx.require(state, &parts, Role::Auditor).await?;
+    let actx = ctx.audit_context(Some(&principal));
+    let body = match crate::audit::verify_recorded(&*state.state, &state.auditor, &actx).await? {
+        Ok(s) => json!({"intact": true, "length": s.length, "head_hash": s.head_hash}),
+        Err(e) => json!({"intact": false, "error": e.to_string()}),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn head_aware(
+    req: &Request<axum::body::Body>,
+    resp: Response<axum::body::Body>,
+) -> Response<axum::body::Body> {
+    if req.method() == http::Method::HEAD {
+        strip_body(resp)
+    } else {
+        resp
+    }
+}

@@ -1,0 +1,214 @@
+//! The grant flows of the links API: issue a link, list and show grants with their usage,
+//! revoke one grant or all grants of an artifact, partner or batch. Every issue and
+//! revocation is audited (`link.issued`, `link.revoked`) before it is acknowledged.
+
+use serde_json::json;
+
+use super::api::ListQuery;
+use super::{GrantView, IssueRequest, Issued, LinkError, Links, Publisher, Revoked};
+use crate::grant::events::{LinkIssued, LinksRevoked};
+use crate::grant::{Budget, GrantFilter, GrantRecord, Reason, RevokeOutcome, Scope, now_unix};
+use crate::signed_link::{GrantId, LinkClaims, UnixTime};
+
+/// Most grant ids one `link.revoked` entry lists (the count is always exact).
+const MAX_AUDITED_GRANTS: usize = 100;
+
+// === impl Links: grants ===
+
+impl Links {
+    /// Issues a link: stores the grant, then signs the claims with the current key, and
+    /// records `link.issued` before the link is handed out.
+    pub async fn issue(&self, who: &Publisher, req: IssueRequest) -> Result<Issued, LinkError> {
+        let now = now_unix();
+        let ttl = req.ttl.unwrap_or(self.settings.default_ttl);
+        if ttl.as_secs() == 0 || ttl > self.settings.max_ttl {
+            return Err(LinkError::Ttl);
+        }
+        if req.limits.max_downloads == Some(0) || req.limits.max_bytes == Some(0) {
+            return Err(LinkError::ZeroLimit);
+        }
+        let not_before = req.not_before.unwrap_or(now);
+        if not_before > now.saturating_add(self.settings.max_ttl.as_secs()) {
+            return Err(LinkError::NotBefore);
+        }
+        let expires = not_before
+            .max(now)
+            .checked_add(ttl.as_secs())
+            .ok_or(LinkError::NotBefore)?;
+        if self.artifact(req.artifact).await?.is_none() {
+            return Err(LinkError::ArtifactNotFound);
+        }
+        let grant_id = GrantId::random();
+        let claims = LinkClaims::new(
+            req.artifact,
+            grant_id,
+            req.methods,
+            UnixTime(not_before),
+            UnixTime(expires),
+            req.bindings,
+        )?;
+        let record = GrantRecord {
+            id: grant_id,
+            issuer: who.name.clone(),
+            partner: req.partner,
+            scope: Scope {
+                artifacts: vec![req.artifact],
+                batch: None,
+            },
+            methods: req.methods,
+            not_before,
+            expires,
+            bindings: req.bindings,
+            file_name: req.file_name,
+            limits: req.limits,
+            key_id: self.keyring.current_key_id().clone(),
+            created_at: now,
+            revoked: None,
+        };
+        self.grants.create(&record, now).await?;
+        let target = self.keyring.sign(&claims);
+        let g = &record;
+        let event = LinkIssued {
+            grant: g.id.to_string(),
+            partner: g.partner.to_string(),
+            artifacts: g.scope.artifacts.iter().map(ToString::to_string).collect(),
+            batch: g.scope.batch.as_ref().map(ToString::to_string),
+            key_id: g.key_id.to_string(),
+            methods: g.methods.as_str(),
+            not_before: g.not_before,
+            expires: g.expires,
+            max_downloads: g.limits.max_downloads,
+            max_bytes: g.limits.max_bytes,
+            client_net: g.bindings.client_net.map(|n| n.to_string()),
+            client_cert_bound: g.bindings.client_cert.is_some(),
+            file_name_set: g.file_name.is_some(),
+        };
+        self.auditor.emit(&who.audit, &event).await?;
+        Ok(Issued {
+            grant: record,
+            target,
+        })
+    }
+
+    /// A page of grants with their usage, and the id to resume after.
+    pub async fn list(
+        &self,
+        query: &ListQuery,
+    ) -> Result<(Vec<GrantView>, Option<GrantId>), LinkError> {
+        let page = self
+            .grants
+            .list(&query.filter, query.after, query.limit)
+            .await?;
+        let mut views = Vec::with_capacity(page.grants.len());
+        for grant in page.grants {
+            views.push(self.view(grant).await?);
+        }
+        Ok((views, page.next))
+    }
+
+    /// One grant with its usage.
+    pub async fn grant(&self, id: GrantId) -> Result<GrantView, LinkError> {
+        let (grant, _) = self.grants.get(id).await?.ok_or(LinkError::GrantNotFound)?;
+        self.view(grant).await
+    }
+
+    /// Revokes one grant (idempotent) and records `link.revoked`; returns it as stored.
+    pub async fn revoke(
+        &self,
+        who: &Publisher,
+        id: GrantId,
+        reason: &Reason,
+    ) -> Result<GrantView, LinkError> {
+        let outcome = self
+            .grants
+            .revoke(id, &who.name, reason, now_unix())
+            .await?;
+        let (record, revoked) = match outcome {
+            RevokeOutcome::Revoked(r) => (r, vec![id]),
+            RevokeOutcome::AlreadyRevoked(r) => (r, Vec::new()),
+            RevokeOutcome::NotFound => return Err(LinkError::GrantNotFound),
+        };
+        let done = Revoked {
+            already_revoked: u64::from(revoked.is_empty()),
+            revoked,
+        };
+        self.audit_revoked(who, "grant", id.to_string(), reason, &done)
+            .await?;
+        self.view(record).await
+    }
+
+    /// Revokes every grant `filter` selects and records one `link.revoked`.
+    pub async fn revoke_all(
+        &self,
+        who: &Publisher,
+        filter: &GrantFilter,
+        reason: &Reason,
+    ) -> Result<Revoked, LinkError> {
+        let done = self
+            .grants
+            .revoke_all(filter, &who.name, reason, now_unix())
+            .await?;
+        let done = Revoked {
+            revoked: done.revoked,
+            already_revoked: done.already_revoked,
+        };
+        self.audit_revoked(who, filter.kind(), filter.value(), reason, &done)
+            .await?;
+        Ok(done)
+    }
+
+    async fn audit_revoked(
+        &self,
+        who: &Publisher,
+        scope: &'static str,
+        target: String,
+        reason: &Reason,
+        done: &Revoked,
+    ) -> Result<(), LinkError> {
+        let event = LinksRevoked {
+            scope,
+            target,
+            reason: reason.as_str().to_owned(),
+            count: done.revoked.len() as u64,
+            already_revoked: done.already_revoked,
+            grants: done
+                .revoked
+                .iter()
+                .take(MAX_AUDITED_GRANTS)
+                .map(ToString::to_string)
+                .collect(),
+        };
+        self.auditor.emit(&who.audit, &event).await?;
+        Ok(())
+    }
+
+    /// The grant with the bytes counted against its limits for its first artifact.
+    async fn view(&self, grant: GrantRecord) -> Result<GrantView, LinkError> {
+        let usage = self.usage(&grant).await?;
+        Ok(GrantView { grant, usage })
+    }
+
+    async fn usage(&self, g: &GrantRecord) -> Result<Option<serde_json::Value>, LinkError> {
+        if !g.limits.is_limited() {
+            return Ok(None);
+        }
+        let Some(&artifact) = g.scope.artifacts.first() else {
+            return Ok(None);
+        };
+        let Some(record) = self.artifact(artifact).await? else {
+            return Ok(None);
+        };
+        let len = record.length;
+        let budget = Budget::new(g.id, artifact, &g.limits, len);
+        let u = self.meter.usage(&budget).await?;
+        let downloads = g
+            .limits
+            .max_downloads
+            .map(|_| u.artifact_bytes.max(0) as u64 / len.max(1));
+        Ok(Some(json!({
+            "artifact_bytes": u.artifact_bytes,
+            "grant_bytes": u.grant_bytes,
+            "full_downloads": downloads,
+        })))
+    }
+}

@@ -1,0 +1,284 @@
+//! Registering artifacts (the publisher's `POST /v1/artifacts`): from a file in the import
+//! directory (encrypted on import) or from a completed tus upload (the artifact shares the
+//! upload's encrypted object). `artifact.registered` is audited before the answer.
+//!
+//! Defaults: the response file name is the import name when that is a valid
+//! [`ResponseFileName`], `<artifact id>.bin` for uploads (`.ndjson` when the type is
+//! NDJSON); the type is `application/fhir+ndjson` for `.ndjson` names and must be given
+//! otherwise.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Links, Publisher};
+use crate::artifact::events::ArtifactRegistered;
+use crate::artifact::import::{ImportError, ImportName};
+use crate::artifact::upload::{UploadSourceError, completed_upload};
+use crate::artifact::{ArtifactError, ArtifactRecord, ArtifactSource, ContentType};
+use crate::audit::AuditError;
+use crate::grant::{BatchRef, now_unix};
+use crate::signed_link::{ArtifactId, ResponseFileName};
+use crate::state::StateError;
+use crate::tus::record::UploadId;
+
+/// The body of `POST /v1/artifacts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    import: Option<String>,
+    upload: Option<String>,
+    content_type: Option<String>,
+    file_name: Option<String>,
+    batch: Option<String>,
+}
+
+/// Why an artifact was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Neither or both of `import` and `upload`.
+    #[error("give exactly one of import or upload")]
+    BadSource,
+    /// `file_name` is not a safe response file name.
+    #[error("file_name is not a safe file name")]
+    BadFileName,
+    /// `content_type` is not `type/subtype` with at most a charset.
+    #[error("content_type is malformed")]
+    BadContentType,
+    /// `batch` is not a batch reference.
+    #[error("batch is malformed")]
+    BadBatch,
+    /// `import` is not a plain file name.
+    #[error("import is not a plain file name")]
+    BadImportName,
+    /// `upload` is not an upload id.
+    #[error("upload is not an upload id")]
+    BadUpload,
+    /// The import name cannot be the download name, and none was given.
+    #[error("file_name is required")]
+    FileNameRequired,
+    /// No content type was given and the name has no default.
+    #[error("content_type is required")]
+    ContentTypeRequired,
+    /// Importing the file failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// The upload cannot become an artifact.
+    #[error(transparent)]
+    Upload(UploadSourceError),
+    /// The state store failed: fail closed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The registry failed (a corrupt record, an id collision).
+    #[error(transparent)]
+    Artifact(ArtifactError),
+    /// The audit trail could not record the registration.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl From<ArtifactError> for RegisterError {
+    fn from(e: ArtifactError) -> Self {
+        match e {
+            ArtifactError::State(e) => Self::State(e),
+            other => Self::Artifact(other),
+        }
+    }
+}
+
+impl From<UploadSourceError> for RegisterError {
+    fn from(e: UploadSourceError) -> Self {
+        match e {
+            UploadSourceError::State(e) => Self::State(e),
+            other => Self::Upload(other),
+        }
+    }
+}
+
+/// A registered artifact, and whether its import file was removed.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The record as stored.
+    pub record: ArtifactRecord,
+    /// For imports: whether the import file was removed (`None` for uploads).
+    pub source_removed: Option<bool>,
+}
+
+impl Registered {
+    /// The JSON answer.
+    pub fn to_json(&self) -> Value {
+        let mut out = artifact_json(&self.record);
+        if let Some(removed) = self.source_removed {
+            out["source_removed"] = json!(removed);
+        }
+        out
+    }
+}
+
+// === impl Links: artifacts ===
+
+impl Links {
+    /// An artifact's record, for its publisher's view.
+    pub async fn artifact_record(
+        &self,
+        id: ArtifactId,
+    ) -> Result<std::sync::Arc<ArtifactRecord>, super::LinkError> {
+        self.artifact(id)
+            .await?
+            .ok_or(super::LinkError::ArtifactNotFound)
+    }
+
+    /// Registers an artifact as `body` describes it, then records `artifact.registered`.
+    pub async fn register(
+        &self,
+        who: &Publisher,
+        body: RegisterBody,
+    ) -> Result<Registered, RegisterError> {
+        let id = ArtifactId::random();
+        let file_name = body
+            .file_name
+            .as_deref()
+            .map(ResponseFileName::new)
+            .transpose()
+            .map_err(|_| RegisterError::BadFileName)?;
+        let explicit_type = body
+            .content_type
+            .as_deref()
+            .map(str::parse::<ContentType>)
+            .transpose()
+            .map_err(|_| RegisterError::BadContentType)?;
+        let batch = body
+            .batch
+            .as_deref()
+            .map(str::parse::<BatchRef>)
+            .transpose()
+            .map_err(|_| RegisterError::BadBatch)?;
+        let base = |object, length, sha256, content_type, file_name, source| ArtifactRecord {
+            id,
+            object,
+            length,
+            sha256,
+            content_type,
+            file_name,
+            source,
+            batch: batch.clone(),
+            created_at: now_unix(),
+            publisher: who.name.clone(),
+        };
+
+        let (record, import) = match (&body.import, &body.upload) {
+            (Some(name), None) => {
+                let name: ImportName = name.parse().map_err(|_| RegisterError::BadImportName)?;
+                let file_name = match file_name {
+                    Some(f) => f,
+                    None => ResponseFileName::new(name.as_str())
+                        .map_err(|_| RegisterError::FileNameRequired)?,
+                };
+                let content_type = explicit_type
+                    .or_else(|| ContentType::default_for(file_name.as_str()))
+                    .ok_or(RegisterError::ContentTypeRequired)?;
+                let imported = self
+                    .import
+                    .import(&self.at_rest, &name, id.opaque())
+                    .await?;
+                let record = base(
+                    id.opaque(),
+                    imported.length,
+                    imported.sha256,
+                    content_type,
+                    file_name,
+                    ArtifactSource::Import,
+                );
+                (record, Some((name, imported)))
+            }
+            (None, Some(upload)) => {
+                let upload: UploadId = upload.parse().map_err(|_| RegisterError::BadUpload)?;
+                let source = completed_upload(&*self.state, &self.at_rest, upload).await?;
+                let content_type = explicit_type
+                    .or_else(|| {
+                        file_name
+                            .as_ref()
+                            .and_then(|f| ContentType::default_for(f.as_str()))
+                    })
+                    .ok_or(RegisterError::ContentTypeRequired)?;
+                let file_name = match file_name {
+                    Some(f) => f,
+                    None => default_upload_name(id, &content_type)?,
+                };
+                let record = base(
+                    source.object,
+                    source.length,
+                    source.sha256,
+                    content_type,
+                    file_name,
+                    ArtifactSource::Upload { upload },
+                );
+                (record, None)
+            }
+            _ => return Err(RegisterError::BadSource),
+        };
+        if let Err(e) = self.artifacts.create(&record).await {
+            if import.is_some() {
+                // The object was made for this record only; shred it.
+                let _ = self.at_rest.delete(record.object).await;
+            }
+            return Err(e.into());
+        }
+        let source_removed = match &import {
+            Some((name, imported)) => Some(self.import.remove(name, imported).await),
+            None => None,
+        };
+        let event = ArtifactRegistered {
+            artifact: record.id.to_string(),
+            source: record.source.kind(),
+            upload: match &record.source {
+                ArtifactSource::Upload { upload } => Some(upload.to_string()),
+                ArtifactSource::Import => None,
+            },
+            length: record.length,
+            sha256: hex::encode(record.sha256),
+            content_type: record.content_type.to_string(),
+            batch: record.batch.as_ref().map(ToString::to_string),
+            source_removed,
+        };
+        self.auditor.emit(&who.audit, &event).await?;
+        Ok(Registered {
+            record,
+            source_removed,
+        })
+    }
+}
+
+/// `<artifact id>.ndjson` for NDJSON, `<artifact id>.bin` otherwise. (An artifact id is
+/// always a valid file-name stem; were it not, the publisher is asked for a name.)
+fn default_upload_name(
+    id: ArtifactId,
+    content_type: &ContentType,
+) -> Result<ResponseFileName, RegisterError> {
+    let ext = if content_type.as_str() == crate::artifact::content_type::FHIR_NDJSON {
+        "ndjson"
+    } else {
+        "bin"
+    };
+    ResponseFileName::new(&format!("{id}.{ext}")).map_err(|_| RegisterError::FileNameRequired)
+}
+
+/// The JSON form of an artifact (the file name goes to the publisher that may set it).
+pub fn artifact_json(a: &ArtifactRecord) -> Value {
+    json!({
+        "artifact": a.id.to_string(),
+        "length": a.length,
+        "sha256": hex::encode(a.sha256),
+        "repr_digest": a.repr_digest(),
+        "etag": format!("\"{}\"", a.etag_opaque()),
+        "content_type": a.content_type.as_str(),
+        "file_name": a.file_name.as_str(),
+        "source": a.source.kind(),
+        "upload": match &a.source {
+            ArtifactSource::Upload { upload } => Some(upload.to_string()),
+            ArtifactSource::Import => None,
+        },
+        "batch": a.batch.as_ref().map(ToString::to_string),
+        "created_at": a.created_at,
+        "publisher": a.publisher,
+    })
+}
