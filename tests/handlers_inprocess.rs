@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use sallyport::http::body::read_capped;
 use serde_json::{Value, json};
 use sha2::Digest;
 use tower::ServiceExt;
@@ -68,7 +68,7 @@ impl Harness {
         };
         let resp = self.call(req.body(body).unwrap()).await;
         let (parts, body) = resp.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        let bytes = read_capped(None, body, 1 << 24).await.unwrap().to_vec();
         (parts.status, parts.headers, bytes)
     }
 
@@ -281,7 +281,7 @@ async fn publish_issue_download_and_revoke_in_process() {
             .unwrap()
             .starts_with("sha-256=:")
     );
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = read_capped(None, resp.into_body(), 1 << 24).await.unwrap();
     assert_eq!(&body[..], &data[100..200]);
 
     let req = Request::get(&path)
