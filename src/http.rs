@@ -15,6 +15,7 @@ use std::time::Instant;
 
 pub mod body;
 pub mod context;
+pub mod cors;
 pub mod edge;
 pub mod endpoint;
 pub mod handlers;

@@ -100,7 +100,7 @@ where
     let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
     add_edge_headers(&state, &mut resp, &request_id, is_api);
     if tus {
-        handlers::tus::cors(
+        super::cors::cors(
             &state.uploads.settings().cors_origins,
             origin.as_ref(),
             preflight,
