@@ -10,16 +10,18 @@
 #   DURATION=10 RUNS=3     wrk seconds per run and runs, 16 connections, 2 threads
 #   PORT=9443              the gateway's port (nginx takes 8443/8080, see nginx_peer.sh)
 #   NO_BUILD=1             use the existing target/release/sallyport
+#   GATEWAY_BIN=<binary>   measure this binary (implies no build), for before/after runs
+#   BENCH_DIR              the shared bench harness (default <repo>/../shared/bench)
 #   CURL_HTTP=1.1|2        the protocol curl uses for the 1 GiB downloads (default 1.1: nginx
 #                          here has no h2, so both servers are measured over HTTP/1.1; with 2,
 #                          curl negotiates h2 with the gateway, and nghttp2 costs curl itself
 #                          about 0.3 CPU s/GiB more on the same two cores)
 #
-# What it does: builds the release binary; starts nginx (/work/shared/bench/nginx_peer.sh,
+# What it does: builds the release binary; starts nginx (../shared/bench/nginx_peer.sh,
 # which makes a 1 GiB and a 1 KiB random file); starts the gateway with a publisher client;
 # registers both files as artifacts (encrypted on import); issues an unlimited link for
 # each and a metered link (max_downloads) for the 1 KiB one; then runs
-# /work/shared/bench/download.sh (1 GiB over TLS 1.3, curl) and wrk_rps.sh (1 KiB, 16
+# ../shared/bench/download.sh (1 GiB over TLS 1.3, curl) and wrk_rps.sh (1 KiB, 16
 # keep-alive connections) against both servers in the same sitting, and prints medians and
 # ratios. Every gateway download is audited: durably before its first byte, and then
 # again with links.danger_queued_download_audit = true (queued before the first byte).
@@ -27,7 +29,7 @@
 # Nothing downloaded is committed; WORKDIR (default: a new /tmp directory) holds the data.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=/work/shared/bench
+BENCH=${BENCH_DIR:-$HERE/../shared/bench}
 WORK=${1:-$(mktemp -d /tmp/sallyport-bench.XXXXXX)}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
 STATE=${STATE:-embedded}; REPS=${REPS:-5}; DURATION=${DURATION:-10}; RUNS=${RUNS:-3}
@@ -39,8 +41,8 @@ case "$CURL_HTTP" in
   2) ;;
   *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;;
 esac
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/main/target}
-BIN=$CARGO_TARGET_DIR/release/sallyport
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HERE/target}
+BIN=${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/sallyport}
 . "$BENCH/lib.sh"
 
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -48,7 +50,7 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   echo "installing nginx and wrk from Debian"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx wrk >/dev/null
 fi
-if [ -z "${NO_BUILD:-}" ]; then
+if [ -z "${NO_BUILD:-}" ] && [ -z "${GATEWAY_BIN:-}" ]; then
   (cd "$HERE" && cargo build --release --bin sallyport)
 fi
 
