@@ -29,6 +29,7 @@ use http_body_util::BodyExt;
 
 pub mod events;
 pub mod lease;
+pub mod source;
 pub mod stage;
 pub mod store;
 
@@ -51,6 +52,8 @@ use events::{
 use lease::{Acquired, LeaseGuard};
 use stage::Stage;
 use store::{Pending, StoreError, UploadStore};
+
+pub use source::{UploadSource, UploadSourceError};
 
 /// Settings of the upload engine (the validated `[uploads]` config section).
 #[derive(Debug, Clone)]
@@ -209,6 +212,13 @@ impl Uploads {
     /// The record, if the upload exists (no access check).
     pub async fn record(&self, id: UploadId) -> Result<Option<UploadRecord>, UploadError> {
         Ok(self.store.get(id).await?.map(|(r, _)| r))
+    }
+
+    /// Checks that `id` is a complete upload whose object is finished, and returns what an
+    /// artifact registered from it needs (see [`UploadSource`]). No access check: the
+    /// caller (artifact registration, a publisher) is not the upload's owner.
+    pub async fn completed_source(&self, id: UploadId) -> Result<UploadSource, UploadSourceError> {
+        source::completed(&*self.state, &self.at_rest, id).await
     }
 
     fn limits(&self) -> &TusLimits {
