@@ -33,6 +33,7 @@ pub mod source;
 pub mod stage;
 pub mod store;
 
+use crate::artifact::{ArtifactError, Artifacts};
 use crate::at_rest::{AtRest, AtRestError, Reopened, Writer};
 use crate::audit::{AuditContext, AuditError, Auditor};
 use crate::ids::OpaqueId;
@@ -163,6 +164,9 @@ pub struct Uploads {
     state: Arc<dyn crate::state::StateStore>,
     at_rest: AtRest,
     auditor: Auditor,
+    /// The artifact registry, asked before a completed upload is destroyed (an artifact
+    /// registered from it shares its encrypted object).
+    artifacts: Artifacts,
     settings: Arc<UploadSettings>,
 }
 
@@ -193,6 +197,7 @@ impl Uploads {
         state: Arc<dyn crate::state::StateStore>,
         at_rest: AtRest,
         auditor: Auditor,
+        artifacts: Artifacts,
         settings: UploadSettings,
     ) -> Self {
         Self {
@@ -200,6 +205,7 @@ impl Uploads {
             state,
             at_rest,
             auditor,
+            artifacts,
             settings: Arc::new(settings),
         }
     }
@@ -872,12 +878,15 @@ impl Uploads {
     /// Whether an artifact was registered from this upload (it shares the upload's object,
     /// so shredding the upload would shred the artifact).
     async fn registered_as_artifact(&self, id: UploadId) -> Result<bool, UploadError> {
-        let entry = crate::state::IndexEntry::new(crate::artifact::INDEX_UPLOAD, id.to_string());
-        let found = self
-            .state
-            .list_index(crate::artifact::ARTIFACT_NAMESPACE, &entry, None, 1)
-            .await?;
-        Ok(!found.is_empty())
+        self.artifacts
+            .registered_from(id)
+            .await
+            .map_err(|e| match e {
+                ArtifactError::State(e) => UploadError::from(e),
+                // The check only lists an index; a record that does not decode cannot
+                // come back from it, but if one did the stored state is unusable.
+                other => UploadError::Store(StoreError::Corrupt(other.to_string())),
+            })
     }
 
     async fn destroy(&self, record: &UploadRecord) -> Result<(), UploadError> {

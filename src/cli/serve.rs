@@ -222,6 +222,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.clone(),
         at_rest,
         auditor.clone(),
+        crate::artifact::Artifacts::new(state.clone()),
         config.uploads.clone(),
     );
     spawn_upload_sweeper(uploads.clone());
