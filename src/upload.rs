@@ -37,6 +37,9 @@
 //! A PATCH whose connection drops keeps what arrived when no checksum was declared and
 //! discards it all when one was (the body cannot be verified).
 //!
+//! The body is any [`http_body::Body`] of [`bytes::Bytes`]; this module knows no HTTP
+//! framework.
+//!
 //! Not here: HTTP. The handler in `http::handlers::tus` authenticates the caller, passes
 //! the request's headers and body through, and turns an [`Outcome`] into a response;
 //! `http::problem` maps [`UploadError`] to a problem response.

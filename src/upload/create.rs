@@ -8,8 +8,12 @@
 //! own object (decrypted segment by segment, re-encrypted under its own key) and keeps a
 //! copy of their ledgers.
 
+use std::error::Error as StdError;
+
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::HeaderMap;
+use http_body::Body;
 
 use crate::at_rest::AtRestError;
 use crate::tus::TusError;
@@ -28,12 +32,16 @@ use super::{Caller, Outcome, UploadError, Uploads};
 
 impl Uploads {
     /// `POST {base}`: creates an upload (and takes its first chunk, or concatenates).
-    pub async fn create(
+    pub async fn create<B>(
         &self,
         who: &Caller,
         headers: &HeaderMap,
-        body: axum::body::Body,
-    ) -> Result<Outcome, UploadError> {
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let request = CreateRequest::from_headers(headers, &self.settings.base, self.limits())?;
         let cap = self.settings.max_open_per_principal;
         if self.store.open_count(&who.name, cap).await? >= cap {

@@ -10,8 +10,16 @@
 //!
 //! Also here: the `upload.chunk_accepted` and `upload.completed` audit events, which
 //! creation, concatenation and reconciliation emit too.
+//!
+//! Longer than most files (about 420 lines) on purpose: the write-ahead order — pending
+//! record, commit, ledger entry and record, clear, audit — and its undoing in
+//! `reconcile` are one protocol, read best side by side in one file.
 
+use std::error::Error as StdError;
+
+use bytes::Bytes;
 use http::HeaderMap;
+use http_body::Body;
 use http_body_util::BodyExt;
 
 use crate::at_rest::{AtRestError, Reopened, Writer};
@@ -33,13 +41,17 @@ use super::{Caller, Outcome, UploadError, Uploads, refusal, with_expiry};
 
 impl Uploads {
     /// `PATCH {base}{id}`: appends a chunk.
-    pub async fn patch(
+    pub async fn patch<B>(
         &self,
         who: &Caller,
         id: UploadId,
         headers: &HeaderMap,
-        body: axum::body::Body,
-    ) -> Result<Outcome, UploadError> {
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let request = match PatchRequest::from_headers(headers, self.limits()) {
             Ok(r) => r,
             // A malformed PATCH is refused as such, but it is still a PATCH of an upload
@@ -60,14 +72,18 @@ impl Uploads {
         result
     }
 
-    async fn patch_locked(
+    async fn patch_locked<B>(
         &self,
         who: &Caller,
         id: UploadId,
         request: &PatchRequest,
         guard: &LeaseGuard,
-        body: axum::body::Body,
-    ) -> Result<Outcome, UploadError> {
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let (record, version, writer) = self.reconcile(id, who).await?;
         let now = Timestamp::now();
         let plan = plan::plan_patch(&record, request, who.requester(), now, self.limits())
@@ -150,7 +166,7 @@ impl Uploads {
     /// Under the lease: streams `body` into `writer` and its digests, verifies the
     /// declared checksum and commits the chunk (or rolls it back and refuses).
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn take_body(
+    pub(super) async fn take_body<B>(
         &self,
         who: &Caller,
         guard: &LeaseGuard,
@@ -158,8 +174,12 @@ impl Uploads {
         version: u64,
         plan: &PatchPlan,
         writer: Writer,
-        body: axum::body::Body,
-    ) -> Result<Outcome, UploadError> {
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let id = record.id;
         // The body is read (and TLS-decrypted) on this task while two stages consume it
         // on other threads: the chunk's digests, and the at-rest writer (whole-file
@@ -177,7 +197,8 @@ impl Uploads {
         if let Some(stopped) = sink.stopped() {
             guard.hold_until(stopped);
         }
-        let mut body = body;
+        // Pinned on the stack: the body need not be `Unpin` to be read frame by frame.
+        let mut body = std::pin::pin!(body);
         let mut trailers = None;
         let mut aborted = false;
         let mut too_long = false;
