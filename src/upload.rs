@@ -56,6 +56,8 @@ mod patch;
 pub mod source;
 pub mod stage;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 pub use source::{UploadSource, UploadSourceError};
 

@@ -11,9 +11,9 @@
 //! Also here: the `upload.chunk_accepted` and `upload.completed` audit events, which
 //! creation, concatenation and reconciliation emit too.
 //!
-//! Longer than most files (about 420 lines) on purpose: the write-ahead order — pending
-//! record, commit, ledger entry and record, clear, audit — and its undoing in
-//! `reconcile` are one protocol, read best side by side in one file.
+//! A little over 400 lines on purpose: the write-ahead order (pending record, commit,
+//! ledger entry and record, clear, audit) and `reconcile`, which finishes a commit a crash
+//! interrupted, are one protocol, best read side by side in one file.
 
 use std::error::Error as StdError;
 
