@@ -16,12 +16,13 @@
 //! * `patch.rs`: `PATCH` — the lease, reconciling an interrupted commit, taking the body,
 //!   committing the chunk, and the chunk and completion audit events;
 //! * `lifecycle.rs`: `HEAD`, `DELETE`, the ledger document, destroying an upload, the
-//!   expiry sweeper;
-//! * [`source`]: what a completed upload contributes to an artifact
-//!   ([`Uploads::completed_source`]);
+//!   expiry sweeper, and [`Uploads::completed_source`];
+//! * [`source`]: what a completed upload contributes to an artifact, and the check (a leaf
+//!   the artifact side may name without depending on the engine);
 //! * `metadata.rs`: sealing and unsealing `Upload-Metadata`;
 //! * [`store`], [`lease`], [`stage`], [`events`]: the state-store layout, the lease, the
-//!   body pipeline's threads, the audit events.
+//!   body pipeline's threads, the audit events;
+//! * `tests.rs`: the engine over real stores in a temporary directory.
 //!
 //! One PATCH, in order: parse and plan (refusals change nothing) → take the upload's lease
 //! (423 when another request holds it, on any instance) → re-read the record and finish
@@ -31,8 +32,8 @@
 //! midstate, encrypted, in its tail record) → verify the declared checksum (460
 //! discards the whole chunk) → write the pending record → commit (fsync) or finish the
 //! object → apply the record and ledger entry → audit → release the lease → 204.
-//! (`patch.rs` holds all of it; a creation with a body runs the same steps from "take the
-//! lease" on.)
+//! (`patch.rs` holds all of it; a creation with a body takes the new upload's lease and
+//! runs the same steps from streaming the body on.)
 //!
 //! A PATCH whose connection drops keeps what arrived when no checksum was declared and
 //! discards it all when one was (the body cannot be verified).

@@ -1,12 +1,13 @@
 //! The rest of an upload's life: `HEAD`, the ledger document, `DELETE`, the expiry
-//! sweeper, destroying an upload's data and keys, and the completed-upload check the
-//! artifact registration asks for ([`Uploads::completed_source`]).
+//! sweeper, destroying an upload's data and keys, and the completed-upload check artifact
+//! registration asks for ([`Uploads::completed_source`]).
 //!
-//! Destroying deletes keys first (once the wrapped data keys are gone the ciphertext is
-//! unrecoverable), then the sealed metadata, the ledger, the pending record and the
-//! record. A completed upload an artifact was registered from is never destroyed through
-//! tus: the artifact shares its object ([`UploadError::InUse`]); the artifact registry
-//! answers that question ([`Artifacts::registered_from`](crate::artifact::Artifacts::registered_from)).
+//! Destroying deletes the object first (the at-rest layer drops its wrapped data key, after
+//! which the ciphertext is unrecoverable), then the sealed metadata object, the ledger
+//! entries, a final upload's copy of its parts' ledgers, the pending record and the record.
+//! `DELETE` refuses a completed upload an artifact was registered from, since the artifact
+//! shares its object ([`UploadError::InUse`]); the artifact registry answers that question
+//! (`Artifacts::registered_from`), so this module does not read artifact records.
 
 use crate::artifact::ArtifactError;
 use crate::audit::AuditContext;
