@@ -85,6 +85,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         state.clone(),
         at_rest,
         auditor.clone(),
+        crate::artifact::Artifacts::new(state.clone()),
         config.uploads.clone(),
     );
     let app = AppState {

@@ -10,8 +10,11 @@
 //! * [`import`]: a file the operator placed in the gateway's import directory is read
 //!   (opened without following symlinks, regular files only), encrypted through
 //!   [`AtRest`] while its SHA-256 is computed, and removed afterwards (configurable);
-//! * [`upload`]: a completed tus upload is registered as it is (its at-rest object and
-//!   whole-file SHA-256 were made by the upload engine).
+//! * from an upload: a completed tus upload is registered as it is (its at-rest object and
+//!   whole-file SHA-256 were made by the upload engine, which checks that the upload may
+//!   be registered: `Uploads::completed_source`). The registry answers the engine's
+//!   question back ([`Artifacts::registered_from`]) without either reading the other's
+//!   records.
 //!
 //! The file name may be PHI: it lives in the record only, is never logged, never put in a
 //! URL, and `Debug` does not print it.
@@ -26,7 +29,6 @@ use serde::{Deserialize, Serialize};
 pub mod content_type;
 pub mod events;
 pub mod import;
-pub mod upload;
 
 pub use content_type::{ContentType, ContentTypeError};
 
@@ -315,6 +317,21 @@ impl Artifacts {
             });
         }
         Ok(Some(record))
+    }
+
+    /// Whether any artifact was registered from `upload` (the upload engine asks before it
+    /// destroys a completed upload: the artifact shares its object).
+    pub async fn registered_from(&self, upload: UploadId) -> Result<bool, ArtifactError> {
+        let found = self
+            .state
+            .list_index(
+                ARTIFACT_NAMESPACE,
+                &IndexEntry::new(INDEX_UPLOAD, upload.to_string()),
+                None,
+                1,
+            )
+            .await?;
+        Ok(!found.is_empty())
     }
 
     /// Artifacts already registered from `upload`.

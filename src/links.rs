@@ -67,7 +67,6 @@ pub struct Links {
     limiter: BadSignatureLimiter,
     cache: ArtifactCache,
     auditor: Auditor,
-    state: Arc<dyn StateStore>,
 }
 
 /// How long downloads are refused after a queued audit write failed.
@@ -285,7 +284,6 @@ impl Links {
             read_at_rest,
             audit_gate: AuditGate::default(),
             auditor,
-            state,
             settings,
         }
     }

@@ -13,13 +13,14 @@ use serde_json::{Value, json};
 use super::{Links, Publisher};
 use crate::artifact::events::ArtifactRegistered;
 use crate::artifact::import::{ImportError, ImportName};
-use crate::artifact::upload::{UploadSourceError, completed_upload};
 use crate::artifact::{ArtifactError, ArtifactRecord, ArtifactSource, ContentType};
 use crate::audit::AuditError;
 use crate::grant::{BatchRef, now_unix};
 use crate::signed_link::{ArtifactId, ResponseFileName};
 use crate::state::StateError;
 use crate::tus::record::UploadId;
+use crate::upload::Uploads;
+use crate::upload::source::UploadSourceError;
 
 /// The body of `POST /v1/artifacts`.
 #[derive(Debug, Deserialize)]
@@ -128,10 +129,13 @@ impl Links {
     }
 
     /// Registers an artifact as `body` describes it, then records `artifact.registered`.
+    /// An upload source is checked by `uploads` (complete, not a partial, its object
+    /// finished at the recorded length); the artifact then shares the upload's object.
     pub async fn register(
         &self,
         who: &Publisher,
         body: RegisterBody,
+        uploads: &Uploads,
     ) -> Result<Registered, RegisterError> {
         let id = ArtifactId::random();
         let file_name = body
@@ -192,7 +196,7 @@ impl Links {
             }
             (None, Some(upload)) => {
                 let upload: UploadId = upload.parse().map_err(|_| RegisterError::BadUpload)?;
-                let source = completed_upload(&*self.state, &self.at_rest, upload).await?;
+                let source = uploads.completed_source(upload).await?;
                 let content_type = explicit_type
                     .or_else(|| {
                         file_name

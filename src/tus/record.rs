@@ -2,7 +2,7 @@
 //!
 //! An [`UploadRecord`] is everything the state machine needs to decide a request: owner,
 //! length (or deferred), offset, times, concatenation kind, completion and the whole-file
-//! SHA-256. It is stored in the `StateStore` under [`UPLOAD_NAMESPACE`] as JSON:
+//! SHA-256. The upload engine stores it (`upload::store` names the namespace) as JSON:
 //!
 //! ```text
 //! {"v":1,"record":{ …UploadRecord fields… }}
@@ -26,11 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::ids::{IdError, OpaqueId};
-use crate::state::Namespace;
 use crate::tus::dates::Timestamp;
-
-/// The state-store namespace of upload records.
-pub const UPLOAD_NAMESPACE: Namespace = Namespace::new("upload");
 
 /// The current record encoding version.
 pub const RECORD_VERSION: u32 = 1;

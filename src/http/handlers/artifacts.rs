@@ -31,7 +31,7 @@ pub async fn create(
     };
     let registered = state
         .links
-        .register(&who, body.ok_or(ApiError::JsonRequired)?)
+        .register(&who, body.ok_or(ApiError::JsonRequired)?, &state.uploads)
         .await?;
     Ok(json_response(StatusCode::CREATED, &registered.to_json()))
 }

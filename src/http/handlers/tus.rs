@@ -1,8 +1,11 @@
-//! The tus endpoints: the request's headers and body go to
-//! [`Uploads`](crate::upload::Uploads), whose pure core ([`crate::tus`]) parses and plans
-//! them and whose engine stores, audits and answers a typed outcome; this handler maps the
-//! outcome to statuses and headers (`proto/upload-v1.md`). Refusals become problems in
-//! `http::problem`.
+//! The tus endpoints: authenticate the uploader, hand the request's headers and body to
+//! [`Uploads`](crate::upload::Uploads), and turn what it returns into a response.
+//!
+//! The engine, not this file, parses the tus request headers (through the pure `tus`
+//! core), plans, stores, and emits the upload audit events. This file checks
+//! `Tus-Resumable` first on HEAD, PATCH and DELETE, builds the response headers with
+//! `tus::plan`, and answers `OPTIONS` (CORS is the edge's, `http::cors`). Status codes and headers follow
+//! `proto/upload-v1.md`; refusals become problems in `http::problem`.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};

@@ -7,12 +7,12 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::row::{Describe, INTERNAL, Problem, row};
 use crate::artifact::import::ImportError;
-use crate::artifact::upload::UploadSourceError;
 use crate::grant::GrantError;
 use crate::links::LinkError;
 use crate::links::api::QueryError;
 use crate::links::download::DownloadError;
 use crate::links::publish::RegisterError;
+use crate::upload::source::UploadSourceError;
 
 const fn bad(code: &'static str, title: &'static str) -> Problem {
     row(StatusCode::BAD_REQUEST, code, title)

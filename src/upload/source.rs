@@ -1,22 +1,26 @@
-//! Registering a completed tus upload as an artifact.
+//! What a completed upload contributes to an artifact, and the check that it may.
 //!
-//! The upload engine keeps each upload's record in namespace `upload` (encoded by
-//! [`UploadRecord`]) and its bytes in the at-rest object whose id is the upload id. An
-//! upload can become an artifact when it is complete and carries its whole-file SHA-256,
-//! and is not a partial upload of a concatenation (only the final upload is a file). The
-//! artifact points at the same at-rest object — nothing is copied or re-encrypted — and
-//! the object is opened once here to check that it is finished and has the recorded length.
+//! An upload can become an artifact when it is complete and carries its whole-file
+//! SHA-256, and is not a partial upload of a concatenation (only the final upload is a
+//! file). The artifact points at the same at-rest object — nothing is copied or
+//! re-encrypted — and the object is opened once here to check that it is finished and has
+//! the recorded length.
+//!
+//! This file is a leaf: the artifact side may name [`UploadSource`] and
+//! [`UploadSourceError`] without depending on the upload engine. The engine's entry point
+//! is `Uploads::completed_source`.
 //!
 //! Not here: keeping the upload engine from deleting an object an artifact points at
-//! (termination and expiry of *completed* uploads are the upload engine's decision; see
-//! `proto/grants-v1.md` §Artifacts).
+//! (`Uploads::terminate` asks the artifact registry; see `proto/grants-v1.md` §Artifacts).
 
 use crate::at_rest::{AtRest, AtRestError};
 use crate::ids::OpaqueId;
 use crate::state::{StateError, StateStore};
-use crate::tus::record::{ConcatKind, RecordError, UPLOAD_NAMESPACE, UploadId, UploadRecord};
+use crate::tus::record::{ConcatKind, RecordError, UploadId, UploadRecord};
 
-/// Why an upload cannot be registered.
+use super::store::UPLOADS;
+
+/// Why an upload cannot be registered as an artifact.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadSourceError {
     /// No such upload (never created, terminated, or expired).
@@ -54,14 +58,14 @@ pub struct UploadSource {
 }
 
 /// Checks that `upload` is complete and its object finished; returns what the artifact
-/// record needs.
-pub async fn completed_upload(
+/// record needs. `Uploads::completed_source` is the engine's door to this.
+pub(crate) async fn completed(
     state: &dyn StateStore,
     at_rest: &AtRest,
     upload: UploadId,
 ) -> Result<UploadSource, UploadSourceError> {
     let stored = state
-        .get(UPLOAD_NAMESPACE, &upload.to_string())
+        .get(UPLOADS, &upload.to_string())
         .await?
         .ok_or(UploadSourceError::NotFound)?;
     let record = UploadRecord::decode(&stored.value).map_err(UploadSourceError::Corrupt)?;

@@ -1,0 +1,210 @@
+//! `POST {base}`: creating an upload — plain, with its first chunk
+//! (creation-with-upload), or as the final upload of a concatenation — and undoing a
+//! creation whose first chunk was refused.
+//!
+//! The object exists before the record, so a record always has its object. A creation
+//! with a body stores the record, then takes the upload's lease and runs the PATCH path
+//! from `take_body` on (`patch.rs`). A final upload copies its parts' plaintext into its
+//! own object (decrypted segment by segment, re-encrypted under its own key) and keeps a
+//! copy of their ledgers.
+
+use std::error::Error as StdError;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::HeaderMap;
+use http_body::Body;
+
+use crate::at_rest::AtRestError;
+use crate::tus::TusError;
+use crate::tus::dates::Timestamp;
+use crate::tus::ledger::PartLedger;
+use crate::tus::metadata::Metadata;
+use crate::tus::plan;
+use crate::tus::record::{UploadId, UploadRecord};
+use crate::tus::request::{CreateRequest, NewFinal};
+
+use super::events::{UploadCreated, UploadTerminated};
+use super::store::StoreError;
+use super::{Caller, Outcome, UploadError, Uploads};
+
+// === impl Uploads: creation ===
+
+impl Uploads {
+    /// `POST {base}`: creates an upload (and takes its first chunk, or concatenates).
+    pub async fn create<B>(
+        &self,
+        who: &Caller,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let request = CreateRequest::from_headers(headers, &self.settings.base, self.limits())?;
+        let cap = self.settings.max_open_per_principal;
+        if self.store.open_count(&who.name, cap).await? >= cap {
+            return Err(UploadError::TooManyOpen { limit: cap });
+        }
+        let now = Timestamp::now();
+        let id = UploadId::random();
+        match request {
+            CreateRequest::Final(new) => self.create_final(who, id, new, now).await,
+            CreateRequest::Upload(new) => {
+                let created = plan::plan_create(&new, id, who.requester(), now, self.limits())?;
+                let mut record = created.record;
+                record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
+                // The object exists before the record, so a record always has its object.
+                let writer = self.at_rest.create(id.opaque()).await?;
+                let writer = if record.is_complete() {
+                    // Zero length: complete at birth.
+                    writer.finish().await?;
+                    None
+                } else {
+                    Some(writer)
+                };
+                if !self.store.create(&record).await? {
+                    return Err(UploadError::Store(StoreError::Changed));
+                }
+                self.auditor
+                    .emit(
+                        &who.audit,
+                        &UploadCreated {
+                            upload: id.to_string(),
+                            length: record.length,
+                            concat: if new.partial { "partial" } else { "none" },
+                            metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
+                        },
+                    )
+                    .await?;
+                if record.is_complete() {
+                    self.audit_completed(&who.audit, &record).await?;
+                }
+                match (created.body, writer) {
+                    (Some(plan), Some(writer)) => {
+                        let guard = self.lease(id).await?;
+                        let (record, version) =
+                            self.store.get(id).await?.ok_or(TusError::NotFound)?;
+                        let result = self
+                            .take_body(who, &guard, record.clone(), version, &plan, writer, body)
+                            .await;
+                        let result = match result {
+                            Ok(o) => Ok(o),
+                            // The client went away: the upload exists at whatever offset
+                            // was kept; a resuming client finds it by its Location.
+                            Err(UploadError::BodyAborted) => Ok(Outcome {
+                                record: self.store.get(id).await?.ok_or(TusError::NotFound)?.0,
+                            }),
+                            // The first chunk was refused (checksum, length): so is the
+                            // creation. The client never learns the Location, so an upload
+                            // left behind would be unreachable yet count as open until it
+                            // expired.
+                            Err(e) => self.undo_creation(who, &record, e).await,
+                        };
+                        guard.release().await;
+                        result
+                    }
+                    _ => Ok(Outcome { record }),
+                }
+            }
+        }
+    }
+
+    /// Destroys an upload whose creation request was refused after the record was stored
+    /// (under its lease), and returns the refusal without the upload's expiry.
+    async fn undo_creation(
+        &self,
+        who: &Caller,
+        record: &UploadRecord,
+        refusal: UploadError,
+    ) -> Result<Outcome, UploadError> {
+        self.destroy(record).await?;
+        self.auditor
+            .emit(
+                &who.audit,
+                &UploadTerminated {
+                    upload: record.id.to_string(),
+                    offset: 0,
+                    complete: false,
+                },
+            )
+            .await?;
+        Err(match refusal {
+            UploadError::Tus { error, .. } => UploadError::Tus {
+                error,
+                expires: None,
+            },
+            other => other,
+        })
+    }
+
+    async fn create_final(
+        &self,
+        who: &Caller,
+        id: UploadId,
+        new: NewFinal,
+        now: Timestamp,
+    ) -> Result<Outcome, UploadError> {
+        let mut parts = Vec::with_capacity(new.parts.len());
+        for part in &new.parts {
+            parts.push(self.store.get(*part).await?.map(|(r, _)| r));
+        }
+        let refs: Vec<Option<&UploadRecord>> = parts.iter().map(Option::as_ref).collect();
+        let planned =
+            plan::plan_concat_final(&new, &refs, id, who.requester(), now, self.limits())?;
+        let mut record = planned.record;
+        record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
+        let mut writer = self.at_rest.create(id.opaque()).await?;
+        if !self.store.create(&record).await? {
+            return Err(UploadError::Store(StoreError::Changed));
+        }
+        self.auditor
+            .emit(
+                &who.audit,
+                &UploadCreated {
+                    upload: id.to_string(),
+                    length: record.length,
+                    concat: "final",
+                    metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
+                },
+            )
+            .await?;
+        // The final upload holds its own copy: the parts' plaintext, decrypted segment by
+        // segment and re-encrypted under the final object's key, hashed in order.
+        let mut hashed = 0u64;
+        let mut ledgers = Vec::with_capacity(planned.parts.len());
+        for (part, len) in &planned.parts {
+            if let Some((record, _)) = self.store.get(*part).await? {
+                let chunks = self.store.chunks(*part).await?;
+                ledgers.push(
+                    PartLedger::from_part(&record, chunks)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            let reader = self.at_rest.open_reader(part.opaque()).await?;
+            if reader.len() != *len {
+                return Err(UploadError::AtRest(AtRestError::Inconsistent(
+                    "a part's object length differs from its record",
+                )));
+            }
+            let mut stream = Box::pin(reader.stream_range(0, *len)?);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                hashed += chunk.len() as u64;
+                writer.append(&chunk).await?;
+            }
+        }
+        let finished = writer.finish().await?;
+        let (_, version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
+        if !plan::complete_final(&mut record, &finished.sha256, hashed, Timestamp::now()) {
+            return Err(UploadError::AtRest(AtRestError::Inconsistent(
+                "concatenated length differs from the final upload's",
+            )));
+        }
+        self.store.set_part_ledgers(id, &ledgers).await?;
+        self.store.update(&record, version).await?;
+        self.audit_completed(&who.audit, &record).await?;
+        Ok(Outcome { record })
+    }
+}

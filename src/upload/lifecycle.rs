@@ -1,0 +1,186 @@
+//! The rest of an upload's life: `HEAD`, the ledger document, `DELETE`, the expiry
+//! sweeper, destroying an upload's data and keys, and the completed-upload check artifact
+//! registration asks for ([`Uploads::completed_source`]).
+//!
+//! Destroying deletes the object first (the at-rest layer drops its wrapped data key, after
+//! which the ciphertext is unrecoverable), then the sealed metadata object, the ledger
+//! entries, a final upload's copy of its parts' ledgers, the pending record and the record.
+//! `DELETE` refuses a completed upload an artifact was registered from, since the artifact
+//! shares its object ([`UploadError::InUse`]); the artifact registry answers that question
+//! (`Artifacts::registered_from`), so this module does not read artifact records.
+
+use crate::artifact::ArtifactError;
+use crate::audit::AuditContext;
+use crate::tus::dates::Timestamp;
+use crate::tus::ledger::{LedgerDocument, PartLedger};
+use crate::tus::record::{ConcatKind, UploadId, UploadRecord};
+
+use super::events::{UploadExpired, UploadTerminated};
+use super::metadata::metadata_object;
+use super::source::{self, UploadSource, UploadSourceError};
+use super::store::StoreError;
+use super::{Caller, UploadError, Uploads, with_expiry};
+
+// === impl Uploads: HEAD, ledger, DELETE, expiry ===
+
+impl Uploads {
+    /// `HEAD {base}{id}`: the record after finishing any interrupted commit.
+    pub async fn head(
+        &self,
+        who: &Caller,
+        id: UploadId,
+    ) -> Result<(UploadRecord, Option<String>), UploadError> {
+        let now = Timestamp::now();
+        let (mut record, _) = self.load_for(id, who, now).await?;
+        if self.store.pending(id).await?.is_some() {
+            // A commit is under way or was interrupted; if nobody holds the lease, finish
+            // it, so the offset we report is the durable one.
+            if let Ok(guard) = self.lease(id).await {
+                let result = self.reconcile(id, who).await;
+                guard.release().await;
+                record = result?.0;
+            }
+        }
+        let metadata = self.unseal_metadata(&record).await?;
+        Ok((record, metadata))
+    }
+
+    /// `DELETE {base}{id}`: destroys the upload's data and keys.
+    pub async fn terminate(&self, who: &Caller, id: UploadId) -> Result<(), UploadError> {
+        let now = Timestamp::now();
+        let (record, _) = self.load_for(id, who, now).await?;
+        if record.is_complete() && self.registered_as_artifact(id).await? {
+            return Err(UploadError::InUse);
+        }
+        let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
+        let result = self.destroy(&record).await;
+        guard.release().await;
+        result?;
+        self.auditor
+            .emit(
+                &who.audit,
+                &UploadTerminated {
+                    upload: id.to_string(),
+                    offset: record.offset,
+                    complete: record.is_complete(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether an artifact was registered from this upload (it shares the upload's object,
+    /// so shredding the upload would shred the artifact).
+    async fn registered_as_artifact(&self, id: UploadId) -> Result<bool, UploadError> {
+        self.artifacts
+            .registered_from(id)
+            .await
+            .map_err(|e| match e {
+                ArtifactError::State(e) => UploadError::from(e),
+                // The check only lists an index; a record that does not decode cannot
+                // come back from it, but if one did the stored state is unusable.
+                other => UploadError::Store(StoreError::Corrupt(other.to_string())),
+            })
+    }
+
+    /// Deletes the upload's object, sealed metadata, ledger, pending record and record
+    /// (under its lease, or before anyone learnt of it).
+    pub(super) async fn destroy(&self, record: &UploadRecord) -> Result<(), UploadError> {
+        let id = record.id;
+        // Keys first: once the wrapped DEKs are gone the ciphertext is unrecoverable.
+        self.at_rest.delete(id.opaque()).await?;
+        if let Some(meta) = metadata_object(record) {
+            self.at_rest.delete(meta).await?;
+        }
+        self.store.delete_chunks(id).await?;
+        self.store.delete_part_ledgers(id).await?;
+        self.store.clear_pending(id).await?;
+        self.store.delete(id).await?;
+        Ok(())
+    }
+
+    /// `GET {base}{id}/ledger`: the chunk ledger document.
+    pub async fn ledger(&self, who: &Caller, id: UploadId) -> Result<LedgerDocument, UploadError> {
+        let now = Timestamp::now();
+        let (record, _) = self.load_for(id, who, now).await?;
+        let mut chunks = self.store.chunks(id).await?;
+        // A commit writes the chunk's ledger entry before the record that counts it, so
+        // between the two (a PATCH in progress, or a crash there until the next PATCH or
+        // HEAD finishes the commit) an entry may be ahead of the record: show what the
+        // record accounts for.
+        chunks.retain(|c| c.index < record.chunks);
+        // A final upload keeps the copy of its parts' ledgers taken at concatenation, so
+        // deleting a part later does not change the final's ledger.
+        let mut parts = Vec::new();
+        if let ConcatKind::Final { parts: ids } = &record.concat {
+            match self.store.part_ledgers(id).await? {
+                Some(copy) => parts = copy,
+                // Not concatenated yet: the parts' live ledgers.
+                None => {
+                    for part in ids {
+                        if let Some((p, _)) = self.store.get(*part).await? {
+                            let chunks = self.store.chunks(*part).await?;
+                            parts.push(
+                                PartLedger::from_part(&p, chunks)
+                                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        LedgerDocument::build(&record, chunks, parts)
+            .map_err(|e| UploadError::Store(StoreError::Corrupt(e.to_string())))
+    }
+
+    /// Checks that `id` is a complete upload whose object is finished, and returns what an
+    /// artifact registered from it needs (see [`UploadSource`]). No access check: the
+    /// caller (artifact registration, a publisher) is not the upload's owner.
+    pub async fn completed_source(&self, id: UploadId) -> Result<UploadSource, UploadSourceError> {
+        source::completed(&*self.state, &self.at_rest, id).await
+    }
+
+    // === expiry ===
+
+    /// Deletes every expired unfinished upload whose lease is free; returns how many.
+    pub async fn sweep_expired(&self) -> Result<usize, UploadError> {
+        let now = Timestamp::now();
+        let mut after: Option<String> = None;
+        let mut swept = 0;
+        loop {
+            let ids = self.store.list(after.as_deref(), 500).await?;
+            let Some(last) = ids.last().cloned() else {
+                return Ok(swept);
+            };
+            for text in &ids {
+                let Ok(id) = text.parse::<UploadId>() else {
+                    continue;
+                };
+                let Some((record, _)) = self.store.get(id).await? else {
+                    continue;
+                };
+                if !record.is_expired(now) {
+                    continue;
+                }
+                let Ok(guard) = self.lease(id).await else {
+                    continue;
+                };
+                let result = self.destroy(&record).await;
+                guard.release().await;
+                result?;
+                self.auditor
+                    .emit(
+                        &AuditContext::system(),
+                        &UploadExpired {
+                            upload: id.to_string(),
+                            offset: record.offset,
+                            owner: record.owner.clone(),
+                        },
+                    )
+                    .await?;
+                swept += 1;
+            }
+            after = Some(last);
+        }
+    }
+}

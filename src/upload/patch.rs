@@ -1,0 +1,410 @@
+//! `PATCH`: appending a chunk, under the upload's lease.
+//!
+//! The steps, in order (the overview in `upload.rs` has the why): plan against the record
+//! read without the lease (refusals change nothing) → take the lease → [`Uploads::reconcile`]
+//! (re-read the record and finish a commit a crash interrupted) → plan again against the
+//! fresh record → [`Uploads::take_body`] (stream the body through the digest and writer
+//! [`stage`](super::stage)s, verify the declared checksum) → [`Uploads::commit_chunk`]
+//! (pending record, commit or finish the object, ledger entry and record, audit) → release
+//! the lease. A creation with a body (`create.rs`) enters at `take_body`.
+//!
+//! Also here: the `upload.chunk_accepted` and `upload.completed` audit events, which
+//! creation, concatenation and reconciliation emit too.
+//!
+//! A little over 400 lines on purpose: the write-ahead order (pending record, commit,
+//! ledger entry and record, clear, audit) and `reconcile`, which finishes a commit a crash
+//! interrupted, are one protocol, best read side by side in one file.
+
+use std::error::Error as StdError;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use crate::at_rest::{AtRestError, Reopened, Writer};
+use crate::audit::AuditContext;
+use crate::tus::TusError;
+use crate::tus::checksum::ChunkDigest;
+use crate::tus::dates::Timestamp;
+use crate::tus::plan::{self, PatchPlan};
+use crate::tus::record::{ConcatKind, UploadId, UploadRecord};
+use crate::tus::request::PatchRequest;
+
+use super::events::{ChecksumMismatch, ChunkAccepted, UploadCompleted};
+use super::lease::LeaseGuard;
+use super::stage::Stage;
+use super::store::Pending;
+use super::{Caller, Outcome, UploadError, Uploads, refusal, with_expiry};
+
+// === impl Uploads: PATCH ===
+
+impl Uploads {
+    /// `PATCH {base}{id}`: appends a chunk.
+    pub async fn patch<B>(
+        &self,
+        who: &Caller,
+        id: UploadId,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let request = match PatchRequest::from_headers(headers, self.limits()) {
+            Ok(r) => r,
+            // A malformed PATCH is refused as such, but it is still a PATCH of an upload
+            // the caller may see: its response carries `Upload-Expires` like any other.
+            Err(error) => {
+                let expires = self.visible_expiry(id, who).await;
+                return Err(UploadError::Tus { error, expires });
+            }
+        };
+        let now = Timestamp::now();
+        // Refuse what can be refused before taking the lease.
+        let (record, _) = self.load_for(id, who, now).await?;
+        plan::plan_patch(&record, &request, who.requester(), now, self.limits())
+            .map_err(|error| refusal(error, &record))?;
+        let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
+        let result = self.patch_locked(who, id, &request, &guard, body).await;
+        guard.release().await;
+        result
+    }
+
+    async fn patch_locked<B>(
+        &self,
+        who: &Caller,
+        id: UploadId,
+        request: &PatchRequest,
+        guard: &LeaseGuard,
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let (record, version, writer) = self.reconcile(id, who).await?;
+        let now = Timestamp::now();
+        let plan = plan::plan_patch(&record, request, who.requester(), now, self.limits())
+            .map_err(|error| refusal(error, &record))?;
+        let writer = match writer {
+            Some(w) => w,
+            // Complete already: only an empty PATCH with the right offset gets here.
+            None => return Ok(Outcome { record }),
+        };
+        self.take_body(who, guard, record, version, &plan, writer, body)
+            .await
+    }
+
+    /// Under the lease: re-reads the record and finishes a commit a crash interrupted.
+    /// Returns the record, its version and the writer (`None` when the object is finished).
+    ///
+    /// The pending record says what the interrupted commit meant. If the at-rest object
+    /// holds exactly the bytes it names, the commit happened (the client may not have
+    /// been told): apply the record and ledger entry now. Otherwise the bytes never became
+    /// durable (or were applied already) and the pending record is dropped.
+    pub(super) async fn reconcile(
+        &self,
+        id: UploadId,
+        who: &Caller,
+    ) -> Result<(UploadRecord, u64, Option<Writer>), UploadError> {
+        let (mut record, mut version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
+        let mut reopened = self.at_rest.open_writer(id.opaque()).await?;
+        if let Some(pending) = self.store.pending(id).await? {
+            let target = pending.record.offset;
+            let durable = match &reopened {
+                Reopened::Open { writer, .. } => writer.committed().plaintext_len,
+                Reopened::Finished(f) => f.plaintext_len,
+            };
+            let committed = durable == target && record.offset == pending.from_offset;
+            let applied = record.offset == target
+                && record.is_complete() == pending.record.is_complete()
+                && record.chunks == pending.record.chunks;
+            if committed && !applied {
+                let mut next = pending.record.clone();
+                if pending.completes {
+                    // A crash inside `finish` may leave the bytes committed but the final
+                    // segment unsealed: seal it now.
+                    if let Reopened::Open { writer, .. } = reopened {
+                        reopened = Reopened::Finished(writer.finish().await?);
+                    }
+                    if let Reopened::Finished(f) = &reopened {
+                        next.sha256 = Some(crate::tus::record::Sha256Digest(f.sha256));
+                    }
+                }
+                if let Some(entry) = &pending.entry {
+                    self.store.put_chunk(id, entry).await?;
+                }
+                version = self.store.update(&next, version).await?;
+                if let Some(entry) = &pending.entry {
+                    self.audit_chunk(who, id, entry, false, true).await?;
+                }
+                if next.is_complete() {
+                    self.audit_completed(&who.audit, &next).await?;
+                }
+                record = next;
+            }
+            self.store.clear_pending(id).await?;
+        }
+        let durable = match &reopened {
+            Reopened::Open { writer, .. } => writer.committed().plaintext_len,
+            Reopened::Finished(f) => f.plaintext_len,
+        };
+        if durable != record.offset && !record.is_final() {
+            return Err(UploadError::AtRest(AtRestError::Inconsistent(
+                "the upload record and its object disagree on the durable length",
+            )));
+        }
+        let writer = match reopened {
+            Reopened::Open { writer, .. } => Some(*writer),
+            Reopened::Finished(_) => None,
+        };
+        Ok((record, version, writer))
+    }
+
+    /// Under the lease: streams `body` into `writer` and its digests, verifies the
+    /// declared checksum and commits the chunk (or rolls it back and refuses).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn take_body<B>(
+        &self,
+        who: &Caller,
+        guard: &LeaseGuard,
+        record: UploadRecord,
+        version: u64,
+        plan: &PatchPlan,
+        writer: Writer,
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let id = record.id;
+        // The body is read (and TLS-decrypted) on this task while two stages consume it
+        // on other threads: the chunk's digests, and the at-rest writer (whole-file
+        // SHA-256, AES-GCM, blob appends). See `stage`.
+        let mut hasher = Stage::start(plan.hasher(), |h, bytes| {
+            h.update(bytes);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let runtime = tokio::runtime::Handle::current();
+        let mut sink = Stage::start(writer, move |w: &mut Writer, bytes| {
+            runtime.block_on(w.append(bytes))
+        });
+        // If this request is cancelled, the lease outlives it until the writer's thread
+        // has returned: no other PATCH may touch the object while an append lands.
+        if let Some(stopped) = sink.stopped() {
+            guard.hold_until(stopped);
+        }
+        // Pinned on the stack: the body need not be `Unpin` to be read frame by frame.
+        let mut body = std::pin::pin!(body);
+        let mut trailers = None;
+        let mut aborted = false;
+        let mut too_long = false;
+        let mut lease_lost = false;
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(_) => {
+                    aborted = true;
+                    break;
+                }
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    if hasher.length() + data.len() as u64 > plan.max_body() {
+                        too_long = true;
+                        break;
+                    }
+                    // A stage that stopped (the writer failed) refuses more: its error
+                    // comes with its state below.
+                    if hasher.feed(data.clone()).await.is_err() || sink.feed(data).await.is_err() {
+                        break;
+                    }
+                    if guard.is_lost() {
+                        lease_lost = true;
+                        break;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers = Some(t);
+                    }
+                }
+            }
+        }
+        // Both stages drain what they were fed. A stage that vanished (it panicked) takes
+        // its state along; a dropped writer is rolled back by the next recovery.
+        let gone = || UploadError::Internal("an upload pipeline stage stopped");
+        let (mut writer, written) = sink.finish().await.map_err(|_| gone())?;
+        let hasher = match hasher.finish().await {
+            Ok((h, _)) => h,
+            Err(_) => {
+                let _ = writer.rollback().await;
+                return Err(gone());
+            }
+        };
+        if let Err(e) = written {
+            let _ = writer.rollback().await;
+            return Err(e.into());
+        }
+        if lease_lost {
+            let _ = writer.rollback().await;
+            return Err(UploadError::LeaseLost);
+        }
+        if too_long {
+            writer.rollback().await?;
+            return Err(refusal(plan.too_long(), &record));
+        }
+        let expected = if aborted {
+            if !plan.keep_partial_on_abort() || hasher.length() == 0 {
+                writer.rollback().await?;
+                return Err(UploadError::BodyAborted);
+            }
+            None
+        } else {
+            match plan.expected_checksum(trailers.as_ref()) {
+                Ok(e) => e,
+                Err(error) => {
+                    writer.rollback().await?;
+                    return Err(refusal(error, &record));
+                }
+            }
+        };
+        let received = hasher.length();
+        let digest = match hasher.finish(expected.as_ref()) {
+            Ok(d) => d,
+            Err(error) => {
+                writer.rollback().await?;
+                if let (TusError::ChecksumMismatch { .. }, Some(c)) = (&error, &expected) {
+                    self.auditor
+                        .emit(
+                            &who.audit,
+                            &ChecksumMismatch {
+                                upload: id.to_string(),
+                                offset: plan.start(),
+                                length: received,
+                                algorithm: c.algorithm().name(),
+                            },
+                        )
+                        .await?;
+                }
+                return Err(refusal(error, &record));
+            }
+        };
+        self.commit_chunk(who, record, version, plan, writer, &digest, aborted)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_chunk(
+        &self,
+        who: &Caller,
+        record: UploadRecord,
+        version: u64,
+        plan: &PatchPlan,
+        mut writer: Writer,
+        digest: &ChunkDigest,
+        partial_body: bool,
+    ) -> Result<Outcome, UploadError> {
+        let id = record.id;
+        let now = Timestamp::now();
+        let completes = plan.completes(&record, digest.length);
+        let mut next = record.clone();
+        // The real digest replaces this placeholder once the object is finished.
+        let placeholder = [0u8; 32];
+        let commit = plan
+            .commit(
+                &mut next,
+                digest,
+                completes.then_some(&placeholder),
+                who.requester(),
+                now,
+                self.limits(),
+            )
+            .map_err(|error| refusal(error, &record))?;
+        if commit.entry.is_none() && !completes && next == record {
+            writer.rollback().await?;
+            return Ok(Outcome { record });
+        }
+        // Write-ahead: say what this commit will mean before making the bytes durable.
+        let pending = Pending {
+            from_offset: record.offset,
+            record: next.clone(),
+            entry: commit.entry.clone(),
+            completes,
+        };
+        self.store.set_pending(id, &pending).await?;
+        if completes {
+            let finished = writer.finish().await?;
+            next.sha256 = Some(crate::tus::record::Sha256Digest(finished.sha256));
+        } else {
+            writer.commit().await?;
+        }
+        if let Some(entry) = &commit.entry {
+            self.store.put_chunk(id, entry).await?;
+        }
+        self.store.update(&next, version).await?;
+        self.store.clear_pending(id).await?;
+        if let Some(entry) = &commit.entry {
+            self.audit_chunk(who, id, entry, partial_body, false)
+                .await?;
+        }
+        if commit.completed {
+            self.audit_completed(&who.audit, &next).await?;
+        }
+        Ok(Outcome { record: next })
+    }
+
+    async fn audit_chunk(
+        &self,
+        who: &Caller,
+        id: UploadId,
+        entry: &crate::tus::ledger::ChunkEntry,
+        partial_body: bool,
+        recovered: bool,
+    ) -> Result<(), UploadError> {
+        self.auditor
+            .emit(
+                &who.audit,
+                &ChunkAccepted {
+                    upload: id.to_string(),
+                    index: entry.index,
+                    offset: entry.offset,
+                    length: entry.length,
+                    sha256: entry.sha256.to_string(),
+                    checksum_verified: entry.checksum_verified.map(|a| a.name()),
+                    partial_body,
+                    recovered,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn audit_completed(
+        &self,
+        ctx: &AuditContext,
+        record: &UploadRecord,
+    ) -> Result<(), UploadError> {
+        self.auditor
+            .emit(
+                ctx,
+                &UploadCompleted {
+                    upload: record.id.to_string(),
+                    length: record.offset,
+                    sha256: record.sha256.map(|d| d.to_string()).unwrap_or_default(),
+                    chunks: record.chunks,
+                    parts: match &record.concat {
+                        ConcatKind::Final { parts } => {
+                            parts.iter().map(ToString::to_string).collect()
+                        }
+                        _ => Vec::new(),
+                    },
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
