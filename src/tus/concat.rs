@@ -10,7 +10,7 @@
 //! refused.
 //!
 //! Not here: whether the parts exist, are finished or belong to the requester
-//! ([`crate::tus::plan::plan_concat_final`]).
+//! (`plan::plan_concat_final`, which builds on this module).
 
 use crate::tus::TusError;
 use crate::tus::record::UploadId;

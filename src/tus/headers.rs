@@ -6,8 +6,8 @@
 //! strict: ASCII digits only, no sign, no whitespace, no leading zero except `0` itself,
 //! at most `u64::MAX` (checked arithmetic, never a wrap).
 //!
-//! Not here: whole requests (see [`crate::tus::request`]), limits that depend on the
-//! upload (see [`crate::tus::plan`]).
+//! Not here: whole requests (the `request` module, built on this one), limits that depend
+//! on the upload (the `plan` module).
 
 use http::{HeaderName, HeaderValue};
 
