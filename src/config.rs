@@ -85,8 +85,10 @@ pub struct Config {
     pub log: LogSettings,
     /// Audit trail tuning.
     pub audit: AuditSettings,
-    /// Key hierarchy and the at-rest segment size.
+    /// Key hierarchy.
     pub keys: crate::keys::config::KeysSettings,
+    /// The at-rest segment size of new objects (written as `keys.segment_size`).
+    pub at_rest: crate::at_rest::AtRestSettings,
     /// The tus upload endpoint.
     pub uploads: crate::upload::UploadSettings,
     /// Signed links: keys, lifetimes, the forged-link limiter.
@@ -290,6 +292,9 @@ impl Config {
         let clients = clients(&raw.clients, allow_open)?;
         let mut raw_keys = raw.keys;
         raw_keys.danger_allow_world_readable_secrets |= allow_open;
+        // Checked before the rest of `[keys]`, as when `keys` validated it.
+        let at_rest = crate::at_rest::AtRestSettings::from_raw(raw_keys.segment_size)
+            .map_err(|e| invalid("keys", e.to_string()))?;
         let keys = crate::keys::config::KeysSettings::from_raw(raw_keys, &data_dir)
             .map_err(|e| invalid("keys", e.to_string()))?;
         let uploads = upload_settings(&raw.uploads)?;
@@ -309,6 +314,7 @@ impl Config {
             log,
             audit,
             keys,
+            at_rest,
             uploads,
             links,
             artifacts,

@@ -208,7 +208,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         blobs.clone(),
         state.clone(),
         keys.clone(),
-        config.keys.segment_size,
+        config.at_rest.segment_size,
     );
     // Downloads read finished objects through a small-blob ciphertext cache.
     let read_blobs: Arc<dyn BlobStore> = Arc::new(crate::links::blob_cache::SmallBlobCache::new(
@@ -216,7 +216,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.links.artifact_cache_ttl,
     ));
     let read_at_rest =
-        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.keys.segment_size);
+        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.at_rest.segment_size);
     let links = build_links(&config, state.clone(), at_rest.clone(), read_at_rest)?;
     let uploads = crate::upload::Uploads::new(
         state.clone(),
