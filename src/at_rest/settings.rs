@@ -67,7 +67,15 @@ mod tests {
 
     #[test]
     fn refuses_other_sizes_naming_the_key() {
-        for n in [0u64, 16, 1000, 2048, 4097, 33_554_432, u64::from(u32::MAX) + 1] {
+        for n in [
+            0u64,
+            16,
+            1000,
+            2048,
+            4097,
+            33_554_432,
+            u64::from(u32::MAX) + 1,
+        ] {
             let e = AtRestSettings::from_raw(Some(n)).unwrap_err();
             assert_eq!(e, SegmentSizeSettingError(n));
             let text = e.to_string();
