@@ -22,6 +22,7 @@ pub mod units;
 
 use crate::auth::{ApiClient, ClientName, ClientRegistry, Role, RoleSet, TokenHash};
 use crate::secret::{Secret, read_secret_file};
+use crate::tls::{CertSource, ClientAuth, TlsSettings};
 pub use env::{Env, ProcessEnv};
 use raw::RawConfig;
 pub use units::ByteSize;
@@ -122,46 +123,6 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// `Strict-Transport-Security` max-age (0 disables the header).
     pub hsts_max_age: Duration,
-}
-
-/// Where the server certificate comes from, and client authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// Server certificate source.
-    pub certificate: CertSource,
-    /// Mutual TLS mode.
-    pub client_auth: ClientAuth,
-}
-
-/// Server certificate source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertSource {
-    /// A development CA and server certificate made on first start in the data directory.
-    Development,
-    /// PEM files, reloaded on SIGHUP.
-    Files {
-        /// Certificate chain, leaf first.
-        cert: PathBuf,
-        /// Private key (a secret file: mode-checked).
-        key: PathBuf,
-    },
-}
-
-/// Mutual TLS mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// No client certificates are requested.
-    Off,
-    /// Requested and verified against the CA bundle when offered; not required.
-    Optional {
-        /// PEM bundle of accepted client CAs.
-        ca: PathBuf,
-    },
-    /// Every connection must present a certificate from the CA bundle.
-    Required {
-        /// PEM bundle of accepted client CAs.
-        ca: PathBuf,
-    },
 }
 
 /// Which state store.

@@ -10,12 +10,13 @@ use crate::audit::{AuditContext, Auditor};
 use crate::auth::Authenticator;
 use crate::blob::BlobStore;
 use crate::blob::local::LocalBlobStore;
-use crate::config::{BlobSettings, ClientAuth, Config, StateSettings};
+use crate::config::{BlobSettings, Config, StateSettings};
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 use crate::state::embedded::EmbeddedStateStore;
 use crate::state::redis::RedisStateStore;
+use crate::tls::ClientAuth;
 use crate::tls::TlsReloader;
 
 /// Opens the configured state store.
@@ -263,7 +264,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(listen = %local, scheme, state_store = state.kind(), "sallyport serving");
     say(format_args!("sallyport serving {scheme}://{local}/"));
-    if let (Some(_), crate::config::CertSource::Development) = (&tls, &config.tls.certificate) {
+    if let (Some(_), crate::tls::CertSource::Development) = (&tls, &config.tls.certificate) {
         let ca = crate::tls::devca::DevCaPaths::under(&config.data_dir).ca_cert;
         say(format_args!("development CA: {}", ca.display()));
         say(format_args!(
