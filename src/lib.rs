@@ -12,7 +12,7 @@
 //! cli / main            cli
 //! http                  http (accept loop, Endpoint router, the one error mapping), tls
 //! handlers              http::handlers
-//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format — pure, no I/O
+//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110 — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -34,6 +34,7 @@
 //! * [`upload`] — the upload engine: tus requests to records, ledger, leases, at-rest bytes.
 //! * [`signed_link`] — the signed-link canonical form, signing and verification.
 //! * [`range`] — RFC 9110 range parsing and planning.
+//! * [`rfc9110`] — shared RFC 9110 field syntax: tokens, OWS, lists, parameters; no I/O.
 //! * [`artifact`] — downloadable artifacts: records, import-directory encryption, uploads.
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: keys from config, issuing, download checks.
@@ -52,6 +53,7 @@ pub mod keys;
 pub mod links;
 pub mod metrics;
 pub mod range;
+pub mod rfc9110;
 pub mod secret;
 pub mod signed_link;
 pub mod state;
