@@ -21,9 +21,10 @@
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
 //! * [`secret`] — secrets from config or files: redacted, zeroised, permission-checked.
 //! * [`ids`] — server-generated opaque ids; no client string becomes a name.
-//! * [`tls`] — rustls server config, development CA, SIGHUP reload, client identities.
+//! * [`tls`] — rustls server config and `[tls]` settings, development CA, SIGHUP reload.
 //! * [`http`] — the accept loop, limits and timeouts, the `Endpoint` router, problem+json.
-//! * [`auth`] — API clients, bearer tokens (hashed, constant-time), roles, `Principal`.
+//! * [`auth`] — API clients, bearer tokens (hashed, constant-time), roles, `Principal`,
+//!   client-certificate identities.
 //! * [`metrics`] — Prometheus registry; metric names are constants there.
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier.
 //! * [`state`] — the `StateStore` port and its embedded (redb) and Redis adapters.
