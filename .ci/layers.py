@@ -34,9 +34,10 @@ link creates no dependency, and prose may say "tokio"), and so is test code (inl
 `use` trees (groups expanded), and `crate::…`, `super::…` paths anywhere in code, resolved
 to the longest module path that is a file; an external crate counts when a path starts
 with its name (`tokio::…`, `use std::{fs, io}`), never when it follows `::`
-(`crate::state::redis` is ours). The cycle rule is the exact logic of the repository's
-shared `import_cycles.py` (which the acceptance of issue 9 runs): it reads `crate::` and
-`super::` paths in the whole file, comments included, minus the trailing test block; a
+(`crate::state::redis` is ours). The first cycle pass is the exact logic of the
+repository's shared `import_cycles.py` (which the acceptance of issue 9 runs): it reads
+`crate::` and `super::` paths in the whole file, comments included, minus the trailing test
+block. The second reads code as the layer rules do and follows re-exports. In both, a
 module file and its own submodules are not counted against each other. `main.rs` is the
 binary's crate root (its `crate::` is not the library's) and is left out of the graph.
 
