@@ -65,7 +65,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         blobs.clone(),
         state.clone(),
         keys.clone(),
-        config.keys.segment_size,
+        config.at_rest.segment_size,
     );
     // Downloads read finished objects through a small-blob ciphertext cache.
     let read_blobs: Arc<dyn BlobStore> = Arc::new(crate::links::blob_cache::SmallBlobCache::new(
@@ -73,7 +73,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config.links.artifact_cache_ttl,
     ));
     let read_at_rest =
-        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.keys.segment_size);
+        crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.at_rest.segment_size);
     let links = build_links(
         &config,
         state.clone(),

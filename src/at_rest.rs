@@ -20,7 +20,8 @@
 //!
 //! The format is normative in `proto/at-rest-v1.md` (golden vectors in `proto/vectors/`);
 //! [`format`](mod@format) is its pure core, [`tail`] the tail record, [`encoder`] the writer's hot
-//! path, [`writer`] and [`reader`] the I/O around them.
+//! path, [`writer`] and [`reader`] the I/O around them; [`settings`] validates the configured
+//! segment size of new objects.
 //!
 //! Not here: who may read or write an object, upload bookkeeping (tus), locking between
 //! concurrent writers of one object (the caller holds an upload lease; a writer detects a
@@ -38,6 +39,7 @@ use crate::state::{CasOutcome, Expect, PutOptions, StateError, StateStore};
 pub mod encoder;
 pub mod format;
 pub mod reader;
+pub mod settings;
 pub mod tail;
 pub mod writer;
 
@@ -46,6 +48,7 @@ mod vectors;
 
 pub use format::{FormatError, SegmentSize};
 pub use reader::Reader;
+pub use settings::AtRestSettings;
 pub use tail::TailError;
 pub use writer::{Committed, Finished, Recovery, Reopened, Writer};
 

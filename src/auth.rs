@@ -16,17 +16,19 @@
 //! Roles: `uploader`, `publisher`, `downloader`, `auditor`, `admin`. `admin` passes every
 //! role check (an operator who can reconfigure the gateway can do anything it does).
 //!
-//! Not here: signed download links (partners hold no account; see `signed_link`) and the
-//! HTTP mapping of [`AuthError`] (see `http::problem`).
+//! A verified TLS client certificate reaches handlers as a [`ClientIdentity`] (defined
+//! here; the `tls` module verifies certificates and builds it).
+//!
+//! Not here: signed download links (partners hold no account; see `signed_link`), TLS
+//! itself (see `tls`) and the HTTP mapping of [`AuthError`] (see `http::problem`).
 
 use std::fmt;
 use std::str::FromStr;
 
 use http::request::Parts;
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-use crate::tls::ClientIdentity;
 
 /// A role an API client can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,6 +223,42 @@ pub struct ApiClient {
     pub hash: TokenHash,
     /// Its roles.
     pub roles: RoleSet,
+}
+
+/// The verified identity of a TLS client certificate, available to handlers as a request
+/// extension when mutual TLS is on and the client presented a certificate. `tls` verifies
+/// the certificate; this is what authentication learns from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// SHA-256 of the leaf certificate's DER (what signed links bind to).
+    pub fingerprint_sha256: [u8; 32],
+    /// The subject distinguished name, RFC 4514 style (`CN=partner-1,O=…`).
+    pub subject: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("fingerprint_sha256", &hex::encode(self.fingerprint_sha256))
+            .field("subject", &self.subject)
+            .finish()
+    }
+}
+
+impl ClientIdentity {
+    /// The identity of a verified leaf certificate.
+    pub fn from_der(der: &CertificateDer<'_>) -> Self {
+        let fingerprint_sha256 = Sha256::digest(der.as_ref()).into();
+        let subject = x509_parser::parse_x509_certificate(der.as_ref())
+            .map(|(_, cert)| cert.subject().to_string())
+            // rustls already verified the certificate, so it parses; an empty subject is
+            // still a usable identity through its fingerprint.
+            .unwrap_or_default();
+        Self {
+            fingerprint_sha256,
+            subject,
+        }
+    }
 }
 
 /// How a principal proved who it is.

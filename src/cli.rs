@@ -232,7 +232,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
     };
     // Files the configuration points at must be usable too.
-    if let crate::config::CertSource::Files { .. } = config.tls.certificate
+    if let crate::tls::CertSource::Files { .. } = config.tls.certificate
         && let Err(e) = crate::tls::server_config(
             &config.tls,
             &config.data_dir,

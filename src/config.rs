@@ -22,6 +22,7 @@ pub mod units;
 
 use crate::auth::{ApiClient, ClientName, ClientRegistry, Role, RoleSet, TokenHash};
 use crate::secret::{Secret, read_secret_file};
+use crate::tls::{CertSource, ClientAuth, TlsSettings};
 pub use env::{Env, ProcessEnv};
 use raw::RawConfig;
 pub use units::ByteSize;
@@ -85,8 +86,10 @@ pub struct Config {
     pub log: LogSettings,
     /// Audit trail tuning.
     pub audit: AuditSettings,
-    /// Key hierarchy and the at-rest segment size.
+    /// Key hierarchy.
     pub keys: crate::keys::config::KeysSettings,
+    /// The at-rest segment size of new objects (written as `keys.segment_size`).
+    pub at_rest: crate::at_rest::AtRestSettings,
     /// The tus upload endpoint.
     pub uploads: crate::upload::UploadSettings,
     /// Signed links: keys, lifetimes, the forged-link limiter.
@@ -120,46 +123,6 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// `Strict-Transport-Security` max-age (0 disables the header).
     pub hsts_max_age: Duration,
-}
-
-/// Where the server certificate comes from, and client authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// Server certificate source.
-    pub certificate: CertSource,
-    /// Mutual TLS mode.
-    pub client_auth: ClientAuth,
-}
-
-/// Server certificate source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertSource {
-    /// A development CA and server certificate made on first start in the data directory.
-    Development,
-    /// PEM files, reloaded on SIGHUP.
-    Files {
-        /// Certificate chain, leaf first.
-        cert: PathBuf,
-        /// Private key (a secret file: mode-checked).
-        key: PathBuf,
-    },
-}
-
-/// Mutual TLS mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// No client certificates are requested.
-    Off,
-    /// Requested and verified against the CA bundle when offered; not required.
-    Optional {
-        /// PEM bundle of accepted client CAs.
-        ca: PathBuf,
-    },
-    /// Every connection must present a certificate from the CA bundle.
-    Required {
-        /// PEM bundle of accepted client CAs.
-        ca: PathBuf,
-    },
 }
 
 /// Which state store.
@@ -290,6 +253,9 @@ impl Config {
         let clients = clients(&raw.clients, allow_open)?;
         let mut raw_keys = raw.keys;
         raw_keys.danger_allow_world_readable_secrets |= allow_open;
+        // Checked before the rest of `[keys]`, as when `keys` validated it.
+        let at_rest = crate::at_rest::AtRestSettings::from_raw(raw_keys.segment_size)
+            .map_err(|e| invalid("keys", e.to_string()))?;
         let keys = crate::keys::config::KeysSettings::from_raw(raw_keys, &data_dir)
             .map_err(|e| invalid("keys", e.to_string()))?;
         let uploads = upload_settings(&raw.uploads)?;
@@ -309,6 +275,7 @@ impl Config {
             log,
             audit,
             keys,
+            at_rest,
             uploads,
             links,
             artifacts,

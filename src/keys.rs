@@ -18,7 +18,7 @@
 //! rewrap, status and retire (what `sallyport keys` runs); [`config`] is the `[keys]`
 //! configuration section.
 //!
-//! Not here: the at-rest format and the use of DEKs ([`crate::at_rest`]), audit events
+//! Not here: the at-rest format and the use of DEKs (`at_rest`, which uses this module), audit events
 //! (the caller emits them from [`admin::KeyEvent`]s).
 
 use std::fmt;

@@ -12,7 +12,7 @@
 //! cli / main            cli
 //! http                  http (accept loop, Endpoint router, the one error mapping), tls
 //! handlers              http::handlers
-//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format — pure, no I/O
+//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110 — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -22,9 +22,10 @@
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
 //! * [`secret`] — secrets from config or files: redacted, zeroised, permission-checked.
 //! * [`ids`] — server-generated opaque ids; no client string becomes a name.
-//! * [`tls`] — rustls server config, development CA, SIGHUP reload, client identities.
+//! * [`tls`] — rustls server config and `[tls]` settings, development CA, SIGHUP reload.
 //! * [`http`] — the accept loop, limits and timeouts, the `Endpoint` router, problem+json.
-//! * [`auth`] — API clients, bearer tokens (hashed, constant-time), roles, `Principal`.
+//! * [`auth`] — API clients, bearer tokens (hashed, constant-time), roles, `Principal`,
+//!   client-certificate identities.
 //! * [`metrics`] — Prometheus registry; metric names are constants there.
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier.
 //! * [`state`] — the `StateStore` port and its embedded (redb) and Redis adapters.
@@ -35,6 +36,7 @@
 //! * [`upload`] — the upload engine: tus requests to records, ledger, leases, at-rest bytes.
 //! * [`signed_link`] — the signed-link canonical form, signing and verification.
 //! * [`range`] — RFC 9110 range parsing and planning.
+//! * [`rfc9110`] — shared RFC 9110 field syntax: tokens, OWS, lists, parameters; no I/O.
 //! * [`artifact`] — downloadable artifacts: records, import-directory encryption, uploads.
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: keys from config, issuing, download checks.
@@ -54,6 +56,7 @@ pub mod keys;
 pub mod links;
 pub mod metrics;
 pub mod range;
+pub mod rfc9110;
 pub mod secret;
 pub mod signed_link;
 pub mod state;

@@ -10,20 +10,20 @@
 //! CA made in the data directory ([`devca`]). [`TlsReloader`] rebuilds the whole
 //! `ServerConfig` (certificate, key and client-CA bundle) on SIGHUP; new connections use
 //! the new one, open connections keep theirs, so nothing is dropped. A reload that fails
-//! keeps the old configuration and logs why.
+//! keeps the old configuration and logs why. The validated `[tls]` settings
+//! ([`TlsSettings`]) live here too; `config` builds them.
 //!
-//! Not here: the accept loop (see `http::server`), authorisation decisions (see `auth`).
+//! Not here: the accept loop (see `http::server`), authorisation decisions and the client
+//! identity type (`auth::ClientIdentity`, which the handshake fills in), reading the
+//! configuration file (see `config`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
-
-use crate::config::{CertSource, ClientAuth, TlsSettings};
 
 pub mod devca;
 
@@ -57,39 +57,44 @@ pub enum TlsError {
     DevCa(String),
 }
 
-/// The verified identity of a TLS client certificate, available to handlers as a request
-/// extension when mutual TLS is on and the client presented a certificate.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
-    /// SHA-256 of the leaf certificate's DER (what signed links bind to).
-    pub fingerprint_sha256: [u8; 32],
-    /// The subject distinguished name, RFC 4514 style (`CN=partner-1,O=…`).
-    pub subject: String,
+/// Where the server certificate comes from, and client authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Server certificate source.
+    pub certificate: CertSource,
+    /// Mutual TLS mode.
+    pub client_auth: ClientAuth,
 }
 
-impl std::fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("fingerprint_sha256", &hex::encode(self.fingerprint_sha256))
-            .field("subject", &self.subject)
-            .finish()
-    }
+/// Server certificate source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// A development CA and server certificate made on first start in the data directory.
+    Development,
+    /// PEM files, reloaded on SIGHUP.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Private key (a secret file: mode-checked).
+        key: PathBuf,
+    },
 }
 
-impl ClientIdentity {
-    /// The identity of a verified leaf certificate.
-    pub fn from_der(der: &CertificateDer<'_>) -> Self {
-        let fingerprint_sha256 = Sha256::digest(der.as_ref()).into();
-        let subject = x509_parser::parse_x509_certificate(der.as_ref())
-            .map(|(_, cert)| cert.subject().to_string())
-            // rustls already verified the certificate, so it parses; an empty subject is
-            // still a usable identity through its fingerprint.
-            .unwrap_or_default();
-        Self {
-            fingerprint_sha256,
-            subject,
-        }
-    }
+/// Mutual TLS mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificates are requested.
+    Off,
+    /// Requested and verified against the CA bundle when offered; not required.
+    Optional {
+        /// PEM bundle of accepted client CAs.
+        ca: PathBuf,
+    },
+    /// Every connection must present a certificate from the CA bundle.
+    Required {
+        /// PEM bundle of accepted client CAs.
+        ca: PathBuf,
+    },
 }
 
 /// What a connection negotiated, for the audit trail and metrics.

@@ -16,12 +16,14 @@
 //!
 //! # Layout
 //!
-//! * [`error`] — [`TusError`], one variant per refusal, each documented with its status.
+//! * [`error`] — [`TusError`], one variant per refusal, each documented with its status, and
+//!   the problem enums its variants carry.
 //! * [`headers`] — single header values: numbers, `Tus-Resumable`, `Upload-Defer-Length`,
 //!   `Content-Type`, `Trailer`, and the `OPTIONS` response values.
 //! * [`dates`] — [`dates::Timestamp`], RFC 3339 for JSON and IMF-fixdate for `Upload-Expires`.
 //! * [`metadata`] — strict `Upload-Metadata` parsing and formatting, with limits.
-//! * [`checksum`] — `Upload-Checksum` and the streaming [`checksum::ChunkHasher`].
+//! * [`checksum`] — `Upload-Checksum` and the streaming [`checksum::ChunkHasher`]; the
+//!   algorithm names in the leaf [`checksum::algorithm`].
 //! * [`concat`](mod@concat) — the base path, upload URLs and `Upload-Concat`.
 //! * [`request`] — a whole `HeaderMap` to a typed POST or PATCH request.
 //! * [`record`] — the stored [`record::UploadRecord`] and its versioned encoding.

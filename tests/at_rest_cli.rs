@@ -13,7 +13,7 @@ use sallyport::cli::keys as keys_cli;
 use std::sync::Arc;
 
 use keys_cli::{KeysCommand, KeysOutcome, run_with_events};
-use sallyport::at_rest::AtRest;
+use sallyport::at_rest::{AtRest, AtRestSettings};
 use sallyport::blob::{BlobId, BlobStore};
 use sallyport::ids::OpaqueId;
 use sallyport::keys::admin::KeyEvent;
@@ -46,6 +46,7 @@ fn status_rotate_rewrap_retire() {
         .block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let raw: RawKeysConfig = toml::from_str("segment_size = 4096").unwrap();
+            let at_rest_settings = AtRestSettings::from_raw(raw.segment_size).unwrap();
             let settings = KeysSettings::from_raw(raw, dir.path()).unwrap();
             let blob = Arc::new(MemBlob::default());
             let state: Arc<dyn StateStore> = Arc::new(MemState::default());
@@ -53,7 +54,7 @@ fn status_rotate_rewrap_retire() {
                 blob.clone(),
                 state.clone(),
                 settings.build_provider().unwrap(),
-                settings.segment_size,
+                at_rest_settings.segment_size,
             );
             let mut objects = Vec::new();
             for i in 0..3 {
@@ -158,7 +159,7 @@ fn status_rotate_rewrap_retire() {
                 blob.clone(),
                 state.clone(),
                 settings.build_provider().unwrap(),
-                settings.segment_size,
+                at_rest_settings.segment_size,
             );
             for (object, plain) in objects {
                 let reader = at_rest.open_reader(object).await.unwrap();

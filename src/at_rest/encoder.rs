@@ -9,7 +9,8 @@
 //! the writer is created; callers with many concurrent writers can lower it with
 //! `AtRest::with_batch_bytes`.
 //!
-//! Not here: blob I/O, the tail record, recovery ([`super::writer`]).
+//! Not here: blob I/O, the tail record, recovery (the `writer` module, which drives this
+//! encoder).
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;

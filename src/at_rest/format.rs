@@ -11,7 +11,7 @@
 //! Every segment but the last holds exactly `S` plaintext bytes; exactly one final segment
 //! ends a finished object and holds `0..S` bytes, so the plaintext length follows from the
 //! blob length alone and any other length is rejected. An unfinished object has no final
-//! segment; its partial tail lives in the tail record ([`super::tail`]).
+//! segment; its partial tail lives in the tail record (the `tail` module, built on this one).
 //!
 //! Keys: `PRK = HKDF-Extract(salt, DEK)`; the segment key, the tail key and the 32-byte
 //! key commitment are `HKDF-Expand(PRK, label ‖ header[0..76])`, so every header field is

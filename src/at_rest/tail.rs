@@ -16,7 +16,7 @@
 //! | partial length (u32) | partial bytes
 //! ```
 //!
-//! Not here: when it is written (see [`super::writer`]).
+//! Not here: when it is written (the `writer` module decides).
 
 use aws_lc_rs::aead::{Aad, Nonce};
 use sha2::Sha256;

@@ -26,8 +26,9 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::{CertSource, Config};
+use crate::config::Config;
 use crate::secret::{Secret, read_secret_file};
+use crate::tls::CertSource;
 
 /// Largest response body accepted.
 const MAX_RESPONSE: u64 = 16 << 20;

@@ -7,7 +7,8 @@ use anyhow::Context;
 
 use crate::audit::events::{ServerStarted, ServerStopped, TlsReloaded};
 use crate::audit::{AuditContext, Auditor};
-use crate::config::{ClientAuth, Config};
+use crate::config::Config;
+use crate::tls::ClientAuth;
 use crate::tls::TlsReloader;
 
 fn init_logging(config: &Config) {
@@ -88,7 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(listen = %local, scheme, state_store = state.kind(), "sallyport serving");
     say(format_args!("sallyport serving {scheme}://{local}/"));
-    if let (Some(_), crate::config::CertSource::Development) = (&tls, &config.tls.certificate) {
+    if let (Some(_), crate::tls::CertSource::Development) = (&tls, &config.tls.certificate) {
         let ca = crate::tls::devca::DevCaPaths::under(&config.data_dir).ca_cert;
         say(format_args!("development CA: {}", ca.display()));
         say(format_args!(

@@ -177,18 +177,7 @@ impl Meter {
         if n == 0 {
             return Ok(());
         }
-        let b = &reservation.budget;
-        if b.per_artifact.is_some() {
-            self.state
-                .counter_add_deferred(METER_NAMESPACE, &b.artifact_counter(), -n, None)
-                .await?;
-        }
-        if b.per_grant.is_some() {
-            self.state
-                .counter_add_deferred(METER_NAMESPACE, &b.grant_counter(), -n, None)
-                .await?;
-        }
-        Ok(())
+        self.give_back(&reservation.budget, n).await
     }
 
     /// After an abort with `delivered` bytes handed to the connection: forgives up to
@@ -219,17 +208,7 @@ impl Meter {
             // Another abort took the rest meanwhile; forgive nothing rather than loop.
             CounterOutcome::LimitReached(_) => return Ok(0),
         }
-        let b = &reservation.budget;
-        if b.per_artifact.is_some() {
-            self.state
-                .counter_add_deferred(METER_NAMESPACE, &b.artifact_counter(), -n, None)
-                .await?;
-        }
-        if b.per_grant.is_some() {
-            self.state
-                .counter_add_deferred(METER_NAMESPACE, &b.grant_counter(), -n, None)
-                .await?;
-        }
+        self.give_back(&reservation.budget, n).await?;
         Ok(n as u64)
     }
 
@@ -258,6 +237,23 @@ impl Meter {
                 .await?;
         }
         Ok(usage)
+    }
+
+    /// Subtracts `n` (> 0) from every counter the budget limits: what both a refund and
+    /// forgiveness give back. Unbounded, so it cannot be refused; a failure leaves the
+    /// allowance smaller, in the publisher's favour.
+    async fn give_back(&self, budget: &Budget, n: i64) -> Result<(), StateError> {
+        if budget.per_artifact.is_some() {
+            self.state
+                .counter_add_deferred(METER_NAMESPACE, &budget.artifact_counter(), -n, None)
+                .await?;
+        }
+        if budget.per_grant.is_some() {
+            self.state
+                .counter_add_deferred(METER_NAMESPACE, &budget.grant_counter(), -n, None)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -366,6 +362,40 @@ mod tests {
             total += m.forgive(&r, 1 << 30).await.unwrap();
         }
         assert_eq!(total, FORGIVENESS_PER_GRANT);
+    }
+
+    #[tokio::test]
+    async fn refund_and_forgiveness_give_back_only_the_limited_counters() {
+        let (m, _d) = meter();
+        let (g, a) = ids();
+        // A byte cap only: the `{grant}` counter is charged, the per-artifact one is not.
+        let limits = Limits {
+            max_downloads: None,
+            max_bytes: Some(1000),
+        };
+        let b = Budget::new(g, a, &limits, 400);
+        let Reserve::Granted(Some(r)) = m.reserve(&b, 400).await.unwrap() else {
+            panic!("granted");
+        };
+        assert_eq!(m.usage(&b).await.unwrap().grant_bytes, 400);
+        m.refund(&r, 100).await.unwrap();
+        assert_eq!(m.usage(&b).await.unwrap().grant_bytes, 300);
+        assert_eq!(m.forgive(&r, 300).await.unwrap(), 300);
+        assert_eq!(m.usage(&b).await.unwrap(), Usage::default());
+        // Nothing was written to the counter of a limit the grant does not have.
+        let raw = m
+            .state
+            .counter_get(METER_NAMESPACE, &b.artifact_counter())
+            .await
+            .unwrap();
+        assert_eq!(raw, 0);
+        assert_eq!(
+            m.state
+                .counter_get(METER_NAMESPACE, &format!("{g}.forgiven"))
+                .await
+                .unwrap(),
+            300
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@ use super::endpoint::Endpoint;
 use super::problem::ApiError;
 use crate::audit::events::AccessDenied;
 use crate::audit::{Actor, AuditContext};
+use crate::auth::ClientIdentity;
 use crate::auth::{AuthError, Principal, Role};
-use crate::tls::{ClientIdentity, TlsInfo};
+use crate::tls::TlsInfo;
 
 /// What the accept loop knows about a connection; shared by its requests.
 #[derive(Debug, Clone)]

@@ -31,8 +31,9 @@ use tokio::sync::Semaphore;
 use super::AppState;
 use super::context::ConnInfo;
 use super::edge;
+use crate::auth::ClientIdentity;
 use crate::metrics::Metrics;
-use crate::tls::{ClientIdentity, TlsInfo, TlsReloader};
+use crate::tls::{TlsInfo, TlsReloader};
 
 /// How a server run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,10 @@
 //! # key = "base64 of 32 bytes"        # inline; prefer key_file
 //! ```
 //!
+//! `segment_size` is written in this table but is the at-rest format's setting: it is kept
+//! here raw and validated by `at_rest::settings` (this module does not import `at_rest`,
+//! which builds on `keys`).
+//!
 //! Not here: loading the whole configuration file (the lead's `config` module embeds
 //! [`RawKeysConfig`] as its `[keys]` table).
 
@@ -29,8 +33,6 @@ use std::sync::Arc;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::at_rest::SegmentSize;
-
 use super::kek_set::{KekMaterial, KekSet, KekVersion};
 use super::keyring::{KeyIn, KeyringFile, decode_key_b64, read_secret_file};
 use super::static_keks::StaticKeks;
@@ -38,13 +40,6 @@ use super::{KEY_LEN, KekId, KeyError, KeyProvider};
 
 /// Default keyring file name, inside the data directory.
 pub const DEFAULT_KEYRING_FILE: &str = "keyring.json";
-/// Default plaintext segment size: 64 KiB.
-pub const DEFAULT_SEGMENT_SIZE: u32 = 64 * 1024;
-/// Smallest segment size the configuration accepts (the format allows smaller ones, which
-/// only waste space).
-pub const MIN_CONFIG_SEGMENT_SIZE: u32 = 4 * 1024;
-/// Largest segment size the configuration accepts (the format's maximum).
-pub const MAX_CONFIG_SEGMENT_SIZE: u32 = 16 * 1024 * 1024;
 
 /// Where KEKs come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -76,7 +71,8 @@ pub struct RawKeysConfig {
     /// The KEK versions (provider `"static"`).
     pub static_keks: Vec<RawStaticKek>,
     /// Plaintext bytes per segment for new objects: a power of two from 4096 to 16777216.
-    /// Default: 65536. Existing objects keep the size recorded in their header.
+    /// Default: 65536. Existing objects keep the size recorded in their header. Validated
+    /// by `at_rest::settings::AtRestSettings`, not by [`KeysSettings`].
     pub segment_size: Option<u64>,
 }
 
@@ -109,8 +105,6 @@ impl fmt::Debug for RawStaticKek {
 pub struct KeysSettings {
     /// Where KEKs come from.
     pub provider: ProviderSettings,
-    /// Segment size for new objects.
-    pub segment_size: SegmentSize,
 }
 
 /// The validated provider choice.
@@ -157,9 +151,6 @@ impl fmt::Debug for StaticKekSource {
 /// A `[keys]` value that is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeysConfigError {
-    /// `segment_size` out of range or not a power of two.
-    #[error("keys.segment_size must be a power of two from 4096 to 16777216, not {0}")]
-    SegmentSize(u64),
     /// Static provider without a KEK id, or with a malformed one.
     #[error(
         "keys.static_kek_id is required for provider \"static\": 1-32 characters of a-z, 0-9, '_' and '-'"
@@ -175,16 +166,8 @@ pub enum KeysConfigError {
 
 impl KeysSettings {
     /// Validates the raw table; relative paths are resolved against `data_dir`.
+    /// `segment_size` is not looked at (see the module docs).
     pub fn from_raw(raw: RawKeysConfig, data_dir: &Path) -> Result<Self, KeysConfigError> {
-        let segment_size = match raw.segment_size {
-            None => SegmentSize::new(DEFAULT_SEGMENT_SIZE)
-                .map_err(|_| KeysConfigError::SegmentSize(DEFAULT_SEGMENT_SIZE.into()))?,
-            Some(n) => u32::try_from(n)
-                .ok()
-                .filter(|n| (MIN_CONFIG_SEGMENT_SIZE..=MAX_CONFIG_SEGMENT_SIZE).contains(n))
-                .and_then(|n| SegmentSize::new(n).ok())
-                .ok_or(KeysConfigError::SegmentSize(n))?,
-        };
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { data_dir.join(p) };
         let allow = raw.danger_allow_world_readable_secrets;
         let provider = match raw.provider {
@@ -256,10 +239,7 @@ impl KeysSettings {
                 }
             }
         };
-        Ok(Self {
-            provider,
-            segment_size,
-        })
+        Ok(Self { provider })
     }
 
     /// Builds the provider: opens (or on first start creates) the keyring file, or reads
@@ -328,7 +308,6 @@ mod tests {
     #[test]
     fn defaults() {
         let s = parse("").unwrap();
-        assert_eq!(s.segment_size.get(), 65536);
         match s.provider {
             ProviderSettings::Keyring {
                 path,
@@ -344,21 +323,8 @@ mod tests {
     #[test]
     fn bad_values_are_specific_errors() {
         assert!(parse("bogus = 1").unwrap_err().contains("unknown field"));
-        assert!(
-            parse("segment_size = 1000")
-                .unwrap_err()
-                .contains("power of two")
-        );
-        assert!(
-            parse("segment_size = 2048")
-                .unwrap_err()
-                .contains("power of two")
-        );
-        assert!(
-            parse("segment_size = 33554432")
-                .unwrap_err()
-                .contains("power of two")
-        );
+        // `segment_size` is at_rest's to validate (at_rest::settings); keys accepts the key.
+        assert!(parse("segment_size = 1000").is_ok());
         assert!(
             parse("provider = \"hsm\"")
                 .unwrap_err()

@@ -5,7 +5,8 @@
 //! (`RandomizedNonceKey`, the FIPS-approved way to seal with GCM) and the AAD of
 //! [`wrap_aad`]; the layout is normative in `proto/at-rest-v1.md` §Key wrapping.
 //!
-//! Not here: where KEK material comes from ([`super::keyring`], [`super::static_keks`]).
+//! Not here: where KEK material comes from (the `keyring` and `static_keks` providers, which
+//! build on this module).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -18,7 +18,7 @@
 //! modification time or inode changes (one `stat` per operation), so a `keys rotate` or
 //! `keys retire` run by the CLI reaches a running gateway without a restart.
 //!
-//! Not here: KEKs from configuration ([`super::static_keks`]), the wrap crypto
+//! Not here: KEKs from configuration (the `static_keks` provider), the wrap crypto
 //! ([`super::kek_set`]).
 
 use std::collections::BTreeMap;

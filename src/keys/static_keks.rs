@@ -6,7 +6,7 @@
 //! `sallyport keys rewrap`; [`KeyProvider::rotate`] and [`KeyProvider::retire`] answer
 //! [`KeyError::ReadOnly`].
 //!
-//! Not here: parsing the `[keys]` section ([`super::config`]).
+//! Not here: parsing the `[keys]` section (the `config` module, which builds this provider).
 
 use async_trait::async_trait;
 

@@ -30,6 +30,10 @@
 //! * Numbers of any length are accepted; values beyond `u64::MAX` saturate, which keeps
 //!   their meaning (a first-pos that large is past any representation, a last-pos or
 //!   suffix-length that large covers everything).
+//!
+//! Tokens, OWS and the list syntax are the shared [`crate::rfc9110`] ones.
+
+use crate::rfc9110;
 
 /// The most range-specs a request may carry (empty list elements do not count).
 pub const MAX_RANGES: usize = 16;
@@ -110,24 +114,20 @@ impl RangeError {
 impl RangeSet {
     /// Parse a `Range` field value.
     pub fn parse(value: &[u8]) -> Result<Self, RangeError> {
-        let value = trim_ows(value);
+        let value = rfc9110::trim_ows(value);
         let eq = value
             .iter()
             .position(|&b| b == b'=')
             .ok_or(RangeError::Syntax)?;
         let (unit, set) = (&value[..eq], &value[eq + 1..]);
-        if unit.is_empty() || !unit.iter().all(|&b| is_tchar(b)) {
+        if !rfc9110::is_token(unit) {
             return Err(RangeError::Syntax);
         }
         if !unit.eq_ignore_ascii_case(b"bytes") {
             return Err(RangeError::UnknownUnit);
         }
         let mut specs = Vec::new();
-        for element in set.split(|&b| b == b',') {
-            let element = trim_ows(element);
-            if element.is_empty() {
-                continue;
-            }
+        for element in rfc9110::list_elements(set) {
             if specs.len() == MAX_RANGES {
                 return Err(RangeError::TooManyRanges);
             }
@@ -183,21 +183,6 @@ fn exact_less(a: &[u8], b: &[u8]) -> bool {
     let strip = |s: &[u8]| -> usize { s.iter().take_while(|&&d| d == b'0').count() };
     let (a, b) = (&a[strip(a)..], &b[strip(b)..]);
     (a.len(), a) < (b.len(), b)
-}
-
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

@@ -25,71 +25,11 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-use crate::tus::TusError;
+pub mod algorithm;
 
-/// A checksum algorithm of `Tus-Checksum-Algorithm`. Serialises as its tus name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChecksumAlgorithm {
-    /// `sha1` (required by the spec).
-    Sha1,
-    /// `sha256`
-    Sha256,
-    /// `sha512`
-    Sha512,
-    /// `md5`
-    Md5,
-}
-
-impl ChecksumAlgorithm {
-    /// Every supported algorithm, in `Tus-Checksum-Algorithm` order.
-    pub const ALL: [ChecksumAlgorithm; 4] = [Self::Sha1, Self::Sha256, Self::Sha512, Self::Md5];
-
-    /// The tus name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Sha1 => "sha1",
-            Self::Sha256 => "sha256",
-            Self::Sha512 => "sha512",
-            Self::Md5 => "md5",
-        }
-    }
-
-    /// The algorithm with this exact (lowercase) tus name.
-    pub fn from_name(name: &[u8]) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name().as_bytes() == name)
-    }
-
-    /// Digest length in bytes.
-    pub const fn digest_len(self) -> usize {
-        match self {
-            Self::Sha1 => 20,
-            Self::Sha256 => 32,
-            Self::Sha512 => 64,
-            Self::Md5 => 16,
-        }
-    }
-}
-
-impl fmt::Display for ChecksumAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What is wrong with an `Upload-Checksum` value (other than an unknown algorithm).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ChecksumProblem {
-    /// Not `algorithm SP digest` with exactly one space.
-    #[error("expected `algorithm base64-digest`")]
-    Malformed,
-    /// The digest is not canonical padded standard base64.
-    #[error("the digest is not canonical base64")]
-    Base64,
-    /// The digest has the wrong length for its algorithm.
-    #[error("the digest has the wrong length for its algorithm")]
-    DigestLength,
-}
+pub use crate::tus::error::ChecksumProblem;
+use crate::tus::error::TusError;
+pub use algorithm::ChecksumAlgorithm;
 
 /// A parsed `Upload-Checksum`: an algorithm and a digest of exactly its length.
 #[derive(Clone, PartialEq, Eq)]

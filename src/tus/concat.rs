@@ -10,9 +10,10 @@
 //! refused.
 //!
 //! Not here: whether the parts exist, are finished or belong to the requester
-//! ([`crate::tus::plan::plan_concat_final`]).
+//! (`plan::plan_concat_final`, which builds on this module).
 
-use crate::tus::TusError;
+use crate::tus::error::TusError;
+pub use crate::tus::error::{ConcatProblem, PartProblem};
 use crate::tus::record::UploadId;
 
 /// The path prefix uploads live under: starts and ends with `/`, segments of
@@ -103,50 +104,6 @@ pub enum UploadConcat {
     Partial,
     /// `final;…`: the concatenation of these partial uploads, in this order.
     Final(Vec<UploadId>),
-}
-
-/// What is wrong with an `Upload-Concat` value. URLs are never repeated back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ConcatProblem {
-    /// Neither `partial` nor `final;` followed by a URL list.
-    #[error("expected `partial` or `final;` followed by upload URLs")]
-    Malformed,
-    /// An empty list element (a doubled, leading or trailing space).
-    #[error("the URL list has an empty element at position {index}")]
-    EmptyElement {
-        /// Position in the list, from 0.
-        index: usize,
-    },
-    /// A list element that is not one of this server's upload URLs.
-    #[error("element {index} is not an upload URL of this server")]
-    NotAnUploadUrl {
-        /// Position in the list, from 0.
-        index: usize,
-    },
-    /// More parts than the configured limit.
-    #[error("more than {max} parts")]
-    TooManyParts {
-        /// The limit.
-        max: usize,
-    },
-    /// `Upload-Concat: final` together with `Upload-Length` or `Upload-Defer-Length`.
-    #[error("a final upload's length is the sum of its parts and cannot be declared")]
-    FinalWithLength,
-}
-
-/// Why a named part cannot be concatenated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PartProblem {
-    /// No such upload, not the requester's, or expired: deliberately one case, so
-    /// ownership is not an existence oracle.
-    #[error("no such upload")]
-    Missing,
-    /// The upload was not created with `Upload-Concat: partial`.
-    #[error("not a partial upload")]
-    NotPartial,
-    /// The partial upload has not received all its bytes.
-    #[error("the partial upload is unfinished")]
-    Unfinished,
 }
 
 impl UploadConcat {

@@ -8,12 +8,16 @@
 //! indices: no header value a client sent (metadata, URLs, algorithm names) is ever echoed,
 //! because some of those are PHI.
 //!
+//! Beside it live the small "what is wrong" vocabularies its variants carry — [`TusHeader`]
+//! and [`HeaderProblem`], [`ChecksumProblem`], [`ConcatProblem`] and [`PartProblem`] — so
+//! the parsers that return a [`TusError`] import this file and it imports none of them
+//! (`checksum` and `concat`, where they used to live, re-export theirs).
+//!
 //! Not here: storage and crypto failures (their own modules' errors, 503/500 at the edge),
 //! and the response headers a status needs (`Tus-Version` on 412, `Retry-After` on 423,
 //! `Upload-Offset` on 409 — the edge adds them; see `proto/upload-v1.md`).
 
-use crate::tus::checksum::{ChecksumAlgorithm, ChecksumProblem};
-use crate::tus::concat::{ConcatProblem, PartProblem};
+use crate::tus::checksum::algorithm::ChecksumAlgorithm;
 use crate::tus::metadata::MetadataError;
 
 /// A tus request header the core reads, for naming what is wrong in an error.
@@ -89,6 +93,64 @@ pub enum HeaderProblem {
     /// Not valid syntax for this header.
     #[error("is malformed")]
     Malformed,
+}
+
+/// What is wrong with an `Upload-Checksum` value (other than an unknown algorithm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChecksumProblem {
+    /// Not `algorithm SP digest` with exactly one space.
+    #[error("expected `algorithm base64-digest`")]
+    Malformed,
+    /// The digest is not canonical padded standard base64.
+    #[error("the digest is not canonical base64")]
+    Base64,
+    /// The digest has the wrong length for its algorithm.
+    #[error("the digest has the wrong length for its algorithm")]
+    DigestLength,
+}
+
+/// What is wrong with an `Upload-Concat` value. URLs are never repeated back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConcatProblem {
+    /// Neither `partial` nor `final;` followed by a URL list.
+    #[error("expected `partial` or `final;` followed by upload URLs")]
+    Malformed,
+    /// An empty list element (a doubled, leading or trailing space).
+    #[error("the URL list has an empty element at position {index}")]
+    EmptyElement {
+        /// Position in the list, from 0.
+        index: usize,
+    },
+    /// A list element that is not one of this server's upload URLs.
+    #[error("element {index} is not an upload URL of this server")]
+    NotAnUploadUrl {
+        /// Position in the list, from 0.
+        index: usize,
+    },
+    /// More parts than the configured limit.
+    #[error("more than {max} parts")]
+    TooManyParts {
+        /// The limit.
+        max: usize,
+    },
+    /// `Upload-Concat: final` together with `Upload-Length` or `Upload-Defer-Length`.
+    #[error("a final upload's length is the sum of its parts and cannot be declared")]
+    FinalWithLength,
+}
+
+/// Why a named part cannot be concatenated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PartProblem {
+    /// No such upload, not the requester's, or expired: deliberately one case, so
+    /// ownership is not an existence oracle.
+    #[error("no such upload")]
+    Missing,
+    /// The upload was not created with `Upload-Concat: partial`.
+    #[error("not a partial upload")]
+    NotPartial,
+    /// The partial upload has not received all its bytes.
+    #[error("the partial upload is unfinished")]
+    Unfinished,
 }
 
 /// A refused tus request. See the module docs; `status_hint` gives the status per variant.

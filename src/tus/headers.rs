@@ -4,13 +4,15 @@
 //! Every parser takes the raw bytes of one header value (`HeaderValue::as_bytes`) and either
 //! returns a typed value or a [`TusError`] naming the header and the problem. Numbers are
 //! strict: ASCII digits only, no sign, no whitespace, no leading zero except `0` itself,
-//! at most `u64::MAX` (checked arithmetic, never a wrap).
+//! at most `u64::MAX` (checked arithmetic, never a wrap). Tokens, OWS, lists and media-type
+//! parameters use the shared [`crate::rfc9110`] syntax.
 //!
-//! Not here: whole requests (see [`crate::tus::request`]), limits that depend on the
-//! upload (see [`crate::tus::plan`]).
+//! Not here: whole requests (the `request` module, built on this one), limits that depend
+//! on the upload (the `plan` module).
 
 use http::{HeaderName, HeaderValue};
 
+use crate::rfc9110::{self, trim_ows};
 use crate::tus::error::{HeaderProblem, TusError, TusHeader};
 use crate::tus::{TUS_VERSION, TusLimits};
 
@@ -106,7 +108,9 @@ pub fn check_offset_octet_stream(value: Option<&[u8]>) -> Result<(), TusError> {
         return Err(TusError::UnsupportedMediaType);
     }
     match params {
-        Some(params) if !params_well_formed(params) => Err(TusError::UnsupportedMediaType),
+        Some(params) if !rfc9110::parameters_well_formed(params) => {
+            Err(TusError::UnsupportedMediaType)
+        }
         _ => Ok(()),
     }
 }
@@ -116,12 +120,8 @@ pub fn check_offset_octet_stream(value: Option<&[u8]>) -> Result<(), TusError> {
 /// list elements are allowed, anything that is not a field name is refused.
 pub fn trailer_announces_checksum(value: &[u8]) -> Result<bool, TusError> {
     let mut found = false;
-    for element in value.split(|&b| b == b',') {
-        let name = trim_ows(element);
-        if name.is_empty() {
-            continue;
-        }
-        if !name.iter().all(|&b| is_tchar(b)) {
+    for name in rfc9110::list_elements(value) {
+        if !rfc9110::is_token(name) {
             return Err(TusError::header(
                 TusHeader::Trailer,
                 HeaderProblem::Malformed,
@@ -149,72 +149,6 @@ pub fn options_headers(limits: &TusLimits) -> Vec<(HeaderName, HeaderValue)> {
 /// The header every tus response but `OPTIONS` carries.
 pub fn tus_resumable_header() -> (HeaderName, HeaderValue) {
     (TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION))
-}
-
-/// Strips optional whitespace (SP / HTAB) from both ends.
-pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// `*( OWS ";" OWS parameter )` after the first `;` has been consumed; a parameter is
-/// `token "=" ( token / quoted-string )`. Empty parameters (`;;`) are tolerated as in
-/// RFC 9110's grammar.
-fn params_well_formed(params: &[u8]) -> bool {
-    let mut rest = params;
-    loop {
-        let s = trim_ows(rest);
-        if s.is_empty() {
-            return true;
-        }
-        let Some(eq) = s.iter().position(|&b| b == b'=') else {
-            // `;` followed by OWS and another `;` is an empty parameter.
-            if let Some(tail) = s.strip_prefix(b";") {
-                rest = tail;
-                continue;
-            }
-            return false;
-        };
-        let (name, value) = (&s[..eq], &s[eq + 1..]);
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return false;
-        }
-        let Some(after) = skip_param_value(value) else {
-            return false;
-        };
-        let after = trim_ows(after);
-        match after.split_first() {
-            None => return true,
-            Some((b';', tail)) => rest = tail,
-            Some(_) => return false,
-        }
-    }
-}
-
-/// Skips a token or quoted-string; returns what follows it.
-fn skip_param_value(s: &[u8]) -> Option<&[u8]> {
-    if let Some(mut q) = s.strip_prefix(b"\"") {
-        loop {
-            match q.split_first()? {
-                (b'"', tail) => return Some(tail),
-                (b'\\', tail) => q = tail.split_first()?.1,
-                (&b, tail) if b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80 => q = tail,
-                _ => return None,
-            }
-        }
-    }
-    let end = s.iter().position(|&b| !is_tchar(b)).unwrap_or(s.len());
-    (end > 0).then_some(&s[end..])
 }
 
 #[cfg(test)]

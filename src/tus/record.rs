@@ -17,7 +17,7 @@
 //! only the handler's sealed (encrypted) canonical `Upload-Metadata` as opaque bytes.
 //!
 //! Not here: the encrypted whole-file hash midstate and the data key (the handler and
-//! `at_rest` own those), the ledger entries (see [`crate::tus::ledger`]).
+//! `at_rest` own those), the ledger entries (the `ledger` module, which builds on this one).
 
 use std::fmt;
 use std::str::FromStr;

@@ -7,7 +7,8 @@
 //! 400 rather than a guess at which copy counts. Headers that do not belong to the method
 //! (`Upload-Metadata` on PATCH, …) are ignored, as the spec's extensibility expects.
 //!
-//! Not here: anything that depends on the stored upload (see [`crate::tus::plan`]).
+//! Not here: anything that depends on the stored upload (the `plan` module, which takes
+//! these requests).
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRAILER};
 use http::{HeaderMap, HeaderName};
@@ -104,9 +105,9 @@ pub struct NewFinal {
 /// A parsed POST to the creation URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateRequest {
-    /// Planned by [`crate::tus::plan::plan_create`].
+    /// Planned by `plan::plan_create`.
     Upload(NewUpload),
-    /// Planned by [`crate::tus::plan::plan_concat_final`] once the parts are loaded.
+    /// Planned by `plan::plan_concat_final` once the parts are loaded.
     Final(NewFinal),
 }
 

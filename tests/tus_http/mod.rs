@@ -390,7 +390,7 @@ pub async fn stored_plaintext(config_path: &Path, id: &str) -> Vec<u8> {
     let state = sallyport::app::open_state(&config).await.unwrap();
     let blobs = sallyport::app::open_blobs(&config).unwrap();
     let keys = config.keys.build_provider().unwrap();
-    let at_rest = sallyport::at_rest::AtRest::new(blobs, state, keys, config.keys.segment_size);
+    let at_rest = sallyport::at_rest::AtRest::new(blobs, state, keys, config.at_rest.segment_size);
     let id: sallyport::tus::record::UploadId = id.parse().unwrap();
     let reader = at_rest.open_reader(id.opaque()).await.unwrap();
     reader.read_range(0, reader.len()).await.unwrap().to_vec()
