@@ -1,14 +1,13 @@
 //! The tus 1.0.0 protocol core: headers, metadata, checksums, the upload state machine and
 //! the chunk ledger, as pure code with no I/O.
 //!
-//! The upload handler (in `http::handlers`) is meant to be thin: it parses a request with
+//! The upload engine (`crate::upload`) drives it: it parses a request with
 //! [`request::PatchRequest::from_headers`] / [`request::CreateRequest::from_headers`], asks
 //! a `plan_*` function in [`plan`] what to do with the stored [`record::UploadRecord`],
 //! streams the body through a [`checksum::ChunkHasher`], and after the bytes are durable
 //! calls [`plan::PatchPlan::commit`] to get the new record, the ledger entry and the
-//! response headers. Every refusal is a [`TusError`] whose
-//! [`status_hint`](TusError::status_hint) and [`code`](TusError::code) the edge turns into a
-//! problem+json response.
+//! response headers. Every refusal is a [`TusError`] value; the error table
+//! (`http::problem::upload`) gives each variant its status, problem code and headers.
 //!
 //! The profile this implements — what Sallyport sends and accepts, limits, error codes, the
 //! ledger format, concatenation digests — is written normatively in `proto/upload-v1.md`;

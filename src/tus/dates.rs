@@ -9,7 +9,7 @@
 //! re-format and compare), so every accepted text has one meaning and one spelling.
 //! Timestamps lie between 1970-01-01 and 9999-12-31, which keeps every year four digits.
 //!
-//! Not here: reading the clock in the core. [`Timestamp::now`] exists for the handler;
+//! Not here: reading the clock in the core. [`Timestamp::now`] exists for the upload engine;
 //! every `plan_*` function takes `now` as an argument.
 
 use std::fmt;

@@ -1,10 +1,9 @@
 //! [`TusError`]: every way the tus core refuses a request, as a value.
 //!
 //! Variants know nothing of HTTP. Each is documented with the status the tus 1.0.0 spec
-//! (or, where the spec is silent, `proto/upload-v1.md`) requires, and offers it as a plain
-//! number through [`TusError::status_hint`] together with a stable machine-readable
-//! [`TusError::code`], so the one edge mapping can build the problem+json response from a
-//! table without matching on variants. Display texts are static apart from byte counts and
+//! (or, where the spec is silent, `proto/upload-v1.md`) requires; the status, the stable
+//! problem code and the headers are the error table's (`http::problem::upload`), the one
+//! place that decides what a client sees. Display texts are static apart from byte counts and
 //! indices: no header value a client sent (metadata, URLs, algorithm names) is ever echoed,
 //! because some of those are PHI.
 //!
@@ -153,7 +152,7 @@ pub enum PartProblem {
     Unfinished,
 }
 
-/// A refused tus request. See the module docs; `status_hint` gives the status per variant.
+/// A refused tus request. See the module docs; each variant names the status it answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TusError {
     /// `Tus-Resumable` missing or not `1.0.0`. **412**, with `Tus-Version: 1.0.0`; the
@@ -262,7 +261,7 @@ pub enum TusError {
         /// Why the part cannot be used.
         problem: PartProblem,
     },
-    /// The handler committed a completing chunk without the whole-file digest: a bug in
+    /// The upload engine committed a completing chunk without the whole-file digest: a bug in
     /// the caller, never client input. **500**.
     #[error("internal: a completing chunk needs the whole-file digest")]
     WholeFileDigestMissing,
@@ -275,66 +274,6 @@ pub enum TusError {
 }
 
 impl TusError {
-    /// The HTTP status the spec (or `proto/upload-v1.md`) requires for this refusal.
-    /// The edge's mapping table uses it; the core never builds responses itself.
-    pub fn status_hint(&self) -> u16 {
-        match self {
-            TusError::UnsupportedVersion => 412,
-            TusError::UnsupportedMediaType => 415,
-            TusError::ChecksumMismatch { .. } => 460,
-            TusError::UploadTooLarge { .. } | TusError::ExceedsLength { .. } => 413,
-            TusError::OffsetMismatch { .. } => 409,
-            TusError::NotFound | TusError::NotOwner => 404,
-            TusError::Expired => 410,
-            TusError::FinalUpload => 403,
-            TusError::Locked { .. } => 423,
-            TusError::WholeFileDigestMissing => 500,
-            TusError::MissingHeader(_)
-            | TusError::InvalidHeader { .. }
-            | TusError::InvalidMetadata(_)
-            | TusError::UnsupportedChecksumAlgorithm
-            | TusError::InvalidChecksum(_)
-            | TusError::ChecksumTwice
-            | TusError::ChecksumTrailerMissing
-            | TusError::LengthRequired
-            | TusError::LengthAndDeferLength
-            | TusError::LengthImmutable
-            | TusError::LengthBelowOffset { .. }
-            | TusError::InvalidConcat(_)
-            | TusError::ConcatPart { .. } => 400,
-        }
-    }
-
-    /// The stable machine-readable code for problem+json (`proto/upload-v1.md` lists them).
-    pub fn code(&self) -> &'static str {
-        match self {
-            TusError::UnsupportedVersion => "tus.version_unsupported",
-            TusError::MissingHeader(_) => "tus.header_missing",
-            TusError::InvalidHeader { .. } => "tus.header_invalid",
-            TusError::UnsupportedMediaType => "tus.content_type",
-            TusError::InvalidMetadata(e) => e.code(),
-            TusError::UnsupportedChecksumAlgorithm => "tus.checksum_algorithm",
-            TusError::InvalidChecksum(_) => "tus.checksum_invalid",
-            TusError::ChecksumTwice => "tus.checksum_twice",
-            TusError::ChecksumTrailerMissing => "tus.checksum_trailer_missing",
-            TusError::ChecksumMismatch { .. } => "tus.checksum_mismatch",
-            TusError::LengthRequired => "tus.length_required",
-            TusError::LengthAndDeferLength => "tus.length_and_defer",
-            TusError::UploadTooLarge { .. } => "tus.too_large",
-            TusError::ExceedsLength { .. } => "tus.exceeds_length",
-            TusError::LengthImmutable => "tus.length_immutable",
-            TusError::LengthBelowOffset { .. } => "tus.length_below_offset",
-            TusError::OffsetMismatch { .. } => "tus.offset_mismatch",
-            TusError::NotFound | TusError::NotOwner => "tus.not_found",
-            TusError::Expired => "tus.expired",
-            TusError::FinalUpload => "tus.final_upload",
-            TusError::InvalidConcat(_) => "tus.concat_invalid",
-            TusError::ConcatPart { .. } => "tus.concat_part",
-            TusError::Locked { .. } => "tus.locked",
-            TusError::WholeFileDigestMissing => "server.internal",
-        }
-    }
-
     /// Shorthand for an [`TusError::InvalidHeader`].
     pub(crate) fn header(header: TusHeader, problem: HeaderProblem) -> Self {
         TusError::InvalidHeader { header, problem }
@@ -346,39 +285,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_stable_dotted_names() {
-        let samples = [
-            TusError::UnsupportedVersion,
-            TusError::MissingHeader(TusHeader::UploadOffset),
-            TusError::UnsupportedMediaType,
-            TusError::ChecksumMismatch {
-                algorithm: ChecksumAlgorithm::Sha1,
-            },
-            TusError::OffsetMismatch {
-                current: 1,
-                sent: 2,
-            },
-            TusError::NotOwner,
-            TusError::Locked {
-                retry_after_secs: 3,
-            },
-        ];
-        for e in samples {
-            let code = e.code();
-            assert!(code.starts_with("tus."), "{code}");
-            assert!(
-                code[4..]
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
     fn not_owner_is_indistinguishable_from_not_found_publicly() {
-        assert_eq!(TusError::NotOwner.code(), TusError::NotFound.code());
-        assert_eq!(TusError::NotOwner.status_hint(), 404);
         assert_eq!(
             TusError::NotOwner.to_string(),
             TusError::NotFound.to_string()

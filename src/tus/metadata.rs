@@ -21,7 +21,7 @@
 //! `key SP base64` for non-empty values and a bare `key` for empty ones; parsing it gives
 //! back the same [`Metadata`].
 //!
-//! Not here: encryption of the stored form (the handler seals the canonical string).
+//! Not here: encryption of the stored form (the upload engine seals the canonical string).
 
 use std::fmt;
 
@@ -107,18 +107,6 @@ pub enum MetadataError {
         /// The limit.
         max: usize,
     },
-}
-
-impl MetadataError {
-    /// Stable problem code: `tus.metadata_too_large` for limits, else `tus.metadata_invalid`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            MetadataError::KeyTooLong { .. }
-            | MetadataError::TooManyPairs { .. }
-            | MetadataError::TooLarge { .. } => "tus.metadata_too_large",
-            _ => "tus.metadata_invalid",
-        }
-    }
 }
 
 /// Parsed upload metadata: unique printable-ASCII keys with byte values, in received order.
@@ -359,11 +347,6 @@ mod tests {
         // Huge values are refused before being decoded.
         let huge = format!("a {}", "A".repeat(1 << 20));
         assert_eq!(p(&huge).err(), Some(MetadataError::TooLarge { max: 4 }));
-        assert_eq!(
-            MetadataError::TooLarge { max: 4 }.code(),
-            "tus.metadata_too_large"
-        );
-        assert_eq!(MetadataError::Empty.code(), "tus.metadata_invalid");
     }
 
     #[test]

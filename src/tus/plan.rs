@@ -18,10 +18,10 @@
 //! ([`PatchPlan::max_body`]), which digests to compute ([`PatchPlan::hasher`]) and whether a
 //! cut-off body may be kept ([`PatchPlan::keep_partial_on_abort`]). After the bytes are
 //! durable, [`PatchPlan::commit`] advances the record and yields the ledger entry. The
-//! handler updates its whole-file SHA-256 with the same bytes and passes it to `commit`,
+//! upload engine updates its whole-file SHA-256 with the same bytes and passes it to `commit`,
 //! which finalises a copy only when the chunk completes the upload.
 //!
-//! Not here: reading bodies, fsync, leases ([`TusError::Locked`] is the handler's), the
+//! Not here: reading bodies, fsync, leases ([`TusError::Locked`] is the upload engine's), the
 //! per-principal open-upload limit (a state-store counter), sealing metadata.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -65,7 +65,7 @@ pub struct Commit {
 /// A new ordinary or partial upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatePlan {
-    /// The record to store (with `Expect::Absent`); the handler sets `metadata`.
+    /// The record to store (with `Expect::Absent`); the upload engine sets `metadata`.
     pub record: UploadRecord,
     /// How to take the request's first chunk, when it carries one.
     pub body: Option<PatchPlan>,
@@ -244,7 +244,7 @@ pub fn plan_concat_final(
 
 /// Completes a final upload once its parts' plaintext, `hashed` bytes in all, went through
 /// `whole_file` in order. Returns `false` and changes nothing when the record is not an
-/// unfinished final upload or `hashed` is not its length (the handler treats that as an
+/// unfinished final upload or `hashed` is not its length (the upload engine treats that as an
 /// internal error: the parts changed under it).
 pub fn complete_final(
     record: &mut UploadRecord,
@@ -260,7 +260,7 @@ pub fn complete_final(
     true
 }
 
-/// The HEAD response headers (status 200), except `Upload-Metadata`, which the handler
+/// The HEAD response headers (status 200), except `Upload-Metadata`, which the upload engine
 /// adds from the unsealed canonical form when `record.metadata` is set.
 pub fn plan_head(
     record: &UploadRecord,
@@ -409,7 +409,7 @@ impl PatchPlan {
     }
 
     /// Whether a chunk of `length` bytes applied to `record` completes the upload (then
-    /// the handler finishes the object and passes its whole-file SHA-256 to
+    /// the upload engine finishes the object and passes its whole-file SHA-256 to
     /// [`PatchPlan::commit`]).
     pub fn completes(&self, record: &UploadRecord, length: u64) -> bool {
         let total = self.set_length.or(record.length);

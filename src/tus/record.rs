@@ -14,9 +14,9 @@
 //! and `proto/vectors/upload-v1/record.json` a golden example.
 //!
 //! Upload metadata is PHI and is *not* in the clear here: [`UploadRecord::metadata`] holds
-//! only the handler's sealed (encrypted) canonical `Upload-Metadata` as opaque bytes.
+//! only the upload engine's sealed (encrypted) canonical `Upload-Metadata` as opaque bytes.
 //!
-//! Not here: the encrypted whole-file hash midstate and the data key (the handler and
+//! Not here: the encrypted whole-file hash midstate and the data key (the upload engine and
 //! `at_rest` own those), the ledger entries (the `ledger` module, which builds on this one).
 
 use std::fmt;
@@ -111,7 +111,7 @@ impl<'de> serde::Deserialize<'de> for Sha256Digest {
     }
 }
 
-/// Opaque ciphertext of the upload's canonical `Upload-Metadata`, sealed by the handler.
+/// Opaque ciphertext of the upload's canonical `Upload-Metadata`, sealed by the upload engine.
 /// JSON as base64; `Debug` shows only its length.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedMetadata(pub Vec<u8>);

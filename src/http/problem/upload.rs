@@ -152,3 +152,120 @@ impl Describe for UploadError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tus::checksum::ChecksumAlgorithm;
+    use crate::tus::error::{ConcatProblem, TusHeader};
+
+    fn status_code(e: &TusError) -> (u16, &'static str) {
+        let p = e.problem();
+        (p.status.as_u16(), p.code)
+    }
+
+    #[test]
+    fn tus_refusals_answer_the_statuses_and_codes_of_the_upload_profile() {
+        let cases = [
+            (TusError::UnsupportedVersion, 412, "tus.version_unsupported"),
+            (
+                TusError::MissingHeader(TusHeader::UploadOffset),
+                400,
+                "tus.header_missing",
+            ),
+            (TusError::UnsupportedMediaType, 415, "tus.content_type"),
+            (
+                TusError::ChecksumMismatch {
+                    algorithm: ChecksumAlgorithm::Sha1,
+                },
+                460,
+                "tus.checksum_mismatch",
+            ),
+            (TusError::UploadTooLarge { max: 1 }, 413, "tus.too_large"),
+            (
+                TusError::ExceedsLength { length: 1 },
+                413,
+                "tus.exceeds_length",
+            ),
+            (
+                TusError::OffsetMismatch {
+                    current: 1,
+                    sent: 2,
+                },
+                409,
+                "tus.offset_mismatch",
+            ),
+            (TusError::Expired, 410, "tus.expired"),
+            (TusError::FinalUpload, 403, "tus.final_upload"),
+            (
+                TusError::InvalidConcat(ConcatProblem::TooManyParts { max: 4 }),
+                400,
+                "tus.concat_invalid",
+            ),
+            (
+                TusError::Locked {
+                    retry_after_secs: 3,
+                },
+                423,
+                "tus.locked",
+            ),
+            (
+                TusError::InvalidMetadata(MetadataError::TooLarge { max: 4 }),
+                400,
+                "tus.metadata_too_large",
+            ),
+            (
+                TusError::InvalidMetadata(MetadataError::Empty),
+                400,
+                "tus.metadata_invalid",
+            ),
+            (TusError::WholeFileDigestMissing, 500, "server.internal"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(status_code(&e), (status, code), "{e:?}");
+            let code = e.problem().code;
+            if code.starts_with("tus.") {
+                assert!(
+                    code[4..]
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    "{code}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_strangers_upload_is_indistinguishable_from_none() {
+        assert_eq!(TusError::NotOwner.problem(), TusError::NotFound.problem());
+        let mut a = HeaderMap::new();
+        let mut b = HeaderMap::new();
+        UploadError::from(TusError::NotOwner).headers(&mut a);
+        UploadError::from(TusError::NotFound).headers(&mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn tus_refusals_carry_the_headers_their_status_needs() {
+        let mut h = HeaderMap::new();
+        UploadError::from(TusError::OffsetMismatch {
+            current: 42,
+            sent: 7,
+        })
+        .headers(&mut h);
+        assert_eq!(h[UPLOAD_OFFSET], "42");
+        assert_eq!(h[TUS_RESUMABLE], "1.0.0");
+        let mut h = HeaderMap::new();
+        UploadError::from(TusError::UnsupportedVersion).headers(&mut h);
+        assert_eq!(h[TUS_VERSION_HEADER], "1.0.0");
+        let mut h = HeaderMap::new();
+        UploadError::from(TusError::Locked {
+            retry_after_secs: 9,
+        })
+        .headers(&mut h);
+        assert_eq!(h[RETRY_AFTER], "9");
+        // Two writers meeting in the at-rest layer answer like a busy lease.
+        let e = UploadError::AtRest(crate::at_rest::AtRestError::ConcurrentWrite);
+        assert_eq!(e.problem().status, StatusCode::LOCKED);
+    }
+}
