@@ -23,6 +23,10 @@
 //! nonce. Golden vectors use a `#[cfg(test)]`-only sealer with fixed nonces.
 //!
 //! Not here: blob I/O, recovery, the tail record.
+//!
+//! Size: past ~400 lines because it is the whole v1 format core (header, key derivation,
+//! AAD, sealing, length rules) in one place, mirroring `proto/at-rest-v1.md` section by
+//! section; the golden vectors live in `vectors`.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, RandomizedNonceKey, UnboundKey};
 use aws_lc_rs::hkdf;

@@ -25,6 +25,10 @@
 //! Dropping a writer without `commit` is a rollback that happens at the next recovery.
 //!
 //! Not here: the segment codec ([`super::format`]), the hot loop ([`super::encoder`]).
+//!
+//! Size: past ~400 lines because append, commit, finish and recovery share the writer's
+//! invariants (batch buffer, tail generation, hash midstate) and are reviewed together
+//! against the crash-injection steps above.
 
 use std::fmt;
 use std::sync::Arc;

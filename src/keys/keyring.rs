@@ -20,6 +20,9 @@
 //!
 //! Not here: KEKs from configuration (the `static_keks` provider), the wrap crypto
 //! ([`super::kek_set`]).
+//!
+//! Size: just past ~400 lines: the file format, its locking and atomic rewrite, and the
+//! provider over it change together.
 
 use std::collections::BTreeMap;
 use std::fmt;

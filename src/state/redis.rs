@@ -39,6 +39,10 @@
 //!
 //! Not here: the meaning of the bytes; Redis Cluster; TLS to Redis beyond what the URL
 //! scheme (`rediss://`) gives.
+//!
+//! Size: past ~400 lines because it implements every method of the `StateStore` trait
+//! (records, indices, counters, leases, logs) and one trait impl cannot be split across
+//! files; the key layout (`keys`) and the Lua scripts (`scripts`) are already apart.
 
 use std::future::Future;
 use std::time::Duration;
