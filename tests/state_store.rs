@@ -1,6 +1,6 @@
 //! The `StateStore` conformance suite: every case in `cases` is written once against
-//! `Arc<dyn StateStore>` and run against the embedded store (in a temp dir) and the real
-//! Redis at 127.0.0.1:6379 (override with `SALLYPORT_TEST_REDIS_URL`), each Redis test under
+//! `Arc<dyn StateStore>` and run against the in-memory store the other tests use
+//! (`MemoryStore`), the embedded store (in a temp dir) and the real Redis at 127.0.0.1:6379 (override with `SALLYPORT_TEST_REDIS_URL`), each Redis test under
 //! its own random key prefix, deleted afterwards.
 //!
 //! When Redis is unreachable the Redis tests print a notice and return, except when the `CI`
@@ -34,6 +34,15 @@ mod redis_only;
 /// Generates one test per case for each backend.
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let h = crate::harness::Harness::memory();
+                    crate::cases::$case(h.store()).await;
+                }
+            )*
+        }
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

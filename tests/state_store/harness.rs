@@ -1,4 +1,4 @@
-//! Test fixtures: a fresh embedded store in a temp dir, or a Redis store under a random key
+//! Test fixtures: a fresh in-memory store, a fresh embedded store in a temp dir, or a Redis store under a random key
 //! prefix whose keys are deleted when the harness drops (even after a failed assertion).
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use sallyport::ids::OpaqueId;
 use sallyport::state::StateStore;
 use sallyport::state::embedded::EmbeddedStateStore;
+use sallyport::state::memory::MemoryStore;
 use sallyport::state::redis::{RedisStateStore, RedisTimeouts};
 
 /// The Redis the tests use.
@@ -45,6 +46,14 @@ pub struct Harness {
 }
 
 impl Harness {
+    pub fn memory() -> Self {
+        Self {
+            store: Arc::new(MemoryStore::new()),
+            _dir: None,
+            redis_prefix: None,
+        }
+    }
+
     pub fn embedded() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap();
