@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -197,14 +199,13 @@ fn over_local_blobs_and_the_redis_state_store() {
     let path = dir.path().to_owned();
     rt().block_on(async move {
         let prefix = format!("sallyport-test-atrest-{}:", OpaqueId::random());
-        let store = match RedisStateStore::connect("redis://127.0.0.1:6379", &prefix).await {
-            Ok(s) => Arc::new(s) as Arc<dyn StateStore>,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: Redis on 127.0.0.1:6379 is unreachable ({e})");
-                return;
-            }
-            Err(e) => panic!("CI is set and Redis is unreachable: {e}"),
+        let url = support::ci::redis_url();
+        let connected = RedisStateStore::connect(&url, &prefix).await;
+        let Some(store) = support::ci::require_or_skip(&format!("Redis at {url}"), connected)
+        else {
+            return;
         };
+        let store: Arc<dyn StateStore> = Arc::new(store);
         scenario(&path, || store.clone()).await;
         // The scenario deleted its object; nothing of this test is left under the prefix.
         assert!(

@@ -6,14 +6,13 @@
 //! Needs Redis on 127.0.0.1:6379 (unique key prefix per test). Skipped with a notice when
 //! it is unreachable, except under `CI`, where that fails.
 
-mod links_support;
 mod support;
 
-use links_support::{
-    PUBLISHER_TOKEN, actions, data, import, issue, publisher_toml, redis_available, redis_prefix,
-};
 use serde_json::json;
 use support::Gateway;
+use support::links::{
+    PUBLISHER_TOKEN, actions, data, import, issue, publisher_toml, redis_available, redis_prefix,
+};
 
 fn redis_extra(prefix: &str) -> String {
     format!(
@@ -58,7 +57,7 @@ async fn a_revocation_on_one_instance_stops_the_link_on_another_at_once() {
     assert_eq!(resp.status(), 403);
     drop(two);
     // Both instances wrote the one audit chain in Redis.
-    let audit = links_support::stop_and_export_audit(&mut one);
+    let audit = support::links::stop_and_export_audit(&mut one);
     let rejected = actions(&audit, "download.rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["details"]["reason"], "revoked");

@@ -30,6 +30,7 @@ mod harness;
 mod processes;
 #[path = "state_store/redis_only.rs"]
 mod redis_only;
+mod support;
 
 /// Generates one test per case for each backend.
 macro_rules! suite {

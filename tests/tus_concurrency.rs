@@ -10,13 +10,12 @@
 //! gateway's own configuration.
 
 mod support;
-mod tus_http;
 
 use std::path::Path;
 use std::time::Duration;
 
 use support::Gateway;
-use tus_http::*;
+use support::tus_http::*;
 
 // === racing PATCHes ===
 
@@ -162,18 +161,10 @@ impl RedisPrefix {
         let reachable = redis::Client::open(REDIS_URL)
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-        match reachable {
-            Ok(_) => Some(RedisPrefix {
-                prefix: format!("sallyport-test-tus:{}:", sallyport::ids::OpaqueId::random()),
-            }),
-            Err(e) if std::env::var_os("CI").is_some() => {
-                panic!("CI is set and Redis at {REDIS_URL} is unreachable: {e}")
-            }
-            Err(e) => {
-                eprintln!("NOTICE: skipping a two-instance test, Redis is unreachable: {e}");
-                None
-            }
-        }
+        support::ci::require_or_skip(&format!("Redis at {REDIS_URL}"), reachable)?;
+        Some(RedisPrefix {
+            prefix: format!("sallyport-test-tus:{}:", sallyport::ids::OpaqueId::random()),
+        })
     }
 }
 

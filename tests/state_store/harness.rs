@@ -10,10 +10,7 @@ use sallyport::state::embedded::EmbeddedStateStore;
 use sallyport::state::memory::MemoryStore;
 use sallyport::state::redis::{RedisStateStore, RedisTimeouts};
 
-/// The Redis the tests use.
-pub fn redis_url() -> String {
-    std::env::var("SALLYPORT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use crate::support::ci::redis_url;
 
 /// A unique key prefix for one test.
 pub fn unique_prefix() -> String {
@@ -27,16 +24,8 @@ pub async fn connect_redis(prefix: &str) -> Option<RedisStateStore> {
         connect: Duration::from_secs(2),
         command: Duration::from_secs(10),
     };
-    match RedisStateStore::connect_with(&redis_url(), prefix, timeouts).await {
-        Ok(store) => Some(store),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set and Redis at {} is unreachable: {e}", redis_url())
-        }
-        Err(e) => {
-            eprintln!("NOTICE: skipping a Redis test, Redis is unreachable: {e}");
-            None
-        }
-    }
+    let connected = RedisStateStore::connect_with(&redis_url(), prefix, timeouts).await;
+    crate::support::ci::require_or_skip(&format!("Redis at {}", redis_url()), connected)
 }
 
 pub struct Harness {
