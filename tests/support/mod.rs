@@ -14,6 +14,8 @@
 //! - `mem_state`: the library's `MemoryStore` with injected outages and tampering.
 //! - `at_rest`: at-rest stores over those two.
 //! - `links`, `tus_http`, `tus_e2e`: clients for the link/download and upload tests.
+//! - `tus_core`: small pure helpers for the tus core tests (limits, principals, headers).
+//! - `uploads`: the real upload engine in-process over the in-memory stores.
 #![allow(
     dead_code,
     unused_imports,
@@ -30,8 +32,10 @@ pub mod links;
 pub mod mem_blob;
 pub mod mem_state;
 pub mod tls;
+pub mod tus_core;
 pub mod tus_e2e;
 pub mod tus_http;
+pub mod uploads;
 
 pub use gateway::{
     ADMIN_TOKEN, Gateway, LAB_TOKEN, UPLOADER_TOKEN, cli, cli_output, clients_toml, sallyport,
