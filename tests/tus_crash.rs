@@ -92,13 +92,7 @@ impl Killer {
             return;
         }
         *state = Arming::Fired;
-        let ok = std::process::Command::new("kill")
-            .arg("-KILL")
-            .arg(self.pid.to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -KILL {}", self.pid);
+        support::gateway::send_signal(self.pid, "KILL");
     }
 
     fn kill_after(&self, delay: Duration) {

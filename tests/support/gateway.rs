@@ -183,14 +183,9 @@ impl Gateway {
         self.client_with(&[&rustls::version::TLS13], &[b"h2", b"http/1.1"])
     }
 
+    /// Sends `sig` (`TERM`, `HUP`, `KILL`…) to the gateway.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
+        send_signal(self.child.id(), sig);
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -230,6 +225,17 @@ pub fn cli(config: &Path, args: &[&str]) -> String {
     let out = cli_output(config, args);
     assert!(out.status.success(), "sallyport {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Sends `sig` to process `pid` (usable from another thread than the `Gateway`'s owner).
+pub fn send_signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
