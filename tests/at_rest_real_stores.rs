@@ -23,6 +23,7 @@ use sallyport::state::StateStore;
 use sallyport::state::embedded::EmbeddedStateStore;
 use sallyport::state::redis::RedisStateStore;
 use sha2::{Digest, Sha256};
+use support::data::data;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -30,12 +31,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
-        .collect()
 }
 
 fn open(
@@ -199,7 +194,7 @@ fn over_local_blobs_and_the_redis_state_store() {
     let path = dir.path().to_owned();
     rt().block_on(async move {
         let prefix = format!("sallyport-test-atrest-{}:", OpaqueId::random());
-        let url = support::ci::redis_url();
+        let url = support::redis::url();
         let connected = RedisStateStore::connect(&url, &prefix).await;
         let Some(store) = support::ci::require_or_skip(&format!("Redis at {url}"), connected)
         else {

@@ -4,17 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sallyport::ids::OpaqueId;
 use sallyport::state::StateStore;
 use sallyport::state::embedded::EmbeddedStateStore;
 use sallyport::state::memory::MemoryStore;
 use sallyport::state::redis::{RedisStateStore, RedisTimeouts};
 
-pub use crate::support::ci::redis_url;
+pub use crate::support::redis::{delete_prefix, url as redis_url};
 
 /// A unique key prefix for one test.
 pub fn unique_prefix() -> String {
-    format!("sallyport-test:{}:", OpaqueId::random())
+    crate::support::redis::unique_prefix("state")
 }
 
 /// Connects to the test Redis, or decides what to do when it is not there: fail under `CI`,
@@ -73,35 +72,5 @@ impl Drop for Harness {
         if let Some(prefix) = &self.redis_prefix {
             delete_prefix(prefix);
         }
-    }
-}
-
-/// Deletes every key under `prefix` (synchronously, so it also runs while unwinding).
-pub fn delete_prefix(prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else {
-        return;
-    };
-    let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
-        return;
-    };
-    let mut cursor: u64 = 0;
-    loop {
-        let Ok((next, keys)): redis::RedisResult<(u64, Vec<Vec<u8>>)> = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut con)
-        else {
-            return;
-        };
-        if !keys.is_empty() {
-            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut con);
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
     }
 }

@@ -1,12 +1,11 @@
 //! Helpers shared by the link and download tests: a publisher client in the config,
 //! registering artifacts through the import directory, issuing links, reading the audit
-//! trail, Redis key prefixes.
+//! trail.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-pub use super::ci::redis_available;
 pub use super::data::{data, sha256_hex};
 use super::{Gateway, cli, token_hash};
 
@@ -107,13 +106,4 @@ pub fn export_audit(config: &Path) -> Vec<Value> {
 /// Entries with this action.
 pub fn actions<'a>(entries: &'a [Value], action: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["action"] == action).collect()
-}
-
-/// A unique Redis key prefix for one test.
-pub fn redis_prefix(test: &str) -> String {
-    format!(
-        "sallyport-test:{test}:{}:{}:",
-        std::process::id(),
-        sallyport::ids::OpaqueId::random()
-    )
 }

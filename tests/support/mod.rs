@@ -13,6 +13,7 @@
 //!   (run through the BlobStore conformance suite).
 //! - `mem_state`: the library's `MemoryStore` with injected outages and tampering.
 //! - `at_rest`: at-rest stores over those two.
+//! - `redis`: the test Redis, its availability and per-test key prefixes.
 //! - `links`, `tus_http`, `tus_e2e`: clients for the link/download and upload tests.
 //! - `tus_core`: small pure helpers for the tus core tests (limits, principals, headers).
 //! - `uploads`: the real upload engine in-process over the in-memory stores.
@@ -31,6 +32,7 @@ pub mod gateway;
 pub mod links;
 pub mod mem_blob;
 pub mod mem_state;
+pub mod redis;
 pub mod tls;
 pub mod tus_core;
 pub mod tus_e2e;
