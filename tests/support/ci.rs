@@ -23,19 +23,6 @@ pub fn require_or_skip<T, E: Display>(what: &str, available: Result<T, E>) -> Op
     }
 }
 
-/// [`require_or_skip`] for a plain condition.
-pub fn require(what: &str, available: bool) -> bool {
-    require_or_skip(
-        what,
-        if available {
-            Ok(())
-        } else {
-            Err("not available")
-        },
-    )
-    .is_some()
-}
-
 /// Reports that `what` is unavailable because of `why`: a panic under `CI`, a notice
 /// otherwise (the caller then returns).
 #[track_caller]
