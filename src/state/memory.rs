@@ -413,3 +413,30 @@ fn head(inner: &Inner, log: LogName) -> Option<LogEntry> {
         bytes,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! What the conformance suite does not ask: that `Debug` never shows record bytes.
+
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_shows_no_record_bytes() {
+        let store = MemoryStore::new();
+        let ns = Namespace::new("dek");
+        store
+            .put(
+                ns,
+                "a",
+                b"wrapped-key-bytes",
+                Expect::Absent,
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let shown = format!("{store:?} {:?}", store.get(ns, "a").await.unwrap());
+        assert!(!shown.contains("wrapped-key"), "{shown}");
+        assert!(shown.contains("records: Some(1)"), "{shown}");
+    }
+}
