@@ -17,6 +17,9 @@
 //!
 //! Not here: durability (there is none; `counter_add_deferred` is `counter_add`), and any
 //! fault injection (tests that need outages wrap this store).
+//!
+//! One file a little over the house's ~400 lines, because it is one trait implemented
+//! over one set of maps: split, each half would need the other's private state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
