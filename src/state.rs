@@ -7,7 +7,7 @@
 //!
 //! The trait offers a handful of primitives, each with one precise meaning that both
 //! implementations must honour (the conformance suite in `tests/state_store.rs` runs
-//! against both):
+//! against both, and against the in-memory store the tests use, [`memory::MemoryStore`]):
 //!
 //! * **records**: opaque bytes under `(namespace, id)`, each with a version that starts at 1
 //!   and grows by one on every write; writes are compare-and-swap against an [`Expect`];
@@ -32,6 +32,7 @@ use async_trait::async_trait;
 
 pub mod embedded;
 mod limits;
+pub mod memory;
 pub mod redis;
 
 /// A record namespace: a static, lowercase name chosen by the module that owns the records

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use sallyport::cli::keys as keys_cli;
@@ -20,7 +19,9 @@ use sallyport::keys::admin::KeyEvent;
 use sallyport::keys::{KeysSettings, RawKeysConfig};
 use sallyport::state::StateStore;
 
-use support::{MemBlob, MemState, data};
+use sallyport::state::memory::MemoryStore;
+use support::data::data;
+use support::mem_blob::MemBlob;
 
 async fn cmd(
     settings: &KeysSettings,
@@ -49,7 +50,7 @@ fn status_rotate_rewrap_retire() {
             let at_rest_settings = AtRestSettings::from_raw(raw.segment_size).unwrap();
             let settings = KeysSettings::from_raw(raw, dir.path()).unwrap();
             let blob = Arc::new(MemBlob::default());
-            let state: Arc<dyn StateStore> = Arc::new(MemState::default());
+            let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
             let at_rest = AtRest::new(
                 blob.clone(),
                 state.clone(),

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -15,7 +14,9 @@ use sallyport::blob::{BlobId, BlobKind};
 use sallyport::ids::OpaqueId;
 use sha2::{Digest, Sha256};
 
-use support::{CrashMode, MemBlob, Unsynced, data, store};
+use support::at_rest::store;
+use support::data::data;
+use support::mem_blob::{CrashMode, MemBlob, Unsynced};
 
 const S: usize = 16;
 const H: usize = 108;
@@ -351,15 +352,14 @@ fn no_nonce_repeats_under_a_key_across_appends_crashes_and_retries() {
             total += list.len();
         }
         // The wrapped DEKs' nonces (all under the one KEK) are distinct too.
-        let wraps: HashSet<Vec<u8>> = objects
-            .iter()
-            .map(|o| {
-                let rec = state
-                    .raw(sallyport::keys::record::DEK_NAMESPACE, &o.to_string())
-                    .unwrap();
-                rec[rec.len() - 60..rec.len() - 48].to_vec()
-            })
-            .collect();
+        let mut wraps: HashSet<Vec<u8>> = HashSet::new();
+        for o in &objects {
+            let rec = state
+                .raw(sallyport::keys::record::DEK_NAMESPACE, &o.to_string())
+                .await
+                .unwrap();
+            wraps.insert(rec[rec.len() - 60..rec.len() - 48].to_vec());
+        }
         assert_eq!(wraps.len(), objects.len());
         // The run is long, and retries really re-sealed the same segment indices.
         assert!(total > 1000, "only {total} nonces recorded");

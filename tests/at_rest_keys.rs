@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -18,7 +17,9 @@ use sallyport::keys::keyring::KeyringFile;
 use sallyport::keys::{KekState, KeyError, KeyProvider};
 use sallyport::state::StateStore;
 
-use support::{MemBlob, MemState, data};
+use support::data::data;
+use support::mem_blob::MemBlob;
+use support::mem_state::FaultyState;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -160,7 +161,7 @@ fn rotate_then_rewrap_leaves_every_object_readable_with_no_blob_modified() {
         let keys: Arc<dyn KeyProvider> =
             Arc::new(KeyringFile::open_or_create(&dir.path().join("keyring.json"), false).unwrap());
         let blob = Arc::new(MemBlob::default());
-        let mem_state = Arc::new(MemState::default());
+        let mem_state = Arc::new(FaultyState::default());
         let state: Arc<dyn StateStore> = mem_state.clone();
         let at_rest = AtRest::new(
             blob.clone(),
@@ -278,7 +279,7 @@ fn rewrap_reports_a_record_it_cannot_unwrap_and_carries_on() {
         let keys: Arc<dyn KeyProvider> =
             Arc::new(KeyringFile::open_or_create(&dir.path().join("k.json"), false).unwrap());
         let blob = Arc::new(MemBlob::default());
-        let mem_state = Arc::new(MemState::default());
+        let mem_state = Arc::new(FaultyState::default());
         let state: Arc<dyn StateStore> = mem_state.clone();
         let at_rest = AtRest::new(
             blob,
@@ -300,10 +301,10 @@ fn rewrap_reports_a_record_it_cannot_unwrap_and_carries_on() {
         }
         // Corrupt one wrapped DEK (its sealed bytes).
         let ns = sallyport::keys::record::DEK_NAMESPACE;
-        let mut bad = mem_state.raw(ns, &ids[1].to_string()).unwrap();
+        let mut bad = mem_state.raw(ns, &ids[1].to_string()).await.unwrap();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        mem_state.tamper(ns, &ids[1].to_string(), bad);
+        mem_state.tamper(ns, &ids[1].to_string(), bad).await;
         keys.rotate().await.unwrap();
         let mut failed = Vec::new();
         let summary = admin::rewrap_all(&*keys, &state, &mut |e| {
@@ -346,7 +347,7 @@ fn static_keks_from_secret_files_respect_permissions() {
         assert!(matches!(keys.rotate().await, Err(KeyError::ReadOnly(_))));
         let at_rest = AtRest::new(
             Arc::new(MemBlob::default()),
-            Arc::new(MemState::default()),
+            Arc::new(FaultyState::default()),
             keys,
             SegmentSize::new(4096).unwrap(),
         );

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use sallyport::state::StateStore;
 use sallyport::state::embedded::EmbeddedStateStore;
 use sallyport::state::redis::RedisStateStore;
 use sha2::{Digest, Sha256};
+use support::data::data;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -28,12 +31,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
-        .collect()
 }
 
 fn open(
@@ -197,14 +194,13 @@ fn over_local_blobs_and_the_redis_state_store() {
     let path = dir.path().to_owned();
     rt().block_on(async move {
         let prefix = format!("sallyport-test-atrest-{}:", OpaqueId::random());
-        let store = match RedisStateStore::connect("redis://127.0.0.1:6379", &prefix).await {
-            Ok(s) => Arc::new(s) as Arc<dyn StateStore>,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: Redis on 127.0.0.1:6379 is unreachable ({e})");
-                return;
-            }
-            Err(e) => panic!("CI is set and Redis is unreachable: {e}"),
+        let url = support::redis::url();
+        let connected = RedisStateStore::connect(&url, &prefix).await;
+        let Some(store) = support::ci::require_or_skip(&format!("Redis at {url}"), connected)
+        else {
+            return;
         };
+        let store: Arc<dyn StateStore> = Arc::new(store);
         scenario(&path, || store.clone()).await;
         // The scenario deleted its object; nothing of this test is left under the prefix.
         assert!(

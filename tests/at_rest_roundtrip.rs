@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use futures_util::StreamExt;
@@ -13,7 +12,8 @@ use sallyport::blob::BlobId;
 use sallyport::ids::OpaqueId;
 use sha2::{Digest, Sha256};
 
-use support::{data, store};
+use support::at_rest::store;
+use support::data::data;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -16,7 +15,10 @@ use sallyport::keys::kek_set::KekSet;
 use sallyport::keys::record::DEK_NAMESPACE;
 use sallyport::keys::static_keks::StaticKeks;
 
-use support::{MemBlob, MemState, data, store};
+use support::at_rest::store;
+use support::data::data;
+use support::mem_blob::MemBlob;
+use support::mem_state::FaultyState;
 
 const S: usize = 16;
 const H: usize = 108;
@@ -185,7 +187,7 @@ fn truncated_or_extended_objects_are_errors() {
 fn wrong_kek_and_foreign_wrapped_deks_are_errors() {
     rt().block_on(async {
         let blob = Arc::new(MemBlob::default());
-        let state = Arc::new(MemState::default());
+        let state = Arc::new(FaultyState::default());
         let s = SegmentSize::new(S as u32).unwrap();
         let keys = Arc::new(StaticKeks::new(
             KekSet::generate("test".parse().unwrap(), 1).unwrap(),
@@ -209,9 +211,11 @@ fn wrong_kek_and_foreign_wrapped_deks_are_errors() {
         ));
 
         // B's wrapped DEK stored under A's id.
-        let a_record = state.raw(DEK_NAMESPACE, &a.to_string()).unwrap();
-        let b_record = state.raw(DEK_NAMESPACE, &b.to_string()).unwrap();
-        state.tamper(DEK_NAMESPACE, &a.to_string(), b_record.clone());
+        let a_record = state.raw(DEK_NAMESPACE, &a.to_string()).await.unwrap();
+        let b_record = state.raw(DEK_NAMESPACE, &b.to_string()).await.unwrap();
+        state
+            .tamper(DEK_NAMESPACE, &a.to_string(), b_record.clone())
+            .await;
         assert!(matches!(
             at_rest.open_reader(a).await,
             Err(AtRestError::Key(KeyError::UnwrapFailed(_)))
@@ -226,10 +230,10 @@ fn wrong_kek_and_foreign_wrapped_deks_are_errors() {
         for bit in 0..a_record.len() * 8 {
             let mut bad = a_record.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            state.tamper(DEK_NAMESPACE, &a.to_string(), bad);
+            state.tamper(DEK_NAMESPACE, &a.to_string(), bad).await;
             assert!(at_rest.open_reader(a).await.is_err(), "record bit {bit}");
         }
-        state.tamper(DEK_NAMESPACE, &a.to_string(), a_record);
+        state.tamper(DEK_NAMESPACE, &a.to_string(), a_record).await;
         assert!(check_never_wrong(&at_rest, a, &plain).await);
     });
 }

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "at_rest_support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -19,7 +18,8 @@ use sallyport::state::{Expect, PutOptions, StateStore};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use support::{MemBlob, MemState};
+use sallyport::state::memory::MemoryStore;
+use support::mem_blob::MemBlob;
 
 #[test]
 fn golden_vector_reads_back_through_the_public_api() {
@@ -47,7 +47,7 @@ fn golden_vector_reads_back_through_the_public_api() {
         KekSet::new("vector".parse().unwrap(), 1, versions).unwrap(),
     ));
     let blob = Arc::new(MemBlob::default());
-    let state = Arc::new(MemState::default());
+    let state = Arc::new(MemoryStore::new());
     blob.set_raw(BlobId::data(object), h("data_blob_hex"));
     tokio::runtime::Builder::new_current_thread()
         .build()

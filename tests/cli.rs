@@ -4,11 +4,7 @@
 
 mod support;
 
-use std::process::Command;
-
-fn sallyport() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sallyport"))
-}
+use support::sallyport;
 
 #[test]
 fn the_example_config_is_valid_and_matches_the_defaults() {

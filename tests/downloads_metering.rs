@@ -4,15 +4,14 @@
 //! interrupted 300 MB download through a one-download link and the result's SHA-256 equals
 //! `Repr-Digest`.
 
-mod links_support;
 mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use links_support::{PUBLISHER_TOKEN, data, import, issue, link_url, sha256_hex, start};
 use serde_json::{Value, json};
 use support::Gateway;
+use support::links::{PUBLISHER_TOKEN, data, import, issue, link_url, sha256_hex, start};
 
 async fn grant(gw: &Gateway, id: &str) -> Value {
     gw.client()

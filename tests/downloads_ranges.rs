@@ -3,11 +3,10 @@
 //! range form against a byte-exact oracle on an encrypted artifact whose length is not a
 //! multiple of the segment size, `If-Range`, HEAD, the response headers, no content coding.
 
-mod links_support;
 mod support;
 
-use links_support::{data, import, issue, link_url, sha256_hex, start};
 use serde_json::json;
+use support::links::{data, import, issue, link_url, sha256_hex, start};
 
 /// 4 KiB segments; 25 whole segments and a 1234-byte final one.
 const LEN: usize = 25 * 4096 + 1234;

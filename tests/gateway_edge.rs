@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::{ADMIN_TOKEN, Gateway, UPLOADER_TOKEN};
@@ -21,17 +20,7 @@ async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
 }
 
 async fn tls_stream(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let cfg = support::client_tls(
-        &gw.ca_path(),
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-        None,
-    );
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
+    gw.h1_stream().await
 }
 
 async fn healthy(gw: &Gateway) {
@@ -254,14 +243,7 @@ async fn sigterm_shuts_down_gracefully_and_is_audited() {
         "idle connections held up shutdown"
     );
     assert!(status.success(), "{status:?}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .arg("--config")
-        .arg(&gw.config_path)
-        .args(["audit", "export"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = support::cli(&gw.config_path, &["audit", "export"]);
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["action"], "server.stopped");
     assert_eq!(last["details"]["abandoned_connections"], 0);
@@ -328,16 +310,7 @@ impl PrivateRedis {
             .args(["--port", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) if std::env::var_os("CI").is_some() => {
-                panic!("CI is set and redis-server cannot run: {e}")
-            }
-            Err(e) => {
-                eprintln!("NOTICE: skipping: redis-server cannot run: {e}");
-                return None;
-            }
-        };
+        let child = support::ci::require_or_skip("redis-server", child)?;
         let redis = PrivateRedis { child };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

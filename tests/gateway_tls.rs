@@ -147,18 +147,11 @@ async fn mutual_tls_required_and_optional() {
     );
     let gw = Gateway::start(&extra);
 
-    let cfg = support::client_tls(
-        &gw.ca_path(),
-        &[&rustls::version::TLS13],
-        &[b"h2"],
-        Some((chain.clone(), key.clone_key())),
-    );
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(cfg)
-        .resolve("localhost", gw.addr)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let cert = support::ClientCert {
+        chain: chain.clone(),
+        key: key.clone_key(),
+    };
+    let client = gw.client_with_cert(cert, &[b"h2"]);
     let resp = client
         .get(gw.url("/v1/whoami"))
         .bearer_auth(support::UPLOADER_TOKEN)
@@ -186,18 +179,11 @@ async fn mutual_tls_required_and_optional() {
     std::fs::create_dir(&other_dir).unwrap();
     let (other_issuer, _) = make_client_ca(&other_dir);
     let (chain2, key2, _) = client_cert(&other_issuer, "intruder");
-    let cfg = support::client_tls(
-        &gw.ca_path(),
-        &[&rustls::version::TLS13],
-        &[b"h2"],
-        Some((chain2, key2)),
-    );
-    let intruder = reqwest::Client::builder()
-        .use_preconfigured_tls(cfg)
-        .resolve("localhost", gw.addr)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let cert = support::ClientCert {
+        chain: chain2,
+        key: key2,
+    };
+    let intruder = gw.client_with_cert(cert, &[b"h2"]);
     assert!(intruder.get(gw.url("/healthz")).send().await.is_err());
     drop(gw);
 
@@ -242,19 +228,7 @@ fn write_server_cert(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, st
 }
 
 async fn served_cn(gw: &Gateway) -> String {
-    use std::sync::Arc;
-    let cfg = support::client_tls(
-        &gw.ca_path(),
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-        None,
-    );
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = connector
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = gw.h1_stream().await;
     let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
     cert.subject().to_string()

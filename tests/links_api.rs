@@ -3,14 +3,13 @@
 //! validation, import-directory rules, completed uploads, listing, revocation one by one
 //! and in bulk.
 
-mod links_support;
 mod support;
 
-use links_support::{
+use serde_json::{Value, json};
+use support::links::{
     PUBLISHER_TOKEN, data, import, import_dir, issue, issue_raw, link_url, place, register,
     sha256_hex, start,
 };
-use serde_json::{Value, json};
 use support::{Gateway, UPLOADER_TOKEN};
 
 async fn call(
@@ -545,10 +544,10 @@ async fn listing_and_bulk_revocation() {
 async fn the_cli_talks_to_the_running_gateway() {
     let gw = start("");
     let token_file = gw.dir.join("publisher.token");
-    sallyport::secret::write_private_file(&token_file, links_support::PUBLISHER_TOKEN.as_bytes())
+    sallyport::secret::write_private_file(&token_file, support::links::PUBLISHER_TOKEN.as_bytes())
         .unwrap();
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        let out = support::sallyport()
             .arg("--config")
             .arg(&gw.config_path)
             .args(args)
@@ -642,6 +641,6 @@ async fn queued_download_audit_still_records_every_download() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.bytes().await.unwrap().len(), 2048);
     }
-    let audit = links_support::stop_and_export_audit(&mut gw);
-    assert_eq!(links_support::actions(&audit, "download.served").len(), 50);
+    let audit = support::links::stop_and_export_audit(&mut gw);
+    assert_eq!(support::links::actions(&audit, "download.served").len(), 50);
 }

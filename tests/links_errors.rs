@@ -3,21 +3,20 @@
 //! has the specific reason; 429 after repeated forged links; key rotation and retirement;
 //! client-certificate bindings over mutual TLS.
 
-mod links_support;
 mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use links_support::{
-    PUBLISHER_TOKEN, actions, data, import, issue, issue_raw, link_url, publisher_toml,
-    stop_and_export_audit,
-};
 use sallyport::signed_link::{
     Bindings, GrantId, LinkClaims, LinkKeySpec, LinkKeyring, MethodSet, UnixTime,
 };
 use serde_json::{Value, json};
 use support::Gateway;
+use support::links::{
+    PUBLISHER_TOKEN, actions, data, import, issue, issue_raw, link_url, publisher_toml,
+    stop_and_export_audit,
+};
 
 const SECRET1: [u8; 32] = [0x11; 32];
 const SECRET2: [u8; 32] = [0x22; 32];
@@ -97,7 +96,7 @@ fn path_of(issued: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_generic_and_the_audit_trail_has_the_reason() {
-    let mut gw = links_support::start(&format!(
+    let mut gw = support::links::start(&format!(
         "[links]\nclock_skew = \"0s\"\n{}",
         keys_toml("current", None)
     ));
@@ -260,7 +259,7 @@ async fn errors_are_generic_and_the_audit_trail_has_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_forged_links_get_429_with_retry_after() {
     let mut gw =
-        links_support::start("[links]\nbad_signature_burst = 3\nbad_signature_window = \"1m\"\n");
+        support::links::start("[links]\nbad_signature_burst = 3\nbad_signature_window = \"1m\"\n");
     let a = import(&gw, "a.ndjson", &data(100, 1)).await;
     let ok = issue(&gw, json!({"artifact": a, "partner": "payer-a"})).await;
     let path = path_of(&ok);
@@ -353,7 +352,7 @@ async fn client_certificate_bindings_over_mutual_tls() {
     let (issuer, ca_path) = make_client_ca(tmp.path());
     let (chain, key, fp) = client_cert(&issuer, "partner-1");
     let (chain2, key2, _) = client_cert(&issuer, "partner-2");
-    let gw = links_support::start(&format!(
+    let gw = support::links::start(&format!(
         "[tls]\nclient_auth = \"optional\"\nclient_ca_file = {:?}\n",
         ca_path.display().to_string()
     ));
@@ -365,17 +364,7 @@ async fn client_certificate_bindings_over_mutual_tls() {
     .await;
     let url = link_url(&gw, &bound);
     let with = |chain: Vec<_>, key| {
-        let cfg = support::client_tls(
-            &gw.ca_path(),
-            &[&rustls::version::TLS13],
-            &[b"http/1.1"],
-            Some((chain, key)),
-        );
-        reqwest::Client::builder()
-            .use_preconfigured_tls(cfg)
-            .resolve("localhost", gw.addr)
-            .build()
-            .unwrap()
+        gw.client_with_cert(support::ClientCert { chain, key }, &[b"http/1.1"])
     };
     assert_eq!(
         with(chain, key).get(&url).send().await.unwrap().status(),

@@ -6,19 +6,18 @@
 //! Needs Redis on 127.0.0.1:6379 (unique key prefix per test). Skipped with a notice when
 //! it is unreachable, except under `CI`, where that fails.
 
-mod links_support;
 mod support;
 
-use links_support::{
-    PUBLISHER_TOKEN, actions, data, import, issue, publisher_toml, redis_available, redis_prefix,
-};
 use serde_json::json;
 use support::Gateway;
+use support::links::{PUBLISHER_TOKEN, actions, data, import, issue, publisher_toml};
+use support::redis::Prefix;
 
 fn redis_extra(prefix: &str) -> String {
     format!(
-        "[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{prefix}\"\n\
+        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n\
          [keys]\nsegment_size = 4096\n{}",
+        support::redis::url(),
         publisher_toml()
     )
 }
@@ -29,11 +28,12 @@ fn url_on(gw: &Gateway, link: &serde_json::Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_instance_stops_the_link_on_another_at_once() {
-    if !redis_available() {
+    if !support::redis::available() {
         return;
     }
+    let prefix = Prefix::new("revoke");
     let tmp = tempfile::tempdir().unwrap();
-    let extra = redis_extra(&redis_prefix("revoke"));
+    let extra = redis_extra(prefix.as_str());
     let mut one = Gateway::start_in(tmp.path(), &extra);
     let two = Gateway::start_in(tmp.path(), &extra);
     assert_ne!(one.addr, two.addr);
@@ -58,7 +58,7 @@ async fn a_revocation_on_one_instance_stops_the_link_on_another_at_once() {
     assert_eq!(resp.status(), 403);
     drop(two);
     // Both instances wrote the one audit chain in Redis.
-    let audit = links_support::stop_and_export_audit(&mut one);
+    let audit = support::links::stop_and_export_audit(&mut one);
     let rejected = actions(&audit, "download.rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["details"]["reason"], "revoked");
@@ -77,11 +77,12 @@ async fn a_revocation_on_one_instance_stops_the_link_on_another_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_cannot_both_spend_the_last_download() {
-    if !redis_available() {
+    if !support::redis::available() {
         return;
     }
+    let prefix = Prefix::new("spend");
     let tmp = tempfile::tempdir().unwrap();
-    let extra = redis_extra(&redis_prefix("spend"));
+    let extra = redis_extra(prefix.as_str());
     let one = Gateway::start_in(tmp.path(), &extra);
     let two = Gateway::start_in(tmp.path(), &extra);
     let len = 300_000;

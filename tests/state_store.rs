@@ -1,10 +1,11 @@
 //! The `StateStore` conformance suite: every case in `cases` is written once against
-//! `Arc<dyn StateStore>` and run against the embedded store (in a temp dir) and the real
-//! Redis at 127.0.0.1:6379 (override with `SALLYPORT_TEST_REDIS_URL`), each Redis test under
-//! its own random key prefix, deleted afterwards.
+//! `Arc<dyn StateStore>` and run against the in-memory store the other tests use
+//! (`MemoryStore`), the embedded store (in a temp dir) and the real Redis at
+//! 127.0.0.1:6379 (override with `SALLYPORT_TEST_REDIS_URL`), each Redis test under its
+//! own random key prefix, deleted afterwards.
 //!
 //! When Redis is unreachable the Redis tests print a notice and return, except when the `CI`
-//! environment variable is set: then they fail.
+//! environment variable is set: then they fail (`support::ci`).
 //!
 //! Also here: embedded-only checks (file lock, sweeper, reopen, modes), Redis-only checks
 //! (unreachable or silent server, foreign data under our keys), and the
@@ -30,10 +31,20 @@ mod harness;
 mod processes;
 #[path = "state_store/redis_only.rs"]
 mod redis_only;
+mod support;
 
 /// Generates one test per case for each backend.
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let h = crate::harness::Harness::memory();
+                    crate::cases::$case(h.store()).await;
+                }
+            )*
+        }
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

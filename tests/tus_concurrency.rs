@@ -10,13 +10,12 @@
 //! gateway's own configuration.
 
 mod support;
-mod tus_http;
 
 use std::path::Path;
 use std::time::Duration;
 
 use support::Gateway;
-use tus_http::*;
+use support::tus_http::*;
 
 // === racing PATCHes ===
 
@@ -148,54 +147,11 @@ async fn graceful_shutdown_lets_an_in_flight_patch_finish() {
 
 // === two instances ===
 
-/// The Redis the cluster tests use.
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-/// Deletes every Redis key under the test's prefix when dropped (even after a failure).
-struct RedisPrefix {
-    prefix: String,
-}
-
-impl RedisPrefix {
-    /// A fresh prefix, or `None` (after a notice) when Redis is unreachable outside CI.
-    fn new() -> Option<RedisPrefix> {
-        let reachable = redis::Client::open(REDIS_URL)
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-        match reachable {
-            Ok(_) => Some(RedisPrefix {
-                prefix: format!("sallyport-test-tus:{}:", sallyport::ids::OpaqueId::random()),
-            }),
-            Err(e) if std::env::var_os("CI").is_some() => {
-                panic!("CI is set and Redis at {REDIS_URL} is unreachable: {e}")
-            }
-            Err(e) => {
-                eprintln!("NOTICE: skipping a two-instance test, Redis is unreachable: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let Ok(mut c) = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()) else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut c)
-            .unwrap_or_default();
-        for k in keys {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(k).query(&mut c);
-        }
-    }
-}
-
 fn cluster_conf(prefix: &str, shared: &Path) -> String {
     format!(
-        "[state]\nbackend = \"redis\"\nredis_url = \"{REDIS_URL}\"\nredis_prefix = \"{prefix}\"\n\n\
+        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n\n\
          [blob]\npath = {:?}\n\n[keys]\nkeyring_path = {:?}\n",
+        support::redis::url(),
         shared.join("blobs").display().to_string(),
         shared.join("keyring.json").display().to_string(),
     )
@@ -206,12 +162,13 @@ fn cluster_conf(prefix: &str, shared: &Path) -> String {
 /// PATCH, B's PATCH gets 423 (the lease lives in Redis) and B's HEAD still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_started_on_one_instance_is_finished_on_another() {
-    let Some(redis) = RedisPrefix::new() else {
+    if !support::redis::available() {
         return;
-    };
+    }
+    let redis = support::redis::Prefix::new("tus");
     const LEN: usize = 4 << 20;
     let shared = tempfile::tempdir().unwrap();
-    let conf = cluster_conf(&redis.prefix, shared.path());
+    let conf = cluster_conf(redis.as_str(), shared.path());
     let gw_a = Gateway::start(&conf);
     let gw_b = Gateway::start(&conf);
     let a = Tus::new(&gw_a);

@@ -1,11 +1,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The tus core's parsers and state machine against golden vectors and status tables:
-//! every header of `proto/vectors/upload-v1/headers.json`, request-level refusals, and one
-//! PATCH per status the profile lists.
+//! every header of `proto/vectors/upload-v1/headers.json`, request-level refusals (pure),
+//! and one PATCH per status the profile lists, through the real upload engine.
 
-mod tus_support;
+mod support;
 
-use tus_support::*;
+use http::HeaderMap;
+use sallyport::http::problem::Describe;
+use sallyport::tus::checksum::Checksum;
+use sallyport::tus::concat::{BasePath, UploadConcat};
+use sallyport::tus::dates::Timestamp;
+use sallyport::tus::headers::{self, OFFSET_OCTET_STREAM};
+use sallyport::tus::metadata::Metadata;
+use sallyport::tus::plan;
+use sallyport::tus::record::UploadId;
+use sallyport::tus::request::{CreateRequest, DeclaredLength, PatchRequest};
+use sallyport::tus::{Requester, TusError};
+use support::tus_core::*;
+use support::uploads::{Engine, status};
 
 #[test]
 fn golden_header_vectors() {
@@ -60,12 +72,12 @@ fn golden_header_vectors() {
             }
             (Err(e), None) => {
                 assert_eq!(
-                    u64::from(e.status_hint()),
+                    u64::from(e.problem().status.as_u16()),
                     case["status"].as_u64().unwrap(),
                     "{header}: {value:?} {e:?}"
                 );
                 assert_eq!(
-                    e.code(),
+                    e.problem().code,
                     case["code"].as_str().unwrap(),
                     "{header}: {value:?}"
                 );
@@ -127,7 +139,7 @@ fn request_level_refusals() {
         ("too large", post(&[tr, ("upload-length", "1001")]), 413),
     ];
     for (name, e, status) in cases {
-        assert_eq!(e.status_hint(), status, "{name}: {e:?}");
+        assert_eq!(e.problem().status.as_u16(), status, "{name}: {e:?}");
     }
     let patch = |extra: &[(&str, &str)], drop: &str| {
         let mut h = patch_headers("0", extra);
@@ -135,13 +147,16 @@ fn request_level_refusals() {
         PatchRequest::from_headers(&h, &l).unwrap_err()
     };
     assert_eq!(patch(&[], "tus-resumable"), TusError::UnsupportedVersion);
-    assert_eq!(patch(&[], "content-type").status_hint(), 415);
+    assert_eq!(patch(&[], "content-type").problem().status.as_u16(), 415);
     assert_eq!(
         patch(&[], "upload-offset"),
         TusError::MissingHeader(sallyport::tus::error::TusHeader::UploadOffset)
     );
     assert_eq!(
-        patch(&[("upload-checksum", "crc32 AAAAAA==")], "").status_hint(),
+        patch(&[("upload-checksum", "crc32 AAAAAA==")], "")
+            .problem()
+            .status
+            .as_u16(),
         400
     );
     assert_eq!(
@@ -158,37 +173,52 @@ fn request_level_refusals() {
         ),
         TusError::ChecksumTwice
     );
-    assert_eq!(patch(&[("upload-length", "1001")], "").status_hint(), 413);
+    assert_eq!(
+        patch(&[("upload-length", "1001")], "")
+            .problem()
+            .status
+            .as_u16(),
+        413
+    );
 }
 
-/// One PATCH against a fresh 10-byte upload (or the setup given), with its expected status.
-#[test]
-fn patch_status_table() {
-    type Setup = fn(&mut Model) -> UploadId;
-    let plain: Setup = |m| create(m, U, &[("upload-length", "10")]);
-    let deferred: Setup = |m| create(m, U, &[("upload-defer-length", "1")]);
-    let final_upload: Setup = |m| {
-        let u = create(
-            m,
-            U,
-            &[("upload-length", "3"), ("upload-concat", "partial")],
-        );
-        m.patch(u, &patch_headers("0", &[]), b"abc", None, ALICE, at(1))
-            .unwrap();
-        let f: UploadId = F.parse().unwrap();
-        m.post(
-            &hm(&[
-                ("tus-resumable", "1.0.0"),
-                ("upload-concat", &format!("final;/files/{U}")),
-            ]),
-            b"",
-            f,
-            ALICE,
-            at(2),
-        )
-        .unwrap();
-        f
-    };
+/// How a row's upload is made before its PATCH.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// 10 bytes, nothing written.
+    Plain,
+    /// Deferred length.
+    Deferred,
+    /// The final upload of one finished 3-byte partial upload.
+    Final,
+}
+
+async fn set_up(e: &Engine, setup: Setup) -> UploadId {
+    match setup {
+        Setup::Plain => e.create(&[("upload-length", "10")], ALICE).await,
+        Setup::Deferred => e.create(&[("upload-defer-length", "1")], ALICE).await,
+        Setup::Final => {
+            let part = e
+                .create(
+                    &[("upload-length", "3"), ("upload-concat", "partial")],
+                    ALICE,
+                )
+                .await;
+            e.patch(part, &patch_headers("0", &[]), b"abc", None, ALICE)
+                .await
+                .unwrap();
+            let concat = format!("final;/files/{part}");
+            e.create(&[("upload-concat", &concat)], ALICE).await
+        }
+    }
+}
+
+/// One PATCH against a fresh upload made by the row's setup, through the real engine,
+/// with its expected offset or status; a refusal must leave the record as it was. (The
+/// expiry boundary is `patch_expiry_boundary`, on the core, whose clock the test sets.)
+#[tokio::test]
+async fn patch_status_table() {
+    use Setup::{Deferred, Final, Plain};
     let sha1_hello = ("upload-checksum", "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=");
     let ok = patch_headers;
     let typed = |tr: &str, ct: &str| {
@@ -198,47 +228,50 @@ fn patch_status_table() {
             ("upload-offset", "0"),
         ])
     };
-    // (name, setup, request headers, body, requester, seconds after creation, offset or status)
+    // (name, setup, request headers, body, requester, offset or status)
     #[rustfmt::skip]
     #[allow(clippy::type_complexity)] // a table row, read across
-    let table: Vec<(&str, Setup, HeaderMap, &[u8], Requester<'_>, i64, Result<u64, u16>)> = vec![
-        ("accepted",                 plain,        ok("0", &[]),                             b"hello",       ALICE,   1,    Ok(5)),
-        ("admin may patch",          plain,        ok("0", &[]),                             b"hello",       ADMIN,   1,    Ok(5)),
-        ("verified sha1",            plain,        ok("0", &[sha1_hello]),                   b"hello",       ALICE,   1,    Ok(5)),
-        ("same length again",        plain,        ok("0", &[("upload-length", "10")]),      b"hi",          ALICE,   1,    Ok(2)),
-        ("not yet expired",          plain,        ok("0", &[]),                             b"hello",       ALICE,   3599, Ok(5)),
-        ("deferred: set length",     deferred,     ok("0", &[("upload-length", "4")]),       b"abcd",        ALICE,   1,    Ok(4)),
-        ("deferred: grows to max",   deferred,     ok("0", &[]),                             &[0u8; 1000],   ALICE,   1,    Ok(1000)),
-        ("checksum mismatch",        plain,        ok("0", &[sha1_hello]),                   b"hellO",       ALICE,   1,    Err(460)),
-        ("offset conflict",          plain,        ok("3", &[]),                             b"lo",          ALICE,   1,    Err(409)),
-        ("past length",              plain,        ok("0", &[]),                             b"hello world", ALICE,   1,    Err(413)),
-        ("declared past length",     plain,        ok("0", &[("content-length", "11")]),     b"",            ALICE,   1,    Err(413)),
-        ("deferred: past max",       deferred,     ok("0", &[]),                             &[0u8; 1001],   ALICE,   1,    Err(413)),
-        ("deferred: length > max",   deferred,     ok("0", &[("upload-length", "1001")]),    b"",            ALICE,   1,    Err(413)),
-        ("length change",            plain,        ok("0", &[("upload-length", "11")]),      b"",            ALICE,   1,    Err(400)),
-        ("unknown algorithm",        plain,        ok("0", &[("upload-checksum", "crc32 AAAAAA==")]), b"x",  ALICE,   1,    Err(400)),
-        ("two content types",        plain,        ok("0", &[("content-type", "text/plain")]), b"x",         ALICE,   1,    Err(400)),
-        ("other principal",          plain,        ok("0", &[]),                             b"hello",       MALLORY, 1,    Err(404)),
-        ("expired",                  plain,        ok("0", &[]),                             b"hello",       ALICE,   3600, Err(410)),
-        ("final upload",             final_upload, ok("0", &[]),                             b"x",           ALICE,   3,    Err(403)),
-        ("wrong content type",       plain,        typed("1.0.0", "text/plain"),             b"x",           ALICE,   1,    Err(415)),
-        ("old protocol version",     plain,        typed("0.2.2", OFFSET_OCTET_STREAM),      b"x",           ALICE,   1,    Err(412)),
+    let table: Vec<(&str, Setup, HeaderMap, &[u8], Requester<'_>, Result<u64, u16>)> = vec![
+        ("accepted",                 Plain,    ok("0", &[]),                             b"hello",       ALICE,   Ok(5)),
+        ("admin may patch",          Plain,    ok("0", &[]),                             b"hello",       ADMIN,   Ok(5)),
+        ("verified sha1",            Plain,    ok("0", &[sha1_hello]),                   b"hello",       ALICE,   Ok(5)),
+        ("same length again",        Plain,    ok("0", &[("upload-length", "10")]),      b"hi",          ALICE,   Ok(2)),
+        ("deferred: set length",     Deferred, ok("0", &[("upload-length", "4")]),       b"abcd",        ALICE,   Ok(4)),
+        ("deferred: grows to max",   Deferred, ok("0", &[]),                             &[0u8; 1000],   ALICE,   Ok(1000)),
+        ("checksum mismatch",        Plain,    ok("0", &[sha1_hello]),                   b"hellO",       ALICE,   Err(460)),
+        ("offset conflict",          Plain,    ok("3", &[]),                             b"lo",          ALICE,   Err(409)),
+        ("past length",              Plain,    ok("0", &[]),                             b"hello world", ALICE,   Err(413)),
+        ("declared past length",     Plain,    ok("0", &[("content-length", "11")]),     b"",            ALICE,   Err(413)),
+        ("deferred: past max",       Deferred, ok("0", &[]),                             &[0u8; 1001],   ALICE,   Err(413)),
+        ("deferred: length > max",   Deferred, ok("0", &[("upload-length", "1001")]),    b"",            ALICE,   Err(413)),
+        ("length change",            Plain,    ok("0", &[("upload-length", "11")]),      b"",            ALICE,   Err(400)),
+        ("unknown algorithm",        Plain,    ok("0", &[("upload-checksum", "crc32 AAAAAA==")]), b"x",  ALICE,   Err(400)),
+        ("two content types",        Plain,    ok("0", &[("content-type", "text/plain")]), b"x",         ALICE,   Err(400)),
+        ("other principal",          Plain,    ok("0", &[]),                             b"hello",       MALLORY, Err(404)),
+        ("final upload",             Final,    ok("0", &[]),                             b"x",           ALICE,   Err(403)),
+        ("wrong content type",       Plain,    typed("1.0.0", "text/plain"),             b"x",           ALICE,   Err(415)),
+        ("old protocol version",     Plain,    typed("0.2.2", OFFSET_OCTET_STREAM),      b"x",           ALICE,   Err(412)),
     ];
-    for (name, setup, headers, body, who, t, want) in table {
-        let mut m = Model::default();
-        let id = setup(&mut m);
-        let before = m.records[&id].clone();
-        let got = m.patch(id, &headers, body, None, who, at(t));
+    for (name, setup, headers, body, who, want) in table {
+        let e = Engine::new(limits());
+        let id = set_up(&e, setup).await;
+        let before = e.record(id).await;
+        let got = e.patch(id, &headers, body, None, who).await;
         match (got, want) {
-            (Ok(h), Ok(offset)) => assert_eq!(
-                get(&h, "upload-offset"),
-                Some(offset.to_string().as_str()),
-                "{name}"
-            ),
-            (Err(e), Err(status)) => {
-                assert_eq!(e.status_hint(), status, "{name}: {e:?}");
+            (Ok(record), Ok(offset)) => {
+                let h = plan::patch_headers(&record);
                 assert_eq!(
-                    m.records[&id], before,
+                    get(&h, "upload-offset"),
+                    Some(offset.to_string().as_str()),
+                    "{name}"
+                );
+                assert_eq!(e.record(id).await, record, "{name}: the stored record");
+            }
+            (Err(err), Err(want)) => {
+                assert_eq!(status(err), want, "{name}");
+                assert_eq!(
+                    e.record(id).await,
+                    before,
                     "{name}: a refusal changed the record"
                 );
             }
@@ -247,27 +280,59 @@ fn patch_status_table() {
     }
 }
 
+/// The expiry boundary, on the core with a set clock: a PATCH one second before the
+/// upload expires is planned, one at the expiry is 410 (the engine asks the same
+/// `plan_patch` with the wall clock).
 #[test]
-fn missing_upload_is_404() {
-    let mut m = Model::default();
-    let e = m
+fn patch_expiry_boundary() {
+    let record = planned_record(&[("upload-length", "10")], ALICE, at(0));
+    let req = PatchRequest::from_headers(&patch_headers("0", &[]), &limits()).unwrap();
+    assert!(plan::plan_patch(&record, &req, ALICE, at(3599), &limits()).is_ok());
+    let e = plan::plan_patch(&record, &req, ALICE, at(3600), &limits()).unwrap_err();
+    assert_eq!((e.problem().status.as_u16(), e), (410, TusError::Expired));
+}
+
+/// An expired upload through the engine: 410, and the record is unchanged.
+#[tokio::test]
+async fn an_expired_upload_is_410_through_the_engine() {
+    let mut short = limits();
+    short.expire_after = std::time::Duration::from_secs(1);
+    let e = Engine::new(short);
+    let id = e.create(&[("upload-length", "10")], ALICE).await;
+    let before = e.record(id).await;
+    // Timestamps are whole seconds: two seconds are past the one-second expiry.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let err = e
+        .patch(id, &patch_headers("0", &[]), b"hello", None, ALICE)
+        .await
+        .unwrap_err();
+    assert_eq!(status(err), 410);
+    assert_eq!(e.record(id).await, before);
+}
+
+#[tokio::test]
+async fn missing_upload_is_404() {
+    let e = Engine::new(limits());
+    let err = e
         .patch(
-            U.parse().unwrap(),
+            "0a0a0a0a0a0a0a0a0a0a0a0a0a".parse().unwrap(),
             &patch_headers("0", &[]),
             b"x",
             None,
             ALICE,
-            at(0),
         )
+        .await
         .unwrap_err();
-    assert_eq!((e.status_hint(), e.code()), (404, "tus.not_found"));
+    let err = support::uploads::tus_error(err);
+    assert_eq!(
+        (err.problem().status.as_u16(), err.problem().code),
+        (404, "tus.not_found")
+    );
 }
 
 #[test]
 fn delete_and_ledger_access() {
-    let mut m = Model::default();
-    let id = create(&mut m, U, &[("upload-length", "5")]);
-    let r = &m.records[&id];
+    let r = &planned_record(&[("upload-length", "5")], ALICE, at(0));
     assert_eq!(plan::check_access(r, ALICE, at(1)), Ok(()));
     assert_eq!(plan::check_access(r, ADMIN, at(1)), Ok(()));
     assert_eq!(

@@ -25,7 +25,6 @@
 //! Replay a failure with the printed seed: `TUS_CRASH_SEED=<seed>`.
 
 mod support;
-mod tus_e2e_support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -40,8 +39,8 @@ use rand::rngs::StdRng;
 use sha2::Digest;
 
 use sallyport::tus::record::UploadId;
+use support::tus_e2e::*;
 use support::{Gateway, UPLOADER_TOKEN, wait_timeout};
-use tus_e2e_support::*;
 
 /// 64 MiB and an odd tail, so the last segment is partial.
 const FILE_LEN: usize = 64 * 1024 * 1024 + 12_345;
@@ -93,13 +92,7 @@ impl Killer {
             return;
         }
         *state = Arming::Fired;
-        let ok = std::process::Command::new("kill")
-            .arg("-KILL")
-            .arg(self.pid.to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -KILL {}", self.pid);
+        support::gateway::send_signal(self.pid, "KILL");
     }
 
     fn kill_after(&self, delay: Duration) {

@@ -8,13 +8,12 @@
 //! and is skipped with a notice otherwise.
 
 mod support;
-mod tus_http;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::tus_http::*;
 use support::{Gateway, UPLOADER_TOKEN};
-use tus_http::*;
 
 const TUS_JS_CLIENT: &str = "tus-js-client@4.3.1";
 
@@ -54,11 +53,8 @@ upload.start();
 "#;
 
 /// Not available here: fail under CI, otherwise skip with a notice.
-fn unavailable(what: &str) -> Option<PathBuf> {
-    if std::env::var_os("CI").is_some() {
-        panic!("CI is set and {what}");
-    }
-    eprintln!("NOTICE: skipping the tus-js-client test: {what}");
+fn unavailable(why: &str) -> Option<PathBuf> {
+    support::ci::skip("the tus-js-client test's client", why);
     None
 }
 

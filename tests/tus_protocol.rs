@@ -7,7 +7,6 @@
 //! `X-HTTP-Method-Override` and CORS.
 
 mod support;
-mod tus_http;
 
 #[path = "tus_protocol/access.rs"]
 mod access;
@@ -28,8 +27,8 @@ mod refusals;
 
 use std::time::Duration;
 
+use support::tus_http::*;
 use support::{ADMIN_TOKEN, Gateway, LAB_TOKEN};
-use tus_http::*;
 
 /// Most tests: a 1 MiB `Tus-Max-Size`.
 const CONF: &str = "[uploads]\nmax_size = \"1MiB\"\n";

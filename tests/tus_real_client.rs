@@ -15,7 +15,6 @@
 //! except when `CI` is set: then it fails.
 
 mod support;
-mod tus_e2e_support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -23,8 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::tus_e2e::*;
 use support::{Gateway, UPLOADER_TOKEN};
-use tus_e2e_support::*;
 
 const FILE_LEN: usize = 300_000_000;
 const CHUNK: u64 = 8 * 1024 * 1024;
@@ -173,15 +172,8 @@ impl ClientRun {
 
 #[test]
 fn tuspy_upload_interrupted_and_resumed_matches_the_source() {
-    let (python, pythonpath) = match tuspy() {
-        Ok(p) => p,
-        Err(why) if std::env::var_os("CI").is_some() => {
-            panic!("tuspy is needed in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED tuspy_upload_interrupted_and_resumed_matches_the_source: {why}");
-            return;
-        }
+    let Some((python, pythonpath)) = support::ci::require_or_skip("tuspy", tuspy()) else {
+        return;
     };
     let seed = seed_from_env("TUS_REAL_CLIENT_SEED");
     eprintln!("source seed {seed} (replay with TUS_REAL_CLIENT_SEED={seed})");

@@ -48,7 +48,7 @@ pub async fn listed(s: &Store, index: &'static str, value: &str) -> Vec<String> 
 
 pub async fn ping_and_kind(s: Store) {
     s.ping().await.unwrap();
-    assert!(["embedded", "redis"].contains(&s.kind()));
+    assert!(["memory", "embedded", "redis"].contains(&s.kind()));
 }
 
 pub async fn cas_create_update_conflict_delete(s: Store) {

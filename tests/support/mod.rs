@@ -1,271 +1,46 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Black-box test support: runs the real `sallyport` binary on port 0 with a temporary data
-//! directory and gives tests real TLS clients for it.
-#![allow(dead_code)]
+//! Support shared by the integration tests. Each `tests/*.rs` is its own crate and says
+//! `mod support;`, so each uses the part it needs (hence `dead_code` is allowed).
+//!
+//! # Layout
+//!
+//! - `ci`: the one rule for a missing dependency (Redis, a real client): fail under `CI`,
+//!   otherwise skip with a notice.
+//! - `gateway`: the real `sallyport` binary on port 0 in a temp dir, the test tokens, and
+//!   the CLI (`sallyport()` is the one place the binary is spawned).
+//! - `tls`: the rustls client config, reqwest client and raw TLS stream for the gateway.
+//! - `data`: deterministic test data and digests.
+//! - `mem_blob`: an in-memory `BlobStore` that models durability and simulates crashes
+//!   (run through the BlobStore conformance suite).
+//! - `mem_state`: the library's `MemoryStore` with injected outages and tampering.
+//! - `at_rest`: at-rest stores over those two.
+//! - `redis`: the test Redis, its availability and per-test key prefixes.
+//! - `links`, `tus_http`, `tus_e2e`: clients for the link/download and upload tests.
+//! - `tus_core`: small pure helpers for the tus core tests (limits, principals, headers).
+//! - `uploads`: the real upload engine in-process over the in-memory stores.
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::Duration;
+pub mod at_rest;
+pub mod ci;
+pub mod data;
+pub mod gateway;
+pub mod links;
+pub mod mem_blob;
+pub mod mem_state;
+pub mod redis;
+pub mod tls;
+pub mod tus_core;
+pub mod tus_e2e;
+pub mod tus_http;
+pub mod uploads;
 
-/// A token and its config entry for tests.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
-pub const UPLOADER_TOKEN: &str = "test-uploader-token-0123456789abcdefghijkl";
-/// A second uploader ("lab"), for tests of ownership between principals.
-pub const LAB_TOKEN: &str = "test-lab-uploader-token-0123456789abcdefgh";
-
-pub fn token_hash(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
-/// The `[[clients]]` section tests use.
-pub fn clients_toml() -> String {
-    format!(
-        "[[clients]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\n\n\
-         [[clients]]\nname = \"clinic\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n\n\
-         [[clients]]\nname = \"lab\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n",
-        token_hash(ADMIN_TOKEN),
-        token_hash(UPLOADER_TOKEN),
-        token_hash(LAB_TOKEN)
-    )
-}
-
-/// A running gateway process.
-pub struct Gateway {
-    pub child: Child,
-    pub addr: std::net::SocketAddr,
-    pub dir: PathBuf,
-    pub config_path: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-    pub stderr: mpsc::Receiver<String>,
-}
-
-impl Gateway {
-    /// Every stderr line printed so far (after the start-up line).
-    pub fn drain_stderr(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(200)) {
-            out.push(l);
-        }
-        out
-    }
-}
-
-impl Gateway {
-    /// Starts the gateway with `extra` TOML appended to a base config (port 0, temp dir).
-    pub fn start(extra: &str) -> Gateway {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_owned();
-        let mut g = Self::start_in(&dir, extra);
-        g._tmp = Some(tmp);
-        g
-    }
-
-    /// Starts in an existing directory (for restarts); the caller keeps the directory.
-    pub fn start_in(dir: &Path, extra: &str) -> Gateway {
-        let config_path = dir.join("sallyport.toml");
-        let has_listen = extra.contains("listen");
-        // `extra` comes right after the top-level keys, so it may add top-level keys or
-        // sections; the listen address comes from the environment unless `extra` sets it.
-        let log = if extra.contains("[log]") {
-            ""
-        } else {
-            "\n[log]\nformat = \"text\"\nlevel = \"warn\"\n"
-        };
-        let text = format!(
-            "data_dir = {:?}\n{extra}\n{}{log}",
-            dir.join("data").display().to_string(),
-            clients_toml()
-        );
-        std::fs::write(&config_path, text).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sallyport"));
-        cmd.arg("--config").arg(&config_path).arg("serve");
-        if !has_listen {
-            cmd.env("SALLYPORT_SERVER__LISTEN", "127.0.0.1:0");
-        }
-        // stdout: the human start-up lines; stderr: the log stream.
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start sallyport");
-        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        let (log_tx, log_rx) = mpsc::channel();
-        for (pipe, tx) in [(stdout, tx), (stderr, log_tx)] {
-            std::thread::spawn(move || {
-                // Keep reading after the receiver is gone: closing the pipe would make the
-                // gateway's next line to stdout fail (println! panics on a broken pipe).
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        let addr = loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("sallyport serving ") {
-                        let hostport = rest
-                            .trim_start_matches("https://")
-                            .trim_start_matches("http://")
-                            .trim_end_matches('/');
-                        break hostport.parse().unwrap();
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    while let Ok(l) = log_rx.recv_timeout(Duration::from_millis(100)) {
-                        seen.push(l);
-                    }
-                    panic!("gateway did not start; output:\n{}", seen.join("\n"));
-                }
-            }
-        };
-        Gateway {
-            child,
-            addr,
-            dir: dir.to_owned(),
-            config_path,
-            _tmp: None,
-            stderr: log_rx,
-        }
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    pub fn ca_path(&self) -> PathBuf {
-        self.data_dir().join("dev-ca/ca.pem")
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.addr.port())
-    }
-
-    /// A reqwest client trusting the dev CA, with the given TLS versions and ALPN.
-    pub fn client_with(
-        &self,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-        alpn: &[&[u8]],
-    ) -> reqwest::Client {
-        let cfg = client_tls(&self.ca_path(), versions, alpn, None);
-        let b = reqwest::Client::builder()
-            .use_preconfigured_tls(cfg)
-            .resolve("localhost", self.addr);
-        let b = if alpn == [b"h2".as_slice()] {
-            b.http2_prior_knowledge()
-        } else {
-            b
-        };
-        b.build().unwrap()
-    }
-
-    /// A default client: TLS 1.3, h2 and http/1.1.
-    pub fn client(&self) -> reqwest::Client {
-        self.client_with(&[&rustls::version::TLS13], &[b"h2", b"http/1.1"])
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// Sends SIGTERM and waits for the process to exit.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        self.signal("TERM");
-        wait_timeout(&mut self.child, Duration::from_secs(40)).expect("gateway exits after SIGTERM")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the `sallyport` CLI on `config` with `args`; panics unless it succeeds, and returns
-/// its standard output.
-pub fn cli(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "sallyport {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// A rustls client config trusting `ca`, optionally presenting a client certificate.
-pub fn client_tls(
-    ca: &Path,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-    alpn: &[&[u8]],
-    client_cert: Option<(
-        Vec<rustls_pki_types::CertificateDer<'static>>,
-        rustls_pki_types::PrivateKeyDer<'static>,
-    )>,
-) -> rustls::ClientConfig {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let b = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut cfg = match client_cert {
-        Some((chain, key)) => b.with_client_auth_cert(chain, key).unwrap(),
-        None => b.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    cfg
-}
-
-/// Runs `openssl s_client` against the gateway with extra args; returns (success, output).
-pub fn openssl_handshake(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .arg("s_client")
-        .arg("-connect")
-        .arg(addr.to_string())
-        .arg("-servername")
-        .arg("localhost")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl is installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+pub use gateway::{
+    ADMIN_TOKEN, Gateway, LAB_TOKEN, UPLOADER_TOKEN, cli, cli_output, clients_toml, sallyport,
+    token_hash, wait_timeout,
+};
+pub use tls::{ClientCert, client_tls, openssl_handshake};

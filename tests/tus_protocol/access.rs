@@ -160,14 +160,7 @@ async fn expired_upload_is_410_until_the_sweeper_removes_it() {
     // The sweep is audited.
     let mut gw2 = gw2;
     tokio::task::block_in_place(|| gw2.stop());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .arg("--config")
-        .arg(&gw2.config_path)
-        .args(["audit", "export"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = crate::support::cli(&gw2.config_path, &["audit", "export"]);
     assert!(
         text.lines()
             .any(|l| l.contains("\"upload.expired\"") && l.contains(&id)),

@@ -224,11 +224,9 @@ mod tests {
         for (e, status, code) in cases {
             assert_eq!(status_code(&e), (status, code), "{e:?}");
             let code = e.problem().code;
-            if code.starts_with("tus.") {
+            if let Some(name) = code.strip_prefix("tus.") {
                 assert!(
-                    code[4..]
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
                     "{code}"
                 );
             }

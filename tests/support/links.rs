@@ -1,13 +1,13 @@
 //! Helpers shared by the link and download tests: a publisher client in the config,
 //! registering artifacts through the import directory, issuing links, reading the audit
-//! trail, the Redis test rule.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! trail.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, token_hash};
+pub use super::data::{data, sha256_hex};
+use super::{Gateway, cli, token_hash};
 
 pub const PUBLISHER_TOKEN: &str = "test-publisher-token-0123456789abcdefghijkl";
 
@@ -27,24 +27,6 @@ pub fn start(extra: &str) -> Gateway {
         format!("{extra}\n[keys]\nsegment_size = 4096\n")
     };
     Gateway::start(&format!("{extra}{}", publisher_toml()))
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 pub fn import_dir(gw: &Gateway) -> std::path::PathBuf {
@@ -115,15 +97,7 @@ pub fn stop_and_export_audit(gw: &mut Gateway) -> Vec<Value> {
 
 /// The audit trail of the store `config` names (the gateway must not hold it).
 pub fn export_audit(config: &Path) -> Vec<Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .arg("--config")
-        .arg(config)
-        .args(["audit", "export"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
+    cli(config, &["audit", "export"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
@@ -132,28 +106,4 @@ pub fn export_audit(config: &Path) -> Vec<Value> {
 /// Entries with this action.
 pub fn actions<'a>(entries: &'a [Value], action: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["action"] == action).collect()
-}
-
-/// Whether the test Redis answers; panics under `CI` when it does not.
-pub fn redis_available() -> bool {
-    match std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        std::time::Duration::from_secs(2),
-    ) {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED: Redis on 127.0.0.1:6379 is unreachable ({e})");
-            false
-        }
-        Err(e) => panic!("CI is set and Redis on 127.0.0.1:6379 is unreachable: {e}"),
-    }
-}
-
-/// A unique Redis key prefix for one test.
-pub fn redis_prefix(test: &str) -> String {
-    format!(
-        "sallyport-test:{test}:{}:{}:",
-        std::process::id(),
-        sallyport::ids::OpaqueId::random()
-    )
 }

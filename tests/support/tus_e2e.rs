@@ -1,18 +1,15 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Support for the end-to-end upload tests that run the real binary (`tus_real_client`,
 //! `tus_crash`): random source files, a small tus client over reqwest (HEAD, ledger), the
 //! checks of a finished upload against its source (HEAD's `Repr-Digest`, the ledger's
 //! whole-file and per-chunk SHA-256s), and reading the stored object back through the
 //! library once the gateway has stopped.
 //!
-//! Not here: starting the gateway (`tests/support`), the tus protocol's conformance.
-#![allow(dead_code)]
+//! Not here: starting the gateway (`gateway`), the tus protocol's conformance (`tus_http`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use rand::{Rng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use sallyport::at_rest::{AtRest, SegmentSize};
@@ -21,26 +18,7 @@ use sallyport::keys::keyring::KeyringFile;
 use sallyport::state::embedded::EmbeddedStateStore;
 use sallyport::tus::record::UploadId;
 
-/// `len` random bytes from a seeded generator (the seed is printed by the tests so a
-/// failure can be replayed).
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = vec![0u8; len];
-    rng.fill_bytes(&mut out);
-    out
-}
-
-/// A seed from `var` in the environment, else a fresh one.
-pub fn seed_from_env(var: &str) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random())
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use super::data::{random_bytes, seed_from_env, sha256_hex};
 
 /// The upload id at the end of an upload URL or `Location` (`…/files/{id}`).
 pub fn upload_id(url: &str) -> UploadId {

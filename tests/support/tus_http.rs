@@ -1,9 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A small tus client for the black-box upload tests: requests through reqwest over real
 //! TLS, raw HTTP/1.1 over tokio-rustls for what reqwest cannot send (chunked bodies with
 //! trailers), problem-response checks, digests in the forms tus headers use, and an
 //! offline reader of the stored (encrypted) upload for checking the bytes themselves.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +11,8 @@ use base64::Engine;
 use reqwest::header::HeaderMap;
 use sha2::Digest;
 
-use crate::support::{Gateway, UPLOADER_TOKEN};
+pub use super::data::{data, sha256_hex};
+use super::{Gateway, UPLOADER_TOKEN};
 
 /// `application/offset+octet-stream`
 pub const OCTET: &str = "application/offset+octet-stream";
@@ -193,10 +192,6 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(data))
-}
-
 /// `Upload-Checksum` for `data` under `algorithm` (`sha1`, `sha256`, `sha512`, `md5`).
 pub fn checksum(algorithm: &str, data: &[u8]) -> String {
     let digest = match algorithm {
@@ -212,19 +207,6 @@ pub fn checksum(algorithm: &str, data: &[u8]) -> String {
 /// `Repr-Digest` of `data` as the gateway writes it.
 pub fn repr_digest(data: &[u8]) -> String {
     format!("sha-256=:{}:", b64(&sha2::Sha256::digest(data)))
-}
-
-/// Deterministic test bytes (xorshift), different for each seed.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// A request body streamed in `piece`-byte frames with `pause` between them, so a request
@@ -271,17 +253,7 @@ impl RawResponse {
 
 /// A TLS connection speaking HTTP/1.1 only.
 pub async fn h1_stream(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let cfg = crate::support::client_tls(
-        &gw.ca_path(),
-        &[&rustls::version::TLS13],
-        &[b"http/1.1"],
-        None,
-    );
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
+    gw.h1_stream().await
 }
 
 /// A chunked PATCH whose body is `chunks`, ended by `trailers` (`Name: value` lines).
