@@ -144,6 +144,7 @@ for col in 3:dl_MB/s 4:rps 5:up_MB/s 6:up_cpu_s; do
   n=${col%%:*}; name=${col#*:}
   a=$(awk -v n="$n" '$2=="A" {print $n}' "$R" | stats | awk '{print $1}')
   b=$(awk -v n="$n" '$2=="B" {print $n}' "$R" | stats | awk '{print $1}')
-  ratios=$(awk -v n="$n" '{v[$1" "$2]=$n} END {for (r=1; ("" r " A") in v; r++) if (v[r" A"] > 0) printf "%.3f\n", v[r" B"]/v[r" A"]}' "$R" | stats)
+  ratios=$(awk -v n="$n" '{v[$1" "$2]=$n} END {for (r=1; ("" r " A") in v; r++) if (v[r" A"] > 0) printf "%.4f\n", v[r" B"]/v[r" A"]}' "$R" \
+    | sort -g | awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.3f %.3f %.3f %d\n", m, v[1], v[NR], NR}')
   printf '%-10s A %8s  B %8s  B/A median %s (min %s max %s, n=%s)\n' "$name" "$a" "$b" $ratios
 done
