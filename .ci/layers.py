@@ -489,8 +489,17 @@ def check(root, cores=None, adapters=None, allow=None):
 
 def selftest():
     """Builds small trees with known violations and asserts each is reported, that a clean
-    tree passes, and that the table and allow-list checks fire."""
+    tree passes, and that the table and allow-list checks fire. The trees are removed
+    whether or not it passes."""
     made = []
+    try:
+        _selftest(made)
+    finally:
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _selftest(made):
 
     def tree(files):
         d = tempfile.mkdtemp(prefix="layers-selftest-")
@@ -584,8 +593,6 @@ def selftest():
     got = "\n".join(check(d, allow={("a.rs, b.rs", "cycle", ""): "x"}))
     assert "cycle:" not in got and "delete it" not in got, got
 
-    for d in made:
-        shutil.rmtree(d, ignore_errors=True)
     print("layers selftest: ok (clean tree passes; %d planted violations caught; "
           "table and allow checks fire)" % len(expect))
 
