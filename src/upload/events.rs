@@ -116,7 +116,8 @@ impl AuditEvent for UploadTerminated {
     }
 }
 
-/// An unfinished upload expired; the sweeper destroyed its data and keys.
+/// An unfinished upload expired; the sweeper destroys its data and keys right after this
+/// entry is durable (audited before the action, as every change is).
 #[derive(Debug, Serialize)]
 pub struct UploadExpired {
     /// The upload id.

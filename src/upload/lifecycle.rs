@@ -165,19 +165,20 @@ impl Uploads {
                 let Ok(guard) = self.lease(id).await else {
                     continue;
                 };
-                let result = self.destroy(&record).await;
+                // Audited before the action, like every other change: if the entry cannot
+                // be written nothing is destroyed (the next sweep tries again); a destroy
+                // that then fails is retried by the next sweep too, under a second entry.
+                let event = UploadExpired {
+                    upload: id.to_string(),
+                    offset: record.offset,
+                    owner: record.owner.clone(),
+                };
+                let result = match self.auditor.emit(&AuditContext::system(), &event).await {
+                    Ok(_) => self.destroy(&record).await,
+                    Err(e) => Err(e.into()),
+                };
                 guard.release().await;
                 result?;
-                self.auditor
-                    .emit(
-                        &AuditContext::system(),
-                        &UploadExpired {
-                            upload: id.to_string(),
-                            offset: record.offset,
-                            owner: record.owner.clone(),
-                        },
-                    )
-                    .await?;
                 swept += 1;
             }
             after = Some(last);
