@@ -107,10 +107,9 @@ async fn chunked_upload_with_ledger_and_whole_file_digest() {
     );
     assert_eq!(doc.chunks[1].checksum_verified, None);
     assert_eq!(doc.chunks[1].offset, 5);
-    // PATCH on the complete upload: empty is a no-op 204, anything more is 413. (The body
-    // is declared, as an HTTP client declares a fixed body. A body of undeclared length
-    // on a complete upload is answered 204 by the engine without being read; reported
-    // with this change, not asserted here.)
+    // PATCH on the complete upload: empty is a no-op 204, anything more is 413. (Here the
+    // body is declared, as an HTTP client declares a fixed body; a body of undeclared
+    // length is refused on its first byte, `upload::tests::a_chunked_patch_past_…`.)
     assert!(
         e.patch(id, &patch_headers("11", &[]), b"", None, ALICE)
             .await

@@ -90,8 +90,10 @@ impl Uploads {
             .map_err(|error| refusal(error, &record))?;
         let writer = match writer {
             Some(w) => w,
-            // Complete already: only an empty PATCH with the right offset gets here.
-            None => return Ok(Outcome { record }),
+            // Complete already: the plan lets through only a PATCH at the final offset that
+            // declared no bytes, or declared no length at all (chunked). A byte of the
+            // latter is past the upload's length: refused, never acknowledged and dropped.
+            None => return refuse_past_the_end(record, body).await,
         };
         self.take_body(who, guard, record, version, &plan, writer, body)
             .await
@@ -407,4 +409,22 @@ impl Uploads {
             .await?;
         Ok(())
     }
+}
+
+/// The answer to a PATCH on a complete upload: fine when its body is empty, else 413 on
+/// the first data byte (nothing more is read).
+async fn refuse_past_the_end<B>(record: UploadRecord, body: B) -> Result<Outcome, UploadError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| UploadError::BodyAborted)?;
+        if frame.data_ref().is_some_and(|d| !d.is_empty()) {
+            let length = record.length.unwrap_or(record.offset);
+            return Err(refusal(TusError::ExceedsLength { length }, &record));
+        }
+    }
+    Ok(Outcome { record })
 }

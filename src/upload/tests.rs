@@ -231,3 +231,45 @@ async fn patches_with_plain_bodies_complete_an_upload_that_becomes_a_source() {
         Sha256::digest(b"abcdefgh").as_slice()
     );
 }
+
+/// A body of unknown length (chunked transfer coding): no `Content-Length`, no size hint.
+fn chunked(
+    bytes: &'static [u8],
+) -> impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> {
+    let frames =
+        futures_util::stream::iter([Ok(http_body::Frame::data(Bytes::from_static(bytes)))]);
+    http_body_util::StreamBody::new(frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_patch_past_a_complete_upload_is_refused_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (uploads, _) = engine(&dir);
+    let record = create_with(&uploads, 3, &[], b"abc").await;
+    assert!(record.is_complete());
+    let patch = headers(&[
+        ("upload-offset", "3"),
+        ("content-type", "application/offset+octet-stream"),
+    ]);
+    // Bytes beyond the length, with no declared length: 413, never a 204 that drops them.
+    let err = uploads
+        .patch(&alice(), record.id, &patch, chunked(b"more"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UploadError::Tus {
+                error: TusError::ExceedsLength { length: 3 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // An empty chunked body at the final offset changes nothing and is fine.
+    let done = uploads
+        .patch(&alice(), record.id, &patch, chunked(b""))
+        .await
+        .unwrap();
+    assert_eq!(done.record.offset, 3);
+}
