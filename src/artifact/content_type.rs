@@ -48,10 +48,9 @@ impl ContentType {
     }
 }
 
+/// An RFC 9110 token (the one definition is [`crate::rfc9110::is_token`]).
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    crate::rfc9110::is_token(s.as_bytes())
 }
 
 impl FromStr for ContentType {
