@@ -89,7 +89,8 @@ pub struct Download {
     pub record: Arc<ArtifactRecord>,
     /// Its strong entity tag.
     pub etag: EntityTag,
-    /// The response's shape (type, length, `Content-Range`).
+    /// The response's shape (type, length, `Content-Range`); its pieces have moved into
+    /// `body`.
     pub shape: Shape,
     /// The response file name for `Content-Disposition`.
     pub disposition: String,
@@ -189,7 +190,7 @@ impl Links {
             actor: Actor::Link {
                 grant: link.grant().to_string(),
             },
-            ..req.audit.clone()
+            ..req.audit
         };
         let refusal = Refusal {
             links: self,
@@ -221,7 +222,7 @@ impl Links {
             refusal.record(reasons::RANGE_NOT_SATISFIABLE).await?;
             return Err(DownloadError::RangeNotSatisfiable { length: len });
         }
-        let shape = Shape::of(&plan, &record)?;
+        let mut shape = Shape::of(&plan, &record)?;
 
         let budget = Budget::new(grant.id, record.id, &grant.limits, len);
         // Open (and authenticate) the object before anything is reserved or recorded.
@@ -284,7 +285,8 @@ impl Links {
                     artifact: record.id,
                     planned: shape.data_bytes,
                 };
-                let pieces = shape.pieces.clone();
+                // The pieces go to the body; the handler needs only the headers' values.
+                let pieces = std::mem::take(&mut shape.pieces);
                 Some(MeteredBody::new(reader, pieces, settlement).await?)
             }
             None => None,
