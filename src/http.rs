@@ -7,8 +7,12 @@
 //! turns any error into an RFC 9457 problem through [`problem`] (the only place that
 //! decides what a client sees of a failure), adds the security headers, and counts it.
 //!
-//! Not here: protocol logic (tus, ranges, links are pure modules the handlers call) and
-//! storage (handlers reach it through the ports in [`AppState`]).
+//! Handlers only translate (parse, call a service, map the outcome); the flows themselves —
+//! checks, storage, audit — are the services' in [`AppState`] (`uploads`, `links`). See
+//! `docs/architecture.md`, "One shape for every flow".
+//!
+//! Not here: protocol logic (the pure cores the services call) and storage (the services
+//! reach it through the ports).
 
 use std::sync::Arc;
 use std::time::Instant;

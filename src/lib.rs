@@ -9,9 +9,11 @@
 //! Layers, dependencies pointing down only:
 //!
 //! ```text
+//! composition root      app
 //! cli / main            cli
-//! http                  http (accept loop, Endpoint router, the one error mapping), tls
-//! handlers              http::handlers
+//! http                  http (accept loop, Endpoint router, the one error table), tls
+//! handlers              http::handlers — parse, call a service, map the outcome
+//! services              upload, links, grant, artifact — own a flow, audit inside it
 //! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110 — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
@@ -37,9 +39,9 @@
 //! * [`signed_link`] — the signed-link canonical form, signing and verification.
 //! * [`range`] — RFC 9110 range parsing and planning.
 //! * [`rfc9110`] — shared RFC 9110 field syntax: tokens, OWS, lists, parameters; no I/O.
-//! * [`artifact`] — downloadable artifacts: records, import-directory encryption, uploads.
+//! * [`artifact`] — downloadable artifacts: the registry of records, import-directory encryption.
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
-//! * [`links`] — the signed-link service: keys from config, issuing, download checks.
+//! * [`links`] — the signed-link service: the links API, artifact registration, downloads.
 
 pub mod app;
 pub mod artifact;
