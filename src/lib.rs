@@ -30,7 +30,8 @@
 //!   client-certificate identities.
 //! * [`metrics`] — Prometheus registry; metric names are constants there.
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier.
-//! * [`state`] — the `StateStore` port and its embedded (redb) and Redis adapters.
+//! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters, and an
+//!   in-memory store for tests.
 //! * [`blob`] — the `BlobStore` port and its local-filesystem adapter.
 //! * [`keys`] — the `KeyProvider` port, KEKs and wrapped per-object DEKs.
 //! * [`at_rest`] — the segmented AES-256-GCM format, appending writer, random-access reader.
