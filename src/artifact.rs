@@ -9,7 +9,7 @@
 //! Two ways in:
 //! * [`import`]: a file the operator placed in the gateway's import directory is read
 //!   (opened without following symlinks, regular files only), encrypted through
-//!   [`AtRest`] while its SHA-256 is computed, and removed afterwards (configurable);
+//!   [`AtRest`](crate::at_rest::AtRest) while its SHA-256 is computed, and removed afterwards (configurable);
 //! * from an upload: a completed tus upload is registered as it is (its at-rest object and
 //!   whole-file SHA-256 were made by the upload engine, which checks that the upload may
 //!   be registered: `Uploads::completed_source`). The registry answers the engine's

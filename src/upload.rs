@@ -26,7 +26,7 @@
 //!
 //! One PATCH, in order: parse and plan (refusals change nothing) → take the upload's lease
 //! (423 when another request holds it, on any instance) → re-read the record and finish
-//! any commit a crash interrupted ([`Uploads::reconcile`]) → stream the body, read on the
+//! any commit a crash interrupted (`Uploads::reconcile`) → stream the body, read on the
 //! request's task, into two [`stage`]s on other threads: the chunk's digests (each byte
 //! hashed once for the ledger) and the writer (which keeps the whole-file SHA-256
 //! midstate, encrypted, in its tail record) → verify the declared checksum (460

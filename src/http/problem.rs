@@ -5,7 +5,7 @@
 //! stable machine-readable `code`, static `title` and the headers its status needs — in
 //! one place, the [`Describe`] implementations in this module's files:
 //!
-//! * [`row`] — the row type and the trait;
+//! * [`row`](mod@row) — the row type and the trait;
 //! * [`infra`] — state store, blob store, at-rest layer, audit trail, authentication;
 //! * [`upload`] — tus refusals and the upload engine;
 //! * [`links`] — downloads, the links API, artifact registration.

@@ -15,7 +15,7 @@
 //! 6. the meter reserves the response's bytes (GET) or is not spent (HEAD);
 //! 7. `download.served` is written to the audit trail (durably: no audit, no bytes — unless
 //!    `links.danger_queued_download_audit` trades that for throughput, see
-//!    [`Links::audit_download`]).
+//!    `Links::audit_download`).
 //!
 //! Every refusal in 2–4 and 6 is the same [`DownloadError::Refused`] (one generic 403 to
 //! the client); the specific reason goes to the audit trail only (`download.rejected`).

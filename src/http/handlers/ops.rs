@@ -19,7 +19,7 @@ pub fn healthz(req: &Request<axum::body::Body>) -> Response<axum::body::Body> {
     head_aware(req, json_response(StatusCode::OK, &json!({"status": "ok"})))
 }
 
-/// `GET|HEAD /readyz`: both stores answer within [`READY_TIMEOUT`] (else 503).
+/// `GET|HEAD /readyz`: both stores answer within two seconds (else 503).
 pub async fn readyz(state: &AppState, head: bool) -> Response<axum::body::Body> {
     let (s, b) = tokio::join!(
         tokio::time::timeout(READY_TIMEOUT, state.state.ping()),

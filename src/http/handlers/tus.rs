@@ -54,7 +54,7 @@ fn tus_version(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// `OPTIONS`: the server's tus capabilities (no authentication: they are public, and
 /// browsers send CORS preflights without credentials). 204, or 200 for a CORS preflight
-/// (`proto/upload-v1.md` §6; the CORS headers are added by [`cors`]).
+/// (`proto/upload-v1.md` §6; the CORS headers are added by `http::cors`).
 pub fn options(state: &AppState, req: &Request<axum::body::Body>) -> Response<axum::body::Body> {
     let preflight = req
         .headers()
