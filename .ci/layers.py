@@ -68,6 +68,7 @@ CORES = {
     "at_rest/tail.rs": "the tail-record codec (the writer decides when it is written)",
     "at_rest/settings.rs": "validates the configured segment size",
     "batch/ndjson.rs": "streaming FHIR NDJSON checker: lines, resourceType, record count",
+    "batch/verdict.rs": "batch verdict: manifest facts against observed facts, findings out",
 }
 
 # External crates (and std modules) a pure core must not use, with why.

@@ -15,7 +15,7 @@
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact — own a flow, audit inside it
 //! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110,
-//!                       batch::ndjson — pure, no I/O
+//!                       batch::ndjson, batch::verdict — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -44,7 +44,7 @@
 //! * [`artifact`] — downloadable artifacts: the registry of records, import-directory encryption.
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: the links API, artifact registration, downloads.
-//! * [`batch`] — batches (issue 10); today its pure core: the NDJSON checker.
+//! * [`batch`] — batches (issue 10); today its pure cores: the NDJSON checker and the verdict.
 
 pub mod app;
 pub mod artifact;
