@@ -69,6 +69,8 @@ CORES = {
     "at_rest/settings.rs": "validates the configured segment size",
     "batch/ndjson.rs": "streaming FHIR NDJSON checker: lines, resourceType, record count",
     "batch/verdict.rs": "batch verdict: manifest facts against observed facts, findings out",
+    "batch/verdict/finding.rs": "the verdict's findings: codes, member names, readable lines",
+    "batch/verdict/report.rs": "the verification report JSON and its SHA-256",
 }
 
 # External crates (and std modules) a pure core must not use, with why.

@@ -32,16 +32,21 @@
 //! Findings name members by their logical names and lines by their numbers. Nothing here
 //! sees record content.
 //!
+//! Beside this file: `finding.rs` ([`Finding`], its codes and readable lines) and
+//! `report.rs` ([`Report`], the JSON and its SHA-256).
+//!
 //! Not here: reading or decrypting members, the manifest format, storing a verdict, the
 //! quarantine workflow, audit.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::ndjson::{FaultLines, LineFault, NdjsonReport};
+
+mod finding;
+mod report;
+
+pub use finding::{DigestSource, Finding};
+pub use report::{Report, ReportFinding};
 
 /// What the manifest says the batch holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,89 +112,6 @@ pub enum Verdict {
     Released,
     /// At least one finding; never empty.
     Quarantined(Vec<Finding>),
-}
-
-/// Which SHA-256 a digest finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DigestSource {
-    /// The digest the upload recorded as it received the bytes.
-    Upload,
-    /// The digest re-computed over the decrypted stored data.
-    Stream,
-}
-
-/// One reason a batch is quarantined. Names are logical member names; `lines` are 1-based
-/// line numbers (the first few), `count` all such lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
-    /// Listed, never uploaded.
-    Missing { name: String },
-    /// Uploaded but not complete: `size` of `expected` bytes.
-    Incomplete {
-        name: String,
-        size: u64,
-        expected: u64,
-    },
-    /// Listed twice in the manifest.
-    DuplicateListed { name: String },
-    /// Uploaded more than once.
-    DuplicateObserved { name: String },
-    /// The size differs from the manifest's.
-    SizeMismatch {
-        name: String,
-        expected: u64,
-        actual: u64,
-    },
-    /// A digest differs from the manifest's.
-    Sha256Mismatch { name: String, source: DigestSource },
-    /// A digest was not recorded or not computed, so it cannot be compared.
-    Sha256Unavailable { name: String, source: DigestSource },
-    /// Listed as NDJSON but no NDJSON report was produced.
-    NdjsonUnchecked { name: String },
-    /// The record count differs from the manifest's.
-    RecordCountMismatch {
-        name: String,
-        expected: u64,
-        actual: u64,
-    },
-    /// Lines over the line limit.
-    LineTooLong {
-        name: String,
-        lines: Vec<u64>,
-        count: u64,
-    },
-    /// Blank lines.
-    BlankLines {
-        name: String,
-        lines: Vec<u64>,
-        count: u64,
-    },
-    /// Lines that are not UTF-8.
-    InvalidUtf8 {
-        name: String,
-        lines: Vec<u64>,
-        count: u64,
-    },
-    /// Lines that are not one JSON object.
-    NotJsonObject {
-        name: String,
-        lines: Vec<u64>,
-        count: u64,
-    },
-    /// Objects whose `resourceType` is not the declared one.
-    WrongResourceType {
-        name: String,
-        lines: Vec<u64>,
-        count: u64,
-    },
-    /// The last line has no newline and is not a complete record.
-    TruncatedLastLine { name: String },
-    /// Not in the manifest.
-    Unlisted { name: String },
-    /// The number of uploads differs from the manifest's stated total.
-    TotalMembersMismatch { expected: u64, actual: u64 },
-    /// The sum of upload sizes differs from the manifest's stated total.
-    TotalBytesMismatch { expected: u64, actual: u64 },
 }
 
 /// Compares what arrived with what the manifest lists (see the module docs).
@@ -282,252 +204,6 @@ impl Verdict {
     }
 }
 
-/// The report JSON: `{"verdict": "released"|"quarantined", "findings": [{"code", "member"?,
-/// "expected"?, "actual"?, "lines"?, "message"}]}`; absent values are left out. For line
-/// findings `actual` is the number of such lines and `lines` the first few.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub verdict: &'static str,
-    pub findings: Vec<ReportFinding>,
-}
-
-/// One finding in the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReportFinding {
-    pub code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub member: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub actual: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lines: Option<Vec<u64>>,
-    pub message: String,
-}
-
-impl Report {
-    /// The canonical bytes: compact JSON, keys in the declared field order. Serve exactly
-    /// these, so that the audited SHA-256 can be checked against what a client received.
-    pub fn canonical_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
-    }
-
-    /// The report as a JSON value.
-    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(self)
-    }
-
-    /// SHA-256 of [`canonical_json`](Self::canonical_json), for the verdict's audit record.
-    pub fn sha256(&self) -> Result<[u8; 32], serde_json::Error> {
-        Ok(Sha256::digest(self.canonical_json()?).into())
-    }
-}
-
-impl Finding {
-    /// The stable machine code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Finding::Missing { .. } => "member.missing",
-            Finding::Incomplete { .. } => "member.incomplete",
-            Finding::DuplicateListed { .. } => "manifest.duplicate_member",
-            Finding::DuplicateObserved { .. } => "member.duplicate_upload",
-            Finding::SizeMismatch { .. } => "member.size_mismatch",
-            Finding::Sha256Mismatch { .. } => "member.sha256_mismatch",
-            Finding::Sha256Unavailable { .. } => "member.sha256_unavailable",
-            Finding::NdjsonUnchecked { .. } => "ndjson.unchecked",
-            Finding::RecordCountMismatch { .. } => "ndjson.record_count_mismatch",
-            Finding::LineTooLong { .. } => "ndjson.line_too_long",
-            Finding::BlankLines { .. } => "ndjson.blank_lines",
-            Finding::InvalidUtf8 { .. } => "ndjson.invalid_utf8",
-            Finding::NotJsonObject { .. } => "ndjson.not_json_object",
-            Finding::WrongResourceType { .. } => "ndjson.wrong_resource_type",
-            Finding::TruncatedLastLine { .. } => "ndjson.truncated_last_line",
-            Finding::Unlisted { .. } => "member.unlisted",
-            Finding::TotalMembersMismatch { .. } => "batch.total_members_mismatch",
-            Finding::TotalBytesMismatch { .. } => "batch.total_bytes_mismatch",
-        }
-    }
-
-    /// The member this finding is about; `None` for batch totals.
-    pub fn member(&self) -> Option<&str> {
-        match self {
-            Finding::Missing { name }
-            | Finding::Incomplete { name, .. }
-            | Finding::DuplicateListed { name }
-            | Finding::DuplicateObserved { name }
-            | Finding::SizeMismatch { name, .. }
-            | Finding::Sha256Mismatch { name, .. }
-            | Finding::Sha256Unavailable { name, .. }
-            | Finding::NdjsonUnchecked { name }
-            | Finding::RecordCountMismatch { name, .. }
-            | Finding::LineTooLong { name, .. }
-            | Finding::BlankLines { name, .. }
-            | Finding::InvalidUtf8 { name, .. }
-            | Finding::NotJsonObject { name, .. }
-            | Finding::WrongResourceType { name, .. }
-            | Finding::TruncatedLastLine { name }
-            | Finding::Unlisted { name } => Some(name),
-            Finding::TotalMembersMismatch { .. } | Finding::TotalBytesMismatch { .. } => None,
-        }
-    }
-
-    /// (expected, actual, lines) for the report.
-    fn values(&self) -> (Option<u64>, Option<u64>, Option<&[u64]>) {
-        match self {
-            Finding::Incomplete { size, expected, .. } => (Some(*expected), Some(*size), None),
-            Finding::SizeMismatch {
-                expected, actual, ..
-            }
-            | Finding::RecordCountMismatch {
-                expected, actual, ..
-            }
-            | Finding::TotalMembersMismatch { expected, actual }
-            | Finding::TotalBytesMismatch { expected, actual } => {
-                (Some(*expected), Some(*actual), None)
-            }
-            Finding::LineTooLong { lines, count, .. }
-            | Finding::BlankLines { lines, count, .. }
-            | Finding::InvalidUtf8 { lines, count, .. }
-            | Finding::NotJsonObject { lines, count, .. }
-            | Finding::WrongResourceType { lines, count, .. } => (None, Some(*count), Some(lines)),
-            _ => (None, None, None),
-        }
-    }
-}
-
-impl From<&Finding> for ReportFinding {
-    fn from(f: &Finding) -> Self {
-        let (expected, actual, lines) = f.values();
-        ReportFinding {
-            code: f.code(),
-            member: f.member().map(str::to_owned),
-            expected,
-            actual,
-            lines: lines.map(<[u64]>::to_vec),
-            message: f.to_string(),
-        }
-    }
-}
-
-/// One line for people, e.g. `Observation.ndjson: 1997 records, manifest says 2000`.
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = |s: &DigestSource| match s {
-            DigestSource::Upload => "upload",
-            DigestSource::Stream => "stored data",
-        };
-        match self {
-            Finding::Missing { name } => write!(f, "{name}: listed, never uploaded"),
-            Finding::Incomplete {
-                name,
-                size,
-                expected,
-            } => {
-                write!(f, "{name}: incomplete, {size} of {expected} bytes")
-            }
-            Finding::DuplicateListed { name } => write!(f, "{name}: listed more than once"),
-            Finding::DuplicateObserved { name } => write!(f, "{name}: uploaded more than once"),
-            Finding::SizeMismatch {
-                name,
-                expected,
-                actual,
-            } => {
-                write!(f, "{name}: {actual} bytes, manifest says {expected}")
-            }
-            Finding::Sha256Mismatch { name, source: s } => {
-                write!(f, "{name}: sha256 mismatch ({})", source(s))
-            }
-            Finding::Sha256Unavailable { name, source: s } => {
-                write!(f, "{name}: no sha256 to compare ({})", source(s))
-            }
-            Finding::NdjsonUnchecked { name } => write!(f, "{name}: NDJSON lines not checked"),
-            Finding::RecordCountMismatch {
-                name,
-                expected,
-                actual,
-            } => {
-                write!(f, "{name}: {actual} records, manifest says {expected}")
-            }
-            Finding::LineTooLong { name, lines, count } => line_list(
-                f,
-                name,
-                lines,
-                *count,
-                "is over the line limit",
-                "are over the line limit",
-            ),
-            Finding::BlankLines { name, lines, count } => {
-                line_list(f, name, lines, *count, "is blank", "are blank")
-            }
-            Finding::InvalidUtf8 { name, lines, count } => {
-                line_list(f, name, lines, *count, "is not UTF-8", "are not UTF-8")
-            }
-            Finding::NotJsonObject { name, lines, count } => line_list(
-                f,
-                name,
-                lines,
-                *count,
-                "is not a JSON object",
-                "are not JSON objects",
-            ),
-            Finding::WrongResourceType { name, lines, count } => line_list(
-                f,
-                name,
-                lines,
-                *count,
-                "has the wrong resourceType",
-                "have the wrong resourceType",
-            ),
-            Finding::TruncatedLastLine { name } => {
-                write!(
-                    f,
-                    "{name}: last line truncated (no newline, not a complete record)"
-                )
-            }
-            Finding::Unlisted { name } => write!(f, "{name}: not in manifest"),
-            Finding::TotalMembersMismatch { expected, actual } => {
-                write!(f, "batch: {actual} members, manifest says {expected}")
-            }
-            Finding::TotalBytesMismatch { expected, actual } => {
-                write!(f, "batch: {actual} bytes, manifest says {expected}")
-            }
-        }
-    }
-}
-
-/// `name: line 88 is …`, `name: lines 3, 9 are …`, `name: lines 3, 9 and 5 more are …`.
-fn line_list(
-    f: &mut fmt::Formatter<'_>,
-    name: &str,
-    lines: &[u64],
-    count: u64,
-    one: &str,
-    many: &str,
-) -> fmt::Result {
-    match (count, lines) {
-        (1, [line]) => return write!(f, "{name}: line {line} {one}"),
-        (_, []) => {
-            return write!(
-                f,
-                "{name}: {count} line{} {}",
-                if count == 1 { "" } else { "s" },
-                if count == 1 { one } else { many }
-            );
-        }
-        _ => {}
-    }
-    write!(f, "{name}: lines ")?;
-    for (i, line) in lines.iter().enumerate() {
-        write!(f, "{}{line}", if i == 0 { "" } else { ", " })?;
-    }
-    let more = count.saturating_sub(lines.len() as u64);
-    if more > 0 {
-        write!(f, " and {more} more")?;
-    }
-    write!(f, " {many}")
-}
-
 /// The checks on one listed member's first upload.
 fn check_member(expected: &ExpectedMember, upload: &ObservedMember, findings: &mut Vec<Finding>) {
     let name = || expected.name.clone();
@@ -595,6 +271,10 @@ fn check_member(expected: &ExpectedMember, upload: &ObservedMember, findings: &m
     }
 }
 
+#[cfg(test)]
+mod acceptance;
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
