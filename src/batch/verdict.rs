@@ -46,7 +46,7 @@ mod finding;
 mod report;
 
 pub use finding::{DigestSource, Finding};
-pub use report::{Report, ReportFinding};
+pub use report::{Report, ReportFinding, ReportVerdict};
 
 /// What the manifest says the batch holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,8 +196,8 @@ impl Verdict {
     pub fn report(&self) -> Report {
         Report {
             verdict: match self {
-                Verdict::Released => "released",
-                Verdict::Quarantined(_) => "quarantined",
+                Verdict::Released => ReportVerdict::Released,
+                Verdict::Quarantined(_) => ReportVerdict::Quarantined,
             },
             findings: self.findings().iter().map(ReportFinding::from).collect(),
         }

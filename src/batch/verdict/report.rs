@@ -11,22 +11,40 @@ use super::finding::Finding;
 /// findings `actual` is the number of such lines and `lines` the first few.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
-    pub verdict: &'static str,
+    /// The outcome.
+    pub verdict: ReportVerdict,
+    /// Every finding, in the verdict's order; empty when released.
     pub findings: Vec<ReportFinding>,
+}
+
+/// The report's `verdict` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportVerdict {
+    /// `"released"`
+    Released,
+    /// `"quarantined"`
+    Quarantined,
 }
 
 /// One finding in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportFinding {
+    /// [`Finding::code`].
     pub code: &'static str,
+    /// The logical member name; absent for batch totals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// What the manifest says (a size, a record count, a total).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<u64>,
+    /// What arrived; for line findings, how many such lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual: Option<u64>,
+    /// For line findings, the first few line numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<u64>>,
+    /// The finding's readable line.
     pub message: String,
 }
 
