@@ -176,3 +176,130 @@ fn the_report_json_and_its_digest() {
         report.sha256().expect("ok")
     );
 }
+
+/// Real bytes through the checker and SHA-256 into the verdict: scenarios (a) and (e) with
+/// the facts computed, not written down.
+#[test]
+fn checked_bytes_into_the_verdict() {
+    use crate::batch::ndjson::{NdjsonChecker, NdjsonLimits};
+
+    let original: Vec<u8> = (1..=2000)
+        .flat_map(|i| {
+            format!(
+                "{{\"resourceType\":\"Observation\",\"id\":\"o{i}\",\"status\":\"final\",\
+                 \"subject\":{{\"reference\":\"Patient/p{}\"}},\"valueQuantity\":{{\"value\":{}.5,\"unit\":\"mmol/L\"}}}}\n",
+                i % 97,
+                i % 13
+            )
+            .into_bytes()
+        })
+        .collect();
+    let facts = |bytes: &[u8]| {
+        let mut checker = NdjsonChecker::new("Observation", NdjsonLimits::default());
+        for chunk in bytes.chunks(4096) {
+            checker.feed(chunk);
+        }
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        ObservedMember {
+            name: name("Observation.ndjson"),
+            complete: true,
+            size: bytes.len() as u64,
+            upload_sha256: Some(digest),
+            stream_sha256: Some(digest),
+            ndjson: Some(checker.finish()),
+        }
+    };
+    let expected = Expected {
+        members: vec![ExpectedMember {
+            name: name("Observation.ndjson"),
+            size: original.len() as u64,
+            sha256: Sha256::digest(&original).into(),
+            ndjson: Some(ExpectedNdjson {
+                resource_type: name("Observation"),
+                records: 2000,
+            }),
+        }],
+        total_members: None,
+        total_bytes: None,
+    };
+    let as_arrived = |bytes: &[u8]| {
+        verdict(
+            &expected,
+            &Observed {
+                members: vec![facts(bytes)],
+            },
+        )
+    };
+    assert_eq!(as_arrived(&original), Verdict::Released);
+
+    // (a) one record dropped: line 1500 removed.
+    let lines: Vec<&[u8]> = original.split_inclusive(|&b| b == b'\n').collect();
+    let dropped: Vec<u8> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1499)
+        .flat_map(|(_, l)| l.iter().copied())
+        .collect();
+    let n = || name("Observation.ndjson");
+    assert_eq!(
+        as_arrived(&dropped).findings(),
+        [
+            Finding::SizeMismatch {
+                name: n(),
+                expected: original.len() as u64,
+                actual: dropped.len() as u64
+            },
+            Finding::Sha256Mismatch {
+                name: n(),
+                source: DigestSource::Upload
+            },
+            Finding::Sha256Mismatch {
+                name: n(),
+                source: DigestSource::Stream
+            },
+            Finding::RecordCountMismatch {
+                name: n(),
+                expected: 2000,
+                actual: 1999
+            },
+        ]
+    );
+
+    // (e) line 1234's resourceType replaced by one of the same length: same size.
+    let mut wrong = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let text = String::from_utf8(line.to_vec()).expect("ASCII");
+        let text = if i == 1233 {
+            text.replacen("Observation", "Composition", 1)
+        } else {
+            text
+        };
+        wrong.extend_from_slice(text.as_bytes());
+    }
+    assert_eq!(wrong.len(), original.len());
+    let v = as_arrived(&wrong);
+    assert_eq!(
+        v.findings(),
+        [
+            Finding::Sha256Mismatch {
+                name: n(),
+                source: DigestSource::Upload
+            },
+            Finding::Sha256Mismatch {
+                name: n(),
+                source: DigestSource::Stream
+            },
+            Finding::WrongResourceType {
+                name: n(),
+                lines: vec![1234],
+                count: 1
+            },
+        ]
+    );
+    // No record content anywhere in the report.
+    let json = String::from_utf8(v.report().canonical_json().expect("serialises")).expect("UTF-8");
+    assert!(
+        !json.contains("Composition") && !json.contains("mmol"),
+        "{json}"
+    );
+}
