@@ -108,6 +108,8 @@ pub struct FaultLines {
 /// The facts one NDJSON member yielded. Line numbers and counts only, never content.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NdjsonReport {
+    /// The `resourceType` every line was checked against (the declared one, not content).
+    pub resource_type: String,
     /// Non-blank lines, each one record (see the module docs).
     pub records: u64,
     /// Bytes fed.
@@ -159,7 +161,6 @@ impl NdjsonReport {
 /// The streaming checker: [`feed`](Self::feed) chunks, then [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct NdjsonChecker {
-    expected: String,
     limits: NdjsonLimits,
     report: NdjsonReport,
     /// The current line's bytes so far, when it spans chunks; never over the limit.
@@ -174,9 +175,11 @@ impl NdjsonChecker {
     /// A checker for lines of `expected_resource_type` (e.g. `"Patient"`).
     pub fn new(expected_resource_type: &str, limits: NdjsonLimits) -> Self {
         NdjsonChecker {
-            expected: expected_resource_type.to_owned(),
             limits,
-            report: NdjsonReport::default(),
+            report: NdjsonReport {
+                resource_type: expected_resource_type.to_owned(),
+                ..NdjsonReport::default()
+            },
             partial: Vec::new(),
             line_len: 0,
             overflowed: false,
@@ -252,7 +255,7 @@ impl NdjsonChecker {
         let fault = if overflowed {
             Some(LineFault::TooLong)
         } else {
-            classify(line, &self.expected)
+            classify(line, &self.report.resource_type)
         };
         if fault != Some(LineFault::Blank) {
             self.report.records += 1;

@@ -12,8 +12,8 @@
 //! nothing more: a partial upload's size and digest say nothing); size equal; the upload's
 //! whole-file SHA-256 *and* the SHA-256 re-computed over the stored data each equal the
 //! manifest's (a missing digest is `Sha256Unavailable`, never a pass: at-rest corruption is
-//! caught only by the second); for NDJSON members, a report must exist (else
-//! `NdjsonUnchecked`), its record count must equal the declared one, and every kind of bad
+//! caught only by the second); for NDJSON members, a report checked against the declared
+//! `resourceType` must exist (else `NdjsonUnchecked`), its record count must equal the declared one, and every kind of bad
 //! line and a truncated last line is a finding. Then, per observed name the manifest does
 //! not list, `Unlisted`; a name uploaded more than once, `DuplicateObserved` (the first
 //! upload in `Observed` order is the one checked); a name listed twice, `DuplicateListed`.
@@ -241,7 +241,12 @@ fn check_member(expected: &ExpectedMember, upload: &ObservedMember, findings: &m
     let Some(declared) = &expected.ndjson else {
         return;
     };
-    let Some(report) = &upload.ndjson else {
+    // A report for another resource type says nothing about the declared one.
+    let Some(report) = upload
+        .ndjson
+        .as_ref()
+        .filter(|r| r.resource_type == declared.resource_type)
+    else {
         findings.push(Finding::NdjsonUnchecked { name: name() });
         return;
     };

@@ -340,7 +340,10 @@ fn line_of(kind: Kind, n: u32) -> Vec<u8> {
 }
 
 fn model(kinds: &[(Kind, u32)], limits: NdjsonLimits) -> NdjsonReport {
-    let mut r = NdjsonReport::default();
+    let mut r = NdjsonReport {
+        resource_type: "Patient".into(),
+        ..NdjsonReport::default()
+    };
     for (i, (kind, _)) in kinds.iter().enumerate() {
         let number = i as u64 + 1;
         r.lines += 1;

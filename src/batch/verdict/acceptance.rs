@@ -14,7 +14,7 @@ fn acceptance_scenarios_as_facts() {
     obs.size -= 450;
     obs.upload_sha256 = Some(sha(30));
     obs.stream_sha256 = Some(sha(30));
-    obs.ndjson = Some(clean_report(1999, obs.size));
+    obs.ndjson = Some(clean_report("Observation", 1999, obs.size));
     let n = || name("Observation.ndjson");
     assert_eq!(
         verdict(&e, &o).findings(),

@@ -40,7 +40,7 @@ pub enum Finding {
     Sha256Mismatch { name: String, source: DigestSource },
     /// A digest was not recorded or not computed, so it cannot be compared.
     Sha256Unavailable { name: String, source: DigestSource },
-    /// Listed as NDJSON but no NDJSON report was produced.
+    /// Listed as NDJSON but no report checked against the declared `resourceType`.
     NdjsonUnchecked { name: String },
     /// The record count differs from the manifest's.
     RecordCountMismatch {

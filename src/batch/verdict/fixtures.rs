@@ -7,8 +7,9 @@ pub(super) fn sha(n: u8) -> [u8; 32] {
     [n; 32]
 }
 
-pub(super) fn clean_report(records: u64, bytes: u64) -> NdjsonReport {
+pub(super) fn clean_report(resource_type: &str, records: u64, bytes: u64) -> NdjsonReport {
     NdjsonReport {
+        resource_type: resource_type.into(),
         records,
         bytes,
         lines: records,
@@ -66,7 +67,10 @@ pub(super) fn arrived(expected: &Expected) -> Observed {
             size: m.size,
             upload_sha256: Some(m.sha256),
             stream_sha256: Some(m.sha256),
-            ndjson: m.ndjson.as_ref().map(|n| clean_report(n.records, m.size)),
+            ndjson: m
+                .ndjson
+                .as_ref()
+                .map(|n| clean_report(&n.resource_type, n.records, m.size)),
         })
         .collect();
     Observed { members }

@@ -24,6 +24,7 @@ enum Perturbation {
     Lines(LineFault, u64),
     Truncated,
     Unchecked,
+    CheckedAsOther,
 }
 
 fn perturbation() -> impl Strategy<Value = Perturbation> {
@@ -41,6 +42,7 @@ fn perturbation() -> impl Strategy<Value = Perturbation> {
         (kind, 1u64..50).prop_map(|(k, n)| Perturbation::Lines(k, n)),
         Just(Perturbation::Truncated),
         Just(Perturbation::Unchecked),
+        Just(Perturbation::CheckedAsOther),
     ]
 }
 
@@ -106,6 +108,7 @@ fn observe(expected: &Expected, perturbations: &[Option<Perturbation>], extras: 
             upload_sha256: Some(m.sha256),
             stream_sha256: Some(m.sha256),
             ndjson: m.ndjson.as_ref().map(|n| NdjsonReport {
+                resource_type: n.resource_type.clone(),
                 records: n.records,
                 bytes: m.size,
                 lines: n.records,
@@ -118,7 +121,8 @@ fn observe(expected: &Expected, perturbations: &[Option<Perturbation>], extras: 
                     Perturbation::Records(_)
                     | Perturbation::Lines(..)
                     | Perturbation::Truncated
-                    | Perturbation::Unchecked,
+                    | Perturbation::Unchecked
+                    | Perturbation::CheckedAsOther,
                 ),
                 false,
             ) => Some(Perturbation::UploadDigest(1)),
@@ -163,6 +167,11 @@ fn observe(expected: &Expected, perturbations: &[Option<Perturbation>], extras: 
                 }
             }
             Some(Perturbation::Unchecked) => o.ndjson = None,
+            Some(Perturbation::CheckedAsOther) => {
+                if let Some(r) = o.ndjson.as_mut() {
+                    r.resource_type.push('X');
+                }
+            }
         }
         members.push(o);
     }

@@ -130,6 +130,20 @@ fn each_finding_kind_alone() {
         ),
         (
             |_, o| {
+                let report = member(o, "Encounter.ndjson")
+                    .ndjson
+                    .as_mut()
+                    .expect("ndjson");
+                report.resource_type = "Patient".into();
+            },
+            Finding::NdjsonUnchecked {
+                name: name("Encounter.ndjson"),
+            },
+            "ndjson.unchecked",
+            "Encounter.ndjson: NDJSON lines not checked",
+        ),
+        (
+            |_, o| {
                 member(o, "Observation.ndjson")
                     .ndjson
                     .as_mut()
