@@ -14,7 +14,8 @@
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact — own a flow, audit inside it
-//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110 — pure, no I/O
+//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110,
+//!                       batch::ndjson, batch::verdict — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -43,12 +44,14 @@
 //! * [`artifact`] — downloadable artifacts: the registry of records, import-directory encryption.
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: the links API, artifact registration, downloads.
+//! * [`batch`] — batches (issue 10); today its pure cores: the NDJSON checker and the verdict.
 
 pub mod app;
 pub mod artifact;
 pub mod at_rest;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod blob;
 pub mod cli;
 pub mod config;
