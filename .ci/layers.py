@@ -66,6 +66,7 @@ CORES = {
     "at_rest/encoder.rs": "the writer's hot path: seals segments into a buffer, no I/O",
     "at_rest/tail.rs": "the tail-record codec (the writer decides when it is written)",
     "at_rest/settings.rs": "validates the configured segment size",
+    "manifest": "batch manifest and provenance parsing (proto/manifest-v1.md)",
 }
 
 # External crates (and std modules) a pure core must not use, with why.

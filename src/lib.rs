@@ -14,7 +14,7 @@
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact — own a flow, audit inside it
-//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110 — pure, no I/O
+//! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110, manifest — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -43,6 +43,7 @@
 //! * [`artifact`] — downloadable artifacts: the registry of records, import-directory encryption.
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: the links API, artifact registration, downloads.
+//! * [`manifest`] — batch manifest and provenance parsing (`proto/manifest-v1.md`), no I/O.
 
 pub mod app;
 pub mod artifact;
@@ -57,6 +58,7 @@ pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod links;
+pub mod manifest;
 pub mod metrics;
 pub mod range;
 pub mod rfc9110;
