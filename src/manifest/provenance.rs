@@ -91,7 +91,8 @@ impl Provenance {
         let (v, p) = f.required("job_id")?;
         let job_id = Identifier::parse(v, &p)?;
         let (v, p) = f.required("exported_at")?;
-        let exported_at_text = json::string(v, &p, 64, json::visible)?;
+        // Any character may be there: whatever is not the one form is a `TimestampForm`.
+        let exported_at_text = json::string(v, &p, 64, |_| true)?;
         let exported_at = timestamp(&exported_at_text)
             .ok_or_else(|| ManifestError::at(&p, Problem::TimestampForm))?;
         let (v, p) = f.required("requester")?;
