@@ -195,6 +195,23 @@ fn the_realistic_example_reads_as_intended() {
     assert_eq!(m.profile().map(|p| p.as_str()), Some("fhir-bulk-r4"));
 }
 
+/// The examples in `proto/manifest-v1.md` are valid: the first JSON block is a manifest,
+/// the second a provenance record.
+#[test]
+fn the_format_document_examples_parse() {
+    let doc = fs::read_to_string(root().join("manifest-v1.md")).expect("format doc");
+    let blocks: Vec<&str> = doc
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert_eq!(blocks.len(), 2, "two JSON examples");
+    let limits = ManifestLimits::default();
+    let m = Manifest::parse(blocks[0].as_bytes(), &limits).expect("manifest example");
+    assert_eq!(m.total_bytes(), Some(m.listed_bytes()));
+    Provenance::parse(blocks[1].as_bytes(), &limits).expect("provenance example");
+}
+
 /// The schemas are themselves valid 2020-12 schemas, closed everywhere.
 #[test]
 fn schemas_are_closed_and_bounded() {

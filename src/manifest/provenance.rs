@@ -361,3 +361,6 @@ impl PurposeOfUse {
         &self.code
     }
 }
+
+#[cfg(test)]
+mod tests;
