@@ -209,6 +209,11 @@ impl FieldPath {
         Self::default()
     }
 
+    /// The steps from the root.
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+
     pub(crate) fn key(&self, key: &'static str) -> Self {
         self.with(Segment::Key(key))
     }

@@ -217,6 +217,10 @@ fn unknown_fields_are_named_when_plain_and_hidden_otherwise() {
     let mut v = manifest(vec![member("a")]);
     v["comment"] = json!("x");
     let e = refused(&v, "/comment", Problem::UnknownField);
+    let Location::Field(path) = e.location() else {
+        panic!("{e}")
+    };
+    assert_eq!(path.segments(), [Segment::Unknown(Some("comment".into()))]);
     assert_eq!(e.to_string(), "/comment: unknown field");
 
     let mut m = member("a");
