@@ -47,7 +47,7 @@ mod tests;
 
 pub use claims::{Bindings, CertFingerprint, LinkClaims, Method, MethodSet, UnixTime};
 pub use error::{ClaimsError, KeyringError, LinkParseError, LinkRejection};
-pub use file_name::{FileNameError, ResponseFileName};
+pub use file_name::{FileNameError, MAX_FILE_NAME_LEN, ResponseFileName};
 pub use ids::{ArtifactId, GrantId, KeyId, KeyIdError};
 pub use keyring::{
     LinkKeySpec, LinkKeyring, LinkRequest, MAX_CLOCK_SKEW, MAX_SECRET_LEN, MIN_SECRET_LEN,

@@ -6,9 +6,10 @@ use std::fmt;
 
 use super::error::{FieldPath, ManifestError, Problem};
 use super::json::{self, Json};
+use crate::signed_link::{FileNameError, ResponseFileName};
 
 /// Maximum bytes of a [`MemberName`].
-pub const MAX_NAME_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = crate::signed_link::MAX_FILE_NAME_LEN;
 /// Maximum bytes of a [`MediaType`] (each of type and subtype: 127, RFC 6838).
 pub const MAX_MEDIA_TYPE_LEN: usize = 255;
 /// Maximum bytes of a [`ResourceType`].
@@ -49,16 +50,19 @@ impl MemberName {
         let s = json::string(value, path, MAX_NAME_LEN, |b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
         })?;
-        let err = |p| Err(ManifestError::at(path, p));
-        if !s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) {
-            return err(Problem::NameStart);
-        }
-        if s.ends_with('.') {
-            return err(Problem::NameEnd);
-        }
-        if is_reserved_device_name(s.split('.').next().unwrap_or(&s)) {
-            return err(Problem::NameReserved);
-        }
+        // A member name is exactly a name it can be downloaded under: one rule, the
+        // response file name's.
+        ResponseFileName::new(&s).map_err(|e| {
+            let problem = match e {
+                FileNameError::Empty => Problem::Empty,
+                FileNameError::TooLong => Problem::TooLong { max: MAX_NAME_LEN },
+                FileNameError::Character => Problem::Character,
+                FileNameError::Leading => Problem::NameStart,
+                FileNameError::TrailingDot => Problem::NameEnd,
+                FileNameError::Reserved => Problem::NameReserved,
+            };
+            ManifestError::at(path, problem)
+        })?;
         Ok(Self(s))
     }
 
@@ -70,19 +74,6 @@ impl MemberName {
     /// The key under which names collide: ASCII lowercase.
     pub(crate) fn folded(&self) -> String {
         self.0.to_ascii_lowercase()
-    }
-}
-
-fn is_reserved_device_name(stem: &str) -> bool {
-    let upper = stem.to_ascii_uppercase();
-    match upper.as_str() {
-        "CON" | "PRN" | "AUX" | "NUL" => true,
-        _ => {
-            let b = upper.as_bytes();
-            b.len() == 4
-                && (b.starts_with(b"COM") || b.starts_with(b"LPT"))
-                && (b'1'..=b'9').contains(&b[3])
-        }
     }
 }
 
