@@ -192,33 +192,16 @@ pub enum LinkError {
     /// The state store failed: fail closed.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The artifact registry failed (a corrupt record).
+    /// The artifact registry failed (its state store, or a corrupt record).
     #[error(transparent)]
-    Artifact(ArtifactError),
-    /// The grant store failed (a corrupt record, contention, an id collision).
+    Artifact(#[from] ArtifactError),
+    /// The grant store failed (its state store, a corrupt record, contention, an id
+    /// collision).
     #[error(transparent)]
-    Grant(GrantError),
+    Grant(#[from] GrantError),
     /// The audit trail could not record the action: it was not acknowledged.
     #[error(transparent)]
     Audit(#[from] AuditError),
-}
-
-impl From<ArtifactError> for LinkError {
-    fn from(e: ArtifactError) -> Self {
-        match e {
-            ArtifactError::State(e) => Self::State(e),
-            other => Self::Artifact(other),
-        }
-    }
-}
-
-impl From<GrantError> for LinkError {
-    fn from(e: GrantError) -> Self {
-        match e {
-            GrantError::State(e) => Self::State(e),
-            other => Self::Grant(other),
-        }
-    }
 }
 
 /// An issued link.

@@ -119,12 +119,12 @@ pub enum DownloadError {
     /// The state store failed: fail closed.
     #[error(transparent)]
     State(#[from] StateError),
-    /// A stored grant record is unusable.
+    /// The grant store failed (its state store, or an unusable record).
     #[error(transparent)]
-    Grant(GrantError),
-    /// A stored artifact record is unusable.
+    Grant(#[from] GrantError),
+    /// The artifact registry failed (its state store, or an unusable record).
     #[error(transparent)]
-    Artifact(ArtifactError),
+    Artifact(#[from] ArtifactError),
     /// The artifact's object could not be opened or read.
     #[error(transparent)]
     AtRest(#[from] AtRestError),
@@ -134,24 +134,6 @@ pub enum DownloadError {
     /// The response could not be laid out (a record with values no header can carry).
     #[error(transparent)]
     Shape(#[from] ShapeError),
-}
-
-impl From<GrantError> for DownloadError {
-    fn from(e: GrantError) -> Self {
-        match e {
-            GrantError::State(e) => Self::State(e),
-            other => Self::Grant(other),
-        }
-    }
-}
-
-impl From<ArtifactError> for DownloadError {
-    fn from(e: ArtifactError) -> Self {
-        match e {
-            ArtifactError::State(e) => Self::State(e),
-            other => Self::Artifact(other),
-        }
-    }
 }
 
 // === impl Links: downloads ===

@@ -17,7 +17,6 @@ use crate::artifact::{ArtifactError, ArtifactRecord, ArtifactSource, ContentType
 use crate::audit::AuditError;
 use crate::grant::{BatchRef, now_unix};
 use crate::signed_link::{ArtifactId, ResponseFileName};
-use crate::state::StateError;
 use crate::tus::record::UploadId;
 use crate::upload::Uploads;
 use crate::upload::source::UploadSourceError;
@@ -63,36 +62,15 @@ pub enum RegisterError {
     /// Importing the file failed.
     #[error(transparent)]
     Import(#[from] ImportError),
-    /// The upload cannot become an artifact.
+    /// The upload cannot become an artifact (or its records could not be read).
     #[error(transparent)]
-    Upload(UploadSourceError),
-    /// The state store failed: fail closed.
+    Upload(#[from] UploadSourceError),
+    /// The registry failed (its state store, a corrupt record, an id collision).
     #[error(transparent)]
-    State(#[from] StateError),
-    /// The registry failed (a corrupt record, an id collision).
-    #[error(transparent)]
-    Artifact(ArtifactError),
+    Artifact(#[from] ArtifactError),
     /// The audit trail could not record the registration.
     #[error(transparent)]
     Audit(#[from] AuditError),
-}
-
-impl From<ArtifactError> for RegisterError {
-    fn from(e: ArtifactError) -> Self {
-        match e {
-            ArtifactError::State(e) => Self::State(e),
-            other => Self::Artifact(other),
-        }
-    }
-}
-
-impl From<UploadSourceError> for RegisterError {
-    fn from(e: UploadSourceError) -> Self {
-        match e {
-            UploadSourceError::State(e) => Self::State(e),
-            other => Self::Upload(other),
-        }
-    }
 }
 
 /// A registered artifact, and whether its import file was removed.

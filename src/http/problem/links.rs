@@ -6,6 +6,7 @@ use http::header::{ACCEPT_RANGES, CONTENT_RANGE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::row::{Describe, INTERNAL, Problem, row};
+use crate::artifact::ArtifactError;
 use crate::artifact::import::ImportError;
 use crate::grant::GrantError;
 use crate::links::LinkError;
@@ -46,7 +47,8 @@ impl Describe for DownloadError {
             DownloadError::AtRest(e) => e.problem(),
             DownloadError::Audit(e) => e.problem(),
             DownloadError::Grant(e) => e.problem(),
-            DownloadError::Artifact(_) | DownloadError::Shape(_) => INTERNAL,
+            DownloadError::Artifact(e) => e.problem(),
+            DownloadError::Shape(_) => INTERNAL,
         }
     }
 
@@ -78,6 +80,15 @@ impl Describe for GrantError {
                 "The grant kept changing; retry",
             ),
             GrantError::Corrupt { .. } | GrantError::AlreadyExists(_) => INTERNAL,
+        }
+    }
+}
+
+impl Describe for ArtifactError {
+    fn problem(&self) -> Problem {
+        match self {
+            ArtifactError::State(e) => e.problem(),
+            ArtifactError::Corrupt { .. } | ArtifactError::AlreadyExists(_) => INTERNAL,
         }
     }
 }
@@ -143,7 +154,7 @@ impl Describe for LinkError {
             LinkError::State(e) => e.problem(),
             LinkError::Grant(e) => e.problem(),
             LinkError::Audit(e) => e.problem(),
-            LinkError::Artifact(_) => INTERNAL,
+            LinkError::Artifact(e) => e.problem(),
         }
     }
 }
@@ -232,8 +243,7 @@ impl Describe for RegisterError {
             ),
             RegisterError::Import(e) => e.problem(),
             RegisterError::Upload(e) => e.problem(),
-            RegisterError::State(e) => e.problem(),
-            RegisterError::Artifact(_) => INTERNAL,
+            RegisterError::Artifact(e) => e.problem(),
             RegisterError::Audit(e) => e.problem(),
         }
     }
