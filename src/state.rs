@@ -106,6 +106,20 @@ pub enum Expect {
     Any,
 }
 
+impl Expect {
+    /// Whether the condition holds for a record whose live version is `current` (`None`:
+    /// absent or expired). `Any` holds always; `Absent` when there is no live record;
+    /// `Version(v)` when the live record has version `v`. Adapters that compare in Rust use
+    /// this; the Redis adapter states the same rule in its Lua scripts.
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current == Some(v),
+        }
+    }
+}
+
 /// One secondary-index entry: `(index name, indexed value)`, e.g. `("owner", "clinic-7")`.
 /// Index values are server-chosen strings (principal names, batch ids), never raw client
 /// input, and at most 256 bytes.

@@ -150,7 +150,7 @@ impl StateStore for MemoryStore {
         let key = (ns.as_str(), id.to_owned());
         // An expired record counts as absent: its version restarts at 1.
         let current = live_version(&inner, &key, now);
-        if !expect_holds(expect, current) {
+        if !expect.holds(current) {
             return Ok(CasOutcome::Conflict(current));
         }
         let version = match current {
@@ -181,7 +181,7 @@ impl StateStore for MemoryStore {
         let key = (ns.as_str(), id.to_owned());
         let current = live_version(&inner, &key, now);
         // `Absent` or `Any` on an absent record holds: deleting it is `Applied(0)`.
-        if !expect_holds(expect, current) {
+        if !expect.holds(current) {
             return Ok(CasOutcome::Conflict(current));
         }
         inner.records.remove(&key);
@@ -371,16 +371,7 @@ impl StateStore for MemoryStore {
 
 // === helpers ===
 
-/// `Expect::Any` holds always; `Absent` when there is no live record; `Version(v)` when the
-/// live record has version `v`.
-fn expect_holds(expect: Expect, current: Option<u64>) -> bool {
-    match expect {
-        Expect::Any => true,
-        Expect::Absent => current.is_none(),
-        Expect::Version(v) => current == Some(v),
-    }
-}
-
+/// The version of the live (unexpired) record under `key`, if any.
 fn live_version(inner: &Inner, key: &(&'static str, String), now: Instant) -> Option<u64> {
     inner
         .records

@@ -112,7 +112,7 @@ pub(super) fn put(db: &Database, req: Put<'_>, now: u64) -> Result<CasOutcome, S
         let mut records = txn.open_table(RECORDS).map_err(db_err)?;
         let old = load_record(&records, &key)?;
         let current = old.as_ref().filter(|r| r.is_live(now)).map(|r| r.version);
-        if !expect_holds(req.expect, current) {
+        if !req.expect.holds(current) {
             return Ok((CasOutcome::Conflict(current), false));
         }
         if let Some(old) = &old {
@@ -151,7 +151,7 @@ pub(super) fn delete(
         let old = load_record(&records, &key)?;
         let current = old.as_ref().filter(|r| r.is_live(now)).map(|r| r.version);
         // `Absent` or `Any` on an absent record holds: deleting it is `Applied(0)`.
-        if !expect_holds(expect, current) {
+        if !expect.holds(current) {
             return Ok((CasOutcome::Conflict(current), false));
         }
         let Some(old) = old else {
@@ -290,17 +290,8 @@ pub(super) fn sweep_expired(db: &Database, now: u64) -> Result<SweepReport, Stat
     }
     Ok(report)
 }
-// === helpers ===
 
-/// `Expect::Any` holds always; `Absent` when there is no live record; `Version(v)` when the
-/// live record has version `v`.
-fn expect_holds(expect: Expect, current: Option<u64>) -> bool {
-    match expect {
-        Expect::Any => true,
-        Expect::Absent => current.is_none(),
-        Expect::Version(v) => current == Some(v),
-    }
-}
+// === helpers ===
 
 fn load_record(
     records: &impl ReadableTable<&'static [u8], &'static [u8]>,
