@@ -12,8 +12,11 @@ use axum::body::Body;
 use http::{Method, Request, Response, StatusCode};
 use sallyport::http::body::read_capped;
 use serde_json::{Value, json};
-use sha2::Digest;
 use tower::ServiceExt;
+
+mod support;
+use support::data::sha256_hex;
+use support::token_hash;
 
 const ADMIN: &str = "inprocess-admin-token-0123456789abcdefghijkl";
 const UPLOADER: &str = "inprocess-uploader-token-0123456789abcdefgh";
@@ -23,10 +26,6 @@ struct Harness {
     dir: tempfile::TempDir,
 }
 
-fn hash(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
@@ -34,8 +33,8 @@ async fn harness() -> Harness {
          [[clients]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\n\n\
          [[clients]]\nname = \"clinic\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n",
         dir.path().join("data").display().to_string(),
-        hash(ADMIN),
-        hash(UPLOADER),
+        token_hash(ADMIN),
+        token_hash(UPLOADER),
     );
     let config = sallyport::config::Config::from_toml(&text, &BTreeMap::new()).unwrap();
     let app = sallyport::app::build(config).await.unwrap();
@@ -238,7 +237,7 @@ async fn publish_issue_download_and_revoke_in_process() {
     assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
     let art: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(art["length"], data.len());
-    assert_eq!(art["sha256"], hex::encode(sha2::Sha256::digest(&data)));
+    assert_eq!(art["sha256"], sha256_hex(&data));
     let id = art["artifact"].as_str().unwrap();
 
     let (s, _, b) = h
