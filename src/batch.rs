@@ -20,5 +20,9 @@
 //! Not here (yet): the manifest format and its parser (`crate::manifest`), reading members
 //! from the blob store, the seal flow and its resumption, storage of verdicts, and audit.
 
+pub mod config;
 pub mod ndjson;
+pub mod profile;
 pub mod verdict;
+
+pub use config::BatchSettings;

@@ -100,6 +100,8 @@ pub struct Config {
     pub links: crate::links::config::LinksSettings,
     /// Artifact registration: the import directory.
     pub artifacts: crate::links::config::ArtifactsSettings,
+    /// `[batches]` and `[[profiles]]`.
+    pub batches: crate::batch::BatchSettings,
     /// API clients and their roles.
     pub clients: ClientRegistry,
     /// Environment variables that overrode file values (names only, for the start-up log).
@@ -283,6 +285,7 @@ impl Config {
             uploads,
             links,
             artifacts,
+            batches: crate::batch::BatchSettings::default(),
             clients,
             overridden_by_env: Vec::new(),
         })
