@@ -71,6 +71,7 @@ CORES = {
     "batch/verdict.rs": "batch verdict: manifest facts against observed facts, findings out",
     "batch/verdict/finding.rs": "the verdict's findings: codes, member names, readable lines",
     "batch/verdict/report.rs": "the verification report JSON and its SHA-256",
+    "batch/profile.rs": "release profiles: a profile and the batch's documents in, broken rules out",
     "manifest": "batch manifest and provenance parsing (proto/manifest-v1.md)",
 }
 

@@ -189,16 +189,7 @@ impl Config {
 
     /// Parses TOML text plus overrides.
     pub fn from_toml(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
-        // First parse the file alone, so its errors carry line numbers.
-        toml::from_str::<RawConfig>(text).map_err(|e| syntax_error(text, &e))?;
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e: toml::de::Error| syntax_error(text, &e))?;
-        let applied = env::apply(&mut table, env).map_err(ConfigError::Env)?;
-        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e| {
-            ConfigError::Env(format!(
-                "after applying environment overrides {applied:?}: {e}"
-            ))
-        })?;
+        let (raw, applied) = raw_from_toml(text, env)?;
         let mut config = Self::from_raw(raw)?;
         config.overridden_by_env = applied;
         Ok(config)
@@ -271,6 +262,8 @@ impl Config {
         let artifacts =
             crate::links::config::ArtifactsSettings::from_raw(&raw.artifacts, &data_dir)
                 .map_err(|e| invalid(&e.key, e.message))?;
+        let batches = crate::batch::BatchSettings::from_raw(&raw.batches, &raw.profiles, &links)
+            .map_err(|e| invalid(&e.key, e.message))?;
         Ok(Self {
             data_dir,
             allow_world_readable_secrets: allow_open,
@@ -285,11 +278,39 @@ impl Config {
             uploads,
             links,
             artifacts,
-            batches: crate::batch::BatchSettings::default(),
+            batches,
             clients,
             overridden_by_env: Vec::new(),
         })
     }
+}
+
+/// The file as written plus overrides, before validation: what `sallyport preflight` reads
+/// to tell a value that was written from one left to its default. `None`: no file.
+pub fn load_raw(path: Option<&Path>, env: &dyn Env) -> Result<RawConfig, ConfigError> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.to_owned(),
+            source,
+        })?,
+        None => String::new(),
+    };
+    Ok(raw_from_toml(&text, env)?.0)
+}
+
+/// Parses the file, applies the environment, and names the variables that applied.
+fn raw_from_toml(text: &str, env: &dyn Env) -> Result<(RawConfig, Vec<String>), ConfigError> {
+    // First parse the file alone, so its errors carry line numbers.
+    toml::from_str::<RawConfig>(text).map_err(|e| syntax_error(text, &e))?;
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e: toml::de::Error| syntax_error(text, &e))?;
+    let applied = env::apply(&mut table, env).map_err(ConfigError::Env)?;
+    let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e| {
+        ConfigError::Env(format!(
+            "after applying environment overrides {applied:?}: {e}"
+        ))
+    })?;
+    Ok((raw, applied))
 }
 
 /// A TOML error as "line L, column C: message". The toml crate's own `Display` quotes the

@@ -34,6 +34,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub artifacts: crate::links::config::RawArtifactsConfig,
     #[serde(default)]
+    pub batches: crate::batch::config::RawBatchesConfig,
+    /// `[[profiles]]`: the release profiles a batch manifest may name.
+    #[serde(default)]
+    pub profiles: Vec<crate::batch::config::RawProfile>,
+    #[serde(default)]
     pub clients: Vec<RawClient>,
 }
 

@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -147,4 +149,327 @@ fn syntax_errors_never_quote_the_source_line() {
     assert!(err.contains("bogus"), "{err}");
     assert!(err.contains("line 8"), "{err}");
     assert!(!err.contains("c2VjcmV0"), "{err}");
+}
+
+/// A profile with every key written (valid), `extra` lines appended to the table.
+fn profile_toml(extra: &str) -> String {
+    format!(
+        "[[profiles]]\nname = \"bulk\"\nresources = [\"Patient\", \"Observation\"]\n\
+         purpose_of_use = [\"TREAT\"]\ndelivery = \"signed_url\"\nlink_ttl = \"7days\"\n\
+         checksum = \"sha256\"\nencryption_at_rest = true\nprovenance_required = true\n\
+         on_validation_failure = \"quarantine\"\nretention = \"90days\"\n{extra}"
+    )
+}
+
+#[test]
+fn batches_defaults_and_written_values() {
+    let c = Config::from_toml("", &env(&[])).unwrap();
+    let d = crate::batch::BatchSettings::default();
+    assert!(!c.batches.four_eyes);
+    assert_eq!(c.batches.open_ttl, d.open_ttl);
+    assert_eq!(c.batches.retention, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.batches.limits, d.limits);
+    assert_eq!(c.batches.max_request_bytes, (1 << 20) + (64 << 10) + 4096);
+    assert!(c.batches.profiles.is_empty());
+
+    let text = format!(
+        "[batches]\nfour_eyes = true\nopen_ttl = \"1h\"\nretention = \"2days\"\n\
+         sweep_interval = \"5s\"\nmax_manifest_bytes = \"2MiB\"\nmax_provenance_bytes = \"8KiB\"\n\
+         max_request_bytes = \"3MiB\"\nmax_members = 50\nndjson_max_line_bytes = \"1KiB\"\n\n{}",
+        profile_toml("")
+    );
+    let c = Config::from_toml(&text, &env(&[])).unwrap();
+    let b = &c.batches;
+    assert!(b.four_eyes);
+    assert_eq!(b.open_ttl, Duration::from_secs(3600));
+    assert_eq!(b.retention, Duration::from_secs(2 * 86_400));
+    assert_eq!(b.sweep_interval, Duration::from_secs(5));
+    assert_eq!(b.limits.max_manifest_bytes, 2 << 20);
+    assert_eq!(b.limits.max_provenance_bytes, 8 << 10);
+    assert_eq!(b.limits.max_members, 50);
+    assert_eq!(b.max_request_bytes, 3 << 20);
+    assert_eq!(b.ndjson.max_line_bytes, 1024);
+    let p = b.profile("bulk").unwrap();
+    assert_eq!(
+        p.resources.as_deref(),
+        Some(&["Patient".to_owned(), "Observation".to_owned()][..])
+    );
+    assert_eq!(p.purpose_of_use.as_deref(), Some(&["TREAT".to_owned()][..]));
+    assert_eq!(p.link_ttl, Duration::from_secs(7 * 86_400));
+    assert_eq!(p.retention, Some(Duration::from_secs(90 * 86_400)));
+    assert!(p.provenance_required);
+    assert!(b.profile("other").is_none());
+}
+
+#[test]
+fn a_profile_left_to_defaults_allows_any_and_takes_the_link_default() {
+    let c = Config::from_toml(
+        "[links]\ndefault_ttl = \"2h\"\n[[profiles]]\nname = \"open\"\n\
+         [[profiles]]\nname = \"star\"\nresources = [\"*\"]\npurpose_of_use = [\"*\"]\n",
+        &env(&[]),
+    )
+    .unwrap();
+    for name in ["open", "star"] {
+        let p = c.batches.profile(name).unwrap();
+        assert_eq!(p.resources, None, "{name}");
+        assert_eq!(p.purpose_of_use, None, "{name}");
+        assert_eq!(p.link_ttl, Duration::from_secs(7200), "{name}");
+        assert_eq!(p.retention, None, "{name}");
+        assert!(!p.provenance_required, "{name}");
+    }
+    let raw = crate::batch::config::RawProfile {
+        name: Some("x".into()),
+        link_ttl: Some("1h".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        raw.unset(),
+        [
+            "resources",
+            "purpose_of_use",
+            "delivery",
+            "checksum",
+            "encryption_at_rest",
+            "provenance_required",
+            "on_validation_failure",
+            "retention"
+        ]
+    );
+}
+
+#[test]
+fn batches_env_overrides_apply() {
+    let c = Config::from_toml(
+        "",
+        &env(&[
+            ("SALLYPORT_BATCHES__FOUR_EYES", "true"),
+            ("SALLYPORT_BATCHES__OPEN_TTL", "2h"),
+        ]),
+    )
+    .unwrap();
+    assert!(c.batches.four_eyes);
+    assert_eq!(c.batches.open_ttl, Duration::from_secs(7200));
+}
+
+#[test]
+fn every_batches_refusal_names_its_key() {
+    for (text, key, says) in [
+        ("[batches]\nopen_ttl = \"59s\"", "batches.open_ttl", "1m"),
+        (
+            "[batches]\nopen_ttl = \"400days\"",
+            "batches.open_ttl",
+            "366days",
+        ),
+        (
+            "[batches]\nopen_ttl = \"soon\"",
+            "batches.open_ttl",
+            "not a duration",
+        ),
+        ("[batches]\nretention = \"59m\"", "batches.retention", "1h"),
+        (
+            "[batches]\nretention = \"11years\"",
+            "batches.retention",
+            "10 years",
+        ),
+        (
+            "[batches]\nsweep_interval = \"0s\"",
+            "batches.sweep_interval",
+            "1s to 1h",
+        ),
+        (
+            "[batches]\nsweep_interval = \"2h\"",
+            "batches.sweep_interval",
+            "1s to 1h",
+        ),
+        (
+            "[batches]\nmax_manifest_bytes = \"1000\"",
+            "batches.max_manifest_bytes",
+            "1KiB",
+        ),
+        (
+            "[batches]\nmax_manifest_bytes = \"65MiB\"",
+            "batches.max_manifest_bytes",
+            "64MiB",
+        ),
+        (
+            "[batches]\nmax_manifest_bytes = \"1 MiB\"",
+            "batches.max_manifest_bytes",
+            "unknown unit",
+        ),
+        (
+            "[batches]\nmax_provenance_bytes = \"17MiB\"",
+            "batches.max_provenance_bytes",
+            "16MiB",
+        ),
+        (
+            "[batches]\nmax_request_bytes = \"1MiB\"",
+            "batches.max_request_bytes",
+            "at least",
+        ),
+        (
+            "[batches]\nmax_request_bytes = \"1GiB\"",
+            "batches.max_request_bytes",
+            "64MiB more",
+        ),
+        (
+            "[batches]\nmax_members = 0",
+            "batches.max_members",
+            "1..=10000",
+        ),
+        (
+            "[batches]\nmax_members = 10001",
+            "batches.max_members",
+            "1..=10000",
+        ),
+        (
+            "[batches]\nndjson_max_line_bytes = \"1023\"",
+            "batches.ndjson_max_line_bytes",
+            "1KiB",
+        ),
+        (
+            "[batches]\nndjson_max_line_bytes = \"1GiB\"",
+            "batches.ndjson_max_line_bytes",
+            "256MiB",
+        ),
+    ] {
+        let err = Config::from_toml(text, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}`")), "{text:?} -> {err}");
+        assert!(err.contains(says), "{text:?} -> {err}");
+    }
+    let err = Config::from_toml("[batches]\nfour_eye = true", &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("four_eye"), "{err}");
+}
+
+#[test]
+fn every_profile_refusal_names_its_key() {
+    let one = |k: &str, v: &str| format!("[[profiles]]\nname = \"bulk\"\n{k} = {v}\n");
+    for (text, key, says) in [
+        (
+            "[[profiles]]\nresources = [\"Patient\"]\n".to_owned(),
+            "profiles[0].name",
+            "needs a name",
+        ),
+        (
+            "[[profiles]]\nname = \"Bulk\"\n".to_owned(),
+            "profiles[0].name",
+            "not a profile name",
+        ),
+        (
+            "[[profiles]]\nname = \"-bulk\"\n".to_owned(),
+            "profiles[0].name",
+            "not a profile name",
+        ),
+        (
+            "[[profiles]]\nname = \"\"\n".to_owned(),
+            "profiles[0].name",
+            "not a profile name",
+        ),
+        (
+            format!("[[profiles]]\nname = \"{}\"\n", "a".repeat(65)),
+            "profiles[0].name",
+            "1-64",
+        ),
+        (
+            format!("{}[[profiles]]\nname = \"bulk\"\n", profile_toml("")),
+            "profiles[1].name",
+            "configured twice",
+        ),
+        (
+            one("resources", "[]"),
+            "profiles[bulk].resources",
+            "is empty",
+        ),
+        (
+            one("resources", "[\"patient\"]"),
+            "profiles[bulk].resources",
+            "\"patient\" is not valid",
+        ),
+        (
+            one("resources", "[\"Patient\", \"Patient\"]"),
+            "profiles[bulk].resources",
+            "twice",
+        ),
+        (
+            one("resources", "[\"Patient\", \"*\"]"),
+            "profiles[bulk].resources",
+            "stand alone",
+        ),
+        (
+            one("purpose_of_use", "[]"),
+            "profiles[bulk].purpose_of_use",
+            "is empty",
+        ),
+        (
+            one("purpose_of_use", "[\"TREAT NOW\"]"),
+            "profiles[bulk].purpose_of_use",
+            "not valid",
+        ),
+        (
+            one("purpose_of_use", "[\"TREAT\", \"TREAT\"]"),
+            "profiles[bulk].purpose_of_use",
+            "twice",
+        ),
+        (
+            one("delivery", "\"email\""),
+            "profiles[bulk].delivery",
+            "\"signed_url\"",
+        ),
+        (
+            one("link_ttl", "\"31days\""),
+            "profiles[bulk].link_ttl",
+            "links.max_ttl (30days)",
+        ),
+        (
+            one("link_ttl", "\"0s\""),
+            "profiles[bulk].link_ttl",
+            "from 1s",
+        ),
+        (
+            one("link_ttl", "\"a week\""),
+            "profiles[bulk].link_ttl",
+            "not a duration",
+        ),
+        (
+            one("checksum", "\"md5\""),
+            "profiles[bulk].checksum",
+            "\"sha256\"",
+        ),
+        (
+            one("encryption_at_rest", "false"),
+            "profiles[bulk].encryption_at_rest",
+            "encrypts every stored byte",
+        ),
+        (
+            one("on_validation_failure", "\"release\""),
+            "profiles[bulk].on_validation_failure",
+            "fail closed",
+        ),
+        (
+            one("retention", "\"30m\""),
+            "profiles[bulk].retention",
+            "1h",
+        ),
+    ] {
+        let err = Config::from_toml(&text, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}`")), "{text:?} -> {err}");
+        assert!(err.contains(says), "{text:?} -> {err}");
+    }
+    // The link limit is the configured one.
+    let text = format!(
+        "[links]\nmax_ttl = \"1day\"\n{}",
+        one("link_ttl", "\"2days\"")
+    );
+    let err = Config::from_toml(&text, &env(&[])).unwrap_err().to_string();
+    assert!(err.contains("links.max_ttl (1day)"), "{err}");
+    // Unknown keys are named.
+    let err = Config::from_toml(&one("encrypt", "true"), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encrypt"), "{err}");
+    let err = Config::from_toml(&one("encryption_at_rest", "\"yes\""), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3"), "{err}");
 }

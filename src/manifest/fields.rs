@@ -183,10 +183,7 @@ impl ResourceType {
         let s = json::string(value, path, MAX_RESOURCE_TYPE_LEN, |b| {
             b.is_ascii_alphabetic()
         })?;
-        if !s.bytes().next().is_some_and(|b| b.is_ascii_uppercase()) {
-            return Err(ManifestError::at(path, Problem::ResourceTypeForm));
-        }
-        Ok(Self(s))
+        s.parse().map_err(|p| ManifestError::at(path, p))
     }
 
     /// The resource type name.
@@ -201,24 +198,68 @@ impl fmt::Display for ResourceType {
     }
 }
 
+/// The whole rule, for a name that does not come from a document (a configured profile's
+/// `resources`); [`ResourceType::parse`] reads the JSON string and then applies this.
+impl std::str::FromStr for ResourceType {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        if s.is_empty() {
+            return Err(Problem::Empty);
+        }
+        if s.len() > MAX_RESOURCE_TYPE_LEN {
+            return Err(Problem::TooLong {
+                max: MAX_RESOURCE_TYPE_LEN,
+            });
+        }
+        if !s.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(Problem::Character);
+        }
+        if !s.bytes().next().is_some_and(|b| b.is_ascii_uppercase()) {
+            return Err(Problem::ResourceTypeForm);
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
 // === impl ProfileName ===
 
 impl ProfileName {
     pub(crate) fn parse(value: Json, path: &FieldPath) -> Result<Self, ManifestError> {
-        let s = json::string(
-            value,
-            path,
-            MAX_PROFILE_LEN,
-            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'),
-        )?;
-        if !s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) {
-            return Err(ManifestError::at(path, Problem::Character));
-        }
-        Ok(Self(s))
+        let s = json::string(value, path, MAX_PROFILE_LEN, profile_byte)?;
+        s.parse().map_err(|p| ManifestError::at(path, p))
     }
 
     /// The profile name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The whole rule, for a name that does not come from a document (a configured
+/// `[[profiles]]` name); [`ProfileName::parse`] reads the JSON string and then applies this.
+impl std::str::FromStr for ProfileName {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        if s.is_empty() {
+            return Err(Problem::Empty);
+        }
+        if s.len() > MAX_PROFILE_LEN {
+            return Err(Problem::TooLong {
+                max: MAX_PROFILE_LEN,
+            });
+        }
+        if !s.bytes().all(profile_byte)
+            || !s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(Problem::Character);
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The bytes a profile name may hold: `[a-z0-9._-]`.
+fn profile_byte(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-')
 }

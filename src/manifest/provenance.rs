@@ -332,6 +332,11 @@ fn is_cruds(p: &str) -> bool {
 
 // === impl PurposeOfUse ===
 
+/// The bytes a purpose-of-use code may hold.
+fn code_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
 impl PurposeOfUse {
     fn parse(value: Json, path: &FieldPath) -> Result<Self, ManifestError> {
         let mut f = Fields::new(value, path, &["system", "code"])?;
@@ -345,10 +350,14 @@ impl PurposeOfUse {
             return Err(ManifestError::at(&p, Problem::SystemForm));
         }
         let (v, p) = f.required("code")?;
-        let code = json::string(v, &p, MAX_CODE_LEN, |b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
-        })?;
+        let code = json::string(v, &p, MAX_CODE_LEN, code_byte)?;
         Ok(Self { system, code })
+    }
+
+    /// Whether `s` is a code as a provenance record may write it (`[A-Za-z0-9._-]`, 1–64
+    /// bytes): the rule a configured profile's `purpose_of_use` list is checked against.
+    pub fn is_code(s: &str) -> bool {
+        !s.is_empty() && s.len() <= MAX_CODE_LEN && s.bytes().all(code_byte)
     }
 
     /// The code system URI.
