@@ -5,7 +5,9 @@
 //! * `check-config FILE` — validate a configuration exactly as `serve` would load it;
 //! * `audit verify` / `audit export` — check or export the audit hash chain;
 //! * `token generate` — make an API client token and the hash to put in the config;
-//! * `keys status|rotate|rewrap|retire` — the key-encryption keys (audited).
+//! * `keys status|rotate|rewrap|retire` — the key-encryption keys (audited);
+//! * `preflight [--profile NAME]` — the go-live checklist for batch delivery (offline);
+//! * `link …`, `artifact …`, `batch …` — through the running gateway's API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ pub mod api;
 pub mod audit;
 pub mod keys;
 pub mod link;
+pub mod preflight;
 pub mod serve;
 
 use crate::config::{Config, ProcessEnv};
@@ -41,6 +44,13 @@ pub enum Command {
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+    /// The go-live checklist: TLS, keys, state store, retention and the release profiles.
+    /// Prints one line per check; exit 0 all passed, 1 a check failed, 2 unknown --profile.
+    Preflight {
+        /// Check only this profile (default: every configured profile).
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Audit trail operations.
     #[command(subcommand)]
@@ -108,6 +118,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Preflight { profile } => Ok(preflight::run(
+            cli.config.as_deref(),
+            &ProcessEnv,
+            profile.as_deref(),
+        )),
         Command::Audit(cmd) => {
             let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
             runtime()?.block_on(audit::run(cmd, &config))

@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The batch operator's command line, black-box: `sallyport preflight` on good and bad
+//! configurations and beside a running gateway.
+
+mod support;
+
+use support::sallyport;
+
+/// A profile with every key written.
+const FULL_PROFILE: &str = "[[profiles]]\nname = \"bulk\"\nresources = [\"Patient\", \"Observation\"]\n\
+    purpose_of_use = [\"TREAT\"]\ndelivery = \"signed_url\"\nlink_ttl = \"7days\"\n\
+    checksum = \"sha256\"\nencryption_at_rest = true\nprovenance_required = true\n\
+    on_validation_failure = \"quarantine\"\nretention = \"90days\"\n";
+
+fn preflight(dir: &std::path::Path, text: &str, args: &[&str]) -> (i32, String, String) {
+    let f = dir.join("sallyport.toml");
+    let data = dir.join("data").display().to_string();
+    std::fs::write(&f, format!("data_dir = {data:?}\n{text}")).unwrap();
+    let out = sallyport()
+        .arg("--config")
+        .arg(&f)
+        .arg("preflight")
+        .args(args)
+        .env_remove("SALLYPORT_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn preflight_passes_a_complete_configuration_with_warnings_for_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[batches]\nretention = \"30days\"\n{FULL_PROFILE}");
+    let (code, out, err) = preflight(dir.path(), &text, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("warn tls: no tls.cert_file/key_file"), "{out}");
+    assert!(out.contains("development only"), "{out}");
+    assert!(out.contains("warn keys: keyring"), "{out}");
+    assert!(out.contains("warn state: embedded state store"), "{out}");
+    assert!(out.contains("ok   batches.retention: 30days"), "{out}");
+    assert!(
+        out.contains("ok   profiles[bulk]: every setting is written"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(err.is_empty(), "{err}");
+    // Nothing was created.
+    assert!(!dir.path().join("data").exists());
+    // The one named profile only.
+    let (code, out, _) = preflight(dir.path(), &text, &["--profile", "bulk"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn preflight_names_each_failing_check_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[server]\ndanger_plaintext_http = true\n\
+                [[profiles]]\nname = \"bulk\"\nresources = [\"Patient\"]\n";
+    let (code, out, err) = preflight(dir.path(), text, &[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("FAIL tls: server.danger_plaintext_http = true"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL batches.retention is not set"), "{out}");
+    assert!(
+        out.contains("FAIL profiles[bulk].link_ttl is not set"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("profiles[bulk].resources is not set"),
+        "{out}"
+    );
+    assert!(
+        err.starts_with("preflight failed: tls, batches.retention, profiles[bulk].purpose_of_use"),
+        "{err}"
+    );
+
+    // Certificate files that are not there.
+    let text = format!(
+        "[batches]\nretention = \"30days\"\n[tls]\ncert_file = \"/nonexistent.pem\"\n\
+         key_file = \"/nonexistent-key.pem\"\n{FULL_PROFILE}"
+    );
+    let (code, out, err) = preflight(dir.path(), &text, &[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("FAIL tls: ") && out.contains("/nonexistent.pem"),
+        "{out}"
+    );
+    assert_eq!(err.trim(), "preflight failed: tls");
+
+    // A configuration that does not load is one failing check.
+    let (code, out, err) = preflight(
+        dir.path(),
+        "[[profiles]]\nname = \"bulk\"\nencryption_at_rest = false\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.starts_with("FAIL config: "), "{out}");
+    assert!(out.contains("profiles[bulk].encryption_at_rest"), "{out}");
+}
+
+#[test]
+fn preflight_with_an_unknown_profile_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = preflight(dir.path(), FULL_PROFILE, &["--profile", "bluk"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no profile named \"bluk\" in the configuration (configured: bulk)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn preflight_beside_a_running_gateway_skips_the_state_store_and_reads_the_keyring() {
+    let mut gw = support::Gateway::start(&format!(
+        "[batches]\nretention = \"30days\"\n{FULL_PROFILE}"
+    ));
+    let out = sallyport()
+        .arg("--config")
+        .arg(&gw.config_path)
+        .arg("preflight")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("skip state: state store in use by a running gateway (cannot check offline)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   keys: keyring provider, current KEK "),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    gw.stop();
+    // Stopped: the store opens.
+    let out = sallyport()
+        .arg("--config")
+        .arg(&gw.config_path)
+        .arg("preflight")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("ok   state: embedded state store opens for writing"),
+        "{text}"
+    );
+}
