@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 pub mod api;
 pub mod audit;
+pub mod batch;
 pub mod keys;
 pub mod link;
 pub mod preflight;
@@ -69,6 +70,16 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: link::LinkCommand,
+    },
+    /// Batches: open, list, show, seal, report (uploader); release, purge (auditor) —
+    /// through the running gateway. Exit 0 released, 1 error, 3 quarantined, 4 still sealing.
+    Batch {
+        /// How to reach the gateway.
+        #[command(flatten)]
+        api: api::ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: batch::BatchCommand,
     },
     /// Artifacts (publisher): register, show — through the running gateway.
     Artifact {
@@ -136,6 +147,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = client_config(cli.config.as_deref(), &api)?;
             runtime()?.block_on(link::run_link(command, &api, config.as_ref()))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Batch { api, command } => {
+            let config = client_config(cli.config.as_deref(), &api)?;
+            runtime()?.block_on(batch::run(command, &api, config.as_ref()))
         }
         Command::Artifact { api, command } => {
             let config = client_config(cli.config.as_deref(), &api)?;

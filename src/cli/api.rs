@@ -8,7 +8,8 @@
 //! * `--url` / `SALLYPORT_URL` — default `https://<server.listen>` from the configuration
 //!   (an unspecified address becomes `127.0.0.1`);
 //! * `--token-file` / `SALLYPORT_TOKEN_FILE` (preferred: a file, mode 0600) or
-//!   `SALLYPORT_TOKEN` — a bearer token with the publisher role;
+//!   `SALLYPORT_TOKEN` — a bearer token with the role the command needs (publisher for
+//!   links and artifacts; uploader or auditor for batches);
 //! * `--ca-file` / `SALLYPORT_CA_FILE` — the CA to trust; default: the development CA in
 //!   `<data_dir>/dev-ca/ca.pem` when the configuration uses it, else the system roots are
 //!   not consulted (give the CA explicitly).
@@ -40,7 +41,7 @@ pub struct ApiArgs {
     /// The gateway's base URL, e.g. https://127.0.0.1:8443.
     #[arg(long, env = "SALLYPORT_URL", global = true)]
     pub url: Option<String>,
-    /// A file holding the bearer token (publisher role).
+    /// A file holding the bearer token (with the role the command needs).
     #[arg(long, env = "SALLYPORT_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
     /// The CA certificate (PEM) to trust.
@@ -113,12 +114,25 @@ impl ApiClient {
         })
     }
 
-    /// Sends one request; returns the status and the JSON body (`null` when empty).
+    /// Sends one request; returns the status and the JSON body (`null` when empty). `path`
+    /// may carry a query string.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.call_bytes(method, path, bytes).await
+    }
+
+    /// Sends one request whose JSON body is `body` exactly as given (for documents whose
+    /// bytes are what the server hashes and stores).
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
         tokio::time::timeout(TIMEOUT, self.call_inner(method, path, body))
             .await
@@ -129,7 +143,7 @@ impl ApiClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        bytes: Vec<u8>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
         let tcp = tokio::net::TcpStream::connect((self.host.trim_matches(['[', ']']), self.port))
             .await
@@ -144,7 +158,6 @@ impl ApiClient {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
         let token = self
             .token
             .expose_str()
