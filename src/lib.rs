@@ -21,7 +21,8 @@
 //! ```
 //!
 //! * [`app`] — the composition root: `app::build(config)` wires stores, keys and services.
-//! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `audit verify`, `keys`.
+//! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `preflight`, `audit
+//!   verify`, `keys`, and `link`, `artifact`, `batch` through the running gateway.
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
 //! * [`secret`] — secrets from config or files: redacted, zeroised, permission-checked.
 //! * [`ids`] — server-generated opaque ids; no client string becomes a name.
