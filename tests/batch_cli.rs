@@ -151,3 +151,68 @@ fn preflight_beside_a_running_gateway_skips_the_state_store_and_reads_the_keyrin
         "{text}"
     );
 }
+
+/// `sallyport batch …` against `gw` with `token`; (exit code, stdout, stderr).
+fn batch_cli(gw: &support::Gateway, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = sallyport()
+        .arg("batch")
+        .args(args)
+        .env_remove("SALLYPORT_CONFIG")
+        .env_remove("SALLYPORT_TOKEN_FILE")
+        .env(
+            "SALLYPORT_URL",
+            format!("https://localhost:{}", gw.addr.port()),
+        )
+        .env("SALLYPORT_CA_FILE", gw.ca_path())
+        .env("SALLYPORT_TOKEN", token)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn batch_errors_exit_1_with_the_gateways_problem_or_before_any_request() {
+    let gw = support::Gateway::start("");
+    // A batch that does not exist: the gateway's problem is printed.
+    let (code, out, err) = batch_cli(
+        &gw,
+        support::gateway::UPLOADER_TOKEN,
+        &["show", "b-nosuchbatch"],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("the gateway answered 404"), "{err}");
+    // A wrong token: refused (401 once the batch routes exist; 404 without them).
+    let (code, _, err) = batch_cli(
+        &gw,
+        "not-a-token-of-any-client-0123456789abcdef",
+        &["report", "b-1"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the gateway answered 4"), "{err}");
+    // An id that could reach another path is refused locally.
+    let (code, _, err) = batch_cli(&gw, support::gateway::UPLOADER_TOKEN, &["show", "../links"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not a batch id"), "{err}");
+    // A manifest file that is not one JSON object never leaves the machine.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.json");
+    std::fs::write(&f, "{\"version\":1}, \"provenance\": {}").unwrap();
+    let (code, _, err) = batch_cli(
+        &gw,
+        support::gateway::UPLOADER_TOKEN,
+        &["open", "--manifest", f.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("is not one JSON object"), "{err}");
+    let (code, _, err) = batch_cli(
+        &gw,
+        support::gateway::UPLOADER_TOKEN,
+        &["list", "--state", "done"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--state must be one of"), "{err}");
+}
