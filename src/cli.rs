@@ -294,6 +294,21 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
     );
     println!("  clients       {}", config.clients.clients().len());
+    let names: Vec<&str> = config
+        .batches
+        .profiles
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    println!(
+        "  profiles      {}{}",
+        names.len(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({}; `sallyport preflight` checks them)", names.join(", "))
+        }
+    );
     for name in &config.overridden_by_env {
         println!("  overridden by {name}");
     }
