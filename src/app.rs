@@ -74,12 +74,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     ));
     let read_at_rest =
         crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.at_rest.segment_size);
+    let batch_store =
+        crate::batch::store::BatchStore::new(state.clone(), at_rest.clone(), config.batches.limits);
     let links = build_links(
         &config,
         state.clone(),
         at_rest.clone(),
         read_at_rest,
         auditor.clone(),
+        crate::batch::gate::BatchGate::new(batch_store.clone()),
     )?;
     let uploads = crate::upload::Uploads::new(
         state.clone(),
@@ -87,6 +90,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         auditor.clone(),
         crate::artifact::Artifacts::new(state.clone()),
         config.uploads.clone(),
+    )
+    .with_membership(crate::batch::admission::Admission::new(
+        batch_store.clone(),
+        auditor.clone(),
+    ));
+    let batches = crate::batch::Batches::new(
+        batch_store,
+        auditor.clone(),
+        uploads.clone(),
+        config.batches.clone(),
     );
     let app = AppState {
         routes: crate::http::endpoint::Routes {
@@ -101,6 +114,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         started,
         uploads,
         links,
+        batches,
     };
     Ok(App {
         state: Arc::new(app),
@@ -116,6 +130,7 @@ impl App {
             spawn_embedded_sweeper(store.clone());
         }
         spawn_upload_sweeper(self.state.uploads.clone());
+        spawn_batch_sweeper(self.state.batches.clone());
     }
 
     /// The gateway as a tower service for requests from `peer` over plain HTTP: the whole
@@ -186,6 +201,7 @@ fn build_links(
     at_rest: crate::at_rest::AtRest,
     read_at_rest: crate::at_rest::AtRest,
     auditor: Auditor,
+    batch_gate: crate::batch::gate::BatchGate,
 ) -> anyhow::Result<Arc<crate::links::Links>> {
     let keyring =
         crate::links::keys::build_keyring(&config.links, config.allow_world_readable_secrets)
@@ -200,6 +216,7 @@ fn build_links(
         at_rest,
         read_at_rest,
         auditor,
+        batch_gate,
     )))
 }
 
@@ -229,6 +246,26 @@ fn spawn_upload_sweeper(uploads: crate::upload::Uploads) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "expired uploads deleted"),
                 Err(e) => tracing::warn!(error = %e, "sweeping expired uploads failed"),
+            }
+        }
+    });
+}
+
+/// Resumes interrupted seals (at once: a restart continues its seals), expires open
+/// batches, and purges released batches at the end of their retention, every
+/// `batches.sweep_interval`; audited.
+fn spawn_batch_sweeper(batches: crate::batch::Batches) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(batches.settings().sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match batches.sweep().await {
+                Ok(s) if s.expired + s.retired > 0 => {
+                    tracing::info!(expired = s.expired, retired = s.retired, "batches swept");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping batches failed"),
             }
         }
     });

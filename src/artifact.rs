@@ -95,6 +95,9 @@ pub struct ArtifactRecord {
     pub created_at: u64,
     /// The API client that registered it.
     pub publisher: String,
+    /// The batch whose member upload it was registered from: every download asks the
+    /// batch gate whether that batch is still released.
+    pub member_of: Option<crate::batch::BatchId>,
 }
 
 impl fmt::Debug for ArtifactRecord {
@@ -110,6 +113,7 @@ impl fmt::Debug for ArtifactRecord {
             .field("batch", &self.batch)
             .field("created_at", &self.created_at)
             .field("publisher", &self.publisher)
+            .field("member_of", &self.member_of)
             .finish()
     }
 }
@@ -158,6 +162,8 @@ struct Wire {
     batch: Option<String>,
     created_at: u64,
     publisher: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    member_of: Option<crate::batch::BatchId>,
 }
 
 impl ArtifactRecord {
@@ -174,6 +180,7 @@ impl ArtifactRecord {
             batch: self.batch.as_ref().map(ToString::to_string),
             created_at: self.created_at,
             publisher: self.publisher.clone(),
+            member_of: self.member_of,
         };
         // Plain structs with string keys serialise into a Vec without failing.
         serde_json::to_vec(&Envelope {
@@ -223,6 +230,7 @@ impl ArtifactRecord {
                 .map_err(|_| invalid("batch"))?,
             created_at: w.created_at,
             publisher: w.publisher,
+            member_of: w.member_of,
         })
     }
 
@@ -366,6 +374,7 @@ mod tests {
             batch: None,
             created_at: 1_767_225_600,
             publisher: "exporter".into(),
+            member_of: None,
         }
     }
 

@@ -56,4 +56,6 @@ pub struct AppState {
     pub uploads: crate::upload::Uploads,
     /// Signed links: keys, grants, artifacts, download checks.
     pub links: Arc<crate::links::Links>,
+    /// The batch service.
+    pub batches: crate::batch::Batches,
 }

@@ -67,6 +67,8 @@ pub struct Links {
     limiter: BadSignatureLimiter,
     cache: ArtifactCache,
     auditor: Auditor,
+    /// Asked before anything of a batch member leaves.
+    batch_gate: crate::batch::gate::BatchGate,
 }
 
 /// How long downloads are refused after a queued audit write failed.
@@ -180,6 +182,12 @@ pub enum LinkError {
     /// A zero limit (it would make a dead link).
     #[error("a limit must be at least 1")]
     ZeroLimit,
+    /// The artifact was registered from a member of a batch that is no longer released.
+    #[error("the artifact's batch is not released")]
+    BatchNotReleased,
+    /// The batch records could not be read.
+    #[error(transparent)]
+    Batch(#[from] crate::batch::store::StoreError),
     /// The claims are inconsistent (an empty validity window).
     #[error(transparent)]
     Claims(#[from] ClaimsError),
@@ -243,6 +251,9 @@ impl Links {
     /// `auditor`. `at_rest` writes
     /// (imports); `read_at_rest` serves downloads (it may read through a cache of small
     /// ciphertext blobs, see [`blob_cache`]).
+    // Each argument is one part the composition root wires in; a struct of them would
+    // only repeat this list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: LinksSettings,
         artifacts: &ArtifactsSettings,
@@ -251,8 +262,10 @@ impl Links {
         at_rest: AtRest,
         read_at_rest: AtRest,
         auditor: Auditor,
+        batch_gate: crate::batch::gate::BatchGate,
     ) -> Self {
         Self {
+            batch_gate,
             grants: Grants::new(state.clone(), settings.grant_retention),
             meter: Meter::new(state.clone()),
             artifacts: Artifacts::new(state.clone()),

@@ -52,6 +52,7 @@ mod create;
 pub mod events;
 pub mod lease;
 mod lifecycle;
+pub mod membership;
 mod metadata;
 mod patch;
 pub mod source;
@@ -60,6 +61,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use membership::{MemberClaim, Membership, MembershipError};
 pub use source::{UploadSource, UploadSourceError};
 
 use crate::artifact::Artifacts;
@@ -110,6 +112,10 @@ pub enum UploadError {
         /// The limit.
         limit: usize,
     },
+    /// The upload's batch membership was refused (at creation), or a sealed batch holds
+    /// it (at termination).
+    #[error(transparent)]
+    Member(#[from] MembershipError),
     /// The client went away or sent a broken body; nothing was kept.
     #[error("the request body was interrupted")]
     BodyAborted,
@@ -184,6 +190,8 @@ pub struct Uploads {
     /// The artifact registry, asked before a completed upload is destroyed (an artifact
     /// registered from it shares its encrypted object).
     artifacts: Artifacts,
+    /// The batch side of membership, when batches are wired in.
+    membership: Option<Arc<dyn Membership>>,
     settings: Arc<UploadSettings>,
 }
 
@@ -223,7 +231,52 @@ impl Uploads {
             at_rest,
             auditor,
             artifacts,
+            membership: None,
             settings: Arc::new(settings),
+        }
+    }
+
+    /// The engine with batch membership: uploads may name a batch and a member.
+    pub fn with_membership(mut self, membership: Arc<dyn Membership>) -> Self {
+        self.membership = Some(membership);
+        self
+    }
+
+    /// Admits `id` as the member `claim` names, if it names one (before anything of the
+    /// upload exists, so a refusal changes nothing). `length` is the declared length.
+    async fn admit_member(
+        &self,
+        who: &Caller,
+        claim: Option<&MemberClaim>,
+        id: UploadId,
+        length: Option<u64>,
+    ) -> Result<(), UploadError> {
+        let Some(claim) = claim else {
+            return Ok(());
+        };
+        let membership = self
+            .membership
+            .as_ref()
+            .ok_or(MembershipError::Unavailable)?;
+        let now = Timestamp::now();
+        let mut dead = Vec::new();
+        for bound in membership.bound(who, claim).await? {
+            match self.store.get(bound).await? {
+                Some((record, _)) if !record.is_expired(now) => {
+                    return Err(MembershipError::Exists.into());
+                }
+                _ => dead.push(bound),
+            }
+        }
+        membership.admit(who, claim, id, length, &dead).await?;
+        Ok(())
+    }
+
+    /// Whether a sealed batch holds `id` (so it must stay).
+    async fn held_by_batch(&self, id: UploadId) -> Result<bool, UploadError> {
+        match &self.membership {
+            Some(m) => Ok(m.held(id).await?),
+            None => Ok(false),
         }
     }
 

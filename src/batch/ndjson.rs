@@ -97,7 +97,7 @@ impl LineFault {
 }
 
 /// One fault kind's tally: how many lines, and the first few line numbers (1-based).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FaultLines {
     /// Every line with this fault.
     pub count: u64,
@@ -106,7 +106,8 @@ pub struct FaultLines {
 }
 
 /// The facts one NDJSON member yielded. Line numbers and counts only, never content.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serialisable, so a seal in progress can keep each member's facts in the state store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NdjsonReport {
     /// The `resourceType` every line was checked against (the declared one, not content).
     pub resource_type: String,

@@ -103,6 +103,10 @@ pub struct ObservedMember {
     pub stream_sha256: Option<[u8; 32]>,
     /// The NDJSON checker's report, if the member was checked as NDJSON.
     pub ndjson: Option<NdjsonReport>,
+    /// The stored bytes could not be read back whole (at-rest authentication failed, or
+    /// the object is gone): reported as such, and the checks on the stored bytes (stream
+    /// digest, NDJSON lines) are not reported on top.
+    pub unreadable: bool,
 }
 
 /// The outcome of verification.
@@ -222,10 +226,13 @@ fn check_member(expected: &ExpectedMember, upload: &ObservedMember, findings: &m
             actual: upload.size,
         });
     }
-    for (digest, source) in [
-        (upload.upload_sha256, DigestSource::Upload),
-        (upload.stream_sha256, DigestSource::Stream),
-    ] {
+    let mut digests = vec![(upload.upload_sha256, DigestSource::Upload)];
+    if upload.unreadable {
+        findings.push(Finding::Unreadable { name: name() });
+    } else {
+        digests.push((upload.stream_sha256, DigestSource::Stream));
+    }
+    for (digest, source) in digests {
         match digest {
             None => findings.push(Finding::Sha256Unavailable {
                 name: name(),
@@ -241,6 +248,9 @@ fn check_member(expected: &ExpectedMember, upload: &ObservedMember, findings: &m
     let Some(declared) = &expected.ndjson else {
         return;
     };
+    if upload.unreadable {
+        return;
+    }
     // A report for another resource type says nothing about the declared one.
     let Some(report) = upload
         .ndjson

@@ -6,6 +6,7 @@
 use http::Method;
 
 use super::problem::ApiError;
+use crate::batch::{BatchId, DocumentKind};
 use crate::signed_link::{ArtifactId, GrantId};
 use crate::tus::concat::BasePath;
 use crate::tus::record::UploadId;
@@ -60,6 +61,22 @@ pub enum Endpoint {
     LinkGet(GrantId),
     /// `DELETE /v1/links/{grant}`: revoke one grant (publisher).
     LinkRevoke(GrantId),
+    /// `POST /v1/batches`: open a batch (uploader).
+    BatchOpen,
+    /// `GET /v1/batches`: list batches (own; auditor: all).
+    BatchList,
+    /// `GET /v1/batches/{id}`: the batch document.
+    BatchGet(BatchId),
+    /// `GET /v1/batches/{id}/manifest|provenance`: a stored document, byte for byte.
+    BatchDocument(BatchId, DocumentKind),
+    /// `GET /v1/batches/{id}/report`: the verification report.
+    BatchReport(BatchId),
+    /// `POST /v1/batches/{id}/seal`: seal and verify (uploader).
+    BatchSeal(BatchId),
+    /// `POST /v1/batches/{id}/release`: release a quarantined batch (auditor).
+    BatchRelease(BatchId),
+    /// `POST /v1/batches/{id}/purge`: shred a batch's members (auditor).
+    BatchPurge(BatchId),
 }
 
 impl Endpoint {
@@ -85,6 +102,15 @@ impl Endpoint {
             Endpoint::LinksRevokeBulk => "links_revoke_bulk",
             Endpoint::LinkGet(_) => "link_get",
             Endpoint::LinkRevoke(_) => "link_revoke",
+            Endpoint::BatchOpen => "batch_open",
+            Endpoint::BatchList => "batch_list",
+            Endpoint::BatchGet(_) => "batch_get",
+            Endpoint::BatchDocument(_, DocumentKind::Manifest) => "batch_manifest",
+            Endpoint::BatchDocument(_, DocumentKind::Provenance) => "batch_provenance",
+            Endpoint::BatchReport(_) => "batch_report",
+            Endpoint::BatchSeal(_) => "batch_seal",
+            Endpoint::BatchRelease(_) => "batch_release",
+            Endpoint::BatchPurge(_) => "batch_purge",
         }
     }
 
@@ -121,9 +147,17 @@ impl Endpoint {
             | Endpoint::LinksList
             | Endpoint::LinksRevokeBulk
             | Endpoint::LinkGet(_)
-            | Endpoint::LinkRevoke(_) => Some(configured),
-            // Upload bodies stream into the at-rest writer under the tus limits.
-            Endpoint::TusCreate | Endpoint::TusPatch(_) => None,
+            | Endpoint::LinkRevoke(_)
+            | Endpoint::BatchList
+            | Endpoint::BatchGet(_)
+            | Endpoint::BatchDocument(..)
+            | Endpoint::BatchReport(_)
+            | Endpoint::BatchSeal(_)
+            | Endpoint::BatchRelease(_)
+            | Endpoint::BatchPurge(_) => Some(configured),
+            // Upload bodies stream into the at-rest writer under the tus limits; a batch's
+            // documents have their own limits, which the handler applies.
+            Endpoint::TusCreate | Endpoint::TusPatch(_) | Endpoint::BatchOpen => None,
         }
     }
 
@@ -164,7 +198,15 @@ impl Endpoint {
                 Method::POST => Ok(Endpoint::LinksRevokeBulk),
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
-            _ => Self::parse_links(method, path),
+            "/v1/batches" => match *method {
+                Method::GET => Ok(Endpoint::BatchList),
+                Method::POST => Ok(Endpoint::BatchOpen),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+            },
+            _ => match path.strip_prefix("/v1/batches/") {
+                Some(rest) => Self::parse_batch(method, rest),
+                None => Self::parse_links(method, path),
+            },
         }
     }
 
@@ -194,6 +236,35 @@ impl Endpoint {
             };
         }
         Err(ApiError::NotFound)
+    }
+
+    /// `/v1/batches/{id}` and its sub-resources.
+    fn parse_batch(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
+        let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+        let id: BatchId = id.parse().map_err(|_| ApiError::NotFound)?;
+        let (endpoint, allow) = match sub {
+            "" => (Endpoint::BatchGet(id), Method::GET),
+            "manifest" => (
+                Endpoint::BatchDocument(id, DocumentKind::Manifest),
+                Method::GET,
+            ),
+            "provenance" => (
+                Endpoint::BatchDocument(id, DocumentKind::Provenance),
+                Method::GET,
+            ),
+            "report" => (Endpoint::BatchReport(id), Method::GET),
+            "seal" => (Endpoint::BatchSeal(id), Method::POST),
+            "release" => (Endpoint::BatchRelease(id), Method::POST),
+            "purge" => (Endpoint::BatchPurge(id), Method::POST),
+            _ => return Err(ApiError::NotFound),
+        };
+        if *method == allow {
+            Ok(endpoint)
+        } else if allow == Method::GET {
+            Err(ApiError::MethodNotAllowed { allow: "GET" })
+        } else {
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        }
     }
 
     fn parse_tus(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {

@@ -18,6 +18,7 @@ use super::endpoint::Endpoint;
 use super::problem::ApiError;
 
 pub mod artifacts;
+pub mod batches;
 pub mod download;
 pub mod links;
 pub mod ops;
@@ -52,5 +53,13 @@ pub async fn dispatch(
         Endpoint::LinkGet(id) => links::get(state, ctx, req, id).await,
         Endpoint::LinksRevokeBulk => links::revoke_bulk(state, ctx, req).await,
         Endpoint::LinkRevoke(id) => links::revoke(state, ctx, req, id).await,
+        Endpoint::BatchOpen => batches::open(state, ctx, req).await,
+        Endpoint::BatchList => batches::list(state, ctx, req).await,
+        Endpoint::BatchGet(id) => batches::get(state, ctx, req, id).await,
+        Endpoint::BatchDocument(id, kind) => batches::document(state, ctx, req, id, kind).await,
+        Endpoint::BatchReport(id) => batches::report(state, ctx, req, id).await,
+        Endpoint::BatchSeal(id) => batches::seal(state, ctx, req, id).await,
+        Endpoint::BatchRelease(id) => batches::release(state, ctx, req, id).await,
+        Endpoint::BatchPurge(id) => batches::purge(state, ctx, req, id).await,
     }
 }

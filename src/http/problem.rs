@@ -17,6 +17,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+pub mod batch;
 pub mod infra;
 pub mod links;
 pub mod row;
@@ -89,6 +90,9 @@ pub enum ApiError {
     /// An artifact was not registered.
     #[error(transparent)]
     Register(#[from] RegisterError),
+    /// A batch request failed.
+    #[error(transparent)]
+    Batch(#[from] crate::batch::BatchError),
     /// A response could not be encoded (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -146,6 +150,7 @@ impl Describe for ApiError {
             ApiError::Download(e) => e.problem(),
             ApiError::Link(e) => e.problem(),
             ApiError::Register(e) => e.problem(),
+            ApiError::Batch(e) => e.problem(),
             ApiError::Internal(_) => INTERNAL,
         }
     }
@@ -159,6 +164,13 @@ impl Describe for ApiError {
             ApiError::Upload(e) => e.headers(h),
             ApiError::Download(e) => e.headers(h),
             _ => {}
+        }
+    }
+
+    fn members(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match self {
+            ApiError::Batch(e) => e.members(),
+            _ => None,
         }
     }
 }
@@ -186,13 +198,18 @@ impl ApiError {
         } else {
             tracing::debug!(request_id, code, error = %self, "request refused");
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("urn:sallyport:problem:{code}"),
             "title": title,
             "status": status.as_u16(),
             "code": code,
             "request_id": request_id,
         });
+        if let (Some(extra), Some(obj)) = (self.members(), body.as_object_mut()) {
+            for (k, v) in extra {
+                obj.entry(k).or_insert(v);
+            }
+        }
         let mut resp = Response::new(axum::body::Body::from(body.to_string()));
         *resp.status_mut() = status;
         let h = resp.headers_mut();

@@ -53,6 +53,8 @@ pub mod reasons {
     pub const GRANT_MISMATCH: &str = "grant_mismatch";
     /// The artifact is not registered (any more).
     pub const ARTIFACT_NOT_FOUND: &str = "artifact_not_found";
+    /// The artifact is a batch member and its batch is not released (quarantined, purged).
+    pub const BATCH_NOT_RELEASED: &str = "batch_not_released";
     /// The grant's allowance is spent, or the request does not fit in what is left.
     pub const EXHAUSTED: &str = "exhausted";
     /// No requested range overlaps the file (answered 416, not 403).
@@ -122,6 +124,9 @@ pub enum DownloadError {
     /// The grant store failed (its state store, or an unusable record).
     #[error(transparent)]
     Grant(#[from] GrantError),
+    /// The batch records could not be read.
+    #[error(transparent)]
+    Batch(crate::batch::store::StoreError),
     /// The artifact registry failed (its state store, or an unusable record).
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
@@ -196,6 +201,15 @@ impl Links {
         let Some(record) = self.artifact(link.artifact()).await? else {
             return refusal.refuse(reasons::ARTIFACT_NOT_FOUND).await;
         };
+        // A batch member's bytes leave only while its batch is released: read from the
+        // shared store on every request, so a purge stops every link at once.
+        if let Some(batch) = record.member_of {
+            match self.batch_gate.batch(batch).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return refusal.refuse(reasons::BATCH_NOT_RELEASED).await,
+                Err(e) => return Err(DownloadError::Batch(e)),
+            }
+        }
 
         let len = record.length;
         let etag = EntityTag::strong(&record.etag_opaque()).map_err(|_| ShapeError::EntityTag)?;

@@ -35,8 +35,14 @@ impl Links {
             .max(now)
             .checked_add(ttl.as_secs())
             .ok_or(LinkError::NotBefore)?;
-        if self.artifact(req.artifact).await?.is_none() {
+        let Some(artifact) = self.artifact(req.artifact).await? else {
             return Err(LinkError::ArtifactNotFound);
+        };
+        if let Some(batch) = artifact.member_of {
+            self.batch_gate
+                .batch(batch)
+                .await?
+                .map_err(|_| LinkError::BatchNotReleased)?;
         }
         let grant_id = GrantId::random();
         let claims = LinkClaims::new(

@@ -59,6 +59,13 @@ pub enum RegisterError {
     /// No content type was given and the name has no default.
     #[error("content_type is required")]
     ContentTypeRequired,
+    /// The upload is a member of a batch that is not released (open, sealing,
+    /// quarantined, purged).
+    #[error("the upload's batch is not released")]
+    BatchNotReleased,
+    /// The batch records could not be read.
+    #[error(transparent)]
+    Batch(#[from] crate::batch::store::StoreError),
     /// Importing the file failed.
     #[error(transparent)]
     Import(#[from] ImportError),
@@ -145,6 +152,7 @@ impl Links {
             batch: batch.clone(),
             created_at: now_unix(),
             publisher: who.name.clone(),
+            member_of: None,
         };
 
         let (record, import) = match (&body.import, &body.upload) {
@@ -174,6 +182,12 @@ impl Links {
             }
             (None, Some(upload)) => {
                 let upload: UploadId = upload.parse().map_err(|_| RegisterError::BadUpload)?;
+                // A batch member leaves only once its batch is released.
+                let member_of = self
+                    .batch_gate
+                    .upload(upload)
+                    .await?
+                    .map_err(|_| RegisterError::BatchNotReleased)?;
                 let source = uploads.completed_source(upload).await?;
                 let content_type = explicit_type
                     .or_else(|| {
@@ -186,7 +200,7 @@ impl Links {
                     Some(f) => f,
                     None => default_upload_name(id, &content_type)?,
                 };
-                let record = base(
+                let mut record = base(
                     source.object,
                     source.length,
                     source.sha256,
@@ -194,6 +208,7 @@ impl Links {
                     file_name,
                     ArtifactSource::Upload { upload },
                 );
+                record.member_of = member_of;
                 (record, None)
             }
             _ => return Err(RegisterError::BadSource),

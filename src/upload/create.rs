@@ -26,7 +26,7 @@ use crate::tus::request::{CreateRequest, NewFinal};
 
 use super::events::{UploadCreated, UploadTerminated};
 use super::store::StoreError;
-use super::{Caller, Outcome, UploadError, Uploads};
+use super::{Caller, MemberClaim, MembershipError, Outcome, UploadError, Uploads};
 
 // === impl Uploads: creation ===
 
@@ -49,10 +49,20 @@ impl Uploads {
         }
         let now = Timestamp::now();
         let id = UploadId::random();
+        let metadata = match &request {
+            CreateRequest::Final(new) => new.metadata.as_ref(),
+            CreateRequest::Upload(new) => new.metadata.as_ref(),
+        };
+        let claim = MemberClaim::from_metadata(metadata)?;
         match request {
-            CreateRequest::Final(new) => self.create_final(who, id, new, now).await,
+            CreateRequest::Final(new) => self.create_final(who, id, new, claim.as_ref(), now).await,
             CreateRequest::Upload(new) => {
+                if new.partial && claim.is_some() {
+                    return Err(MembershipError::BadClaim.into());
+                }
                 let created = plan::plan_create(&new, id, who.requester(), now, self.limits())?;
+                self.admit_member(who, claim.as_ref(), id, created.record.length)
+                    .await?;
                 let mut record = created.record;
                 record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
                 // The object exists before the record, so a record always has its object.
@@ -144,6 +154,7 @@ impl Uploads {
         who: &Caller,
         id: UploadId,
         new: NewFinal,
+        claim: Option<&MemberClaim>,
         now: Timestamp,
     ) -> Result<Outcome, UploadError> {
         let mut parts = Vec::with_capacity(new.parts.len());
@@ -153,6 +164,8 @@ impl Uploads {
         let refs: Vec<Option<&UploadRecord>> = parts.iter().map(Option::as_ref).collect();
         let planned =
             plan::plan_concat_final(&new, &refs, id, who.requester(), now, self.limits())?;
+        self.admit_member(who, claim, id, planned.record.length)
+            .await?;
         let mut record = planned.record;
         record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
         let mut writer = self.at_rest.create(id.opaque()).await?;

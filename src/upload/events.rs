@@ -134,3 +134,23 @@ impl AuditEvent for UploadExpired {
         Some(self.upload.clone())
     }
 }
+
+/// An upload was destroyed for its batch (purged, expired): its data key first.
+#[derive(Debug, Serialize)]
+pub struct UploadShredded {
+    /// The upload id.
+    pub upload: String,
+    /// Bytes it held.
+    pub offset: u64,
+    /// Whether it was complete.
+    pub complete: bool,
+    /// Why: `batch`.
+    pub cause: &'static str,
+}
+
+impl AuditEvent for UploadShredded {
+    const ACTION: &'static str = "upload.shredded";
+    fn subject(&self) -> Option<String> {
+        Some(self.upload.clone())
+    }
+}

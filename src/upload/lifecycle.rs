@@ -15,7 +15,7 @@ use crate::tus::dates::Timestamp;
 use crate::tus::ledger::{LedgerDocument, PartLedger};
 use crate::tus::record::{ConcatKind, UploadId, UploadRecord};
 
-use super::events::{UploadExpired, UploadTerminated};
+use super::events::{UploadExpired, UploadShredded, UploadTerminated};
 use super::metadata::metadata_object;
 use super::source::{self, UploadSource, UploadSourceError};
 use super::store::StoreError;
@@ -52,6 +52,9 @@ impl Uploads {
         if record.is_complete() && self.registered_as_artifact(id).await? {
             return Err(UploadError::InUse);
         }
+        if self.held_by_batch(id).await? {
+            return Err(crate::upload::MembershipError::Sealed.into());
+        }
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.destroy(&record).await;
         guard.release().await;
@@ -67,6 +70,34 @@ impl Uploads {
             )
             .await?;
         Ok(())
+    }
+
+    /// Destroys an upload for the batch service (a purged or expired batch's member),
+    /// whatever its state and whoever owns it: the data key first, so the ciphertext is
+    /// unrecoverable even if deleting the blobs fails. Audited (`upload.shredded`, with
+    /// `cause`) before anything is destroyed. `false` when the upload was already gone.
+    pub async fn shred(
+        &self,
+        id: UploadId,
+        audit: &AuditContext,
+        cause: &'static str,
+    ) -> Result<bool, UploadError> {
+        let Some((record, _)) = self.store.get(id).await? else {
+            return Ok(false);
+        };
+        let guard = self.lease(id).await?;
+        let event = UploadShredded {
+            upload: id.to_string(),
+            offset: record.offset,
+            complete: record.is_complete(),
+            cause,
+        };
+        let result = match self.auditor.emit(audit, &event).await {
+            Ok(_) => self.destroy(&record).await,
+            Err(e) => Err(e.into()),
+        };
+        guard.release().await;
+        result.map(|()| true)
     }
 
     /// Whether an artifact was registered from this upload (it shares the upload's object,
@@ -160,6 +191,11 @@ impl Uploads {
                     continue;
                 };
                 if !record.is_expired(now) {
+                    continue;
+                }
+                // A sealed batch's member is evidence for its verdict: it stays until the
+                // batch is purged.
+                if self.held_by_batch(id).await.unwrap_or(true) {
                     continue;
                 }
                 let Ok(guard) = self.lease(id).await else {

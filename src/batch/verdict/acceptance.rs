@@ -65,6 +65,7 @@ fn acceptance_scenarios_as_facts() {
     // (c) one extra member.
     let mut o = arrived(&e);
     o.members.push(ObservedMember {
+        unreadable: false,
         name: "notes.txt".into(),
         complete: true,
         size: 10,
@@ -201,6 +202,7 @@ fn checked_bytes_into_the_verdict() {
         }
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         ObservedMember {
+            unreadable: false,
             name: name("Observation.ndjson"),
             complete: true,
             size: bytes.len() as u64,

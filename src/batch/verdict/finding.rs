@@ -82,6 +82,11 @@ pub enum Finding {
     TruncatedLastLine { name: String },
     /// Not in the manifest.
     Unlisted { name: String },
+    /// The stored bytes failed their at-rest integrity check (or are gone): they cannot
+    /// be read back, so neither the stored-data digest nor the NDJSON lines were checked.
+    Unreadable { name: String },
+    /// A rule of the batch's release profile is broken (`rule` as the config names it).
+    ProfileViolation { rule: String, name: Option<String> },
     /// The number of uploads differs from the manifest's stated total.
     TotalMembersMismatch { expected: u64, actual: u64 },
     /// The sum of upload sizes differs from the manifest's stated total.
@@ -108,6 +113,8 @@ impl Finding {
             Finding::WrongResourceType { .. } => "ndjson.wrong_resource_type",
             Finding::TruncatedLastLine { .. } => "ndjson.truncated_last_line",
             Finding::Unlisted { .. } => "member.unlisted",
+            Finding::Unreadable { .. } => "member.unreadable",
+            Finding::ProfileViolation { .. } => "profile.violation",
             Finding::TotalMembersMismatch { .. } => "batch.total_members_mismatch",
             Finding::TotalBytesMismatch { .. } => "batch.total_bytes_mismatch",
         }
@@ -131,7 +138,9 @@ impl Finding {
             | Finding::NotJsonObject { name, .. }
             | Finding::WrongResourceType { name, .. }
             | Finding::TruncatedLastLine { name }
-            | Finding::Unlisted { name } => Some(name),
+            | Finding::Unlisted { name }
+            | Finding::Unreadable { name } => Some(name),
+            Finding::ProfileViolation { name, .. } => name.as_deref(),
             Finding::TotalMembersMismatch { .. } | Finding::TotalBytesMismatch { .. } => None,
         }
     }
@@ -236,6 +245,17 @@ impl fmt::Display for Finding {
                 )
             }
             Finding::Unlisted { name } => write!(f, "{name}: not in manifest"),
+            Finding::Unreadable { name } => write!(
+                f,
+                "{name}: stored data failed its integrity check and cannot be read back"
+            ),
+            Finding::ProfileViolation {
+                rule,
+                name: Some(name),
+            } => write!(f, "{name}: breaks the profile's {rule} rule"),
+            Finding::ProfileViolation { rule, name: None } => {
+                write!(f, "batch: breaks the profile's {rule} rule")
+            }
             Finding::TotalMembersMismatch { expected, actual } => {
                 write!(f, "batch: {actual} members, manifest says {expected}")
             }

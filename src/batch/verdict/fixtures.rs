@@ -62,6 +62,7 @@ pub(super) fn arrived(expected: &Expected) -> Observed {
         .members
         .iter()
         .map(|m| ObservedMember {
+            unreadable: false,
             name: m.name.clone(),
             complete: true,
             size: m.size,

@@ -102,6 +102,7 @@ fn observe(expected: &Expected, perturbations: &[Option<Perturbation>], extras: 
     let mut members = Vec::new();
     for (m, p) in expected.members.iter().zip(perturbations) {
         let mut o = ObservedMember {
+            unreadable: false,
             name: m.name.clone(),
             complete: true,
             size: m.size,
@@ -177,6 +178,7 @@ fn observe(expected: &Expected, perturbations: &[Option<Perturbation>], extras: 
     }
     for i in 0..extras {
         members.push(ObservedMember {
+            unreadable: false,
             name: format!("extra_{i}.txt"),
             complete: true,
             size: 1,

@@ -6,6 +6,13 @@ use http::header::{ACCEPT_RANGES, CONTENT_RANGE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::row::{Describe, INTERNAL, Problem, row};
+
+/// 409 for a batch member whose batch is not released (`proto/batches-v1.md` §8).
+const BATCH_NOT_RELEASED: Problem = row(
+    StatusCode::CONFLICT,
+    "batch.not_released",
+    "The file is a member of a batch that is not released",
+);
 use crate::artifact::ArtifactError;
 use crate::artifact::import::ImportError;
 use crate::grant::GrantError;
@@ -49,6 +56,7 @@ impl Describe for DownloadError {
             DownloadError::Grant(e) => e.problem(),
             DownloadError::Artifact(e) => e.problem(),
             DownloadError::Shape(_) => INTERNAL,
+            DownloadError::Batch(e) => e.problem(),
         }
     }
 
@@ -110,6 +118,8 @@ impl Describe for QueryError {
 impl Describe for LinkError {
     fn problem(&self) -> Problem {
         match self {
+            LinkError::BatchNotReleased => BATCH_NOT_RELEASED,
+            LinkError::Batch(e) => e.problem(),
             LinkError::BadArtifact => bad("link.bad_artifact", "artifact is not an artifact id"),
             LinkError::BadPartner => bad(
                 "link.bad_partner",
@@ -212,6 +222,8 @@ impl Describe for UploadSourceError {
 impl Describe for RegisterError {
     fn problem(&self) -> Problem {
         match self {
+            RegisterError::BatchNotReleased => BATCH_NOT_RELEASED,
+            RegisterError::Batch(e) => e.problem(),
             RegisterError::BadSource => bad(
                 "artifact.bad_source",
                 "Give exactly one of import (a file name) or upload (an upload id)",

@@ -39,4 +39,10 @@ pub trait Describe {
 
     /// Headers the response needs beyond the problem body (`Retry-After`, `Allow`…).
     fn headers(&self, _h: &mut HeaderMap) {}
+
+    /// Extension members for the problem body (RFC 9457 §3.2): where in a document the
+    /// problem is, which rule. Never a value from the request.
+    fn members(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        None
+    }
 }

@@ -106,6 +106,7 @@ impl Describe for UploadError {
     fn problem(&self) -> Problem {
         match self {
             UploadError::Tus { error, .. } => error.problem(),
+            UploadError::Member(e) => e.problem(),
             UploadError::InUse => row(
                 StatusCode::CONFLICT,
                 "upload.in_use",
