@@ -246,7 +246,7 @@ impl Manifest {
 
     /// The manifest document: indented JSON written by hand (keys in the format's order),
     /// so the bytes the gateway stores and serves back are recognisably these, not a
-    /// re-serialisation.
+    /// re-serialisation. No trailing newline: a document is the bytes between its braces.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\n  \"version\": \"sallyport.manifest/1\",\n  \"members\": [");
         for (i, m) in self.members.iter().enumerate() {
@@ -268,7 +268,7 @@ impl Manifest {
             )
             .unwrap();
         }
-        out.push_str("\n}\n");
+        out.push_str("\n}");
         out
     }
 }
@@ -302,8 +302,7 @@ pub fn provenance_json(job: &str) -> String {
     "identifiers re-keyed to the partner's MRN namespace",
     "timestamps normalised to UTC"
   ]
-}}
-"#
+}}"#
     )
 }
 
