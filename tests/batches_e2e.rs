@@ -721,7 +721,7 @@ async fn a_wrong_resource_type_is_quarantined_and_four_eyes_release_it() {
     let Some(tuspy) = Tuspy::require() else {
         return;
     };
-    let gw = gateway("[batches]\nfour_eyes = true\n");
+    let mut gw = gateway("[batches]\nfour_eyes = true\n");
     let dir = work();
     let mut batch = Batch::synthetic(dir.path(), SEED, COUNTS);
     // Line 42 of Encounter.ndjson claims to be a Patient; the manifest is taken over the
@@ -732,7 +732,7 @@ async fn a_wrong_resource_type_is_quarantined_and_four_eyes_release_it() {
     for m in &batch.members {
         uploads.push(upload_ok(&tuspy, &gw, &batch, &id, &m.name));
     }
-    let (doc, report, _) = seal_and_judge(&gw, &id).await;
+    let (doc, report, report_answer) = seal_and_judge(&gw, &id).await;
     assert_quarantined(
         &gw,
         &id,
@@ -816,6 +816,26 @@ async fn a_wrong_resource_type_is_quarantined_and_four_eyes_release_it() {
     )
     .await;
     assert_eq!(s, 201, "released: the member can be registered: {art}");
+
+    let status = gw.stop();
+    assert!(status.success(), "{status:?}");
+    let audit = export_audit(&gw.config_path);
+    let mut expected = vec![("batch.opened", "clinic")];
+    expected.extend([("batch.member_added", "clinic"); 3]);
+    expected.extend([
+        ("batch.sealed", "clinic"),
+        ("batch.verdict", "system"),
+        ("batch.quarantined", "system"),
+        ("batch.approval_recorded", "auditor-1"),
+        ("batch.released", "auditor-2"),
+    ]);
+    assert_batch_audit(&audit, &id, &expected);
+    let verdict = actions(&audit, "batch.verdict");
+    assert_eq!(verdict[0]["details"]["verdict"], "quarantined");
+    assert_eq!(
+        verdict[0]["details"]["report_sha256"],
+        fhir_sha256(&report_answer.body)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -899,17 +919,42 @@ async fn purge_destroys_the_members_stops_links_and_keeps_the_audit_trail() {
     let out = cli(&gw.config_path, &["audit", "verify"]);
     eprintln!("{out}");
     let audit = export_audit(&gw.config_path);
-    for (action, n) in [
-        ("batch.opened", 1),
-        ("batch.member_added", 3),
-        ("batch.sealed", 1),
-        ("batch.verdict", 1),
-        ("batch.released", 1),
-        ("batch.purged", 1),
-    ] {
-        let found = actions(&audit, action);
-        assert_eq!(found.len(), n, "{action}: {found:?}");
-    }
+    assert_batch_audit(
+        &audit,
+        &id,
+        &[
+            ("batch.opened", "clinic"),
+            ("batch.member_added", "clinic"),
+            ("batch.member_added", "clinic"),
+            ("batch.member_added", "clinic"),
+            ("batch.sealed", "clinic"),
+            ("batch.verdict", "system"),
+            ("batch.released", "system"),
+            ("batch.purged", "auditor-1"),
+        ],
+    );
+    let purged = actions(&audit, "batch.purged");
+    assert_eq!(purged[0]["details"]["reason"], "partner confirmed receipt");
+    // The refused download is audited with the batch as the reason.
+    let rejected = actions(&audit, "download.rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0]["details"]["reason"], "batch_not_released");
+}
+
+/// The audit trail's `batch.*` entries, in order, are exactly `expected` (action, actor
+/// name or `system`), each naming the batch as its subject.
+fn assert_batch_audit(audit: &[Value], id: &str, expected: &[(&str, &str)]) {
+    let got: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("batch."))
+        .map(|e| {
+            assert_eq!(e["subject"], id, "{e}");
+            let actor = &e["actor"];
+            let who = actor["name"].as_str().or(actor["kind"].as_str()).unwrap();
+            (e["action"].as_str().unwrap(), who)
+        })
+        .collect();
+    assert_eq!(got, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
