@@ -272,6 +272,8 @@ async fn a_complete_batch_is_released_and_its_member_downloads_through_a_link() 
     assert_eq!(doc["owner"], "clinic");
     assert_eq!(doc["manifest_sha256"], fhir_sha256(manifest.as_bytes()));
     assert_eq!(doc["provenance_sha256"], fhir_sha256(provenance.as_bytes()));
+    // Contract §5: `members` is {listed, admitted}. Known to fail before the service
+    // follows it: its first version answered {listed, listed_bytes}.
     assert_eq!(doc["members"], json!({"listed": 3, "admitted": 0}));
     assert!(doc["verdict"].is_null() && doc["released"].is_null());
 
@@ -670,6 +672,7 @@ async fn an_unlisted_member_is_refused_at_creation() {
         other => panic!("lab uploaded into clinic's batch: {other:?}"),
     }
     let a = get(&gw, &format!("/v1/batches/{id}"), UPLOADER_TOKEN).await;
+    // Contract §5 (`members.admitted`; see the released batch test).
     assert_eq!(a.json()["members"]["admitted"], 0);
 
     let mut uploads = Vec::new();
@@ -1005,7 +1008,10 @@ async fn bad_documents_are_refused_and_nothing_is_created() {
         "negative",
     )
     .await;
-    // One byte of a member name is not UTF-8: the document is refused as a whole.
+    // One byte of a member name is not UTF-8: the document is refused as a whole, as a
+    // document error (contract §2: 422 with the manifest-v1 reason, here `not_utf8`).
+    // Known to fail before the service follows it: its first version answered 400
+    // batch.bad_request for any body that is not UTF-8.
     let mut not_utf8 = good.clone().into_bytes();
     not_utf8[good.find("Patient.ndjson").unwrap()] = 0xff;
     refused(
@@ -1032,6 +1038,8 @@ async fn bad_documents_are_refused_and_nothing_is_created() {
             "another top-level field",
             format!("{{\"manifest\": {good}, \"note\": 1}}"),
         ),
+        // Contract §2: 400. The service's first version answered 422 invalid_manifest
+        // (`/`, wrong_type), reading the whole body as the manifest.
         ("not an object", "[1, 2]".to_owned()),
         ("no manifest", format!("{{\"provenance\": {prov}}}")),
     ] {
