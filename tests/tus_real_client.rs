@@ -10,84 +10,24 @@
 //! chunk's SHA-256 matches the source slice and says it was verified with `sha1`, and the
 //! stored plaintext (read back through the library) equal to the source.
 //!
-//! tuspy is installed with `pip install --target` under cargo's `CARGO_TARGET_TMPDIR`
-//! (once per requirements file). Without python3 or pip the test is skipped with a notice,
-//! except when `CI` is set: then it fails.
+//! tuspy is installed by `support::tuspy` with `pip install --target` under cargo's
+//! `CARGO_TARGET_TMPDIR` (once per requirements file). Without python3 or pip the test is
+//! skipped with a notice, except when `CI` is set: then it fails.
 
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::tus_e2e::*;
+use support::tuspy::SCRIPT;
 use support::{Gateway, UPLOADER_TOKEN};
 
 const FILE_LEN: usize = 300_000_000;
 const CHUNK: u64 = 8 * 1024 * 1024;
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/tuspy_upload.py");
-const REQUIREMENTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/clients/requirements.txt"
-);
-
-/// Python with tuspy importable: (interpreter, PYTHONPATH), or why not.
-fn tuspy() -> Result<(String, PathBuf), String> {
-    let python = "python3".to_owned();
-    let version = Command::new(&python).arg("--version").output();
-    match version {
-        Ok(o) if o.status.success() => {}
-        _ => return Err("python3 is not installed".into()),
-    }
-    let requirements = std::fs::read(REQUIREMENTS).unwrap();
-    let tag = &sha256_hex(&requirements)[..12];
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tuspy-{tag}"));
-    let done = dir.join(".installed");
-    if done.exists() {
-        return Ok((python, dir));
-    }
-    // Install beside, then rename: a concurrent or interrupted install never leaves a
-    // half-filled directory behind the marker.
-    let partial = dir.with_extension(format!("partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    eprintln!("installing tuspy into {}", dir.display());
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            "--target",
-        ])
-        .arg(&partial)
-        .arg("-r")
-        .arg(REQUIREMENTS)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running pip: {e}"))?;
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(format!(
-            "pip install failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    std::fs::write(partial.join(".installed"), b"").unwrap();
-    if std::fs::rename(&partial, &dir).is_err() {
-        // Someone else finished first.
-        let _ = std::fs::remove_dir_all(&partial);
-        assert!(
-            done.exists(),
-            "tuspy directory {} is incomplete",
-            dir.display()
-        );
-    }
-    Ok((python, dir))
-}
 
 /// One run of the tuspy client; its stdout events arrive on the channel as JSON.
 struct ClientRun {
@@ -172,7 +112,9 @@ impl ClientRun {
 
 #[test]
 fn tuspy_upload_interrupted_and_resumed_matches_the_source() {
-    let Some((python, pythonpath)) = support::ci::require_or_skip("tuspy", tuspy()) else {
+    let Some((python, pythonpath)) =
+        support::ci::require_or_skip("tuspy", support::tuspy::install())
+    else {
         return;
     };
     let seed = seed_from_env("TUS_REAL_CLIENT_SEED");

@@ -9,12 +9,16 @@
 //!   the CLI (`sallyport()` is the one place the binary is spawned).
 //! - `tls`: the rustls client config, reqwest client and raw TLS stream for the gateway.
 //! - `data`: deterministic test data and digests.
+//! - `fhir`: synthetic FHIR R4 NDJSON, batches of it, their manifests and provenance.
 //! - `mem_blob`: an in-memory `BlobStore` that models durability and simulates crashes
 //!   (run through the BlobStore conformance suite).
 //! - `mem_state`: the library's `MemoryStore` with injected outages and tampering.
 //! - `at_rest`: at-rest stores over those two.
 //! - `redis`: the test Redis, its availability and per-test key prefixes.
+//! - `batches`: the batches API client, the auditor clients, waiting for a verdict.
 //! - `links`, `tus_http`, `tus_e2e`: clients for the link/download and upload tests.
+//! - `tuspy`: the real Python tus client (installed once per requirements file) and one
+//!   run of `tests/clients/tuspy_upload.py`.
 //! - `tus_core`: small pure helpers for the tus core tests (limits, principals, headers).
 //! - `uploads`: the real upload engine in-process over the in-memory stores.
 #![allow(
@@ -26,8 +30,10 @@
 )]
 
 pub mod at_rest;
+pub mod batches;
 pub mod ci;
 pub mod data;
+pub mod fhir;
 pub mod gateway;
 pub mod links;
 pub mod mem_blob;
@@ -37,6 +43,7 @@ pub mod tls;
 pub mod tus_core;
 pub mod tus_e2e;
 pub mod tus_http;
+pub mod tuspy;
 pub mod uploads;
 
 pub use gateway::{
