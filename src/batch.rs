@@ -18,6 +18,12 @@
 //! * the gate other services ask before anything of a member leaves ([`gate`]).
 //!
 //! Pure cores: [`ndjson`], [`verdict`], [`profile`]. Storage: [`store`], [`record`].
+//! Configuration (`[batches]`, `[[profiles]]`): [`config`].
+//!
+//! Layering: `batch` uses the upload engine (to read and destroy member uploads) and is
+//! used by `links` (the gate). The upload engine does not know this module: it asks the
+//! [`crate::upload::Membership`] port, which [`admission::Admission`] implements over the
+//! same [`store::BatchStore`]; `app::build` wires both.
 //! Not here: HTTP (`http::handlers::batches`) and the error table's rows
 //! (`http::problem::batch`).
 
@@ -88,9 +94,15 @@ pub enum DocumentKind {
 /// Every way a batch request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// The body is not `{"manifest": …, "provenance": …}`.
-    #[error("the body is not an object with manifest and provenance: {0}")]
-    BadRequest(String),
+    /// The body is not `{"manifest": …, "provenance": …}`: `reason` is `not_utf8`,
+    /// `not_an_object` or `malformed`; `detail` says where.
+    #[error("the body is not an object with manifest and provenance: {detail}")]
+    BadRequest {
+        /// A stable reason code.
+        reason: &'static str,
+        /// Where (a byte offset, or a line and column).
+        detail: String,
+    },
     /// A document breaks its format (`proto/manifest-v1.md`).
     #[error("the {kind:?} is invalid: {error}")]
     Document {
@@ -265,19 +277,27 @@ impl Batches {
     pub async fn open(&self, who: &Who, body: &[u8]) -> Result<BatchRecord, BatchError> {
         if let Err(e) = std::str::from_utf8(body) {
             let at = e.valid_up_to();
-            return Err(BatchError::BadRequest(format!(
-                "the body is not UTF-8 (byte {at})"
-            )));
+            return Err(BatchError::BadRequest {
+                reason: "not_utf8",
+                detail: format!("the body is not UTF-8 (byte {at})"),
+            });
         }
         // A struct also deserialises from a JSON array; the envelope is an object only.
         if body.trim_ascii_start().first() != Some(&b'{') {
-            return Err(BatchError::BadRequest(
-                "the body is not a JSON object".into(),
-            ));
+            return Err(BatchError::BadRequest {
+                reason: "not_an_object",
+                detail: "the body is not a JSON object".into(),
+            });
         }
-        let envelope: OpenBody<'_> = serde_json::from_slice(body).map_err(|e| {
-            BatchError::BadRequest(format!("line {}, column {}", e.line(), e.column()))
-        })?;
+        let envelope: OpenBody<'_> =
+            serde_json::from_slice(body).map_err(|e| BatchError::BadRequest {
+                reason: "malformed",
+                detail: format!(
+                    "line {}, column {}: not {{\"manifest\": …, \"provenance\": …}}",
+                    e.line(),
+                    e.column()
+                ),
+            })?;
         let limits = &self.settings.limits;
         let manifest_bytes = envelope.manifest.get().as_bytes();
         let manifest =

@@ -216,3 +216,100 @@ fn batch_errors_exit_1_with_the_gateways_problem_or_before_any_request() {
     assert_eq!(code, 1);
     assert!(err.contains("--state must be one of"), "{err}");
 }
+
+/// A manifest listing one `text/plain` member `name` of `data`.
+fn one_member_manifest(name: &str, data: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "{{\n  \"version\": \"sallyport.manifest/1\",\n  \"members\": [{{\"name\": \"{name}\", \
+         \"size\": {}, \"sha256\": \"{}\", \"media_type\": \"text/plain\"}}]\n}}\n",
+        data.len(),
+        hex::encode(sha2::Sha256::digest(data))
+    )
+}
+
+/// Opens a batch with `manifest` through the CLI, uploads `sent` as its member `name`
+/// through tus; returns the batch id.
+async fn open_and_upload(
+    gw: &support::Gateway,
+    dir: &std::path::Path,
+    manifest: &str,
+    name: &str,
+    sent: &[u8],
+) -> String {
+    use support::tus_http::{Tus, b64};
+    let f = dir.join(format!("{}.manifest.json", sent.len()));
+    std::fs::write(&f, manifest).unwrap();
+    let (code, out, err) = batch_cli(
+        gw,
+        support::gateway::UPLOADER_TOKEN,
+        &["open", "--manifest", f.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_owned();
+    assert!(!id.is_empty(), "{out}");
+    let tus = Tus::new(gw);
+    let meta = format!(
+        "batch {},member {}",
+        b64(id.as_bytes()),
+        b64(name.as_bytes())
+    );
+    let path = tus
+        .create(
+            Some(sent.len() as u64),
+            &[("upload-metadata", meta.as_str())],
+        )
+        .await;
+    tus.patch_ok(&path, 0, sent).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_open_seal_report_exit_0_released_and_3_quarantined() {
+    let gw = support::Gateway::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let data = b"line one\nline two\n";
+
+    // As listed: released, exit 0.
+    let id = open_and_upload(
+        &gw,
+        dir.path(),
+        &one_member_manifest("notes.txt", data),
+        "notes.txt",
+        data,
+    )
+    .await;
+    let (code, out, err) = batch_cli(&gw, support::gateway::UPLOADER_TOKEN, &["seal", &id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out, "verdict: released (0 findings)\n");
+    let (code, out, _) = batch_cli(&gw, support::gateway::UPLOADER_TOKEN, &["report", &id]);
+    assert_eq!(code, 0, "{out}");
+
+    // Other bytes of the same length: quarantined, exit 3, one finding per line.
+    let tampered = b"line one\nline 2wo\n";
+    let id = open_and_upload(
+        &gw,
+        dir.path(),
+        &one_member_manifest("notes.txt", data),
+        "notes.txt",
+        tampered,
+    )
+    .await;
+    let (code, out, err) = batch_cli(&gw, support::gateway::UPLOADER_TOKEN, &["seal", &id]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(out.starts_with("verdict: quarantined ("), "{out}");
+    assert!(
+        out.lines().skip(1).any(|l| l.contains("notes.txt")),
+        "{out}"
+    );
+    let (code, out, _) = batch_cli(&gw, support::gateway::UPLOADER_TOKEN, &["report", &id]);
+    assert_eq!(code, 3, "{out}");
+    let (code, out, _) = batch_cli(
+        &gw,
+        support::gateway::UPLOADER_TOKEN,
+        &["report", &id, "--json"],
+    );
+    assert_eq!(code, 3, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["verdict"], "quarantined");
+}

@@ -824,6 +824,7 @@ async fn bad_manifests_are_refused_naming_the_field_and_change_nothing() {
         (400, "batch.bad_request")
     );
     assert!(a.json()["detail"].as_str().unwrap().contains("not UTF-8"));
+    assert_eq!(a.json()["reason"], "not_utf8");
     // 10 MB of JSON.
     let huge = format!(
         "{{\"manifest\": {{\"version\":\"sallyport.manifest/1\",\"pad\":\"{}\"}}}}",

@@ -199,7 +199,7 @@ impl fmt::Display for ResourceType {
 }
 
 /// The whole rule, for a name that does not come from a document (a configured profile's
-/// `resources`); [`ResourceType::parse`] reads the JSON string and then applies this.
+/// `resources`); `ResourceType::parse` reads the JSON string and then applies this.
 impl std::str::FromStr for ResourceType {
     type Err = Problem;
 
@@ -237,7 +237,7 @@ impl ProfileName {
 }
 
 /// The whole rule, for a name that does not come from a document (a configured
-/// `[[profiles]]` name); [`ProfileName::parse`] reads the JSON string and then applies this.
+/// `[[profiles]]` name); `ProfileName::parse` reads the JSON string and then applies this.
 impl std::str::FromStr for ProfileName {
     type Err = Problem;
 

@@ -21,6 +21,10 @@ pub const REQUIREMENTS: &str = concat!(
 /// Python with tuspy importable: (interpreter, PYTHONPATH), or why not. Callers pass this
 /// through `ci::require_or_skip`.
 pub fn install() -> Result<(String, PathBuf), String> {
+    // Tests in one binary run on threads of one process: one install at a time (the
+    // partial directory is named by the process id).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let python = "python3".to_owned();
     let version = Command::new(&python).arg("--version").output();
     match version {

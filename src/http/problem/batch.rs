@@ -34,7 +34,7 @@ impl Describe for StoreError {
 impl Describe for BatchError {
     fn problem(&self) -> Problem {
         match self {
-            BatchError::BadRequest(_) => row(
+            BatchError::BadRequest { .. } => row(
                 StatusCode::BAD_REQUEST,
                 "batch.bad_request",
                 "The body must be one JSON object with `manifest` and optionally `provenance`",
@@ -116,7 +116,8 @@ impl Describe for BatchError {
     fn members(&self) -> Option<Map<String, Value>> {
         let mut m = Map::new();
         match self {
-            BatchError::BadRequest(detail) => {
+            BatchError::BadRequest { reason, detail } => {
+                m.insert("reason".into(), json!(reason));
                 m.insert("detail".into(), json!(detail));
             }
             BatchError::Document { kind, error } => {
