@@ -151,7 +151,13 @@ impl Batches {
         let mut facts = Vec::with_capacity(bindings.len());
         for b in &bindings {
             let known = match self.store.facts(id, b.upload).await? {
-                Some(f) => f,
+                // Checked before a restart: counted, not read again.
+                Some(f) => {
+                    if f.stream_sha256.is_some() {
+                        progress.bytes_checked = progress.bytes_checked.saturating_add(f.size);
+                    }
+                    f
+                }
                 None => {
                     let f = self
                         .check_member(id, &manifest, &b.member, b.upload, &mut progress)
