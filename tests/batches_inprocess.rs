@@ -859,3 +859,185 @@ async fn bad_manifests_are_refused_naming_the_field_and_change_nothing() {
     );
     h.audit_verifies().await;
 }
+
+/// The blob file of `upload` in the harness's data directory.
+fn blob_of(h: &Harness, upload: &str) -> std::path::PathBuf {
+    h.dir
+        .path()
+        .join("data")
+        .join("blobs")
+        .join(&upload[..2])
+        .join(format!("{upload}.data"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+const DAY: u64 = 86_400;
+
+#[tokio::test]
+async fn an_open_batch_never_sealed_expires_and_its_uploads_are_destroyed() {
+    let h = harness("[batches]\nopen_ttl = \"2days\"\n").await;
+    let patients = ndjson("Patient", 50);
+    let notes = b"referral notes\n".to_vec();
+    let m = manifest(&[
+        ("Patient.ndjson", &patients, Some(("Patient", 50))),
+        ("notes.txt", &notes, None),
+    ]);
+    let a = h.open(CLINIC, &m, None).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let batch = a.json()["id"].as_str().unwrap().to_owned();
+    let done = h.upload(CLINIC, &batch, "Patient.ndjson", &patients).await;
+    // The other member is created and never finished.
+    let a = h
+        .create(
+            CLINIC,
+            notes.len() as u64,
+            &[("batch", &batch), ("member", "notes.txt")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let partial = a.headers["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(blob_of(&h, &done).exists());
+
+    let batches = &h.app.state.batches;
+    let now = unix_now();
+    // Before the deadline the sweeper leaves it alone.
+    let swept = batches.sweep_at(now + 2 * DAY - 600).await.unwrap();
+    assert_eq!(swept.expired, 0);
+    let a = h
+        .send(Method::GET, &format!("/v1/batches/{batch}"), CLINIC, None)
+        .await;
+    assert_eq!(a.json()["state"], "open");
+
+    let swept = batches.sweep_at(now + 2 * DAY + 600).await.unwrap();
+    assert_eq!(swept.expired, 1);
+    let a = h
+        .send(Method::GET, &format!("/v1/batches/{batch}"), CLINIC, None)
+        .await;
+    assert_eq!(a.json()["state"], "expired", "{}", a.json());
+    // Its uploads are gone: blob and record.
+    assert!(!blob_of(&h, &done).exists(), "the finished member's blob");
+    for id in [&done, &partial] {
+        let req = Request::builder()
+            .method(Method::HEAD)
+            .uri(format!("/files/{id}"))
+            .header("authorization", format!("Bearer {CLINIC}"))
+            .header("tus-resumable", "1.0.0")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(h.call(req).await.status, StatusCode::NOT_FOUND, "{id}");
+    }
+    // Nothing more can join it, and it cannot be sealed.
+    let a = h
+        .create(
+            CLINIC,
+            notes.len() as u64,
+            &[("batch", &batch), ("member", "notes.txt")],
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.code().as_str()),
+        (409, "batch.not_open")
+    );
+    let a = h
+        .send(
+            Method::POST,
+            &format!("/v1/batches/{batch}/seal"),
+            CLINIC,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (a.status.as_u16(), a.code().as_str()),
+        (409, "batch.not_open")
+    );
+    // A second sweep finds nothing to do; the trail verifies.
+    let swept = batches.sweep_at(now + 3 * DAY).await.unwrap();
+    assert_eq!(swept.expired, 0);
+    h.audit_verifies().await;
+}
+
+#[tokio::test]
+async fn a_released_batch_is_purged_by_the_sweeper_when_its_retention_ends() {
+    let h = harness("[batches]\nretention = \"10days\"\n").await;
+    let patients = ndjson("Patient", 80);
+    let m = manifest(&[("Patient.ndjson", &patients, Some(("Patient", 80)))]);
+    let a = h.open(CLINIC, &m, None).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let batch = a.json()["id"].as_str().unwrap().to_owned();
+    let upload = h.upload(CLINIC, &batch, "Patient.ndjson", &patients).await;
+    let now = unix_now();
+    let doc = h.seal(&batch).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    assert!(doc["retain_until"].is_string(), "{doc}");
+    let report = h
+        .send(
+            Method::GET,
+            &format!("/v1/batches/{batch}/report"),
+            AUDITOR_A,
+            None,
+        )
+        .await
+        .body;
+
+    let batches = &h.app.state.batches;
+    let swept = batches.sweep_at(now + 10 * DAY - 600).await.unwrap();
+    assert_eq!(swept.retired, 0);
+    assert!(blob_of(&h, &upload).exists());
+
+    let swept = batches.sweep_at(now + 10 * DAY + 600).await.unwrap();
+    assert_eq!(swept.retired, 1);
+    let a = h
+        .send(
+            Method::GET,
+            &format!("/v1/batches/{batch}"),
+            AUDITOR_A,
+            None,
+        )
+        .await;
+    let doc = a.json();
+    assert_eq!(doc["state"], "purged", "{doc}");
+    assert_eq!(doc["purged"]["by"], "system");
+    assert_eq!(doc["purged"]["reason"], "retention period ended");
+    assert!(!blob_of(&h, &upload).exists(), "the member's blob");
+    // The member cannot be published any more; the report is kept.
+    let register = json!({"upload": upload, "file_name": "Patient.ndjson"}).to_string();
+    let a = h
+        .send(
+            Method::POST,
+            "/v1/artifacts",
+            PUBLISHER,
+            Some(register.into_bytes()),
+        )
+        .await;
+    assert_eq!(
+        a.status.as_u16() / 100,
+        4,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let again = h
+        .send(
+            Method::GET,
+            &format!("/v1/batches/{batch}/report"),
+            AUDITOR_A,
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(again, report);
+    let swept = batches.sweep_at(now + 11 * DAY).await.unwrap();
+    assert_eq!(swept.retired, 0);
+    h.audit_verifies().await;
+}

@@ -24,10 +24,16 @@ pub struct Swept {
 }
 
 impl Batches {
-    /// One sweep (see the module docs).
+    /// One sweep at the current time (see the module docs).
     pub async fn sweep(&self) -> Result<Swept, BatchError> {
+        self.sweep_at(now_unix()).await
+    }
+
+    /// One sweep as if the clock read `now` (Unix seconds): deadlines at or before `now`
+    /// are acted on. [`Batches::sweep`] passes the real clock; tests pass a later one to
+    /// reach an expiry or a retention end without waiting for it.
+    pub async fn sweep_at(&self, now: u64) -> Result<Swept, BatchError> {
         let mut swept = Swept::default();
-        let now = now_unix();
         let system = AuditContext::system();
         for id in self.ids_in(BatchState::Sealing).await? {
             self.start_runner(id);
