@@ -545,10 +545,13 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
     if expire_after < Duration::from_secs(1) {
         return Err(invalid("uploads.expire_after", "must be at least 1s"));
     }
+    // Short, so that a dead instance's leases lapse within a tus client's retries (tus-js-
+    // client gives up after about 9 s); renewed every third of it while a request works.
+    // The embedded store does not even wait that long: it drops every lease at open.
     let lease_ttl = duration_or(
         "uploads.lease_ttl",
         raw.lease_ttl.as_deref(),
-        Duration::from_secs(30),
+        Duration::from_secs(6),
     )?;
     if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&lease_ttl) {
         return Err(invalid("uploads.lease_ttl", "must be from 3s to 10m"));

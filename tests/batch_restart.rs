@@ -2,8 +2,9 @@
 //! A seal survives a crash (`proto/batches-v1.md` §4): the gateway is killed (SIGKILL)
 //! while it verifies a batch of four 24 MiB members, restarted on the same data directory,
 //! and the batch still reaches its verdict — `released`, with every member checked and
-//! every byte read — without anyone sealing it again: the sweeper resumes it once the dead
-//! runner's lease has run out, skipping the members whose facts were already stored. The
+//! every byte read — without anyone sealing it again: the sweeper resumes it (the
+//! restarted gateway dropped the dead runner's lease when it opened its state file),
+//! skipping the members whose facts were already stored. The
 //! audit trail verifies across the crash.
 
 mod support;

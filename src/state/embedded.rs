@@ -12,8 +12,13 @@
 //! nothing (a lost compare-and-swap, a refused counter add) is aborted instead, so it costs
 //! no fsync.
 //!
-//! Time is the wall clock in unix milliseconds, because expiries must survive a restart
-//! (a lease held by a process that was killed stays held until its TTL passes). An expiry
+//! Time is the wall clock in unix milliseconds, because record expiries must survive a
+//! restart. Leases do not: the file is locked to one process, so whoever opens it is its
+//! only user, and every lease found at open belongs to an earlier process that is gone (a
+//! killed gateway, a CLI run). [`EmbeddedStateStore::open`] drops them all — the earlier
+//! incarnation is fenced off at once instead of locking its clients out until its TTLs
+//! pass (a client resuming an upload that was mid-PATCH when the gateway was killed is
+//! served at once after the restart, not answered `423` for a lease TTL). An expiry
 //! counts from when the operation started running, which may be a little before its
 //! transaction got the write lock: a holder that times its TTL from sending the request
 //! never believes it holds a lease longer than the store does.
@@ -125,6 +130,13 @@ impl EmbeddedStateStore {
             other => StateError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
         ops::init(&db)?;
+        let fenced = coordination::drop_all_leases(&db)?;
+        if fenced > 0 {
+            tracing::info!(
+                leases = fenced,
+                "dropped the leases of the previous process on this state file"
+            );
+        }
         Ok(Self {
             db: Arc::new(db),
             path: Arc::new(path.to_path_buf()),

@@ -1,7 +1,9 @@
 //! Cross-process lease tests. The parent re-runs this test binary with `--ignored --exact
 //! processes::child_lease_holder`; the child takes a 2 s lease, prints `ACQUIRED <fence>`
-//! and sleeps until the parent kills it with SIGKILL. A killed holder never releases, so
-//! the lease must stay held until its TTL passes and then be free with a larger fence.
+//! and sleeps until the parent kills it with SIGKILL. A killed holder never releases. On
+//! Redis the lease must stay held until its TTL passes and then be free with a larger
+//! fence; the embedded store's file has one process at a time, so the next process to open
+//! it drops every lease at once (fencing off the dead one), again with a larger fence.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +18,7 @@ const LEASE: &str = "upload/crash-test";
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const CHILD_KIND: &str = "SALLYPORT_TEST_LEASE_CHILD";
 const CHILD_ARG: &str = "SALLYPORT_TEST_LEASE_CHILD_ARG";
+const CHILD_TTL: &str = "SALLYPORT_TEST_LEASE_CHILD_TTL";
 
 /// Not a test: the child process of the tests below (run only with `--ignored`).
 #[tokio::test]
@@ -28,7 +31,10 @@ async fn child_lease_holder() {
         "embedded" => Box::new(EmbeddedStateStore::open(arg.as_ref()).unwrap()),
         other => panic!("unknown child kind {other}"),
     };
-    let LeaseOutcome::Acquired(lease) = store.lease_acquire(LEASE, LEASE_TTL).await.unwrap() else {
+    let ttl = std::env::var(CHILD_TTL)
+        .ok()
+        .map_or(LEASE_TTL, |s| Duration::from_secs(s.parse().unwrap()));
+    let LeaseOutcome::Acquired(lease) = store.lease_acquire(LEASE, ttl).await.unwrap() else {
         panic!("the child expected a free lease");
     };
     println!("ACQUIRED {}", lease.fence);
@@ -43,6 +49,11 @@ struct Holder {
 
 impl Holder {
     fn spawn(kind: &str, arg: &str) -> Self {
+        Self::spawn_for(kind, arg, LEASE_TTL)
+    }
+
+    /// A child whose lease lives `ttl`.
+    fn spawn_for(kind: &str, arg: &str, ttl: Duration) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -53,6 +64,7 @@ impl Holder {
             ])
             .env(CHILD_KIND, kind)
             .env(CHILD_ARG, arg)
+            .env(CHILD_TTL, ttl.as_secs().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -124,10 +136,15 @@ async fn redis_lease_of_a_killed_process_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_lease_of_a_killed_process_expires() {
+async fn embedded_lease_of_a_killed_process_is_dropped_when_the_file_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.redb");
-    let mut holder = Holder::spawn("embedded", path.to_str().unwrap());
+    // An hour: only the reopen can free it within this test.
+    let mut holder = Holder::spawn_for(
+        "embedded",
+        path.to_str().unwrap(),
+        Duration::from_secs(3600),
+    );
     // The child owns the file while it lives.
     assert!(matches!(
         EmbeddedStateStore::open(&path),
@@ -135,7 +152,21 @@ async fn embedded_lease_of_a_killed_process_expires() {
     ));
     holder.kill();
     let store = EmbeddedStateStore::open(&path).unwrap();
-    lease_outlives_its_dead_holder(&store, holder.fence).await;
+    let LeaseOutcome::Acquired(lease) = store.lease_acquire(LEASE, LEASE_TTL).await.unwrap() else {
+        panic!("the dead process's lease survived the reopen");
+    };
+    assert!(
+        lease.fence > holder.fence,
+        "{} <= {}",
+        lease.fence,
+        holder.fence
+    );
+    // Leases taken after the open are honoured as ever.
+    assert!(matches!(
+        store.lease_acquire(LEASE, LEASE_TTL).await.unwrap(),
+        LeaseOutcome::Held { .. }
+    ));
+    assert!(store.lease_release(&lease).await.unwrap());
 }
 
 struct DeletePrefix(String);

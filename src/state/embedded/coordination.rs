@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use rand::RngCore;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use subtle::ConstantTimeEq;
 
 use super::codec::{self, StoredLease};
@@ -130,6 +130,22 @@ pub(super) fn lease_release(db: &Database, lease: &Lease, now: u64) -> Result<bo
         // released.
         leases.remove(lease.name.as_str()).map_err(db_err)?;
         Ok((now < held.expires_at_ms, true))
+    })
+}
+
+/// Removes every lease, whoever took it; how many there were. Only for [`super::EmbeddedStateStore::open`]:
+/// the file lock makes the opener the only process using the file, so every lease found
+/// then is held by nobody alive. The fence counter stays, so the next acquisition of any
+/// name still gets a higher fence than any the dead process held.
+pub(super) fn drop_all_leases(db: &Database) -> Result<u64, StateError> {
+    write(db, |txn| {
+        let mut leases = txn.open_table(LEASES).map_err(db_err)?;
+        let n = leases.len().map_err(db_err)?;
+        if n == 0 {
+            return Ok((0, false));
+        }
+        leases.retain(|_, _| false).map_err(db_err)?;
+        Ok((n, true))
     })
 }
 
