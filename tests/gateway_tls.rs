@@ -56,6 +56,57 @@ fn curl_with_the_dev_ca_gets_tls13_and_h2() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{out:?}");
 }
 
+/// A HEAD answered with an error carries no content on HTTP/2 or HTTP/1.1: curl (nghttp2)
+/// fails with a protocol error when DATA frames follow the HEADERS of a HEAD answer.
+#[test]
+fn head_answers_carry_no_content_on_every_status_and_protocol() {
+    let gw = Gateway::start("");
+    let auth = format!("authorization: Bearer {}", support::UPLOADER_TOKEN);
+    let tus = "tus-resumable: 1.0.0";
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("/no/such/path", &[], "404"),
+        ("/files/0000000000000000000000000a", &[tus], "401"),
+        ("/files/0000000000000000000000000a", &[tus, &auth], "404"),
+        ("/v1/batches", &[&auth], "405"),
+        ("/d/0123456789abcdefghijklmn?exp=1&sig=AAAA", &[], "403"),
+        ("/healthz", &[], "200"),
+    ];
+    for proto in ["--http2", "--http1.1"] {
+        for (path, headers, status) in cases {
+            let mut cmd = std::process::Command::new("curl");
+            cmd.args([
+                "-sS",
+                "-I",
+                proto,
+                "-w",
+                "%{http_code} %{size_download}",
+                "-o",
+                "/dev/null",
+            ])
+            .arg("--max-time")
+            .arg("10")
+            .arg("--cacert")
+            .arg(gw.ca_path())
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", gw.addr.port()));
+            for h in headers {
+                cmd.arg("-H").arg(h);
+            }
+            let out = cmd.arg(gw.url(path)).output().expect("curl is installed");
+            assert!(
+                out.status.success(),
+                "HEAD {path} {proto}: curl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{status} 0"),
+                "HEAD {path} {proto}"
+            );
+        }
+    }
+}
+
 #[test]
 fn old_protocols_and_cbc_suites_are_refused() {
     let gw = Gateway::start("");

@@ -82,6 +82,7 @@ where
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let tus = routed.as_ref().is_ok_and(Endpoint::is_tus);
+    let head = req.method() == http::Method::HEAD;
     let (name, is_api, result) = match routed {
         Ok(endpoint) => {
             let ctx = RequestContext {
@@ -98,6 +99,9 @@ where
         Err(e) => ("unrouted", true, Err(e)),
     };
     let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
+    if head {
+        resp = without_content(resp);
+    }
     add_edge_headers(&state, &mut resp, &request_id, is_api);
     if tus {
         super::cors::cors(
@@ -121,6 +125,24 @@ where
         .get_or_create(&EndpointLabels { endpoint: name })
         .observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// A HEAD answer carries no content, whatever its status (RFC 9110 §9.3.2): a problem
+/// body on a HEAD would go out over HTTP/2 as DATA frames after the HEADERS, which clients
+/// (curl, Node's http2) reject as a protocol error. The headers stay as a GET would have
+/// them, `Content-Length` included when the body's size is known.
+fn without_content(resp: Response<axum::body::Body>) -> Response<axum::body::Body> {
+    use http_body::Body as _;
+    let (mut parts, body) = resp.into_parts();
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(n) = body.size_hint().exact()
+        && n > 0
+    {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 fn add_edge_headers(
