@@ -128,6 +128,64 @@ async fn slow_headers_and_idle_connections_are_closed() {
     healthy(&gw).await;
 }
 
+/// An HTTP/2 connection that sends only the preface and then answers the server's
+/// keep-alive pings, as any h2 client library does, holds a `max_connections` slot without
+/// ever making a request. It is closed after `idle_timeout`: pings are not activity.
+#[tokio::test]
+async fn an_h2_connection_that_only_answers_pings_is_closed_when_idle() {
+    // Pings every idle_timeout / 2 = 1 s; a ping unanswered within header_read_timeout
+    // would close the connection on its own, so the client answers every one.
+    let gw = Gateway::start("[server]\nheader_read_timeout = \"5s\"\nidle_timeout = \"2s\"\n");
+    let mut s = support::tls::tls_stream(&gw.ca_path(), gw.addr, b"h2").await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // The client preface and an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let mut head = [0u8; 9];
+            if s.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if s.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match (head[3], head[4]) {
+                // SETTINGS: acknowledge.
+                (4, 0) => {
+                    let _ = s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
+                }
+                // PING: answer with the same payload, ACK set.
+                (6, 0) => {
+                    pings += 1;
+                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&payload);
+                    let _ = s.write_all(&ack).await;
+                }
+                // GOAWAY: the server is closing.
+                (7, _) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "an h2 connection with no request was kept open for 15 s ({pings} pings answered)"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+    healthy(&gw).await;
+}
+
 #[tokio::test]
 async fn connection_limit_holds_extra_connections_back() {
     let gw = Gateway::start("[server]\nmax_connections = 2\n");

@@ -7,7 +7,10 @@
 //! * the TLS handshake and each request head must complete within
 //!   `server.header_read_timeout` (hyper closes a connection whose headers are slower —
 //!   the slowloris defence);
-//! * a connection with no bytes read or written for `server.idle_timeout` is closed;
+//! * a connection is closed when it has had no request in flight for `server.idle_timeout`
+//!   (HTTP/2 keep-alive pings and their answers do not count: an unauthenticated client
+//!   that only answers pings must not keep a `max_connections` slot forever), or when no
+//!   byte moved for that long even with a request in flight;
 //! * request heads over `server.max_header_bytes` get a 431 problem response (hyper's own
 //!   buffer is four times larger and answers a bare 431 beyond that).
 //!
@@ -17,7 +20,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -177,11 +180,25 @@ async fn run_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
-        let app = app.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(edge::handle(app, conn, req).await) }
-    });
+    let requests = Arc::new(Requests::new());
+    let service = {
+        let requests = requests.clone();
+        hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            let conn = conn.clone();
+            // In flight from here until the response body is finished or dropped.
+            let guard = requests.begin();
+            async move {
+                let resp = edge::handle(app, conn, req).await;
+                Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                    axum::body::Body::new(Tracked {
+                        body,
+                        _guard: guard,
+                    })
+                }))
+            }
+        })
+    };
     let connection = watcher.watch(
         builder
             .serve_connection(TokioIo::new(io), service)
@@ -198,13 +215,91 @@ async fn run_connection<I>(
                 return;
             }
             () = tokio::time::sleep(idle / 4) => {
-                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                if start.elapsed().saturating_sub(last) >= idle {
+                let now = start.elapsed();
+                let last_byte = Duration::from_millis(activity.load(Ordering::Relaxed));
+                let no_request = requests.idle_for().is_some_and(|t| t >= idle);
+                if no_request || now.saturating_sub(last_byte) >= idle {
                     tracing::debug!("closing idle connection");
                     return;
                 }
             }
         }
+    }
+}
+
+/// The requests of one connection: how many are in flight (from the service call until
+/// the response body ends or is dropped) and when the last one began or ended.
+struct Requests {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `born` of the last begin or end.
+    last: AtomicU64,
+    born: Instant,
+}
+
+impl Requests {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    /// With nothing in flight: how long since the last request began or ended (or since
+    /// the connection began, if it never had one); `None` while a request is in flight.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        Some(self.born.elapsed().saturating_sub(last))
+    }
+}
+
+/// One request in flight; dropping it ends it.
+struct InFlight(Arc<Requests>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request in flight until it is finished or dropped.
+struct Tracked {
+    body: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
