@@ -95,11 +95,24 @@ pub enum Command {
 /// Token operations.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Print a new random token and the `token_sha256` line for the config.
+    /// Make a new random client token and print the config entry that admits it.
+    ///
+    /// With `--token-out FILE` the token goes to FILE (created with mode 0600; an existing
+    /// file is never overwritten) and standard output carries only the `[[clients]]` entry,
+    /// so `... --token-out ops.token >> sallyport.toml` is the whole first-run step. Without
+    /// it, the token and the entry are printed for a person to copy.
     Generate {
-        /// The client name to put in the printed config snippet.
+        /// The client name to put in the config entry.
         #[arg(long, default_value = "my-client")]
         name: String,
+        /// A role for the entry (repeat for several): uploader, publisher, downloader,
+        /// auditor, admin. Default: uploader.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Write the token to this new file (mode 0600) instead of printing it; the file
+        /// is what `--token-file` reads.
+        #[arg(long, value_name = "FILE")]
+        token_out: Option<std::path::PathBuf>,
     },
 }
 
@@ -157,20 +170,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(link::run_artifact(command, &api, config.as_ref()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token(TokenCommand::Generate { name }) => {
-            let (token, hash) = crate::auth::generate_token();
-            let token = token.expose_str().unwrap_or_default().to_owned();
+        Command::Token(TokenCommand::Generate {
+            name,
+            roles,
+            token_out,
+        }) => generate_token(&name, &roles, token_out.as_deref()),
+    }
+}
+
+/// `token generate` (see [`TokenCommand::Generate`]).
+fn generate_token(
+    name: &str,
+    roles: &[String],
+    token_out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let _: crate::auth::ClientName = name
+        .parse()
+        .map_err(|m: String| anyhow::anyhow!("--name {name:?}: {m}"))?;
+    let mut names: Vec<&str> = Vec::new();
+    for r in roles {
+        let role: crate::auth::Role = r.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--role {r:?} is not a role (uploader, publisher, downloader, auditor, admin)"
+            )
+        })?;
+        if !names.contains(&role.as_str()) {
+            names.push(role.as_str());
+        }
+    }
+    if names.is_empty() {
+        names.push(crate::auth::Role::Uploader.as_str());
+    }
+    let (token, hash) = crate::auth::generate_token();
+    let token = token.expose_str().unwrap_or_default();
+    let roles = names
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let entry = format!(
+        "[[clients]]\nname = {name:?}\ntoken_sha256 = \"{}\"\nroles = [{roles}]\n",
+        hash.to_hex()
+    );
+    match token_out {
+        Some(path) => {
+            crate::secret::write_private_file(path, format!("{token}\n").as_bytes()).with_context(
+                || {
+                    format!(
+                        "writing the token to {} (a new file; an existing one is never overwritten)",
+                        path.display()
+                    )
+                },
+            )?;
+            eprintln!(
+                "token written to {} (mode 0600; give it to the client, it is stored nowhere else); \
+                 the config entry is on standard output",
+                path.display()
+            );
+            print!("\n{entry}");
+        }
+        None => {
             println!("token (give this to the client; it is not stored anywhere):");
             println!("  {token}");
             println!();
             println!("config entry:");
-            println!("  [[clients]]");
-            println!("  name = {name:?}");
-            println!("  token_sha256 = \"{}\"", hash.to_hex());
-            println!("  roles = [\"uploader\"]");
-            Ok(ExitCode::SUCCESS)
+            for line in entry.lines() {
+                println!("  {line}");
+            }
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The configuration, for the API client's defaults. Not needed (and not loaded, so its

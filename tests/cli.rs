@@ -61,6 +61,124 @@ fn token_generate_prints_a_working_entry() {
     assert!(token.len() >= 43);
 }
 
+/// The README's first-run steps, as written: its `token generate` line is run by a shell
+/// (with the built binary for `cargo run --release --`) in an empty directory; the token
+/// file it writes is private and is exactly what `--token-file` reads, the config entry it
+/// appends admits that token with the admin role, and the README's `curl` line (with the
+/// test gateway's port) reaches `/v1/audit/verify` with it.
+#[test]
+fn the_readme_first_run_steps_work_as_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().map(str::trim).collect();
+    let generate = lines
+        .iter()
+        .find(|l| l.contains("token generate"))
+        .expect("the README shows how to make a token");
+    let generate = generate
+        .strip_prefix("cargo run --release -- ")
+        .expect("the README runs the binary through cargo");
+    let work = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_sallyport");
+    let sh = |line: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(work.path())
+            .env_remove("SALLYPORT_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = sh(&format!("{bin} {generate}"));
+    assert!(out.status.success(), "{generate}: {out:?}");
+    let token_file = work.path().join("ops.token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token file is private");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.strip_suffix('\n').expect("one line");
+    assert!(
+        token.len() >= 43 && !token.contains(char::is_whitespace),
+        "{token:?}"
+    );
+    let entry = std::fs::read_to_string(work.path().join("sallyport.toml")).unwrap();
+    assert!(entry.contains(&support::token_hash(token)), "{entry}");
+    assert!(entry.contains("roles = [\"admin\"]"), "{entry}");
+    // Running it again refuses to overwrite the token file, and appends nothing.
+    let again = sh(&format!("{bin} {generate}"));
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("ops.token"),
+        "{again:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("sallyport.toml")).unwrap(),
+        entry
+    );
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        format!("{token}\n")
+    );
+
+    // The entry, in a gateway's config, admits the token; the README's curl line works.
+    // (The test gateway has a client named "ops" of its own.)
+    let gw = support::Gateway::start(&entry.replace("name = \"ops\"", "name = \"readme-ops\""));
+    let curl = lines
+        .iter()
+        .position(|l| l.starts_with("curl") && l.contains("Authorization: Bearer"))
+        .expect("the README calls the API with curl");
+    let curl = format!("{} {}", lines[curl].trim_end_matches('\\'), lines[curl + 1])
+        .replace(
+            "sallyport-data/dev-ca/ca.pem",
+            &gw.ca_path().display().to_string(),
+        )
+        .replace(
+            "https://127.0.0.1:8443",
+            &format!("https://localhost:{}", gw.addr.port()),
+        );
+    let out = sh(&format!("{curl} -sS --fail-with-body"));
+    assert!(out.status.success(), "{curl}: {out:?}");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["intact"], true, "{body}");
+    // The file is what --token-file reads.
+    let out = sallyport()
+        .args(["batch", "list", "--token-file"])
+        .arg(&token_file)
+        .env_remove("SALLYPORT_CONFIG")
+        .env_remove("SALLYPORT_TOKEN")
+        .env(
+            "SALLYPORT_URL",
+            format!("https://localhost:{}", gw.addr.port()),
+        )
+        .env("SALLYPORT_CA_FILE", gw.ca_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "batch list --token-file: {out:?}");
+}
+
+#[test]
+fn token_generate_refuses_a_bad_name_or_role_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.token");
+    for args in [
+        vec!["--name", "has space"],
+        vec!["--name", "ok", "--role", "superuser"],
+    ] {
+        let out = sallyport()
+            .args(["token", "generate"])
+            .args(&args)
+            .arg("--token-out")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(args[args.len() - 1]), "{args:?}: {err}");
+        assert!(!file.exists(), "{args:?}");
+    }
+}
+
 /// Runs a gateway briefly to write some audit entries, then exports the chain.
 fn exported_chain(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
     let mut gw = support::Gateway::start_in(dir, "");
