@@ -556,6 +556,14 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
     if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&lease_ttl) {
         return Err(invalid("uploads.lease_ttl", "must be from 3s to 10m"));
     }
+    let body_timeout = duration_or(
+        "uploads.body_timeout",
+        raw.body_timeout.as_deref(),
+        Duration::from_secs(30),
+    )?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&body_timeout) {
+        return Err(invalid("uploads.body_timeout", "must be from 1s to 10m"));
+    }
     let mut metadata = defaults.metadata;
     if let Some(n) = raw.max_metadata_pairs {
         if !(1..=1024).contains(&n) {
@@ -609,6 +617,7 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         },
         base,
         lease_ttl,
+        body_timeout,
         max_open_per_principal,
         cors_origins,
     })

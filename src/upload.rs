@@ -85,6 +85,9 @@ pub struct UploadSettings {
     /// How long a PATCH's lease lasts without renewal (a crashed holder blocks the upload
     /// this long at most).
     pub lease_ttl: Duration,
+    /// Longest wait for the next piece of a request body: a PATCH (or creation-with-upload)
+    /// whose body stalls this long is ended with 408; the bytes before the stall are kept.
+    pub body_timeout: Duration,
     /// Most unfinished uploads one principal may have.
     pub max_open_per_principal: usize,
     /// Origins allowed to call the upload endpoint from a browser (CORS).
@@ -119,6 +122,15 @@ pub enum UploadError {
     /// The client went away or sent a broken body; nothing was kept.
     #[error("the request body was interrupted")]
     BodyAborted,
+    /// No body bytes came for `uploads.body_timeout`; the bytes before the stall were kept
+    /// (the upload's offset is now `offset`).
+    #[error("the request body stalled for {secs} s")]
+    BodyStalled {
+        /// The configured timeout, in seconds.
+        secs: u64,
+        /// The upload's offset after the bytes that arrived were kept.
+        offset: u64,
+    },
     /// Stored state is unusable.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -307,6 +319,32 @@ impl Uploads {
                 retry_after_secs: remaining.as_secs().max(1),
             }
             .into()),
+        }
+    }
+
+    /// The principal's creation slot: held from counting its open uploads until the new
+    /// record is stored, so that concurrent creations (on any instance) cannot all pass
+    /// the `max_open_per_principal` check before any of them is counted. Creations by the
+    /// same principal wait for each other briefly (a record insert); other principals are
+    /// not affected.
+    async fn creation_slot(&self, principal: &str) -> Result<LeaseGuard, UploadError> {
+        let name = format!("upload-create/{principal}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match LeaseGuard::acquire(self.state.clone(), name.clone(), self.settings.lease_ttl)
+                .await?
+            {
+                Acquired::Held(g) => return Ok(g),
+                Acquired::Busy(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Acquired::Busy(remaining) => {
+                    return Err(TusError::Locked {
+                        retry_after_secs: remaining.as_secs().max(1),
+                    }
+                    .into());
+                }
+            }
         }
     }
 

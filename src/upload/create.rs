@@ -44,7 +44,10 @@ impl Uploads {
     {
         let request = CreateRequest::from_headers(headers, &self.settings.base, self.limits())?;
         let cap = self.settings.max_open_per_principal;
+        // Held until this creation's record is stored (or the creation fails).
+        let slot = self.creation_slot(&who.name).await?;
         if self.store.open_count(&who.name, cap).await? >= cap {
+            slot.release().await;
             return Err(UploadError::TooManyOpen { limit: cap });
         }
         let now = Timestamp::now();
@@ -55,7 +58,11 @@ impl Uploads {
         };
         let claim = MemberClaim::from_metadata(metadata)?;
         match request {
-            CreateRequest::Final(new) => self.create_final(who, id, new, claim.as_ref(), now).await,
+            CreateRequest::Final(new) => {
+                let created = self.create_final(who, id, new, claim.as_ref(), now).await;
+                slot.release().await;
+                created
+            }
             CreateRequest::Upload(new) => {
                 if new.partial && claim.is_some() {
                     return Err(MembershipError::BadClaim.into());
@@ -77,6 +84,8 @@ impl Uploads {
                 if !self.store.create(&record).await? {
                     return Err(UploadError::Store(StoreError::Changed));
                 }
+                // Counted now: the next creation by this principal may count.
+                slot.release().await;
                 self.auditor
                     .emit(
                         &who.audit,

@@ -205,7 +205,18 @@ impl Uploads {
         let mut aborted = false;
         let mut too_long = false;
         let mut lease_lost = false;
-        while let Some(frame) = body.frame().await {
+        let mut stalled = false;
+        let body_timeout = self.settings.body_timeout;
+        loop {
+            // A body that sends nothing for `body_timeout` ends here (it holds no thread
+            // while it waits; see `stage`): what arrived before the stall is kept below.
+            let Ok(next) = tokio::time::timeout(body_timeout, body.frame()).await else {
+                stalled = true;
+                break;
+            };
+            let Some(frame) = next else {
+                break;
+            };
             let frame = match frame {
                 Ok(f) => f,
                 Err(_) => {
@@ -259,10 +270,18 @@ impl Uploads {
             writer.rollback().await?;
             return Err(refusal(plan.too_long(), &record));
         }
-        let expected = if aborted {
+        let stall = |offset: u64| UploadError::BodyStalled {
+            secs: body_timeout.as_secs(),
+            offset,
+        };
+        let expected = if aborted || stalled {
             if !plan.keep_partial_on_abort() || hasher.length() == 0 {
                 writer.rollback().await?;
-                return Err(UploadError::BodyAborted);
+                return Err(if stalled {
+                    stall(plan.start())
+                } else {
+                    UploadError::BodyAborted
+                });
             }
             None
         } else {
@@ -295,8 +314,21 @@ impl Uploads {
                 return Err(refusal(error, &record));
             }
         };
-        self.commit_chunk(who, record, version, plan, writer, &digest, aborted)
-            .await
+        let outcome = self
+            .commit_chunk(
+                who,
+                record,
+                version,
+                plan,
+                writer,
+                &digest,
+                aborted || stalled,
+            )
+            .await?;
+        if stalled {
+            return Err(stall(outcome.record.offset));
+        }
+        Ok(outcome)
     }
 
     #[allow(clippy::too_many_arguments)]

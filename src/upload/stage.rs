@@ -1,6 +1,7 @@
-//! The PATCH body's work, spread over cores: a pipeline stage runs on a blocking-pool
+//! The PATCH body's work, spread over cores: a pipeline stage works on a blocking-pool
 //! thread and consumes the body's frames while the request's task keeps reading (and
-//! TLS-decrypting) the next ones.
+//! TLS-decrypting) the next ones. It holds that thread only while it has bytes to work on:
+//! a body that stalls costs no thread.
 //!
 //! Every byte of a PATCH is hashed twice — once for the chunk
 //! ([`ChunkHasher`](crate::tus::checksum::ChunkHasher): the ledger's SHA-256 and the
@@ -76,27 +77,59 @@ where
     /// Starts a stage that calls `step(&mut state, bytes)` for every piece fed, in order,
     /// until a step fails. Dropping the stage without [`Stage::finish`] stops the thread
     /// once its queue is drained.
-    pub fn start<F>(state: S, mut step: F) -> Self
+    pub fn start<F>(state: S, step: F) -> Self
     where
         F: FnMut(&mut S, &[u8]) -> Result<(), E> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        // Dropped when the thread returns, however it returns.
+        // Resolves when the last holder drops it: the driving task and, while one runs,
+        // the blocking job that has the state.
         let (alive, gone) = oneshot::channel::<()>();
-        let worker = tokio::task::spawn_blocking(move || {
-            let _alive = alive;
-            let mut state = state;
-            while let Some(batch) = rx.blocking_recv() {
-                for piece in &batch {
-                    if stopped.load(Ordering::SeqCst) {
-                        return (state, Ok(()));
-                    }
-                    if let Err(e) = step(&mut state, piece) {
-                        return (state, Err(e));
-                    }
+        let alive = Arc::new(alive);
+        // The driver is an async task: while the body is idle it waits without a thread.
+        // A blocking-pool thread is taken only while there are bytes to work on — one job
+        // per run of queued batches — so a client whose body stalls holds no thread
+        // (hundreds of stalled uploads once held every thread of the pool).
+        let worker = tokio::spawn(async move {
+            let _alive = alive.clone();
+            let (mut state, mut step) = (state, step);
+            while let Some(first) = rx.recv().await {
+                let mut batches = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batches.push(more);
                 }
+                let stopped = stopped.clone();
+                let alive = alive.clone();
+                let job = tokio::task::spawn_blocking(move || {
+                    let _alive = alive;
+                    let mut outcome = None;
+                    'batches: for batch in &batches {
+                        for piece in batch {
+                            if stopped.load(Ordering::SeqCst) {
+                                outcome = Some(Ok(()));
+                                break 'batches;
+                            }
+                            if let Err(e) = step(&mut state, piece) {
+                                outcome = Some(Err(e));
+                                break 'batches;
+                            }
+                        }
+                    }
+                    (state, step, outcome)
+                });
+                let (back, again, outcome) = match job.await {
+                    Ok(returned) => returned,
+                    // The step panicked (or the runtime is shutting down): end this task
+                    // the same way, and `finish` reports the stage gone.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => std::panic::resume_unwind(Box::new("stage job cancelled")),
+                };
+                if let Some(outcome) = outcome {
+                    return (back, outcome);
+                }
+                (state, step) = (back, again);
             }
             (state, Ok(()))
         });
@@ -162,7 +195,7 @@ mod tests {
     use super::*;
     use crate::tus::checksum::{ChunkHasher, HashPlan};
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hashing_stage_equals_hashing_in_line() {
         // Frames of awkward sizes, across several batches.
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 255) as u8).collect();
@@ -192,7 +225,7 @@ mod tests {
         assert_eq!(parallel.finish(None).unwrap(), inline.finish(None).unwrap());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nothing_fed_leaves_the_state_untouched() {
         let stage = Stage::start(0u64, |n, b| {
             *n += b.len() as u64;
@@ -202,7 +235,7 @@ mod tests {
         assert_eq!((n, outcome), (0, Ok(())));
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_stage_stops_before_its_next_piece() {
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
@@ -226,7 +259,7 @@ mod tests {
         assert_eq!(seen, vec![0], "only the piece under way was processed");
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stopped_resolves_only_after_the_step_under_way_of_a_dropped_stage() {
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -260,7 +293,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_step_stops_the_stage_and_reports_its_error() {
         // Fails on the second piece; pieces after it are never seen.
         let mut stage = Stage::start(Vec::<u8>::new(), |seen, b| {

@@ -47,6 +47,7 @@ fn engine(dir: &tempfile::TempDir) -> (Uploads, Artifacts) {
         limits: TusLimits::default(),
         base: BasePath::new("/files/").unwrap(),
         lease_ttl: Duration::from_secs(30),
+        body_timeout: Duration::from_secs(30),
         max_open_per_principal: 100,
         cors_origins: Vec::new(),
     };

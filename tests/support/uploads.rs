@@ -89,6 +89,7 @@ impl Engine {
             limits,
             base: BasePath::default(),
             lease_ttl: std::time::Duration::from_secs(30),
+            body_timeout: std::time::Duration::from_secs(30),
             max_open_per_principal: 100,
             cors_origins: Vec::new(),
         };

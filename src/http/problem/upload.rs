@@ -122,6 +122,12 @@ impl Describe for UploadError {
                 "request.body_aborted",
                 "The request body was interrupted; nothing was kept",
             ),
+            UploadError::BodyStalled { .. } => row(
+                StatusCode::REQUEST_TIMEOUT,
+                "request.body_timeout",
+                "The request body stalled; the bytes that arrived before it were kept \
+                 (HEAD gives the offset to resume from)",
+            ),
             UploadError::LeaseLost => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upload.lease_lost",

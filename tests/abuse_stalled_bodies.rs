@@ -1,0 +1,161 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Stalled upload bodies must not stall everyone (issue: blocking-pool exhaustion). 300
+//! uploads whose bodies never come — 150 creation-with-upload requests over HTTP/1.1 (one
+//! connection each) and 150 PATCHes as streams of one HTTP/2 connection — are in flight
+//! at once; meanwhile `/readyz` and a 4 KiB signed-link download answer within 3 s, and
+//! every stalled request ends with `408 request.body_timeout` within the configured
+//! `uploads.body_timeout` (plus slack). A burst of concurrent creations by one client
+//! cannot pass its `max_open_per_principal` cap.
+//!
+//! Before the fix each such request held two blocking-pool threads for as long as its
+//! body stayed open, so about 260 of them froze every other request needing the pool.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::links::{data, import, issue, link_url, sha256_hex, start};
+use support::tus_http::{Tus, location, read_response};
+use support::{Gateway, UPLOADER_TOKEN};
+use tokio::io::AsyncWriteExt;
+
+const STALLED_H1: usize = 150;
+const STALLED_H2: usize = 150;
+const LENGTH: u64 = 1 << 20;
+const BODY_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A request body that never yields a byte.
+fn never() -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::pending::<
+        Result<bytes::Bytes, std::io::Error>,
+    >())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_stalled_bodies_do_not_stall_readyz_or_downloads() {
+    let gw = start(&format!(
+        "[server]\nmax_connections = 2000\n[uploads]\nbody_timeout = \"{}s\"\nmax_open_per_principal = 1000\n",
+        BODY_TIMEOUT.as_secs()
+    ));
+    let small = data(4096, 3);
+    let artifact = import(&gw, "Patient.ndjson", &small).await;
+    let link = issue(&gw, json!({"artifact": artifact, "partner": "payer-a"})).await;
+    let url = link_url(&gw, &link);
+
+    // HTTP/2: PATCHes on uploads created first, as streams of one connection.
+    let h2 = gw.client_with(&[&rustls::version::TLS13], &[b"h2"]);
+    let tus = Tus::new(&gw);
+    let mut paths = Vec::new();
+    for _ in 0..STALLED_H2 {
+        paths.push(tus.create(Some(LENGTH), &[]).await);
+    }
+    let began = Instant::now();
+    let mut stalled = Vec::new();
+    for path in &paths {
+        let req = h2
+            .patch(gw.url(path))
+            .bearer_auth(UPLOADER_TOKEN)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("content-length", LENGTH.to_string())
+            .body(never());
+        stalled.push(tokio::spawn(async move {
+            let resp = req.send().await;
+            (
+                resp.map(|r| r.status().as_u16()).unwrap_or(0),
+                began.elapsed(),
+            )
+        }));
+    }
+    // HTTP/1.1: creation-with-upload, headers only, one connection each.
+    let mut h1 = Vec::new();
+    for _ in 0..STALLED_H1 {
+        let mut s = gw.h1_stream().await;
+        let head = format!(
+            "POST /files/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {UPLOADER_TOKEN}\r\n\
+             Tus-Resumable: 1.0.0\r\nUpload-Length: {LENGTH}\r\n\
+             Content-Type: application/offset+octet-stream\r\nContent-Length: {LENGTH}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        h1.push(tokio::spawn(async move {
+            let resp = read_response(&mut s).await;
+            (resp.status, began.elapsed())
+        }));
+    }
+    // Let every stalled request reach the upload engine.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        began.elapsed() < BODY_TIMEOUT,
+        "setting up took too long to test anything"
+    );
+
+    let probe = gw.client();
+    let t = Instant::now();
+    let ready = tokio::time::timeout(Duration::from_secs(3), probe.get(gw.url("/readyz")).send())
+        .await
+        .expect("/readyz answered within 3 s")
+        .unwrap();
+    assert_eq!(ready.status(), 200, "/readyz took {:?}", t.elapsed());
+    let t = Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(3), async {
+        let r = probe.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap()
+    })
+    .await
+    .expect("the download finished within 3 s");
+    assert_eq!(sha256_hex(&body), sha256_hex(&small), "{:?}", t.elapsed());
+
+    // Every stalled request ends with 408 soon after the body timeout.
+    let limit = BODY_TIMEOUT + Duration::from_secs(6);
+    for (kind, tasks) in [("h2 PATCH", stalled), ("h1 creation", h1)] {
+        for task in tasks {
+            let (status, at) = tokio::time::timeout(limit, task)
+                .await
+                .unwrap_or_else(|_| panic!("a stalled {kind} was still open after {limit:?}"))
+                .unwrap();
+            assert_eq!(status, 408, "{kind} ended with {status} after {at:?}");
+            assert!(at <= limit, "{kind} ended after {at:?}");
+        }
+    }
+    // The server is whole afterwards.
+    assert_eq!(
+        probe.get(gw.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_creations_cannot_pass_the_open_upload_cap() {
+    const CAP: usize = 5;
+    let gw = Gateway::start(&format!("[uploads]\nmax_open_per_principal = {CAP}\n"));
+    let tus = Tus::new(&gw);
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let req = tus
+            .request("POST", "/files/")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", "100");
+        tasks.push(tokio::spawn(async move { req.send().await.unwrap() }));
+    }
+    let mut created = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let resp = t.await.unwrap();
+        match resp.status().as_u16() {
+            201 => created.push(location(&resp)),
+            429 => refused += 1,
+            other => panic!("unexpected {other}: {:?}", resp.headers()),
+        }
+    }
+    assert_eq!(
+        created.len(),
+        CAP,
+        "{} created, {refused} refused",
+        created.len()
+    );
+    assert_eq!(refused, 40 - CAP);
+}
