@@ -127,6 +127,9 @@ impl UploadConcat {
             let id = base
                 .parse_upload_url(url)
                 .ok_or(ConcatProblem::NotAnUploadUrl { index })?;
+            if let Some(first) = parts.iter().position(|p| *p == id) {
+                return Err(ConcatProblem::RepeatedPart { index, first }.into());
+            }
             parts.push(id);
         }
         Ok(UploadConcat::Final(parts))
@@ -196,10 +199,10 @@ mod tests {
             two.to_header_value(&BasePath::default()),
             format!("final;/files/{A} /files/{B}")
         );
-        // Repeating a part is allowed: the final is that part's bytes twice.
+        // A part named again, however spelt, is refused (storage amplification).
         assert_eq!(
-            parse(&format!("final;/files/{A} /files/{A}")),
-            Ok(UploadConcat::Final(vec![id(A), id(A)]))
+            parse(&format!("final;/files/{A} /files/{B} https://h/files/{A}")),
+            Err(ConcatProblem::RepeatedPart { index: 2, first: 0 }.into())
         );
     }
 
@@ -250,7 +253,10 @@ mod tests {
                 "{bad_url}"
             );
         }
-        let five = vec![format!("/files/{A}"); 5].join(" ");
+        let five: Vec<String> = (0..5)
+            .map(|_| format!("/files/{}", UploadId::random()))
+            .collect();
+        let five = five.join(" ");
         assert_eq!(problem(&format!("final;{five}")), TooManyParts { max: 4 });
         assert!(matches!(
             parse("final;\u{ff}"),

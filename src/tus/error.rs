@@ -126,6 +126,16 @@ pub enum ConcatProblem {
         /// Position in the list, from 0.
         index: usize,
     },
+    /// The same partial upload named twice: refused, since every repetition would copy
+    /// (and store) the part's bytes again — 256 names of one 64 GiB part would ask for
+    /// 16 TiB.
+    #[error("element {index} names the same upload as element {first}")]
+    RepeatedPart {
+        /// Position of the repetition, from 0.
+        index: usize,
+        /// Position of the first mention.
+        first: usize,
+    },
     /// More parts than the configured limit.
     #[error("more than {max} parts")]
     TooManyParts {

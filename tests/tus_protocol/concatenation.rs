@@ -120,16 +120,16 @@ async fn concatenation_builds_a_final_upload_with_its_own_digest_and_the_parts_l
         assert_eq!(b_chunks[1]["sha256"], sha256_hex(&b_bytes[100_000..]));
     };
     check_ledger(tus.ledger(&fin).await);
-    // The same part may appear twice.
+    // A part named twice is refused (storage amplification); nothing is created.
     let resp = tus
-        .post(&[("upload-concat", &format!("final;{b} {b}"))], Vec::new())
+        .post(
+            &[("upload-concat", &format!("final;{b} {a} {b}"))],
+            Vec::new(),
+        )
         .await;
-    assert_eq!(resp.status(), 201);
-    let twice = location(&resp);
-    assert_eq!(
-        header(&tus.head(&twice).await, "repr-digest"),
-        repr_digest(&[b_bytes.as_slice(), b_bytes.as_slice()].concat())
-    );
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "tus.concat_invalid", "{body}");
     // The final upload is self-contained: deleting a part changes neither its bytes nor
     // its ledger.
     assert_eq!(tus.delete(&a).await.status(), 204);
@@ -139,9 +139,11 @@ async fn concatenation_builds_a_final_upload_with_its_own_digest_and_the_parts_l
     // Parts summing past Tus-Max-Size: 413.
     let big = tus.create(Some(600_000), &partial).await;
     assert_eq!(tus.patch_ok(&big, 0, &vec![1u8; 600_000]).await, 600_000);
+    let big2 = tus.create(Some(600_000), &partial).await;
+    assert_eq!(tus.patch_ok(&big2, 0, &vec![2u8; 600_000]).await, 600_000);
     problem(
         tus.post(
-            &[("upload-concat", &format!("final;{big} {big}"))],
+            &[("upload-concat", &format!("final;{big} {big2}"))],
             Vec::new(),
         )
         .await,
