@@ -13,7 +13,7 @@
 //! access tokens and mTLS client identities plug in as further authenticators without
 //! touching the handlers.
 //!
-//! Roles: `uploader`, `publisher`, `downloader`, `auditor`, `admin`. `admin` passes every
+//! Roles: `uploader`, `publisher`, `downloader`, `auditor`, `admin`, `metrics`. `admin` passes every
 //! role check (an operator who can reconfigure the gateway can do anything it does).
 //!
 //! A verified TLS client certificate reaches handlers as a [`ClientIdentity`] (defined
@@ -43,16 +43,20 @@ pub enum Role {
     Auditor,
     /// May do anything.
     Admin,
+    /// May read `/metrics` when `server.metrics_access = "role"` (a Prometheus scraper's
+    /// token; it grants nothing else).
+    Metrics,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Uploader,
         Role::Publisher,
         Role::Downloader,
         Role::Auditor,
         Role::Admin,
+        Role::Metrics,
     ];
 
     /// The role's configuration name.
@@ -63,6 +67,7 @@ impl Role {
             Role::Downloader => "downloader",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::Metrics => "metrics",
         }
     }
 

@@ -192,7 +192,7 @@ fn generate_token(
     for r in roles {
         let role: crate::auth::Role = r.parse().map_err(|_| {
             anyhow::anyhow!(
-                "--role {r:?} is not a role (uploader, publisher, downloader, auditor, admin)"
+                "--role {r:?} is not a role (uploader, publisher, downloader, auditor, admin, metrics)"
             )
         })?;
         if !names.contains(&role.as_str()) {

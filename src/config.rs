@@ -62,6 +62,38 @@ pub enum ConfigError {
     /// An environment override does not fit.
     #[error("{0}")]
     Env(String),
+    /// The config file can be written by its group or by everyone: whoever can edit it
+    /// can add a client or turn TLS off.
+    #[error(
+        "config file {path} is writable by group or others (mode {mode:o}); run `chmod go-w {path}`"
+    )]
+    Writable {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Reads the config file, refusing one its group or others can write.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(read_err)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(ConfigError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    std::fs::read_to_string(path).map_err(read_err)
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -109,6 +141,16 @@ pub struct Config {
 }
 
 /// The listener and its protections.
+/// Who may read `/metrics` (`server.metrics_access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the listener (`"open"`, the default: keep the listener on a
+    /// private network then).
+    Open,
+    /// Only clients with the `metrics` role (or `admin`), by bearer token (`"role"`).
+    Role,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// Address to listen on.
@@ -117,6 +159,11 @@ pub struct ServerSettings {
     pub danger_plaintext_http: bool,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+    /// Connections served at once from one client IP address; more are closed at once,
+    /// so that one address cannot take every `max_connections` slot.
+    pub max_connections_per_address: usize,
     /// A client must send its request headers within this time (slowloris).
     pub header_read_timeout: Duration,
     /// An idle keep-alive connection is closed after this time.
@@ -178,10 +225,7 @@ impl Config {
     /// Loads `path` (or only defaults when `None`) and applies overrides from `env`.
     pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_owned(),
-                source,
-            })?,
+            Some(p) => read_config_file(p)?,
             None => String::new(),
         };
         Self::from_toml(&text, env)
@@ -289,10 +333,7 @@ impl Config {
 /// to tell a value that was written from one left to its default. `None`: no file.
 pub fn load_raw(path: Option<&Path>, env: &dyn Env) -> Result<RawConfig, ConfigError> {
     let text = match path {
-        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-            path: p.to_owned(),
-            source,
-        })?,
+        Some(p) => read_config_file(p)?,
         None => String::new(),
     };
     Ok(raw_from_toml(&text, env)?.0)
@@ -349,6 +390,25 @@ fn server_settings(raw: &raw::RawServer) -> Result<ServerSettings, ConfigError> 
     if !(1..=1_000_000).contains(&max_connections) {
         return Err(invalid("server.max_connections", "must be in 1..=1000000"));
     }
+    let metrics_access = match raw.metrics_access.as_deref().unwrap_or("open") {
+        "open" => MetricsAccess::Open,
+        "role" => MetricsAccess::Role,
+        other => {
+            return Err(invalid(
+                "server.metrics_access",
+                format!("{other:?} is not \"open\" or \"role\""),
+            ));
+        }
+    };
+    let max_connections_per_address = raw
+        .max_connections_per_address
+        .unwrap_or(max_connections.min(256));
+    if !(1..=max_connections).contains(&max_connections_per_address) {
+        return Err(invalid(
+            "server.max_connections_per_address",
+            format!("must be in 1..={max_connections} (server.max_connections)"),
+        ));
+    }
     let header_read_timeout = duration_or(
         "server.header_read_timeout",
         raw.header_read_timeout.as_deref(),
@@ -385,6 +445,8 @@ fn server_settings(raw: &raw::RawServer) -> Result<ServerSettings, ConfigError> 
         listen,
         danger_plaintext_http: raw.danger_plaintext_http,
         max_connections,
+        max_connections_per_address,
+        metrics_access,
         header_read_timeout,
         idle_timeout,
         max_header_bytes,
@@ -518,6 +580,19 @@ fn state_settings(
     }
 }
 
+/// First path segments of the gateway's own routes (and of routes reserved for the FHIR
+/// Bulk Data and SMART endpoints), which `uploads.base_path` may not take.
+pub const RESERVED_ROUTE_SEGMENTS: [&str; 8] = [
+    "healthz",
+    "readyz",
+    "metrics",
+    "v1",
+    "d",
+    "fhir",
+    "auth",
+    ".well-known",
+];
+
 fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSettings, ConfigError> {
     use crate::tus::TusLimits;
     let defaults = TusLimits::default();
@@ -528,6 +603,20 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
             "must start and end with '/', at most 128 bytes of A-Z a-z 0-9 . _ ~ - segments",
         )
     })?;
+    // The upload routes are matched first, so a base path over another route would
+    // shadow it (`/` would take every request, `/v1/` the whole API).
+    let first = base.as_str().split('/').nth(1).unwrap_or_default();
+    if first.is_empty() || RESERVED_ROUTE_SEGMENTS.contains(&first) {
+        return Err(invalid(
+            "uploads.base_path",
+            format!(
+                "{:?} would shadow the gateway's own routes; its first segment must not be empty \
+                 or one of {}",
+                base.as_str(),
+                RESERVED_ROUTE_SEGMENTS.join(", ")
+            ),
+        ));
+    }
     let max_size = size_or(
         "uploads.max_size",
         raw.max_size.as_deref(),

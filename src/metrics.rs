@@ -28,6 +28,8 @@ pub mod names {
     pub const OPEN_CONNECTIONS: &str = "sallyport_open_connections";
     /// Connections accepted.
     pub const CONNECTIONS: &str = "sallyport_connections";
+    /// Connections closed at accept because their address had too many open.
+    pub const CONNECTIONS_REFUSED: &str = "sallyport_connections_refused";
     /// TLS handshakes that failed (bad version, no shared cipher, bad client cert, timeout).
     pub const TLS_HANDSHAKE_FAILURES: &str = "sallyport_tls_handshake_failures";
     /// Audit events written, by action.
@@ -80,6 +82,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Accepted connections.
     pub connections: Counter,
+    /// Connections closed at accept (too many from their address).
+    pub connections_refused: Counter,
     /// Failed TLS handshakes.
     pub tls_handshake_failures: Counter,
     /// Audit events written.
@@ -107,6 +111,7 @@ impl Metrics {
         let open_connections = Gauge::default();
         let connections = Counter::default();
         let tls_handshake_failures = Counter::default();
+        let connections_refused = Counter::default();
         let audit_events = Family::<ActionLabels, Counter>::default();
         let audit_failures = Counter::default();
         registry.register(
@@ -140,6 +145,11 @@ impl Metrics {
             connections.clone(),
         );
         registry.register(
+            names::CONNECTIONS_REFUSED,
+            "Client connections closed at accept: too many open from their address",
+            connections_refused.clone(),
+        );
+        registry.register(
             names::TLS_HANDSHAKE_FAILURES,
             "Failed TLS handshakes",
             tls_handshake_failures.clone(),
@@ -162,6 +172,7 @@ impl Metrics {
             bytes_out,
             open_connections,
             connections,
+            connections_refused,
             tls_handshake_failures,
             audit_events,
             audit_failures,

@@ -75,6 +75,18 @@ pub enum SecretFileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The file's mode lets its group or everyone write it: whoever can replace a key or
+    /// a token hash can let themselves in. Refused whatever `allow_open` says.
+    #[error(
+        "secret file {path} is writable by group or others (mode {mode:o}); \
+         run `chmod go-w {path}`"
+    )]
+    Writable {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The file is empty (after trimming a trailing newline).
     #[error("secret file {path} is empty")]
     Empty {
@@ -105,7 +117,8 @@ pub fn read_secret_file(path: &Path, allow_open: bool) -> Result<Secret, SecretF
     Ok(Secret::new(bytes))
 }
 
-/// Refuses a file that holds key material when its group or others can read it.
+/// Refuses a file that holds key material when its group or others can write it, or read
+/// it unless `allow_open`.
 pub fn check_file_mode(path: &Path, allow_open: bool) -> Result<(), SecretFileError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|source| SecretFileError::Read {
@@ -113,6 +126,12 @@ pub fn check_file_mode(path: &Path, allow_open: bool) -> Result<(), SecretFileEr
         source,
     })?;
     let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(SecretFileError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
     if mode & 0o044 != 0 && !allow_open {
         return Err(SecretFileError::TooOpen {
             path: path.to_owned(),

@@ -186,6 +186,119 @@ async fn an_h2_connection_that_only_answers_pings_is_closed_when_idle() {
     healthy(&gw).await;
 }
 
+/// One address cannot take every connection slot: beyond
+/// `server.max_connections_per_address`, its connections are closed at accept (the TLS
+/// handshake fails), counted in the metrics; closing one lets the next in.
+#[tokio::test]
+async fn connections_per_address_are_capped() {
+    let gw = Gateway::start("[server]\nmax_connections_per_address = 3\n");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = tls_stream(&gw).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let cfg = support::tls::client_tls(
+        &gw.ca_path(),
+        &[&rustls::version::TLS13],
+        &[b"http/1.1"],
+        None,
+    );
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let fourth = tokio::time::timeout(
+        Duration::from_secs(5),
+        connector.connect("localhost".try_into().unwrap(), tcp),
+    )
+    .await
+    .expect("the fourth connection is closed at once, not left waiting");
+    assert!(
+        fourth.is_err(),
+        "a fourth connection from one address was served"
+    );
+    // A freed slot takes the next connection.
+    drop(held.pop());
+    let mut ok = false;
+    for _ in 0..50 {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        if connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the freed slot was not reused");
+    drop(held);
+    // The server frees the slots once it sees the closes.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        let resp = gw
+            .client()
+            .get(gw.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await;
+        if let Ok(r) = resp {
+            metrics = r.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sallyport_connections_refused_total "))
+        .unwrap_or_else(|| panic!("no refusal counter:\n{metrics}"));
+    assert!(refused.trim().parse::<u64>().unwrap() >= 1, "{refused}");
+}
+
+/// `server.metrics_access = "role"`: `/metrics` only for the `metrics` role or an admin;
+/// a scraper's token grants nothing else.
+#[tokio::test]
+async fn metrics_can_be_limited_to_the_metrics_role() {
+    const SCRAPER: &str = "metrics-scraper-token-0123456789abcdefghijk";
+    let gw = Gateway::start(&format!(
+        "[server]\nmetrics_access = \"role\"\n\n[[clients]]\nname = \"prometheus\"\ntoken_sha256 = \"{}\"\nroles = [\"metrics\"]\n",
+        support::token_hash(SCRAPER)
+    ));
+    let c = gw.client();
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let mut r = c.get(gw.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let (status, j) = problem(get("/metrics", None).await.unwrap()).await;
+    assert_eq!(status, 401, "{j}");
+    let (status, j) = problem(get("/metrics", Some(UPLOADER_TOKEN)).await.unwrap()).await;
+    assert_eq!(
+        (status, j["code"].as_str()),
+        (403, Some("auth.missing_role")),
+        "{j}"
+    );
+    for token in [SCRAPER, ADMIN_TOKEN] {
+        let r = get("/metrics", Some(token)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("sallyport_http_requests_total")
+        );
+    }
+    let (status, _) = problem(get("/v1/audit/verify", Some(SCRAPER)).await.unwrap()).await;
+    assert_eq!(status, 403, "the scraper's token reads nothing else");
+}
+
 #[tokio::test]
 async fn connection_limit_holds_extra_connections_back() {
     let gw = Gateway::start("[server]\nmax_connections = 2\n");

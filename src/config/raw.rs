@@ -64,6 +64,8 @@ pub struct RawServer {
     #[serde(default)]
     pub danger_plaintext_http: bool,
     pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    pub metrics_access: Option<String>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_header_bytes: Option<String>,

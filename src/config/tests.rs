@@ -123,6 +123,71 @@ fn redis_url_never_appears_in_errors_or_debug() {
 }
 
 #[test]
+fn an_upload_base_path_may_not_shadow_another_route() {
+    for bad in [
+        "/",
+        "/v1/",
+        "/v1/uploads/",
+        "/d/",
+        "/healthz/",
+        "/metrics/",
+        "/fhir/",
+        "/.well-known/",
+    ] {
+        let text = format!("[uploads]\nbase_path = {bad:?}");
+        let err = Config::from_toml(&text, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("uploads.base_path") && err.contains("shadow"),
+            "{bad} -> {err}"
+        );
+    }
+    for good in ["/files/", "/tus/uploads/", "/v2/files/", "/data/"] {
+        let text = format!("[uploads]\nbase_path = {good:?}");
+        let c = Config::from_toml(&text, &env(&[])).unwrap();
+        assert_eq!(c.uploads.base.as_str(), good);
+    }
+}
+
+#[test]
+fn a_config_file_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sallyport.toml");
+    std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:8443\"\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = Config::load(Some(&f), &env(&[])).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::Writable { mode: 0o666, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("chmod go-w"), "{err}");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(Config::load(Some(&f), &env(&[])).is_ok());
+}
+
+#[test]
+fn secret_files_writable_by_others_are_refused_even_when_readable_is_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("hash");
+    std::fs::write(&f, "00".repeat(32)).unwrap();
+    let text = format!(
+        "allow_world_readable_secrets = true\n[[clients]]\nname = \"a\"\ntoken_sha256_file = {:?}\nroles = [\"auditor\"]",
+        f.display().to_string()
+    );
+    for mode in [0o620, 0o602, 0o666] {
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = Config::from_toml(&text, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("writable by group or others"),
+            "{mode:o}: {err}"
+        );
+    }
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(Config::from_toml(&text, &env(&[])).is_ok());
+}
+
+#[test]
 fn secret_files_are_permission_checked() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -36,7 +36,7 @@ pub async fn dispatch(
     match ctx.endpoint {
         Endpoint::Healthz => Ok(ops::healthz(&req)),
         Endpoint::Readyz => Ok(ops::readyz(state, req.method() == http::Method::HEAD).await),
-        Endpoint::Metrics => Ok(ops::metrics(state)),
+        Endpoint::Metrics => ops::metrics(state, ctx, req).await,
         Endpoint::WhoAmI => ops::whoami(state, ctx, req),
         Endpoint::AuditVerify => ops::audit_verify(state, ctx, req).await,
         Endpoint::TusOptions => Ok(tus::options(state, &req)),

@@ -3,7 +3,9 @@
 //!
 //! Protections against slow or greedy clients:
 //! * at most `server.max_connections` connections are served; further ones wait in the
-//!   kernel's accept backlog until a slot frees;
+//!   kernel's accept backlog until a slot frees; at most
+//!   `server.max_connections_per_address` of them from one IP address — further ones from
+//!   it are closed at once, so one address cannot take every slot;
 //! * the TLS handshake and each request head must complete within
 //!   `server.header_read_timeout` (hyper closes a connection whose headers are slower —
 //!   the slowloris defence);
@@ -55,6 +57,7 @@ pub async fn serve(
 ) -> ShutdownReport {
     let settings = app.config.server.clone();
     let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let per_address = PerAddress::new(settings.max_connections_per_address);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let head_limit = (settings.max_header_bytes.0 as usize * 4).max(8192);
@@ -92,6 +95,12 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            app.metrics.connections_refused.inc();
+            tracing::debug!(%peer, "too many connections from this address; closed");
+            drop(tcp);
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         app.metrics.connections.inc();
@@ -150,6 +159,7 @@ pub async fn serve(
                 }
             }
             app.metrics.open_connections.dec();
+            drop(address_slot);
             drop(permit);
         });
     }
@@ -222,6 +232,54 @@ async fn run_connection<I>(
                     tracing::debug!("closing idle connection");
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Open connections per client IP address.
+#[derive(Clone)]
+struct PerAddress {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    max: usize,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            max,
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when it has `max` open.
+    fn take(&self, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            ip,
+            of: self.clone(),
+        })
+    }
+}
+
+/// One open connection from an address; dropping it frees the slot.
+struct AddressSlot {
+    ip: std::net::IpAddr,
+    of: PerAddress,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
             }
         }
     }

@@ -41,14 +41,24 @@ pub async fn readyz(state: &AppState, head: bool) -> Response<axum::body::Body> 
     if head { strip_body(resp) } else { resp }
 }
 
-/// `GET /metrics`: Prometheus exposition.
-pub fn metrics(state: &AppState) -> Response<axum::body::Body> {
+/// `GET /metrics`: Prometheus exposition; with `server.metrics_access = "role"`, only for
+/// a client with the `metrics` role (or `admin`): the per-action counts tell an outsider
+/// what the gateway is doing.
+pub async fn metrics(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: Request<axum::body::Body>,
+) -> Resp {
+    if state.config.server.metrics_access == crate::config::MetricsAccess::Role {
+        let (parts, _) = req.into_parts();
+        ctx.require(state, &parts, Role::Metrics).await?;
+    }
     let mut r = Response::new(axum::body::Body::from(state.metrics.encode()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
-    r
+    Ok(r)
 }
 
 /// `GET /v1/whoami`: the authenticated principal and what TLS negotiated.
