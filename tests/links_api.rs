@@ -210,6 +210,17 @@ async fn import_directory_rules() {
     let (s, j) = register(&gw, json!({"import": "link.ndjson"})).await;
     assert_eq!((s, j["code"].as_str().unwrap()), (400, "import.symlink"));
     assert!(gw.dir.join("outside.ndjson").exists());
+    // So is a hard link to a file outside, which the directory's writers may not read.
+    std::fs::hard_link(gw.dir.join("outside.ndjson"), dir.join("hard.ndjson")).unwrap();
+    let (s, j) = register(&gw, json!({"import": "hard.ndjson"})).await;
+    assert_eq!(
+        (s, j["code"].as_str().unwrap()),
+        (400, "import.hard_linked")
+    );
+    assert!(
+        dir.join("hard.ndjson").exists(),
+        "a refused import removes nothing"
+    );
     // Directories and FIFOs are not regular files (and a FIFO must not block the open).
     std::fs::create_dir(dir.join("d.ndjson")).unwrap();
     let (s, j) = register(&gw, json!({"import": "d.ndjson"})).await;

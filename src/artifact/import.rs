@@ -5,7 +5,8 @@
 //! it in `POST /v1/artifacts`. The name is a plain file name, checked strictly
 //! ([`ImportName`]): no `/`, no `..`, no leading dot, no control characters. The file is
 //! opened with `O_NOFOLLOW | O_NONBLOCK` (a symlink is refused by the kernel, a FIFO cannot
-//! block the open) and must be a regular file. It is read in 1 MiB pieces straight into the
+//! block the open) and must be a regular file with one name (a hard link could bring in a
+//! file from outside the directory). It is read in 1 MiB pieces straight into the
 //! at-rest writer, which seals segments and computes the SHA-256 on the way; no plaintext
 //! is written anywhere else. If the file changes while it is read (its size or
 //! modification time differ afterwards, or it ends early), the import fails and the partial
@@ -93,6 +94,11 @@ pub enum ImportError {
     /// A directory, FIFO, socket or device.
     #[error("the import name is not a regular file")]
     NotRegularFile,
+    /// The file has other names (hard links): it may be a file from outside the import
+    /// directory (one the import directory's writers could not otherwise read), and it
+    /// could be changed through its other name. Copy it in instead.
+    #[error("the import file has other hard links; only a file with a single name is imported")]
+    HardLinked,
     /// The file changed while it was read.
     #[error("the file changed while it was being imported")]
     Changed,
@@ -225,6 +231,9 @@ fn open_regular(path: &Path) -> Result<std::fs::File, ImportError> {
     let meta = file.metadata().map_err(ImportError::Io)?;
     if !meta.file_type().is_file() {
         return Err(ImportError::NotRegularFile);
+    }
+    if meta.nlink() != 1 {
+        return Err(ImportError::HardLinked);
     }
     Ok(file)
 }

@@ -185,6 +185,10 @@ impl Describe for ImportError {
                 "import.not_regular_file",
                 "The import name is not a regular file",
             ),
+            ImportError::HardLinked => bad(
+                "import.hard_linked",
+                "The import file has other hard links; copy it into the import directory instead",
+            ),
             ImportError::Changed => row(
                 StatusCode::CONFLICT,
                 "import.changed",
