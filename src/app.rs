@@ -101,6 +101,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         uploads.clone(),
         config.batches.clone(),
     );
+    let security =
+        crate::audit::security::SecurityEvents::new(auditor.clone(), config.audit.security_window);
     let app = AppState {
         routes: crate::http::endpoint::Routes {
             uploads: config.uploads.base.clone(),
@@ -109,6 +111,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         state,
         blobs,
         auditor,
+        security,
         metrics,
         authenticators,
         started,
@@ -131,6 +134,7 @@ impl App {
         }
         spawn_upload_sweeper(self.state.uploads.clone());
         spawn_batch_sweeper(self.state.batches.clone());
+        tokio::spawn(self.state.security.clone().run());
     }
 
     /// The gateway as a tower service for requests from `peer` over plain HTTP: the whole

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
 pub mod events;
+pub mod security;
 
 use crate::metrics::{ActionLabels, Metrics};
 use crate::state::{AppendOutcome, LogName, StateError, StateStore};

@@ -219,6 +219,9 @@ pub struct LogSettings {
 pub struct AuditSettings {
     /// Most events appended to the chain in one state-store write.
     pub batch_max: usize,
+    /// Failed authentications and refused TLS handshakes are audited first-per-address
+    /// and then summarized once per this window (`audit::security`).
+    pub security_window: Duration,
 }
 
 impl Config {
@@ -289,6 +292,17 @@ impl Config {
                         format!("{n} is not in 1..=10000"),
                     ));
                 }
+            },
+            security_window: {
+                let w = duration_or(
+                    "audit.security_window",
+                    raw.audit.security_window.as_deref(),
+                    Duration::from_secs(60),
+                )?;
+                if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&w) {
+                    return Err(invalid("audit.security_window", "must be from 1s to 1h"));
+                }
+                w
             },
         };
         let clients = clients(&raw.clients, allow_open)?;

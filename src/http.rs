@@ -44,6 +44,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// The audit trail.
     pub auditor: Auditor,
+    /// Failed authentications and refused handshakes, audited as summaries.
+    pub security: crate::audit::security::SecurityEvents,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Authenticators, tried in order.

@@ -299,6 +299,52 @@ async fn metrics_can_be_limited_to_the_metrics_role() {
     assert_eq!(status, 403, "the scraper's token reads nothing else");
 }
 
+/// Failed authentications and refused TLS handshakes reach the audit trail without
+/// flooding it: the first per address and window is audited with its reason, the repeats
+/// as one summary when the window closes; `audit verify` still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_and_refused_handshakes_are_audited_as_summaries() {
+    let mut gw = Gateway::start("[audit]\nsecurity_window = \"1s\"\n");
+    let c = gw.client();
+    for i in 0..6 {
+        let mut r = c.get(gw.url("/v1/whoami"));
+        if i > 0 {
+            r = r.bearer_auth("not-a-token-anyone-has-0123456789abcdefghijk");
+        }
+        assert_eq!(r.send().await.unwrap().status(), 401);
+    }
+    // A TLS 1.1 client is refused in the handshake, three times.
+    for _ in 0..3 {
+        let (ok, _) = support::openssl_handshake(gw.addr, &["-tls1_1"]);
+        assert!(!ok);
+    }
+    // Let the window close and its summaries be written.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let audit = support::links::stop_and_export_audit(&mut gw);
+    let of = |action: &str| support::links::actions(&audit, action);
+    let failed = of("security.auth_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["details"]["reason"], "missing");
+    assert_eq!(failed[0]["details"]["endpoint"], "whoami");
+    assert_eq!(failed[0]["actor"]["kind"], "anonymous");
+    assert_eq!(failed[0]["client_addr"], "127.0.0.1");
+    assert_eq!(failed[0]["outcome"], "denied");
+    let refused = of("security.tls_refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let summaries = of("security.summary");
+    let repeats = |kind: &str| -> u64 {
+        summaries
+            .iter()
+            .filter(|e| e["details"]["kind"] == kind)
+            .map(|e| e["details"]["repeats"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(repeats("auth_failed"), 5, "{summaries:?}");
+    assert_eq!(repeats("tls_refused"), 2, "{summaries:?}");
+    let out = support::cli(&gw.config_path, &["audit", "verify"]);
+    assert!(out.contains("audit chain intact"), "{out}");
+}
+
 #[tokio::test]
 async fn connection_limit_holds_extra_connections_back() {
     let gw = Gateway::start("[server]\nmax_connections = 2\n");
@@ -356,8 +402,9 @@ async fn auth_roles_and_audit_through_the_api() {
     assert_eq!(resp.status(), 200);
     let j: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(j["intact"], true);
-    // server.started + access.denied
-    assert_eq!(j["length"], 2, "{j}");
+    // server.started, security.auth_failed (the first 401 from this address; the second
+    // waits for the window's summary), access.denied
+    assert_eq!(j["length"], 3, "{j}");
 }
 
 #[tokio::test]

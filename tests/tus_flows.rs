@@ -476,7 +476,17 @@ async fn final_upload_head_before_concatenation_finishes() {
             .as_u16(),
         413
     );
-    let concat = format!("final;/files/{big} /files/{big}");
+    // (The engine refuses a part named twice, so the sum comes from two parts.)
+    let big2 = e
+        .create(
+            &[("upload-length", "600"), ("upload-concat", "partial")],
+            ALICE,
+        )
+        .await;
+    e.patch(big2, &patch_headers("0", &[]), &[1u8; 600], None, ALICE)
+        .await
+        .unwrap();
+    let concat = format!("final;/files/{big} /files/{big2}");
     let err = e
         .post(&post_headers(&[("upload-concat", &concat)]), b"", ALICE)
         .await

@@ -111,6 +111,7 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub batch_max: Option<usize>,
+    pub security_window: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

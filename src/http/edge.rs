@@ -11,6 +11,7 @@ use super::context::{ConnInfo, RequestContext};
 use super::endpoint::Endpoint;
 use super::handlers;
 use super::problem::ApiError;
+use crate::auth::AuthError;
 use crate::metrics::{EndpointLabels, RequestLabels};
 
 /// A fresh request id: 16 random bytes, hex.
@@ -82,6 +83,7 @@ where
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let tus = routed.as_ref().is_ok_and(Endpoint::is_tus);
+    let peer = conn.peer.ip();
     let head = req.method() == http::Method::HEAD;
     let (name, is_api, result) = match routed {
         Ok(endpoint) => {
@@ -98,6 +100,21 @@ where
         }
         Err(e) => ("unrouted", true, Err(e)),
     };
+    if let Err(ApiError::Auth(e)) = &result {
+        let reason = match e {
+            AuthError::Missing => Some("missing"),
+            AuthError::Malformed => Some("malformed"),
+            AuthError::Invalid => Some("invalid"),
+            // Audited by the service as `access.denied`.
+            AuthError::MissingRole(_) => None,
+        };
+        if let Some(reason) = reason {
+            state
+                .security
+                .auth_failed(peer, &request_id, name, reason)
+                .await;
+        }
+    }
     let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
     if head {
         resp = without_content(resp);

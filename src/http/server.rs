@@ -150,10 +150,12 @@ pub async fn serve(
                         Ok(Err(e)) => {
                             app.metrics.tls_handshake_failures.inc();
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            app.security.tls_refused(peer.ip(), "handshake").await;
                         }
                         Err(_) => {
                             app.metrics.tls_handshake_failures.inc();
                             tracing::debug!(%peer, "TLS handshake timed out");
+                            app.security.tls_refused(peer.ip(), "timeout").await;
                         }
                     }
                 }

@@ -1,0 +1,294 @@
+//! Security events that happen without a principal — failed authentication, refused TLS
+//! handshakes — audited as rate-limited summaries, not one entry per attempt.
+//!
+//! Per window (one minute by default) and per (kind, client address): the **first** event
+//! is audited at once with its reason (`security.auth_failed`, `security.tls_refused`),
+//! so an investigator sees who tried and why; the repeats are only counted, and when the
+//! window closes one `security.summary` entry per (kind, address) says how many more there
+//! were. A flood costs at most one entry per address per window plus its summary.
+//!
+//! Memory and audit volume are bounded under a flood from many addresses: at most
+//! [`MAX_ADDRESSES`] addresses are tracked per window and at most [`MAX_IMMEDIATE`] first
+//! events are audited at once; beyond either, events are counted under the address `*`
+//! and appear only in that address's summary.
+//!
+//! Not here: audit entries of authenticated requests (each service writes its own).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Actor, AuditContext, AuditEvent, Auditor, Outcome};
+
+/// Addresses tracked per window; events from further addresses count under `*`.
+pub const MAX_ADDRESSES: usize = 10_000;
+/// First events audited at once per window; further first events count under `*`.
+pub const MAX_IMMEDIATE: usize = 200;
+
+/// A kind of security event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityKind {
+    /// A request with missing, malformed or unknown credentials (401).
+    AuthFailed,
+    /// A TLS handshake that failed or timed out (bad version, no shared cipher, a client
+    /// certificate refused, no certificate where one is required).
+    TlsRefused,
+}
+
+impl SecurityKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecurityKind::AuthFailed => "auth_failed",
+            SecurityKind::TlsRefused => "tls_refused",
+        }
+    }
+}
+
+/// The first failed authentication from an address in a window.
+#[derive(Debug, Serialize)]
+pub struct AuthFailed {
+    /// `missing`, `malformed` or `invalid` credentials.
+    pub reason: &'static str,
+    /// The endpoint tried.
+    pub endpoint: &'static str,
+}
+
+impl AuditEvent for AuthFailed {
+    const ACTION: &'static str = "security.auth_failed";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+}
+
+/// The first refused TLS handshake from an address in a window.
+#[derive(Debug, Serialize)]
+pub struct TlsRefused {
+    /// What failed (`handshake` or `timeout`), never the peer's bytes.
+    pub reason: &'static str,
+}
+
+impl AuditEvent for TlsRefused {
+    const ACTION: &'static str = "security.tls_refused";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+}
+
+/// The repeats of one kind from one address (or `*`) in a window that closed.
+#[derive(Debug, Serialize)]
+pub struct SecuritySummary {
+    /// `auth_failed` or `tls_refused`.
+    pub kind: &'static str,
+    /// Events not audited one by one.
+    pub repeats: u64,
+    /// The window's length in seconds.
+    pub window_secs: u64,
+}
+
+impl AuditEvent for SecuritySummary {
+    const ACTION: &'static str = "security.summary";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+}
+
+/// Where an event came from: an address, or `*` for the overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum From {
+    Address(IpAddr),
+    Overflow,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    /// Repeats per (kind, origin); an entry exists once the first event was seen.
+    counts: HashMap<(SecurityKind, From), u64>,
+    immediate: usize,
+}
+
+impl Window {
+    fn note(&mut self, kind: SecurityKind, addr: IpAddr) -> Noted {
+        let key = (kind, From::Address(addr));
+        if let Some(n) = self.counts.get_mut(&key) {
+            *n += 1;
+            return Noted::Counted;
+        }
+        if self.counts.len() >= MAX_ADDRESSES || self.immediate >= MAX_IMMEDIATE {
+            *self.counts.entry((kind, From::Overflow)).or_insert(0) += 1;
+            return Noted::Counted;
+        }
+        self.counts.insert(key, 0);
+        self.immediate += 1;
+        Noted::AuditNow
+    }
+}
+
+/// The summarizer: cheap to clone; one per gateway.
+#[derive(Debug, Clone)]
+pub struct SecurityEvents {
+    auditor: Auditor,
+    window: Arc<Mutex<Window>>,
+    length: Duration,
+}
+
+/// What [`SecurityEvents::note`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noted {
+    /// The first from its address in this window: audit it now.
+    AuditNow,
+    /// Counted for the window's summary.
+    Counted,
+}
+
+impl SecurityEvents {
+    /// A summarizer writing to `auditor`, with windows of `length`.
+    pub fn new(auditor: Auditor, length: Duration) -> Self {
+        Self {
+            auditor,
+            window: Arc::default(),
+            length,
+        }
+    }
+
+    /// Counts one event; whether it is the first from its address in this window (and
+    /// within the immediate budget), to be audited now.
+    pub fn note(&self, kind: SecurityKind, addr: IpAddr) -> Noted {
+        self.window
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(kind, addr)
+    }
+
+    /// A failed authentication from `addr` at `endpoint`. Audit failures are logged, not
+    /// returned: the request is refused either way.
+    pub async fn auth_failed(
+        &self,
+        addr: IpAddr,
+        request_id: &str,
+        endpoint: &'static str,
+        reason: &'static str,
+    ) {
+        if self.note(SecurityKind::AuthFailed, addr) == Noted::AuditNow {
+            let ctx = AuditContext {
+                request_id: Some(request_id.to_owned()),
+                ..anonymous(Some(addr))
+            };
+            if let Err(e) = self
+                .auditor
+                .emit(&ctx, &AuthFailed { reason, endpoint })
+                .await
+            {
+                tracing::warn!(error = %e, "could not audit a failed authentication");
+            }
+        }
+    }
+
+    /// A refused TLS handshake from `addr`.
+    pub async fn tls_refused(&self, addr: IpAddr, reason: &'static str) {
+        if self.note(SecurityKind::TlsRefused, addr) == Noted::AuditNow {
+            let ctx = anonymous(Some(addr));
+            if let Err(e) = self.auditor.emit(&ctx, &TlsRefused { reason }).await {
+                tracing::warn!(error = %e, "could not audit a refused TLS handshake");
+            }
+        }
+    }
+
+    /// Closes the window: one `security.summary` per (kind, origin) with repeats; how many
+    /// summaries were written.
+    pub async fn flush(&self) -> usize {
+        let closed = {
+            let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *w)
+        };
+        let mut written = 0;
+        for ((kind, from), repeats) in closed.counts {
+            if repeats == 0 {
+                continue;
+            }
+            let ctx = anonymous(match from {
+                From::Address(a) => Some(a),
+                From::Overflow => None,
+            });
+            let ctx = AuditContext {
+                client_addr: ctx.client_addr.or_else(|| Some("*".to_owned())),
+                ..ctx
+            };
+            let event = SecuritySummary {
+                kind: kind.as_str(),
+                repeats,
+                window_secs: self.length.as_secs(),
+            };
+            match self.auditor.emit(&ctx, &event).await {
+                Ok(_) => written += 1,
+                Err(e) => tracing::warn!(error = %e, "could not audit a security summary"),
+            }
+        }
+        written
+    }
+
+    /// Flushes every window length, forever (spawn it).
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(self.length);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.flush().await;
+        }
+    }
+}
+
+fn anonymous(addr: Option<IpAddr>) -> AuditContext {
+    AuditContext {
+        actor: Actor::Anonymous,
+        request_id: None,
+        client_addr: addr.map(|a| a.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn the_first_per_kind_and_address_is_audited_the_rest_counted() {
+        let mut w = Window::default();
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1)), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1)), Noted::Counted);
+        assert_eq!(w.note(SecurityKind::TlsRefused, ip(1)), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(2)), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1)), Noted::Counted);
+        assert_eq!(
+            w.counts[&(SecurityKind::AuthFailed, From::Address(ip(1)))],
+            2
+        );
+        assert_eq!(
+            w.counts[&(SecurityKind::AuthFailed, From::Address(ip(2)))],
+            0
+        );
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_stays_bounded() {
+        let mut w = Window::default();
+        let mut immediate = 0;
+        for n in 0..50_000 {
+            if w.note(SecurityKind::AuthFailed, ip(n)) == Noted::AuditNow {
+                immediate += 1;
+            }
+        }
+        assert_eq!(immediate, MAX_IMMEDIATE);
+        assert!(w.counts.len() <= MAX_ADDRESSES);
+        let overflow = w.counts[&(SecurityKind::AuthFailed, From::Overflow)];
+        assert_eq!(overflow as usize, 50_000 - MAX_IMMEDIATE);
+        // Every event is accounted for: audited at once or counted somewhere.
+        let counted: u64 = w.counts.values().sum();
+        assert_eq!(counted as usize + immediate, 50_000);
+    }
+}
