@@ -61,6 +61,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use lifecycle::HeldUpload;
 pub use membership::{MemberClaim, Membership, MembershipError};
 pub use source::{UploadSource, UploadSourceError};
 

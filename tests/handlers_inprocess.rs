@@ -367,3 +367,84 @@ async fn tus_options_and_refusals_carry_tus_headers() {
     assert_eq!(resp.headers()["upload-offset"], "0");
     assert!(resp.headers().contains_key("upload-expires"));
 }
+
+/// DELETE of an upload racing its registration as an artifact: never both succeed (an
+/// artifact over a destroyed object). The DELETE checks for an artifact under the upload's
+/// lease, and registration holds that lease from its check of the upload to its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_registration_never_leaves_an_artifact_without_its_object() {
+    let h = harness().await;
+    let tus = |method: Method, uri: String| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {UPLOADER}"))
+            .header("tus-resumable", "1.0.0")
+    };
+    let (mut deleted, mut registered) = (0, 0);
+    for i in 0..40u32 {
+        let body = format!("{{\"resourceType\":\"Patient\",\"id\":\"p{i}\"}}\n").into_bytes();
+        let req = tus(Method::POST, "/files/".into())
+            .header("upload-length", body.len().to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let resp = h.call(req).await;
+        assert_eq!(resp.status(), 201);
+        let id = resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        // Staggered so that both orders (and the overlaps between) occur: odd rounds hold
+        // the DELETE back a little, even rounds the registration.
+        let step = std::time::Duration::from_micros(u64::from(i % 8) * 400);
+        let (delete_after, register_after) = if i % 2 == 1 {
+            (step, std::time::Duration::ZERO)
+        } else {
+            (std::time::Duration::ZERO, step)
+        };
+        let delete = async {
+            tokio::time::sleep(delete_after).await;
+            h.call(
+                tus(Method::DELETE, format!("/files/{id}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+        };
+        let register = async {
+            tokio::time::sleep(register_after).await;
+            h.send(
+                Method::POST,
+                "/v1/artifacts",
+                Some(ADMIN),
+                Some(json!({"upload": id, "file_name": "p.ndjson"})),
+            )
+            .await
+        };
+        let (d, (r, _, rb)) = tokio::join!(delete, register);
+        let (d, r) = (d.status().as_u16(), r.as_u16());
+        assert!(
+            !(d == 204 && r == 201),
+            "round {i}: the upload was deleted and registered"
+        );
+        if r == 201 {
+            registered += 1;
+            // 409 upload.in_use, or 423 while the registration held the upload.
+            assert!([409, 423].contains(&d), "round {i}: DELETE got {d}");
+            let art: Value = serde_json::from_slice(&rb).unwrap();
+            let uri = format!("/v1/artifacts/{}", art["artifact"].as_str().unwrap());
+            let (s, _, _) = h.send(Method::GET, &uri, Some(ADMIN), None).await;
+            assert_eq!(s, 200);
+        } else {
+            deleted += 1;
+            assert_eq!(d, 204, "round {i}: neither happened ({r})");
+            // 404 once it is gone, 409 upload.busy while the DELETE held it.
+            assert!([404, 409].contains(&r), "round {i}: registration got {r}");
+        }
+    }
+    eprintln!("{registered} registered first, {deleted} deleted first");
+}

@@ -155,6 +155,8 @@ impl Links {
             member_of: None,
         };
 
+        // An upload source stays held (its lease) until its artifact is recorded.
+        let mut hold = None;
         let (record, import) = match (&body.import, &body.upload) {
             (Some(name), None) => {
                 let name: ImportName = name.parse().map_err(|_| RegisterError::BadImportName)?;
@@ -188,7 +190,8 @@ impl Links {
                     .upload(upload)
                     .await?
                     .map_err(|_| RegisterError::BatchNotReleased)?;
-                let source = uploads.completed_source(upload).await?;
+                let (source, held) = uploads.completed_source_held(upload).await?;
+                hold = Some(held);
                 let content_type = explicit_type
                     .or_else(|| {
                         file_name
@@ -213,7 +216,12 @@ impl Links {
             }
             _ => return Err(RegisterError::BadSource),
         };
-        if let Err(e) = self.artifacts.create(&record).await {
+        let created = self.artifacts.create(&record).await;
+        // The upload (if that is the source) is free again once its artifact exists.
+        if let Some(held) = hold {
+            held.release().await;
+        }
+        if let Err(e) = created {
             if import.is_some() {
                 // The object was made for this record only; shred it.
                 let _ = self.at_rest.delete(record.object).await;

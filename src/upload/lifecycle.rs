@@ -16,10 +16,22 @@ use crate::tus::ledger::{LedgerDocument, PartLedger};
 use crate::tus::record::{ConcatKind, UploadId, UploadRecord};
 
 use super::events::{UploadExpired, UploadShredded, UploadTerminated};
+use super::lease::{Acquired, LeaseGuard};
 use super::metadata::metadata_object;
 use super::source::{self, UploadSource, UploadSourceError};
 use super::store::StoreError;
 use super::{Caller, UploadError, Uploads, with_expiry};
+
+/// An upload held (its lease) while an artifact is recorded for it; release it after.
+#[derive(Debug)]
+pub struct HeldUpload(LeaseGuard);
+
+impl HeldUpload {
+    /// Releases the upload.
+    pub async fn release(self) {
+        self.0.release().await;
+    }
+}
 
 // === impl Uploads: HEAD, ledger, DELETE, expiry ===
 
@@ -49,14 +61,19 @@ impl Uploads {
     pub async fn terminate(&self, who: &Caller, id: UploadId) -> Result<(), UploadError> {
         let now = Timestamp::now();
         let (record, _) = self.load_for(id, who, now).await?;
-        if record.is_complete() && self.registered_as_artifact(id).await? {
-            return Err(UploadError::InUse);
-        }
-        if self.held_by_batch(id).await? {
-            return Err(crate::upload::MembershipError::Sealed.into());
-        }
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
-        let result = self.destroy(&record).await;
+        // Checked under the lease: an artifact registration holds it too from its check of
+        // the upload to its record, so the two cannot both succeed.
+        let result = async {
+            if record.is_complete() && self.registered_as_artifact(id).await? {
+                return Err(UploadError::InUse);
+            }
+            if self.held_by_batch(id).await? {
+                return Err(crate::upload::MembershipError::Sealed.into());
+            }
+            self.destroy(&record).await
+        }
+        .await;
         guard.release().await;
         result?;
         self.auditor
@@ -169,6 +186,36 @@ impl Uploads {
     /// caller (artifact registration, a publisher) is not the upload's owner.
     pub async fn completed_source(&self, id: UploadId) -> Result<UploadSource, UploadSourceError> {
         source::completed(&*self.state, &self.at_rest, id).await
+    }
+
+    /// [`Uploads::completed_source`] with the upload's lease held until the returned
+    /// guard is released: the caller records the artifact before any DELETE of the upload
+    /// can look for one (a DELETE checks for an artifact under the same lease).
+    pub async fn completed_source_held(
+        &self,
+        id: UploadId,
+    ) -> Result<(UploadSource, HeldUpload), UploadSourceError> {
+        let guard = match LeaseGuard::acquire(
+            self.state.clone(),
+            format!("upload/{id}"),
+            self.settings.lease_ttl,
+        )
+        .await?
+        {
+            Acquired::Held(g) => g,
+            Acquired::Busy(remaining) => {
+                return Err(UploadSourceError::Busy {
+                    retry_after_secs: remaining.as_secs().max(1),
+                });
+            }
+        };
+        match source::completed(&*self.state, &self.at_rest, id).await {
+            Ok(s) => Ok((s, HeldUpload(guard))),
+            Err(e) => {
+                guard.release().await;
+                Err(e)
+            }
+        }
     }
 
     // === expiry ===

@@ -38,6 +38,12 @@ pub enum UploadSourceError {
     /// The at-rest object does not match the record.
     #[error("the upload's stored object does not match its record")]
     ObjectMismatch,
+    /// Another request holds the upload (a PATCH, a DELETE): retry.
+    #[error("the upload is busy")]
+    Busy {
+        /// Seconds until the holder's lease runs out at the latest.
+        retry_after_secs: u64,
+    },
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),

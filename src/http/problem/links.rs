@@ -216,6 +216,11 @@ impl Describe for UploadSourceError {
                 "upload.partial",
                 "A partial upload is not a file; register the final upload",
             ),
+            UploadSourceError::Busy { .. } => row(
+                StatusCode::CONFLICT,
+                "upload.busy",
+                "Another request is writing or deleting the upload; retry shortly",
+            ),
             UploadSourceError::State(e) => e.problem(),
             UploadSourceError::AtRest(e) => e.problem(),
             UploadSourceError::Corrupt(_) | UploadSourceError::ObjectMismatch => INTERNAL,
