@@ -25,6 +25,7 @@ use crate::tus::record::{UploadId, UploadRecord};
 use crate::tus::request::{CreateRequest, NewFinal};
 
 use super::events::{UploadCreated, UploadTerminated};
+use super::lease::LeaseGuard;
 use super::store::StoreError;
 use super::{Caller, MemberClaim, MembershipError, Outcome, UploadError, Uploads};
 
@@ -59,9 +60,8 @@ impl Uploads {
         let claim = MemberClaim::from_metadata(metadata)?;
         match request {
             CreateRequest::Final(new) => {
-                let created = self.create_final(who, id, new, claim.as_ref(), now).await;
-                slot.release().await;
-                created
+                self.create_final(who, id, new, claim.as_ref(), now, slot)
+                    .await
             }
             CreateRequest::Upload(new) => {
                 if new.partial && claim.is_some() {
@@ -165,6 +165,7 @@ impl Uploads {
         new: NewFinal,
         claim: Option<&MemberClaim>,
         now: Timestamp,
+        slot: LeaseGuard,
     ) -> Result<Outcome, UploadError> {
         let mut parts = Vec::with_capacity(new.parts.len());
         for part in &new.parts {
@@ -181,6 +182,9 @@ impl Uploads {
         if !self.store.create(&record).await? {
             return Err(UploadError::Store(StoreError::Changed));
         }
+        // Counted now: the copy below may take long, and need not hold up this client's
+        // other creations.
+        slot.release().await;
         self.auditor
             .emit(
                 &who.audit,
