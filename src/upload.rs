@@ -350,15 +350,30 @@ impl Uploads {
     }
 
     /// Loads a record the caller may see (404 for a stranger, 410 when expired).
+    /// A stranger's attempt is audited (`upload.access_denied`, naming `attempted`) and
+    /// answered exactly like a missing upload.
     async fn load_for(
         &self,
         id: UploadId,
         who: &Caller,
         now: Timestamp,
+        attempted: &'static str,
     ) -> Result<(UploadRecord, u64), UploadError> {
         let (record, version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
-        plan::check_access(&record, who.requester(), now)
-            .map_err(|error| refusal(error, &record))?;
+        if let Err(error) = plan::check_access(&record, who.requester(), now) {
+            if matches!(error, TusError::NotOwner) {
+                let event = events::UploadAccessDenied {
+                    upload: id.to_string(),
+                    attempted,
+                };
+                // Failing closed here would tell the stranger the upload exists (a 5xx
+                // instead of the 404 a missing upload gets): the refusal stands, logged.
+                if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+                    tracing::warn!(error = %e, "could not audit a refused upload access");
+                }
+            }
+            return Err(refusal(error, &record));
+        }
         Ok((record, version))
     }
 

@@ -345,6 +345,36 @@ async fn failed_authentication_and_refused_handshakes_are_audited_as_summaries()
     assert!(out.contains("audit chain intact"), "{out}");
 }
 
+/// A client reaching for another client's upload gets the 404 a missing upload gets, and
+/// the attempt is in the audit trail (actor, upload, what it tried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_to_another_clients_upload_is_audited() {
+    let mut gw = Gateway::start("");
+    let clinic = support::tus_http::Tus::new(&gw);
+    let path = clinic.create(Some(10), &[]).await;
+    let lab = support::tus_http::Tus::as_token(&gw, support::LAB_TOKEN);
+    assert_eq!(lab.head(&path).await.status(), 404);
+    assert_eq!(lab.delete(&path).await.status(), 404);
+    let resp = lab.patch(&path, 0, b"0123456789".to_vec(), &[]).await;
+    assert_eq!(resp.status(), 404);
+    // A missing upload is not audited as anyone's.
+    let missing = "/files/0000000000000000000000000a";
+    assert_eq!(lab.head(missing).await.status(), 404);
+    let audit = support::links::stop_and_export_audit(&mut gw);
+    let denied = support::links::actions(&audit, "upload.access_denied");
+    let tried: Vec<&str> = denied
+        .iter()
+        .map(|e| e["details"]["attempted"].as_str().unwrap())
+        .collect();
+    assert_eq!(tried, ["head", "delete", "patch"], "{denied:?}");
+    let id = path.rsplit('/').next().unwrap();
+    for e in &denied {
+        assert_eq!(e["actor"]["name"], "lab");
+        assert_eq!(e["subject"], id);
+        assert_eq!(e["outcome"], "denied");
+    }
+}
+
 #[tokio::test]
 async fn connection_limit_holds_extra_connections_back() {
     let gw = Gateway::start("[server]\nmax_connections = 2\n");

@@ -98,6 +98,26 @@ impl AuditEvent for UploadCompleted {
     }
 }
 
+/// A client asked for an upload it does not own (it was answered 404, exactly as for an
+/// upload that does not exist): the attempt is recorded, with the upload as subject.
+#[derive(Debug, Serialize)]
+pub struct UploadAccessDenied {
+    /// The upload id.
+    pub upload: String,
+    /// What it tried: `head`, `patch`, `delete`, `ledger`…
+    pub attempted: &'static str,
+}
+
+impl AuditEvent for UploadAccessDenied {
+    const ACTION: &'static str = "upload.access_denied";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+    fn subject(&self) -> Option<String> {
+        Some(self.upload.clone())
+    }
+}
+
 /// An upload was terminated (DELETE) and its data and keys destroyed.
 #[derive(Debug, Serialize)]
 pub struct UploadTerminated {

@@ -43,7 +43,7 @@ impl Uploads {
         id: UploadId,
     ) -> Result<(UploadRecord, Option<String>), UploadError> {
         let now = Timestamp::now();
-        let (mut record, _) = self.load_for(id, who, now).await?;
+        let (mut record, _) = self.load_for(id, who, now, "head").await?;
         if self.store.pending(id).await?.is_some() {
             // A commit is under way or was interrupted; if nobody holds the lease, finish
             // it, so the offset we report is the durable one.
@@ -60,7 +60,7 @@ impl Uploads {
     /// `DELETE {base}{id}`: destroys the upload's data and keys.
     pub async fn terminate(&self, who: &Caller, id: UploadId) -> Result<(), UploadError> {
         let now = Timestamp::now();
-        let (record, _) = self.load_for(id, who, now).await?;
+        let (record, _) = self.load_for(id, who, now, "delete").await?;
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         // Checked under the lease: an artifact registration holds it too from its check of
         // the upload to its record, so the two cannot both succeed.
@@ -150,7 +150,7 @@ impl Uploads {
     /// `GET {base}{id}/ledger`: the chunk ledger document.
     pub async fn ledger(&self, who: &Caller, id: UploadId) -> Result<LedgerDocument, UploadError> {
         let now = Timestamp::now();
-        let (record, _) = self.load_for(id, who, now).await?;
+        let (record, _) = self.load_for(id, who, now, "ledger").await?;
         let mut chunks = self.store.chunks(id).await?;
         // A commit writes the chunk's ledger entry before the record that counts it, so
         // between the two (a PATCH in progress, or a crash there until the next PATCH or

@@ -63,7 +63,7 @@ impl Uploads {
         };
         let now = Timestamp::now();
         // Refuse what can be refused before taking the lease.
-        let (record, _) = self.load_for(id, who, now).await?;
+        let (record, _) = self.load_for(id, who, now, "patch").await?;
         plan::plan_patch(&record, &request, who.requester(), now, self.limits())
             .map_err(|error| refusal(error, &record))?;
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
