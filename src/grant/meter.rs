@@ -18,8 +18,9 @@
 //!   TLS and socket buffers when it died, so the client never got them; to let such a
 //!   download resume through a one-download link, the last [`IN_FLIGHT_ALLOWANCE`] bytes
 //!   handed over are **forgiven** (refunded too) — at most [`FORGIVENESS_PER_GRANT`] bytes
-//!   over the grant's life (counter `{grant}.forgiven`), so repeated aborts cannot be
-//!   turned into free downloads. A crash between reserve and refund loses the
+//!   over the grant's life, and never more than the artifact's own length (counter
+//!   `{grant}.forgiven`), so repeated aborts cannot be turned into free downloads: a
+//!   one-download link of a 4 KiB file yields at most one extra copy, not 8,192. A crash between reserve and refund loses the
 //!   reservation: the error is always in the publisher's favour, never the partner's.
 //! * HEAD spends nothing but is refused once a limit is spent.
 //!
@@ -62,6 +63,9 @@ pub struct Budget {
     per_artifact: Option<i64>,
     /// `max_bytes`, for the `{grant}` counter.
     per_grant: Option<i64>,
+    /// Most bytes forgiven over the grant's life when downloading this artifact:
+    /// `min(FORGIVENESS_PER_GRANT, max(len, 1))`.
+    forgiveness: i64,
 }
 
 impl Budget {
@@ -75,6 +79,7 @@ impl Budget {
                 .max_downloads
                 .map(|n| clamp(u128::from(n) * u128::from(len.max(1)))),
             per_grant: limits.max_bytes.map(|b| clamp(u128::from(b))),
+            forgiveness: clamp(u128::from(FORGIVENESS_PER_GRANT.min(len.max(1)))),
         }
     }
 
@@ -193,7 +198,7 @@ impl Meter {
             return Ok(0);
         }
         let id = format!("{}.forgiven", reservation.budget.grant);
-        let limit = FORGIVENESS_PER_GRANT as i64;
+        let limit = reservation.budget.forgiveness;
         let current = self.state.counter_get(METER_NAMESPACE, &id).await?;
         let n = (want as i64).min(limit - current.min(limit));
         if n <= 0 {
@@ -362,6 +367,30 @@ mod tests {
             total += m.forgive(&r, 1 << 30).await.unwrap();
         }
         assert_eq!(total, FORGIVENESS_PER_GRANT);
+    }
+
+    #[tokio::test]
+    async fn forgiveness_never_exceeds_the_artifacts_length() {
+        let (m, _d) = meter();
+        let (g, a) = ids();
+        let one = Limits {
+            max_downloads: Some(1),
+            max_bytes: None,
+        };
+        let b = Budget::new(g, a, &one, 4096);
+        // A client that takes every byte and aborts, again and again: one abort is
+        // forgiven (the bytes may have died in buffers), the second is not.
+        let mut served = 0;
+        let mut forgiven = 0;
+        for _ in 0..10 {
+            let Reserve::Granted(Some(r)) = m.reserve(&b, 4096).await.unwrap() else {
+                break;
+            };
+            served += 1;
+            forgiven += m.forgive(&r, 4096).await.unwrap();
+        }
+        assert_eq!((served, forgiven), (2, 4096));
+        assert_eq!(m.reserve(&b, 1).await.unwrap(), Reserve::Exhausted);
     }
 
     #[tokio::test]
