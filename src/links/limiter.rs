@@ -15,7 +15,9 @@
 //! write per forged request, which would let forgeries load the shared store); behind a
 //! load balancer a client may get up to `burst` forgeries per instance per window. The map
 //! holds at most [`MAX_CLIENTS`] clients; when full, buckets that have refilled are dropped
-//! first, then arbitrary ones.
+//! first, then arbitrary ones down to [`REFILL_TO`], so the full pass over the map runs at
+//! most once per `MAX_CLIENTS - REFILL_TO` new clients (a flood from many addresses once
+//! paid that pass, under the lock, on every forged request).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,6 +26,8 @@ use std::time::{Duration, Instant};
 
 /// Most clients tracked at once.
 pub const MAX_CLIENTS: usize = 65_536;
+/// What a full map is cut down to: an eighth is freed at once.
+pub const REFILL_TO: usize = MAX_CLIENTS - MAX_CLIENTS / 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -83,10 +87,12 @@ impl BadSignatureLimiter {
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&key) {
             let (burst, per_sec) = (self.burst, self.per_sec);
             buckets.retain(|_, b| refill(b, now, burst, per_sec) < burst);
-            if buckets.len() >= MAX_CLIENTS
-                && let Some(k) = buckets.keys().next().copied()
-            {
-                buckets.remove(&k);
+            if buckets.len() > REFILL_TO {
+                let excess = buckets.len() - REFILL_TO;
+                let victims: Vec<IpAddr> = buckets.keys().take(excess).copied().collect();
+                for k in victims {
+                    buckets.remove(&k);
+                }
             }
         }
         let burst = self.burst;
@@ -184,5 +190,24 @@ mod tests {
             l.record_failure(IpAddr::V4(i.into()), t0);
         }
         assert!(l.lock().len() <= MAX_CLIENTS);
+    }
+
+    #[test]
+    fn a_full_map_frees_an_eighth_at_once_so_the_scan_is_rare() {
+        let l = BadSignatureLimiter::new(5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..MAX_CLIENTS as u32 {
+            l.record_failure(IpAddr::V4(i.into()), t0);
+        }
+        assert_eq!(l.lock().len(), MAX_CLIENTS);
+        // The next new client triggers one pass, which leaves room for many more.
+        l.record_failure(IpAddr::V4(u32::MAX.into()), t0);
+        assert_eq!(l.lock().len(), REFILL_TO + 1);
+        // A blocked client that survived the cut is still blocked.
+        let kept = *l.lock().keys().next().unwrap();
+        for _ in 0..5 {
+            l.record_failure(kept, t0);
+        }
+        assert!(l.check(kept, t0).is_err());
     }
 }
