@@ -667,6 +667,19 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
     if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&body_timeout) {
         return Err(invalid("uploads.body_timeout", "must be from 1s to 10m"));
     }
+    let completed_retention = duration_or(
+        "uploads.completed_retention",
+        raw.completed_retention.as_deref(),
+        Duration::from_secs(30 * 86_400),
+    )?;
+    if !(Duration::from_secs(60)..=Duration::from_secs(10 * 366 * 86_400))
+        .contains(&completed_retention)
+    {
+        return Err(invalid(
+            "uploads.completed_retention",
+            "must be from 1m to 10 years",
+        ));
+    }
     let mut metadata = defaults.metadata;
     if let Some(n) = raw.max_metadata_pairs {
         if !(1..=1024).contains(&n) {
@@ -721,6 +734,7 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         base,
         lease_ttl,
         body_timeout,
+        completed_retention,
         max_open_per_principal,
         cors_origins,
     })

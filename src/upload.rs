@@ -89,6 +89,9 @@ pub struct UploadSettings {
     /// Longest wait for the next piece of a request body: a PATCH (or creation-with-upload)
     /// whose body stalls this long is ended with 408; the bytes before the stall are kept.
     pub body_timeout: Duration,
+    /// A complete upload that was never registered as an artifact nor held by a batch is
+    /// destroyed this long after it completed (audited `upload.retired`).
+    pub completed_retention: Duration,
     /// Most unfinished uploads one principal may have.
     pub max_open_per_principal: usize,
     /// Origins allowed to call the upload endpoint from a browser (CORS).

@@ -448,3 +448,81 @@ async fn a_delete_racing_a_registration_never_leaves_an_artifact_without_its_obj
     }
     eprintln!("{registered} registered first, {deleted} deleted first");
 }
+
+/// A complete upload nobody registered (or batched) is destroyed when
+/// `uploads.completed_retention` ends, audited; a registered one stays, as does its
+/// artifact.
+#[tokio::test]
+async fn completed_uploads_nobody_registered_are_retired_after_their_retention() {
+    use sallyport::tus::dates::Timestamp;
+    let h = harness().await;
+    let upload = |bytes: &'static [u8]| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/files/")
+            .header("authorization", format!("Bearer {UPLOADER}"))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", bytes.len().to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(Body::from(bytes))
+            .unwrap()
+    };
+    let id_of = |resp: &Response<Body>| {
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let head = |id: &str| {
+        Request::builder()
+            .method(Method::HEAD)
+            .uri(format!("/files/{id}"))
+            .header("authorization", format!("Bearer {UPLOADER}"))
+            .header("tus-resumable", "1.0.0")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let orphan = id_of(&h.call(upload(b"never registered\n")).await);
+    let kept = id_of(&h.call(upload(b"{\"resourceType\":\"Patient\"}\n")).await);
+    let (s, _, b) = h
+        .send(
+            Method::POST,
+            "/v1/artifacts",
+            Some(ADMIN),
+            Some(json!({"upload": kept, "file_name": "p.ndjson"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    let artifact = serde_json::from_slice::<Value>(&b).unwrap()["artifact"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let uploads = &h.app.state.uploads;
+    let now = Timestamp::now().unix();
+    let at = |days: i64| Timestamp::from_unix(now + days * 86_400).unwrap();
+    assert_eq!(uploads.sweep_expired_at(at(29)).await.unwrap(), 0);
+    assert_eq!(h.call(head(&orphan)).await.status(), 200);
+    assert_eq!(uploads.sweep_expired_at(at(31)).await.unwrap(), 1);
+    assert_eq!(h.call(head(&orphan)).await.status(), 404);
+    assert_eq!(h.call(head(&kept)).await.status(), 200);
+    let (s, _, _) = h
+        .send(
+            Method::GET,
+            &format!("/v1/artifacts/{artifact}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Nothing more to do, and the trail verifies.
+    assert_eq!(uploads.sweep_expired_at(at(40)).await.unwrap(), 0);
+    let (s, _, b) = h
+        .send(Method::GET, "/v1/audit/verify", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["intact"], true);
+}

@@ -155,6 +155,28 @@ impl AuditEvent for UploadExpired {
     }
 }
 
+/// A complete upload that nobody registered as an artifact or held in a batch reached the
+/// end of `uploads.completed_retention`; the sweeper destroys it right after this entry is
+/// durable.
+#[derive(Debug, Serialize)]
+pub struct UploadRetired {
+    /// The upload id.
+    pub upload: String,
+    /// Its length.
+    pub length: u64,
+    /// Its owner.
+    pub owner: String,
+    /// When it completed (RFC 3339).
+    pub completed_at: String,
+}
+
+impl AuditEvent for UploadRetired {
+    const ACTION: &'static str = "upload.retired";
+    fn subject(&self) -> Option<String> {
+        Some(self.upload.clone())
+    }
+}
+
 /// An upload was destroyed for its batch (purged, expired): its data key first.
 #[derive(Debug, Serialize)]
 pub struct UploadShredded {

@@ -15,7 +15,7 @@ use crate::tus::dates::Timestamp;
 use crate::tus::ledger::{LedgerDocument, PartLedger};
 use crate::tus::record::{ConcatKind, UploadId, UploadRecord};
 
-use super::events::{UploadExpired, UploadShredded, UploadTerminated};
+use super::events::{UploadExpired, UploadRetired, UploadShredded, UploadTerminated};
 use super::lease::{Acquired, LeaseGuard};
 use super::metadata::metadata_object;
 use super::source::{self, UploadSource, UploadSourceError};
@@ -220,9 +220,59 @@ impl Uploads {
 
     // === expiry ===
 
-    /// Deletes every expired unfinished upload whose lease is free; returns how many.
+    /// Destroys a complete upload past its retention that no artifact and no batch holds
+    /// (audited first); whether it did.
+    async fn retire_if_due(
+        &self,
+        record: &UploadRecord,
+        now: Timestamp,
+    ) -> Result<bool, UploadError> {
+        let (Some(completed), Some(length)) = (record.completed_at, record.length) else {
+            return Ok(false);
+        };
+        let due = completed
+            .checked_add(self.settings.completed_retention)
+            .is_some_and(|t| t.unix() <= now.unix());
+        if !due || !record.is_complete() || self.held_by_batch(record.id).await.unwrap_or(true) {
+            return Ok(false);
+        }
+        // A read first, so that registered uploads cost no lease (a write) every sweep.
+        if self.registered_as_artifact(record.id).await? {
+            return Ok(false);
+        }
+        let Ok(guard) = self.lease(record.id).await else {
+            return Ok(false);
+        };
+        // Checked again under the lease: registration holds it from its check to its record.
+        let result = async {
+            if self.registered_as_artifact(record.id).await? {
+                return Ok(false);
+            }
+            let event = UploadRetired {
+                upload: record.id.to_string(),
+                length,
+                owner: record.owner.clone(),
+                completed_at: completed.to_rfc3339(),
+            };
+            self.auditor.emit(&AuditContext::system(), &event).await?;
+            self.destroy(record).await?;
+            Ok(true)
+        }
+        .await;
+        guard.release().await;
+        result
+    }
+
+    /// Deletes every expired unfinished upload whose lease is free, and every complete one
+    /// past `uploads.completed_retention` that no artifact and no batch holds; returns how
+    /// many.
     pub async fn sweep_expired(&self) -> Result<usize, UploadError> {
-        let now = Timestamp::now();
+        self.sweep_expired_at(Timestamp::now()).await
+    }
+
+    /// [`Uploads::sweep_expired`] as if the clock read `now` (tests reach a deadline
+    /// without waiting for it).
+    pub async fn sweep_expired_at(&self, now: Timestamp) -> Result<usize, UploadError> {
         let mut after: Option<String> = None;
         let mut swept = 0;
         loop {
@@ -237,6 +287,10 @@ impl Uploads {
                 let Some((record, _)) = self.store.get(id).await? else {
                     continue;
                 };
+                if self.retire_if_due(&record, now).await? {
+                    swept += 1;
+                    continue;
+                }
                 if !record.is_expired(now) {
                     continue;
                 }

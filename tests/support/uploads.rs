@@ -90,6 +90,7 @@ impl Engine {
             base: BasePath::default(),
             lease_ttl: std::time::Duration::from_secs(30),
             body_timeout: std::time::Duration::from_secs(30),
+            completed_retention: std::time::Duration::from_secs(30 * 86_400),
             max_open_per_principal: 100,
             cors_origins: Vec::new(),
         };
