@@ -25,7 +25,13 @@ async fn healthz_over_tls13_h2_and_tls12_http11() {
     );
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(resp.headers()["cache-control"], "no-store");
-    assert_eq!(resp.headers()["x-request-id"].len(), 24);
+    let rid = resp.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(rid.len(), 32, "{rid}");
+    assert!(
+        rid.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{rid}"
+    );
 
     let h1 = gw.client_with(&[&rustls::version::TLS12], &[b"http/1.1"]);
     let resp = h1.get(gw.url("/healthz")).send().await.unwrap();

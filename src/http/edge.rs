@@ -14,9 +14,10 @@ use super::problem::ApiError;
 use crate::auth::AuthError;
 use crate::metrics::{EndpointLabels, RequestLabels};
 
-/// A fresh request id: 16 random bytes, hex.
+/// A fresh request id: 16 random bytes (128 bits, so ids do not collide across instances
+/// and years of audit trail), as 32 lowercase hex digits.
 fn new_request_id() -> String {
-    let mut b = [0u8; 12];
+    let mut b = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
     hex::encode(b)
 }
