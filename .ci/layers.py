@@ -73,6 +73,7 @@ CORES = {
     "batch/verdict/report.rs": "the verification report JSON and its SHA-256",
     "batch/profile.rs": "release profiles: a profile and the batch's documents in, broken rules out",
     "manifest": "batch manifest and provenance parsing (proto/manifest-v1.md)",
+    "proxy": "PROXY protocol v2 header, Forwarded / X-Forwarded-For, the client address",
 }
 
 # External crates (and std modules) a pure core must not use, with why.

@@ -15,7 +15,7 @@
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact — own a flow, audit inside it
 //! protocol cores        audit::chain, signed_link, range, tus, at_rest::format, rfc9110,
-//!                       manifest, batch::ndjson, batch::verdict — pure, no I/O
+//!                       manifest, batch::ndjson, batch::verdict, proxy — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -46,6 +46,8 @@
 //! * [`grant`] — grant records behind signed links: revocation, indexes, download meters.
 //! * [`links`] — the signed-link service: the links API, artifact registration, downloads.
 //! * [`batch`] — batches (issue 10); today its pure cores: the NDJSON checker and the verdict.
+//! * [`proxy`] — the client behind a balancer: PROXY protocol v2 headers, `Forwarded` /
+//!   `X-Forwarded-For` from trusted proxies, the one client address; no I/O.
 //! * [`manifest`] — batch manifest and provenance parsing (`proto/manifest-v1.md`), no I/O.
 
 pub mod app;
@@ -64,6 +66,7 @@ pub mod keys;
 pub mod links;
 pub mod manifest;
 pub mod metrics;
+pub mod proxy;
 pub mod range;
 pub mod rfc9110;
 pub mod secret;
