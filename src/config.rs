@@ -25,6 +25,8 @@ pub mod raw;
 pub mod units;
 
 use crate::auth::{ApiClient, ClientName, ClientRegistry, Role, RoleSet, TokenHash};
+use crate::proxy::Networks;
+use crate::proxy::forwarded::ForwardedHeader;
 use crate::secret::{Secret, read_secret_file};
 use crate::tls::{CertSource, ClientAuth, TlsSettings};
 pub use env::{Env, ProcessEnv};
@@ -176,6 +178,15 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// `Strict-Transport-Security` max-age (0 disables the header).
     pub hsts_max_age: Duration,
+    /// Balancers whose connections must start with a PROXY protocol v2 header (empty:
+    /// PROXY protocol off; no connection's bytes are read as a header).
+    pub proxy_protocol_from: Networks,
+    /// How long a listed balancer has to send its PROXY header.
+    pub proxy_protocol_timeout: Duration,
+    /// Proxies whose `forwarded_header` names the client (empty: the header is never read).
+    pub trusted_proxies: Networks,
+    /// Which field trusted proxies write the client into.
+    pub forwarded_header: ForwardedHeader,
 }
 
 /// Which state store.
@@ -455,9 +466,40 @@ fn server_settings(raw: &raw::RawServer) -> Result<ServerSettings, ConfigError> 
     if !(1024..=64 << 20).contains(&max_body_bytes.0) {
         return Err(invalid("server.max_body_bytes", "must be in 1KiB..=64MiB"));
     }
+    let networks = |key: &str, list: &Option<Vec<String>>| {
+        Networks::parse(list.as_deref().unwrap_or_default())
+            .map_err(|e| invalid(key, e.to_string()))
+    };
+    let proxy_protocol_from = networks("server.proxy_protocol_from", &raw.proxy_protocol_from)?;
+    let proxy_protocol_timeout = duration_or(
+        "server.proxy_protocol_timeout",
+        raw.proxy_protocol_timeout.as_deref(),
+        Duration::from_secs(5).min(header_read_timeout),
+    )?;
+    if proxy_protocol_timeout.is_zero() || proxy_protocol_timeout > header_read_timeout {
+        return Err(invalid(
+            "server.proxy_protocol_timeout",
+            "must be more than 0 and at most server.header_read_timeout",
+        ));
+    }
+    let trusted_proxies = networks("server.trusted_proxies", &raw.trusted_proxies)?;
+    let forwarded_header = match raw.forwarded_header.as_deref().unwrap_or("x-forwarded-for") {
+        "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+        "forwarded" => ForwardedHeader::Forwarded,
+        other => {
+            return Err(invalid(
+                "server.forwarded_header",
+                format!("{other:?} is not \"x-forwarded-for\" or \"forwarded\""),
+            ));
+        }
+    };
     Ok(ServerSettings {
         listen,
         danger_plaintext_http: raw.danger_plaintext_http,
+        proxy_protocol_from,
+        proxy_protocol_timeout,
+        trusted_proxies,
+        forwarded_header,
         max_connections,
         max_connections_per_address,
         metrics_access,

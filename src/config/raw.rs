@@ -73,6 +73,12 @@ pub struct RawServer {
     pub max_body_bytes: Option<String>,
     pub shutdown_grace: Option<String>,
     pub hsts_max_age: Option<String>,
+    /// Balancer addresses whose connections start with a PROXY protocol v2 header.
+    pub proxy_protocol_from: Option<Vec<String>>,
+    pub proxy_protocol_timeout: Option<String>,
+    /// Peers whose `forwarded_header` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    pub forwarded_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

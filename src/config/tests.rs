@@ -538,3 +538,75 @@ fn every_profile_refusal_names_its_key() {
         .to_string();
     assert!(err.contains("line 3"), "{err}");
 }
+
+#[test]
+fn balancer_settings_are_off_by_default_and_validated() {
+    let c = Config::from_toml("", &env(&[])).unwrap();
+    assert!(c.server.proxy_protocol_from.is_empty());
+    assert!(c.server.trusted_proxies.is_empty());
+    assert_eq!(
+        c.server.forwarded_header,
+        crate::proxy::forwarded::ForwardedHeader::XForwardedFor
+    );
+    assert_eq!(c.server.proxy_protocol_timeout, Duration::from_secs(5));
+
+    let c = Config::from_toml(
+        "[server]\nproxy_protocol_from = [\"10.0.1.0/24\"]\ntrusted_proxies = [\"10.0.2.7\", \"2001:db8::/32\"]\nforwarded_header = \"forwarded\"\nproxy_protocol_timeout = \"2s\"",
+        &env(&[]),
+    )
+    .unwrap();
+    assert!(
+        c.server
+            .proxy_protocol_from
+            .contains("10.0.1.9".parse().unwrap())
+    );
+    assert!(
+        c.server
+            .trusted_proxies
+            .contains("10.0.2.7".parse().unwrap())
+    );
+    assert!(
+        !c.server
+            .trusted_proxies
+            .contains("10.0.2.8".parse().unwrap())
+    );
+    assert_eq!(c.server.proxy_protocol_timeout, Duration::from_secs(2));
+
+    for (text, key, detail) in [
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.1/8\"]",
+            "server.trusted_proxies",
+            "10.0.0.1/8",
+        ),
+        (
+            "[server]\nproxy_protocol_from = [\"balancer\"]",
+            "server.proxy_protocol_from",
+            "balancer",
+        ),
+        (
+            "[server]\nforwarded_header = \"x-real-ip\"",
+            "server.forwarded_header",
+            "x-real-ip",
+        ),
+        (
+            "[server]\nproxy_protocol_timeout = \"20s\"",
+            "server.proxy_protocol_timeout",
+            "header_read_timeout",
+        ),
+    ] {
+        let err = Config::from_toml(text, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(key), "{text:?} -> {err}");
+        assert!(err.contains(detail), "{text:?} -> {err}");
+    }
+    // The environment can set the lists too.
+    let c = Config::from_toml(
+        "",
+        &env(&[("SALLYPORT_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]")]),
+    )
+    .unwrap();
+    assert!(
+        c.server
+            .trusted_proxies
+            .contains("10.9.9.9".parse().unwrap())
+    );
+}
