@@ -153,6 +153,7 @@ impl App {
         let state = self.state.clone();
         let conn = Arc::new(ConnInfo {
             peer,
+            origin: peer.ip(),
             tls: None,
             client: None,
         });

@@ -101,6 +101,9 @@ pub struct AuditContext {
     pub request_id: Option<String>,
     /// The client's address, if any.
     pub client_addr: Option<String>,
+    /// The TCP peer's address when it is not the client's: the load balancer or trusted
+    /// proxy the request came through.
+    pub peer_addr: Option<String>,
 }
 
 impl AuditContext {
@@ -110,6 +113,7 @@ impl AuditContext {
             actor: Actor::System,
             request_id: None,
             client_addr: None,
+            peer_addr: None,
         }
     }
 
@@ -121,6 +125,16 @@ impl AuditContext {
             },
             request_id: None,
             client_addr: None,
+            peer_addr: None,
+        }
+    }
+
+    /// The address fields for `addr`: the client, and the peer when it differs.
+    pub fn with_addr(self, addr: crate::proxy::ClientAddr) -> Self {
+        Self {
+            client_addr: Some(addr.client.to_string()),
+            peer_addr: addr.via().map(|p| p.to_string()),
+            ..self
         }
     }
 }
@@ -146,6 +160,7 @@ struct Pending {
     actor: serde_json::Value,
     request_id: Option<String>,
     client_addr: Option<String>,
+    peer_addr: Option<String>,
     subject: Option<String>,
     details: serde_json::Value,
     done: oneshot::Sender<Result<u64, AuditError>>,
@@ -221,6 +236,7 @@ impl Auditor {
             actor: serde_json::to_value(&ctx.actor)?,
             request_id: ctx.request_id.clone(),
             client_addr: ctx.client_addr.clone(),
+            peer_addr: ctx.peer_addr.clone(),
             subject: event.subject(),
             details: serde_json::to_value(event)?,
             done,
@@ -303,6 +319,7 @@ async fn append_batch(
                 actor: &p.actor,
                 request_id: p.request_id.as_deref(),
                 client_addr: p.client_addr.as_deref(),
+                peer_addr: p.peer_addr.as_deref(),
                 subject: p.subject.as_deref(),
                 details: &p.details,
                 prev: hex::encode(prev),

@@ -30,6 +30,9 @@ pub mod names {
     pub const CONNECTIONS: &str = "sallyport_connections";
     /// Connections closed at accept because their address had too many open.
     pub const CONNECTIONS_REFUSED: &str = "sallyport_connections_refused";
+    /// Connections from a `server.proxy_protocol_from` balancer refused for a missing,
+    /// malformed or late PROXY protocol v2 header.
+    pub const PROXY_PROTOCOL_REFUSED: &str = "sallyport_proxy_protocol_refused";
     /// TLS handshakes that failed (bad version, no shared cipher, bad client cert, timeout).
     pub const TLS_HANDSHAKE_FAILURES: &str = "sallyport_tls_handshake_failures";
     /// Audit events written, by action.
@@ -84,6 +87,8 @@ pub struct Metrics {
     pub connections: Counter,
     /// Connections closed at accept (too many from their address).
     pub connections_refused: Counter,
+    /// Balancer connections refused for their PROXY header.
+    pub proxy_protocol_refused: Counter,
     /// Failed TLS handshakes.
     pub tls_handshake_failures: Counter,
     /// Audit events written.
@@ -112,6 +117,7 @@ impl Metrics {
         let connections = Counter::default();
         let tls_handshake_failures = Counter::default();
         let connections_refused = Counter::default();
+        let proxy_protocol_refused = Counter::default();
         let audit_events = Family::<ActionLabels, Counter>::default();
         let audit_failures = Counter::default();
         registry.register(
@@ -150,6 +156,11 @@ impl Metrics {
             connections_refused.clone(),
         );
         registry.register(
+            names::PROXY_PROTOCOL_REFUSED,
+            "Balancer connections refused: PROXY protocol v2 header missing, malformed or late",
+            proxy_protocol_refused.clone(),
+        );
+        registry.register(
             names::TLS_HANDSHAKE_FAILURES,
             "Failed TLS handshakes",
             tls_handshake_failures.clone(),
@@ -173,6 +184,7 @@ impl Metrics {
             open_connections,
             connections,
             connections_refused,
+            proxy_protocol_refused,
             tls_handshake_failures,
             audit_events,
             audit_failures,

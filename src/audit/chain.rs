@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! {"v":1,"seq":N,"time":"…","instance":"…","action":"…","outcome":"…","actor":{…},
-//!  "request_id":…,"client_addr":…,"subject":…,"details":{…},"prev":"<64 hex>"}
+//!  "request_id":…,"client_addr":…[,"peer_addr":…],"subject":…,"details":{…},
+//!  "prev":"<64 hex>"}
 //! ```
+//!
+//! `peer_addr` is present only when the TCP peer was not the client (a load balancer or
+//! trusted proxy spoke for it); entries without it hash exactly as before it existed.
 //!
 //! and the stored line is the body with `,"hash":"<64 hex>"` inserted before its final `}`,
 //! where `hash = SHA-256("sallyport-audit-v1\n" || body)`. The first entry's `prev` is 64
@@ -102,6 +106,9 @@ pub struct Body<'a> {
     pub request_id: Option<&'a str>,
     /// The client address, if any.
     pub client_addr: Option<&'a str>,
+    /// The TCP peer's address, only when it is not the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_addr: Option<&'a str>,
     /// The id of the thing acted on, if any.
     pub subject: Option<&'a str>,
     /// Event-specific fields.
@@ -246,7 +253,9 @@ mod tests {
                     outcome: "success",
                     actor: &actor,
                     request_id: Some("r1"),
-                    client_addr: None,
+                    client_addr: Some("203.0.113.7"),
+                    // Entries with and without a peer chain alike.
+                    peer_addr: (seq % 2 == 0).then_some("10.0.0.2"),
                     subject: None,
                     details: &details,
                     prev: hex::encode(prev),
@@ -264,6 +273,18 @@ mod tests {
             v.push(l)?;
         }
         Ok(v.finish())
+    }
+
+    #[test]
+    fn peer_addr_is_written_after_client_addr_only_when_present() {
+        let lines = chain(2);
+        let first = String::from_utf8(lines[0].clone()).unwrap();
+        let second = String::from_utf8(lines[1].clone()).unwrap();
+        assert!(first.contains(r#""client_addr":"203.0.113.7","subject":null"#));
+        assert!(!first.contains("peer_addr"));
+        assert!(
+            second.contains(r#""client_addr":"203.0.113.7","peer_addr":"10.0.0.2","subject":null"#)
+        );
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! Security events that happen without a principal — failed authentication, refused TLS
-//! handshakes — audited as rate-limited summaries, not one entry per attempt.
+//! handshakes, refused PROXY protocol headers — audited as rate-limited summaries, not one
+//! entry per attempt.
+//!
+//! Events are counted by the client address (`proxy::ClientAddr::client`: behind a
+//! balancer, the client it named, not the balancer), so one client's flood cannot hide
+//! another's attempts; the first entry records the peer too when it differs. A refused
+//! PROXY header has no client yet and counts under the balancer's own address.
 //!
 //! Per window (one minute by default) and per (kind, client address): the **first** event
 //! is audited at once with its reason (`security.auth_failed`, `security.tls_refused`),
@@ -22,6 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Actor, AuditContext, AuditEvent, Auditor, Outcome};
+use crate::proxy::ClientAddr;
 
 /// Addresses tracked per window; events from further addresses count under `*`.
 pub const MAX_ADDRESSES: usize = 10_000;
@@ -36,6 +43,9 @@ pub enum SecurityKind {
     /// A TLS handshake that failed or timed out (bad version, no shared cipher, a client
     /// certificate refused, no certificate where one is required).
     TlsRefused,
+    /// A connection from a `server.proxy_protocol_from` address without a valid PROXY
+    /// protocol v2 header.
+    ProxyRefused,
 }
 
 impl SecurityKind {
@@ -43,6 +53,7 @@ impl SecurityKind {
         match self {
             SecurityKind::AuthFailed => "auth_failed",
             SecurityKind::TlsRefused => "tls_refused",
+            SecurityKind::ProxyRefused => "proxy_refused",
         }
     }
 }
@@ -77,10 +88,25 @@ impl AuditEvent for TlsRefused {
     }
 }
 
+/// The first refused PROXY header from a balancer address in a window.
+#[derive(Debug, Serialize)]
+pub struct ProxyRefused {
+    /// What was wrong (`missing`, `version1`, `timeout`, … — `proxy::v2` reason codes),
+    /// never the peer's bytes.
+    pub reason: &'static str,
+}
+
+impl AuditEvent for ProxyRefused {
+    const ACTION: &'static str = "security.proxy_refused";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+}
+
 /// The repeats of one kind from one address (or `*`) in a window that closed.
 #[derive(Debug, Serialize)]
 pub struct SecuritySummary {
-    /// `auth_failed` or `tls_refused`.
+    /// `auth_failed`, `tls_refused` or `proxy_refused`.
     pub kind: &'static str,
     /// Events not audited one by one.
     pub repeats: u64,
@@ -166,15 +192,15 @@ impl SecurityEvents {
     /// returned: the request is refused either way.
     pub async fn auth_failed(
         &self,
-        addr: IpAddr,
+        addr: ClientAddr,
         request_id: &str,
         endpoint: &'static str,
         reason: &'static str,
     ) {
-        if self.note(SecurityKind::AuthFailed, addr) == Noted::AuditNow {
+        if self.note(SecurityKind::AuthFailed, addr.client) == Noted::AuditNow {
             let ctx = AuditContext {
                 request_id: Some(request_id.to_owned()),
-                ..anonymous(Some(addr))
+                ..anonymous(None).with_addr(addr)
             };
             if let Err(e) = self
                 .auditor
@@ -187,11 +213,21 @@ impl SecurityEvents {
     }
 
     /// A refused TLS handshake from `addr`.
-    pub async fn tls_refused(&self, addr: IpAddr, reason: &'static str) {
-        if self.note(SecurityKind::TlsRefused, addr) == Noted::AuditNow {
-            let ctx = anonymous(Some(addr));
+    pub async fn tls_refused(&self, addr: ClientAddr, reason: &'static str) {
+        if self.note(SecurityKind::TlsRefused, addr.client) == Noted::AuditNow {
+            let ctx = anonymous(None).with_addr(addr);
             if let Err(e) = self.auditor.emit(&ctx, &TlsRefused { reason }).await {
                 tracing::warn!(error = %e, "could not audit a refused TLS handshake");
+            }
+        }
+    }
+
+    /// A connection from the balancer address `peer` refused for its PROXY header.
+    pub async fn proxy_refused(&self, peer: IpAddr, reason: &'static str) {
+        if self.note(SecurityKind::ProxyRefused, peer) == Noted::AuditNow {
+            let ctx = anonymous(Some(peer));
+            if let Err(e) = self.auditor.emit(&ctx, &ProxyRefused { reason }).await {
+                tracing::warn!(error = %e, "could not audit a refused PROXY header");
             }
         }
     }
@@ -245,6 +281,7 @@ fn anonymous(addr: Option<IpAddr>) -> AuditContext {
         actor: Actor::Anonymous,
         request_id: None,
         client_addr: addr.map(|a| a.to_string()),
+        peer_addr: None,
     }
 }
 

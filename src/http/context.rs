@@ -2,8 +2,10 @@
 //! came on ([`ConnInfo`], shared by the connection's requests), its id and its routed
 //! endpoint ([`RequestContext`]), and how to authenticate it for a role.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use http::HeaderMap;
 
 use super::AppState;
 use super::endpoint::Endpoint;
@@ -12,13 +14,18 @@ use crate::audit::events::AccessDenied;
 use crate::audit::{Actor, AuditContext};
 use crate::auth::ClientIdentity;
 use crate::auth::{AuthError, Principal, Role};
+use crate::config::ServerSettings;
+use crate::proxy::{ClientAddr, forwarded};
 use crate::tls::TlsInfo;
 
 /// What the accept loop knows about a connection; shared by its requests.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// The client's address.
+    /// The TCP peer: the client, or the balancer or proxy that connected for it.
     pub peer: SocketAddr,
+    /// The client as the connection knows it: the source in the PROXY header of a
+    /// `server.proxy_protocol_from` balancer, else the peer's address.
+    pub origin: IpAddr,
     /// What TLS negotiated (`None` with danger_plaintext_http).
     pub tls: Option<TlsInfo>,
     /// The verified client certificate, when mutual TLS is on and one was presented.
@@ -34,6 +41,33 @@ pub struct RequestContext {
     pub endpoint: Endpoint,
     /// The connection.
     pub conn: Arc<ConnInfo>,
+    /// The client address every check and audit entry of this request uses.
+    pub client: ClientAddr,
+}
+
+impl ConnInfo {
+    /// The client address of a request on this connection with `headers`: the
+    /// connection's origin, or — when that is a `server.trusted_proxies` address — the
+    /// client its `server.forwarded_header` names. Computed once per request by the edge.
+    pub fn client_for(&self, settings: &ServerSettings, headers: &HeaderMap) -> ClientAddr {
+        let peer = self.peer.ip();
+        if settings.trusted_proxies.is_empty() {
+            return ClientAddr {
+                client: self.origin,
+                peer,
+            };
+        }
+        let field = settings.forwarded_header;
+        let values: Vec<&[u8]> = headers
+            .get_all(field.name())
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        ClientAddr {
+            client: forwarded::client(self.origin, &settings.trusted_proxies, field, &values),
+            peer,
+        }
+    }
 }
 
 impl RequestContext {
@@ -67,7 +101,9 @@ impl RequestContext {
                 None => Actor::Anonymous,
             },
             request_id: Some(self.request_id.clone()),
-            client_addr: Some(self.conn.peer.ip().to_string()),
+            client_addr: None,
+            peer_addr: None,
         }
+        .with_addr(self.client)
     }
 }

@@ -1,5 +1,9 @@
-//! The request pipeline every request goes through, in order: request id → header-size
-//! check → route → handler → problem mapping → security headers → metrics.
+//! The request pipeline every request goes through, in order: request id → client address
+//! → header-size check → route → handler → problem mapping → security headers → metrics.
+//!
+//! The client address ([`ConnInfo::client_for`]) is computed here once per request and
+//! handed to everything that judges or records the client: the bad-link limiter, link
+//! bindings to a client network, audit entries and the security-event summaries.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,7 +88,7 @@ where
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let tus = routed.as_ref().is_ok_and(Endpoint::is_tus);
-    let peer = conn.peer.ip();
+    let client = conn.client_for(&state.config.server, req.headers());
     let head = req.method() == http::Method::HEAD;
     let (name, is_api, result) = match routed {
         Ok(endpoint) => {
@@ -92,6 +96,7 @@ where
                 request_id: request_id.clone(),
                 endpoint: endpoint.clone(),
                 conn,
+                client,
             };
             (
                 endpoint.name(),
@@ -112,7 +117,7 @@ where
         if let Some(reason) = reason {
             state
                 .security
-                .auth_failed(peer, &request_id, name, reason)
+                .auth_failed(client, &request_id, name, reason)
                 .await;
         }
     }

@@ -1,11 +1,20 @@
 //! The accept loop: connection limit, TLS handshake, hyper (HTTP/1.1 and HTTP/2), header
 //! read and idle timeouts, byte counting, and graceful shutdown.
 //!
+//! Behind a TCP balancer (`server.proxy_protocol_from`): a connection from a listed address
+//! must start with a PROXY protocol v2 header (`proxy::v2`), read here — before the TLS
+//! handshake, within `server.proxy_protocol_timeout`, never a byte past its end — and the
+//! client it names is the connection's origin ([`ConnInfo::origin`]). A listed address that
+//! sends no header or a bad one is closed, counted and audited (`security.proxy_refused`).
+//! From any other address nothing is read as a header: its bytes go to TLS as they are.
+//!
 //! Protections against slow or greedy clients:
 //! * at most `server.max_connections` connections are served; further ones wait in the
 //!   kernel's accept backlog until a slot frees; at most
-//!   `server.max_connections_per_address` of them from one IP address — further ones from
-//!   it are closed at once, so one address cannot take every slot;
+//!   `server.max_connections_per_address` of them from one client address (the origin:
+//!   behind a PROXY-protocol balancer the client it names, counted once the header is
+//!   read) — further ones from it are closed at once, so one address cannot take every
+//!   slot;
 //! * the TLS handshake and each request head must complete within
 //!   `server.header_read_timeout` (hyper closes a connection whose headers are slower —
 //!   the slowloris defence);
@@ -29,7 +38,7 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -38,6 +47,8 @@ use super::context::ConnInfo;
 use super::edge;
 use crate::auth::ClientIdentity;
 use crate::metrics::Metrics;
+use crate::proxy::ClientAddr;
+use crate::proxy::v2::{self, Parse};
 use crate::tls::{TlsInfo, TlsReloader};
 
 /// How a server run ended.
@@ -96,19 +107,29 @@ pub async fn serve(
                 }
             },
         };
-        let Some(address_slot) = per_address.take(peer.ip()) else {
-            app.metrics.connections_refused.inc();
-            tracing::debug!(%peer, "too many connections from this address; closed");
-            drop(tcp);
-            continue;
-        };
         let _ = tcp.set_nodelay(true);
         app.metrics.connections.inc();
         let app = app.clone();
         let tls = tls.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let per_address = per_address.clone();
         tokio::spawn(async move {
+            let mut tcp = tcp;
+            let Some(origin) = origin_of(&app, &mut tcp, peer).await else {
+                drop(permit);
+                return;
+            };
+            let Some(address_slot) = per_address.take(origin) else {
+                app.metrics.connections_refused.inc();
+                tracing::debug!(%peer, %origin, "too many connections from this address; closed");
+                drop(permit);
+                return;
+            };
+            let addr = ClientAddr {
+                client: origin,
+                peer: peer.ip(),
+            };
             app.metrics.open_connections.inc();
             let activity = Arc::new(AtomicU64::new(0));
             let io = CountingIo::new(tcp, app.metrics.clone(), activity.clone());
@@ -118,6 +139,7 @@ pub async fn serve(
                 None => {
                     let conn = Arc::new(ConnInfo {
                         peer,
+                        origin,
                         tls: None,
                         client: None,
                     });
@@ -130,6 +152,7 @@ pub async fn serve(
                             let (_, session) = stream.get_ref();
                             let conn = Arc::new(ConnInfo {
                                 peer,
+                                origin,
                                 tls: Some(TlsInfo::of(session)),
                                 client: session
                                     .peer_certificates()
@@ -150,12 +173,12 @@ pub async fn serve(
                         Ok(Err(e)) => {
                             app.metrics.tls_handshake_failures.inc();
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            app.security.tls_refused(peer.ip(), "handshake").await;
+                            app.security.tls_refused(addr, "handshake").await;
                         }
                         Err(_) => {
                             app.metrics.tls_handshake_failures.inc();
                             tracing::debug!(%peer, "TLS handshake timed out");
-                            app.security.tls_refused(peer.ip(), "timeout").await;
+                            app.security.tls_refused(addr, "timeout").await;
                         }
                     }
                 }
@@ -178,6 +201,50 @@ pub async fn serve(
     };
     ShutdownReport {
         abandoned_connections: abandoned,
+    }
+}
+
+/// The connection's origin: for a `server.proxy_protocol_from` peer, the client its PROXY
+/// header names (the peer itself for a LOCAL header), `None` when the header is missing,
+/// bad or late (the connection is then refused, counted and audited); for any other peer,
+/// the peer, with nothing read.
+async fn origin_of(
+    app: &AppState,
+    tcp: &mut TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<std::net::IpAddr> {
+    let settings = &app.config.server;
+    if !settings.proxy_protocol_from.contains(peer.ip()) {
+        return Some(peer.ip());
+    }
+    let read = tokio::time::timeout(settings.proxy_protocol_timeout, read_proxy_header(tcp));
+    let reason = match read.await {
+        Ok(Ok(proxied)) => return Some(proxied.map_or(peer.ip(), |p| p.src.ip())),
+        Ok(Err(reason)) => reason,
+        Err(_) => "timeout",
+    };
+    app.metrics.proxy_protocol_refused.inc();
+    tracing::debug!(%peer, reason, "PROXY protocol header refused; closed");
+    app.security.proxy_refused(peer.ip(), reason).await;
+    None
+}
+
+/// Reads a PROXY v2 header off `tcp`, exactly its bytes and no more (the TLS handshake
+/// reads what follows); the reason code when it cannot.
+async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<v2::Proxied>, &'static str> {
+    let mut buf = Vec::with_capacity(v2::FIXED_LEN + 64);
+    loop {
+        match v2::parse(&buf) {
+            Ok(Parse::Parsed(header)) => return Ok(header.proxied),
+            Ok(Parse::Incomplete { needed }) => {
+                let start = buf.len();
+                buf.resize(start + needed, 0);
+                tcp.read_exact(&mut buf[start..])
+                    .await
+                    .map_err(|_| "closed")?;
+            }
+            Err(e) => return Err(e.as_str()),
+        }
     }
 }
 

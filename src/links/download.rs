@@ -72,8 +72,9 @@ pub struct DownloadRequest<'a> {
     pub range: Option<&'a [u8]>,
     /// The `If-Range` header when it appears exactly once.
     pub if_range: Option<&'a [u8]>,
-    /// The client's address.
-    pub peer: IpAddr,
+    /// The client's address (`proxy::ClientAddr::client`: behind a PROXY-protocol balancer
+    /// or a trusted proxy, the client it named — never the balancer's own address).
+    pub client_addr: IpAddr,
     /// The verified client certificate's SHA-256, under mutual TLS.
     pub client_cert: Option<CertFingerprint>,
     /// The negotiated TLS version and cipher suite, for the audit entry.
@@ -146,7 +147,7 @@ pub enum DownloadError {
 impl Links {
     /// Runs the download flow for one request (see the module docs for the order).
     pub async fn download(&self, req: DownloadRequest<'_>) -> Result<Download, DownloadError> {
-        if let Err(retry) = self.limiter.check(req.peer, Instant::now()) {
+        if let Err(retry) = self.limiter.check(req.client_addr, Instant::now()) {
             return Err(DownloadError::RateLimited {
                 retry_after_secs: retry.as_secs().max(1),
             });
@@ -154,14 +155,15 @@ impl Links {
         let request = LinkRequest {
             now: UnixTime(now_unix()),
             method: req.method,
-            client_addr: req.peer,
+            client_addr: req.client_addr,
             client_cert: req.client_cert.as_ref(),
         };
         let link = match self.keyring.verify_target(req.target, &request) {
             Ok(link) => link,
             Err(rejection) => {
                 let blocked = rejection.is_forgery_suspect()
-                    && self.limiter.record_failure(req.peer, Instant::now()) == Recorded::Blocked;
+                    && self.limiter.record_failure(req.client_addr, Instant::now())
+                        == Recorded::Blocked;
                 let event = DownloadRejected {
                     reason: rejection.code(),
                     method: req.method.as_str().to_owned(),

@@ -9,7 +9,9 @@
 //!
 //! Clients are keyed by IPv4 address, or by IPv6 /64 (one subscriber usually holds a whole
 //! /64, so counting single IPv6 addresses would be trivial to dodge); an IPv4-mapped IPv6
-//! peer counts as its IPv4 address.
+//! peer counts as its IPv4 address. The address is the request's client address
+//! (`proxy::ClientAddr::client`): behind a configured balancer or trusted proxy, the client
+//! it named, so one client's forgeries do not put every client of that proxy on 429.
 //!
 //! **Per instance, in memory.** Each gateway instance keeps its own buckets (no state-store
 //! write per forged request, which would let forgeries load the shared store); behind a

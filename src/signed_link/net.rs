@@ -10,8 +10,9 @@
 //! Matching ([`ClientNet::contains`]) first maps an IPv4-mapped IPv6 client address to
 //! IPv4, because a dual-stack listener reports IPv4 peers that way.
 //!
-//! Not here: where the client address comes from (the handler passes the TCP peer
-//! address; forwarded headers are not trusted by this module).
+//! Not here: where the client address comes from (the handler passes the request's
+//! `proxy::ClientAddr::client` — the TCP peer, or the client a configured balancer or
+//! trusted proxy named; this module reads no header).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

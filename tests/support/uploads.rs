@@ -47,6 +47,7 @@ pub fn caller(who: Requester<'_>) -> Caller {
             },
             request_id: None,
             client_addr: None,
+            peer_addr: None,
         },
     }
 }

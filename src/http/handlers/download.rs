@@ -28,7 +28,7 @@ pub async fn serve(state: &AppState, ctx: &RequestContext, req: Request<axum::bo
         target: parts.uri.path_and_query().map_or("", |pq| pq.as_str()),
         range: single_header(&parts.headers, header::RANGE),
         if_range: single_header(&parts.headers, header::IF_RANGE),
-        peer: ctx.conn.peer.ip(),
+        client_addr: ctx.client.client,
         client_cert: ctx
             .conn
             .client

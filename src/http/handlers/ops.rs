@@ -74,6 +74,9 @@ pub fn whoami(state: &AppState, ctx: &RequestContext, req: Request<axum::body::B
                 "subject": c.subject,
                 "fingerprint_sha256": hex::encode(c.fingerprint_sha256),
             })),
+            // What the gateway judges this client by; behind a balancer, check it here.
+            "client_addr": ctx.client.client.to_string(),
+            "peer_addr": ctx.client.via().map(|p| p.to_string()),
             "tls": ctx.conn.tls.as_ref().map(|t| json!({
                 "version": t.version, "cipher": t.cipher, "alpn": t.alpn,
             })),
