@@ -15,7 +15,9 @@
 # tests/gateway_edge.rs) — a network error for Schemathesis, not a contract question.
 #
 # Usage: scripts/api-contract.sh
-#   env: GATEWAY_BIN=<binary>          (else target/debug/sallyport, built if missing)
+#   env: GATEWAY_BIN=<binary>          (else target/debug/sallyport, built if missing: in CI
+#                                      the one `cargo test` just built; locally, rebuild it
+#                                      after changing the gateway)
 #        API_CONTRACT_EXAMPLES=<n>     examples per operation and phase (default 20)
 #        API_CONTRACT_SEED=<n>         Hypothesis seed (default: fixed, for a reproducible CI)
 #        SCHEMATHESIS_VENV=<dir>       (default: ~/.cache/sallyport/schemathesis-<version>)
