@@ -128,6 +128,85 @@ async fn slow_headers_and_idle_connections_are_closed() {
     healthy(&gw).await;
 }
 
+/// Reads one HTTP/1.1 response head from `s` (up to the blank line), lowercased.
+async fn response_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .expect("a response head")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed before the head ended: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap().to_ascii_lowercase()
+}
+
+/// Found by the API contract run (Schemathesis, `scripts/api-contract.sh`): a refusal sent
+/// before the request body was read ended the HTTP/1.1 connection without saying so, and
+/// a client reusing the connection for its next request met a closed socket. Such an
+/// answer now carries `Connection: close`; an answer after the body was read keeps the
+/// connection.
+#[tokio::test]
+async fn an_answer_before_the_body_is_read_says_the_connection_closes() {
+    let gw = Gateway::start("");
+    let mut s = tls_stream(&gw).await;
+    // A PATCH refused on its headers (Upload-Length is not a number): the 67-byte body is
+    // not sent until the answer is in, so the server cannot have read it.
+    let head = format!(
+        "PATCH /files/00000000000000000000000000 HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {UPLOADER_TOKEN}\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Offset: 0\r\nUpload-Length: 0.5\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: 67\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = response_head(&mut s).await;
+    assert!(answer.starts_with("http/1.1 4"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    // The server does close it.
+    let _ = s.write_all(&[b'x'; 67]).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the connection stayed open after Connection: close"
+    );
+
+    // A body the handler reads (malformed JSON, refused after reading) keeps the
+    // connection: a second request on it is answered.
+    let mut s = tls_stream(&gw).await;
+    let body = "{not json";
+    let req = format!(
+        "POST /v1/links HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let answer = response_head(&mut s).await;
+    assert!(answer.starts_with("http/1.1 400"), "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+    let length: usize = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut problem = vec![0u8; length];
+    s.read_exact(&mut problem).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let again = response_head(&mut s).await;
+    assert!(again.starts_with("http/1.1 200"), "{again}");
+}
+
 /// An HTTP/2 connection that sends only the preface and then answers the server's
 /// keep-alive pings, as any h2 client library does, holds a `max_connections` slot without
 /// ever making a request. It is closed after `idle_timeout`: pings are not activity.

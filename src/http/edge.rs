@@ -67,7 +67,14 @@ where
 {
     let started = Instant::now();
     let request_id = new_request_id();
-    let mut req = req.map(axum::body::Body::new);
+    // HTTP/2 ends an unread body with its own stream reset; only HTTP/1 needs telling.
+    let h1 = req.version() <= http::Version::HTTP_11;
+    let mut body_read = None;
+    let mut req = req.map(|b| {
+        let (body, done) = super::body::watch(axum::body::Body::new(b));
+        body_read = Some(done);
+        body
+    });
     apply_method_override(&state, &mut req);
     let routed = if header_bytes(&req) > state.config.server.max_header_bytes.0 as usize {
         Err(ApiError::HeadersTooLarge)
@@ -122,6 +129,13 @@ where
         }
     }
     let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
+    // An answer given before the request body was read to its end: hyper will not reuse
+    // the connection, so say so rather than let the client's next request meet a closed
+    // socket (see `body::watch`).
+    if h1 && body_read.is_some_and(|d| !d.load(std::sync::atomic::Ordering::Acquire)) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if head {
         resp = without_content(resp);
     }

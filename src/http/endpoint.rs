@@ -18,6 +18,49 @@ pub struct Routes {
     pub uploads: BasePath,
 }
 
+/// Every `(method, path template)` the router accepts, with the tus base path at its
+/// default `/files/`; placeholders are `{upload_id}`, `{artifact_id}`, `{grant_id}`,
+/// `{batch_id}` (opaque ids) and `{link}` (the rest of a signed link's path). Not used by
+/// the router itself: it is the list `proto/openapi.yaml` is checked against
+/// (`tests/openapi_contract.rs`), and this module's tests check it against
+/// [`Endpoint::parse`] — every entry routes, and every path's `Allow` names exactly its
+/// entries — so it cannot drift from the parser.
+#[doc(hidden)]
+pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("HEAD", "/healthz"),
+    ("GET", "/readyz"),
+    ("HEAD", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/whoami"),
+    ("GET", "/v1/audit/verify"),
+    ("OPTIONS", "/files/"),
+    ("POST", "/files/"),
+    ("HEAD", "/files/{upload_id}"),
+    ("PATCH", "/files/{upload_id}"),
+    ("DELETE", "/files/{upload_id}"),
+    ("OPTIONS", "/files/{upload_id}"),
+    ("GET", "/files/{upload_id}/ledger"),
+    ("GET", "/d/{link}"),
+    ("HEAD", "/d/{link}"),
+    ("POST", "/v1/artifacts"),
+    ("GET", "/v1/artifacts/{artifact_id}"),
+    ("GET", "/v1/links"),
+    ("POST", "/v1/links"),
+    ("POST", "/v1/links/revoke"),
+    ("GET", "/v1/links/{grant_id}"),
+    ("DELETE", "/v1/links/{grant_id}"),
+    ("GET", "/v1/batches"),
+    ("POST", "/v1/batches"),
+    ("GET", "/v1/batches/{batch_id}"),
+    ("GET", "/v1/batches/{batch_id}/manifest"),
+    ("GET", "/v1/batches/{batch_id}/provenance"),
+    ("GET", "/v1/batches/{batch_id}/report"),
+    ("POST", "/v1/batches/{batch_id}/seal"),
+    ("POST", "/v1/batches/{batch_id}/release"),
+    ("POST", "/v1/batches/{batch_id}/purge"),
+];
+
 /// Every endpoint the gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -470,5 +513,92 @@ mod tests {
             Endpoint::parse(&Method::DELETE, "/metrics", &routes()),
             Err(ApiError::MethodNotAllowed { allow: "GET" })
         ));
+    }
+
+    /// The route template of an endpoint. Exhaustive on purpose: a new variant does not
+    /// compile until it has a template here, and [`route_templates_match_the_parser`] then
+    /// fails until [`ROUTE_TEMPLATES`] lists it (and `proto/openapi.yaml` documents it).
+    fn template(e: &Endpoint) -> &'static str {
+        match e {
+            Endpoint::Healthz => "/healthz",
+            Endpoint::Readyz => "/readyz",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::WhoAmI => "/v1/whoami",
+            Endpoint::AuditVerify => "/v1/audit/verify",
+            // Both `OPTIONS /files/` and `OPTIONS /files/{id}`: checked by path below.
+            Endpoint::TusOptions => "/files/ or /files/{upload_id}",
+            Endpoint::TusCreate => "/files/",
+            Endpoint::TusHead(_) | Endpoint::TusPatch(_) | Endpoint::TusDelete(_) => {
+                "/files/{upload_id}"
+            }
+            Endpoint::TusLedger(_) => "/files/{upload_id}/ledger",
+            Endpoint::Download => "/d/{link}",
+            Endpoint::ArtifactCreate => "/v1/artifacts",
+            Endpoint::ArtifactGet(_) => "/v1/artifacts/{artifact_id}",
+            Endpoint::LinksIssue | Endpoint::LinksList => "/v1/links",
+            Endpoint::LinksRevokeBulk => "/v1/links/revoke",
+            Endpoint::LinkGet(_) | Endpoint::LinkRevoke(_) => "/v1/links/{grant_id}",
+            Endpoint::BatchOpen | Endpoint::BatchList => "/v1/batches",
+            Endpoint::BatchGet(_) => "/v1/batches/{batch_id}",
+            Endpoint::BatchDocument(_, DocumentKind::Manifest) => "/v1/batches/{batch_id}/manifest",
+            Endpoint::BatchDocument(_, DocumentKind::Provenance) => {
+                "/v1/batches/{batch_id}/provenance"
+            }
+            Endpoint::BatchReport(_) => "/v1/batches/{batch_id}/report",
+            Endpoint::BatchSeal(_) => "/v1/batches/{batch_id}/seal",
+            Endpoint::BatchRelease(_) => "/v1/batches/{batch_id}/release",
+            Endpoint::BatchPurge(_) => "/v1/batches/{batch_id}/purge",
+        }
+    }
+
+    /// How many variants [`template`] covers (count its arms' variants when adding one).
+    const VARIANT_NAMES: usize = 28;
+
+    /// A concrete path for a template: well-formed ids in place of the placeholders.
+    fn concrete(template: &str) -> String {
+        template
+            .replace("{upload_id}", "0123456789abcdefghjkmnpqrs")
+            .replace("{artifact_id}", "67rq0xe32xxh21dav1b2qx1ch3")
+            .replace("{grant_id}", "67rq0xe32xxh21dav1b2qx1ch3")
+            .replace("{batch_id}", "7zzzzzzzzzzzzzzzzzzzzzzzzz")
+            .replace("{link}", "67rq0xe32xxh21dav1b2qx1ch3")
+    }
+
+    #[test]
+    fn route_templates_match_the_parser() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut names = BTreeSet::new();
+        for &(m, t) in ROUTE_TEMPLATES {
+            assert!(by_path.entry(t).or_default().insert(m), "{m} {t} twice");
+            let e = Endpoint::parse(&m.parse().unwrap(), &concrete(t), &routes())
+                .unwrap_or_else(|err| panic!("{m} {t} does not route: {err:?}"));
+            let expected = template(&e);
+            assert!(
+                expected == t || (e == Endpoint::TusOptions && expected.contains(t)),
+                "{m} {t} routes to {e:?}, whose template is {expected}"
+            );
+            names.insert(e.name());
+        }
+        assert_eq!(
+            names.len(),
+            VARIANT_NAMES,
+            "a variant has no route: {names:?}"
+        );
+        // Every other method on a listed path is refused, and `Allow` names exactly the
+        // table's methods for that path (HEAD is served wherever GET is, by the parser's
+        // own `Allow` lists, so the table must say so too).
+        let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        for (t, listed) in &by_path {
+            for m in methods.iter().filter(|m| !listed.contains(*m)) {
+                match Endpoint::parse(&m.parse().unwrap(), &concrete(t), &routes()) {
+                    Err(ApiError::MethodNotAllowed { allow }) => {
+                        let allowed: BTreeSet<&str> = allow.split(", ").collect();
+                        assert_eq!(&allowed, listed, "Allow for {m} {t}");
+                    }
+                    other => panic!("{m} {t}: {other:?}, but the table does not list it"),
+                }
+            }
+        }
     }
 }
