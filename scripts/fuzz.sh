@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs the cargo-fuzz targets in fuzz/ (docs/fuzzing.md), each for SECONDS, one after another,
+# and prints a table: target, seconds, executions, crashes. Exits non-zero if any target
+# crashed (or failed to run).
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]    default 600 s each, every target
+#
+# Each target fuzzes a temporary copy of its committed seed corpus (fuzz/corpus/<target>/),
+# so a run never adds files there. FUZZ_UPDATE_CORPUS=1 merges what the run found back into
+# the committed corpus (libFuzzer -merge=1: only inputs that add coverage).
+# Crash inputs land in fuzz/artifacts/<target>/ (git-ignored); reproduce one with
+#   cd fuzz && cargo +nightly fuzz run --sanitizer none -a TARGET artifacts/TARGET/crash-...
+# FUZZ_SANITIZER=address builds with AddressSanitizer instead (slower; the crate forbids
+# unsafe code, so the default is none). FUZZ_LOG_DIR keeps each target's libFuzzer log.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+
+seconds=${1:-600}
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
+  echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2
+  exit 2
+fi
+shift $(( $# > 0 ? 1 : 0 ))
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+
+# Debug assertions on: integer overflow panics instead of wrapping, which is a finding here.
+flags=(--sanitizer "${FUZZ_SANITIZER:-none}" --debug-assertions)
+
+all=$(cargo +nightly fuzz list)
+if [ $# -gt 0 ]; then
+  targets=("$@")
+  for t in "${targets[@]}"; do
+    grep -qx "$t" <<<"$all" || { echo "fuzz: no target named $t (have: $(echo $all))" >&2; exit 2; }
+  done
+else
+  mapfile -t targets <<<"$all"
+fi
+
+echo "fuzz: building ${#targets[@]} target(s) with nightly ($(date -u +%H:%M:%S) UTC)"
+build_start=$(date +%s)
+cargo +nightly fuzz build "${flags[@]}"
+echo "fuzz: built in $(( $(date +%s) - build_start )) s"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sallyport-fuzz.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+logs=${FUZZ_LOG_DIR:-$work/logs}
+mkdir -p "$logs"
+
+rows=()
+failed=0
+for t in "${targets[@]}"; do
+  mkdir -p "$work/corpus/$t" "artifacts/$t"
+  if [ -d "corpus/$t" ]; then cp -R "corpus/$t/." "$work/corpus/$t/"; fi
+  before=$(find "artifacts/$t" -type f | wc -l)
+  log="$logs/$t.log"
+  echo "fuzz: $t for $seconds s ($(date -u +%H:%M:%S) UTC)"
+  start=$(date +%s)
+  rc=0
+  cargo +nightly fuzz run "${flags[@]}" "$t" "$work/corpus/$t" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
+    -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || rc=$?
+  took=$(( $(date +%s) - start ))
+  execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+  [ -n "$execs" ] || execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
+  [ -n "$execs" ] || execs="?"
+  crashes=$(( $(find "artifacts/$t" -type f | wc -l) - before ))
+  if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
+    failed=1
+    [ "$crashes" -gt 0 ] || crashes="exit $rc"
+    echo "fuzz: $t FAILED; the end of its log:"
+    tail -n 40 "$log" | sed 's/^/  | /'
+  fi
+  if [ "${FUZZ_UPDATE_CORPUS:-0}" = 1 ]; then
+    mkdir -p "corpus/$t"
+    cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "$work/corpus/$t" -- -merge=1 \
+      >>"$log" 2>&1 || echo "fuzz: merging $t's corpus failed (see $log)"
+  fi
+  rows+=("$(printf '%-16s %8s %14s %8s' "$t" "$took" "$execs" "$crashes")")
+  printf '%-16s %8s %14s %8s\n' "$t" "$took" "$execs" "$crashes"
+done
+
+echo
+printf '%-16s %8s %14s %8s\n' target seconds executions crashes
+printf '%s\n' "${rows[@]}"
+exit "$failed"
