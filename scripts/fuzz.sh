@@ -44,6 +44,8 @@ echo "fuzz: building ${#targets[@]} target(s) with nightly ($(date -u +%H:%M:%S)
 build_start=$(date +%s)
 cargo +nightly fuzz build "${flags[@]}"
 echo "fuzz: built in $(( $(date +%s) - build_start )) s"
+# The binaries are run directly, so editing the sources during a long run rebuilds nothing.
+bin="target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sallyport-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -60,7 +62,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for $seconds s ($(date -u +%H:%M:%S) UTC)"
   start=$(date +%s)
   rc=0
-  cargo +nightly fuzz run "${flags[@]}" "$t" "$work/corpus/$t" -- \
+  "$bin/$t" "$work/corpus/$t" \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
     -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || rc=$?
   took=$(( $(date +%s) - start ))
@@ -76,8 +78,7 @@ for t in "${targets[@]}"; do
   fi
   if [ "${FUZZ_UPDATE_CORPUS:-0}" = 1 ]; then
     mkdir -p "corpus/$t"
-    cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "$work/corpus/$t" -- -merge=1 \
-      >>"$log" 2>&1 || echo "fuzz: merging $t's corpus failed (see $log)"
+    "$bin/$t" -merge=1 "corpus/$t" "$work/corpus/$t" >>"$log" 2>&1 || echo "fuzz: merging $t's corpus failed (see $log)"
   fi
   rows+=("$(printf '%-16s %8s %14s %8s' "$t" "$took" "$execs" "$crashes")")
   printf '%-16s %8s %14s %8s\n' "$t" "$took" "$execs" "$crashes"
