@@ -22,7 +22,15 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 shift $(( $# > 0 ? 1 : 0 ))
 
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+# cargo-fuzz wants nightly; where there is none, the default toolchain with RUSTC_BOOTSTRAP=1
+# accepts the same unstable flags.
+tc=(+nightly)
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz: no nightly toolchain; using the default one with RUSTC_BOOTSTRAP=1"
+  tc=()
+  export RUSTC_BOOTSTRAP=1
+fi
+if ! cargo "${tc[@]}" fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install cargo-fuzz --locked
 fi
@@ -30,7 +38,7 @@ fi
 # Debug assertions on: integer overflow panics instead of wrapping, which is a finding here.
 flags=(--sanitizer "${FUZZ_SANITIZER:-none}" --debug-assertions)
 
-all=$(cargo +nightly fuzz list)
+all=$(cargo "${tc[@]}" fuzz list)
 if [ $# -gt 0 ]; then
   targets=("$@")
   for t in "${targets[@]}"; do
@@ -40,12 +48,12 @@ else
   mapfile -t targets <<<"$all"
 fi
 
-echo "fuzz: building ${#targets[@]} target(s) with nightly ($(date -u +%H:%M:%S) UTC)"
+echo "fuzz: building ${#targets[@]} target(s) ($(date -u +%H:%M:%S) UTC)"
 build_start=$(date +%s)
-cargo +nightly fuzz build "${flags[@]}"
+cargo "${tc[@]}" fuzz build "${flags[@]}"
 echo "fuzz: built in $(( $(date +%s) - build_start )) s"
 # The binaries are run directly, so editing the sources during a long run rebuilds nothing.
-bin="target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
+bin="target/$(rustc "${tc[@]}" -vV | sed -n 's/^host: //p')/release"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sallyport-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -54,6 +62,7 @@ mkdir -p "$logs"
 
 rows=()
 failed=0
+bad=0
 for t in "${targets[@]}"; do
   mkdir -p "$work/corpus/$t" "artifacts/$t"
   if [ -d "corpus/$t" ]; then cp -R "corpus/$t/." "$work/corpus/$t/"; fi
@@ -72,6 +81,7 @@ for t in "${targets[@]}"; do
   crashes=$(( $(find "artifacts/$t" -type f | wc -l) - before ))
   if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
     failed=1
+    bad=$((bad + 1))
     [ "$crashes" -gt 0 ] || crashes="exit $rc"
     echo "fuzz: $t FAILED; the end of its log:"
     tail -n 40 "$log" | sed 's/^/  | /'
@@ -87,4 +97,5 @@ done
 echo
 printf '%-16s %8s %14s %8s\n' target seconds executions crashes
 printf '%s\n' "${rows[@]}"
+echo "fuzz: $(( ${#targets[@]} - bad )) passed, $bad failed"
 exit "$failed"
