@@ -12,6 +12,7 @@
 #   cd fuzz && cargo +nightly fuzz run --sanitizer none -a TARGET artifacts/TARGET/crash-...
 # FUZZ_SANITIZER=address builds with AddressSanitizer instead (slower; the crate forbids
 # unsafe code, so the default is none). FUZZ_LOG_DIR keeps each target's libFuzzer log.
+# FUZZ_PROFILE=dev builds without optimisation (faster to build, slower to fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -37,6 +38,12 @@ fi
 
 # Debug assertions on: integer overflow panics instead of wrapping, which is a finding here.
 flags=(--sanitizer "${FUZZ_SANITIZER:-none}" --debug-assertions)
+# FUZZ_PROFILE=dev builds unoptimised: cheaper to compile, slower to fuzz (the CI smoke).
+profile=release
+if [ "${FUZZ_PROFILE:-release}" = dev ]; then
+  flags+=(--dev)
+  profile=debug
+fi
 
 all=$(cargo "${tc[@]}" fuzz list)
 if [ $# -gt 0 ]; then
@@ -53,7 +60,7 @@ build_start=$(date +%s)
 cargo "${tc[@]}" fuzz build "${flags[@]}"
 echo "fuzz: built in $(( $(date +%s) - build_start )) s"
 # The binaries are run directly, so editing the sources during a long run rebuilds nothing.
-bin="target/$(rustc "${tc[@]}" -vV | sed -n 's/^host: //p')/release"
+bin="target/$(rustc "${tc[@]}" -vV | sed -n 's/^host: //p')/$profile"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sallyport-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
