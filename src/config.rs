@@ -77,6 +77,17 @@ pub enum ConfigError {
     },
 }
 
+/// Parses `log.level` (or `SALLYPORT_LOG`) as an `EnvFilter` whose field values match
+/// exactly: as regexes they compile to a DFA exponential in the pattern, so one short
+/// directive could stall startup for minutes (found by fuzzing, `fuzz/` target `config`).
+pub fn log_filter(
+    directives: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(directives)
+}
+
 /// Reads the config file, refusing one its group or others can write.
 fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
@@ -292,8 +303,7 @@ impl Config {
             },
             level: raw.log.level.clone().unwrap_or_else(|| "info".to_owned()),
         };
-        tracing_subscriber::EnvFilter::try_new(&log.level)
-            .map_err(|e| invalid("log.level", format!("{e}")))?;
+        log_filter(&log.level).map_err(|e| invalid("log.level", format!("{e}")))?;
         let audit = AuditSettings {
             batch_max: match raw.audit.batch_max.unwrap_or(512) {
                 n @ 1..=10_000 => n,

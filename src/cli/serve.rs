@@ -12,9 +12,11 @@ use crate::tls::ClientAuth;
 use crate::tls::TlsReloader;
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SALLYPORT_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = std::env::var("SALLYPORT_LOG")
+        .ok()
+        .and_then(|v| crate::config::log_filter(&v).ok())
+        .or_else(|| crate::config::log_filter(&config.log.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

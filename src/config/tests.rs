@@ -610,3 +610,19 @@ fn balancer_settings_are_off_by_default_and_validated() {
             .contains("10.9.9.9".parse().unwrap())
     );
 }
+
+#[test]
+fn a_log_level_with_a_field_regex_is_not_compiled() {
+    // Found by fuzzing (fuzz/, target `config`): a field-value regex in a directive compiles
+    // to a dense DFA, exponential in the regex (this one took minutes). Values now match
+    // exactly, so checking the config stays instant.
+    let started = std::time::Instant::now();
+    let text = "[log]\nlevel = \"[{f=.*a.................}]=info\"\n";
+    let config = Config::from_toml(text, &env(&[])).expect("a valid directive");
+    assert!(log_filter(&config.log.level).is_ok());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
