@@ -71,7 +71,11 @@ where
     let h1 = req.version() <= http::Version::HTTP_11;
     let mut body_read = None;
     let mut req = req.map(|b| {
-        let (body, done) = super::body::watch(axum::body::Body::new(b));
+        let body = axum::body::Body::new(b);
+        if !h1 {
+            return body;
+        }
+        let (body, done) = super::body::watch(body);
         body_read = Some(done);
         body
     });
@@ -132,7 +136,7 @@ where
     // An answer given before the request body was read to its end: hyper will not reuse
     // the connection, so say so rather than let the client's next request meet a closed
     // socket (see `body::watch`).
-    if h1 && body_read.is_some_and(|d| !d.load(std::sync::atomic::Ordering::Acquire)) {
+    if body_read.is_some_and(|d| !d.load(std::sync::atomic::Ordering::Acquire)) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
