@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             actor: &actor,
             request_id: None,
             client_addr: Some(&text),
+            peer_addr: Some(&text),
             subject: Some(&text),
             details: &details,
             prev: hex(&prev),
