@@ -33,6 +33,9 @@ pub mod names {
     /// Connections from a `server.proxy_protocol_from` balancer refused for a missing,
     /// malformed or late PROXY protocol v2 header.
     pub const PROXY_PROTOCOL_REFUSED: &str = "sallyport_proxy_protocol_refused";
+    /// HTTP/1 request heads that began but did not arrive within
+    /// `server.header_read_timeout` (answered 408).
+    pub const HEADER_TIMEOUTS: &str = "sallyport_header_timeouts";
     /// TLS handshakes that failed (bad version, no shared cipher, bad client cert, timeout).
     pub const TLS_HANDSHAKE_FAILURES: &str = "sallyport_tls_handshake_failures";
     /// Audit events written, by action.
@@ -89,6 +92,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Balancer connections refused for their PROXY header.
     pub proxy_protocol_refused: Counter,
+    /// HTTP/1 request heads that began but were late (answered 408).
+    pub header_timeouts: Counter,
     /// Failed TLS handshakes.
     pub tls_handshake_failures: Counter,
     /// Audit events written.
@@ -118,6 +123,7 @@ impl Metrics {
         let tls_handshake_failures = Counter::default();
         let connections_refused = Counter::default();
         let proxy_protocol_refused = Counter::default();
+        let header_timeouts = Counter::default();
         let audit_events = Family::<ActionLabels, Counter>::default();
         let audit_failures = Counter::default();
         registry.register(
@@ -161,6 +167,11 @@ impl Metrics {
             proxy_protocol_refused.clone(),
         );
         registry.register(
+            names::HEADER_TIMEOUTS,
+            "HTTP/1 request heads begun but not complete within server.header_read_timeout (answered 408)",
+            header_timeouts.clone(),
+        );
+        registry.register(
             names::TLS_HANDSHAKE_FAILURES,
             "Failed TLS handshakes",
             tls_handshake_failures.clone(),
@@ -185,6 +196,7 @@ impl Metrics {
             connections,
             connections_refused,
             proxy_protocol_refused,
+            header_timeouts,
             tls_handshake_failures,
             audit_events,
             audit_failures,

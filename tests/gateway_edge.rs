@@ -96,36 +96,132 @@ async fn oversize_headers_and_bodies_are_refused() {
     healthy(&gw).await;
 }
 
-#[tokio::test]
-async fn slow_headers_and_idle_connections_are_closed() {
-    let gw = Gateway::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n");
-    // Slowloris: half a request head, then nothing.
+/// Slowloris: a request head that began but is not complete within
+/// `server.header_read_timeout` gets a `408 request.header_timeout` problem (RFC 9110
+/// §15.5.9) and the connection closes; the attempt is audited as a security event. A
+/// connection that never sent a byte, or an idle keep-alive one, is closed without an
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_get_a_408_and_idle_connections_are_closed() {
+    let mut gw = Gateway::start(
+        "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n[audit]\nsecurity_window = \"1s\"\n",
+    );
+    // Half a request head, then nothing.
     let mut s = tls_stream(&gw).await;
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
         .unwrap();
+    let began = std::time::Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(
         read.is_ok(),
         "connection was not closed after the header timeout"
     );
-    // A raw TCP connection that never starts the TLS handshake is closed too.
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "closed before the deadline"
+    );
+    let text = String::from_utf8_lossy(&buf).to_lowercase();
+    assert!(
+        text.starts_with("http/1.1 408 request timeout\r\n"),
+        "{text}"
+    );
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: application/problem+json"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nx-content-type-options: nosniff"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "{head}"
+    );
+    let rid = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("an x-request-id")
+        .to_owned();
+    let j: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(j["code"], "request.header_timeout");
+    assert_eq!(j["status"], 408);
+    assert_eq!(j["request_id"], rid.as_str());
+    // The same over plain bytes sent one at a time (a trickle is still late).
+    let mut s = tls_stream(&gw).await;
+    for b in b"POST /v1/uploads/ HTTP/1.1\r\nHost: l" {
+        s.write_all(&[*b]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut trickled = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut trickled))
+        .await
+        .expect("closed after the header timeout")
+        .unwrap();
+    assert!(trickled.starts_with(b"HTTP/1.1 408 "), "{trickled:?}");
+    // A raw TCP connection that never starts the TLS handshake is closed, unanswered.
     let mut raw = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
+    let mut nothing = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut nothing)).await;
     assert!(read.is_ok(), "stalled handshake was not closed");
-    // An idle keep-alive connection is closed after idle_timeout.
+    assert!(nothing.is_empty());
+    // A TLS connection that never sends a byte of a head is closed, unanswered.
+    let mut silent = tls_stream(&gw).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut nothing)).await;
+    assert!(read.is_ok(), "a silent connection was not closed");
+    assert!(nothing.is_empty(), "{nothing:?}");
+    // An idle keep-alive connection is closed after its response, with no 408.
     let mut s = tls_stream(&gw).await;
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
-    let mut first = [0u8; 12];
-    s.read_exact(&mut first).await.unwrap();
-    assert_eq!(&first, b"HTTP/1.1 200");
+    let head = response_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "idle connection was not closed");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("408"),
+        "an idle connection got a 408: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
     healthy(&gw).await;
+    let metrics = gw
+        .client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sallyport_header_timeouts_total 2"),
+        "two late heads counted"
+    );
+    // Audited: the first from this address in a window at once, with the 408's request
+    // id; a second in the same window only in the window's summary (the two may fall in
+    // different one-second windows).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let audit = support::links::stop_and_export_audit(&mut gw);
+    let late = support::links::actions(&audit, "security.header_timeout");
+    assert!(matches!(late.len(), 1 | 2), "{late:?}");
+    assert_eq!(late[0]["request_id"], rid.as_str());
+    assert_eq!(late[0]["details"]["head_bytes"], 48);
+    assert_eq!(late[0]["outcome"], "denied");
+    let repeats: u64 = support::links::actions(&audit, "security.summary")
+        .iter()
+        .filter(|e| e["details"]["kind"] == "header_timeout")
+        .map(|e| e["details"]["repeats"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        late.len() as u64 + repeats,
+        2,
+        "every late head is accounted for"
+    );
 }
 
 /// Reads one HTTP/1.1 response head from `s` (up to the blank line), lowercased.

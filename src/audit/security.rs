@@ -46,6 +46,9 @@ pub enum SecurityKind {
     /// A connection from a `server.proxy_protocol_from` address without a valid PROXY
     /// protocol v2 header.
     ProxyRefused,
+    /// An HTTP/1 request head that began but did not arrive within
+    /// `server.header_read_timeout` (slowloris); answered 408.
+    HeaderTimeout,
 }
 
 impl SecurityKind {
@@ -54,6 +57,7 @@ impl SecurityKind {
             SecurityKind::AuthFailed => "auth_failed",
             SecurityKind::TlsRefused => "tls_refused",
             SecurityKind::ProxyRefused => "proxy_refused",
+            SecurityKind::HeaderTimeout => "header_timeout",
         }
     }
 }
@@ -103,10 +107,24 @@ impl AuditEvent for ProxyRefused {
     }
 }
 
+/// The first late request head from an address in a window.
+#[derive(Debug, Serialize)]
+pub struct HeaderTimeout {
+    /// Bytes of the head received before the deadline (never their content).
+    pub head_bytes: u64,
+}
+
+impl AuditEvent for HeaderTimeout {
+    const ACTION: &'static str = "security.header_timeout";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+}
+
 /// The repeats of one kind from one address (or `*`) in a window that closed.
 #[derive(Debug, Serialize)]
 pub struct SecuritySummary {
-    /// `auth_failed`, `tls_refused` or `proxy_refused`.
+    /// `auth_failed`, `tls_refused`, `proxy_refused` or `header_timeout`.
     pub kind: &'static str,
     /// Events not audited one by one.
     pub repeats: u64,
@@ -228,6 +246,21 @@ impl SecurityEvents {
             let ctx = anonymous(Some(peer));
             if let Err(e) = self.auditor.emit(&ctx, &ProxyRefused { reason }).await {
                 tracing::warn!(error = %e, "could not audit a refused PROXY header");
+            }
+        }
+    }
+
+    /// A request head from `addr` that began but was not complete within
+    /// `server.header_read_timeout`, answered 408 with `request_id`.
+    pub async fn header_timeout(&self, addr: ClientAddr, request_id: String, head_bytes: u64) {
+        if self.note(SecurityKind::HeaderTimeout, addr.client) == Noted::AuditNow {
+            let ctx = AuditContext {
+                request_id: Some(request_id),
+                ..anonymous(None).with_addr(addr)
+            };
+            let event = HeaderTimeout { head_bytes };
+            if let Err(e) = self.auditor.emit(&ctx, &event).await {
+                tracing::warn!(error = %e, "could not audit a late request head");
             }
         }
     }

@@ -186,12 +186,40 @@ fn without_content(resp: Response<axum::body::Body>) -> Response<axum::body::Bod
     Response::from_parts(parts, axum::body::Body::empty())
 }
 
-fn add_edge_headers(
-    state: &AppState,
-    resp: &mut Response<axum::body::Body>,
-    request_id: &str,
-    is_api: bool,
-) {
+/// The bytes of the `408 request.header_timeout` answer a connection writes itself when a
+/// request head does not arrive within `server.header_read_timeout` (HTTP/1 only; hyper
+/// never saw a request, so no handler runs): the problem body, the edge headers and
+/// `Connection: close`, with a fresh request id. Returns the request id with the bytes.
+pub(super) fn header_timeout_answer(state: &AppState) -> (String, Vec<u8>) {
+    let request_id = new_request_id();
+    let mut resp = ApiError::HeaderTimeout.render(&request_id);
+    add_edge_headers(state, &mut resp, &request_id, true);
+    let (parts, body) = resp.into_parts();
+    let mut out = Vec::with_capacity(512 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Request Timeout")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    (request_id, out)
+}
+
+fn add_edge_headers<B>(state: &AppState, resp: &mut Response<B>, request_id: &str, is_api: bool) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);

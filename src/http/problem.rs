@@ -60,6 +60,10 @@ pub enum ApiError {
     /// The request head is larger than configured.
     #[error("request header fields too large")]
     HeadersTooLarge,
+    /// The request head did not arrive within `server.header_read_timeout` (answered by
+    /// the connection itself, not a handler: see `http::server`).
+    #[error("the request head did not arrive in time")]
+    HeaderTimeout,
     /// The request body could not be read.
     #[error("the request body could not be read")]
     BodyRead,
@@ -128,6 +132,11 @@ impl Describe for ApiError {
                 "request.headers_too_large",
                 "Request header fields too large",
             ),
+            ApiError::HeaderTimeout => row(
+                StatusCode::REQUEST_TIMEOUT,
+                "request.header_timeout",
+                "The request head did not arrive in time",
+            ),
             ApiError::BodyRead => row(
                 StatusCode::BAD_REQUEST,
                 "request.body_read",
@@ -188,6 +197,13 @@ impl ApiError {
 
     /// The problem response.
     pub fn into_response(self, request_id: &str) -> Response<axum::body::Body> {
+        let (parts, body) = self.render(request_id).into_parts();
+        Response::from_parts(parts, axum::body::Body::from(body))
+    }
+
+    /// The problem response with its body as a string (for answers written outside
+    /// hyper, such as the connection's own 408).
+    pub fn render(self, request_id: &str) -> Response<String> {
         let Problem {
             status,
             code,
@@ -210,7 +226,7 @@ impl ApiError {
                 obj.entry(k).or_insert(v);
             }
         }
-        let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+        let mut resp = Response::new(body.to_string());
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(

@@ -16,8 +16,10 @@
 //!   read) — further ones from it are closed at once, so one address cannot take every
 //!   slot;
 //! * the TLS handshake and each request head must complete within
-//!   `server.header_read_timeout` (hyper closes a connection whose headers are slower —
-//!   the slowloris defence);
+//!   `server.header_read_timeout` (the slowloris defence): a late TLS handshake is
+//!   closed; a late HTTP/1 head gets `408 request.header_timeout` and the connection
+//!   closes ([`head`]; an idle keep-alive connection that sent no byte of a new head is
+//!   closed without an answer);
 //! * a connection is closed when it has had no request in flight for `server.idle_timeout`
 //!   (HTTP/2 keep-alive pings and their answers do not count: an unauthenticated client
 //!   that only answers pings must not keep a `max_connections` slot forever), or when no
@@ -51,6 +53,8 @@ use crate::proxy::ClientAddr;
 use crate::proxy::v2::{self, Parse};
 use crate::tls::{TlsInfo, TlsReloader};
 
+mod head;
+
 /// How a server run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -75,7 +79,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // `head::HeadDeadline` keeps this deadline, and answers it with a 408.
+        .header_read_timeout(None)
         .max_buf_size(head_limit.max(64 * 1024))
         .keep_alive(true);
     builder
@@ -133,7 +138,6 @@ pub async fn serve(
             app.metrics.open_connections.inc();
             let activity = Arc::new(AtomicU64::new(0));
             let io = CountingIo::new(tcp, app.metrics.clone(), activity.clone());
-            let idle = app.config.server.idle_timeout;
             let handshake_timeout = app.config.server.header_read_timeout;
             match tls {
                 None => {
@@ -143,7 +147,7 @@ pub async fn serve(
                         tls: None,
                         client: None,
                     });
-                    run_connection(&builder, watcher, io, app.clone(), conn, activity, idle).await;
+                    run_connection(&builder, watcher, io, app.clone(), conn, activity).await;
                 }
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
@@ -159,16 +163,8 @@ pub async fn serve(
                                     .and_then(|c| c.first())
                                     .map(ClientIdentity::from_der),
                             });
-                            run_connection(
-                                &builder,
-                                watcher,
-                                stream,
-                                app.clone(),
-                                conn,
-                                activity,
-                                idle,
-                            )
-                            .await;
+                            run_connection(&builder, watcher, stream, app.clone(), conn, activity)
+                                .await;
                         }
                         Ok(Err(e)) => {
                             app.metrics.tls_handshake_failures.inc();
@@ -255,11 +251,28 @@ async fn run_connection<I>(
     app: Arc<AppState>,
     conn: Arc<ConnInfo>,
     activity: Arc<AtomicU64>,
-    idle: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let idle = app.config.server.idle_timeout;
     let requests = Arc::new(Requests::new());
+    let h2 = conn
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.alpn.as_deref() == Some("h2"));
+    let io = head::HeadDeadline::new(
+        io,
+        requests.clone(),
+        app.config.server.header_read_timeout,
+        h2,
+        LateHead {
+            app: app.clone(),
+            addr: ClientAddr {
+                client: conn.origin,
+                peer: conn.peer.ip(),
+            },
+        },
+    );
     let service = {
         let requests = requests.clone();
         hyper::service::service_fn(move |req| {
@@ -303,6 +316,29 @@ async fn run_connection<I>(
                 }
             }
         }
+    }
+}
+
+/// What a connection does about a late HTTP/1 request head: count it, audit it (rate
+/// limited, in the background) and answer 408.
+struct LateHead {
+    app: Arc<AppState>,
+    addr: ClientAddr,
+}
+
+impl head::OnLate for LateHead {
+    fn answer(&mut self, head_bytes: u64) -> Vec<u8> {
+        self.app.metrics.header_timeouts.inc();
+        let (request_id, bytes) = edge::header_timeout_answer(&self.app);
+        tracing::debug!(peer = %self.addr.peer, request_id, "request head too slow; 408");
+        let security = self.app.security.clone();
+        let addr = self.addr;
+        tokio::spawn(async move { security.header_timeout(addr, request_id, head_bytes).await });
+        bytes
+    }
+
+    fn closed_silently(&mut self) {
+        tracing::debug!(peer = %self.addr.peer, "no request head; closed");
     }
 }
 
@@ -360,6 +396,8 @@ struct Requests {
     in_flight: AtomicUsize,
     /// Milliseconds since `born` of the last begin or end.
     last: AtomicU64,
+    /// Requests ended so far (with none in flight: which head comes next).
+    ended: AtomicU64,
     born: Instant,
 }
 
@@ -368,6 +406,7 @@ impl Requests {
         Self {
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
             born: Instant::now(),
         }
     }
@@ -400,6 +439,7 @@ struct InFlight(Arc<Requests>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
+        self.0.ended.fetch_add(1, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
