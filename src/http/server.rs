@@ -18,7 +18,7 @@
 //! * the TLS handshake and each request head must complete within
 //!   `server.header_read_timeout` (the slowloris defence): a late TLS handshake is
 //!   closed; a late HTTP/1 head gets `408 request.header_timeout` and the connection
-//!   closes ([`head`]; an idle keep-alive connection that sent no byte of a new head is
+//!   closes (`server::head`; an idle keep-alive connection that sent no byte of a new head is
 //!   closed without an answer);
 //! * a connection is closed when it has had no request in flight for `server.idle_timeout`
 //!   (HTTP/2 keep-alive pings and their answers do not count: an unauthenticated client
