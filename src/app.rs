@@ -76,12 +76,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         crate::at_rest::AtRest::new(read_blobs, state.clone(), keys, config.at_rest.segment_size);
     let batch_store =
         crate::batch::store::BatchStore::new(state.clone(), at_rest.clone(), config.batches.limits);
+    let security =
+        crate::audit::security::SecurityEvents::new(auditor.clone(), config.audit.security_window);
     let links = build_links(
         &config,
         state.clone(),
         at_rest.clone(),
         read_at_rest,
         auditor.clone(),
+        security.clone(),
         crate::batch::gate::BatchGate::new(batch_store.clone()),
     )?;
     let uploads = crate::upload::Uploads::new(
@@ -101,8 +104,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         uploads.clone(),
         config.batches.clone(),
     );
-    let security =
-        crate::audit::security::SecurityEvents::new(auditor.clone(), config.audit.security_window);
     let app = AppState {
         routes: crate::http::endpoint::Routes {
             uploads: config.uploads.base.clone(),
@@ -206,6 +207,7 @@ fn build_links(
     at_rest: crate::at_rest::AtRest,
     read_at_rest: crate::at_rest::AtRest,
     auditor: Auditor,
+    security: crate::audit::security::SecurityEvents,
     batch_gate: crate::batch::gate::BatchGate,
 ) -> anyhow::Result<Arc<crate::links::Links>> {
     let keyring =
@@ -221,6 +223,7 @@ fn build_links(
         at_rest,
         read_at_rest,
         auditor,
+        security,
         batch_gate,
     )))
 }

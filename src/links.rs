@@ -42,6 +42,7 @@ pub mod shape;
 use crate::artifact::import::ImportDir;
 use crate::artifact::{ArtifactError, ArtifactRecord, Artifacts};
 use crate::at_rest::{AtRest, AtRestError, Reader};
+use crate::audit::security::SecurityEvents;
 use crate::audit::{AuditContext, AuditError, AuditEvent, Auditor};
 use crate::grant::{GrantError, GrantRecord, Grants, Limits, Meter, PartnerName};
 use crate::signed_link::{
@@ -67,6 +68,8 @@ pub struct Links {
     limiter: BadSignatureLimiter,
     cache: ArtifactCache,
     auditor: Auditor,
+    /// Summarises refusals of unverified links past the first few per address and window.
+    security: SecurityEvents,
     /// Asked before anything of a batch member leaves.
     batch_gate: crate::batch::gate::BatchGate,
 }
@@ -250,7 +253,8 @@ impl Links {
     /// The service over `state`, with `keyring` built from `settings`, auditing to
     /// `auditor`. `at_rest` writes
     /// (imports); `read_at_rest` serves downloads (it may read through a cache of small
-    /// ciphertext blobs, see [`blob_cache`]).
+    /// ciphertext blobs, see [`blob_cache`]). Refusals of links that did not verify are
+    /// counted by `security`, the gateway's one summariser of anonymous security events.
     // Each argument is one part the composition root wires in; a struct of them would
     // only repeat this list.
     #[allow(clippy::too_many_arguments)]
@@ -262,6 +266,7 @@ impl Links {
         at_rest: AtRest,
         read_at_rest: AtRest,
         auditor: Auditor,
+        security: SecurityEvents,
         batch_gate: crate::batch::gate::BatchGate,
     ) -> Self {
         Self {
@@ -280,6 +285,7 @@ impl Links {
             read_at_rest,
             audit_gate: AuditGate::default(),
             auditor,
+            security,
             settings,
         }
     }

@@ -375,6 +375,68 @@ async fn the_per_address_limit_counts_the_client_a_proxy_header_names() {
     drop(held);
 }
 
+/// A flood of forged links from many client addresses cannot grow the audit trail without
+/// bound (issue 12 item 9): each address's refusals are audited one by one only up to the
+/// limiter's burst, and only within the security window's immediate budget (200); every
+/// other refusal is counted in a `security.summary` of kind `link_refused`, written when
+/// the window closes (here: at the graceful stop). Before, every refused request wrote its
+/// own `download.rejected`: 300 entries for this flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_links_from_many_addresses_is_summarised() {
+    const ADDRESSES: u32 = 100;
+    const BURST: u32 = 3;
+    let mut gw = support::links::start(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         [links]\nbad_signature_burst = {BURST}\nbad_signature_window = \"1m\"\n\
+         [audit]\nsecurity_window = \"10m\"\n"
+    ));
+    let a = import(&gw, "a.ndjson", &data(100, 1)).await;
+    let ok = issue(&gw, json!({"artifact": a, "partner": "payer-a"})).await;
+    let forged_url = gw.url(&forged(&ok));
+    let proxy = gw.client();
+    let client = |n: u32| format!("198.18.{}.{}", n / 200, n % 200 + 1);
+    for n in 0..ADDRESSES {
+        let xff = client(n);
+        for _ in 0..BURST {
+            assert_eq!(get_status(&proxy, &forged_url, Some(&xff)).await, 403);
+        }
+        // Blocked now: answered before the link is read, and never audited.
+        assert_eq!(get_status(&proxy, &forged_url, Some(&xff)).await, 429);
+    }
+    let refused = u64::from(ADDRESSES * BURST);
+
+    let audit = stop_and_export_audit(&mut gw);
+    let one_by_one = actions(&audit, "download.rejected");
+    assert_eq!(one_by_one.len(), 200, "the window's immediate budget");
+    // The first addresses got their whole burst, in order, the last one blocking.
+    for n in 0..3 {
+        let mine: Vec<_> = one_by_one
+            .iter()
+            .filter(|e| e["client_addr"] == client(n).as_str())
+            .collect();
+        assert_eq!(mine.len(), BURST as usize, "{mine:?}");
+        assert_eq!(mine[0]["details"]["reason"], "bad_signature");
+        assert_eq!(mine[0]["details"]["grant"], Value::Null);
+        assert_eq!(mine[BURST as usize - 1]["details"]["client_blocked"], true);
+    }
+    // Every refusal is accounted for: one by one, or in a summary.
+    let summaries: Vec<_> = actions(&audit, "security.summary")
+        .into_iter()
+        .filter(|e| e["details"]["kind"] == "link_refused")
+        .collect();
+    let repeats: u64 = summaries
+        .iter()
+        .map(|e| e["details"]["repeats"].as_u64().unwrap())
+        .sum();
+    assert_eq!(one_by_one.len() as u64 + repeats, refused, "{summaries:?}");
+    // Addresses past the budget are counted together under `*`.
+    assert!(
+        summaries.iter().any(|e| e["client_addr"] == "*"),
+        "{summaries:?}"
+    );
+    assert!(summaries.len() < 10, "a few summaries, not one per address");
+}
+
 /// From an address not listed in `server.proxy_protocol_from` a PROXY header is never
 /// interpreted (its bytes go to TLS, which refuses them); a listed address that sends no
 /// header, a version 1 header, a malformed one or nothing in time is refused and counted.

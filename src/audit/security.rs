@@ -1,6 +1,6 @@
 //! Security events that happen without a principal — failed authentication, refused TLS
-//! handshakes, refused PROXY protocol headers — audited as rate-limited summaries, not one
-//! entry per attempt.
+//! handshakes, refused PROXY protocol headers, late request heads, forged or malformed
+//! download links — audited as rate-limited summaries, not one entry per attempt.
 //!
 //! Events are counted by the client address (`proxy::ClientAddr::client`: behind a
 //! balancer, the client it named, not the balancer), so one client's flood cannot hide
@@ -11,7 +11,10 @@
 //! is audited at once with its reason (`security.auth_failed`, `security.tls_refused`),
 //! so an investigator sees who tried and why; the repeats are only counted, and when the
 //! window closes one `security.summary` entry per (kind, address) says how many more there
-//! were. A flood costs at most one entry per address per window plus its summary.
+//! were. A flood costs at most one entry per address per window plus its summary. A kind
+//! may allow more than one entry per address ([`SecurityEvents::note_up_to`]): a refused
+//! download link is audited one by one up to the forged-link limiter's burst, which is all
+//! an address gets before the limiter answers 429 without reading the link.
 //!
 //! Memory and audit volume are bounded under a flood from many addresses: at most
 //! [`MAX_ADDRESSES`] addresses are tracked per window and at most [`MAX_IMMEDIATE`] first
@@ -49,6 +52,9 @@ pub enum SecurityKind {
     /// An HTTP/1 request head that began but did not arrive within
     /// `server.header_read_timeout` (slowloris); answered 408.
     HeaderTimeout,
+    /// A download link refused before its signature verified (malformed, unknown key, bad
+    /// signature, expired, wrong method or client): `download.rejected` with no grant.
+    LinkRefused,
 }
 
 impl SecurityKind {
@@ -58,6 +64,7 @@ impl SecurityKind {
             SecurityKind::TlsRefused => "tls_refused",
             SecurityKind::ProxyRefused => "proxy_refused",
             SecurityKind::HeaderTimeout => "header_timeout",
+            SecurityKind::LinkRefused => "link_refused",
         }
     }
 }
@@ -124,7 +131,7 @@ impl AuditEvent for HeaderTimeout {
 /// The repeats of one kind from one address (or `*`) in a window that closed.
 #[derive(Debug, Serialize)]
 pub struct SecuritySummary {
-    /// `auth_failed`, `tls_refused`, `proxy_refused` or `header_timeout`.
+    /// `auth_failed`, `tls_refused`, `proxy_refused`, `header_timeout` or `link_refused`.
     pub kind: &'static str,
     /// Events not audited one by one.
     pub repeats: u64,
@@ -146,27 +153,56 @@ enum From {
     Overflow,
 }
 
+/// What one (kind, origin) did in a window.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    /// Events audited one by one.
+    audited: u32,
+    /// Events only counted, for the window's summary.
+    repeats: u64,
+}
+
 #[derive(Debug, Default)]
 struct Window {
-    /// Repeats per (kind, origin); an entry exists once the first event was seen.
-    counts: HashMap<(SecurityKind, From), u64>,
+    /// Per (kind, origin); an entry exists once the first event was seen.
+    counts: HashMap<(SecurityKind, From), Tally>,
     immediate: usize,
 }
 
 impl Window {
-    fn note(&mut self, kind: SecurityKind, addr: IpAddr) -> Noted {
+    /// Counts one event of `kind` from `addr`, of which the first `allowance` per window
+    /// are audited one by one (within the window's immediate budget).
+    fn note(&mut self, kind: SecurityKind, addr: IpAddr, allowance: u32) -> Noted {
         let key = (kind, From::Address(addr));
-        if let Some(n) = self.counts.get_mut(&key) {
-            *n += 1;
+        let tracked = self.counts.contains_key(&key);
+        if !tracked && self.counts.len() >= MAX_ADDRESSES {
+            self.counts
+                .entry((kind, From::Overflow))
+                .or_default()
+                .repeats += 1;
             return Noted::Counted;
         }
-        if self.counts.len() >= MAX_ADDRESSES || self.immediate >= MAX_IMMEDIATE {
-            *self.counts.entry((kind, From::Overflow)).or_insert(0) += 1;
-            return Noted::Counted;
+        let budget_left = self.immediate < MAX_IMMEDIATE;
+        let tally = self.counts.entry(key).or_default();
+        if tally.audited < allowance.max(1) {
+            if budget_left {
+                tally.audited += 1;
+                self.immediate += 1;
+                return Noted::AuditNow;
+            }
+            if tally.audited == 0 {
+                // Past the immediate budget an address not yet heard from is counted
+                // under `*`, so the tracked addresses stay the ones already audited.
+                self.counts.remove(&key);
+                self.counts
+                    .entry((kind, From::Overflow))
+                    .or_default()
+                    .repeats += 1;
+                return Noted::Counted;
+            }
         }
-        self.counts.insert(key, 0);
-        self.immediate += 1;
-        Noted::AuditNow
+        tally.repeats += 1;
+        Noted::Counted
     }
 }
 
@@ -200,10 +236,17 @@ impl SecurityEvents {
     /// Counts one event; whether it is the first from its address in this window (and
     /// within the immediate budget), to be audited now.
     pub fn note(&self, kind: SecurityKind, addr: IpAddr) -> Noted {
+        self.note_up_to(kind, addr, 1)
+    }
+
+    /// Counts one event; whether it is among the first `allowance` from its address in
+    /// this window (and within the immediate budget), to be audited now. `u32::MAX`: audit
+    /// it whenever the window's budget allows (an event that must not hide in a count).
+    pub fn note_up_to(&self, kind: SecurityKind, addr: IpAddr, allowance: u32) -> Noted {
         self.window
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .note(kind, addr)
+            .note(kind, addr, allowance)
     }
 
     /// A failed authentication from `addr` at `endpoint`. Audit failures are logged, not
@@ -273,7 +316,7 @@ impl SecurityEvents {
             std::mem::take(&mut *w)
         };
         let mut written = 0;
-        for ((kind, from), repeats) in closed.counts {
+        for ((kind, from), Tally { repeats, .. }) in closed.counts {
             if repeats == 0 {
                 continue;
             }
@@ -329,17 +372,17 @@ mod tests {
     #[test]
     fn the_first_per_kind_and_address_is_audited_the_rest_counted() {
         let mut w = Window::default();
-        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1)), Noted::AuditNow);
-        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1)), Noted::Counted);
-        assert_eq!(w.note(SecurityKind::TlsRefused, ip(1)), Noted::AuditNow);
-        assert_eq!(w.note(SecurityKind::AuthFailed, ip(2)), Noted::AuditNow);
-        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1)), Noted::Counted);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1), 1), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1), 1), Noted::Counted);
+        assert_eq!(w.note(SecurityKind::TlsRefused, ip(1), 1), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(2), 1), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(1), 1), Noted::Counted);
         assert_eq!(
-            w.counts[&(SecurityKind::AuthFailed, From::Address(ip(1)))],
+            w.counts[&(SecurityKind::AuthFailed, From::Address(ip(1)))].repeats,
             2
         );
         assert_eq!(
-            w.counts[&(SecurityKind::AuthFailed, From::Address(ip(2)))],
+            w.counts[&(SecurityKind::AuthFailed, From::Address(ip(2)))].repeats,
             0
         );
     }
@@ -349,16 +392,61 @@ mod tests {
         let mut w = Window::default();
         let mut immediate = 0;
         for n in 0..50_000 {
-            if w.note(SecurityKind::AuthFailed, ip(n)) == Noted::AuditNow {
+            if w.note(SecurityKind::AuthFailed, ip(n), 1) == Noted::AuditNow {
                 immediate += 1;
             }
         }
         assert_eq!(immediate, MAX_IMMEDIATE);
         assert!(w.counts.len() <= MAX_ADDRESSES);
-        let overflow = w.counts[&(SecurityKind::AuthFailed, From::Overflow)];
+        let overflow = w.counts[&(SecurityKind::AuthFailed, From::Overflow)].repeats;
         assert_eq!(overflow as usize, 50_000 - MAX_IMMEDIATE);
         // Every event is accounted for: audited at once or counted somewhere.
-        let counted: u64 = w.counts.values().sum();
+        let counted: u64 = w.counts.values().map(|t| t.repeats).sum();
         assert_eq!(counted as usize + immediate, 50_000);
+    }
+
+    #[test]
+    fn an_allowance_audits_the_first_few_per_address_then_counts() {
+        let mut w = Window::default();
+        let k = SecurityKind::LinkRefused;
+        for _ in 0..3 {
+            assert_eq!(w.note(k, ip(1), 3), Noted::AuditNow);
+        }
+        assert_eq!(w.note(k, ip(1), 3), Noted::Counted);
+        assert_eq!(w.note(k, ip(1), 3), Noted::Counted);
+        assert_eq!(w.note(k, ip(2), 3), Noted::AuditNow);
+        let one = w.counts[&(k, From::Address(ip(1)))];
+        assert_eq!((one.audited, one.repeats), (3, 2));
+        // An event that must not hide in a count is audited while the budget lasts.
+        assert_eq!(w.note(k, ip(1), u32::MAX), Noted::AuditNow);
+        // An allowance of 0 still audits the first (the trail always shows who began).
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(3), 0), Noted::AuditNow);
+        assert_eq!(w.note(SecurityKind::AuthFailed, ip(3), 0), Noted::Counted);
+    }
+
+    #[test]
+    fn an_allowance_never_lifts_the_immediate_budget() {
+        let mut w = Window::default();
+        let k = SecurityKind::LinkRefused;
+        let (mut immediate, mut total) = (0, 0u64);
+        // 1,000 addresses with ten refused links each: 10,000 events, 200 audited at once.
+        for n in 0..1_000 {
+            for _ in 0..10 {
+                total += 1;
+                if w.note(k, ip(n), 10) == Noted::AuditNow {
+                    immediate += 1;
+                }
+            }
+        }
+        assert_eq!(immediate, MAX_IMMEDIATE);
+        // The first twenty addresses got their ten; the rest are counted under `*`.
+        assert_eq!(w.counts[&(k, From::Address(ip(19)))].audited, 10);
+        assert!(!w.counts.contains_key(&(k, From::Address(ip(20)))));
+        let counted: u64 = w.counts.values().map(|t| t.repeats).sum();
+        assert_eq!(counted + immediate as u64, total);
+        assert_eq!(
+            w.counts[&(k, From::Overflow)].repeats,
+            total - immediate as u64
+        );
     }
 }

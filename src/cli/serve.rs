@@ -101,6 +101,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     let report = crate::http::server::serve(listener, app.state.clone(), tls, shutdown).await;
+    // The window under way closes now: its repeats would otherwise never be summarised.
+    app.state.security.flush().await;
     if let Err(e) = auditor
         .emit(
             &AuditContext::system(),

@@ -19,6 +19,11 @@
 //!
 //! Every refusal in 2–4 and 6 is the same [`DownloadError::Refused`] (one generic 403 to
 //! the client); the specific reason goes to the audit trail only (`download.rejected`).
+//! A refusal in 2 — a link that did not verify, which anyone can send — is audited one by
+//! one up to `links.bad_signature_burst` per client address and audit security window, and
+//! counted in the window's `security.summary` (kind `link_refused`) after that, so a flood
+//! of forged links from many addresses cannot grow the trail without bound
+//! ([`crate::audit::security`]).
 //!
 //! Not here: HTTP header names and statuses of errors (`http::problem`), the response's
 //! shape (`super::shape`), the streamed body (`super::body`).
@@ -34,6 +39,7 @@ use super::limiter::Recorded;
 use super::shape::{Shape, ShapeError};
 use crate::artifact::{ArtifactError, ArtifactRecord};
 use crate::at_rest::AtRestError;
+use crate::audit::security::{Noted, SecurityKind};
 use crate::audit::{Actor, AuditContext, AuditError};
 use crate::grant::{Budget, GrantError, GrantRecord, Reserve, now_unix};
 use crate::range::{EntityTag, RangePlan, plan_request};
@@ -164,6 +170,22 @@ impl Links {
                 let blocked = rejection.is_forgery_suspect()
                     && self.limiter.record_failure(req.client_addr, Instant::now())
                         == Recorded::Blocked;
+                // No secret is needed to send these, so they are audited one by one only
+                // up to the limiter's burst per address and window (all a forger gets
+                // before 429), within the window's budget; the rest go to the window's
+                // `security.summary`.
+                // The refusal that blocks the client is recorded whenever the budget allows.
+                let allowance = if blocked {
+                    u32::MAX
+                } else {
+                    self.settings.bad_signature_burst
+                };
+                let noted =
+                    self.security
+                        .note_up_to(SecurityKind::LinkRefused, req.client_addr, allowance);
+                if noted == Noted::Counted {
+                    return Err(DownloadError::Refused);
+                }
                 let event = DownloadRejected {
                     reason: rejection.code(),
                     method: req.method.as_str().to_owned(),
