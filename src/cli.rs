@@ -258,7 +258,7 @@ fn client_config(
 /// Runs a `keys` command with every key event written to the audit trail as it happens.
 async fn run_keys(cmd: keys::KeysCommand, config: &Config) -> anyhow::Result<()> {
     use crate::audit::events::{
-        DekRewrapFailed, DekRewrapped, KekRetired, KekRotated, RewrapStarted,
+        DekRewrapFailed, DekRewrapped, KekRetired, KekRotated, KeyChangeRequested, RewrapStarted,
     };
     use crate::audit::{AuditContext, Auditor};
     use crate::keys::admin::KeyEvent;
@@ -273,6 +273,29 @@ async fn run_keys(cmd: keys::KeysCommand, config: &Config) -> anyhow::Result<()>
     let state = crate::app::open_state(config).await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let auditor = Auditor::start(state.clone(), "cli".to_owned(), 512, metrics);
+    // Audit before acting: a rotation or retirement (which destroys key material) is on the
+    // trail before it happens, or does not happen.
+    let intent = match &cmd {
+        keys::KeysCommand::Rotate => Some(KeyChangeRequested {
+            operation: "rotate",
+            version: None,
+        }),
+        keys::KeysCommand::Retire { version } => Some(KeyChangeRequested {
+            operation: "retire",
+            version: Some(*version),
+        }),
+        keys::KeysCommand::Status { .. } | keys::KeysCommand::Rewrap { .. } => None,
+    };
+    if let Some(intent) = intent {
+        auditor
+            .emit(&AuditContext::operator(), &intent)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the audit trail refused the key change's record ({e}); nothing was changed"
+                )
+            })?;
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Owned>();
     let writer = {
         let auditor = auditor.clone();

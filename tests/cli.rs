@@ -310,6 +310,8 @@ async fn keys_rotate_and_rewrap_are_audited_and_uploads_stay_readable() {
         again.contains("0 re-wrapped"),
         "rewrap is idempotent: {again}"
     );
+    let retired = run(&["keys", "retire", "1"]);
+    assert!(retired.contains("is retired"), "{retired}");
     let audit = run(&["audit", "export"]);
     let actions: Vec<String> = audit
         .lines()
@@ -326,6 +328,19 @@ async fn keys_rotate_and_rewrap_are_audited_and_uploads_stay_readable() {
             "{a} missing from {actions:?}"
         );
     }
+    // Audited before acting: the request is on the trail before the rotation.
+    let requested = actions.iter().position(|a| a == "key.change_requested");
+    let rotated = actions.iter().position(|a| a == "key.rotated");
+    assert!(
+        matches!((requested, rotated), (Some(q), Some(r)) if q < r),
+        "{actions:?}"
+    );
+    let retire_requested = actions.iter().rposition(|a| a == "key.change_requested");
+    let retired = actions.iter().position(|a| a == "key.retired");
+    assert!(
+        matches!((retire_requested, retired), (Some(q), Some(r)) if q < r && Some(q) != requested),
+        "{actions:?}"
+    );
     assert_eq!(actions.iter().filter(|a| *a == "key.rewrapped").count(), 2);
     run(&["audit", "verify"]);
 

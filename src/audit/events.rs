@@ -96,6 +96,22 @@ impl AuditEvent for AuditVerified {
     }
 }
 
+/// An operator asked to rotate or retire a key-encryption key (`sallyport keys rotate`,
+/// `keys retire`): written, durably, before anything changes, so a key change whose
+/// outcome entry then fails to write is still on the trail.
+#[derive(Debug, Serialize)]
+pub struct KeyChangeRequested {
+    /// `rotate` or `retire`.
+    pub operation: &'static str,
+    /// The version to retire (absent for a rotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+impl AuditEvent for KeyChangeRequested {
+    const ACTION: &'static str = "key.change_requested";
+}
+
 /// A KEK version became current (`sallyport keys rotate`).
 #[derive(Debug, Serialize)]
 pub struct KekRotated {
