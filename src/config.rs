@@ -719,6 +719,20 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
     if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&body_timeout) {
         return Err(invalid("uploads.body_timeout", "must be from 1s to 10m"));
     }
+    // Apache's mod_reqtimeout uses 500 bytes/s for its body MinRate; 1 KiB/s is still
+    // far below any link a clinic sends from (8 kbit/s).
+    let min_body_rate = size_or(
+        "uploads.min_body_rate",
+        raw.min_body_rate.as_deref(),
+        ByteSize(1024),
+    )?
+    .0;
+    if min_body_rate > 1 << 30 {
+        return Err(invalid(
+            "uploads.min_body_rate",
+            "must be at most 1GiB (bytes per second; 0 turns the floor off)",
+        ));
+    }
     let completed_retention = duration_or(
         "uploads.completed_retention",
         raw.completed_retention.as_deref(),
@@ -786,6 +800,7 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         base,
         lease_ttl,
         body_timeout,
+        min_body_rate,
         completed_retention,
         max_open_per_principal,
         cors_origins,

@@ -89,6 +89,11 @@ pub struct UploadSettings {
     /// Longest wait for the next piece of a request body: a PATCH (or creation-with-upload)
     /// whose body stalls this long is ended with 408; the bytes before the stall are kept.
     pub body_timeout: Duration,
+    /// The slowest a request body may arrive on average, in bytes per second (0: no
+    /// floor): its whole-body deadline is `body_timeout` plus one second per this many
+    /// bytes received, so a client trickling a byte just within `body_timeout` cannot hold
+    /// an upload, its lease and a connection for ever.
+    pub min_body_rate: u64,
     /// A complete upload that was never registered as an artifact nor held by a batch is
     /// destroyed this long after it completed (audited `upload.retired`).
     pub completed_retention: Duration,
@@ -132,6 +137,15 @@ pub enum UploadError {
     BodyStalled {
         /// The configured timeout, in seconds.
         secs: u64,
+        /// The upload's offset after the bytes that arrived were kept.
+        offset: u64,
+    },
+    /// The body arrived slower on average than `uploads.min_body_rate`; the bytes that
+    /// arrived were kept (the upload's offset is now `offset`).
+    #[error("the request body arrived slower than {min_rate} bytes/s")]
+    BodyTooSlow {
+        /// The configured floor, in bytes per second.
+        min_rate: u64,
         /// The upload's offset after the bytes that arrived were kept.
         offset: u64,
     },

@@ -159,3 +159,51 @@ async fn a_burst_of_creations_cannot_pass_the_open_upload_cap() {
     );
     assert_eq!(refused, 40 - CAP);
 }
+
+/// A body that trickles — a few bytes just inside `uploads.body_timeout`, again and again —
+/// once held its upload, lease and connection for as long as it liked, since the timeout
+/// restarted with every frame. Its whole-body deadline now grows by only a second per
+/// `uploads.min_body_rate` bytes: with a 2 s timeout and 100 bytes/s, ten bytes every
+/// 1.5 s are cut at about 2.2 s with `408 request.body_timeout`, and the bytes that came
+/// are kept (the upload's offset moves past them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_body_is_cut_at_its_minimum_rate() {
+    let gw = start("[uploads]\nbody_timeout = \"2s\"\nmin_body_rate = \"100\"\n");
+    let tus = Tus::new(&gw);
+    let path = tus.create(Some(1000), &[]).await;
+    let mut s = gw.h1_stream().await;
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {UPLOADER_TOKEN}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: 1000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let began = Instant::now();
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let trickle = tokio::spawn(async move {
+        // Up to 30 s of trickling (300 bytes): far past the deadline, far short of 1000.
+        for _ in 0..20 {
+            if wr.write_all(&[b'x'; 10]).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(8), read_response(&mut rd))
+        .await
+        .expect("the trickling body was cut within 8 s");
+    let at = began.elapsed();
+    trickle.abort();
+    assert_eq!(resp.status, 408, "{resp:?}");
+    assert!(
+        String::from_utf8_lossy(&resp.body).contains("request.body_timeout"),
+        "{resp:?}"
+    );
+    assert!(
+        at >= Duration::from_secs(2),
+        "cut before the body timeout: {at:?}"
+    );
+    // What arrived before the cut was kept: 10 bytes a frame, 2 or 3 frames.
+    let offset = tus.offset(&path).await;
+    assert!((20..=30).contains(&offset), "offset {offset}");
+}

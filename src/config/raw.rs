@@ -50,6 +50,7 @@ pub struct RawUploads {
     pub expire_after: Option<String>,
     pub lease_ttl: Option<String>,
     pub body_timeout: Option<String>,
+    pub min_body_rate: Option<String>,
     pub completed_retention: Option<String>,
     pub max_open_per_principal: Option<usize>,
     pub max_metadata_bytes: Option<String>,

@@ -65,6 +65,14 @@ fn invalid_values_name_the_key() {
         ),
         ("[log]\nformat = \"xml\"", "log.format"),
         (
+            "[uploads]\nmin_body_rate = \"2GiB\"",
+            "uploads.min_body_rate",
+        ),
+        (
+            "[uploads]\nmin_body_rate = \"fast\"",
+            "uploads.min_body_rate",
+        ),
+        (
             "[[clients]]\nname = \"a\"\ntoken_sha256 = \"abc\"\nroles = [\"uploader\"]",
             "clients[0].token_sha256",
         ),

@@ -16,6 +16,7 @@
 //! interrupted, are one protocol, best read side by side in one file.
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -206,12 +207,30 @@ impl Uploads {
         let mut too_long = false;
         let mut lease_lost = false;
         let mut stalled = false;
+        let mut too_slow = false;
         let body_timeout = self.settings.body_timeout;
+        let min_rate = self.settings.min_body_rate;
+        let began = tokio::time::Instant::now();
         loop {
             // A body that sends nothing for `body_timeout` ends here (it holds no thread
             // while it waits; see `stage`): what arrived before the stall is kept below.
-            let Ok(next) = tokio::time::timeout(body_timeout, body.frame()).await else {
-                stalled = true;
+            // So does one that trickles: its deadline grows by a second per `min_rate`
+            // bytes received, from `body_timeout`.
+            let mut wait = body_timeout;
+            if let Some(deadline) = body_deadline(began, body_timeout, hasher.length(), min_rate) {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    too_slow = true;
+                    break;
+                }
+                wait = wait.min(left);
+            }
+            let Ok(next) = tokio::time::timeout(wait, body.frame()).await else {
+                if wait < body_timeout {
+                    too_slow = true;
+                } else {
+                    stalled = true;
+                }
                 break;
             };
             let Some(frame) = next else {
@@ -274,11 +293,14 @@ impl Uploads {
             secs: body_timeout.as_secs(),
             offset,
         };
-        let expected = if aborted || stalled {
+        let slow = |offset: u64| UploadError::BodyTooSlow { min_rate, offset };
+        let expected = if aborted || stalled || too_slow {
             if !plan.keep_partial_on_abort() || hasher.length() == 0 {
                 writer.rollback().await?;
                 return Err(if stalled {
                     stall(plan.start())
+                } else if too_slow {
+                    slow(plan.start())
                 } else {
                     UploadError::BodyAborted
                 });
@@ -322,11 +344,14 @@ impl Uploads {
                 plan,
                 writer,
                 &digest,
-                aborted || stalled,
+                aborted || stalled || too_slow,
             )
             .await?;
         if stalled {
             return Err(stall(outcome.record.offset));
+        }
+        if too_slow {
+            return Err(slow(outcome.record.offset));
         }
         Ok(outcome)
     }
@@ -443,6 +468,26 @@ impl Uploads {
     }
 }
 
+/// When a body that began at `began` must be complete, having received `received` bytes
+/// so far: `timeout` plus one second per `min_rate` bytes (`uploads.min_body_rate`); `None`
+/// with no floor (`min_rate` 0) or past any representable instant.
+fn body_deadline(
+    began: tokio::time::Instant,
+    timeout: Duration,
+    received: u64,
+    min_rate: u64,
+) -> Option<tokio::time::Instant> {
+    if min_rate == 0 {
+        return None;
+    }
+    let whole = Duration::from_secs(received / min_rate);
+    let part = Duration::from_nanos(
+        u64::try_from(u128::from(received % min_rate) * 1_000_000_000 / u128::from(min_rate))
+            .ok()?,
+    );
+    began.checked_add(timeout.checked_add(whole)?.checked_add(part)?)
+}
+
 /// The answer to a PATCH on a complete upload: fine when its body is empty, else 413 on
 /// the first data byte (nothing more is read).
 async fn refuse_past_the_end<B>(record: UploadRecord, body: B) -> Result<Outcome, UploadError>
@@ -459,4 +504,25 @@ where
         }
     }
     Ok(Outcome { record })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_deadline_grows_a_second_per_min_rate_bytes() {
+        let t0 = tokio::time::Instant::now();
+        let secs = Duration::from_secs;
+        assert_eq!(body_deadline(t0, secs(30), 0, 1024), Some(t0 + secs(30)));
+        assert_eq!(body_deadline(t0, secs(30), 2048, 1024), Some(t0 + secs(32)));
+        assert_eq!(
+            body_deadline(t0, secs(30), 1536, 1024),
+            Some(t0 + secs(31) + Duration::from_millis(500))
+        );
+        // No floor: only the per-frame timeout applies.
+        assert_eq!(body_deadline(t0, secs(30), 1 << 40, 0), None);
+        // Far past any instant: no deadline rather than a panic.
+        assert_eq!(body_deadline(t0, secs(30), u64::MAX, 1), None);
+    }
 }

@@ -48,6 +48,7 @@ fn engine(dir: &tempfile::TempDir) -> (Uploads, Artifacts) {
         base: BasePath::new("/files/").unwrap(),
         lease_ttl: Duration::from_secs(30),
         body_timeout: Duration::from_secs(30),
+        min_body_rate: 1024,
         completed_retention: Duration::from_secs(30 * 86_400),
         max_open_per_principal: 100,
         cors_origins: Vec::new(),

@@ -91,6 +91,7 @@ impl Engine {
             base: BasePath::default(),
             lease_ttl: std::time::Duration::from_secs(30),
             body_timeout: std::time::Duration::from_secs(30),
+            min_body_rate: 1024,
             completed_retention: std::time::Duration::from_secs(30 * 86_400),
             max_open_per_principal: 100,
             cors_origins: Vec::new(),

@@ -128,6 +128,12 @@ impl Describe for UploadError {
                 "The request body stalled; the bytes that arrived before it were kept \
                  (HEAD gives the offset to resume from)",
             ),
+            UploadError::BodyTooSlow { .. } => row(
+                StatusCode::REQUEST_TIMEOUT,
+                "request.body_timeout",
+                "The request body arrived too slowly; the bytes that arrived were kept \
+                 (HEAD gives the offset to resume from)",
+            ),
             UploadError::LeaseLost => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upload.lease_lost",
