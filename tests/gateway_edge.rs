@@ -249,6 +249,48 @@ async fn response_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
 /// a client reusing the connection for its next request met a closed socket. Such an
 /// answer now carries `Connection: close`; an answer after the body was read keeps the
 /// connection.
+/// An answer given before the body was read reaches a client that sends its whole body
+/// before it reads: here a PATCH declaring 32 MiB to an upload that does not exist (404,
+/// before a byte of the body is read). The gateway shuts its side down and reads and
+/// discards the rest (a lingering close). Before, it closed the socket with the body
+/// still arriving: the kernel answered the next segments with a reset, and the reset
+/// threw away the 404 the client had received but not yet read — the client saw
+/// "connection reset" and its write failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_survives_the_body_it_did_not_read() {
+    const BODY: usize = 32 << 20;
+    let gw = Gateway::start("");
+    let s = tls_stream(&gw).await;
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let head = format!(
+        "PATCH /files/00000000000000000000000000 HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {UPLOADER_TOKEN}\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Content-Length: {BODY}\r\n\r\n"
+    );
+    wr.write_all(head.as_bytes()).await.unwrap();
+    // The whole body, then the answer: a client that does not read while it sends.
+    let sent = tokio::time::timeout(Duration::from_secs(30), async {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..BODY / chunk.len() {
+            wr.write_all(&chunk).await?;
+        }
+        wr.flush().await
+    })
+    .await
+    .expect("the body was taken within 30 s");
+    assert!(sent.is_ok(), "sending the body failed: {sent:?}");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut answer))
+        .await
+        .expect("the connection closed after the answer");
+    assert!(read.is_ok(), "reading the answer failed: {read:?}");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 404"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(answer.contains("tus.not_found"), "{answer}");
+}
+
 #[tokio::test]
 async fn an_answer_before_the_body_is_read_says_the_connection_closes() {
     let gw = Gateway::start("");

@@ -25,7 +25,10 @@
 //!   that only answers pings must not keep a `max_connections` slot forever), or when no
 //!   byte moved for that long even with a request in flight;
 //! * request heads over `server.max_header_bytes` get a 431 problem response (hyper's own
-//!   buffer is four times larger and answers a bare 431 beyond that).
+//!   buffer is four times larger and answers a bare 431 beyond that);
+//! * a closing connection lingers (`server::linger`): it reads and discards what the client
+//!   still sends for up to 5 s and 64 MiB, so an answer given before the request body was
+//!   read (409, 413, 403) reaches the client instead of being destroyed by a TCP reset.
 //!
 //! Graceful shutdown (SIGTERM/SIGINT): stop accepting, let in-flight requests finish for up
 //! to `server.shutdown_grace`, then close what is left.
@@ -54,6 +57,7 @@ use crate::proxy::v2::{self, Parse};
 use crate::tls::{TlsInfo, TlsReloader};
 
 mod head;
+mod linger;
 
 /// How a server run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,8 +264,10 @@ async fn run_connection<I>(
         .tls
         .as_ref()
         .is_some_and(|t| t.alpn.as_deref() == Some("h2"));
+    // Below the head deadline: when hyper closes the connection, the answer it wrote is
+    // not lost to a reset caused by request bytes it never read (see `linger`).
     let io = head::HeadDeadline::new(
-        io,
+        linger::Linger::new(io),
         requests.clone(),
         app.config.server.header_read_timeout,
         h2,
