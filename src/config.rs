@@ -198,6 +198,9 @@ pub struct ServerSettings {
     pub trusted_proxies: Networks,
     /// Which field trusted proxies write the client into.
     pub forwarded_header: ForwardedHeader,
+    /// This gateway's stable name in a shared (Redis) state store; `None`: the id kept in
+    /// `<data_dir>/instance-id`, generated on first start (`state::instance`).
+    pub instance_id: Option<crate::state::instance::InstanceId>,
 }
 
 /// Which state store.
@@ -503,8 +506,15 @@ fn server_settings(raw: &raw::RawServer) -> Result<ServerSettings, ConfigError> 
             ));
         }
     };
+    let instance_id = raw
+        .instance_id
+        .as_deref()
+        .map(crate::state::instance::InstanceId::parse)
+        .transpose()
+        .map_err(|e| invalid("server.instance_id", e.to_string()))?;
     Ok(ServerSettings {
         listen,
+        instance_id,
         danger_plaintext_http: raw.danger_plaintext_http,
         proxy_protocol_from,
         proxy_protocol_timeout,

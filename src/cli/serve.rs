@@ -112,6 +112,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::error!(error = %e, "could not audit the shutdown");
     }
+    app.leave().await;
     tracing::info!(
         abandoned = report.abandoned_connections,
         "sallyport stopped"
