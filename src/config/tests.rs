@@ -157,7 +157,7 @@ fn a_config_file_writable_by_others_is_refused() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
     let err = Config::load(Some(&f), &env(&[])).unwrap_err();
     assert!(
-        matches!(err, ConfigError::Writable { mode: 0o666, .. }),
+        matches!(&err, ConfigError::File(e) if e.mode() == Some(0o666)),
         "{err}"
     );
     assert!(err.to_string().contains("chmod go-w"), "{err}");

@@ -14,6 +14,8 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::secret::{FilePolicy, PrivateFileError, read_private_file};
+
 /// Longest instance id accepted.
 pub const MAX_INSTANCE_ID_LEN: usize = 64;
 
@@ -38,6 +40,10 @@ pub enum InstanceIdError {
         /// The file.
         path: PathBuf,
     },
+    /// The id file was refused by the strict file check (a link, not a regular file, owned
+    /// by someone else, open to group or others).
+    #[error(transparent)]
+    Refused(crate::secret::PrivateFileError),
     /// The id file could not be read or written.
     #[error("instance id file {path}: {source}")]
     Io {
@@ -130,14 +136,27 @@ pub fn load_or_create(path: &Path) -> Result<InstanceId, InstanceIdError> {
     }
 }
 
+/// Reads the id file through the one strict file check; a link is refused, since the
+/// gateway itself creates this file in its data directory.
 fn read(path: &Path) -> Result<InstanceId, InstanceIdError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InstanceIdError::Io {
-        path: path.to_owned(),
-        source,
+    let policy = FilePolicy {
+        what: "instance id file",
+        max_bytes: 1024,
+        ..FilePolicy::secret(false).no_symlinks()
+    };
+    let bytes = read_private_file(path, policy).map_err(|e| match e {
+        PrivateFileError::Io { source, .. } => InstanceIdError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        refused => InstanceIdError::Refused(refused),
     })?;
-    InstanceId::parse(text.trim()).map_err(|_| InstanceIdError::BadFile {
-        path: path.to_owned(),
-    })
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| InstanceId::parse(text.trim()).ok())
+        .ok_or_else(|| InstanceIdError::BadFile {
+            path: path.to_owned(),
+        })
 }
 
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
