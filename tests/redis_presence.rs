@@ -97,6 +97,43 @@ fn a_clean_stop_leaves_and_the_restart_joins_at_once_as_the_same_instance() {
     );
 }
 
+/// A start-up that fails after joining (here: the listen address is taken) leaves too, so
+/// the next start does not wait for a heartbeat that will never come.
+#[test]
+fn a_start_up_that_fails_after_joining_leaves() {
+    if !support::redis::available() {
+        return;
+    }
+    let redis = Prefix::new("presence");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sallyport.toml");
+    let extra = redis_extra(redis.as_str(), Some("gw-bindfail")).replace(
+        "[server]\n",
+        &format!("[server]\nlisten = \"{}\"\n", taken.local_addr().unwrap()),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n{extra}",
+            tmp.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = sallyport()
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("binding"), "{stderr}");
+    assert!(stderr.contains("joined the Redis state store"), "{stderr}");
+    assert_eq!(alive_key(redis.as_str(), "gw-bindfail"), None, "it left");
+}
+
 #[test]
 fn a_second_live_gateway_with_the_same_instance_id_refuses_to_start() {
     if !support::redis::available() {
