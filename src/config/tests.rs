@@ -626,3 +626,25 @@ fn a_log_level_with_a_field_regex_is_not_compiled() {
         started.elapsed()
     );
 }
+
+#[test]
+fn server_instance_id_is_validated() {
+    let ok = Config::from_toml("[server]\ninstance_id = \"gw-1.eu_west\"\n", &env(&[])).unwrap();
+    assert_eq!(
+        ok.server.instance_id.as_ref().map(|id| id.as_str()),
+        Some("gw-1.eu_west")
+    );
+    assert!(
+        Config::from_toml("", &env(&[]))
+            .unwrap()
+            .server
+            .instance_id
+            .is_none()
+    );
+    for bad in ["", "gw 1", "gw:1", "a/b", &"x".repeat(65)] {
+        let err = Config::from_toml(&format!("[server]\ninstance_id = {bad:?}\n"), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.instance_id"), "{bad:?}: {err}");
+    }
+}

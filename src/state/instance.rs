@@ -136,12 +136,15 @@ pub fn load_or_create(path: &Path) -> Result<InstanceId, InstanceIdError> {
     }
 }
 
-/// Reads the id file through the one strict file check; a link is refused, since the
-/// gateway itself creates this file in its data directory.
+/// Reads the id file through the one strict file check. A link is refused, since the
+/// gateway itself creates this file in its data directory; others may read it (an id is no
+/// secret) but not write it (whoever rewrites it can make this gateway take over another
+/// instance's leases).
 fn read(path: &Path) -> Result<InstanceId, InstanceIdError> {
     let policy = FilePolicy {
         what: "instance id file",
         max_bytes: 1024,
+        others_may_read: true,
         ..FilePolicy::secret(false).no_symlinks()
     };
     let bytes = read_private_file(path, policy).map_err(|e| match e {
@@ -200,6 +203,27 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         let configured = InstanceId::parse("gw-a").unwrap();
         assert_eq!(resolve(Some(&configured), dir.path()).unwrap(), configured);
+    }
+
+    #[test]
+    fn a_linked_or_writable_id_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "gw-x\n").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join(INSTANCE_ID_FILE);
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(&elsewhere, &path).unwrap();
+        assert_eq!(load_or_create(&path).unwrap().as_str(), "gw-x");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_or_create(&path).unwrap().as_str(), "gw-x");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o606)).unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
     }
 
     #[test]
