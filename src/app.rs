@@ -23,7 +23,7 @@ use crate::http::context::ConnInfo;
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 use crate::state::embedded::EmbeddedStateStore;
-use crate::state::redis::RedisStateStore;
+use crate::state::redis::{Presence, RedisStateStore};
 
 /// A built gateway, ready to serve.
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct App {
     pub state: Arc<AppState>,
     /// The embedded store, when it is the state store (its sweeper needs the concrete type).
     embedded: Option<Arc<EmbeddedStateStore>>,
+    /// This process's presence in the Redis store, when that is the state store; taken by
+    /// [`App::leave`] on clean shutdown.
+    presence: Arc<std::sync::Mutex<Option<Presence>>>,
 }
 
 /// Builds the gateway from `config`: opens the stores (creating private directories as
@@ -41,12 +44,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let config = Arc::new(config);
     create_private_dir(&config.data_dir)?;
     let started = Instant::now();
-    let (state, embedded): (Arc<dyn StateStore>, _) = match &config.state {
+    let (state, embedded, presence): (Arc<dyn StateStore>, _, _) = match &config.state {
         StateSettings::Embedded { path } => {
             let store = Arc::new(open_embedded(path)?);
-            (store.clone(), Some(store))
+            (store.clone(), Some(store), None)
         }
-        StateSettings::Redis { .. } => (open_state(&config).await?, None),
+        StateSettings::Redis { url, prefix } => {
+            let (store, presence) = join_redis(&config, url, prefix).await?;
+            (Arc::new(store), None, Some(presence))
+        }
     };
     let blobs = open_blobs(&config)?;
     let metrics = Arc::new(Metrics::new());
@@ -123,10 +129,26 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     Ok(App {
         state: Arc::new(app),
         embedded,
+        presence: Arc::new(std::sync::Mutex::new(presence)),
     })
 }
 
 impl App {
+    /// Leaves the shared state store on clean shutdown (deletes this process's alive key, so
+    /// a restart with the same instance id joins at once). Does nothing on the embedded
+    /// store or when called twice.
+    pub async fn leave(&self) {
+        let presence = match self.presence.lock() {
+            Ok(mut p) => p.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(presence) = presence
+            && let Err(e) = presence.leave().await
+        {
+            tracing::warn!(error = %e, "could not leave the state store; the restart waits for the heartbeat to lapse");
+        }
+    }
+
     /// Starts the background sweepers: expired unfinished uploads every minute (audited),
     /// and, on the embedded store, expired records (Redis expires keys itself).
     pub fn spawn_sweepers(&self) {
@@ -179,6 +201,32 @@ pub async fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> 
             )
         }
     })
+}
+
+/// Connects to Redis and joins it as this gateway's instance (`server.instance_id`, or the
+/// id kept in the data directory): refuses to start while another live gateway has the same
+/// id, and starts the heartbeat (`state::redis::presence`).
+async fn join_redis(
+    config: &Config,
+    url: &crate::secret::Secret,
+    prefix: &str,
+) -> anyhow::Result<(RedisStateStore, Presence)> {
+    let id = crate::state::instance::resolve(config.server.instance_id.as_ref(), &config.data_dir)
+        .context("finding this gateway's instance id")?;
+    let store = RedisStateStore::connect(url.expose_str().unwrap_or_default(), prefix)
+        .await
+        .context("connecting to the Redis state store")?;
+    let (store, presence, joined) = store
+        .join(id)
+        .await
+        .context("joining the Redis state store")?;
+    tracing::info!(
+        instance_id = %presence.instance_id(),
+        incarnation = joined.incarnation,
+        waited_ms = joined.waited.as_millis() as u64,
+        "joined the Redis state store"
+    );
+    Ok((store, presence))
 }
 
 fn open_embedded(path: &std::path::Path) -> anyhow::Result<EmbeddedStateStore> {

@@ -27,7 +27,7 @@ pub mod units;
 use crate::auth::{ApiClient, ClientName, ClientRegistry, Role, RoleSet, TokenHash};
 use crate::proxy::Networks;
 use crate::proxy::forwarded::ForwardedHeader;
-use crate::secret::{Secret, read_secret_file};
+use crate::secret::{FilePolicy, Secret, read_private_file, read_secret_file};
 use crate::tls::{CertSource, ClientAuth, TlsSettings};
 pub use env::{Env, ProcessEnv};
 use raw::RawConfig;
@@ -64,17 +64,11 @@ pub enum ConfigError {
     /// An environment override does not fit.
     #[error("{0}")]
     Env(String),
-    /// The config file can be written by its group or by everyone: whoever can edit it
-    /// can add a client or turn TLS off.
-    #[error(
-        "config file {path} is writable by group or others (mode {mode:o}); run `chmod go-w {path}`"
-    )]
-    Writable {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The config file was refused by the strict file check: not a regular file, owned by
+    /// someone else, writable by group or others (whoever can edit it can add a client or
+    /// turn TLS off), or larger than 4 MiB.
+    #[error(transparent)]
+    File(#[from] crate::secret::PrivateFileError),
 }
 
 /// Parses `log.level` (or `SALLYPORT_LOG`) as an `EnvFilter` whose field values match
@@ -88,25 +82,15 @@ pub fn log_filter(
         .parse(directives)
 }
 
-/// Reads the config file, refusing one its group or others can write.
+/// Reads the config file through the one strict file check (`secret::read_private_file`):
+/// a regular file, owned by this user or root, not writable by group or others (readable
+/// is fine: it holds no secrets, only paths to them), at most 4 MiB.
 fn read_config_file(path: &Path) -> Result<String, ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let read_err = |source| ConfigError::Read {
+    let mut bytes = read_private_file(path, FilePolicy::CONFIG)?;
+    String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| ConfigError::Read {
         path: path.to_owned(),
-        source,
-    };
-    let mode = std::fs::metadata(path)
-        .map_err(read_err)?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(ConfigError::Writable {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    std::fs::read_to_string(path).map_err(read_err)
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -198,6 +182,9 @@ pub struct ServerSettings {
     pub trusted_proxies: Networks,
     /// Which field trusted proxies write the client into.
     pub forwarded_header: ForwardedHeader,
+    /// This gateway's stable name in a shared (Redis) state store; `None`: the id kept in
+    /// `<data_dir>/instance-id`, generated on first start (`state::instance`).
+    pub instance_id: Option<crate::state::instance::InstanceId>,
 }
 
 /// Which state store.
@@ -503,8 +490,15 @@ fn server_settings(raw: &raw::RawServer) -> Result<ServerSettings, ConfigError> 
             ));
         }
     };
+    let instance_id = raw
+        .instance_id
+        .as_deref()
+        .map(crate::state::instance::InstanceId::parse)
+        .transpose()
+        .map_err(|e| invalid("server.instance_id", e.to_string()))?;
     Ok(ServerSettings {
         listen,
+        instance_id,
         danger_plaintext_http: raw.danger_plaintext_http,
         proxy_protocol_from,
         proxy_protocol_timeout,

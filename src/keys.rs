@@ -261,16 +261,11 @@ pub enum KeyError {
         /// What is wrong (never key material).
         reason: String,
     },
-    /// A secret file readable or writable by group or others.
-    #[error(
-        "{path} has mode {mode:o}; a secret file must not be accessible to group or others (chmod 600)"
-    )]
-    InsecurePermissions {
-        /// The file.
-        path: String,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// A keyring or KEK file refused by the strict file check (not a regular file, owned
+    /// by someone else, writable by group or others, readable by them unless allowed, too
+    /// big), or unreadable.
+    #[error(transparent)]
+    SecretFile(#[from] crate::secret::PrivateFileError),
     /// The provider's KEKs are fixed by configuration and cannot be rotated or retired here.
     #[error("KEKs from configuration are read-only: {0}")]
     ReadOnly(&'static str),

@@ -24,7 +24,8 @@
 //! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `preflight`, `audit
 //!   verify`, `keys`, and `link`, `artifact`, `batch` through the running gateway.
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
-//! * [`secret`] — secrets from config or files: redacted, zeroised, permission-checked.
+//! * [`secret`] — secrets from config or files: redacted, zeroised; the one strict
+//!   type/owner/mode/size check for every secret file and the config file.
 //! * [`ids`] — server-generated opaque ids; no client string becomes a name.
 //! * [`tls`] — rustls server config and `[tls]` settings, development CA, SIGHUP reload.
 //! * [`http`] — the accept loop, limits and timeouts, the `Endpoint` router, problem+json.
@@ -32,8 +33,9 @@
 //!   client-certificate identities.
 //! * [`metrics`] — Prometheus registry; metric names are constants there.
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier.
-//! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters, and an
-//!   in-memory store for tests.
+//! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters (with
+//!   instance presence and lease takeover), the stable instance id, and an in-memory store
+//!   for tests.
 //! * [`blob`] — the `BlobStore` port and its local-filesystem adapter.
 //! * [`keys`] — the `KeyProvider` port, KEKs and wrapped per-object DEKs.
 //! * [`at_rest`] — the segmented AES-256-GCM format, appending writer, random-access reader.

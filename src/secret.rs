@@ -1,10 +1,14 @@
 //! Secrets: values that must never be printed, logged or left in memory.
 //!
 //! A [`Secret`] wraps bytes that are zeroised on drop and print as `[redacted]`. Any secret
-//! in the configuration can be given inline or as a path to a file ([`read_secret_file`]);
-//! a secret file that is readable by its group or by everyone is refused, unless the
-//! operator set `allow_world_readable_secrets` (for container platforms that mount secrets
-//! with loose modes), because a readable key file is a leaked key.
+//! in the configuration can be given inline or as a path to a file ([`read_secret_file`]).
+//! Every file whose content the gateway trusts — secret files, the keyring, link keys, TLS
+//! keys, the configuration file — is read by one function, [`read_private_file`], with one
+//! strict check (`private_file`): a regular file, owned by this user or root, never
+//! writable by group or others, not readable by them unless the [`FilePolicy`] allows it
+//! (secrets: only with `allow_world_readable_secrets`, for container platforms that mount
+//! secrets with loose modes, because a readable key file is a leaked key), and capped in
+//! size.
 //!
 //! Not here: key hierarchies and crypto (see `keys`), token hashing (see `auth`).
 
@@ -12,6 +16,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use zeroize::{Zeroize, Zeroizing};
+
+mod private_file;
+
+pub use private_file::{
+    FilePolicy, MAX_CONFIG_BYTES, MAX_SECRET_BYTES, MAX_STATIC_KEY_BYTES, PrivateFileError,
+    read_private_file,
+};
 
 /// Secret bytes: zeroised on drop, redacted in `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,37 +67,9 @@ impl fmt::Display for Secret {
 /// Why a secret file could not be used. The messages name the file, never its content.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {
-    /// The file could not be read.
-    #[error("cannot read secret file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file's mode lets its group or everyone read it.
-    #[error(
-        "secret file {path} is readable by group or others (mode {mode:o}); \
-         run `chmod 600 {path}` or set allow_world_readable_secrets = true"
-    )]
-    TooOpen {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The file's mode lets its group or everyone write it: whoever can replace a key or
-    /// a token hash can let themselves in. Refused whatever `allow_open` says.
-    #[error(
-        "secret file {path} is writable by group or others (mode {mode:o}); \
-         run `chmod go-w {path}`"
-    )]
-    Writable {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The file was refused by the one strict check, or could not be read.
+    #[error(transparent)]
+    File(#[from] PrivateFileError),
     /// The file is empty (after trimming a trailing newline).
     #[error("secret file {path} is empty")]
     Empty {
@@ -95,14 +78,14 @@ pub enum SecretFileError {
     },
 }
 
-/// Reads a secret from a file, refusing group- or world-readable files unless `allow_open`.
-/// One trailing `\n` (or `\r\n`) is removed, since editors add one.
+/// Reads a secret from a file through [`read_private_file`] (a regular file, owned by this
+/// user or root, not writable by group or others, not readable by them unless
+/// `allow_open`, at most 1 MiB). One trailing `\n` (or `\r\n`) is removed, since editors
+/// add one.
 pub fn read_secret_file(path: &Path, allow_open: bool) -> Result<Secret, SecretFileError> {
-    check_file_mode(path, allow_open)?;
-    let mut bytes = std::fs::read(path).map_err(|source| SecretFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut buf = read_private_file(path, FilePolicy::secret(allow_open))?;
+    // Moved out, not copied; the emptied buffer is zeroised on drop as before.
+    let mut bytes = std::mem::take(&mut *buf);
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
         if bytes.last() == Some(&b'\r') {
@@ -115,30 +98,6 @@ pub fn read_secret_file(path: &Path, allow_open: bool) -> Result<Secret, SecretF
         });
     }
     Ok(Secret::new(bytes))
-}
-
-/// Refuses a file that holds key material when its group or others can write it, or read
-/// it unless `allow_open`.
-pub fn check_file_mode(path: &Path, allow_open: bool) -> Result<(), SecretFileError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| SecretFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(SecretFileError::Writable {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    if mode & 0o044 != 0 && !allow_open {
-        return Err(SecretFileError::TooOpen {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
 }
 
 /// Writes a new file with mode 0600 (failing if it exists), and syncs it.
@@ -175,7 +134,13 @@ mod tests {
         for mode in [0o644, 0o640, 0o604] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let err = read_secret_file(&path, false).unwrap_err();
-            assert!(matches!(err, SecretFileError::TooOpen { .. }), "{mode:o}");
+            assert!(
+                matches!(
+                    err,
+                    SecretFileError::File(PrivateFileError::Readable { .. })
+                ),
+                "{mode:o}"
+            );
             assert!(!err.to_string().contains("topsecret"));
             assert_eq!(
                 read_secret_file(&path, true).unwrap().expose(),
@@ -200,7 +165,7 @@ mod tests {
         ));
         assert!(matches!(
             read_secret_file(&dir.path().join("nope"), false),
-            Err(SecretFileError::Read { .. })
+            Err(SecretFileError::File(PrivateFileError::Io { .. }))
         ));
         assert!(write_private_file(&path, b"x").is_err(), "create_new");
     }

@@ -31,6 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub mod embedded;
+pub mod instance;
 mod limits;
 pub mod memory;
 pub mod redis;

@@ -43,9 +43,9 @@ pub enum TlsError {
         /// What is wrong.
         message: String,
     },
-    /// The key file is readable by others.
+    /// The key file was refused by the strict file check (type, owner, mode, size).
     #[error(transparent)]
-    KeyFileMode(#[from] crate::secret::SecretFileError),
+    KeyFile(#[from] crate::secret::PrivateFileError),
     /// rustls refused the configuration (e.g. key does not match certificate).
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
@@ -200,8 +200,10 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn load_key(path: &Path, allow_open: bool) -> Result<PrivateKeyDer<'static>, TlsError> {
-    crate::secret::check_file_mode(path, allow_open)?;
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+    // Checked and read through one descriptor: no swap between the check and the read.
+    let pem =
+        crate::secret::read_private_file(path, crate::secret::FilePolicy::secret(allow_open))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
         what: "private key file",
         path: path.display().to_string(),
         message: e.to_string(),

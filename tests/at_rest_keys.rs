@@ -69,13 +69,22 @@ fn keyring_readable_by_others_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keyring.json");
     KeyringFile::open_or_create(&path, false).unwrap();
-    for mode in [0o644, 0o640, 0o604, 0o660] {
+    for mode in [0o644, 0o640, 0o604] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         match KeyringFile::open_or_create(&path, false) {
-            Err(KeyError::InsecurePermissions { mode: m, .. }) => assert_eq!(m, mode),
+            Err(KeyError::SecretFile(e)) => assert_eq!(e.mode(), Some(mode)),
             other => panic!("mode {mode:o}: {other:?}"),
         }
         assert!(KeyringFile::open_or_create(&path, true).is_ok());
+    }
+    // Writable by group or others: refused even when readable is allowed (the old check
+    // let 0660 through with the allow flag).
+    for mode in [0o660, 0o606] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        match KeyringFile::open_or_create(&path, true) {
+            Err(KeyError::SecretFile(e)) => assert_eq!(e.mode(), Some(mode)),
+            other => panic!("mode {mode:o}: {other:?}"),
+        }
     }
 }
 
@@ -369,7 +378,7 @@ fn static_keks_from_secret_files_respect_permissions() {
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
             settings(false).build_provider(),
-            Err(KeyError::InsecurePermissions { .. })
+            Err(KeyError::SecretFile(_))
         ));
         assert!(settings(true).build_provider().is_ok());
         std::fs::write(&key_path, "not base64 of 32 bytes").unwrap();

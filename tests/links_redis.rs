@@ -13,9 +13,11 @@ use support::Gateway;
 use support::links::{PUBLISHER_TOKEN, actions, data, import, issue, publisher_toml};
 use support::redis::Prefix;
 
-fn redis_extra(prefix: &str) -> String {
+/// Both instances share one directory (keys, blobs, import dir), so each names its own
+/// `server.instance_id` (two live gateways with one id refuse to start).
+fn redis_extra(prefix: &str, instance_id: &str) -> String {
     format!(
-        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n\
+        "[server]\ninstance_id = \"{instance_id}\"\n\n[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n\
          [keys]\nsegment_size = 4096\n{}",
         support::redis::url(),
         publisher_toml()
@@ -33,9 +35,8 @@ async fn a_revocation_on_one_instance_stops_the_link_on_another_at_once() {
     }
     let prefix = Prefix::new("revoke");
     let tmp = tempfile::tempdir().unwrap();
-    let extra = redis_extra(prefix.as_str());
-    let mut one = Gateway::start_in(tmp.path(), &extra);
-    let two = Gateway::start_in(tmp.path(), &extra);
+    let mut one = Gateway::start_in(tmp.path(), &redis_extra(prefix.as_str(), "one"));
+    let two = Gateway::start_in(tmp.path(), &redis_extra(prefix.as_str(), "two"));
     assert_ne!(one.addr, two.addr);
     let artifact = import(&one, "shared.ndjson", &data(20_000, 8)).await;
     let link = issue(&one, json!({"artifact": artifact, "partner": "payer-a"})).await;
@@ -82,9 +83,8 @@ async fn two_instances_cannot_both_spend_the_last_download() {
     }
     let prefix = Prefix::new("spend");
     let tmp = tempfile::tempdir().unwrap();
-    let extra = redis_extra(prefix.as_str());
-    let one = Gateway::start_in(tmp.path(), &extra);
-    let two = Gateway::start_in(tmp.path(), &extra);
+    let one = Gateway::start_in(tmp.path(), &redis_extra(prefix.as_str(), "one"));
+    let two = Gateway::start_in(tmp.path(), &redis_extra(prefix.as_str(), "two"));
     let len = 300_000;
     let artifact = import(&one, "once.ndjson", &data(len, 9)).await;
     for _ in 0..5 {

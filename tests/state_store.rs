@@ -8,7 +8,8 @@
 //! environment variable is set: then they fail (`support::ci`).
 //!
 //! Also here: embedded-only checks (file lock, sweeper, reopen, modes), Redis-only checks
-//! (unreachable or silent server, foreign data under our keys), and the
+//! (unreachable or silent server, foreign data under our keys), Redis presence and lease
+//! takeover from dead holders (`redis_presence`), and the
 //! cross-process lease tests, which re-run this test binary as a child process that takes a
 //! lease and is then killed with SIGKILL (see `child_lease_holder`).
 
@@ -31,6 +32,8 @@ mod harness;
 mod processes;
 #[path = "state_store/redis_only.rs"]
 mod redis_only;
+#[path = "state_store/redis_presence.rs"]
+mod redis_presence;
 mod support;
 
 /// Generates one test per case for each backend.

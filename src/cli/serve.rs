@@ -35,6 +35,14 @@ fn init_logging(config: &Config) {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let app = crate::app::build(config).await?;
+    let outcome = serve_app(&app).await;
+    // Also when start-up failed after joining (TLS files, bind): a restart then joins at
+    // once instead of watching this process's heartbeat lapse.
+    app.leave().await;
+    outcome
+}
+
+async fn serve_app(app: &crate::app::App) -> anyhow::Result<()> {
     app.spawn_sweepers();
     let (config, state, blobs, auditor) = (
         app.state.config.clone(),

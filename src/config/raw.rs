@@ -80,6 +80,8 @@ pub struct RawServer {
     /// Peers whose `forwarded_header` is believed.
     pub trusted_proxies: Option<Vec<String>>,
     pub forwarded_header: Option<String>,
+    /// This gateway's stable name in a shared state store.
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -165,7 +165,7 @@ fn a_config_file_writable_by_others_is_refused() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
     let err = Config::load(Some(&f), &env(&[])).unwrap_err();
     assert!(
-        matches!(err, ConfigError::Writable { mode: 0o666, .. }),
+        matches!(&err, ConfigError::File(e) if e.mode() == Some(0o666)),
         "{err}"
     );
     assert!(err.to_string().contains("chmod go-w"), "{err}");
@@ -633,4 +633,26 @@ fn a_log_level_with_a_field_regex_is_not_compiled() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn server_instance_id_is_validated() {
+    let ok = Config::from_toml("[server]\ninstance_id = \"gw-1.eu_west\"\n", &env(&[])).unwrap();
+    assert_eq!(
+        ok.server.instance_id.as_ref().map(|id| id.as_str()),
+        Some("gw-1.eu_west")
+    );
+    assert!(
+        Config::from_toml("", &env(&[]))
+            .unwrap()
+            .server
+            .instance_id
+            .is_none()
+    );
+    for bad in ["", "gw 1", "gw:1", "a/b", &"x".repeat(65)] {
+        let err = Config::from_toml(&format!("[server]\ninstance_id = {bad:?}\n"), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.instance_id"), "{bad:?}: {err}");
+    }
 }

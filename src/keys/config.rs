@@ -34,9 +34,10 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::kek_set::{KekMaterial, KekSet, KekVersion};
-use super::keyring::{KeyIn, KeyringFile, decode_key_b64, read_secret_file};
+use super::keyring::{KeyIn, KeyringFile, decode_key_b64};
 use super::static_keks::StaticKeks;
 use super::{KEY_LEN, KekId, KeyError, KeyProvider};
+use crate::secret::{FilePolicy, read_private_file};
 
 /// Default keyring file name, inside the data directory.
 pub const DEFAULT_KEYRING_FILE: &str = "keyring.json";
@@ -264,7 +265,10 @@ impl KeysSettings {
                     let material = match source {
                         StaticKekSource::Inline(bytes) => bytes.clone(),
                         StaticKekSource::File(path) => {
-                            let text = read_secret_file(path, *allow_world_readable_secrets, 4096)?;
+                            let text = read_private_file(
+                                path,
+                                FilePolicy::static_key(*allow_world_readable_secrets),
+                            )?;
                             std::str::from_utf8(&text)
                                 .ok()
                                 .and_then(|s| decode_key_b64(s.trim()))

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +44,7 @@ use super::{
     Dek, KEY_LEN, KekId, KekRef, KekVersionInfo, KeyError, KeyProvider, Unreferenced, WrapContext,
     WrappedDek,
 };
+use crate::secret::{FilePolicy, read_private_file};
 
 /// The `format` value of a keyring file.
 pub const KEYRING_FORMAT: &str = "sallyport-keyring/v1";
@@ -295,32 +296,15 @@ fn load(path: &Path, allow_world_readable: bool) -> Result<(KekSet, FileStamp), 
     Ok((set, stamp))
 }
 
-/// Reads a secret file whole into a zeroised buffer, refusing group/other access unless
-/// allowed and refusing files over `max` bytes.
+/// Reads a secret file whole into a zeroised buffer through the one strict file check
+/// (`secret::read_private_file`), capped at `max` bytes.
 pub(crate) fn read_secret_file(
     path: &Path,
     allow_world_readable: bool,
     max: u64,
 ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let meta = fs::metadata(path).map_err(|e| io_error(path, e))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 && !allow_world_readable {
-        return Err(KeyError::InsecurePermissions {
-            path: path.display().to_string(),
-            mode,
-        });
-    }
-    if meta.len() > max {
-        return Err(KeyError::KeyringFormat {
-            path: path.display().to_string(),
-            reason: format!("larger than {max} bytes"),
-        });
-    }
-    let mut file = fs::File::open(path).map_err(|e| io_error(path, e))?;
-    // Reserve once so the secret is never copied by a reallocation.
-    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    std::io::Read::read_to_end(&mut file, &mut buf).map_err(|e| io_error(path, e))?;
-    Ok(buf)
+    let policy = FilePolicy::secret(allow_world_readable).with_max_bytes(max);
+    Ok(read_private_file(path, policy)?)
 }
 
 fn write_atomically(path: &Path, set: &KekSet) -> Result<(), KeyError> {

@@ -22,8 +22,10 @@
 //! | `P n:<ns>` | sorted set, score 0 | ids of the namespace's records (for `list`) |
 //! | `P x:<ns>:<index>:<value>` | sorted set, score 0 | ids listed under that index value |
 //! | `P c:<ns>:<id>` | string | counter (decimal i64) |
-//! | `P l:<name>` | hash, `PEXPIRE` = TTL | `t` holder token (16 bytes), `f` fence |
+//! | `P l:<name>` | hash, `PEXPIRE` = TTL | `t` holder token (16 bytes), `f` fence, and for a store that has joined: `i` holder instance id, `c` its incarnation |
 //! | `P lease_fence` | string | last fencing number issued, store-wide |
+//! | `P a:<instance id>` | string, `PEXPIRE` = 3 s | alive key: `<incarnation>:<beat>`, rewritten every second (see `presence`) |
+//! | `P e:<instance id>` | string | the instance's last incarnation number |
 //! | `P g:<log>:h` | string | the log's last sequence number |
 //! | `P g:<log>:e` | hash | decimal seq → entry bytes |
 //!
@@ -35,6 +37,10 @@
 //!   sweeper yet), so a set nobody lists again keeps its stale ids.
 //! * Lease fences come from one store-wide `INCR`, so they strictly increase across every
 //!   acquisition of every name and survive release, with no per-name key left behind.
+//! * A lease is taken over before its TTL runs out when its holder is dead: an older
+//!   incarnation of the acquirer's own instance id, or a holder whose alive key lapsed
+//!   (see `presence`). Renewal and release still need the holder's token and fence, so a
+//!   displaced holder can neither renew nor release its successor's lease.
 //! * Log entries are immutable once appended, so `log_read` reads them without a script.
 //!
 //! Not here: the meaning of the bytes; Redis Cluster; TLS to Redis beyond what the URL
@@ -59,7 +65,10 @@ use super::{
 };
 
 mod keys;
+mod presence;
 mod scripts;
+
+pub use presence::{ALIVE_TTL, BEAT, Joined, Presence, PresenceError};
 
 use keys::{Keys, membership_field};
 use scripts::Scripts;
@@ -92,6 +101,9 @@ pub struct RedisStateStore {
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     timeouts: RedisTimeouts,
+    /// Who this store takes leases as, once it has [joined](Self::join); `None`: a store
+    /// (a CLI command, a test) whose leases are only ever free once they expire.
+    holder: Option<std::sync::Arc<presence::Holder>>,
 }
 
 impl std::fmt::Debug for RedisStateStore {
@@ -141,6 +153,7 @@ impl RedisStateStore {
             keys: Keys::new(key_prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             timeouts,
+            holder: None,
         })
     }
 
@@ -362,6 +375,11 @@ impl StateStore for RedisStateStore {
         rand::rng().fill_bytes(&mut token);
         let key = self.keys.lease(name);
         let fence_key = self.keys.lease_fence();
+        let (holder_id, incarnation) = match &self.holder {
+            Some(h) => (h.id.as_str(), h.incarnation),
+            None => ("", 0),
+        };
+        let alive_prefix = self.keys.alive_prefix();
         let (status, n): (i64, i64) = self
             .call(|mut c| async move {
                 self.scripts
@@ -370,13 +388,19 @@ impl StateStore for RedisStateStore {
                     .key(fence_key)
                     .arg(token.as_slice())
                     .arg(ttl_ms)
+                    .arg(holder_id)
+                    .arg(incarnation)
+                    .arg(alive_prefix)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
         let n = u64::try_from(n).map_err(|_| corrupt("negative lease number"))?;
+        if status == 2 {
+            tracing::info!(lease = name, "took over the lease of a dead holder");
+        }
         match status {
-            1 => Ok(LeaseOutcome::Acquired(Lease {
+            1 | 2 => Ok(LeaseOutcome::Acquired(Lease {
                 name: name.to_owned(),
                 token,
                 fence: n,

@@ -69,6 +69,22 @@ impl Keys {
         self.key(&[b"lease_fence"])
     }
 
+    /// An instance's alive key, a string `<incarnation>:<beat>` with a short TTL:
+    /// `P a:<instance id>`.
+    pub(super) fn alive(&self, instance: &str) -> Vec<u8> {
+        self.key(&[b"a:", instance.as_bytes()])
+    }
+
+    /// What every alive key starts with (the instance id follows): `P a:`.
+    pub(super) fn alive_prefix(&self) -> Vec<u8> {
+        self.key(&[b"a:"])
+    }
+
+    /// An instance's incarnation counter: `P e:<instance id>`.
+    pub(super) fn epoch(&self, instance: &str) -> Vec<u8> {
+        self.key(&[b"e:", instance.as_bytes()])
+    }
+
     /// A log's head sequence number: `P g:<log>:h`.
     pub(super) fn log_head(&self, log: &str) -> Vec<u8> {
         self.key(&[b"g:", log.as_bytes(), b":h"])
@@ -107,6 +123,9 @@ mod tests {
         assert_eq!(k.lease("upload/1"), b"sp:l:upload/1");
         assert_eq!(k.lease_fence(), b"sp:lease_fence");
         assert_eq!(k.log_head("audit"), b"sp:g:audit:h");
+        assert_eq!(k.alive("gw-1"), b"sp:a:gw-1");
+        assert!(k.alive("gw-1").starts_with(&k.alive_prefix()));
+        assert_eq!(k.epoch("gw-1"), b"sp:e:gw-1");
         assert_eq!(k.log_entries("audit"), b"sp:g:audit:e");
         assert_eq!(membership_field(b"sp:x:a:b:c"), b"x:sp:x:a:b:c");
     }

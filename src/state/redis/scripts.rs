@@ -25,6 +25,9 @@ pub(super) struct Scripts {
     pub(super) lease_release: Script,
     pub(super) log_head: Script,
     pub(super) log_append: Script,
+    pub(super) presence_claim: Script,
+    pub(super) presence_beat: Script,
+    pub(super) presence_leave: Script,
 }
 
 impl Scripts {
@@ -39,6 +42,9 @@ impl Scripts {
             lease_release: Script::new(LEASE_RELEASE),
             log_head: Script::new(LOG_HEAD),
             log_append: Script::new(LOG_APPEND),
+            presence_claim: Script::new(PRESENCE_CLAIM),
+            presence_beat: Script::new(PRESENCE_BEAT),
+            presence_leave: Script::new(PRESENCE_LEAVE),
         }
     }
 }
@@ -167,16 +173,42 @@ end
 return {1, now}
 "#;
 
-/// KEYS: lease, fence counter. ARGV: token, ttl ms.
-/// Reply: `{1, fence}`, `{0, remaining ms}` (held) or `{-1, 0}` (a lease without expiry).
+/// KEYS: lease, fence counter. ARGV: token, ttl ms, holder instance id (empty: a store that
+/// has not joined), holder incarnation, alive-key prefix (`P a:`).
+/// Reply: `{1, fence}` (free), `{2, fence}` (taken over from a dead holder), `{0, remaining
+/// ms}` (held) or `{-1, 0}` (a lease without expiry).
+///
+/// A live lease is taken over at once when its holder is dead: an older incarnation of the
+/// acquirer's own instance id (the acquirer is its restart), or a holder whose alive key is
+/// gone or names another incarnation (see `presence`). A lease without holder fields
+/// (taken by a store that has not joined) is only ever free once it expires.
 const LEASE_ACQUIRE: &str = r#"
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl == -1 then return {-1, 0} end
-if pttl >= 0 then return {0, pttl} end
+local status = 1
+if pttl >= 0 then
+  local held = redis.call('HMGET', KEYS[1], 'i', 'c')
+  local id, inc = held[1], held[2]
+  local dead = false
+  if id and inc and id ~= '' then
+    if id == ARGV[3] then
+      dead = tonumber(inc) < tonumber(ARGV[4])
+    else
+      local alive = redis.call('GET', ARGV[5] .. id)
+      dead = (not alive) or string.sub(alive, 1, #inc + 1) ~= inc .. ':'
+    end
+  end
+  if not dead then return {0, pttl} end
+  status = 2
+end
 local fence = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', fence)
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'i', ARGV[3], 'c', ARGV[4])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, fence}
+return {status, fence}
 "#;
 
 /// KEYS: lease. ARGV: token, fence, ttl ms. Reply: 1 renewed, 0 lost.
@@ -222,4 +254,35 @@ for i = 2, #ARGV do
 end
 redis.call('SET', KEYS[1], string.format('%d', seq))
 return {1, head + 1, false}
+"#;
+
+/// KEYS: alive key, incarnation counter. ARGV: alive ttl ms.
+/// Reply: `{1, new incarnation}` (claimed: the alive key now says `<incarnation>:0`) or
+/// `{0, the alive key's current value}` (someone holds it).
+const PRESENCE_CLAIM: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur} end
+local n = string.format('%d', redis.call('INCR', KEYS[2]))
+redis.call('SET', KEYS[1], n .. ':0', 'PX', ARGV[1])
+return {1, n}
+"#;
+
+/// KEYS: alive key. ARGV: own incarnation prefix (`<n>:`), new value, alive ttl ms.
+/// Reply: 1 beaten, 0 the key names another incarnation (a newer process took the id).
+/// A key that lapsed (a long Redis outage) is claimed again: nobody newer took it.
+const PRESENCE_BEAT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"#;
+
+/// KEYS: alive key. ARGV: own incarnation prefix. Reply: 1 deleted, 0 not ours.
+const PRESENCE_LEAVE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
 "#;
