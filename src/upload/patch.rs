@@ -314,6 +314,12 @@ impl Uploads {
                 return Err(refusal(error, &record));
             }
         };
+        // A body of unknown length in the upload's last ledger slot: taken only if it
+        // completes the upload (`uploads.max_chunks_per_upload`); otherwise discarded.
+        if let Err(error) = plan.check_chunk_cap(&record, digest.length) {
+            writer.rollback().await?;
+            return Err(refusal(error, &record));
+        }
         let outcome = self
             .commit_chunk(
                 who,
@@ -362,6 +368,13 @@ impl Uploads {
             writer.rollback().await?;
             return Ok(Outcome { record });
         }
+        // While the length is deferred, the quota grows with the upload (a declared
+        // length reserves all of it): reserved before the bytes become durable.
+        let grow = super::quota::held(&next).saturating_sub(super::quota::held(&record));
+        if let Err(e) = self.reserve_bytes(&record.owner, grow).await {
+            writer.rollback().await?;
+            return Err(e);
+        }
         // Write-ahead: say what this commit will mean before making the bytes durable.
         let pending = Pending {
             from_offset: record.offset,
@@ -369,7 +382,10 @@ impl Uploads {
             entry: commit.entry.clone(),
             completes,
         };
-        self.store.set_pending(id, &pending).await?;
+        if let Err(e) = self.store.set_pending(id, &pending).await {
+            self.release_bytes(&record.owner, grow).await;
+            return Err(e.into());
+        }
         if completes {
             let finished = writer.finish().await?;
             next.sha256 = Some(crate::tus::record::Sha256Digest(finished.sha256));

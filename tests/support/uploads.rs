@@ -93,6 +93,7 @@ impl Engine {
             body_timeout: std::time::Duration::from_secs(30),
             completed_retention: std::time::Duration::from_secs(30 * 86_400),
             max_open_per_principal: 100,
+            max_bytes_per_principal: 1 << 40,
             cors_origins: Vec::new(),
         };
         let artifacts = sallyport::artifact::Artifacts::new(state.clone());
