@@ -249,6 +249,18 @@ async fn quota_is_given_back_and_charged_as_it_grows(gw: &Gateway, created: &[St
         0,
         "a refused chunk changes nothing"
     );
+    // A body of unknown length is read, then refused at the atomic reservation before
+    // its commit: nothing kept either.
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(
+        bytes::Bytes::from_static(b"abc"),
+    )]);
+    let resp = tus
+        .patch(&deferred, 0, reqwest::Body::wrap_stream(stream), &[])
+        .await;
+    let (status, body) = problem_body(resp).await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["requested"], 3, "{body}");
+    assert_eq!(tus.offset(&deferred).await, 0);
     // Declaring a length reserves all of it.
     let resp = tus
         .patch(&deferred, 0, Vec::new(), &[("upload-length", "10")])

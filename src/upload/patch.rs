@@ -66,6 +66,19 @@ impl Uploads {
         let (record, _) = self.load_for(id, who, now, "patch").await?;
         plan::plan_patch(&record, &request, who.requester(), now, self.limits())
             .map_err(|error| refusal(error, &record))?;
+        // While the length is deferred a chunk grows the owner's byte quota: one that
+        // cannot fit is refused before its body is read when its length is known.
+        if record.length.is_none() {
+            let after = match (request.length, request.body.content_length) {
+                (Some(length), _) => Some(length),
+                (None, Some(n)) => Some(record.offset.saturating_add(n)),
+                (None, None) => None,
+            };
+            if let Some(after) = after {
+                self.precheck_bytes(&record.owner, after.saturating_sub(record.offset))
+                    .await?;
+            }
+        }
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.patch_locked(who, id, &request, &guard, body).await;
         guard.release().await;

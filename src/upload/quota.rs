@@ -71,6 +71,26 @@ impl Uploads {
         }
     }
 
+    /// Refuses early, before a body is read, a growth of `bytes` that would not fit
+    /// `owner`'s quota now. Advisory only (another request may reserve meanwhile): the
+    /// binding, atomic check is [`Uploads::reserve_bytes`] before the commit. It spares the
+    /// disk a deferred-length body that would be discarded anyway.
+    pub(super) async fn precheck_bytes(&self, owner: &str, bytes: u64) -> Result<(), UploadError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let limit = self.settings.max_bytes_per_principal;
+        let used = u64::try_from(self.state.counter_get(QUOTA, owner).await?).unwrap_or(0);
+        if used.saturating_add(bytes) > limit {
+            return Err(UploadError::QuotaExceeded {
+                limit,
+                used,
+                requested: bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Gives `bytes` of `owner`'s quota back. Never fails: a release that cannot be
     /// written leaves the bytes counted (the client has less quota, never more).
     pub(super) async fn release_bytes(&self, owner: &str, bytes: u64) {
