@@ -5,13 +5,14 @@
 //!   one byte per PATCH stops at the cap with `413 upload.too_many_chunks`, the ledger and
 //!   the stored object stay bounded, and the chunk that completes the upload is still
 //!   taken in the last slot;
-//! * the ledger `GET` is streamed (no `Content-Length`) and is the same document;
+//! * the ledger `GET` is streamed (no `Content-Length`) and is the same document, over
+//!   three pages of entries, from the embedded store and from Redis;
 //! * the byte quota (`uploads.max_bytes_per_principal`): a burst of 50 concurrent
 //!   creations by one client passes exactly the quota (507 `upload.quota_exceeded` for the
 //!   rest), on the embedded store and on the real Redis shared by two instances; a
 //!   deferred-length upload is charged as it grows; a DELETE gives the bytes back.
 //!
-//! The Redis test needs Redis on 127.0.0.1:6379 (a unique key prefix per test); it is
+//! The Redis tests need Redis on 127.0.0.1:6379 (a unique key prefix per test); it is
 //! skipped with a notice when Redis is unreachable, except under `CI`, where that fails.
 
 mod support;
@@ -114,7 +115,27 @@ async fn one_byte_chunks_stop_at_the_cap_and_the_completing_chunk_still_lands() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_is_streamed_page_by_page() {
     let gw = Gateway::start("[uploads]\nmax_chunks_per_upload = 1000\n");
-    let tus = Tus::new(&gw);
+    ledger_streams(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_streamed_page_by_page_from_redis() {
+    if !support::redis::available() {
+        return;
+    }
+    let prefix = Prefix::new("ledger");
+    let gw = Gateway::start(&format!(
+        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{}\"\n",
+        support::redis::url(),
+        prefix.as_str(),
+    ));
+    ledger_streams(&gw).await;
+}
+
+/// 300 one-byte chunks, then the ledger: no `Content-Length`, every entry in order, the
+/// document's fields in `LedgerDocument`'s order.
+async fn ledger_streams(gw: &Gateway) {
+    let tus = Tus::new(gw);
     // 300 entries: three pages of the engine's 128.
     let n = 300u64;
     let content = data(n as usize, 5);
