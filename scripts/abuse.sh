@@ -10,10 +10,18 @@
 #   idle-h2  IDLE_H2 HTTP/2 connections that send the preface and then only answer the
 #            server's pings (issue: pings kept idle connections open). They must be closed
 #            after server.idle_timeout.
+#   chunks   one client uploads CHUNK_ATTEMPT bytes one byte per PATCH (issue: storage
+#            amplification, unbounded ledgers). Every chunk past uploads.max_chunks_per_upload
+#            (MAX_CHUNKS) must be refused 413 upload.too_many_chunks, the ledger must stay at
+#            the cap and stream (no Content-Length), and the chunk that completes the upload
+#            must still be taken.
 #
 # Usage: scripts/abuse.sh [WORKDIR]
-#   env: STALLED=300  IDLE_H2=100  BODY_TIMEOUT=6  IDLE_TIMEOUT=10 (seconds; the idle
+#   env: PHASES="stalled idle-h2 chunks" (any of them)
+#        STALLED=300  IDLE_H2=100  BODY_TIMEOUT=6  IDLE_TIMEOUT=10 (seconds; the idle
 #        timeout longer than the body timeout, so that stalled bodies end with their 408)
+#        CHUNK_ATTEMPT=100000 (one-byte PATCHes tried, at most) MAX_CHUNKS=1000
+#        REFUSALS=100 (refused PATCHes past the cap before the client gives up)
 #        GATEWAY_BIN=<binary> (else cargo build --release)
 #        BENCH_DIR=<repo>/../shared/bench (the shared helpers: lib.sh)
 # Needs curl, openssl, python3.
@@ -21,7 +29,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mkdir -p "${1:-$ROOT/target/abuse}" && cd "${1:-$ROOT/target/abuse}" && pwd)
 BENCH_SRC=${BENCH_DIR:-$ROOT/../shared/bench}
+PHASES=${PHASES:-stalled idle-h2 chunks}
 STALLED=${STALLED:-300}; IDLE_H2=${IDLE_H2:-100}
+case " $PHASES " in *" stalled "*) ;; *) STALLED=0 ;; esac
+case " $PHASES " in *" idle-h2 "*) ;; *) IDLE_H2=0 ;; esac
+CHUNK_ATTEMPT=${CHUNK_ATTEMPT:-100000}; MAX_CHUNKS=${MAX_CHUNKS:-1000}; REFUSALS=${REFUSALS:-100}
+case " $PHASES " in *" chunks "*) ;; *) CHUNK_ATTEMPT=0 ;; esac
 BODY_TIMEOUT=${BODY_TIMEOUT:-6}; IDLE_TIMEOUT=${IDLE_TIMEOUT:-10}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${GATEWAY_BIN:-$TARGET/release/sallyport}
@@ -31,6 +44,8 @@ for tool in curl openssl python3; do
   command -v "$tool" > /dev/null || { echo "$tool is required" >&2; exit 2; }
 done
 [ "$STALLED" -le 2000 ] && [ "$IDLE_H2" -le 2000 ] || { echo "at most 2000 of each" >&2; exit 2; }
+[ "$CHUNK_ATTEMPT" -le 1000000 ] && [ "$MAX_CHUNKS" -ge 2 ] && [ "$MAX_CHUNKS" -le 1000000 ] \
+  || { echo "CHUNK_ATTEMPT at most 1000000, MAX_CHUNKS 2..1000000" >&2; exit 2; }
 if [ -z "${GATEWAY_BIN:-}" ]; then
   (cd "$ROOT" && cargo build --release --locked --bin sallyport)
 fi
@@ -58,6 +73,7 @@ header_read_timeout = "${IDLE_TIMEOUT}s"
 [uploads]
 body_timeout = "${BODY_TIMEOUT}s"
 max_open_per_principal = 10000
+max_chunks_per_upload = $MAX_CHUNKS
 [log]
 format = "text"
 level = "warn"
@@ -90,7 +106,9 @@ sample() {
   printf '%-8s %9s KiB %6s fds   readyz %s\n' "$1" "$rss" "$fds" "$out"
 }
 
-echo "# gateway $BIN on 127.0.0.1:$PORT; $STALLED stalled bodies, $IDLE_H2 idle h2 connections"
+echo "# gateway $BIN on 127.0.0.1:$PORT; phases: $PHASES"
+if [ "$STALLED" -gt 0 ] || [ "$IDLE_H2" -gt 0 ]; then
+echo "# $STALLED stalled bodies, $IDLE_H2 idle h2 connections"
 echo "# body_timeout ${BODY_TIMEOUT}s, idle_timeout ${IDLE_TIMEOUT}s"
 sample before
 python3 - "$PORT" "$CA" "$UP_TOKEN" "$STALLED" "$IDLE_H2" "$BODY_TIMEOUT" "$IDLE_TIMEOUT" \
@@ -164,3 +182,69 @@ sample after
 sleep 2
 sample after
 cat "$WORK/clients.out"
+fi
+
+if [ "$CHUNK_ATTEMPT" -gt 0 ]; then
+echo "# chunks: up to $CHUNK_ATTEMPT one-byte PATCHes on one upload of $CHUNK_ATTEMPT bytes;"
+echo "# max_chunks_per_upload $MAX_CHUNKS"
+sample before
+python3 - "$PORT" "$CA" "$UP_TOKEN" "$CHUNK_ATTEMPT" "$REFUSALS" > "$WORK/chunks.out" 2>&1 <<'PY' &
+import http.client, json, ssl, sys, time
+port, ca, token, attempt = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+refusals_wanted = int(sys.argv[5])
+c = ssl.create_default_context(cafile=ca)
+c.check_hostname = False
+conn = None
+
+def req(method, path, headers=None, body=None):
+    global conn
+    if conn is None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=c, timeout=30)
+    h = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0", **(headers or {})}
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read()
+    if r.will_close:
+        conn.close()
+        conn = None
+    return r, data
+
+t0 = time.monotonic()
+r, _ = req("POST", "/files/", {"Upload-Length": str(attempt)})
+path = r.getheader("Location")
+offset, statuses, refusals = 0, {}, 0
+octet = {"Content-Type": "application/offset+octet-stream"}
+for i in range(attempt - 1):
+    r, data = req("PATCH", path, {**octet, "Upload-Offset": str(offset)}, b"x")
+    statuses[r.status] = statuses.get(r.status, 0) + 1
+    if r.status == 204:
+        offset += 1
+    elif r.status == 413 and json.loads(data).get("code") == "upload.too_many_chunks":
+        refusals += 1
+        # Past the cap every refusal is the same (and closes the connection: it is answered
+        # before the body is read); REFUSALS of them show it stays so.
+        if refusals >= refusals_wanted:
+            break
+    else:
+        break
+patched = time.monotonic() - t0
+r, data = req("GET", path + "/ledger")
+ledger = json.loads(data)
+streamed = r.getheader("Content-Length") is None
+r2, _ = req("PATCH", path, {**octet, "Upload-Offset": str(offset)}, b"x" * (attempt - offset))
+r3, data3 = req("GET", path + "/ledger")
+after = json.loads(data3)
+print(f"chunks   PATCH statuses {statuses} in {patched:.1f} s; offset at the cap {offset}")
+print(f"chunks   ledger at the cap: {len(ledger['chunks'])} entries, {len(data)} bytes, "
+      f"streamed (no Content-Length): {streamed}")
+print(f"chunks   completing chunk of {attempt - offset} bytes: {r2.status}; ledger after: "
+      f"{len(after['chunks'])} entries, complete {after['complete']}")
+PY
+CHUNKER=$!
+sleep 1
+while kill -0 "$CHUNKER" 2>/dev/null; do sample during; sleep 2; done
+wait "$CHUNKER" || true
+sample after
+echo "chunks   data directory: $(du -sk "$DATA" | cut -f1) KiB"
+cat "$WORK/chunks.out"
+fi

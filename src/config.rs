@@ -770,6 +770,25 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
             "must be in 1..=100000",
         ));
     }
+    // A client's bytes in the gateway at once: 16 uploads of the default Tus-Max-Size.
+    let max_bytes_per_principal = size_or(
+        "uploads.max_bytes_per_principal",
+        raw.max_bytes_per_principal.as_deref(),
+        ByteSize(1 << 40),
+    )?;
+    if !(1 << 10..=1 << 60).contains(&max_bytes_per_principal.0) {
+        return Err(invalid(
+            "uploads.max_bytes_per_principal",
+            "must be from 1KiB to 1EiB",
+        ));
+    }
+    let max_chunks = raw.max_chunks_per_upload.unwrap_or(defaults.max_chunks);
+    if !(1..=1_000_000).contains(&max_chunks) {
+        return Err(invalid(
+            "uploads.max_chunks_per_upload",
+            "must be in 1..=1000000",
+        ));
+    }
     let mut cors_origins = Vec::new();
     for origin in raw.cors_allowed_origins.iter().flatten() {
         let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
@@ -790,6 +809,7 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
             expire_after,
             metadata,
             max_concat_parts,
+            max_chunks,
         },
         base,
         lease_ttl,
@@ -797,6 +817,7 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         min_body_rate,
         completed_retention,
         max_open_per_principal,
+        max_bytes_per_principal: max_bytes_per_principal.0,
         cors_origins,
     })
 }

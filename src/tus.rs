@@ -64,6 +64,9 @@ pub struct TusLimits {
     pub metadata: metadata::MetadataLimits,
     /// Most partial uploads one final upload may name. Default 256.
     pub max_concat_parts: usize,
+    /// Most chunks (ledger entries) one upload may have. Default 10,000. The last slot is
+    /// kept for a chunk that completes the upload, so a client near the cap can finish.
+    pub max_chunks: u64,
 }
 
 impl Default for TusLimits {
@@ -73,6 +76,7 @@ impl Default for TusLimits {
             expire_after: Duration::from_secs(24 * 60 * 60),
             metadata: metadata::MetadataLimits::default(),
             max_concat_parts: 256,
+            max_chunks: 10_000,
         }
     }
 }

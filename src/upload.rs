@@ -15,11 +15,14 @@
 //!   concatenation, and undoing a creation whose first chunk was refused;
 //! * `patch.rs`: `PATCH` — the lease, reconciling an interrupted commit, taking the body,
 //!   committing the chunk, and the chunk and completion audit events;
-//! * `lifecycle.rs`: `HEAD`, `DELETE`, the ledger document, destroying an upload, the
-//!   expiry sweeper, and [`Uploads::completed_source`];
+//! * `lifecycle.rs`: `HEAD`, `DELETE`, destroying an upload, the expiry sweeper, and
+//!   [`Uploads::completed_source`];
+//! * [`ledger`]: the ledger document, streamed page by page from the state store;
 //! * [`source`]: what a completed upload contributes to an artifact, and the check (a leaf
 //!   the artifact side may name without depending on the engine);
 //! * `metadata.rs`: sealing and unsealing `Upload-Metadata`;
+//! * [`quota`]: the per-principal byte quota (reserved atomically in the state store,
+//!   given back when an upload is destroyed or an artifact takes its object);
 //! * [`store`], [`lease`], [`stage`], [`events`]: the state-store layout, the lease, the
 //!   body pipeline's threads, the audit events;
 //! * `tests.rs`: the engine over real stores in a temporary directory.
@@ -51,10 +54,12 @@ use std::time::Duration;
 mod create;
 pub mod events;
 pub mod lease;
+pub mod ledger;
 mod lifecycle;
 pub mod membership;
 mod metadata;
 mod patch;
+pub mod quota;
 pub mod source;
 pub mod stage;
 pub mod store;
@@ -99,6 +104,8 @@ pub struct UploadSettings {
     pub completed_retention: Duration,
     /// Most unfinished uploads one principal may have.
     pub max_open_per_principal: usize,
+    /// Most bytes of uploads one principal may hold at once (see [`quota`]).
+    pub max_bytes_per_principal: u64,
     /// Origins allowed to call the upload endpoint from a browser (CORS).
     pub cors_origins: Vec<String>,
 }
@@ -118,6 +125,18 @@ pub enum UploadError {
     /// it cannot be deleted through tus.
     #[error("the upload is registered as an artifact")]
     InUse,
+    /// The upload would take its owner's stored bytes past `uploads.max_bytes_per_principal`
+    /// (at creation: its declared length; while its length is deferred: each chunk).
+    /// Nothing was stored.
+    #[error("storage quota exceeded ({used} of {limit} bytes used, {requested} requested)")]
+    QuotaExceeded {
+        /// The quota, in bytes.
+        limit: u64,
+        /// Bytes the owner's uploads hold already.
+        used: u64,
+        /// Bytes this request asked for.
+        requested: u64,
+    },
     /// The principal has too many unfinished uploads.
     #[error("too many open uploads (limit {limit})")]
     TooManyOpen {

@@ -53,6 +53,8 @@ pub struct RawUploads {
     pub min_body_rate: Option<String>,
     pub completed_retention: Option<String>,
     pub max_open_per_principal: Option<usize>,
+    pub max_bytes_per_principal: Option<String>,
+    pub max_chunks_per_upload: Option<u64>,
     pub max_metadata_bytes: Option<String>,
     pub max_metadata_pairs: Option<usize>,
     pub max_concat_parts: Option<usize>,

@@ -87,6 +87,41 @@ fn invalid_values_name_the_key() {
 }
 
 #[test]
+fn upload_quota_and_chunk_cap_defaults_and_bounds() {
+    let c = Config::from_toml("", &env(&[])).unwrap();
+    assert_eq!(c.uploads.limits.max_chunks, 10_000);
+    assert_eq!(c.uploads.max_bytes_per_principal, 1 << 40);
+    let c = Config::from_toml(
+        "[uploads]\nmax_chunks_per_upload = 100\nmax_bytes_per_principal = \"10KiB\"",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.uploads.limits.max_chunks, 100);
+    assert_eq!(c.uploads.max_bytes_per_principal, 10 * 1024);
+    for (text, key) in [
+        (
+            "[uploads]\nmax_chunks_per_upload = 0",
+            "uploads.max_chunks_per_upload",
+        ),
+        (
+            "[uploads]\nmax_chunks_per_upload = 1000001",
+            "uploads.max_chunks_per_upload",
+        ),
+        (
+            "[uploads]\nmax_bytes_per_principal = \"1000B\"",
+            "uploads.max_bytes_per_principal",
+        ),
+        (
+            "[uploads]\nmax_bytes_per_principal = \"lots\"",
+            "uploads.max_bytes_per_principal",
+        ),
+    ] {
+        let err = Config::from_toml(text, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(key), "{text:?} -> {err}");
+    }
+}
+
+#[test]
 fn environment_overrides_apply_and_are_checked() {
     let c = Config::from_toml(
         "[server]\nlisten = \"127.0.0.1:1\"",

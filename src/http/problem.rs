@@ -179,6 +179,7 @@ impl Describe for ApiError {
     fn members(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
         match self {
             ApiError::Batch(e) => e.members(),
+            ApiError::Upload(e) => e.members(),
             _ => None,
         }
     }

@@ -217,8 +217,14 @@ impl Links {
             _ => return Err(RegisterError::BadSource),
         };
         let created = self.artifacts.create(&record).await;
-        // The upload (if that is the source) is free again once its artifact exists.
+        // The upload (if that is the source) is free again once its artifact exists; its
+        // object is the artifact's now, so it leaves the uploader's byte quota.
         if let Some(held) = hold {
+            if let (Ok(_), ArtifactSource::Upload { upload }) = (&created, &record.source)
+                && let Err(e) = uploads.claimed_by_artifact(*upload).await
+            {
+                tracing::warn!(error = %e, "could not release a registered upload's quota");
+            }
             held.release().await;
         }
         if let Err(e) = created {

@@ -275,6 +275,16 @@ pub enum TusError {
     /// the caller, never client input. **500**.
     #[error("internal: a completing chunk needs the whole-file digest")]
     WholeFileDigestMissing,
+    /// The chunk would take the upload past `uploads.max_chunks_per_upload` ledger entries,
+    /// or take its last slot without completing the upload. **413**
+    /// (`upload.too_many_chunks`); nothing is stored.
+    #[error("the upload has {chunks} chunks; at most {max} are allowed")]
+    TooManyChunks {
+        /// The configured cap.
+        max: u64,
+        /// The upload's chunks so far.
+        chunks: u64,
+    },
     /// Another request holds this upload's lease. **423**, with `Retry-After`.
     #[error("the upload is busy with another request")]
     Locked {

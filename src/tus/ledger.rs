@@ -85,6 +85,26 @@ pub struct LedgerDocument {
     pub parts: Vec<PartLedger>,
 }
 
+/// The fields of a [`LedgerDocument`] before its `chunks` and `parts`, in the same order
+/// (the upload engine streams a long document: this head, then the lists).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerHead {
+    /// Format version ([`LEDGER_VERSION`]).
+    pub v: u32,
+    /// The upload.
+    pub upload: UploadId,
+    /// The upload's concatenation role.
+    pub concat: LedgerConcat,
+    /// Declared length; `null` while deferred.
+    pub length: Option<u64>,
+    /// Bytes received.
+    pub offset: u64,
+    /// Whether complete.
+    pub complete: bool,
+    /// SHA-256 of the whole plaintext once complete, else `null`.
+    pub sha256: Option<Sha256Digest>,
+}
+
 /// An upload's concatenation role, as the ledger document names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,40 +178,26 @@ impl PartLedger {
     }
 }
 
-impl LedgerDocument {
-    /// The document for `record`, its own `chunks` and (for a final upload) its `parts`,
-    /// after checking that they agree with each other.
-    pub fn build(
-        record: &UploadRecord,
-        chunks: Vec<ChunkEntry>,
-        parts: Vec<PartLedger>,
-    ) -> Result<Self, LedgerError> {
-        if chunks.len() as u64 != record.chunks {
-            return Err(LedgerError::Total);
-        }
+impl LedgerHead {
+    /// The head for `record`, after checking that `parts` agree with it (a final upload's
+    /// parts in its order adding up to its length; no parts otherwise). The streaming
+    /// writer checks the chunk entries as it reads them.
+    pub fn new(record: &UploadRecord, parts: &[PartLedger]) -> Result<Self, LedgerError> {
         let concat = match &record.concat {
             ConcatKind::Final { parts: ids } => {
                 let same_ids = ids.len() == parts.len()
-                    && ids.iter().zip(&parts).all(|(id, p)| *id == p.upload);
+                    && ids.iter().zip(parts).all(|(id, p)| *id == p.upload);
                 let total = parts
                     .iter()
                     .try_fold(0u64, |acc, p| acc.checked_add(p.length));
-                if !same_ids || !chunks.is_empty() || total != record.length {
+                if !same_ids || record.chunks != 0 || total != record.length {
                     return Err(LedgerError::Parts);
                 }
                 LedgerConcat::Final
             }
-            other => {
-                if !parts.is_empty() {
-                    return Err(LedgerError::Parts);
-                }
-                check_chain(&chunks, record.offset)?;
-                if *other == ConcatKind::Partial {
-                    LedgerConcat::Partial
-                } else {
-                    LedgerConcat::None
-                }
-            }
+            _ if !parts.is_empty() => return Err(LedgerError::Parts),
+            ConcatKind::Partial => LedgerConcat::Partial,
+            ConcatKind::None => LedgerConcat::None,
         };
         Ok(Self {
             v: LEDGER_VERSION,
@@ -201,6 +207,33 @@ impl LedgerDocument {
             offset: record.offset,
             complete: record.is_complete(),
             sha256: record.sha256,
+        })
+    }
+}
+
+impl LedgerDocument {
+    /// The document for `record`, its own `chunks` and (for a final upload) its `parts`,
+    /// after checking that they agree with each other.
+    pub fn build(
+        record: &UploadRecord,
+        chunks: Vec<ChunkEntry>,
+        parts: Vec<PartLedger>,
+    ) -> Result<Self, LedgerError> {
+        let head = LedgerHead::new(record, &parts)?;
+        if chunks.len() as u64 != record.chunks {
+            return Err(LedgerError::Total);
+        }
+        if !record.is_final() {
+            check_chain(&chunks, record.offset)?;
+        }
+        Ok(Self {
+            v: head.v,
+            upload: head.upload,
+            concat: head.concat,
+            length: head.length,
+            offset: head.offset,
+            complete: head.complete,
+            sha256: head.sha256,
             chunks,
             parts,
         })

@@ -12,7 +12,10 @@
 //! 4. `Upload-Offset` ≠ offset: 409;
 //! 5. length — a changed length 400, a length below the offset 400, a body that would pass
 //!    the length (413 [`TusError::ExceedsLength`]) or, while deferred, `Tus-Max-Size`
-//!    (413 [`TusError::UploadTooLarge`]).
+//!    (413 [`TusError::UploadTooLarge`]);
+//! 6. chunk cap — a chunk past [`TusLimits::max_chunks`], or one in the last slot that
+//!    does not complete the upload (413 [`TusError::TooManyChunks`]); a final upload whose
+//!    parts have more chunks in all than the cap (its ledger copies theirs).
 //!
 //! A PATCH runs in two steps. [`plan_patch`] says how many body bytes may arrive
 //! ([`PatchPlan::max_body`]), which digests to compute ([`PatchPlan::hasher`]) and whether a
@@ -54,6 +57,9 @@ pub struct PatchPlan {
     set_length: Option<u64>,
     checksum: ChecksumRequest,
     over: TusError,
+    /// The chunk would take the upload's last ledger slot
+    /// ([`TusLimits::max_chunks`]): only a chunk that completes the upload may.
+    last_slot: Option<TusError>,
 }
 
 /// The result of [`PatchPlan::commit`].
@@ -197,6 +203,9 @@ pub fn plan_concat_final(
     limits: &TusLimits,
 ) -> Result<FinalPlan, TusError> {
     let mut total = 0u64;
+    // The final's ledger is a copy of its parts' (one stored record): bounded like any
+    // upload's ledger by `max_chunks`.
+    let mut chunks = 0u64;
     let mut out = Vec::with_capacity(new.parts.len());
     for (index, &part_id) in new.parts.iter().enumerate() {
         let part = |problem| TusError::ConcatPart { index, problem };
@@ -219,7 +228,14 @@ pub fn plan_concat_final(
             .ok_or(TusError::UploadTooLarge {
                 max: limits.max_size,
             })?;
+        chunks = chunks.saturating_add(record.chunks);
         out.push((part_id, length));
+    }
+    if chunks > limits.max_chunks {
+        return Err(TusError::TooManyChunks {
+            max: limits.max_chunks,
+            chunks,
+        });
     }
     if parts.len() != new.parts.len() {
         return Err(TusError::ConcatPart {
@@ -419,6 +435,18 @@ impl PatchPlan {
         !record.is_complete() && total == Some(self.start.saturating_add(length))
     }
 
+    /// Whether a chunk of `length` bytes (the body as it arrived) may be committed under
+    /// the chunk cap: in the upload's last ledger slot only a chunk that completes the
+    /// upload may ([`TusError::TooManyChunks`] otherwise; the engine then discards it).
+    pub fn check_chunk_cap(&self, record: &UploadRecord, length: u64) -> Result<(), TusError> {
+        match &self.last_slot {
+            Some(too_many) if length > 0 && !self.completes(record, length) => {
+                Err(too_many.clone())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Applies durably stored body bytes to `record` (the one this plan was made from, as
     /// re-read under the lease). `digest` is the chunk hasher's result; `whole_file` is the
     /// SHA-256 of the upload's whole plaintext, required exactly when
@@ -443,6 +471,7 @@ impl PatchPlan {
         if digest.length > self.max_body {
             return Err(self.too_long());
         }
+        self.check_chunk_cap(record, digest.length)?;
         if let Some(n) = self.set_length {
             match record.length {
                 None => record.length = Some(n),
@@ -497,6 +526,24 @@ fn body_plan(
     if body.content_length.is_some_and(|n| n > max_body) {
         return Err(over);
     }
+    // The chunk cap: the last slot is kept for a chunk that completes the upload, so a
+    // client near the cap can always finish. A body of known length is judged here,
+    // before a byte is read; one of unknown length when it has arrived
+    // ([`PatchPlan::check_chunk_cap`]). An empty body makes no entry and is never refused.
+    let mut last_slot = None;
+    if body.content_length != Some(0) && record.chunks.saturating_add(1) >= limits.max_chunks {
+        let too_many = TusError::TooManyChunks {
+            max: limits.max_chunks,
+            chunks: record.chunks,
+        };
+        let total = set_length.or(record.length);
+        let completes = |n: u64| total == Some(record.offset.saturating_add(n));
+        if record.chunks >= limits.max_chunks || body.content_length.is_some_and(|n| !completes(n))
+        {
+            return Err(too_many);
+        }
+        last_slot = Some(too_many);
+    }
     Ok(PatchPlan {
         upload: record.id,
         start: record.offset,
@@ -504,6 +551,7 @@ fn body_plan(
         set_length,
         checksum: body.checksum.clone(),
         over,
+        last_slot,
     })
 }
 
@@ -530,4 +578,159 @@ fn repr_digest(digest: &Sha256Digest) -> HeaderValue {
 /// fallback is unreachable and would only drop information, never add any.
 fn ascii_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const WHO: Requester<'static> = Requester {
+        name: "clinic-7",
+        admin: false,
+    };
+
+    fn limits(max_chunks: u64) -> TusLimits {
+        TusLimits {
+            max_chunks,
+            ..TusLimits::default()
+        }
+    }
+
+    fn record(length: Option<u64>, offset: u64, chunks: u64) -> UploadRecord {
+        let now = Timestamp::from_unix(1_700_000_000).unwrap();
+        UploadRecord {
+            id: UploadId::random(),
+            owner: WHO.name.to_owned(),
+            length,
+            offset,
+            created_at: now,
+            expires_at: Some(Timestamp::MAX),
+            concat: ConcatKind::None,
+            completed_at: None,
+            sha256: None,
+            chunks,
+            metadata: None,
+        }
+    }
+
+    fn patch(offset: u64, length: Option<u64>, content_length: Option<u64>) -> PatchRequest {
+        PatchRequest {
+            offset,
+            length,
+            body: BodyRequest {
+                content_length,
+                checksum: ChecksumRequest::None,
+            },
+        }
+    }
+
+    fn plan(r: &UploadRecord, req: &PatchRequest, max: u64) -> Result<PatchPlan, TusError> {
+        let now = Timestamp::from_unix(1_700_000_001).unwrap();
+        plan_patch(r, req, WHO, now, &limits(max))
+    }
+
+    fn digest(length: u64) -> ChunkDigest {
+        ChunkDigest {
+            sha256: [7; 32],
+            length,
+            verified: None,
+        }
+    }
+
+    #[test]
+    fn below_the_last_slot_any_chunk_is_planned() {
+        let r = record(Some(100), 10, 8);
+        assert!(plan(&r, &patch(10, None, Some(1)), 10).is_ok());
+        assert!(plan(&r, &patch(10, None, None), 10).is_ok());
+    }
+
+    #[test]
+    fn the_last_slot_is_kept_for_the_completing_chunk() {
+        let too_many = TusError::TooManyChunks { max: 10, chunks: 9 };
+        let r = record(Some(100), 10, 9);
+        // Known length: judged before the body.
+        assert_eq!(
+            plan(&r, &patch(10, None, Some(1)), 10),
+            Err(too_many.clone())
+        );
+        assert!(plan(&r, &patch(10, None, Some(90)), 10).is_ok());
+        // An empty body adds no entry: never refused.
+        assert!(plan(&r, &patch(10, None, Some(0)), 10).is_ok());
+        // Unknown length: judged on what arrived, and again at commit.
+        let p = plan(&r, &patch(10, None, None), 10).unwrap();
+        assert_eq!(p.check_chunk_cap(&r, 1), Err(too_many.clone()));
+        assert_eq!(p.check_chunk_cap(&r, 0), Ok(()));
+        assert_eq!(p.check_chunk_cap(&r, 90), Ok(()));
+        let mut next = r.clone();
+        assert_eq!(
+            p.commit(&mut next, &digest(1), None, WHO, r.created_at, &limits(10)),
+            Err(too_many)
+        );
+        assert_eq!(next, r, "a refused commit changes nothing");
+        let c = p
+            .commit(
+                &mut next,
+                &digest(90),
+                Some(&[1; 32]),
+                WHO,
+                r.created_at,
+                &limits(10),
+            )
+            .unwrap();
+        assert!(c.completed);
+        assert_eq!(next.chunks, 10);
+    }
+
+    #[test]
+    fn a_deferred_length_upload_finishes_by_declaring_its_length() {
+        let r = record(None, 10, 9);
+        let too_many = TusError::TooManyChunks { max: 10, chunks: 9 };
+        assert_eq!(plan(&r, &patch(10, None, Some(5)), 10), Err(too_many));
+        assert!(plan(&r, &patch(10, Some(15), Some(5)), 10).is_ok());
+    }
+
+    #[test]
+    fn at_the_cap_nothing_more_is_taken() {
+        let r = record(Some(100), 10, 10);
+        assert_eq!(
+            plan(&r, &patch(10, None, Some(90)), 10),
+            Err(TusError::TooManyChunks {
+                max: 10,
+                chunks: 10
+            })
+        );
+        let one = record(Some(5), 0, 0);
+        // A cap of one: the one chunk must be the whole upload.
+        assert!(plan(&one, &patch(0, None, Some(4)), 1).is_err());
+        assert!(plan(&one, &patch(0, None, Some(5)), 1).is_ok());
+    }
+
+    #[test]
+    fn a_final_upload_may_not_copy_more_chunks_than_the_cap() {
+        let now = Timestamp::from_unix(1_700_000_001).unwrap();
+        let part = |chunks| {
+            let mut r = record(Some(chunks), chunks, chunks);
+            r.concat = ConcatKind::Partial;
+            r.completed_at = Some(now);
+            r.expires_at = None;
+            r.sha256 = Some(Sha256Digest([1; 32]));
+            r
+        };
+        let (a, b) = (part(6), part(5));
+        let new = NewFinal {
+            parts: vec![a.id, b.id],
+            metadata: None,
+        };
+        let refs = [Some(&a), Some(&b)];
+        let id = UploadId::random();
+        assert_eq!(
+            plan_concat_final(&new, &refs, id, WHO, now, &limits(10)),
+            Err(TusError::TooManyChunks {
+                max: 10,
+                chunks: 11
+            })
+        );
+        assert!(plan_concat_final(&new, &refs, id, WHO, now, &limits(11)).is_ok());
+    }
 }

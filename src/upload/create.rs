@@ -7,6 +7,9 @@
 //! from `take_body` on (`patch.rs`). A final upload copies its parts' plaintext into its
 //! own object (decrypted segment by segment, re-encrypted under its own key) and keeps a
 //! copy of their ledgers.
+//!
+//! Every creation reserves its declared length of the owner's byte quota (`quota.rs`)
+//! before anything is stored, and gives it back if the record is not stored.
 
 use std::error::Error as StdError;
 
@@ -26,6 +29,7 @@ use crate::tus::request::{CreateRequest, NewFinal};
 
 use super::events::{UploadCreated, UploadTerminated};
 use super::lease::LeaseGuard;
+use super::quota;
 use super::store::StoreError;
 use super::{Caller, MemberClaim, MembershipError, Outcome, UploadError, Uploads};
 
@@ -67,23 +71,42 @@ impl Uploads {
                 if new.partial && claim.is_some() {
                     return Err(MembershipError::BadClaim.into());
                 }
-                let created = plan::plan_create(&new, id, who.requester(), now, self.limits())?;
-                self.admit_member(who, claim.as_ref(), id, created.record.length)
-                    .await?;
-                let mut record = created.record;
-                record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
-                // The object exists before the record, so a record always has its object.
-                let writer = self.at_rest.create(id.opaque()).await?;
-                let writer = if record.is_complete() {
-                    // Zero length: complete at birth.
-                    writer.finish().await?;
-                    None
-                } else {
-                    Some(writer)
-                };
-                if !self.store.create(&record).await? {
-                    return Err(UploadError::Store(StoreError::Changed));
+                let plan::CreatePlan {
+                    record: planned,
+                    body: first_chunk,
+                } = plan::plan_create(&new, id, who.requester(), now, self.limits())?;
+                // The declared length is reserved first, so a refusal changes nothing; it is
+                // given back if the record is not stored (once stored, `destroy` does).
+                let reserved = quota::held(&planned);
+                self.reserve_bytes(&who.name, reserved).await?;
+                let stored = async {
+                    self.admit_member(who, claim.as_ref(), id, planned.length)
+                        .await?;
+                    let mut record = planned;
+                    record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
+                    // The object exists before the record, so a record always has its
+                    // object.
+                    let writer = self.at_rest.create(id.opaque()).await?;
+                    let writer = if record.is_complete() {
+                        // Zero length: complete at birth.
+                        writer.finish().await?;
+                        None
+                    } else {
+                        Some(writer)
+                    };
+                    if !self.store.create(&record).await? {
+                        return Err(UploadError::Store(StoreError::Changed));
+                    }
+                    Ok((record, writer))
                 }
+                .await;
+                let (record, writer) = match stored {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.release_bytes(&who.name, reserved).await;
+                        return Err(e);
+                    }
+                };
                 // Counted now: the next creation by this principal may count.
                 slot.release().await;
                 self.auditor
@@ -100,7 +123,7 @@ impl Uploads {
                 if record.is_complete() {
                     self.audit_completed(&who.audit, &record).await?;
                 }
-                match (created.body, writer) {
+                match (first_chunk, writer) {
                     (Some(plan), Some(writer)) => {
                         let guard = self.lease(id).await?;
                         let (record, version) =
@@ -174,14 +197,28 @@ impl Uploads {
         let refs: Vec<Option<&UploadRecord>> = parts.iter().map(Option::as_ref).collect();
         let planned =
             plan::plan_concat_final(&new, &refs, id, who.requester(), now, self.limits())?;
-        self.admit_member(who, claim, id, planned.record.length)
-            .await?;
-        let mut record = planned.record;
-        record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
-        let mut writer = self.at_rest.create(id.opaque()).await?;
-        if !self.store.create(&record).await? {
-            return Err(UploadError::Store(StoreError::Changed));
+        // A final upload is a copy: its bytes count like any other upload's.
+        let reserved = quota::held(&planned.record);
+        self.reserve_bytes(&who.name, reserved).await?;
+        let stored = async {
+            self.admit_member(who, claim, id, planned.record.length)
+                .await?;
+            let mut record = planned.record.clone();
+            record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
+            let writer = self.at_rest.create(id.opaque()).await?;
+            if !self.store.create(&record).await? {
+                return Err(UploadError::Store(StoreError::Changed));
+            }
+            Ok((record, writer))
         }
+        .await;
+        let (mut record, mut writer) = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                self.release_bytes(&who.name, reserved).await;
+                return Err(e);
+            }
+        };
         // Counted now: the copy below may take long, and need not hold up this client's
         // other creations.
         slot.release().await;

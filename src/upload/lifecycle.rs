@@ -1,4 +1,4 @@
-//! The rest of an upload's life: `HEAD`, the ledger document, `DELETE`, the expiry
+//! The rest of an upload's life: `HEAD`, `DELETE`, the expiry
 //! sweeper, destroying an upload's data and keys, and the completed-upload check artifact
 //! registration asks for ([`Uploads::completed_source`]).
 //!
@@ -12,8 +12,7 @@
 use crate::artifact::ArtifactError;
 use crate::audit::AuditContext;
 use crate::tus::dates::Timestamp;
-use crate::tus::ledger::{LedgerDocument, PartLedger};
-use crate::tus::record::{ConcatKind, UploadId, UploadRecord};
+use crate::tus::record::{UploadId, UploadRecord};
 
 use super::events::{UploadExpired, UploadRetired, UploadShredded, UploadTerminated};
 use super::lease::{Acquired, LeaseGuard};
@@ -143,42 +142,16 @@ impl Uploads {
         self.store.delete_chunks(id).await?;
         self.store.delete_part_ledgers(id).await?;
         self.store.clear_pending(id).await?;
-        self.store.delete(id).await?;
-        Ok(())
-    }
-
-    /// `GET {base}{id}/ledger`: the chunk ledger document.
-    pub async fn ledger(&self, who: &Caller, id: UploadId) -> Result<LedgerDocument, UploadError> {
-        let now = Timestamp::now();
-        let (record, _) = self.load_for(id, who, now, "ledger").await?;
-        let mut chunks = self.store.chunks(id).await?;
-        // A commit writes the chunk's ledger entry before the record that counts it, so
-        // between the two (a PATCH in progress, or a crash there until the next PATCH or
-        // HEAD finishes the commit) an entry may be ahead of the record: show what the
-        // record accounts for.
-        chunks.retain(|c| c.index < record.chunks);
-        // A final upload keeps the copy of its parts' ledgers taken at concatenation, so
-        // deleting a part later does not change the final's ledger.
-        let mut parts = Vec::new();
-        if let ConcatKind::Final { parts: ids } = &record.concat {
-            match self.store.part_ledgers(id).await? {
-                Some(copy) => parts = copy,
-                // Not concatenated yet: the parts' live ledgers.
-                None => {
-                    for part in ids {
-                        if let Some((p, _)) = self.store.get(*part).await? {
-                            let chunks = self.store.chunks(*part).await?;
-                            parts.push(
-                                PartLedger::from_part(&p, chunks)
-                                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                            );
-                        }
-                    }
-                }
+        // The record as stored now (a deferred-length upload may have grown since `record`
+        // was read); whoever deletes it gives its quota bytes back, exactly once.
+        if let Some((fresh, version)) = self.store.get(id).await? {
+            if self.store.delete_at(id, version).await? {
+                self.release_destroyed(&fresh).await;
+            } else {
+                self.store.delete(id).await?;
             }
         }
-        LedgerDocument::build(&record, chunks, parts)
-            .map_err(|e| UploadError::Store(StoreError::Corrupt(e.to_string())))
+        Ok(())
     }
 
     /// Checks that `id` is a complete upload whose object is finished, and returns what an

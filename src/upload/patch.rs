@@ -67,6 +67,19 @@ impl Uploads {
         let (record, _) = self.load_for(id, who, now, "patch").await?;
         plan::plan_patch(&record, &request, who.requester(), now, self.limits())
             .map_err(|error| refusal(error, &record))?;
+        // While the length is deferred a chunk grows the owner's byte quota: one that
+        // cannot fit is refused before its body is read when its length is known.
+        if record.length.is_none() {
+            let after = match (request.length, request.body.content_length) {
+                (Some(length), _) => Some(length),
+                (None, Some(n)) => Some(record.offset.saturating_add(n)),
+                (None, None) => None,
+            };
+            if let Some(after) = after {
+                self.precheck_bytes(&record.owner, after.saturating_sub(record.offset))
+                    .await?;
+            }
+        }
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
         let result = self.patch_locked(who, id, &request, &guard, body).await;
         guard.release().await;
@@ -336,6 +349,12 @@ impl Uploads {
                 return Err(refusal(error, &record));
             }
         };
+        // A body of unknown length in the upload's last ledger slot: taken only if it
+        // completes the upload (`uploads.max_chunks_per_upload`); otherwise discarded.
+        if let Err(error) = plan.check_chunk_cap(&record, digest.length) {
+            writer.rollback().await?;
+            return Err(refusal(error, &record));
+        }
         let outcome = self
             .commit_chunk(
                 who,
@@ -387,6 +406,13 @@ impl Uploads {
             writer.rollback().await?;
             return Ok(Outcome { record });
         }
+        // While the length is deferred, the quota grows with the upload (a declared
+        // length reserves all of it): reserved before the bytes become durable.
+        let grow = super::quota::held(&next).saturating_sub(super::quota::held(&record));
+        if let Err(e) = self.reserve_bytes(&record.owner, grow).await {
+            writer.rollback().await?;
+            return Err(e);
+        }
         // Write-ahead: say what this commit will mean before making the bytes durable.
         let pending = Pending {
             from_offset: record.offset,
@@ -394,7 +420,10 @@ impl Uploads {
             entry: commit.entry.clone(),
             completes,
         };
-        self.store.set_pending(id, &pending).await?;
+        if let Err(e) = self.store.set_pending(id, &pending).await {
+            self.release_bytes(&record.owner, grow).await;
+            return Err(e.into());
+        }
         if completes {
             let finished = writer.finish().await?;
             next.sha256 = Some(crate::tus::record::Sha256Digest(finished.sha256));

@@ -6,6 +6,8 @@
 //! | `upload_chunk` | `<upload id>.<index, 16 digits>` | a ledger [`ChunkEntry`] as JSON | `upload` = upload id |
 //! | `upload_pending` | upload id | [`Pending`] as JSON | — |
 //! | `upload_part_ledgers` | final upload id | its parts' ledgers (JSON array), copied at concatenation | — |
+//! | `upload_quota` (counter) | principal | bytes its uploads hold (`quota.rs`) | — |
+//! | `upload_claimed` | upload id | marker: an artifact took the upload's bytes off the quota | — |
 //!
 //! **Write-ahead for chunks.** Bytes become durable at the at-rest writer's commit, but
 //! the upload record and ledger are separate writes. So before committing bytes the
@@ -149,6 +151,15 @@ impl UploadStore {
         Ok(())
     }
 
+    /// Deletes the record if it is still at `version`; whether this call deleted it.
+    pub async fn delete_at(&self, id: UploadId, version: u64) -> Result<bool, StoreError> {
+        let out = self
+            .state
+            .delete(UPLOADS, &id.to_string(), Expect::Version(version))
+            .await?;
+        Ok(matches!(out, CasOutcome::Applied(_)))
+    }
+
     /// How many unfinished uploads `owner` has (stops counting past `cap`).
     pub async fn open_count(&self, owner: &str, cap: usize) -> Result<usize, StoreError> {
         let entry = IndexEntry::new("open_owner", owner.to_owned());
@@ -205,6 +216,27 @@ impl UploadStore {
             }
             after = ids.last().cloned();
         }
+    }
+
+    /// Up to `limit` of the upload's ledger entries after the store id `after`, in index
+    /// order, and the store id of the last one (to pass as `after` for the next page).
+    pub async fn chunks_page(
+        &self,
+        upload: UploadId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ChunkEntry>, Option<String>), StoreError> {
+        let entry = IndexEntry::new("upload", upload.to_string());
+        let ids = self.state.list_index(CHUNKS, &entry, after, limit).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(v) = self.state.get(CHUNKS, id).await? {
+                let chunk: ChunkEntry = serde_json::from_slice(&v.value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push(chunk);
+            }
+        }
+        Ok((out, ids.last().cloned()))
     }
 
     /// Deletes every ledger entry of the upload.

@@ -51,6 +51,7 @@ fn engine(dir: &tempfile::TempDir) -> (Uploads, Artifacts) {
         min_body_rate: 1024,
         completed_retention: Duration::from_secs(30 * 86_400),
         max_open_per_principal: 100,
+        max_bytes_per_principal: 1 << 40,
         cors_origins: Vec::new(),
     };
     let uploads = Uploads::new(state, at_rest, auditor, artifacts.clone(), settings);
@@ -276,4 +277,79 @@ async fn a_chunked_patch_past_a_complete_upload_is_refused_not_acknowledged() {
         .await
         .unwrap();
     assert_eq!(done.record.offset, 3);
+}
+
+/// Appends `body` at `offset` (a PATCH with a known length).
+async fn patch_bytes(uploads: &Uploads, id: UploadId, offset: u64, body: &[u8]) -> UploadRecord {
+    let offset = offset.to_string();
+    let length = body.len().to_string();
+    let h = headers(&[
+        ("upload-offset", offset.as_str()),
+        ("content-type", "application/offset+octet-stream"),
+        ("content-length", length.as_str()),
+    ]);
+    uploads
+        .patch(&alice(), id, &h, Full::new(Bytes::copy_from_slice(body)))
+        .await
+        .unwrap()
+        .record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_read_and_written_a_page_at_a_time() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (uploads, _) = engine(&dir);
+    let n = 2 * ledger::PAGE + 44;
+    let first = create_with(&uploads, n, &[], b"x").await;
+    let mut record = first.clone();
+    for i in 1..n {
+        record = patch_bytes(&uploads, first.id, i as u64, &[i as u8]).await;
+    }
+    assert!(record.is_complete());
+    let mut stream = std::pin::pin!(uploads.ledger_stream(&alice(), first.id).await.unwrap());
+    let mut pieces = Vec::new();
+    while let Some(piece) = stream.next().await {
+        pieces.push(piece.unwrap());
+    }
+    // The head, then one piece per page of entries (the last one closing the document).
+    assert_eq!(pieces.len(), 1 + 3);
+    assert!(pieces[1..].iter().all(|p| p.len() < 200 * ledger::PAGE));
+    let streamed: Vec<u8> = pieces.concat();
+    let chunks = uploads.store.chunks(first.id).await.unwrap();
+    let whole = crate::tus::ledger::LedgerDocument::build(&record, chunks, Vec::new()).unwrap();
+    assert_eq!(streamed, serde_json::to_vec(&whole).unwrap());
+    assert_eq!(uploads.ledger(&alice(), first.id).await.unwrap(), whole);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_takes_an_uploads_bytes_off_the_quota_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (uploads, artifacts) = engine(&dir);
+    let used = || async {
+        uploads
+            .state
+            .counter_get(quota::QUOTA, "alice")
+            .await
+            .unwrap()
+    };
+    let a = create_with(&uploads, 5, &[], b"hello").await;
+    let b = create_with(&uploads, 3, &[], b"abc").await;
+    assert_eq!(used().await, 8);
+    let source = uploads.completed_source(a.id).await.unwrap();
+    register(&artifacts, source, a.id).await;
+    uploads.claimed_by_artifact(a.id).await.unwrap();
+    assert_eq!(used().await, 3);
+    // A second artifact from the same upload releases nothing more.
+    register(&artifacts, source, a.id).await;
+    uploads.claimed_by_artifact(a.id).await.unwrap();
+    assert_eq!(used().await, 3);
+    // Destroying the claimed upload (a batch purge would) gives nothing back twice.
+    uploads
+        .shred(a.id, &AuditContext::system(), "test")
+        .await
+        .unwrap();
+    assert_eq!(used().await, 3);
+    uploads.terminate(&alice(), b.id).await.unwrap();
+    assert_eq!(used().await, 0);
 }

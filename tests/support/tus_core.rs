@@ -48,6 +48,7 @@ pub fn limits() -> TusLimits {
             max_decoded_total: 64,
         },
         max_concat_parts: 3,
+        max_chunks: 10_000,
     }
 }
 

@@ -94,6 +94,7 @@ impl Engine {
             min_body_rate: 1024,
             completed_retention: std::time::Duration::from_secs(30 * 86_400),
             max_open_per_principal: 100,
+            max_bytes_per_principal: 1 << 40,
             cors_origins: Vec::new(),
         };
         let artifacts = sallyport::artifact::Artifacts::new(state.clone());

@@ -156,23 +156,32 @@ pub async fn delete(
     ))
 }
 
-/// `GET {base}{id}/ledger`.
+/// `GET {base}{id}/ledger`: the document streamed as the engine reads it, page by page
+/// (no `Content-Length`; a stored ledger found inconsistent mid-way breaks the body, and
+/// is logged, rather than end as a document that looks whole).
 pub async fn ledger(
     state: &AppState,
     ctx: &RequestContext,
     id: UploadId,
     req: Request<axum::body::Body>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
+    use futures_util::StreamExt;
     let (parts, _) = req.into_parts();
     let who = uploader(state, ctx, &parts).await?;
-    let doc = state.uploads.ledger(&who, id).await?;
-    let body = serde_json::to_vec(&doc).map_err(|_| ApiError::Internal("ledger document"))?;
+    let stream = state.uploads.ledger_stream(&who, id).await?;
+    let request_id = ctx.request_id.clone();
+    let body = stream.map(move |piece| {
+        piece.map_err(|e| {
+            tracing::error!(request_id = %request_id, error = %e, "ledger stream failed");
+            std::io::Error::other("the ledger could not be read")
+        })
+    });
     Ok(with_headers(
         StatusCode::OK,
         vec![(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        axum::body::Body::from(body),
+        axum::body::Body::from_stream(body),
     ))
 }

@@ -4,6 +4,7 @@
 
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{Map, Value};
 
 use super::infra::AUDIT_UNAVAILABLE;
 use super::row::{Describe, INTERNAL, Problem, row};
@@ -46,6 +47,7 @@ fn tus_row(e: &TusError) -> (StatusCode, &'static str) {
         TusError::InvalidConcat(_) => (S::BAD_REQUEST, "tus.concat_invalid"),
         TusError::ConcatPart { .. } => (S::BAD_REQUEST, "tus.concat_part"),
         TusError::Locked { .. } => (S::LOCKED, "tus.locked"),
+        TusError::TooManyChunks { .. } => (S::PAYLOAD_TOO_LARGE, "upload.too_many_chunks"),
         TusError::WholeFileDigestMissing => (S::INTERNAL_SERVER_ERROR, "server.internal"),
     }
 }
@@ -76,7 +78,20 @@ fn tus_title(status: StatusCode) -> &'static str {
 impl Describe for TusError {
     fn problem(&self) -> Problem {
         let (status, code) = tus_row(self);
+        if let TusError::TooManyChunks { .. } = self {
+            return row(status, code, "Too many chunks for one upload");
+        }
         row(status, code, tus_title(status))
+    }
+
+    fn members(&self) -> Option<Map<String, Value>> {
+        match self {
+            TusError::TooManyChunks { max, chunks } => Some(Map::from_iter([
+                ("max_chunks".to_owned(), Value::from(*max)),
+                ("chunks".to_owned(), Value::from(*chunks)),
+            ])),
+            _ => None,
+        }
     }
 
     fn headers(&self, h: &mut HeaderMap) {
@@ -111,6 +126,11 @@ impl Describe for UploadError {
                 StatusCode::CONFLICT,
                 "upload.in_use",
                 "The upload is registered as an artifact and cannot be deleted",
+            ),
+            UploadError::QuotaExceeded { .. } => row(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "upload.quota_exceeded",
+                "The upload would exceed this client's storage quota",
             ),
             UploadError::TooManyOpen { .. } => row(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -149,6 +169,22 @@ impl Describe for UploadError {
             UploadError::AtRest(e) => e.problem(),
             UploadError::Audit(_) => AUDIT_UNAVAILABLE,
             UploadError::Internal(_) => INTERNAL,
+        }
+    }
+
+    fn members(&self) -> Option<Map<String, Value>> {
+        match self {
+            UploadError::Tus { error, .. } => error.members(),
+            UploadError::QuotaExceeded {
+                limit,
+                used,
+                requested,
+            } => Some(Map::from_iter([
+                ("limit".to_owned(), Value::from(*limit)),
+                ("used".to_owned(), Value::from(*used)),
+                ("requested".to_owned(), Value::from(*requested)),
+            ])),
+            _ => None,
         }
     }
 
