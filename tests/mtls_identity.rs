@@ -205,7 +205,7 @@ async fn no_header_can_smuggle_a_client_identity() {
         partner.sha256
     );
     let gw = support::links::start(&extra);
-    let artifact = import(&gw, "bound.bin", &support::links::data(5000, 1)).await;
+    let artifact = import(&gw, "bound.ndjson", &support::links::data(5000, 1)).await;
     let issued = issue(
         &gw,
         json!({"artifact": artifact, "partner": "partner-x", "client_cert_of": "partner-x"}),
@@ -267,7 +267,7 @@ async fn a_link_bound_to_a_clients_certificate_downloads_only_with_it() {
     );
     let mut gw = support::links::start(&extra);
     let bytes = support::links::data(10_000, 2);
-    let artifact = import(&gw, "bound.bin", &bytes).await;
+    let artifact = import(&gw, "bound.ndjson", &bytes).await;
 
     // Bad `client_cert_of`s name what is wrong.
     for (value, code) in [
@@ -304,7 +304,7 @@ async fn a_link_bound_to_a_clients_certificate_downloads_only_with_it() {
     )
     .await;
     assert!(
-        issued["client_cert_sha256"].as_str() == Some(partner.sha256.as_str()),
+        issued["bindings"]["client_cert_sha256"].as_str() == Some(partner.sha256.as_str()),
         "{issued}"
     );
     let url = link_url(&gw, &issued);
@@ -412,15 +412,17 @@ async fn a_scoped_publisher_publishes_only_for_its_partners_and_owners() {
         (403, Some("artifact.owner_out_of_scope")),
         "{j}"
     );
-    support::links::place(&gw, "import.bin", b"an import has no owner");
-    let (status, j) = register_as(&gw, SCOPED_TOKEN, json!({"import": "import.bin"})).await;
+    support::links::place(&gw, "import.ndjson", b"an import has no owner");
+    let (status, j) = register_as(&gw, SCOPED_TOKEN, json!({"import": "import.ndjson"})).await;
     assert_eq!(
         (status, j["code"].as_str()),
         (403, Some("artifact.owner_out_of_scope")),
         "{j}"
     );
     assert!(
-        support::links::import_dir(&gw).join("import.bin").exists(),
+        support::links::import_dir(&gw)
+            .join("import.ndjson")
+            .exists(),
         "a refused import is left where it was"
     );
 
@@ -445,7 +447,7 @@ async fn a_scoped_publisher_publishes_only_for_its_partners_and_owners() {
         "{j}"
     );
     // The unlimited publisher's import and lab artifact are out of the scoped one's reach.
-    let imported = import(&gw, "other.bin", b"imported by the unlimited publisher").await;
+    let imported = import(&gw, "other.ndjson", b"imported by the unlimited publisher").await;
     let (status, lab_artifact) =
         register(&gw, json!({"upload": lab_upload, "content_type": kind})).await;
     assert_eq!(status, 201, "{lab_artifact}");
