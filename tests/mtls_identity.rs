@@ -570,3 +570,36 @@ fn client_certificate_config_is_checked() {
         assert!(err.contains(key), "{client}: {err}");
     }
 }
+
+/// The edge is the only source of a request's `ClientIdentity`: one that arrives on the
+/// request (here put there in-process, as a future layer or a bug could) is removed before
+/// authentication, on a connection without a certificate.
+#[tokio::test]
+async fn an_identity_on_the_request_itself_is_stripped_by_the_edge() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fp = [0x5a; 32];
+    let text = format!(
+        "data_dir = {:?}\n[[clients]]\nname = \"partner-x\"\ncert_sha256 = \"{}\"\nroles = [\"auditor\"]\n",
+        dir.path().join("data").display().to_string(),
+        hex::encode(fp),
+    );
+    let config =
+        sallyport::config::Config::from_toml(&text, &std::collections::BTreeMap::new()).unwrap();
+    let app = sallyport::app::build(config).await.unwrap();
+    let mut req = http::Request::builder()
+        .uri("/v1/whoami")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(sallyport::auth::ClientIdentity {
+            fingerprint_sha256: fp,
+            subject: "CN=partner-x".into(),
+        });
+    let resp = app
+        .service("192.0.2.7:40000".parse().unwrap())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
