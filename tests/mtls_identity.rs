@@ -325,6 +325,44 @@ async fn a_link_bound_to_a_clients_certificate_downloads_only_with_it() {
             );
         }
     }
+    // The CLI binds the same way (`sallyport link issue --client-cert-of`).
+    let token_file = gw.dir.join("publisher.token");
+    sallyport::secret::write_private_file(&token_file, PUBLISHER_TOKEN.as_bytes()).unwrap();
+    let cli = |extra: &[&str]| {
+        sallyport()
+            .arg("--config")
+            .arg(&gw.config_path)
+            .args([
+                "link",
+                "issue",
+                "--json",
+                "--artifact",
+                &artifact,
+                "--partner",
+                "partner-x",
+            ])
+            .args(extra)
+            .env(
+                "SALLYPORT_URL",
+                format!("https://localhost:{}", gw.addr.port()),
+            )
+            .env("SALLYPORT_TOKEN_FILE", &token_file)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["--client-cert-of", "partner-x"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["bindings"]["client_cert_sha256"], partner.sha256);
+    let out = cli(&["--client-cert-of", "nobody"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("400 link.unknown_client"), "{err}");
+
     let audit = stop_and_export_audit(&mut gw);
     let reasons: Vec<&str> = actions(&audit, "download.rejected")
         .iter()
