@@ -295,13 +295,20 @@ pub struct ClientIdentity {
     pub fingerprint_sha256: [u8; 32],
     /// The subject distinguished name, RFC 4514 style (`CN=partner-1,O=…`).
     pub subject: String,
+    /// The subject alternative names that are text: `dns:…`, `email:…`, `uri:…` (at most
+    /// [`MAX_SANS`], in certificate order; informational — identity is the fingerprint).
+    pub sans: Vec<String>,
 }
+
+/// Most subject alternative names a [`ClientIdentity`] keeps.
+pub const MAX_SANS: usize = 16;
 
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIdentity")
             .field("fingerprint_sha256", &hex::encode(self.fingerprint_sha256))
             .field("subject", &self.subject)
+            .field("sans", &self.sans)
             .finish()
     }
 }
@@ -309,15 +316,36 @@ impl std::fmt::Debug for ClientIdentity {
 impl ClientIdentity {
     /// The identity of a verified leaf certificate.
     pub fn from_der(der: &CertificateDer<'_>) -> Self {
+        use x509_parser::extensions::GeneralName;
         let fingerprint_sha256 = Sha256::digest(der.as_ref()).into();
-        let subject = x509_parser::parse_x509_certificate(der.as_ref())
-            .map(|(_, cert)| cert.subject().to_string())
-            // rustls already verified the certificate, so it parses; an empty subject is
-            // still a usable identity through its fingerprint.
-            .unwrap_or_default();
+        // rustls already verified the certificate, so it parses; an empty subject is
+        // still a usable identity through its fingerprint.
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+            return Self {
+                fingerprint_sha256,
+                subject: String::new(),
+                sans: Vec::new(),
+            };
+        };
+        let sans = match cert.subject_alternative_name() {
+            Ok(Some(ext)) => ext
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(format!("dns:{d}")),
+                    GeneralName::RFC822Name(e) => Some(format!("email:{e}")),
+                    GeneralName::URI(u) => Some(format!("uri:{u}")),
+                    _ => None,
+                })
+                .take(MAX_SANS)
+                .collect(),
+            _ => Vec::new(),
+        };
         Self {
             fingerprint_sha256,
-            subject,
+            subject: cert.subject().to_string(),
+            sans,
         }
     }
 }
@@ -634,6 +662,7 @@ mod tests {
         p.extensions.insert(ClientIdentity {
             fingerprint_sha256: [fp; 32],
             subject: "CN=x".into(),
+            sans: Vec::new(),
         });
         p
     }

@@ -44,7 +44,8 @@ impl Cert {
     fn new(issuer: &Issuer, cn: &str) -> Cert {
         use sha2::Digest;
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec![format!("{cn}.partners.example")]).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
@@ -105,6 +106,10 @@ async fn a_certificate_alone_identifies_its_client_but_never_for_a_browser() {
         assert_eq!(j["name"], "partner-x");
         assert_eq!(j["auth_method"], "client_certificate");
         assert_eq!(j["tls_client"]["fingerprint_sha256"], partner.sha256);
+        assert_eq!(
+            j["tls_client"]["sans"],
+            json!(["dns:partner-x.partners.example"])
+        );
         // The certificate's role works: the audit verification is recorded under its name.
         let (status, j) = status_and_json(client.get(gw.url("/v1/audit/verify"))).await;
         assert_eq!(status, 200, "{j}");
@@ -633,6 +638,7 @@ async fn an_identity_on_the_request_itself_is_stripped_by_the_edge() {
         .insert(sallyport::auth::ClientIdentity {
             fingerprint_sha256: fp,
             subject: "CN=partner-x".into(),
+            sans: Vec::new(),
         });
     let resp = app
         .service("192.0.2.7:40000".parse().unwrap())

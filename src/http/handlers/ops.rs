@@ -74,6 +74,7 @@ pub fn whoami(state: &AppState, ctx: &RequestContext, req: Request<axum::body::B
             "tls_client": p.tls_client.as_ref().map(|c| json!({
                 "subject": c.subject,
                 "fingerprint_sha256": hex::encode(c.fingerprint_sha256),
+                "sans": c.sans,
             })),
             // What the gateway judges this client by; behind a balancer, check it here.
             "client_addr": ctx.client.client.to_string(),
