@@ -95,6 +95,9 @@ pub struct ArtifactRecord {
     pub created_at: u64,
     /// The API client that registered it.
     pub publisher: String,
+    /// The API client that uploaded it (`None` for an import, which no client owns):
+    /// what a publisher's `publish_from_owners` is checked against.
+    pub owner: Option<String>,
     /// The batch whose member upload it was registered from: every download asks the
     /// batch gate whether that batch is still released.
     pub member_of: Option<crate::batch::BatchId>,
@@ -113,6 +116,7 @@ impl fmt::Debug for ArtifactRecord {
             .field("batch", &self.batch)
             .field("created_at", &self.created_at)
             .field("publisher", &self.publisher)
+            .field("owner", &self.owner)
             .field("member_of", &self.member_of)
             .finish()
     }
@@ -163,6 +167,8 @@ struct Wire {
     created_at: u64,
     publisher: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     member_of: Option<crate::batch::BatchId>,
 }
 
@@ -180,6 +186,7 @@ impl ArtifactRecord {
             batch: self.batch.as_ref().map(ToString::to_string),
             created_at: self.created_at,
             publisher: self.publisher.clone(),
+            owner: self.owner.clone(),
             member_of: self.member_of,
         };
         // Plain structs with string keys serialise into a Vec without failing.
@@ -212,6 +219,9 @@ impl ArtifactRecord {
         if w.publisher.is_empty() {
             return Err(invalid("publisher"));
         }
+        if w.owner.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("owner"));
+        }
         Ok(Self {
             id: w.id,
             object: w.object,
@@ -230,6 +240,7 @@ impl ArtifactRecord {
                 .map_err(|_| invalid("batch"))?,
             created_at: w.created_at,
             publisher: w.publisher,
+            owner: w.owner,
             member_of: w.member_of,
         })
     }
@@ -374,6 +385,7 @@ mod tests {
             batch: None,
             created_at: 1_767_225_600,
             publisher: "exporter".into(),
+            owner: Some("clinic-7".into()),
             member_of: None,
         }
     }

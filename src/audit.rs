@@ -75,6 +75,10 @@ pub enum Actor {
     Client {
         /// Its configured name.
         name: String,
+        /// How it authenticated (`bearer_token`, `client_certificate`); set for every
+        /// request's actor, absent where no request is behind the entry.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_method: Option<&'static str>,
     },
     /// A holder of a signed link.
     Link {

@@ -13,11 +13,25 @@
 //! access tokens and mTLS client identities plug in as further authenticators without
 //! touching the handlers.
 //!
-//! Roles: `uploader`, `publisher`, `downloader`, `auditor`, `admin`, `metrics`. `admin` passes every
+//! Roles: `uploader`, `publisher`, `auditor`, `admin`, `metrics`. `admin` passes every
 //! role check (an operator who can reconfigure the gateway can do anything it does).
+//! There is no `downloader` role: partners download through signed links, with no
+//! account (a configuration naming it is refused with that explanation).
 //!
 //! A verified TLS client certificate reaches handlers as a [`ClientIdentity`] (defined
-//! here; the `tls` module verifies certificates and builds it).
+//! here; the `tls` module verifies certificates, the edge inserts it into every request
+//! of the connection — after removing any the request could carry — and nothing else
+//! does). A client entry may name its certificate (`cert_sha256`):
+//!
+//! * with no token, a request presenting that certificate and no `Authorization` header
+//!   authenticates as the client ([`AuthMethod::ClientCertificate`]) — except a
+//!   browser-ish request (`Origin` or `Sec-Fetch-Site`), so that a page cannot use a
+//!   certificate the browser presents on its own ([`AuthError::Missing`]);
+//! * with a token too, the request must present both: the token alone (or with another
+//!   certificate) is [`AuthError::CertificateRequired`].
+//!
+//! A publisher may be limited by its [`PublisherScope`] (partners it may issue links
+//! for, owners whose uploads it may publish); the links service enforces it.
 //!
 //! Not here: signed download links (partners hold no account; see `signed_link`), TLS
 //! itself (see `tls`) and the HTTP mapping of [`AuthError`] (see `http::problem`).
@@ -35,10 +49,9 @@ use subtle::ConstantTimeEq;
 pub enum Role {
     /// May create uploads and write to its own.
     Uploader,
-    /// May register artifacts and issue or revoke links.
+    /// May register artifacts and issue or revoke links (within its
+    /// [`PublisherScope`]).
     Publisher,
-    /// May download artifacts with an account (partners use links instead).
-    Downloader,
     /// May read and verify the audit trail.
     Auditor,
     /// May do anything.
@@ -50,10 +63,9 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 5] = [
         Role::Uploader,
         Role::Publisher,
-        Role::Downloader,
         Role::Auditor,
         Role::Admin,
         Role::Metrics,
@@ -64,7 +76,6 @@ impl Role {
         match self {
             Role::Uploader => "uploader",
             Role::Publisher => "publisher",
-            Role::Downloader => "downloader",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
             Role::Metrics => "metrics",
@@ -80,13 +91,22 @@ impl FromStr for Role {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "downloader" {
+            // The role existed but no route ever checked it: partners download through
+            // signed links, which need no account.
+            return Err(
+                "the \"downloader\" role was removed (no route ever used it): \
+                 partners download through signed links, which need no account; a \
+                 publisher issues them (POST /v1/links), bound to a partner's client \
+                 certificate with client_cert_of if the link must need one"
+                    .into(),
+            );
+        }
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!(
-                    "unknown role {s:?} (roles: uploader, publisher, downloader, auditor, admin)"
-                )
+                format!("unknown role {s:?} (roles: uploader, publisher, auditor, admin, metrics)")
             })
     }
 }
@@ -224,10 +244,46 @@ impl fmt::Debug for TokenHash {
 pub struct ApiClient {
     /// Its name.
     pub name: ClientName,
-    /// Its token's hash.
-    pub hash: TokenHash,
+    /// Its token's hash; `None` for a client identified by its certificate only.
+    pub hash: Option<TokenHash>,
+    /// The SHA-256 of its TLS client certificate's DER, when it has one: with a token,
+    /// both must be presented; without, the certificate alone authenticates it.
+    pub cert_sha256: Option<[u8; 32]>,
     /// Its roles.
     pub roles: RoleSet,
+    /// What it may publish (unlimited unless configured).
+    pub scope: std::sync::Arc<PublisherScope>,
+}
+
+/// What a publisher may publish: links only for some partners, artifacts only from the
+/// uploads of some owners. `None` is unlimited. Partner names are stored as configured
+/// (the config validated them as partner names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublisherScope {
+    /// `publish_for`: the partners it may issue links for.
+    pub partners: Option<Vec<String>>,
+    /// `publish_from_owners`: the clients whose uploads (and artifacts made from them) it
+    /// may publish. An imported artifact has no owner and is out of such a scope.
+    pub owners: Option<Vec<ClientName>>,
+}
+
+impl PublisherScope {
+    /// Whether links for `partner` are in scope.
+    pub fn allows_partner(&self, partner: &str) -> bool {
+        self.partners
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| p == partner))
+    }
+
+    /// Whether an upload or artifact owned by `owner` (`None`: imported, no owner) is in
+    /// scope.
+    pub fn allows_owner(&self, owner: Option<&str>) -> bool {
+        match (&self.owners, owner) {
+            (None, _) => true,
+            (Some(os), Some(o)) => os.iter().any(|n| n.as_str() == o),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// The verified identity of a TLS client certificate, available to handlers as a request
@@ -239,13 +295,20 @@ pub struct ClientIdentity {
     pub fingerprint_sha256: [u8; 32],
     /// The subject distinguished name, RFC 4514 style (`CN=partner-1,O=…`).
     pub subject: String,
+    /// The subject alternative names that are text: `dns:…`, `email:…`, `uri:…` (at most
+    /// [`MAX_SANS`], in certificate order; informational — identity is the fingerprint).
+    pub sans: Vec<String>,
 }
+
+/// Most subject alternative names a [`ClientIdentity`] keeps.
+pub const MAX_SANS: usize = 16;
 
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIdentity")
             .field("fingerprint_sha256", &hex::encode(self.fingerprint_sha256))
             .field("subject", &self.subject)
+            .field("sans", &self.sans)
             .finish()
     }
 }
@@ -253,26 +316,57 @@ impl std::fmt::Debug for ClientIdentity {
 impl ClientIdentity {
     /// The identity of a verified leaf certificate.
     pub fn from_der(der: &CertificateDer<'_>) -> Self {
+        use x509_parser::extensions::GeneralName;
         let fingerprint_sha256 = Sha256::digest(der.as_ref()).into();
-        let subject = x509_parser::parse_x509_certificate(der.as_ref())
-            .map(|(_, cert)| cert.subject().to_string())
-            // rustls already verified the certificate, so it parses; an empty subject is
-            // still a usable identity through its fingerprint.
-            .unwrap_or_default();
+        // rustls already verified the certificate, so it parses; an empty subject is
+        // still a usable identity through its fingerprint.
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+            return Self {
+                fingerprint_sha256,
+                subject: String::new(),
+                sans: Vec::new(),
+            };
+        };
+        let sans = match cert.subject_alternative_name() {
+            Ok(Some(ext)) => ext
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(format!("dns:{d}")),
+                    GeneralName::RFC822Name(e) => Some(format!("email:{e}")),
+                    GeneralName::URI(u) => Some(format!("uri:{u}")),
+                    _ => None,
+                })
+                .take(MAX_SANS)
+                .collect(),
+            _ => Vec::new(),
+        };
         Self {
             fingerprint_sha256,
-            subject,
+            subject: cert.subject().to_string(),
+            sans,
         }
     }
 }
 
 /// How a principal proved who it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
-    /// A configured bearer token.
+    /// A configured bearer token (with the client's certificate too when it has one).
     BearerToken,
-    /// A verified mTLS client certificate (identity checked by the TLS layer).
+    /// A verified mTLS client certificate alone (identity checked by the TLS layer).
     ClientCertificate,
+}
+
+impl AuthMethod {
+    /// `bearer_token` or `client_certificate` (whoami and the audit trail).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::BearerToken => "bearer_token",
+            AuthMethod::ClientCertificate => "client_certificate",
+        }
+    }
 }
 
 /// An authenticated caller.
@@ -286,6 +380,8 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The verified TLS client certificate on the connection, if any.
     pub tls_client: Option<ClientIdentity>,
+    /// What it may publish.
+    pub scope: std::sync::Arc<PublisherScope>,
 }
 
 impl Principal {
@@ -316,6 +412,10 @@ pub enum AuthError {
     /// The credentials match no client.
     #[error("unknown credentials")]
     Invalid,
+    /// The token belongs to a client that must also present its TLS client certificate,
+    /// and the connection presented none or another.
+    #[error("the client's certificate is required with its token")]
+    CertificateRequired,
     /// Authenticated, but without the role the action needs.
     #[error("missing role {0}")]
     MissingRole(Role),
@@ -345,15 +445,34 @@ pub struct ClientRegistry {
 }
 
 impl ClientRegistry {
-    /// A registry; client names must be unique.
+    /// A registry; client names, tokens and certificates must be unique, and each client
+    /// has a token or a certificate.
     pub fn new(clients: Vec<ApiClient>) -> Result<Self, String> {
         for (i, c) in clients.iter().enumerate() {
+            if c.hash.is_none() && c.cert_sha256.is_none() {
+                return Err(format!(
+                    "client {:?} has neither a token nor a certificate",
+                    c.name.as_str()
+                ));
+            }
             if clients[..i].iter().any(|o| o.name == c.name) {
                 return Err(format!("client name {:?} appears twice", c.name.as_str()));
             }
-            if clients[..i].iter().any(|o| o.hash.ct_eq(&c.hash)) {
+            if let Some(h) = &c.hash
+                && clients[..i]
+                    .iter()
+                    .any(|o| o.hash.as_ref().is_some_and(|oh| oh.ct_eq(h)))
+            {
                 return Err(format!(
                     "client {:?} has the same token as another client",
+                    c.name.as_str()
+                ));
+            }
+            if c.cert_sha256.is_some()
+                && clients[..i].iter().any(|o| o.cert_sha256 == c.cert_sha256)
+            {
+                return Err(format!(
+                    "client {:?} has the same certificate as another client",
                     c.name.as_str()
                 ));
             }
@@ -366,24 +485,67 @@ impl ClientRegistry {
         &self.clients
     }
 
+    /// The client named `name`.
+    pub fn client(&self, name: &str) -> Option<&ApiClient> {
+        self.clients.iter().find(|c| c.name.as_str() == name)
+    }
+
     /// The client whose token this is. Compares against every client, in constant time.
     pub fn authenticate_token(&self, token: &[u8]) -> Option<&ApiClient> {
         let presented = TokenHash::of_token(token);
         let mut found = None;
         for client in &self.clients {
-            if client.hash.ct_eq(&presented) {
+            if let Some(h) = &client.hash
+                && h.ct_eq(&presented)
+            {
                 found = Some(client);
             }
         }
         found
     }
+
+    /// The token-less client whose certificate this is.
+    fn certificate_client(&self, cert: &ClientIdentity) -> Option<&ApiClient> {
+        self.clients.iter().find(|c| {
+            c.hash.is_none()
+                && c.cert_sha256
+                    .is_some_and(|fp| bool::from(fp.ct_eq(&cert.fingerprint_sha256)))
+        })
+    }
+
+    fn principal(
+        client: &ApiClient,
+        method: AuthMethod,
+        cert: Option<&ClientIdentity>,
+    ) -> Principal {
+        Principal {
+            name: client.name.clone(),
+            roles: client.roles,
+            method,
+            tls_client: cert.cloned(),
+            scope: client.scope.clone(),
+        }
+    }
 }
 
 impl Authenticator for ClientRegistry {
     fn authenticate(&self, parts: &Parts) -> AuthOutcome {
+        // Only the edge puts this extension on a request (from the TLS session), after
+        // removing any other.
+        let cert = parts.extensions.get::<ClientIdentity>();
         let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
         let Some(value) = values.next() else {
-            return AuthOutcome::NotApplicable;
+            return match cert.and_then(|c| self.certificate_client(c)) {
+                // A browser presents a configured certificate on its own for any page
+                // that makes it send a request: never an ambient credential.
+                Some(_) if is_browser_request(parts) => AuthOutcome::Rejected(AuthError::Missing),
+                Some(client) => AuthOutcome::Authenticated(Self::principal(
+                    client,
+                    AuthMethod::ClientCertificate,
+                    cert,
+                )),
+                None => AuthOutcome::NotApplicable,
+            };
         };
         if values.next().is_some() {
             return AuthOutcome::Rejected(AuthError::Malformed);
@@ -392,15 +554,25 @@ impl Authenticator for ClientRegistry {
             return AuthOutcome::Rejected(AuthError::Malformed);
         };
         match self.authenticate_token(token) {
-            Some(client) => AuthOutcome::Authenticated(Principal {
-                name: client.name.clone(),
-                roles: client.roles,
-                method: AuthMethod::BearerToken,
-                tls_client: parts.extensions.get::<ClientIdentity>().cloned(),
-            }),
+            Some(client) => match client.cert_sha256 {
+                Some(fp) if !cert.is_some_and(|c| bool::from(fp.ct_eq(&c.fingerprint_sha256))) => {
+                    AuthOutcome::Rejected(AuthError::CertificateRequired)
+                }
+                _ => AuthOutcome::Authenticated(Self::principal(
+                    client,
+                    AuthMethod::BearerToken,
+                    cert,
+                )),
+            },
             None => AuthOutcome::Rejected(AuthError::Invalid),
         }
     }
+}
+
+/// Whether a browser sent the request: browsers add `Origin` to cross-origin and
+/// non-GET requests and `Sec-Fetch-Site` to every request; other clients send neither.
+fn is_browser_request(parts: &Parts) -> bool {
+    parts.headers.contains_key(http::header::ORIGIN) || parts.headers.contains_key("sec-fetch-site")
 }
 
 /// Extracts the token from `Bearer <token>` (RFC 6750 §2.1: scheme case-insensitive,
@@ -452,19 +624,114 @@ mod tests {
         let (token, hash) = generate_token();
         let token = token.expose_str().unwrap().to_owned();
         let reg = ClientRegistry::new(vec![
-            ApiClient {
-                name: "clinic".parse().unwrap(),
-                hash,
-                roles: [Role::Uploader].into_iter().collect(),
-            },
-            ApiClient {
-                name: "ops".parse().unwrap(),
-                hash: TokenHash::of_token(b"another-token"),
-                roles: [Role::Admin].into_iter().collect(),
-            },
+            client("clinic", Some(hash), None, Role::Uploader),
+            client(
+                "ops",
+                Some(TokenHash::of_token(b"another-token")),
+                None,
+                Role::Admin,
+            ),
+            client("partner", None, Some([1; 32]), Role::Publisher),
+            client(
+                "both",
+                Some(TokenHash::of_token(b"both-token")),
+                Some([2; 32]),
+                Role::Auditor,
+            ),
         ])
         .unwrap();
         (reg, token)
+    }
+
+    fn client(
+        name: &str,
+        hash: Option<TokenHash>,
+        cert_sha256: Option<[u8; 32]>,
+        role: Role,
+    ) -> ApiClient {
+        ApiClient {
+            name: name.parse().unwrap(),
+            hash,
+            cert_sha256,
+            roles: [role].into_iter().collect(),
+            scope: Default::default(),
+        }
+    }
+
+    fn with_cert(mut p: Parts, fp: u8) -> Parts {
+        p.extensions.insert(ClientIdentity {
+            fingerprint_sha256: [fp; 32],
+            subject: "CN=x".into(),
+            sans: Vec::new(),
+        });
+        p
+    }
+
+    #[test]
+    fn certificates() {
+        let (reg, token) = registry();
+        let reg: Vec<std::sync::Arc<dyn Authenticator>> = vec![std::sync::Arc::new(reg)];
+        let p = authenticate(&reg, &with_cert(parts(&[]), 1)).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.method),
+            ("partner", AuthMethod::ClientCertificate)
+        );
+        let mut browser = with_cert(parts(&[]), 1);
+        browser
+            .headers
+            .insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert_eq!(
+            authenticate(&reg, &browser).unwrap_err(),
+            AuthError::Missing
+        );
+        let mut browser = with_cert(parts(&[]), 1);
+        browser
+            .headers
+            .insert("origin", "https://evil.example".parse().unwrap());
+        assert_eq!(
+            authenticate(&reg, &browser).unwrap_err(),
+            AuthError::Missing
+        );
+        // Another certificate, or the certificate of a client that also has a token.
+        assert_eq!(
+            authenticate(&reg, &with_cert(parts(&[]), 9)).unwrap_err(),
+            AuthError::Missing
+        );
+        assert_eq!(
+            authenticate(&reg, &with_cert(parts(&[]), 2)).unwrap_err(),
+            AuthError::Missing
+        );
+        // Token and certificate.
+        let both = parts(&["Bearer both-token"]);
+        assert_eq!(
+            authenticate(&reg, &both).unwrap_err(),
+            AuthError::CertificateRequired
+        );
+        assert_eq!(
+            authenticate(&reg, &with_cert(parts(&["Bearer both-token"]), 1)).unwrap_err(),
+            AuthError::CertificateRequired
+        );
+        let p = authenticate(&reg, &with_cert(both, 2)).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.method),
+            ("both", AuthMethod::BearerToken)
+        );
+        // A token client is not bound to whatever certificate the connection carries.
+        let p = authenticate(&reg, &with_cert(parts(&[&format!("Bearer {token}")]), 1)).unwrap();
+        assert_eq!(p.name.as_str(), "clinic");
+    }
+
+    #[test]
+    fn scopes() {
+        let s = PublisherScope {
+            partners: Some(vec!["payer-a".into()]),
+            owners: Some(vec!["clinic".parse().unwrap()]),
+        };
+        assert!(s.allows_partner("payer-a") && !s.allows_partner("payer-b"));
+        assert!(s.allows_owner(Some("clinic")) && !s.allows_owner(Some("lab")));
+        assert!(!s.allows_owner(None), "an import has no owner");
+        let open = PublisherScope::default();
+        assert!(open.allows_partner("x") && open.allows_owner(None));
     }
 
     fn parts(auth: &[&str]) -> Parts {
@@ -520,15 +787,22 @@ mod tests {
 
     #[test]
     fn registry_rejects_duplicates() {
-        let c = ApiClient {
-            name: "a".parse().unwrap(),
-            hash: TokenHash::of_token(b"t"),
-            roles: RoleSet::empty(),
-        };
+        let c = client("a", Some(TokenHash::of_token(b"t")), None, Role::Uploader);
         let mut d = c.clone();
         d.name = "b".parse().unwrap();
         assert!(ClientRegistry::new(vec![c.clone(), c.clone()]).is_err());
         assert!(ClientRegistry::new(vec![c, d]).is_err(), "same token twice");
+        let e = client("e", None, Some([3; 32]), Role::Uploader);
+        let mut f = e.clone();
+        f.name = "f".parse().unwrap();
+        assert!(
+            ClientRegistry::new(vec![e, f]).is_err(),
+            "same certificate twice"
+        );
+        assert!(
+            ClientRegistry::new(vec![client("g", None, None, Role::Uploader)]).is_err(),
+            "neither token nor certificate"
+        );
     }
 
     #[test]
@@ -538,6 +812,8 @@ mod tests {
         assert!("a b".parse::<ClientName>().is_err());
         assert!("ä".parse::<ClientName>().is_err());
         assert!("Admin".parse::<Role>().is_err());
+        let e = "downloader".parse::<Role>().unwrap_err();
+        assert!(e.contains("removed") && e.contains("signed links"), "{e}");
         assert_eq!(
             format!("{:?}", TokenHash::of_token(b"x")),
             "TokenHash([redacted])"

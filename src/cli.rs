@@ -105,8 +105,8 @@ pub enum TokenCommand {
         /// The client name to put in the config entry.
         #[arg(long, default_value = "my-client")]
         name: String,
-        /// A role for the entry (repeat for several): uploader, publisher, downloader,
-        /// auditor, admin. Default: uploader.
+        /// A role for the entry (repeat for several): uploader, publisher, auditor,
+        /// admin, metrics. Default: uploader.
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
         /// Write the token to this new file (mode 0600) instead of printing it; the file
@@ -190,11 +190,9 @@ fn generate_token(
         .map_err(|m: String| anyhow::anyhow!("--name {name:?}: {m}"))?;
     let mut names: Vec<&str> = Vec::new();
     for r in roles {
-        let role: crate::auth::Role = r.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "--role {r:?} is not a role (uploader, publisher, downloader, auditor, admin, metrics)"
-            )
-        })?;
+        let role: crate::auth::Role = r
+            .parse()
+            .map_err(|m: String| anyhow::anyhow!("--role {r:?}: {m}"))?;
         if !names.contains(&role.as_str()) {
             names.push(role.as_str());
         }

@@ -24,7 +24,9 @@ pub mod env;
 pub mod raw;
 pub mod units;
 
-use crate::auth::{ApiClient, ClientName, ClientRegistry, Role, RoleSet, TokenHash};
+use crate::auth::{
+    ApiClient, ClientName, ClientRegistry, PublisherScope, Role, RoleSet, TokenHash,
+};
 use crate::proxy::Networks;
 use crate::proxy::forwarded::ForwardedHeader;
 use crate::secret::{FilePolicy, Secret, read_private_file, read_secret_file};
@@ -830,20 +832,32 @@ fn clients(raw: &[raw::RawClient], allow_open: bool) -> Result<ClientRegistry, C
             .name
             .parse()
             .map_err(|m: String| invalid(&key("name"), m))?;
+        let cert_sha256 = c
+            .cert_sha256
+            .as_deref()
+            .map(parse_cert_sha256)
+            .transpose()
+            .map_err(|m| invalid(&key("cert_sha256"), m))?;
         let hex = match (&c.token_sha256, &c.token_sha256_file) {
-            (Some(h), None) => Secret::from_string(h.clone()),
-            (None, Some(f)) => read_secret_file(Path::new(f), allow_open)
-                .map_err(|e| invalid(&key("token_sha256_file"), e.to_string()))?,
+            (Some(h), None) => Some(Secret::from_string(h.clone())),
+            (None, Some(f)) => Some(
+                read_secret_file(Path::new(f), allow_open)
+                    .map_err(|e| invalid(&key("token_sha256_file"), e.to_string()))?,
+            ),
+            (None, None) if cert_sha256.is_some() => None,
             _ => {
                 return Err(invalid(
                     &key("token_sha256"),
-                    "set exactly one of token_sha256 or token_sha256_file \
+                    "set exactly one of token_sha256 or token_sha256_file, or only \
+                     cert_sha256 for a client identified by its TLS certificate \
                      (`sallyport token generate` prints a token and its hash)",
                 ));
             }
         };
-        let hash =
-            TokenHash::from_hex(hex.expose()).map_err(|m| invalid(&key("token_sha256"), m))?;
+        let hash = hex
+            .map(|h| TokenHash::from_hex(h.expose()))
+            .transpose()
+            .map_err(|m| invalid(&key("token_sha256"), m))?;
         let mut roles = RoleSet::empty();
         for r in &c.roles {
             let role: Role = r.parse().map_err(|m: String| invalid(&key("roles"), m))?;
@@ -852,9 +866,91 @@ fn clients(raw: &[raw::RawClient], allow_open: bool) -> Result<ClientRegistry, C
         if roles.is_empty() {
             return Err(invalid(&key("roles"), "a client needs at least one role"));
         }
-        out.push(ApiClient { name, hash, roles });
+        let scope = publisher_scope(c, roles, &key)?;
+        out.push(ApiClient {
+            name,
+            hash,
+            cert_sha256,
+            roles,
+            scope: std::sync::Arc::new(scope),
+        });
     }
     ClientRegistry::new(out).map_err(|m| invalid("clients", m))
+}
+
+/// A certificate's SHA-256: 64 hex digits, colons allowed (as `openssl x509 -fingerprint
+/// -sha256` prints it).
+fn parse_cert_sha256(s: &str) -> Result<[u8; 32], String> {
+    let hexed: String = s.chars().filter(|c| *c != ':').collect();
+    let mut out = [0u8; 32];
+    if hexed.len() != 64 || hex::decode_to_slice(hexed.as_bytes(), &mut out).is_err() {
+        return Err(
+            "must be 64 hexadecimal digits (colons allowed): the SHA-256 of the \
+                    client certificate's DER (`openssl x509 -noout -fingerprint -sha256`)"
+                .into(),
+        );
+    }
+    Ok(out)
+}
+
+/// `publish_for` (partner names) and `publish_from_owners` (client names); only for a
+/// client that can publish, and never empty (an empty list would be a publisher that can
+/// publish nothing: leave the client without the role instead).
+fn publisher_scope(
+    c: &raw::RawClient,
+    roles: RoleSet,
+    key: &dyn Fn(&str) -> String,
+) -> Result<PublisherScope, ConfigError> {
+    let publishes = roles.allows(Role::Publisher);
+    let mut scope = PublisherScope::default();
+    if let Some(ps) = &c.publish_for {
+        if !publishes {
+            return Err(invalid(
+                &key("publish_for"),
+                "only a publisher has a publishing scope",
+            ));
+        }
+        if ps.is_empty() {
+            return Err(invalid(
+                &key("publish_for"),
+                "list at least one partner (or leave it out: any partner)",
+            ));
+        }
+        let partners = ps
+            .iter()
+            .map(|p| {
+                p.parse::<crate::grant::PartnerName>()
+                    .map(|p| p.to_string())
+                    .map_err(|_| {
+                        invalid(&key("publish_for"), format!("{p:?} is not a partner name"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        scope.partners = Some(partners);
+    }
+    if let Some(os) = &c.publish_from_owners {
+        if !publishes {
+            return Err(invalid(
+                &key("publish_from_owners"),
+                "only a publisher has a publishing scope",
+            ));
+        }
+        if os.is_empty() {
+            return Err(invalid(
+                &key("publish_from_owners"),
+                "list at least one owner (or leave it out: any owner)",
+            ));
+        }
+        let owners = os
+            .iter()
+            .map(|o| {
+                o.parse::<ClientName>()
+                    .map_err(|m| invalid(&key("publish_from_owners"), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        scope.owners = Some(owners);
+    }
+    Ok(scope)
 }
 
 #[cfg(test)]

@@ -118,6 +118,8 @@ fn millis_now() -> u64 {
 pub struct Publisher {
     /// The principal's name (recorded as the grant's issuer or revoker).
     pub name: String,
+    /// What it may publish (`publish_for`, `publish_from_owners`).
+    pub scope: Arc<crate::auth::PublisherScope>,
     /// The request's audit context.
     pub audit: AuditContext,
 }
@@ -164,6 +166,21 @@ pub enum LinkError {
     /// `client_cert_sha256` is not a SHA-256 fingerprint.
     #[error("client_cert_sha256 is not a fingerprint")]
     BadClientCert,
+    /// `client_cert_of` is not a client name, or comes with `client_cert_sha256`.
+    #[error("client_cert_of is not a client name, or is given with client_cert_sha256")]
+    BadClientCertOf,
+    /// `client_cert_of` names no configured client.
+    #[error("client_cert_of names no configured client")]
+    UnknownClient,
+    /// `client_cert_of` names a client without a configured certificate.
+    #[error("client_cert_of names a client without cert_sha256")]
+    ClientWithoutCertificate,
+    /// The publisher's `publish_for` does not include the partner.
+    #[error("the partner is outside the publisher's scope")]
+    PartnerOutOfScope,
+    /// The publisher's `publish_from_owners` does not include the artifact's owner.
+    #[error("the artifact's owner is outside the publisher's scope")]
+    OwnerOutOfScope,
     /// `file_name` is not a safe response file name.
     #[error("file_name is not a safe file name")]
     BadFileName,

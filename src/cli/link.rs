@@ -40,8 +40,12 @@ pub enum LinkCommand {
         #[arg(long)]
         client_net: Option<String>,
         /// Only the mTLS client certificate with this SHA-256 (hex).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "client_cert_of")]
         client_cert_sha256: Option<String>,
+        /// Only the mTLS client certificate of this configured client (its
+        /// `cert_sha256`).
+        #[arg(long)]
+        client_cert_of: Option<String>,
         /// Serve the download under this file name.
         #[arg(long)]
         file_name: Option<String>,
@@ -135,6 +139,7 @@ pub async fn run_link(
             max_bytes,
             client_net,
             client_cert_sha256,
+            client_cert_of,
             file_name,
             json,
         } => {
@@ -147,6 +152,7 @@ pub async fn run_link(
                 ("max_bytes", max_bytes.map(Value::from)),
                 ("client_net", client_net.map(Value::from)),
                 ("client_cert_sha256", client_cert_sha256.map(Value::from)),
+                ("client_cert_of", client_cert_of.map(Value::from)),
                 ("file_name", file_name.map(Value::from)),
             ];
             for (k, v) in optional {

@@ -97,6 +97,7 @@ impl RequestContext {
             actor: match principal {
                 Some(p) => Actor::Client {
                     name: p.name.to_string(),
+                    auth_method: Some(p.method.as_str()),
                 },
                 None => Actor::Anonymous,
             },

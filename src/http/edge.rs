@@ -1,6 +1,10 @@
 //! The request pipeline every request goes through, in order: request id → client address
 //! → header-size check → route → handler → problem mapping → security headers → metrics.
 //!
+//! The verified TLS client certificate of the connection ([`ConnInfo::client`]) is put
+//! into every request's extensions here, after removing any the request carried, so that
+//! authentication and link checks read one source that only the TLS layer fills.
+//!
 //! The client address ([`ConnInfo::client_for`]) is computed here once per request and
 //! handed to everything that judges or records the client: the bad-link limiter, link
 //! bindings to a client network, audit entries and the security-event summaries.
@@ -15,7 +19,7 @@ use super::context::{ConnInfo, RequestContext};
 use super::endpoint::Endpoint;
 use super::handlers;
 use super::problem::ApiError;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, ClientIdentity};
 use crate::metrics::{EndpointLabels, RequestLabels};
 
 /// A fresh request id: 16 random bytes (128 bits, so ids do not collide across instances
@@ -80,6 +84,12 @@ where
         body
     });
     apply_method_override(&state, &mut req);
+    // The verified client certificate comes from the TLS session and from nowhere else:
+    // whatever a request arrives with is dropped before the session's is put in.
+    req.extensions_mut().remove::<ClientIdentity>();
+    if let Some(identity) = &conn.client {
+        req.extensions_mut().insert(identity.clone());
+    }
     let routed = if header_bytes(&req) > state.config.server.max_header_bytes.0 as usize {
         Err(ApiError::HeadersTooLarge)
     } else {
@@ -122,6 +132,7 @@ where
             AuthError::Missing => Some("missing"),
             AuthError::Malformed => Some("malformed"),
             AuthError::Invalid => Some("invalid"),
+            AuthError::CertificateRequired => Some("certificate_required"),
             // Audited by the service as `access.denied`.
             AuthError::MissingRole(_) => None,
         };

@@ -2,7 +2,8 @@
 //! the service's typed requests (refusals are [`LinkError`] variants, one per malformed
 //! field), and grants rendered as JSON. Pure: no I/O, no HTTP.
 //!
-//! * `POST /v1/links` — [`IssueBody`] → [`IssueRequest`];
+//! * `POST /v1/links` — [`IssueBody`] → [`IssueRequest`] (`client_cert_of` is resolved
+//!   against the configured clients to the certificate the link is bound to);
 //! * `GET /v1/links?artifact=…|partner=…|batch=…[&after=…][&limit=…]` — [`ListQuery`];
 //! * `DELETE /v1/links/{grant}` — [`RevokeBody`] (optional);
 //! * `POST /v1/links/revoke` — [`BulkBody`] → a [`GrantFilter`] and a [`Reason`].
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{IssueRequest, LinkError};
+use crate::auth::{ClientName, ClientRegistry};
 use crate::grant::{GrantFilter, GrantRecord, Limits, MAX_PAGE, Reason};
 use crate::signed_link::{Bindings, CertFingerprint, ClientNet, GrantId, ResponseFileName};
 
@@ -27,13 +29,15 @@ pub struct IssueBody {
     max_bytes: Option<u64>,
     client_net: Option<String>,
     client_cert_sha256: Option<String>,
+    client_cert_of: Option<String>,
     file_name: Option<String>,
 }
 
-impl TryFrom<IssueBody> for IssueRequest {
-    type Error = LinkError;
-
-    fn try_from(b: IssueBody) -> Result<Self, LinkError> {
+impl IssueBody {
+    /// The validated request. `client_cert_of` names a configured client whose
+    /// certificate (`cert_sha256`) the link is bound to, looked up in `clients`.
+    pub fn into_request(self, clients: &ClientRegistry) -> Result<IssueRequest, LinkError> {
+        let b = self;
         let artifact = b.artifact.parse().map_err(|_| LinkError::BadArtifact)?;
         let partner = b.partner.parse().map_err(|_| LinkError::BadPartner)?;
         let ttl = b
@@ -52,11 +56,12 @@ impl TryFrom<IssueBody> for IssueRequest {
             .map(str::parse::<ClientNet>)
             .transpose()
             .map_err(|_| LinkError::BadClientNet)?;
-        let client_cert = b
-            .client_cert_sha256
-            .as_deref()
-            .map(parse_fingerprint)
-            .transpose()?;
+        let client_cert = match (b.client_cert_sha256.as_deref(), b.client_cert_of.as_deref()) {
+            (Some(fp), None) => Some(parse_fingerprint(fp)?),
+            (None, Some(name)) => Some(certificate_of(clients, name)?),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err(LinkError::BadClientCertOf),
+        };
         let file_name = b
             .file_name
             .as_deref()
@@ -80,6 +85,18 @@ impl TryFrom<IssueBody> for IssueRequest {
             file_name,
         })
     }
+}
+
+/// The certificate of the configured client `name`.
+fn certificate_of(clients: &ClientRegistry, name: &str) -> Result<CertFingerprint, LinkError> {
+    let name: ClientName = name.parse().map_err(|_| LinkError::BadClientCertOf)?;
+    let client = clients
+        .client(name.as_str())
+        .ok_or(LinkError::UnknownClient)?;
+    client
+        .cert_sha256
+        .map(CertFingerprint::from_bytes)
+        .ok_or(LinkError::ClientWithoutCertificate)
 }
 
 /// A certificate fingerprint: 64 hex digits (as `whoami` and `openssl x509 -fingerprint`
@@ -291,8 +308,32 @@ mod tests {
             serde_json::from_str(&format!(r#"{{"artifact":"{a}",{fields}}}"#)).unwrap()
         };
         let ok = r#""partner":"clinic-a""#;
-        assert!(IssueRequest::try_from(body(ok)).is_ok());
-        let wrong = |fields: &str| IssueRequest::try_from(body(fields)).unwrap_err();
+        let clients = ClientRegistry::new(vec![
+            crate::auth::ApiClient {
+                name: "partner-a".parse().unwrap(),
+                hash: None,
+                cert_sha256: Some([5; 32]),
+                roles: [crate::auth::Role::Uploader].into_iter().collect(),
+                scope: Default::default(),
+            },
+            crate::auth::ApiClient {
+                name: "ops".parse().unwrap(),
+                hash: Some(crate::auth::TokenHash::of_token(b"t")),
+                cert_sha256: None,
+                roles: [crate::auth::Role::Admin].into_iter().collect(),
+                scope: Default::default(),
+            },
+        ])
+        .unwrap();
+        assert!(body(ok).into_request(&clients).is_ok());
+        let bound = body(&format!(r#"{ok},"client_cert_of":"partner-a""#))
+            .into_request(&clients)
+            .unwrap();
+        assert_eq!(
+            bound.bindings.client_cert,
+            Some(CertFingerprint::from_bytes([5; 32]))
+        );
+        let wrong = |fields: &str| body(fields).into_request(&clients).unwrap_err();
         assert!(matches!(
             wrong(r#""partner":"Clinic A""#),
             LinkError::BadPartner
@@ -312,10 +353,29 @@ mod tests {
             with(r#""file_name":"../x""#),
             LinkError::BadFileName
         ));
+        assert!(matches!(
+            with(r#""client_cert_of":"nobody""#),
+            LinkError::UnknownClient
+        ));
+        assert!(matches!(
+            with(r#""client_cert_of":"ops""#),
+            LinkError::ClientWithoutCertificate
+        ));
+        assert!(matches!(
+            with(r#""client_cert_of":"a b""#),
+            LinkError::BadClientCertOf
+        ));
+        assert!(matches!(
+            with(&format!(
+                r#""client_cert_of":"partner-a","client_cert_sha256":"{}""#,
+                "ab".repeat(32)
+            )),
+            LinkError::BadClientCertOf
+        ));
         let bad_artifact: IssueBody =
             serde_json::from_str(r#"{"artifact":"nope","partner":"clinic-a"}"#).unwrap();
         assert!(matches!(
-            IssueRequest::try_from(bad_artifact),
+            bad_artifact.into_request(&clients),
             Err(LinkError::BadArtifact)
         ));
     }

@@ -1,4 +1,5 @@
-//! The audit events of downloads through signed links.
+//! The audit events of downloads through signed links, and of publishing refused by a
+//! publisher's scope.
 //!
 //! The actor of these events is the link holder (`{"kind":"link","grant":…}`) when the link
 //! verified, anonymous otherwise; the client address is in every entry's context. Details
@@ -92,5 +93,34 @@ impl AuditEvent for DownloadRejected {
     }
     fn subject(&self) -> Option<String> {
         self.grant.clone()
+    }
+}
+
+/// A publisher tried to publish outside its scope (`publish.out_of_scope`): a link for a
+/// partner not in its `publish_for`, or an upload or artifact whose owner is not in its
+/// `publish_from_owners`. Nothing was published.
+#[derive(Debug, Serialize)]
+pub struct PublishOutOfScope {
+    /// `artifact.register` or `link.issue`.
+    pub attempt: &'static str,
+    /// `partner` or `owner`: which limit refused it.
+    pub limit: &'static str,
+    /// The partner asked for (link issue).
+    pub partner: Option<String>,
+    /// The owner of the upload or artifact (`None`: an import, which has none).
+    pub owner: Option<String>,
+    /// The artifact (link issue).
+    pub artifact: Option<String>,
+    /// The upload (registration from an upload).
+    pub upload: Option<String>,
+}
+
+impl AuditEvent for PublishOutOfScope {
+    const ACTION: &'static str = "publish.out_of_scope";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
+    fn subject(&self) -> Option<String> {
+        self.artifact.clone().or_else(|| self.upload.clone())
     }
 }

@@ -1,11 +1,15 @@
 //! The grant flows of the links API: issue a link, list and show grants with their usage,
 //! revoke one grant or all grants of an artifact, partner or batch. Every issue and
-//! revocation is audited (`link.issued`, `link.revoked`) before it is acknowledged.
+//! revocation is audited (`link.issued`, `link.revoked`) before it is acknowledged. A
+//! publisher's scope (`publish_for`, `publish_from_owners`) is checked before a link is
+//! issued; a refusal is audited as `publish.out_of_scope`.
 
 use serde_json::json;
 
 use super::api::ListQuery;
+use super::events::PublishOutOfScope;
 use super::{GrantView, IssueRequest, Issued, LinkError, Links, Publisher, Revoked};
+use crate::artifact::ArtifactRecord;
 use crate::grant::events::{LinkIssued, LinksRevoked};
 use crate::grant::{Budget, GrantFilter, GrantRecord, Reason, RevokeOutcome, Scope, now_unix};
 use crate::signed_link::{GrantId, LinkClaims, UnixTime};
@@ -16,6 +20,34 @@ const MAX_AUDITED_GRANTS: usize = 100;
 // === impl Links: grants ===
 
 impl Links {
+    /// Refuses (and audits as `publish.out_of_scope`) a link for a partner outside `who`'s
+    /// `publish_for`, or to an artifact whose owner is outside its `publish_from_owners`.
+    async fn check_scope(
+        &self,
+        who: &Publisher,
+        req: &IssueRequest,
+        artifact: &ArtifactRecord,
+    ) -> Result<(), LinkError> {
+        let partner = req.partner.to_string();
+        let (limit, refusal) = if !who.scope.allows_partner(&partner) {
+            ("partner", LinkError::PartnerOutOfScope)
+        } else if !who.scope.allows_owner(artifact.owner.as_deref()) {
+            ("owner", LinkError::OwnerOutOfScope)
+        } else {
+            return Ok(());
+        };
+        let event = PublishOutOfScope {
+            attempt: "link.issue",
+            limit,
+            partner: Some(partner),
+            owner: artifact.owner.clone(),
+            artifact: Some(artifact.id.to_string()),
+            upload: None,
+        };
+        self.auditor.emit(&who.audit, &event).await?;
+        Err(refusal)
+    }
+
     /// Issues a link: stores the grant, then signs the claims with the current key, and
     /// records `link.issued` before the link is handed out.
     pub async fn issue(&self, who: &Publisher, req: IssueRequest) -> Result<Issued, LinkError> {
@@ -38,6 +70,7 @@ impl Links {
         let Some(artifact) = self.artifact(req.artifact).await? else {
             return Err(LinkError::ArtifactNotFound);
         };
+        self.check_scope(who, &req, &artifact).await?;
         if let Some(batch) = artifact.member_of {
             self.batch_gate
                 .batch(batch)

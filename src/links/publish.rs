@@ -1,6 +1,9 @@
 //! Registering artifacts (the publisher's `POST /v1/artifacts`): from a file in the import
 //! directory (encrypted on import) or from a completed tus upload (the artifact shares the
-//! upload's encrypted object). `artifact.registered` is audited before the answer.
+//! upload's encrypted object, and its uploader becomes the artifact's `owner`).
+//! `artifact.registered` is audited before the answer. A publisher limited by
+//! `publish_from_owners` registers only uploads of those owners (never an import, which no
+//! client owns); a refusal is audited as `publish.out_of_scope`.
 //!
 //! Defaults: the response file name is the import name when that is a valid
 //! [`ResponseFileName`], `<artifact id>.bin` for uploads (`.ndjson` when the type is
@@ -10,6 +13,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::events::PublishOutOfScope;
 use super::{Links, Publisher};
 use crate::artifact::events::ArtifactRegistered;
 use crate::artifact::import::{ImportError, ImportName};
@@ -59,6 +63,10 @@ pub enum RegisterError {
     /// No content type was given and the name has no default.
     #[error("content_type is required")]
     ContentTypeRequired,
+    /// The publisher's `publish_from_owners` does not include the upload's owner (or the
+    /// source is an import, which no client owns).
+    #[error("the source's owner is outside the publisher's scope")]
+    OwnerOutOfScope,
     /// The upload is a member of a batch that is not released (open, sealing,
     /// quarantined, purged).
     #[error("the upload's batch is not released")]
@@ -152,6 +160,7 @@ impl Links {
             batch: batch.clone(),
             created_at: now_unix(),
             publisher: who.name.clone(),
+            owner: None,
             member_of: None,
         };
 
@@ -160,6 +169,10 @@ impl Links {
         let (record, import) = match (&body.import, &body.upload) {
             (Some(name), None) => {
                 let name: ImportName = name.parse().map_err(|_| RegisterError::BadImportName)?;
+                if !who.scope.allows_owner(None) {
+                    self.out_of_scope(who, None, None).await?;
+                    return Err(RegisterError::OwnerOutOfScope);
+                }
                 let file_name = match file_name {
                     Some(f) => f,
                     None => ResponseFileName::new(name.as_str())
@@ -191,6 +204,12 @@ impl Links {
                     .await?
                     .map_err(|_| RegisterError::BatchNotReleased)?;
                 let (source, held) = uploads.completed_source_held(upload).await?;
+                if !who.scope.allows_owner(Some(&source.owner)) {
+                    held.release().await;
+                    self.out_of_scope(who, Some(source.owner), Some(upload.to_string()))
+                        .await?;
+                    return Err(RegisterError::OwnerOutOfScope);
+                }
                 hold = Some(held);
                 let content_type = explicit_type
                     .or_else(|| {
@@ -211,6 +230,7 @@ impl Links {
                     file_name,
                     ArtifactSource::Upload { upload },
                 );
+                record.owner = Some(source.owner);
                 record.member_of = member_of;
                 (record, None)
             }
@@ -259,6 +279,29 @@ impl Links {
     }
 }
 
+// === impl Links: publisher scope ===
+
+impl Links {
+    /// Records `publish.out_of_scope` for a registration refused by `who`'s
+    /// `publish_from_owners` (`owner` `None`: an import).
+    async fn out_of_scope(
+        &self,
+        who: &Publisher,
+        owner: Option<String>,
+        upload: Option<String>,
+    ) -> Result<(), AuditError> {
+        let event = PublishOutOfScope {
+            attempt: "artifact.register",
+            limit: "owner",
+            partner: None,
+            owner,
+            artifact: None,
+            upload,
+        };
+        self.auditor.emit(&who.audit, &event).await.map(drop)
+    }
+}
+
 /// `<artifact id>.ndjson` for NDJSON, `<artifact id>.bin` otherwise. (An artifact id is
 /// always a valid file-name stem; were it not, the publisher is asked for a name.)
 fn default_upload_name(
@@ -291,5 +334,6 @@ pub fn artifact_json(a: &ArtifactRecord) -> Value {
         "batch": a.batch.as_ref().map(ToString::to_string),
         "created_at": a.created_at,
         "publisher": a.publisher,
+        "owner": a.owner,
     })
 }

@@ -53,7 +53,7 @@ pub enum UploadSourceError {
 }
 
 /// What a completed upload contributes to an artifact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadSource {
     /// The at-rest object (the upload id).
     pub object: OpaqueId,
@@ -61,6 +61,8 @@ pub struct UploadSource {
     pub length: u64,
     /// Whole-file SHA-256.
     pub sha256: [u8; 32],
+    /// The client that uploaded it (the artifact's owner, for publisher scopes).
+    pub owner: String,
 }
 
 /// Checks that `upload` is complete and its object finished; returns what the artifact
@@ -99,5 +101,6 @@ pub(crate) async fn completed(
         object,
         length,
         sha256: sha256.0,
+        owner: record.owner,
     })
 }

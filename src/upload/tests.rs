@@ -117,6 +117,7 @@ async fn register(artifacts: &Artifacts, source: UploadSource, upload: UploadId)
         batch: None,
         created_at: crate::grant::now_unix(),
         publisher: "exporter".into(),
+        owner: Some(source.owner.clone()),
         member_of: None,
     };
     artifacts.create(&record).await.unwrap();

@@ -44,6 +44,7 @@ pub fn caller(who: Requester<'_>) -> Caller {
         audit: AuditContext {
             actor: Actor::Client {
                 name: who.name.to_owned(),
+                auth_method: None,
             },
             request_id: None,
             client_addr: None,

@@ -27,6 +27,7 @@ pub async fn create(
         authorized_json::<RegisterBody>(state, ctx, req, Role::Publisher).await?;
     let who = Publisher {
         name: principal.name.to_string(),
+        scope: principal.scope.clone(),
         audit: ctx.audit_context(Some(&principal)),
     };
     let registered = state

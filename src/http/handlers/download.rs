@@ -11,6 +11,7 @@
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 
 use super::respond::Resp;
+use crate::auth::ClientIdentity;
 use crate::http::AppState;
 use crate::http::context::RequestContext;
 use crate::http::problem::ApiError;
@@ -29,10 +30,10 @@ pub async fn serve(state: &AppState, ctx: &RequestContext, req: Request<axum::bo
         range: single_header(&parts.headers, header::RANGE),
         if_range: single_header(&parts.headers, header::IF_RANGE),
         client_addr: ctx.client.client,
-        client_cert: ctx
-            .conn
-            .client
-            .as_ref()
+        // Put there by the edge from the TLS session only.
+        client_cert: parts
+            .extensions
+            .get::<ClientIdentity>()
             .map(|c| CertFingerprint::from_bytes(c.fingerprint_sha256)),
         tls: ctx
             .conn

@@ -18,7 +18,7 @@ use crate::http::AppState;
 use crate::http::context::RequestContext;
 use crate::http::problem::ApiError;
 use crate::links::api::{BulkBody, IssueBody, ListQuery, RevokeBody};
-use crate::links::{IssueRequest, LinkError, Publisher};
+use crate::links::{LinkError, Publisher};
 use crate::signed_link::GrantId;
 
 type Req = Request<axum::body::Body>;
@@ -26,6 +26,7 @@ type Req = Request<axum::body::Body>;
 fn publisher(ctx: &RequestContext, p: &Principal) -> Publisher {
     Publisher {
         name: p.name.to_string(),
+        scope: p.scope.clone(),
         audit: ctx.audit_context(Some(p)),
     }
 }
@@ -34,7 +35,9 @@ fn publisher(ctx: &RequestContext, p: &Principal) -> Publisher {
 pub async fn issue(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
     let (parts, principal, body) =
         authorized_json::<IssueBody>(state, ctx, req, Role::Publisher).await?;
-    let request = IssueRequest::try_from(body.ok_or(ApiError::JsonRequired)?)?;
+    let request = body
+        .ok_or(ApiError::JsonRequired)?
+        .into_request(&state.config.clients)?;
     let issued = state
         .links
         .issue(&publisher(ctx, &principal), request)

@@ -70,9 +70,11 @@ pub fn whoami(state: &AppState, ctx: &RequestContext, req: Request<axum::body::B
         &json!({
             "name": p.name.as_str(),
             "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "tls_client": ctx.conn.client.as_ref().map(|c| json!({
+            "auth_method": p.method.as_str(),
+            "tls_client": p.tls_client.as_ref().map(|c| json!({
                 "subject": c.subject,
                 "fingerprint_sha256": hex::encode(c.fingerprint_sha256),
+                "sans": c.sans,
             })),
             // What the gateway judges this client by; behind a balancer, check it here.
             "client_addr": ctx.client.client.to_string(),

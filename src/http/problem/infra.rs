@@ -93,6 +93,11 @@ impl Describe for AuthError {
                 "auth.invalid",
                 "Invalid credentials",
             ),
+            AuthError::CertificateRequired => row(
+                StatusCode::UNAUTHORIZED,
+                "auth.certificate_required",
+                "This client must present its TLS client certificate with its token",
+            ),
             AuthError::MissingRole(_) => row(
                 StatusCode::FORBIDDEN,
                 "auth.missing_role",
@@ -105,7 +110,7 @@ impl Describe for AuthError {
         let value = match self {
             AuthError::MissingRole(_) => return,
             AuthError::Missing => r#"Bearer realm="sallyport""#,
-            AuthError::Malformed | AuthError::Invalid => {
+            AuthError::Malformed | AuthError::Invalid | AuthError::CertificateRequired => {
                 r#"Bearer realm="sallyport", error="invalid_token""#
             }
         };

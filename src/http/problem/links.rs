@@ -26,6 +26,14 @@ const fn bad(code: &'static str, title: &'static str) -> Problem {
     row(StatusCode::BAD_REQUEST, code, title)
 }
 
+/// A publisher limited by `publish_from_owners` tried to publish (register, or link) an
+/// artifact or upload of another owner (an import has none).
+const OWNER_OUT_OF_SCOPE: Problem = row(
+    StatusCode::FORBIDDEN,
+    "artifact.owner_out_of_scope",
+    "This publisher may not publish uploads or artifacts of this owner (publish_from_owners)",
+);
+
 const ARTIFACT_NOT_FOUND: Problem = row(
     StatusCode::NOT_FOUND,
     "artifact.not_found",
@@ -138,6 +146,24 @@ impl Describe for LinkError {
                 "link.bad_client_cert",
                 "client_cert_sha256 is the certificate's SHA-256 in hex or base64url",
             ),
+            LinkError::BadClientCertOf => bad(
+                "link.bad_client_cert_of",
+                "client_cert_of is a configured client's name, and not given with client_cert_sha256",
+            ),
+            LinkError::UnknownClient => bad(
+                "link.unknown_client",
+                "client_cert_of names no configured client",
+            ),
+            LinkError::ClientWithoutCertificate => bad(
+                "link.client_without_certificate",
+                "client_cert_of names a client without a configured certificate (cert_sha256)",
+            ),
+            LinkError::PartnerOutOfScope => row(
+                StatusCode::FORBIDDEN,
+                "link.partner_out_of_scope",
+                "This publisher may not issue links for this partner (publish_for)",
+            ),
+            LinkError::OwnerOutOfScope => OWNER_OUT_OF_SCOPE,
             LinkError::BadFileName => bad(
                 "link.bad_file_name",
                 "file_name is 1-128 characters of A-Z, a-z, 0-9, '.', '_', '-'",
@@ -262,6 +288,7 @@ impl Describe for RegisterError {
                 "artifact.content_type_required",
                 "Give content_type (only .ndjson files have a default)",
             ),
+            RegisterError::OwnerOutOfScope => OWNER_OUT_OF_SCOPE,
             RegisterError::Import(e) => e.problem(),
             RegisterError::Upload(e) => e.problem(),
             RegisterError::Artifact(e) => e.problem(),
