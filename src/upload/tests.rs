@@ -338,7 +338,7 @@ async fn an_artifact_takes_an_uploads_bytes_off_the_quota_once() {
     let b = create_with(&uploads, 3, &[], b"abc").await;
     assert_eq!(used().await, 8);
     let source = uploads.completed_source(a.id).await.unwrap();
-    register(&artifacts, source, a.id).await;
+    register(&artifacts, source.clone(), a.id).await;
     uploads.claimed_by_artifact(a.id).await.unwrap();
     assert_eq!(used().await, 3);
     // A second artifact from the same upload releases nothing more.
