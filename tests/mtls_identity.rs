@@ -425,8 +425,9 @@ async fn issue_as(gw: &Gateway, token: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_scoped_publisher_publishes_only_for_its_partners_and_owners() {
-    // A short grace: after a creation-with-upload the gateway's SIGTERM drain otherwise
-    // waits the whole default 30 s (seen on the base commit too; not this test's subject).
+    // A short grace: this test's runtime has one thread, blocked while the gateway stops,
+    // so its open HTTP/2 connections cannot answer the server's GOAWAY and ping, and the
+    // graceful drain would wait the whole default 30 s for them.
     let extra = format!(
         "[server]\nshutdown_grace = \"1s\"\n[[clients]]\nname = \"scoped\"\ntoken_sha256 = \"{}\"\nroles = [\"publisher\"]\n\
          publish_for = [\"payer-a\"]\npublish_from_owners = [\"clinic\"]\n",
