@@ -57,6 +57,8 @@ impl Batches {
             BatchState::Open => {}
             _ => return Err(BatchError::NotOpen),
         }
+        self.audit_change(&who.audit, id, "seal", record.state, None)
+            .await?;
         let now = now_unix();
         let record = self
             .update(id, |r| {
