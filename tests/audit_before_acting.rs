@@ -19,8 +19,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use sallyport::audit::AUDIT_LOG;
-use sallyport::state::StateStore;
 use sallyport::http::body::read_capped;
+use sallyport::state::StateStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -187,7 +187,7 @@ impl Harness {
 
     /// Every audit entry: (action, outcome, details).
     async fn entries(&self) -> Vec<(String, String, Value)> {
-        let log = self.state.log_read(AUDIT_LOG, 1, 100_000).await.unwrap();
+        let log = self.state.log_read(AUDIT_LOG, 1, 10_000).await.unwrap();
         log.iter()
             .map(|e| {
                 let v: Value = serde_json::from_slice(&e.bytes).unwrap();
@@ -220,7 +220,7 @@ impl Harness {
 
     /// Records in `ns`.
     async fn records(&self, ns: sallyport::state::Namespace) -> Vec<String> {
-        self.state.list(ns, None, 10_000).await.unwrap()
+        self.state.list(ns, None, 1_000).await.unwrap()
     }
 
     async fn chain_verifies(&self) {
@@ -352,7 +352,12 @@ async fn a_chunk_whose_entry_fails_is_recovered_by_the_next_patch() {
     let chunks: Vec<_> = entries
         .iter()
         .filter(|e| e.0 == "upload.chunk_accepted")
-        .map(|e| (e.2["offset"].as_u64().unwrap(), e.2["recovered"].as_bool().unwrap()))
+        .map(|e| {
+            (
+                e.2["offset"].as_u64().unwrap(),
+                e.2["recovered"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(chunks, vec![(0, true), (5, false)]);
     h.chain_verifies().await;
@@ -387,10 +392,7 @@ async fn a_completion_whose_entry_fails_is_recovered_before_the_upload_becomes_a
     let actions = h.actions().await;
     let completed = actions.iter().position(|a| a == "upload.completed");
     let registered = actions.iter().position(|a| a == "artifact.registered");
-    assert!(
-        completed.is_some() && completed < registered,
-        "{actions:?}"
-    );
+    assert!(completed.is_some() && completed < registered, "{actions:?}");
     let entries = h.entries().await;
     let e = entries.iter().find(|e| e.0 == "upload.completed").unwrap();
     assert_eq!(e.2["recovered"], true);
@@ -539,7 +541,12 @@ async fn an_upload_registration_whose_entry_fails_is_forgotten() {
     );
     assert!(h.records(ARTIFACTS).await.is_empty(), "no artifact stays");
     let artifacts = sallyport::artifact::Artifacts::new(h.state.clone());
-    assert!(!artifacts.registered_from(id.parse().unwrap()).await.unwrap());
+    assert!(
+        !artifacts
+            .registered_from(id.parse().unwrap())
+            .await
+            .unwrap()
+    );
 
     let a = register().await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
@@ -597,7 +604,8 @@ async fn a_revocation_is_requested_in_the_trail_before_it_is_made() {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
     let grant = a.json()["grant"].as_str().unwrap().to_owned();
     let path = a.json()["path"].as_str().unwrap().to_owned();
-    let revoke = || h.send(Method::DELETE, &format!("/v1/links/{grant}"), ADMIN, None);
+    let uri = format!("/v1/links/{grant}");
+    let revoke = || h.send(Method::DELETE, &uri, ADMIN, None);
 
     // The intent cannot be written: nothing is revoked.
     let fired = h.arm(0);
@@ -610,7 +618,11 @@ async fn a_revocation_is_requested_in_the_trail_before_it_is_made() {
         a.text()
     );
     let req = Request::get(&path).body(Body::empty()).unwrap();
-    assert_eq!(h.call(req).await.status, StatusCode::OK, "the link still works");
+    assert_eq!(
+        h.call(req).await.status,
+        StatusCode::OK,
+        "the link still works"
+    );
     let actions = h.actions().await;
     assert_eq!(count(&actions, "link.revoke_requested"), 0);
     assert_eq!(count(&actions, "link.revoked"), 0);
@@ -659,7 +671,11 @@ impl Harness {
     async fn create_member(&self, batch: &str) -> Answer {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let meta = format!("batch {},member {}", b64.encode(batch), b64.encode("notes.txt"));
+        let meta = format!(
+            "batch {},member {}",
+            b64.encode(batch),
+            b64.encode("notes.txt")
+        );
         let req = self
             .tus(Method::POST, "/files/")
             .header("upload-length", NOTES.len().to_string())
@@ -701,7 +717,10 @@ async fn a_batch_whose_opening_entry_fails_is_undone() {
 #[tokio::test]
 async fn a_member_whose_entry_fails_is_not_admitted() {
     let h = harness().await;
-    let batch = h.open_batch().await.json()["id"].as_str().unwrap().to_owned();
+    let batch = h.open_batch().await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let fired = h.arm(0);
     let a = h.create_member(&batch).await;
     h.assert_fired(fired);
@@ -724,15 +743,12 @@ async fn a_member_whose_entry_fails_is_not_admitted() {
 #[tokio::test]
 async fn a_seal_is_requested_in_the_trail_before_it_is_made() {
     let h = harness().await;
-    let batch = h.open_batch().await.json()["id"].as_str().unwrap().to_owned();
-    let seal = || {
-        h.send(
-            Method::POST,
-            &format!("/v1/batches/{batch}/seal"),
-            CLINIC,
-            None,
-        )
-    };
+    let batch = h.open_batch().await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uri = format!("/v1/batches/{batch}/seal");
+    let seal = || h.send(Method::POST, &uri, CLINIC, None);
     let fired = h.arm(0);
     let a = seal().await;
     h.assert_fired(fired);
@@ -757,7 +773,10 @@ async fn a_seal_is_requested_in_the_trail_before_it_is_made() {
 #[tokio::test]
 async fn an_expiring_batch_is_audited_before_its_members_are_destroyed() {
     let h = harness().await;
-    let batch = h.open_batch().await.json()["id"].as_str().unwrap().to_owned();
+    let batch = h.open_batch().await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let a = h.create_member(&batch).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
     let upload = a.location_id();
@@ -780,6 +799,118 @@ async fn an_expiring_batch_is_audited_before_its_members_are_destroyed() {
     assert!(
         requested.is_some() && requested < shredded && shredded < expired,
         "{actions:?}"
+    );
+    h.chain_verifies().await;
+}
+
+impl Harness {
+    /// A batch whose one member arrived with the wrong bytes, sealed and quarantined; its
+    /// id and the member's upload id.
+    async fn quarantined_batch(&self) -> (String, String) {
+        let batch = self.open_batch().await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let upload = self.create_member(&batch).await.location_id();
+        let wrong = b"referral NOTES\n";
+        assert_eq!(wrong.len(), NOTES.len());
+        let a = self.patch(&upload, 0, wrong).await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.text());
+        let a = self
+            .send(
+                Method::POST,
+                &format!("/v1/batches/{batch}/seal"),
+                CLINIC,
+                None,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+        for _ in 0..400 {
+            if self.batch_state(&batch).await != "sealing" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(self.batch_state(&batch).await, "quarantined");
+        (batch, upload)
+    }
+}
+
+#[tokio::test]
+async fn a_release_is_requested_in_the_trail_before_it_is_made() {
+    let h = harness().await;
+    let (batch, _) = h.quarantined_batch().await;
+    let uri = format!("/v1/batches/{batch}/release");
+    let release = || {
+        h.send(
+            Method::POST,
+            &uri,
+            ADMIN,
+            Some(json!({"reason": "checked by hand"})),
+        )
+    };
+    let fired = h.arm(0);
+    let a = release().await;
+    h.assert_fired(fired);
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "server.audit_unavailable"),
+        "{}",
+        a.text()
+    );
+    assert_eq!(h.batch_state(&batch).await, "quarantined");
+    assert_eq!(count(&h.actions().await, "batch.released"), 0);
+
+    let a = release().await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(h.batch_state(&batch).await, "released");
+    let entries = h.entries().await;
+    let requested = entries
+        .iter()
+        .position(|e| e.0 == "batch.change_requested" && e.2["change"] == "release");
+    let released = entries.iter().position(|e| e.0 == "batch.released");
+    assert!(requested.is_some() && requested < released, "{entries:?}");
+    h.chain_verifies().await;
+}
+
+#[tokio::test]
+async fn a_purge_is_requested_in_the_trail_before_anything_is_destroyed() {
+    let h = harness().await;
+    let (batch, upload) = h.quarantined_batch().await;
+    let uri = format!("/v1/batches/{batch}/purge");
+    let purge = || {
+        h.send(
+            Method::POST,
+            &uri,
+            ADMIN,
+            Some(json!({"reason": "wrong patient"})),
+        )
+    };
+    let fired = h.arm(0);
+    let a = purge().await;
+    h.assert_fired(fired);
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "server.audit_unavailable"),
+        "{}",
+        a.text()
+    );
+    assert_eq!(h.batch_state(&batch).await, "quarantined");
+    assert_eq!(h.records(UPLOADS).await, vec![upload]);
+
+    let a = purge().await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(h.batch_state(&batch).await, "purged");
+    assert!(h.records(UPLOADS).await.is_empty());
+    let entries = h.entries().await;
+    let requested = entries
+        .iter()
+        .position(|e| e.0 == "batch.change_requested" && e.2["change"] == "purge");
+    let shredded = entries.iter().position(|e| e.0 == "upload.shredded");
+    let purged = entries.iter().position(|e| e.0 == "batch.purged");
+    assert!(
+        requested.is_some() && requested < shredded && shredded < purged,
+        "{entries:?}"
     );
     h.chain_verifies().await;
 }

@@ -190,7 +190,9 @@ impl StateStore for FaultyState {
                 Some(0) => {
                     *left = None;
                     *self.log_faults.lock().unwrap() += 1;
-                    return Err(StateError::Unavailable("simulated audit append failure".into()));
+                    return Err(StateError::Unavailable(
+                        "simulated audit append failure".into(),
+                    ));
                 }
                 Some(n) => *n -= 1,
                 None => {}
