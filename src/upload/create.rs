@@ -98,10 +98,10 @@ impl Uploads {
                 if let Err(e) = self.auditor.emit(&who.audit, &event).await {
                     return Err(self.undo_unaudited(&record, e.into()).await);
                 }
-                if record.is_complete() {
-                    if let Err(e) = self.audit_completed(&who.audit, &record, false).await {
-                        return Err(self.undo_unaudited(&record, e).await);
-                    }
+                if record.is_complete()
+                    && let Err(e) = self.audit_completed(&who.audit, &record, false).await
+                {
+                    return Err(self.undo_unaudited(&record, e).await);
                 }
                 match (created.body, writer) {
                     (Some(plan), Some(writer)) => {
