@@ -914,3 +914,47 @@ async fn a_purge_is_requested_in_the_trail_before_anything_is_destroyed() {
     );
     h.chain_verifies().await;
 }
+
+#[tokio::test]
+async fn a_member_completion_whose_entry_fails_is_recovered_before_the_verdict() {
+    let h = harness().await;
+    let batch = h.open_batch().await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let upload = h.create_member(&batch).await.location_id();
+    // The chunk's entry is written, the completion's is not.
+    let fired = h.arm(1);
+    let a = h.patch(&upload, 0, NOTES).await;
+    h.assert_fired(fired);
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "upload.audit_pending"),
+        "{}",
+        a.text()
+    );
+    // The client seals without a HEAD: the seal recovers the entry before its verdict.
+    let a = h
+        .send(
+            Method::POST,
+            &format!("/v1/batches/{batch}/seal"),
+            CLINIC,
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    for _ in 0..400 {
+        if h.batch_state(&batch).await != "sealing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(h.batch_state(&batch).await, "released");
+    let entries = h.entries().await;
+    let completed = entries.iter().position(|e| e.0 == "upload.completed");
+    let verdict = entries.iter().position(|e| e.0 == "batch.verdict");
+    assert!(completed.is_some() && completed < verdict, "{entries:?}");
+    assert_eq!(entries[completed.unwrap()].2["recovered"], true);
+    assert!(h.records(PENDING).await.is_empty());
+    h.chain_verifies().await;
+}

@@ -227,6 +227,34 @@ impl Uploads {
         }
     }
 
+    /// For readers outside the engine (a batch seal): when a pending record says a commit
+    /// was interrupted or its audit entries are missing, takes the upload's lease and
+    /// finishes it, writing the entries as the gateway. A held lease means a request is
+    /// finishing it now: nothing to do. Audit and store failures are returned.
+    pub async fn recover_pending(&self, id: UploadId) -> Result<(), UploadError> {
+        if self.store.pending(id).await?.is_none() {
+            return Ok(());
+        }
+        let guard = match self.lease(id).await {
+            Ok(g) => g,
+            Err(UploadError::Tus {
+                error: crate::tus::TusError::Locked { .. },
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let result = self.reconcile(id, &system_caller()).await;
+        guard.release().await;
+        match result {
+            Ok(_)
+            | Err(UploadError::Tus {
+                error: crate::tus::TusError::NotFound,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Under the lease: finishes an interrupted commit and writes its missing audit
     /// entries (as the gateway), when a pending record says there is one.
     async fn recover_entries(&self, id: UploadId) -> Result<(), UploadSourceError> {
@@ -234,12 +262,7 @@ impl Uploads {
         if pending.is_none() {
             return Ok(());
         }
-        let system = Caller {
-            name: String::new(),
-            admin: true,
-            audit: AuditContext::system(),
-        };
-        match self.reconcile(id, &system).await {
+        match self.reconcile(id, &system_caller()).await {
             Ok(_) => Ok(()),
             Err(UploadError::Tus {
                 error: crate::tus::TusError::NotFound,
@@ -353,6 +376,15 @@ impl Uploads {
             }
             after = Some(last);
         }
+    }
+}
+
+/// The gateway itself as the caller of a recovery (its entries' actor is `system`).
+fn system_caller() -> Caller {
+    Caller {
+        name: String::new(),
+        admin: true,
+        audit: AuditContext::system(),
     }
 }
 
