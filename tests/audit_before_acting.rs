@@ -958,3 +958,43 @@ async fn a_member_completion_whose_entry_fails_is_recovered_before_the_verdict()
     assert!(h.records(PENDING).await.is_empty());
     h.chain_verifies().await;
 }
+
+#[tokio::test]
+async fn a_revocation_whose_outcome_entry_fails_stands_and_its_retry_is_recorded() {
+    let h = harness().await;
+    let artifact = h.artifact().await;
+    let a = h
+        .send(
+            Method::POST,
+            "/v1/links",
+            ADMIN,
+            Some(json!({"artifact": artifact, "partner": "payer-1"})),
+        )
+        .await;
+    let grant = a.json()["grant"].as_str().unwrap().to_owned();
+    let path = a.json()["path"].as_str().unwrap().to_owned();
+    let uri = format!("/v1/links/{grant}");
+    // The intent is written, the outcome is not.
+    let fired = h.arm(1);
+    let a = h.send(Method::DELETE, &uri, ADMIN, None).await;
+    h.assert_fired(fired);
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "server.audit_unavailable"),
+        "{}",
+        a.text()
+    );
+    // Fail closed: the link is dead, and the trail says a revocation was requested.
+    let req = Request::get(&path).body(Body::empty()).unwrap();
+    assert_eq!(h.call(req).await.status, StatusCode::FORBIDDEN);
+    let actions = h.actions().await;
+    assert_eq!(count(&actions, "link.revoke_requested"), 1);
+    assert_eq!(count(&actions, "link.revoked"), 0);
+
+    let a = h.send(Method::DELETE, &uri, ADMIN, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let entries = h.entries().await;
+    let outcome = entries.iter().find(|e| e.0 == "link.revoked").unwrap();
+    assert_eq!(outcome.2["already_revoked"], 1);
+    h.chain_verifies().await;
+}
