@@ -1,5 +1,6 @@
 //! The composition root: [`build`] turns a validated [`Config`] into an [`App`] — state and
-//! blob stores opened, the audit writer started, the key provider, at-rest stores, upload
+//! blob stores opened (or, with [`build_with_state`], over a state store the caller
+//! opened), the audit writer started, the key provider, at-rest stores, upload
 //! engine and signed-link service wired together — and nothing else builds them. `serve`
 //! adds the listener, TLS and signals; the other CLI commands use [`open_state`]; tests
 //! build an `App` and call it in process through [`App::service`] (tower `oneshot`).
@@ -41,9 +42,7 @@ pub struct App {
 /// needed), starts the audit writer and wires every service. Starts no listener and no
 /// timer; needs a tokio runtime.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    let config = Arc::new(config);
     create_private_dir(&config.data_dir)?;
-    let started = Instant::now();
     let (state, embedded, presence): (Arc<dyn StateStore>, _, _) = match &config.state {
         StateSettings::Embedded { path } => {
             let store = Arc::new(open_embedded(path)?);
@@ -54,6 +53,31 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             (Arc::new(store), None, Some(presence))
         }
     };
+    let mut app = match build_with_state(config, state).await {
+        Ok(app) => app,
+        Err(e) => {
+            // Joined but not serving: leave, so a restart is not taken for a twin.
+            if let Some(presence) = presence
+                && let Err(leave) = presence.leave().await
+            {
+                tracing::warn!(error = %leave, "could not leave the Redis store");
+            }
+            return Err(e);
+        }
+    };
+    app.embedded = embedded;
+    app.presence = Arc::new(std::sync::Mutex::new(presence));
+    Ok(app)
+}
+
+/// [`build`] over a state store the caller opened instead of the configured one (the
+/// `[state]` section is ignored): tests run a whole gateway over a store that injects
+/// faults (a failed audit append, an outage). The embedded store's expiry sweeper is not
+/// started for such a store.
+pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> anyhow::Result<App> {
+    let config = Arc::new(config);
+    create_private_dir(&config.data_dir)?;
+    let started = Instant::now();
     let blobs = open_blobs(&config)?;
     let metrics = Arc::new(Metrics::new());
     let auditor = Auditor::start(
@@ -128,8 +152,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     };
     Ok(App {
         state: Arc::new(app),
-        embedded,
-        presence: Arc::new(std::sync::Mutex::new(presence)),
+        embedded: None,
+        presence: Arc::new(std::sync::Mutex::new(None)),
     })
 }
 

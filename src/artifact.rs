@@ -321,6 +321,15 @@ impl Artifacts {
         }
     }
 
+    /// Deletes a record that was never acknowledged (its `artifact.registered` entry
+    /// could not be written), so no unrecorded artifact stays registered.
+    pub async fn forget(&self, id: ArtifactId) -> Result<(), ArtifactError> {
+        self.state
+            .delete(ARTIFACT_NAMESPACE, &id.to_string(), Expect::Any)
+            .await?;
+        Ok(())
+    }
+
     /// The record, if registered.
     pub async fn get(&self, id: ArtifactId) -> Result<Option<ArtifactRecord>, ArtifactError> {
         let key = id.to_string();

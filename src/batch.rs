@@ -55,7 +55,7 @@ use crate::grant::now_unix;
 use crate::manifest::{Manifest, ManifestError, Provenance};
 use crate::state::{Expect, IndexEntry, StateError};
 use crate::upload::{UploadError, Uploads};
-use events::BatchOpened;
+use events::{BatchOpened, ChangeRequested};
 use record::{BATCH_RECORD_VERSION, BatchRecordError};
 use store::{BatchStore, INDEX_OWNER, INDEX_STATE, StoreError};
 
@@ -355,19 +355,21 @@ impl Batches {
         if !self.store.put(&record, Expect::Absent).await? {
             return Err(BatchError::Busy);
         }
-        self.auditor
-            .emit(
-                &who.audit,
-                &BatchOpened {
-                    batch: id.to_string(),
-                    manifest_sha256: record.manifest.sha256.clone(),
-                    provenance_sha256: record.provenance.as_ref().map(|d| d.sha256.clone()),
-                    members: record.listed,
-                    bytes: record.listed_bytes,
-                    profile: record.profile.clone(),
-                },
-            )
-            .await?;
+        let event = BatchOpened {
+            batch: id.to_string(),
+            manifest_sha256: record.manifest.sha256.clone(),
+            provenance_sha256: record.provenance.as_ref().map(|d| d.sha256.clone()),
+            members: record.listed,
+            bytes: record.listed_bytes,
+            profile: record.profile.clone(),
+        };
+        if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+            // Undone: nobody learnt the id, and the trail does not name the batch.
+            if let Err(undo) = self.store.forget(&record).await {
+                tracing::error!(error = %undo, batch = %id, "could not undo an unaudited batch");
+            }
+            return Err(e.into());
+        }
         Ok(record)
     }
 
@@ -453,6 +455,26 @@ impl Batches {
                 });
             }
         }
+    }
+
+    /// Writes the intent entry `batch.change_requested` before a state change: when it
+    /// cannot be written the change is refused (503) and nothing changes.
+    pub(crate) async fn audit_change(
+        &self,
+        audit: &AuditContext,
+        id: BatchId,
+        change: &'static str,
+        from: BatchState,
+        reason: Option<&str>,
+    ) -> Result<(), BatchError> {
+        let event = ChangeRequested {
+            batch: id.to_string(),
+            change,
+            from: from.as_str(),
+            reason: reason.map(str::to_owned),
+        };
+        self.auditor.emit(audit, &event).await?;
+        Ok(())
     }
 
     /// Loads `id` for a change by `who` (owner or admin), or `NotFound`.

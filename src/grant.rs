@@ -166,6 +166,15 @@ impl Grants {
         }
     }
 
+    /// Deletes a grant that was never handed out (its `link.issued` entry could not be
+    /// written), so no unrecorded grant stays behind.
+    pub async fn forget(&self, id: GrantId) -> Result<(), GrantError> {
+        self.state
+            .delete(GRANT_NAMESPACE, &id.to_string(), Expect::Any)
+            .await?;
+        Ok(())
+    }
+
     /// The grant and its record version, if it exists.
     pub async fn get(&self, id: GrantId) -> Result<Option<(GrantRecord, u64)>, GrantError> {
         let key = id.to_string();

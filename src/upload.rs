@@ -177,6 +177,11 @@ pub enum UploadError {
     /// The audit trail failed: the action is refused (fail closed).
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The chunk is durable and the upload's offset advanced, but its audit entries could
+    /// not be written: they are pending, and the next HEAD or PATCH of the upload writes
+    /// them (marked recovered) before anything else (the client should HEAD, then resume).
+    #[error("the chunk is stored but its audit entries are pending: {0}")]
+    AuditPending(AuditError),
     /// The lease was lost mid-request (the state store was unreachable for a long time).
     #[error("the upload lease was lost")]
     LeaseLost,

@@ -21,8 +21,9 @@ pub struct ArtifactRegistered {
     pub content_type: String,
     /// Batch, if any.
     pub batch: Option<String>,
-    /// For imports: whether the source file was removed afterwards.
-    pub source_removed: Option<bool>,
+    /// For imports: whether the source file is to be removed (`[artifacts]
+    /// remove_imported`); it is removed only after this entry is durable.
+    pub remove_source: Option<bool>,
 }
 
 impl AuditEvent for ArtifactRegistered {

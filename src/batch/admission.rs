@@ -120,16 +120,17 @@ impl Membership for Admission {
         for gone in dead {
             self.store.unbind(*gone).await.map_err(store_error)?;
         }
-        self.auditor
-            .emit(
-                &who.audit,
-                &MemberAdded {
-                    batch: record.id.to_string(),
-                    member_index: index,
-                    upload: upload.to_string(),
-                },
-            )
-            .await?;
+        let event = MemberAdded {
+            batch: record.id.to_string(),
+            member_index: index,
+            upload: upload.to_string(),
+        };
+        if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+            // Undone: the upload is not created (admission comes first), so its binding
+            // must not stay either.
+            self.store.unbind(upload).await.map_err(store_error)?;
+            return Err(e.into());
+        }
         Ok(())
     }
 

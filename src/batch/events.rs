@@ -155,3 +155,20 @@ pub struct RetentionExpired {
     pub retain_until: u64,
 }
 batch_event!(RetentionExpired, "batch.retention_expired");
+
+/// A change of a batch's state is about to be made (`batch.change_requested`): the intent
+/// entry, written before the record changes or any member is destroyed; the outcome entry
+/// (`batch.sealed`, `batch.approval_recorded`/`batch.released`, `batch.purged`,
+/// `batch.expired`) follows. When this entry cannot be written nothing changes.
+#[derive(Debug, Serialize)]
+pub struct ChangeRequested {
+    /// The batch id.
+    pub batch: String,
+    /// `seal`, `release`, `purge` or `expire`.
+    pub change: &'static str,
+    /// The state the batch is in now.
+    pub from: &'static str,
+    /// The reason given (release, purge), if any.
+    pub reason: Option<String>,
+}
+batch_event!(ChangeRequested, "batch.change_requested");

@@ -49,6 +49,16 @@ impl Batches {
         let four_eyes = self.settings.four_eyes;
         let retention = {
             let (record, _) = self.store.get(id).await?.ok_or(BatchError::NotFound)?;
+            // Refusals first (no intent entry for a change that cannot happen); the
+            // update below checks again.
+            if record.state != BatchState::Quarantined {
+                return Err(BatchError::NotQuarantined);
+            }
+            if record.approvals.iter().any(|a| a.by == who.name) {
+                return Err(BatchError::AlreadyApproved);
+            }
+            self.audit_change(&who.audit, id, "release", record.state, Some(reason))
+                .await?;
             self.retention_of(&record)
         };
         let retain_until = now.saturating_add(retention.as_secs());
@@ -128,17 +138,17 @@ impl Batches {
         retention_only: bool,
     ) -> Result<BatchRecord, BatchError> {
         let now = now_unix();
+        {
+            let (record, _) = self.store.get(id).await?.ok_or(BatchError::NotFound)?;
+            if !purgeable(&record, retention_only) {
+                return Err(BatchError::NotPurgeable);
+            }
+            self.audit_change(audit, id, "purge", record.state, Some(reason))
+                .await?;
+        }
         let mut from = BatchState::Purged;
         self.update(id, |r| {
-            let purgeable = if retention_only {
-                r.state == BatchState::Released
-            } else {
-                matches!(
-                    r.state,
-                    BatchState::Quarantined | BatchState::Released | BatchState::Expired
-                )
-            };
-            if !purgeable {
+            if !purgeable(r, retention_only) {
                 return Err(BatchError::NotPurgeable);
             }
             from = r.state;
@@ -193,5 +203,18 @@ impl Batches {
             Ok(true)
         })
         .await
+    }
+}
+
+/// Whether `r` may be purged: by an auditor when quarantined, released or expired; at the
+/// end of retention (`retention_only`) when released.
+fn purgeable(r: &BatchRecord, retention_only: bool) -> bool {
+    if retention_only {
+        r.state == BatchState::Released
+    } else {
+        matches!(
+            r.state,
+            BatchState::Quarantined | BatchState::Released | BatchState::Expired
+        )
     }
 }

@@ -57,6 +57,8 @@ impl Batches {
             BatchState::Open => {}
             _ => return Err(BatchError::NotOpen),
         }
+        self.audit_change(&who.audit, id, "seal", record.state, None)
+            .await?;
         let now = now_unix();
         let record = self
             .update(id, |r| {
@@ -193,6 +195,9 @@ impl Batches {
             unreadable: false,
             ndjson: None,
         };
+        // A completion whose audit entry is missing is recovered before the verdict reads
+        // it: no verdict rests on an upload the trail does not show complete.
+        self.uploads.recover_pending(upload).await?;
         let Some(record) = self.uploads.record(upload).await? else {
             // Bound, but the upload is gone (terminated, expired, or its creation failed
             // after admission): not a member that arrived.

@@ -119,6 +119,19 @@ impl BatchStore {
         Ok(matches!(outcome, CasOutcome::Applied(_)))
     }
 
+    /// Deletes a record nobody has learnt of (its `batch.opened` entry could not be
+    /// written) and its documents, so no unrecorded batch stays.
+    pub async fn forget(&self, record: &BatchRecord) -> Result<(), StoreError> {
+        self.state
+            .delete(BATCHES, &record.id.to_string(), Expect::Any)
+            .await?;
+        self.at_rest.delete(record.manifest.object).await?;
+        if let Some(p) = &record.provenance {
+            self.at_rest.delete(p.object).await?;
+        }
+        Ok(())
+    }
+
     /// Batch ids by index entry (or all), ascending, after `after`.
     pub async fn list(
         &self,

@@ -89,6 +89,10 @@ impl Batches {
 
     /// Expires an open batch: no more members; its uploads are destroyed.
     async fn expire(&self, id: BatchId, system: &AuditContext) -> Result<(), BatchError> {
+        // Audited first: if the intent cannot be written the batch stays open and the
+        // next sweep tries again.
+        self.audit_change(system, id, "expire", BatchState::Open, None)
+            .await?;
         let mut moved = false;
         self.update(id, |r| {
             if r.state != BatchState::Open {

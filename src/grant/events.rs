@@ -1,4 +1,5 @@
-//! The audit events of grants: a link issued, grants revoked.
+//! The audit events of grants: a link issued, a revocation requested (the intent, written
+//! before anything is revoked), grants revoked (the outcome).
 //!
 //! Details never carry the link's signature (a bearer credential) or the response file name
 //! (possibly PHI). Revocation reasons are operator text restricted to a narrow alphabet
@@ -65,6 +66,25 @@ pub struct LinksRevoked {
 
 impl AuditEvent for LinksRevoked {
     const ACTION: &'static str = "link.revoked";
+    fn subject(&self) -> Option<String> {
+        Some(self.target.clone())
+    }
+}
+
+/// A revocation is about to be made (`link.revoke_requested`): the intent entry, written
+/// before any grant is revoked; `link.revoked` follows with the outcome.
+#[derive(Debug, Serialize)]
+pub struct RevokeRequested {
+    /// `grant`, `artifact`, `partner` or `batch`.
+    pub scope: &'static str,
+    /// The grant id, artifact id, partner or batch name.
+    pub target: String,
+    /// The reason given.
+    pub reason: String,
+}
+
+impl AuditEvent for RevokeRequested {
+    const ACTION: &'static str = "link.revoke_requested";
     fn subject(&self) -> Option<String> {
         Some(self.target.clone())
     }

@@ -1,8 +1,14 @@
 //! The grant flows of the links API: issue a link, list and show grants with their usage,
-//! revoke one grant or all grants of an artifact, partner or batch. Every issue and
-//! revocation is audited (`link.issued`, `link.revoked`) before it is acknowledged. A
-//! publisher's scope (`publish_for`, `publish_from_owners`) is checked before a link is
-//! issued; a refusal is audited as `publish.out_of_scope`.
+//! revoke one grant or all grants of an artifact, partner or batch. A publisher's scope
+//! (`publish_for`, `publish_from_owners`) is checked before a link is issued; a refusal is
+//! audited as `publish.out_of_scope`.
+//!
+//! Audit before acting: an issue stores the grant, writes `link.issued`, and only then
+//! signs the link; when the entry cannot be written the grant is forgotten again and the
+//! publisher gets 503 (no link, no unrecorded grant). A revocation writes the intent
+//! `link.revoke_requested` first (nothing is revoked when it cannot be written), then
+//! revokes, then writes the outcome `link.revoked`; a failed outcome entry answers 503 but
+//! the revocation stands (it is idempotent: the retry records `already_revoked`).
 
 use serde_json::json;
 
@@ -10,7 +16,7 @@ use super::api::ListQuery;
 use super::events::PublishOutOfScope;
 use super::{GrantView, IssueRequest, Issued, LinkError, Links, Publisher, Revoked};
 use crate::artifact::ArtifactRecord;
-use crate::grant::events::{LinkIssued, LinksRevoked};
+use crate::grant::events::{LinkIssued, LinksRevoked, RevokeRequested};
 use crate::grant::{Budget, GrantFilter, GrantRecord, Reason, RevokeOutcome, Scope, now_unix};
 use crate::signed_link::{GrantId, LinkClaims, UnixTime};
 
@@ -105,7 +111,6 @@ impl Links {
             revoked: None,
         };
         self.grants.create(&record, now).await?;
-        let target = self.keyring.sign(&claims);
         let g = &record;
         let event = LinkIssued {
             grant: g.id.to_string(),
@@ -122,7 +127,15 @@ impl Links {
             client_cert_bound: g.bindings.client_cert.is_some(),
             file_name_set: g.file_name.is_some(),
         };
-        self.auditor.emit(&who.audit, &event).await?;
+        if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+            // Undo: the grant was never handed out.
+            if let Err(undo) = self.grants.forget(record.id).await {
+                tracing::error!(error = %undo, grant = %record.id, "could not forget an unaudited grant");
+            }
+            return Err(e.into());
+        }
+        // Signed only once the grant is on record.
+        let target = self.keyring.sign(&claims);
         Ok(Issued {
             grant: record,
             target,
@@ -151,13 +164,16 @@ impl Links {
         self.view(grant).await
     }
 
-    /// Revokes one grant (idempotent) and records `link.revoked`; returns it as stored.
+    /// Revokes one grant (idempotent) between `link.revoke_requested` and `link.revoked`;
+    /// returns it as stored.
     pub async fn revoke(
         &self,
         who: &Publisher,
         id: GrantId,
         reason: &Reason,
     ) -> Result<GrantView, LinkError> {
+        self.audit_revoke_requested(who, "grant", id.to_string(), reason)
+            .await?;
         let outcome = self
             .grants
             .revoke(id, &who.name, reason, now_unix())
@@ -176,13 +192,16 @@ impl Links {
         self.view(record).await
     }
 
-    /// Revokes every grant `filter` selects and records one `link.revoked`.
+    /// Revokes every grant `filter` selects between one `link.revoke_requested` and one
+    /// `link.revoked`.
     pub async fn revoke_all(
         &self,
         who: &Publisher,
         filter: &GrantFilter,
         reason: &Reason,
     ) -> Result<Revoked, LinkError> {
+        self.audit_revoke_requested(who, filter.kind(), filter.value(), reason)
+            .await?;
         let done = self
             .grants
             .revoke_all(filter, &who.name, reason, now_unix())
@@ -194,6 +213,23 @@ impl Links {
         self.audit_revoked(who, filter.kind(), filter.value(), reason, &done)
             .await?;
         Ok(done)
+    }
+
+    /// The intent entry: nothing is revoked unless it is durable.
+    async fn audit_revoke_requested(
+        &self,
+        who: &Publisher,
+        scope: &'static str,
+        target: String,
+        reason: &Reason,
+    ) -> Result<(), LinkError> {
+        let event = RevokeRequested {
+            scope,
+            target,
+            reason: reason.as_str().to_owned(),
+        };
+        self.auditor.emit(&who.audit, &event).await?;
+        Ok(())
     }
 
     async fn audit_revoked(

@@ -236,42 +236,55 @@ impl Links {
             }
             _ => return Err(RegisterError::BadSource),
         };
-        let created = self.artifacts.create(&record).await;
+        // Audit before acknowledging: the record, then its entry; when the entry cannot be
+        // written the record is forgotten again (and an import's object shredded), so no
+        // unrecorded artifact stays. The upload source stays held until then, and an
+        // import's source file is removed only after the entry.
+        let result = async {
+            self.artifacts.create(&record).await?;
+            let event = ArtifactRegistered {
+                artifact: record.id.to_string(),
+                source: record.source.kind(),
+                upload: match &record.source {
+                    ArtifactSource::Upload { upload } => Some(upload.to_string()),
+                    ArtifactSource::Import => None,
+                },
+                length: record.length,
+                sha256: hex::encode(record.sha256),
+                content_type: record.content_type.to_string(),
+                batch: record.batch.as_ref().map(ToString::to_string),
+                remove_source: import.as_ref().map(|_| self.import.removes_imported()),
+            };
+            if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+                if let Err(undo) = self.artifacts.forget(record.id).await {
+                    tracing::error!(error = %undo, artifact = %record.id, "could not forget an unaudited artifact");
+                }
+                return Err(RegisterError::from(e));
+            }
+            Ok(())
+        }
+        .await;
         // The upload (if that is the source) is free again once its artifact exists; its
         // object is the artifact's now, so it leaves the uploader's byte quota.
         if let Some(held) = hold {
-            if let (Ok(_), ArtifactSource::Upload { upload }) = (&created, &record.source)
+            if let (Ok(()), ArtifactSource::Upload { upload }) = (&result, &record.source)
                 && let Err(e) = uploads.claimed_by_artifact(*upload).await
             {
                 tracing::warn!(error = %e, "could not release a registered upload's quota");
             }
             held.release().await;
         }
-        if let Err(e) = created {
+        if let Err(e) = result {
             if import.is_some() {
                 // The object was made for this record only; shred it.
                 let _ = self.at_rest.delete(record.object).await;
             }
-            return Err(e.into());
+            return Err(e);
         }
         let source_removed = match &import {
             Some((name, imported)) => Some(self.import.remove(name, imported).await),
             None => None,
         };
-        let event = ArtifactRegistered {
-            artifact: record.id.to_string(),
-            source: record.source.kind(),
-            upload: match &record.source {
-                ArtifactSource::Upload { upload } => Some(upload.to_string()),
-                ArtifactSource::Import => None,
-            },
-            length: record.length,
-            sha256: hex::encode(record.sha256),
-            content_type: record.content_type.to_string(),
-            batch: record.batch.as_ref().map(ToString::to_string),
-            source_removed,
-        };
-        self.auditor.emit(&who.audit, &event).await?;
         Ok(Registered {
             record,
             source_removed,

@@ -3,6 +3,9 @@
 //! creation whose first chunk was refused.
 //!
 //! The object exists before the record, so a record always has its object. A creation
+//! whose `upload.created` entry (or, for a zero-length or final upload, its
+//! `upload.completed` entry) cannot be written is undone — record, object and all — and
+//! answered 503: no upload exists that the trail does not name. A creation
 //! with a body stores the record, then takes the upload's lease and runs the PATCH path
 //! from `take_body` on (`patch.rs`). A final upload copies its parts' plaintext into its
 //! own object (decrypted segment by segment, re-encrypted under its own key) and keeps a
@@ -109,19 +112,19 @@ impl Uploads {
                 };
                 // Counted now: the next creation by this principal may count.
                 slot.release().await;
-                self.auditor
-                    .emit(
-                        &who.audit,
-                        &UploadCreated {
-                            upload: id.to_string(),
-                            length: record.length,
-                            concat: if new.partial { "partial" } else { "none" },
-                            metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
-                        },
-                    )
-                    .await?;
-                if record.is_complete() {
-                    self.audit_completed(&who.audit, &record).await?;
+                let event = UploadCreated {
+                    upload: id.to_string(),
+                    length: record.length,
+                    concat: if new.partial { "partial" } else { "none" },
+                    metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
+                };
+                if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+                    return Err(self.undo_unaudited(&record, e.into()).await);
+                }
+                if record.is_complete()
+                    && let Err(e) = self.audit_completed(&who.audit, &record, false).await
+                {
+                    return Err(self.undo_unaudited(&record, e).await);
                 }
                 match (first_chunk, writer) {
                     (Some(plan), Some(writer)) => {
@@ -161,7 +164,9 @@ impl Uploads {
         record: &UploadRecord,
         refusal: UploadError,
     ) -> Result<Outcome, UploadError> {
-        self.destroy(record).await?;
+        // Audited before anything is destroyed, like every destruction; when the entry
+        // cannot be written the unreachable upload stays until the expiry sweeper takes
+        // it (audited `upload.expired`).
         self.auditor
             .emit(
                 &who.audit,
@@ -172,7 +177,10 @@ impl Uploads {
                 },
             )
             .await?;
+        self.destroy(record).await?;
         Err(match refusal {
+            // The creation is undone: nothing of it was performed.
+            UploadError::AuditPending(e) => UploadError::Audit(e),
             UploadError::Tus { error, .. } => UploadError::Tus {
                 error,
                 expires: None,
@@ -222,17 +230,15 @@ impl Uploads {
         // Counted now: the copy below may take long, and need not hold up this client's
         // other creations.
         slot.release().await;
-        self.auditor
-            .emit(
-                &who.audit,
-                &UploadCreated {
-                    upload: id.to_string(),
-                    length: record.length,
-                    concat: "final",
-                    metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
-                },
-            )
-            .await?;
+        let event = UploadCreated {
+            upload: id.to_string(),
+            length: record.length,
+            concat: "final",
+            metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
+        };
+        if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+            return Err(self.undo_unaudited(&record, e.into()).await);
+        }
         // The final upload holds its own copy: the parts' plaintext, decrypted segment by
         // segment and re-encrypted under the final object's key, hashed in order.
         let mut hashed = 0u64;
@@ -267,7 +273,21 @@ impl Uploads {
         }
         self.store.set_part_ledgers(id, &ledgers).await?;
         self.store.update(&record, version).await?;
-        self.audit_completed(&who.audit, &record).await?;
+        if let Err(e) = self.audit_completed(&who.audit, &record, false).await {
+            // Nobody learnt of the final upload yet (no Location was sent): undone.
+            return Err(self.undo_unaudited(&record, e).await);
+        }
         Ok(Outcome { record })
+    }
+
+    /// Undoes a creation whose audit entry (`upload.created`, or `upload.completed` of a
+    /// zero-length or final upload) could not be written: the record, object, sealed
+    /// metadata and copied ledgers go, so no upload exists that the trail does not name.
+    /// Nobody else knows the new id yet, so no lease is needed. Returns the error to answer.
+    async fn undo_unaudited(&self, record: &UploadRecord, error: UploadError) -> UploadError {
+        if let Err(undo) = self.destroy(record).await {
+            tracing::error!(error = %undo, upload = %record.id, "could not undo an unaudited creation");
+        }
+        error
     }
 }

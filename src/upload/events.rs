@@ -42,7 +42,9 @@ pub struct ChunkAccepted {
     pub checksum_verified: Option<&'static str>,
     /// The chunk was what arrived of an interrupted PATCH without a checksum.
     pub partial_body: bool,
-    /// Recorded during recovery after a crash (the client was not told).
+    /// Recorded after the fact: by recovery after a crash (the client was not told), or
+    /// because the entry could not be written when the chunk was accepted (the client was
+    /// answered 503, and the offset had advanced).
     pub recovered: bool,
 }
 
@@ -89,6 +91,9 @@ pub struct UploadCompleted {
     pub chunks: u64,
     /// For a final upload: its parts, in order.
     pub parts: Vec<String>,
+    /// Recorded after the fact: by recovery after a crash, or because the entry could not
+    /// be written when the upload completed (the client was answered 503).
+    pub recovered: bool,
 }
 
 impl AuditEvent for UploadCompleted {

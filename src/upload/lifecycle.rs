@@ -2,6 +2,10 @@
 //! sweeper, destroying an upload's data and keys, and the completed-upload check artifact
 //! registration asks for ([`Uploads::completed_source`]).
 //!
+//! Every destruction is audited first (`upload.terminated`, `upload.expired`,
+//! `upload.retired`, `upload.shredded`, each under the upload's lease): when its entry
+//! cannot be written nothing is destroyed.
+//!
 //! Destroying deletes the object first (the at-rest layer drops its wrapped data key, after
 //! which the ciphertext is unrecoverable), then the sealed metadata object, the ledger
 //! entries, a final upload's copy of its parts' ledgers, the pending record and the record.
@@ -70,22 +74,20 @@ impl Uploads {
             if self.held_by_batch(id).await? {
                 return Err(crate::upload::MembershipError::Sealed.into());
             }
+            // Audited before anything is destroyed: when the entry cannot be written the
+            // upload stays whole (503, the client may retry); a destroy that fails after
+            // it is retried by the client's next DELETE, under a second entry.
+            let event = UploadTerminated {
+                upload: id.to_string(),
+                offset: record.offset,
+                complete: record.is_complete(),
+            };
+            self.auditor.emit(&who.audit, &event).await?;
             self.destroy(&record).await
         }
         .await;
         guard.release().await;
-        result?;
-        self.auditor
-            .emit(
-                &who.audit,
-                &UploadTerminated {
-                    upload: id.to_string(),
-                    offset: record.offset,
-                    complete: record.is_complete(),
-                },
-            )
-            .await?;
-        Ok(())
+        result
     }
 
     /// Destroys an upload for the batch service (a purged or expired batch's member),
@@ -182,12 +184,66 @@ impl Uploads {
                 });
             }
         };
+        // A completion whose audit entry could not be written is recovered first: no
+        // artifact is made of an upload the trail does not show complete.
+        let recovered = self.recover_entries(id).await;
+        if let Err(e) = recovered {
+            guard.release().await;
+            return Err(e);
+        }
         match source::completed(&*self.state, &self.at_rest, id).await {
             Ok(s) => Ok((s, HeldUpload(guard))),
             Err(e) => {
                 guard.release().await;
                 Err(e)
             }
+        }
+    }
+
+    /// For readers outside the engine (a batch seal): when a pending record says a commit
+    /// was interrupted or its audit entries are missing, takes the upload's lease and
+    /// finishes it, writing the entries as the gateway. A held lease means a request is
+    /// finishing it now: nothing to do. Audit and store failures are returned.
+    pub async fn recover_pending(&self, id: UploadId) -> Result<(), UploadError> {
+        if self.store.pending(id).await?.is_none() {
+            return Ok(());
+        }
+        let guard = match self.lease(id).await {
+            Ok(g) => g,
+            Err(UploadError::Tus {
+                error: crate::tus::TusError::Locked { .. },
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let result = self.reconcile(id, &system_caller()).await;
+        guard.release().await;
+        match result {
+            Ok(_)
+            | Err(UploadError::Tus {
+                error: crate::tus::TusError::NotFound,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Under the lease: finishes an interrupted commit and writes its missing audit
+    /// entries (as the gateway), when a pending record says there is one.
+    async fn recover_entries(&self, id: UploadId) -> Result<(), UploadSourceError> {
+        let pending = self.store.pending(id).await.map_err(source_state_error)?;
+        if pending.is_none() {
+            return Ok(());
+        }
+        match self.reconcile(id, &system_caller()).await {
+            Ok(_) => Ok(()),
+            Err(UploadError::Tus {
+                error: crate::tus::TusError::NotFound,
+                ..
+            }) => Err(UploadSourceError::NotFound),
+            Err(e) => Err(UploadSourceError::State(
+                crate::state::StateError::Unavailable(e.to_string()),
+            )),
         }
     }
 
@@ -293,5 +349,21 @@ impl Uploads {
             }
             after = Some(last);
         }
+    }
+}
+
+/// The gateway itself as the caller of a recovery (its entries' actor is `system`).
+fn system_caller() -> Caller {
+    Caller {
+        name: String::new(),
+        admin: true,
+        audit: AuditContext::system(),
+    }
+}
+
+fn source_state_error(e: StoreError) -> UploadSourceError {
+    match e {
+        StoreError::State(e) => UploadSourceError::State(e),
+        other => UploadSourceError::State(crate::state::StateError::Corrupt(other.to_string())),
     }
 }

@@ -12,8 +12,18 @@
 //! creation, concatenation and reconciliation emit too.
 //!
 //! A little over 400 lines on purpose: the write-ahead order (pending record, commit,
-//! ledger entry and record, clear, audit) and `reconcile`, which finishes a commit a crash
+//! ledger entry and record, audit, clear) and `reconcile`, which finishes a commit a crash
 //! interrupted, are one protocol, best read side by side in one file.
+//!
+//! **Audit.** The pending record goes only once the chunk's `upload.chunk_accepted` (and
+//! `upload.completed`) entries are durable. When they cannot be written the client gets
+//! 503 although the bytes are durable and the offset has advanced
+//! (`UploadError::AuditPending`, 503 `upload.audit_pending`); the entries are then
+//! *recovered*: the next HEAD or PATCH, under the lease,
+//! finds the pending record of an applied commit and writes them (`recovered: true`)
+//! before it answers, and nothing else happens to the upload first (a HEAD that cannot
+//! write them answers 503 too). Entries are written at least once: a crash between the
+//! entries and the clear writes them again, marked recovered.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -118,8 +128,10 @@ impl Uploads {
     ///
     /// The pending record says what the interrupted commit meant. If the at-rest object
     /// holds exactly the bytes it names, the commit happened (the client may not have
-    /// been told): apply the record and ledger entry now. Otherwise the bytes never became
-    /// durable (or were applied already) and the pending record is dropped.
+    /// been told): apply the record and ledger entry now. If the record and ledger were
+    /// applied already, the commit's audit entries were not written (they go before the
+    /// pending record): write them now. Either way those entries carry `recovered: true`.
+    /// Otherwise the bytes never became durable and the pending record is dropped.
     pub(super) async fn reconcile(
         &self,
         id: UploadId,
@@ -137,6 +149,17 @@ impl Uploads {
             let applied = record.offset == target
                 && record.is_complete() == pending.record.is_complete()
                 && record.chunks == pending.record.chunks;
+            // The chunk's entries are written before the pending record goes, so a
+            // pending record whose commit is applied means the audit was not (a failed
+            // write, or a crash in between): the entries are written now, as recovered.
+            if applied {
+                if let Some(entry) = &pending.entry {
+                    self.audit_chunk(who, id, entry, false, true).await?;
+                }
+                if pending.completes && record.is_complete() {
+                    self.audit_completed(&who.audit, &record, true).await?;
+                }
+            }
             if committed && !applied {
                 let mut next = pending.record.clone();
                 if pending.completes {
@@ -157,7 +180,7 @@ impl Uploads {
                     self.audit_chunk(who, id, entry, false, true).await?;
                 }
                 if next.is_complete() {
-                    self.audit_completed(&who.audit, &next).await?;
+                    self.audit_completed(&who.audit, &next, true).await?;
                 }
                 record = next;
             }
@@ -434,14 +457,26 @@ impl Uploads {
             self.store.put_chunk(id, entry).await?;
         }
         self.store.update(&next, version).await?;
+        // The entries before the pending record goes: if they cannot be written the
+        // client gets 503 and the pending record stays, so the next request under the
+        // lease (a HEAD, a PATCH) writes them as recovered before anything else happens.
+        let audited = async {
+            if let Some(entry) = &commit.entry {
+                self.audit_chunk(who, id, entry, partial_body, false)
+                    .await?;
+            }
+            if commit.completed {
+                self.audit_completed(&who.audit, &next, false).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match audited {
+            Ok(()) => {}
+            Err(UploadError::Audit(e)) => return Err(UploadError::AuditPending(e)),
+            Err(e) => return Err(e),
+        }
         self.store.clear_pending(id).await?;
-        if let Some(entry) = &commit.entry {
-            self.audit_chunk(who, id, entry, partial_body, false)
-                .await?;
-        }
-        if commit.completed {
-            self.audit_completed(&who.audit, &next).await?;
-        }
         Ok(Outcome { record: next })
     }
 
@@ -475,6 +510,7 @@ impl Uploads {
         &self,
         ctx: &AuditContext,
         record: &UploadRecord,
+        recovered: bool,
     ) -> Result<(), UploadError> {
         self.auditor
             .emit(
@@ -490,6 +526,7 @@ impl Uploads {
                         }
                         _ => Vec::new(),
                     },
+                    recovered,
                 },
             )
             .await?;

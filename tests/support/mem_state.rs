@@ -1,7 +1,9 @@
 //! The library's in-memory state store ([`MemoryStore`], which passes the `StateStore`
-//! conformance suite) with the two faults the at-rest key tests inject: an outage of
-//! writes after a number of successful ones, and tampering with a record behind its
-//! owner's back. Everything else is passed through unchanged.
+//! conformance suite) with the faults the tests inject: an outage of writes after a number
+//! of successful ones, tampering with a record behind its owner's back (the at-rest key
+//! tests), and a failed audit append (`fail_next_log_append`, `fail_log_append_after`: the
+//! audit-before-acting tests, which check `log_faults_fired` so none can pass by never
+//! reaching the fault). Everything else is passed through unchanged.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +23,10 @@ pub struct FaultyState {
     puts_left: Mutex<Option<u64>>,
     /// The options of each record's last write, so tampering keeps its index entries.
     options: Mutex<HashMap<(Namespace, String), PutOptions>>,
+    /// When set, the log append after this many more successful ones fails (once).
+    appends_left: Mutex<Option<u64>>,
+    /// How many log appends were failed on purpose.
+    log_faults: Mutex<u64>,
 }
 
 impl FaultyState {
@@ -32,6 +38,26 @@ impl FaultyState {
     /// Ends the simulated outage.
     pub fn heal(&self) {
         *self.puts_left.lock().unwrap() = None;
+    }
+
+    /// Makes the next log append (the next audit write) fail with `Unavailable`, once.
+    pub fn fail_next_log_append(&self) {
+        self.fail_log_append_after(0);
+    }
+
+    /// Lets `n` log appends succeed, then fails the next one, once.
+    pub fn fail_log_append_after(&self, n: u64) {
+        *self.appends_left.lock().unwrap() = Some(n);
+    }
+
+    /// How many log appends were failed on purpose so far.
+    pub fn log_faults_fired(&self) -> u64 {
+        *self.log_faults.lock().unwrap()
+    }
+
+    /// Whether an armed log-append fault is still waiting to fire.
+    pub fn log_fault_armed(&self) -> bool {
+        self.appends_left.lock().unwrap().is_some()
     }
 
     /// A record's bytes, if present.
@@ -158,6 +184,20 @@ impl StateStore for FaultyState {
         expected_next: u64,
         entries: &[Vec<u8>],
     ) -> Result<AppendOutcome, StateError> {
+        {
+            let mut left = self.appends_left.lock().unwrap();
+            match left.as_mut() {
+                Some(0) => {
+                    *left = None;
+                    *self.log_faults.lock().unwrap() += 1;
+                    return Err(StateError::Unavailable(
+                        "simulated audit append failure".into(),
+                    ));
+                }
+                Some(n) => *n -= 1,
+                None => {}
+            }
+        }
         self.inner.log_append(log, expected_next, entries).await
     }
 

@@ -168,6 +168,11 @@ impl Describe for UploadError {
             .problem(),
             UploadError::AtRest(e) => e.problem(),
             UploadError::Audit(_) => AUDIT_UNAVAILABLE,
+            UploadError::AuditPending(_) => row(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upload.audit_pending",
+                "The chunk is stored but its audit entry is pending; HEAD the upload, then resume",
+            ),
             UploadError::Internal(_) => INTERNAL,
         }
     }
