@@ -252,20 +252,25 @@ fn plan_life(rng: &mut StdRng, p: &Progress) -> KillPlan {
     }
 }
 
-fn chunk_len(rng: &mut StdRng, remaining: u64, kills_to_go: bool) -> u64 {
+/// Bytes held back per kill still to come, so the upload cannot finish first.
+const RESERVE_PER_KILL: u64 = 64 * 1024;
+
+fn chunk_len(rng: &mut StdRng, remaining: u64, kills_to_go: usize) -> u64 {
     let len = match rng.random_range(0..10) {
         // Small and odd: crosses segment boundaries at arbitrary points.
         0 => rng.random_range(1..70_000),
         _ => rng.random_range(64 * 1024..=3 * 1024 * 1024),
     };
-    // Until every planned kill happened, never more than a quarter of what is left, so
-    // the upload cannot finish first.
-    let cap = if kills_to_go {
-        (remaining / 4).max(1)
-    } else {
-        remaining
-    };
-    len.min(cap)
+    if kills_to_go == 0 {
+        return len.min(remaining);
+    }
+    // Until every planned kill happened: never more than a quarter of what is left above
+    // a reserve of 64 KiB per kill to come, and one byte at a time within it. A fast
+    // machine once finished the file before the last kills (a quarter of what is left
+    // shrinks to nothing within one long timer life); now a life would need 64 Ki PATCHes
+    // to eat one kill's reserve.
+    let room = remaining.saturating_sub(kills_to_go as u64 * RESERVE_PER_KILL);
+    len.min((room / 4).max(1)).min(remaining)
 }
 
 /// HEAD's `Upload-Offset`, or the request's error (the gateway is gone).
@@ -313,7 +318,7 @@ async fn life(
     let mut n = 0usize;
     loop {
         assert!(Instant::now() < deadline, "a gateway life made no progress");
-        let length = chunk_len(rng, len - offset, p.kills < KILLS);
+        let length = chunk_len(rng, len - offset, KILLS.saturating_sub(p.kills));
         let completes = offset + length == len;
         let algorithm = rng
             .random_bool(0.5)
