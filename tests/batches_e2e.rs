@@ -822,11 +822,15 @@ async fn a_wrong_resource_type_is_quarantined_and_four_eyes_release_it() {
     let audit = export_audit(&gw.config_path);
     let mut expected = vec![("batch.opened", "clinic")];
     expected.extend([("batch.member_added", "clinic"); 3]);
+    // Each change a principal asks for is audited as an intent before it is made.
     expected.extend([
+        ("batch.change_requested", "clinic"),
         ("batch.sealed", "clinic"),
         ("batch.verdict", "system"),
         ("batch.quarantined", "system"),
+        ("batch.change_requested", "auditor-1"),
         ("batch.approval_recorded", "auditor-1"),
+        ("batch.change_requested", "auditor-2"),
         ("batch.released", "auditor-2"),
     ]);
     assert_batch_audit(&audit, &id, &expected);
@@ -927,9 +931,11 @@ async fn purge_destroys_the_members_stops_links_and_keeps_the_audit_trail() {
             ("batch.member_added", "clinic"),
             ("batch.member_added", "clinic"),
             ("batch.member_added", "clinic"),
+            ("batch.change_requested", "clinic"),
             ("batch.sealed", "clinic"),
             ("batch.verdict", "system"),
             ("batch.released", "system"),
+            ("batch.change_requested", "auditor-1"),
             ("batch.purged", "auditor-1"),
         ],
     );
