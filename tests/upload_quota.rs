@@ -235,14 +235,18 @@ async fn a_burst_of_creations_cannot_pass_the_byte_quota_on_redis() {
     }
     let prefix = Prefix::new("quota");
     let tmp = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{}\"\n{}",
-        support::redis::url(),
-        prefix.as_str(),
-        quota_toml()
-    );
-    let one = Gateway::start_in(tmp.path(), &extra);
-    let two = Gateway::start_in(tmp.path(), &extra);
+    // Two instances on one data directory: each names itself (one id may be live once).
+    let extra = |instance: &str| {
+        format!(
+            "[server]\ninstance_id = \"{instance}\"\n\n[state]\nbackend = \"redis\"\n\
+             redis_url = \"{}\"\nredis_prefix = \"{}\"\n{}",
+            support::redis::url(),
+            prefix.as_str(),
+            quota_toml()
+        )
+    };
+    let one = Gateway::start_in(tmp.path(), &extra("quota-one"));
+    let two = Gateway::start_in(tmp.path(), &extra("quota-two"));
     let (created, refused) = burst(&[&one, &two]).await;
     assert_eq!(created.len() as u64, QUOTA / UPLOAD, "{refused:?}");
     assert_eq!(refused.len(), BURST - created.len());
