@@ -3,7 +3,8 @@
 //! and so `links::stop_and_export_audit`) passes each entry through [`assert_entries`], so
 //! an entry the schema does not describe — a new action, a new or retyped `details`
 //! member, an envelope change — fails the test that produced it, naming the entry and the
-//! schema's complaint.
+//! schema's complaint. In-process tests read their state store's log with
+//! [`assert_store`].
 
 use std::sync::OnceLock;
 
@@ -59,6 +60,26 @@ pub fn parse_export(text: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    assert_entries(&entries);
+    entries
+}
+
+/// Reads the whole audit log of `store` (an in-process gateway's state store) and asserts
+/// every entry; returns them.
+pub async fn assert_store(store: &dyn sallyport::state::StateStore) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store
+            .log_read(sallyport::audit::AUDIT_LOG, next, 1000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for entry in &page {
+            entries.push(serde_json::from_slice(&entry.bytes).unwrap());
+        }
+    }
     assert_entries(&entries);
     entries
 }
