@@ -188,6 +188,11 @@ impl Harness {
     /// Every audit entry: (action, outcome, details).
     async fn entries(&self) -> Vec<(String, String, Value)> {
         let log = self.state.log_read(AUDIT_LOG, 1, 10_000).await.unwrap();
+        let parsed: Vec<Value> = log
+            .iter()
+            .map(|e| serde_json::from_slice(&e.bytes).unwrap())
+            .collect();
+        support::audit_schema::assert_entries(&parsed);
         log.iter()
             .map(|e| {
                 let v: Value = serde_json::from_slice(&e.bytes).unwrap();

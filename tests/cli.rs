@@ -200,6 +200,7 @@ fn exported_chain(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
         .map(str::to_owned)
         .collect();
     assert_eq!(lines.len(), 4, "two starts and two stops");
+    support::audit_schema::parse_export(&lines.join("\n"));
     (out, lines)
 }
 
@@ -313,6 +314,7 @@ async fn keys_rotate_and_rewrap_are_audited_and_uploads_stay_readable() {
     let retired = run(&["keys", "retire", "1"]);
     assert!(retired.contains("is retired"), "{retired}");
     let audit = run(&["audit", "export"]);
+    support::audit_schema::parse_export(&audit);
     let actions: Vec<String> = audit
         .lines()
         .map(|l| {

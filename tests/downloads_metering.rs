@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::Gateway;
-use support::links::{PUBLISHER_TOKEN, data, import, issue, link_url, sha256_hex, start};
+use support::links::{
+    PUBLISHER_TOKEN, actions, data, import, issue, link_url, sha256_hex, start,
+    stop_and_export_audit,
+};
 
 async fn grant(gw: &Gateway, id: &str) -> Value {
     gw.client()
@@ -313,4 +316,21 @@ async fn curl_resumes_an_interrupted_300_mb_download_through_a_one_download_link
     // The one download is used up: a whole new copy is refused.
     let resp = gw.client().get(link_url(&gw, &link)).send().await.unwrap();
     assert_eq!(resp.status(), 403);
+
+    // The trail (checked against the audit schema as it is exported) holds the abort:
+    // what was planned, what reached the connection, what went back to the allowance.
+    let mut gw = gw;
+    let audit = tokio::task::block_in_place(|| stop_and_export_audit(&mut gw));
+    let aborted = actions(&audit, "download.aborted");
+    assert_eq!(aborted.len(), 1, "{aborted:?}");
+    let d = &aborted[0]["details"];
+    assert_eq!(aborted[0]["subject"], grant_id.as_str());
+    assert_eq!(d["planned"], len as u64);
+    let delivered = d["delivered"].as_u64().unwrap();
+    // The undelivered rest goes back to the allowance, plus what was still in buffers.
+    assert!(
+        d["refunded"].as_u64().unwrap() >= len as u64 - delivered,
+        "{d}"
+    );
+    assert!(delivered >= partial, "{delivered} < {partial}");
 }

@@ -709,6 +709,7 @@ async fn sigterm_shuts_down_gracefully_and_is_audited() {
     );
     assert!(status.success(), "{status:?}");
     let text = support::cli(&gw.config_path, &["audit", "export"]);
+    support::audit_schema::parse_export(&text);
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["action"], "server.stopped");
     assert_eq!(last["details"]["abandoned_connections"], 0);

@@ -303,7 +303,7 @@ async fn sighup_reloads_certificates_without_dropping_connections() {
         c.display().to_string(),
         k.display().to_string()
     );
-    let gw = Gateway::start_in(tmp.path(), &extra);
+    let mut gw = Gateway::start_in(tmp.path(), &extra);
     assert!(served_cn(&gw).await.contains("CN=first"));
 
     // An open HTTP/2 connection before the reload...
@@ -348,4 +348,16 @@ async fn sighup_reloads_certificates_without_dropping_connections() {
     gw.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(served_cn(&gw).await.contains("CN=second"));
+
+    // Both reloads are on the audit trail (checked against its schema as it is exported):
+    // the good one as a success, the broken one as a failure naming the error.
+    let audit = support::links::stop_and_export_audit(&mut gw);
+    let reloads = support::links::actions(&audit, "tls.reloaded");
+    let outcomes: Vec<&str> = reloads
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["success", "failure"], "{reloads:?}");
+    assert_eq!(reloads[0]["details"]["error"], serde_json::Value::Null);
+    assert!(reloads[1]["details"]["error"].is_string(), "{reloads:?}");
 }

@@ -525,4 +525,12 @@ async fn completed_uploads_nobody_registered_are_retired_after_their_retention()
         .await;
     assert_eq!(s, 200);
     assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["intact"], true);
+    // The retirement entry, as every entry, matches the audit schema.
+    let audit = support::audit_schema::assert_store(&*h.app.state.state).await;
+    let retired: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "upload.retired")
+        .collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert_eq!(retired[0]["subject"], orphan.as_str());
 }

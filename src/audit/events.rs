@@ -3,6 +3,11 @@
 //! implementing [`AuditEvent`].
 //!
 //! Details never carry PHI: no file names, no metadata values, no tokens.
+//!
+//! Every event's action and `details` members are listed in
+//! `proto/audit-event-v1.schema.json` (members closed with `additionalProperties: false`):
+//! a new event, or a new member of one, needs its schema entry, or `tests/audit_schema.rs`
+//! and every test whose exported audit trail holds it fail.
 
 use serde::Serialize;
 

@@ -95,12 +95,10 @@ pub fn stop_and_export_audit(gw: &mut Gateway) -> Vec<Value> {
     export_audit(&gw.config_path)
 }
 
-/// The audit trail of the store `config` names (the gateway must not hold it).
+/// The audit trail of the store `config` names (the gateway must not hold it), each entry
+/// checked against `proto/audit-event-v1.schema.json`.
 pub fn export_audit(config: &Path) -> Vec<Value> {
-    cli(config, &["audit", "export"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    super::audit_schema::parse_export(&cli(config, &["audit", "export"]))
 }
 
 /// Entries with this action.

@@ -8,6 +8,8 @@
 //! - `gateway`: the real `sallyport` binary on port 0 in a temp dir, the test tokens, and
 //!   the CLI (`sallyport()` is the one place the binary is spawned).
 //! - `tls`: the rustls client config, reqwest client and raw TLS stream for the gateway.
+//! - `audit_schema`: `proto/audit-event-v1.schema.json`, asserted on every exported audit
+//!   trail.
 //! - `data`: deterministic test data and digests.
 //! - `fhir`: synthetic FHIR R4 NDJSON, batches of it, their manifests and provenance.
 //! - `mem_blob`: an in-memory `BlobStore` that models durability and simulates crashes
@@ -30,6 +32,7 @@
 )]
 
 pub mod at_rest;
+pub mod audit_schema;
 pub mod batches;
 pub mod ci;
 pub mod data;

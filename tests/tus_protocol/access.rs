@@ -161,6 +161,7 @@ async fn expired_upload_is_410_until_the_sweeper_removes_it() {
     let mut gw2 = gw2;
     tokio::task::block_in_place(|| gw2.stop());
     let text = crate::support::cli(&gw2.config_path, &["audit", "export"]);
+    crate::support::audit_schema::parse_export(&text);
     assert!(
         text.lines()
             .any(|l| l.contains("\"upload.expired\"") && l.contains(&id)),

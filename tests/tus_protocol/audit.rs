@@ -79,10 +79,7 @@ async fn every_upload_action_is_audited_with_its_digests_and_no_metadata_anywher
 
     tokio::task::block_in_place(|| gw.stop());
     let export = support::cli(&gw.config_path, &["audit", "export"]);
-    let entries: Vec<serde_json::Value> = export
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = support::audit_schema::parse_export(&export);
 
     let created = entry(&entries, "upload.created", &id);
     assert_eq!(created.len(), 1, "{export}");
