@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod checkpointer;
 pub mod events;
 pub mod security;
+pub mod verify;
 
 use crate::metrics::{ActionLabels, Metrics};
 use crate::state::{AppendOutcome, LogName, StateError, StateStore};

@@ -220,6 +220,11 @@ impl Verifier {
         Ok(())
     }
 
+    /// The hash of the last entry verified ([`GENESIS_PREV`] before any).
+    pub fn head(&self) -> [u8; 32] {
+        self.prev
+    }
+
     /// The verified chain's length and head.
     pub fn finish(&self) -> ChainSummary {
         ChainSummary {

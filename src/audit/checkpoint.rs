@@ -116,7 +116,9 @@ impl Checkpoint {
             .split('\n')
             .collect();
         let [origin, length, head, time] = lines[..] else {
-            return Err(bad("expected exactly four lines: origin, length, head hash, time"));
+            return Err(bad(
+                "expected exactly four lines: origin, length, head hash, time",
+            ));
         };
         if origin.is_empty() || origin.chars().any(char::is_whitespace) {
             return Err(bad("origin must be non-empty without spaces"));
@@ -162,7 +164,9 @@ impl SignedNote {
         if !text.ends_with('\n') {
             return Err(bad("does not end with a newline"));
         }
-        let split = text.rfind("\n\n").ok_or(bad("no blank line before signatures"))?;
+        let split = text
+            .rfind("\n\n")
+            .ok_or(bad("no blank line before signatures"))?;
         let body = &text[..split + 1];
         let sigs = &text[split + 2..];
         if body.is_empty() || body.starts_with('\n') {

@@ -82,7 +82,9 @@ impl CheckpointKey {
     pub fn load_or_generate(path: &Path, allow_open: bool) -> Result<Self, CheckpointKeyError> {
         if std::fs::symlink_metadata(path).is_err() {
             match generate(path) {
-                Ok(()) => tracing::info!(path = %path.display(), "generated the audit checkpoint key"),
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated the audit checkpoint key")
+                }
                 // Another process made it first: read theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(source) => {
@@ -94,7 +96,8 @@ impl CheckpointKey {
             }
         }
         let bytes = read_private_file(path, FilePolicy::secret(allow_open))?;
-        let pem = std::str::from_utf8(&bytes).map_err(|_| CheckpointKeyError::Format(path.into()))?;
+        let pem =
+            std::str::from_utf8(&bytes).map_err(|_| CheckpointKeyError::Format(path.into()))?;
         let signing =
             SigningKey::from_pkcs8_pem(pem).map_err(|_| CheckpointKeyError::Format(path.into()))?;
         Ok(Self {
