@@ -337,7 +337,8 @@ impl Writer {
         let mut head: Option<Head> = None;
         let mut batch = Vec::with_capacity(self.batch_max);
         let mut tick = self.checkpoints.as_ref().map(|c| {
-            let mut t = tokio::time::interval(c.interval());
+            let mut t =
+                tokio::time::interval_at(tokio::time::Instant::now() + c.interval(), c.interval());
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
@@ -349,7 +350,7 @@ impl Writer {
                         if let (Some(c), Some(h)) = (self.checkpoints.as_mut(), head)
                             && self.halt.get().is_none()
                         {
-                            c.on_timer(h.0, &h.1);
+                            c.on_timer(h.0, &h.1).await;
                         }
                         continue;
                     }
@@ -371,7 +372,7 @@ impl Writer {
                         let _ = p.done.send(Ok(first + i as u64));
                     }
                     if let (Some(c), Some(h)) = (self.checkpoints.as_mut(), head) {
-                        c.on_append(h.0, &h.1);
+                        c.on_append(h.0, &h.1).await;
                     }
                 }
                 Err(AuditError::Halted(reason)) => {
