@@ -13,8 +13,15 @@
 //! state store's log, and an append that loses the race re-chains its batch on the new
 //! head and retries. The entry format is in [`chain`] and `proto/audit-v1.md`.
 //!
-//! Not here: queries, signed checkpoints and SIEM export (later work; [`chain::ChainSummary`]
-//! is what a checkpoint will sign).
+//! The writer never chains over a lost tail: it remembers the highest head it has seen
+//! (its own appends, every head it read, and at start the last checkpoint in
+//! `audit.checkpoint_dir`), and when the store shows a lower one it halts — every `emit`
+//! fails with [`AuditError::Halted`], `/readyz` fails with the [`HaltReason`], and
+//! `sallyport_audit_halted` is 1. After each append it lets the [`checkpointer`] sign a
+//! checkpoint ([`checkpoint`], `proto/audit-checkpoint-v1.md`) when one is due;
+//! [`verify`] checks a chain against checkpoints.
+//!
+//! Not here: queries and SIEM export (later work).
 
 use std::sync::{Arc, OnceLock};
 

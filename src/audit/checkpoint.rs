@@ -417,15 +417,17 @@ mod tests {
     #[test]
     fn golden_vectors() {
         use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../../proto/vectors/audit-checkpoint-v1.json"
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../proto/vectors/audit-checkpoint-v1.json"))
+                .unwrap();
         let s = |k: &str| v[k].as_str().unwrap().to_owned();
         let mut seed = [0u8; 32];
         hex::decode_to_slice(s("seed_hex"), &mut seed).unwrap();
         let key = SigningKey::from_bytes(&seed);
-        assert_eq!(SigningKey::from_pkcs8_pem(&s("private_key_pem")).unwrap(), key);
+        assert_eq!(
+            SigningKey::from_pkcs8_pem(&s("private_key_pem")).unwrap(),
+            key
+        );
         assert_eq!(
             VerifyingKey::from_public_key_pem(&s("public_key_pem")).unwrap(),
             key.verifying_key()
@@ -433,7 +435,10 @@ mod tests {
         let verifier = NoteVerifier::from_vkey(&s("verifier_key")).unwrap();
         assert_eq!(verifier.key, key.verifying_key());
         assert_eq!(verifier.name, s("key_name"));
-        assert_eq!(hex::encode(key_id(&verifier.name, &verifier.key)), s("key_id_hex"));
+        assert_eq!(
+            hex::encode(key_id(&verifier.name, &verifier.key)),
+            s("key_id_hex")
+        );
         let c = &v["checkpoint"];
         let mut head = [0u8; 32];
         hex::decode_to_slice(c["head_hash_hex"].as_str().unwrap(), &mut head).unwrap();
