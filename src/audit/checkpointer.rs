@@ -309,3 +309,37 @@ pub fn read_note(path: &Path) -> std::io::Result<Vec<u8>> {
         .read_to_end(&mut buf)?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_key_is_generated_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/audit-checkpoint.key");
+        let a = CheckpointKey::load_or_generate(&path, false).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let first = std::fs::read(&path).unwrap();
+        assert!(first.starts_with(b"-----BEGIN PRIVATE KEY-----\n"));
+        let b = CheckpointKey::load_or_generate(&path, false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first, "not rewritten");
+        assert_eq!(a.verifier(), b.verifier());
+        // Debug shows the public verifier key only.
+        let pem = String::from_utf8(first).unwrap();
+        let secret_line = pem.lines().nth(1).unwrap();
+        assert!(!format!("{a:?}").contains(secret_line));
+        // What it signs, its verifier accepts.
+        let note = a.sign(7, &[1; 32]);
+        assert_eq!(b.verifier().verify(note.as_bytes()).unwrap().length, 7);
+        // A loosened mode is refused; garbage is refused by name.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(CheckpointKey::load_or_generate(&path, false).is_err());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "not a key").unwrap();
+        let e = CheckpointKey::load_or_generate(&path, false).unwrap_err();
+        assert!(matches!(e, CheckpointKeyError::Format(_)), "{e}");
+    }
+}
