@@ -464,3 +464,61 @@ fn audit_verify_reads_the_store_against_the_checkpoint_dir() {
             .starts_with("sallyport/audit\n6\n")
     );
 }
+
+/// The embedded store, black-box: a gateway restarted over a restored older `state.redb`
+/// (its tail of entries lost) refuses to start, because the checkpoint directory knows a
+/// longer chain; with the current store it starts again.
+#[test]
+fn a_gateway_over_a_restored_older_embedded_store_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let extra = format!(
+        "[audit]\ncheckpoint_every = 1\ncheckpoint_dir = {:?}\n",
+        checkpoints.display().to_string()
+    );
+    let mut gw = support::Gateway::start_in(dir.path(), &extra);
+    gw.stop();
+    let db = dir.path().join("data/state.redb");
+    let backup = dir.path().join("state.redb.backup");
+    std::fs::copy(&db, &backup).unwrap();
+    let mut gw = support::Gateway::start_in(dir.path(), &extra);
+    gw.stop();
+    let current = dir.path().join("state.redb.current");
+    std::fs::copy(&db, &current).unwrap();
+
+    std::fs::copy(&backup, &db).unwrap();
+    let config = dir.path().join("sallyport.toml");
+    let mut child = sallyport()
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("SALLYPORT_SERVER__LISTEN", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = support::wait_timeout(&mut child, std::time::Duration::from_secs(60));
+    let Some(status) = status else {
+        child.kill().unwrap();
+        panic!("the gateway served over a store behind its checkpoints");
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("auditing halted") && err.contains("from seq 4") && err.contains("to seq 2"),
+        "{err}"
+    );
+    // Nothing was appended to the restored store.
+    let out = support::cli_output(&config, &["audit", "verify"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("length     2"),
+        "{out:?}"
+    );
+
+    // The current store back: it starts and chains on.
+    std::fs::copy(&current, &db).unwrap();
+    let mut gw = support::Gateway::start_in(dir.path(), &extra);
+    gw.stop();
+}
