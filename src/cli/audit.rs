@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::audit::{AUDIT_LOG, chain};
+use crate::config::Config;
 
 mod verify_cmd;
-use crate::config::Config;
 pub use verify_cmd::CheckpointArgs;
 
 /// Audit trail commands.
