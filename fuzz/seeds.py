@@ -88,6 +88,11 @@ def main():
     put("audit_chain", line1 + "\n" + line1.replace('"seq":1', '"seq":2'))
     put("audit_chain", '{"seq":1,"prev":"00","hash":"zz"}')
 
+    cp = json.loads(load("audit-checkpoint-v1.json"))
+    put("audit_checkpoint", cp["note"])
+    for case in cp["invalid"]:
+        put("audit_checkpoint", case["note"])
+
     put("config", load("../../config/sallyport.example.toml"))
     put("config", "[server]\nlisten = \"127.0.0.1:8443\"\n")
     put("config", "data_dir = \"d\"\n\0SALLYPORT_SERVER__LISTEN=127.0.0.1:9000\n")

@@ -80,11 +80,28 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
     let started = Instant::now();
     let blobs = open_blobs(&config)?;
     let metrics = Arc::new(Metrics::new());
-    let auditor = Auditor::start(
+    let checkpoint_key = crate::audit::checkpointer::CheckpointKey::load_or_generate(
+        &config.audit.checkpoint_key,
+        config.allow_world_readable_secrets,
+    )
+    .context("opening the audit checkpoint key")?;
+    if let Some(dir) = &config.audit.checkpoint_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating audit.checkpoint_dir {}", dir.display()))?;
+    }
+    let checkpointer = crate::audit::checkpointer::Checkpointer::new(
+        checkpoint_key,
+        config.audit.checkpoint_every,
+        config.audit.checkpoint_interval,
+        config.audit.checkpoint_dir.clone(),
+        metrics.clone(),
+    );
+    let auditor = Auditor::start_with(
         state.clone(),
         instance_name(),
         config.audit.batch_max,
         metrics.clone(),
+        Some(checkpointer),
     );
     let authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::new(config.clients.clone())];
     let keys = config

@@ -13,17 +13,27 @@
 //! state store's log, and an append that loses the race re-chains its batch on the new
 //! head and retries. The entry format is in [`chain`] and `proto/audit-v1.md`.
 //!
-//! Not here: queries, signed checkpoints and SIEM export (later work; [`chain::ChainSummary`]
-//! is what a checkpoint will sign).
+//! The writer never chains over a lost tail: it remembers the highest head it has seen
+//! (its own appends, every head it read, and at start the last checkpoint in
+//! `audit.checkpoint_dir`), and when the store shows a lower one it halts — every `emit`
+//! fails with [`AuditError::Halted`], `/readyz` fails with the [`HaltReason`], and
+//! `sallyport_audit_halted` is 1. After each append it lets the [`checkpointer`] sign a
+//! checkpoint ([`checkpoint`], `proto/audit-checkpoint-v1.md`) when one is due;
+//! [`verify`] checks a chain against checkpoints.
+//!
+//! Not here: queries and SIEM export (later work).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
+pub mod checkpoint;
+pub mod checkpointer;
 pub mod events;
 pub mod security;
+pub mod verify;
 
 use crate::metrics::{ActionLabels, Metrics};
 use crate::state::{AppendOutcome, LogName, StateError, StateStore};
@@ -155,6 +165,28 @@ pub enum AuditError {
     /// The writer has stopped (shutdown).
     #[error("audit writer stopped")]
     Stopped,
+    /// The writer refused to chain over a lost tail: the store showed a head lower than
+    /// one this writer had already seen (or the same length with another hash). Auditing
+    /// stays halted until the gateway is restarted after an operator has looked.
+    #[error("auditing halted: {0}")]
+    Halted(Arc<HaltReason>),
+}
+
+/// Why the writer halted: the head it had seen and the lower (or different) one the store
+/// showed. Hashes are of entries, not secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the audit log's head went back from seq {seen_seq} ({seen_hash}) to seq {found_seq} ({found_hash}): entries were removed or rewritten behind the writer"
+)]
+pub struct HaltReason {
+    /// The highest sequence number this writer had seen.
+    pub seen_seq: u64,
+    /// Its hash, hex.
+    pub seen_hash: String,
+    /// The head the store showed instead.
+    pub found_seq: u64,
+    /// Its hash, hex.
+    pub found_hash: String,
 }
 
 struct Pending {
@@ -175,6 +207,7 @@ struct Pending {
 pub struct Auditor {
     tx: mpsc::Sender<Pending>,
     metrics: Arc<Metrics>,
+    halt: Arc<OnceLock<Arc<HaltReason>>>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -191,9 +224,37 @@ impl Auditor {
         batch_max: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::start_with(store, instance, batch_max, metrics, None)
+    }
+
+    /// [`Auditor::start`] with signed checkpoints (`None`: none are taken).
+    pub fn start_with(
+        store: Arc<dyn StateStore>,
+        instance: String,
+        batch_max: usize,
+        metrics: Arc<Metrics>,
+        checkpoints: Option<checkpointer::Checkpointer>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
-        tokio::spawn(writer(store, instance, batch_max.max(1), rx));
-        Self { tx, metrics }
+        let halt = Arc::new(OnceLock::new());
+        let mut checkpoints = checkpoints;
+        let seen = checkpoints.as_mut().and_then(|c| c.last_known());
+        let w = Writer {
+            store,
+            instance,
+            batch_max: batch_max.max(1),
+            seen,
+            halt: halt.clone(),
+            metrics: metrics.clone(),
+            checkpoints,
+        };
+        tokio::spawn(w.run(rx));
+        Self { tx, metrics, halt }
+    }
+
+    /// Why auditing halted, if it did (for `/readyz`): then every `emit` fails.
+    pub fn halted(&self) -> Option<&HaltReason> {
+        self.halt.get().map(|r| &**r)
     }
 
     /// Records `event`; returns its sequence number once it is durable.
@@ -262,94 +323,183 @@ pub fn now_rfc3339() -> String {
     now.format(&fmt).unwrap_or_default()
 }
 
-async fn writer(
+/// A head of the chain: (sequence number, entry hash). `(0, GENESIS_PREV)` is empty.
+type Head = (u64, [u8; 32]);
+
+/// The background writer: owns the chain's head as this process knows it.
+struct Writer {
     store: Arc<dyn StateStore>,
     instance: String,
     batch_max: usize,
-    mut rx: mpsc::Receiver<Pending>,
-) {
-    let mut head: Option<(u64, [u8; 32])> = None;
-    let mut batch = Vec::with_capacity(batch_max);
-    while rx.recv_many(&mut batch, batch_max).await > 0 {
-        let result = append_batch(&*store, &instance, &batch, &mut head).await;
-        match result {
-            Ok(first) => {
-                for (i, p) in batch.drain(..).enumerate() {
-                    let _ = p.done.send(Ok(first + i as u64));
-                }
+    /// The highest head this writer has seen, from its own appends and from every head
+    /// it read. The store showing anything lower halts the writer.
+    seen: Option<Head>,
+    halt: Arc<OnceLock<Arc<HaltReason>>>,
+    metrics: Arc<Metrics>,
+    checkpoints: Option<checkpointer::Checkpointer>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        let mut head: Option<Head> = None;
+        let mut batch = Vec::with_capacity(self.batch_max);
+        let mut tick = self.checkpoints.as_ref().map(|c| {
+            let mut t =
+                tokio::time::interval_at(tokio::time::Instant::now() + c.interval(), c.interval());
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            let got = match tick.as_mut() {
+                Some(t) => tokio::select! {
+                    n = rx.recv_many(&mut batch, self.batch_max) => n,
+                    _ = t.tick() => {
+                        if let (Some(c), Some(h)) = (self.checkpoints.as_mut(), head)
+                            && self.halt.get().is_none()
+                        {
+                            c.on_timer(h.0, &h.1).await;
+                        }
+                        continue;
+                    }
+                },
+                None => rx.recv_many(&mut batch, self.batch_max).await,
+            };
+            if got == 0 {
+                break;
             }
-            Err(e) => {
-                head = None;
-                let msg = e.to_string();
+            if let Some(reason) = self.halt.get() {
                 for p in batch.drain(..) {
-                    let _ = p
-                        .done
-                        .send(Err(AuditError::Store(StateError::Unavailable(msg.clone()))));
+                    let _ = p.done.send(Err(AuditError::Halted(reason.clone())));
+                }
+                continue;
+            }
+            match self.append_batch(&batch, &mut head).await {
+                Ok(first) => {
+                    for (i, p) in batch.drain(..).enumerate() {
+                        let _ = p.done.send(Ok(first + i as u64));
+                    }
+                    if let (Some(c), Some(h)) = (self.checkpoints.as_mut(), head) {
+                        c.on_append(h.0, &h.1).await;
+                    }
+                }
+                Err(AuditError::Halted(reason)) => {
+                    for p in batch.drain(..) {
+                        let _ = p.done.send(Err(AuditError::Halted(reason.clone())));
+                    }
+                }
+                Err(e) => {
+                    head = None;
+                    let msg = e.to_string();
+                    for p in batch.drain(..) {
+                        let _ = p
+                            .done
+                            .send(Err(AuditError::Store(StateError::Unavailable(msg.clone()))));
+                    }
                 }
             }
         }
+    }
+
+    async fn append_batch(
+        &mut self,
+        batch: &[Pending],
+        head: &mut Option<Head>,
+    ) -> Result<u64, AuditError> {
+        // Bounded: each retry means another instance appended; give up after many.
+        for _ in 0..1000 {
+            let (last_seq, last_hash) = match *head {
+                Some(h) => h,
+                None => {
+                    let read = self.store.log_head(AUDIT_LOG).await?;
+                    self.observe(entry_head(read.as_ref())?)?
+                }
+            };
+            let mut lines = Vec::with_capacity(batch.len());
+            let mut prev = last_hash;
+            for (i, p) in batch.iter().enumerate() {
+                let body = chain::Body {
+                    v: 1,
+                    seq: last_seq + 1 + i as u64,
+                    time: &p.time,
+                    instance: &self.instance,
+                    action: p.action,
+                    outcome: p.outcome.as_str(),
+                    actor: &p.actor,
+                    request_id: p.request_id.as_deref(),
+                    client_addr: p.client_addr.as_deref(),
+                    peer_addr: p.peer_addr.as_deref(),
+                    subject: p.subject.as_deref(),
+                    details: &p.details,
+                    prev: hex::encode(prev),
+                };
+                let (line, hash) = chain::seal(&body)?;
+                lines.push(line);
+                prev = hash;
+            }
+            match self
+                .store
+                .log_append(AUDIT_LOG, last_seq + 1, &lines)
+                .await?
+            {
+                AppendOutcome::Appended { first } => {
+                    let new = (first + batch.len() as u64 - 1, prev);
+                    *head = Some(self.observe(new)?);
+                    return Ok(first);
+                }
+                AppendOutcome::Conflict(current) => {
+                    // Another instance appended — or the tail we built on is gone. Only a
+                    // head at least as high as every one seen may be chained on.
+                    *head = Some(self.observe(entry_head(current.as_ref())?)?);
+                }
+            }
+        }
+        Err(StateError::Unavailable("audit append kept conflicting".into()).into())
+    }
+
+    /// Records `found` as seen, or halts when it is lower than (or, at the same length,
+    /// different from) the highest head seen so far.
+    fn observe(&mut self, found: Head) -> Result<Head, AuditError> {
+        if let Some(seen) = self.seen {
+            let lost = found.0 < seen.0 || (found.0 == seen.0 && found.1 != seen.1);
+            if lost {
+                return Err(self.halt_on(seen, found));
+            }
+        }
+        self.seen = Some(found);
+        Ok(found)
+    }
+
+    fn halt_on(&self, seen: Head, found: Head) -> AuditError {
+        let reason = Arc::new(HaltReason {
+            seen_seq: seen.0,
+            seen_hash: hex::encode(seen.1),
+            found_seq: found.0,
+            found_hash: hex::encode(found.1),
+        });
+        let reason = self.halt.get_or_init(|| reason).clone();
+        self.metrics.audit_halted.set(1);
+        tracing::error!(
+            target: "audit",
+            seen_seq = reason.seen_seq,
+            seen_hash = %reason.seen_hash,
+            found_seq = reason.found_seq,
+            found_hash = %reason.found_hash,
+            "AUDIT HALTED: the audit log lost its tail or was rewritten; every audited action is refused until an operator investigates (sallyport audit verify --checkpoint-dir …) and restarts the gateway"
+        );
+        AuditError::Halted(reason)
     }
 }
 
-async fn append_batch(
-    store: &dyn StateStore,
-    instance: &str,
-    batch: &[Pending],
-    head: &mut Option<(u64, [u8; 32])>,
-) -> Result<u64, AuditError> {
-    // Bounded: each retry means another instance appended; give up after many.
-    for _ in 0..1000 {
-        let (last_seq, last_hash) = match *head {
-            Some(h) => h,
-            None => match store.log_head(AUDIT_LOG).await? {
-                None => (0, chain::GENESIS_PREV),
-                Some(e) => (
-                    e.seq,
-                    chain::stored_hash(&e.bytes)
-                        .ok_or_else(|| StateError::Corrupt("audit head unreadable".into()))?,
-                ),
-            },
-        };
-        let mut lines = Vec::with_capacity(batch.len());
-        let mut prev = last_hash;
-        for (i, p) in batch.iter().enumerate() {
-            let body = chain::Body {
-                v: 1,
-                seq: last_seq + 1 + i as u64,
-                time: &p.time,
-                instance,
-                action: p.action,
-                outcome: p.outcome.as_str(),
-                actor: &p.actor,
-                request_id: p.request_id.as_deref(),
-                client_addr: p.client_addr.as_deref(),
-                peer_addr: p.peer_addr.as_deref(),
-                subject: p.subject.as_deref(),
-                details: &p.details,
-                prev: hex::encode(prev),
-            };
-            let (line, hash) = chain::seal(&body)?;
-            lines.push(line);
-            prev = hash;
-        }
-        match store.log_append(AUDIT_LOG, last_seq + 1, &lines).await? {
-            AppendOutcome::Appended { first } => {
-                *head = Some((first + batch.len() as u64 - 1, prev));
-                return Ok(first);
-            }
-            AppendOutcome::Conflict(current) => {
-                *head = match current {
-                    None => Some((0, chain::GENESIS_PREV)),
-                    Some(e) => Some((
-                        e.seq,
-                        chain::stored_hash(&e.bytes)
-                            .ok_or_else(|| StateError::Corrupt("audit head unreadable".into()))?,
-                    )),
-                };
-            }
-        }
+/// The head a stored entry stands for (`None`: the empty log).
+fn entry_head(entry: Option<&crate::state::LogEntry>) -> Result<Head, AuditError> {
+    match entry {
+        None => Ok((0, chain::GENESIS_PREV)),
+        Some(e) => Ok((
+            e.seq,
+            chain::stored_hash(&e.bytes)
+                .ok_or_else(|| StateError::Corrupt("audit head unreadable".into()))?,
+        )),
     }
-    Err(StateError::Unavailable("audit append kept conflicting".into()).into())
 }
 
 /// Verifies the chain stored in `store`, reading it in pages; `progress` sees each count.

@@ -233,6 +233,14 @@ pub struct AuditSettings {
     /// Failed authentications and refused TLS handshakes are audited first-per-address
     /// and then summarized once per this window (`audit::security`).
     pub security_window: Duration,
+    /// A signed checkpoint at least every this many entries (`audit::checkpointer`).
+    pub checkpoint_every: u64,
+    /// …and every this long when any entry was appended since the last one.
+    pub checkpoint_interval: Duration,
+    /// The Ed25519 checkpoint key file (PKCS#8 PEM, 0600; generated when missing).
+    pub checkpoint_key: PathBuf,
+    /// Where checkpoint files are created (never overwritten); `None`: the log only.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -313,6 +321,39 @@ impl Config {
                     return Err(invalid("audit.security_window", "must be from 1s to 1h"));
                 }
                 w
+            },
+            checkpoint_every: match raw.audit.checkpoint_every.unwrap_or(1000) {
+                n @ 1..=10_000_000 => n,
+                n => {
+                    return Err(invalid(
+                        "audit.checkpoint_every",
+                        format!("{n} is not in 1..=10000000"),
+                    ));
+                }
+            },
+            checkpoint_interval: {
+                let w = duration_or(
+                    "audit.checkpoint_interval",
+                    raw.audit.checkpoint_interval.as_deref(),
+                    Duration::from_secs(60),
+                )?;
+                if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&w) {
+                    return Err(invalid(
+                        "audit.checkpoint_interval",
+                        "must be from 1s to 24h",
+                    ));
+                }
+                w
+            },
+            checkpoint_key: match raw.audit.checkpoint_key.as_deref() {
+                None => data_dir.join("audit-checkpoint.key"),
+                Some("") => return Err(invalid("audit.checkpoint_key", "must not be empty")),
+                Some(p) => PathBuf::from(p),
+            },
+            checkpoint_dir: match raw.audit.checkpoint_dir.as_deref() {
+                None => None,
+                Some("") => return Err(invalid("audit.checkpoint_dir", "must not be empty")),
+                Some(p) => Some(PathBuf::from(p)),
             },
         };
         let clients = clients(&raw.clients, allow_open)?;

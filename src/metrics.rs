@@ -42,6 +42,12 @@ pub mod names {
     pub const AUDIT_EVENTS: &str = "sallyport_audit_events";
     /// Audit events that could not be written.
     pub const AUDIT_FAILURES: &str = "sallyport_audit_failures";
+    /// 1 when the audit writer halted on a lowered head (every audited action refused).
+    pub const AUDIT_HALTED: &str = "sallyport_audit_halted";
+    /// Signed audit checkpoints taken.
+    pub const AUDIT_CHECKPOINTS: &str = "sallyport_audit_checkpoints";
+    /// Signed audit checkpoints that could not be written to `audit.checkpoint_dir`.
+    pub const AUDIT_CHECKPOINT_FAILURES: &str = "sallyport_audit_checkpoint_failures";
 }
 
 /// Labels of a request counter.
@@ -100,6 +106,12 @@ pub struct Metrics {
     pub audit_events: Family<ActionLabels, Counter>,
     /// Audit write failures.
     pub audit_failures: Counter,
+    /// 1 when the audit writer halted.
+    pub audit_halted: Gauge,
+    /// Checkpoints taken.
+    pub audit_checkpoints: Counter,
+    /// Checkpoints a sink could not store.
+    pub audit_checkpoint_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -126,6 +138,9 @@ impl Metrics {
         let header_timeouts = Counter::default();
         let audit_events = Family::<ActionLabels, Counter>::default();
         let audit_failures = Counter::default();
+        let audit_halted = Gauge::default();
+        let audit_checkpoints = Counter::default();
+        let audit_checkpoint_failures = Counter::default();
         registry.register(
             names::HTTP_REQUESTS,
             "HTTP requests by endpoint and status",
@@ -186,6 +201,21 @@ impl Metrics {
             "Audit events that could not be written",
             audit_failures.clone(),
         );
+        registry.register(
+            names::AUDIT_HALTED,
+            "1 when the audit writer refused to chain over a lost or rewritten tail",
+            audit_halted.clone(),
+        );
+        registry.register(
+            names::AUDIT_CHECKPOINTS,
+            "Signed audit checkpoints taken",
+            audit_checkpoints.clone(),
+        );
+        registry.register(
+            names::AUDIT_CHECKPOINT_FAILURES,
+            "Signed audit checkpoints that could not be written to audit.checkpoint_dir",
+            audit_checkpoint_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -200,6 +230,9 @@ impl Metrics {
             tls_handshake_failures,
             audit_events,
             audit_failures,
+            audit_halted,
+            audit_checkpoints,
+            audit_checkpoint_failures,
         }
     }
 

@@ -19,7 +19,7 @@
 //! 3… and each `prev` equals the previous `hash`. So it detects any edited byte, deleted,
 //! inserted or reordered entry. A truncated *end* of the log is only detectable against a
 //! head (length + hash) recorded elsewhere — which is what signed checkpoints, exported
-//! off the box, will add; [`ChainSummary`] is what such a checkpoint signs.
+//! off the box, add (`audit::checkpoint`); [`ChainSummary`] is what such a checkpoint signs.
 //!
 //! Not here: where entries are stored (the state store's log, see `audit::log`).
 
@@ -218,6 +218,11 @@ impl Verifier {
         }
         self.prev = claimed;
         Ok(())
+    }
+
+    /// The hash of the last entry verified ([`GENESIS_PREV`] before any).
+    pub fn head(&self) -> [u8; 32] {
+        self.prev
     }
 
     /// The verified chain's length and head.

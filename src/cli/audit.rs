@@ -1,6 +1,6 @@
-//! `sallyport audit verify|export`.
+//! `sallyport audit verify|export|public-key`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,6 +8,9 @@ use clap::Subcommand;
 
 use crate::audit::{AUDIT_LOG, chain};
 use crate::config::Config;
+
+mod verify_cmd;
+pub use verify_cmd::CheckpointArgs;
 
 /// Audit trail commands.
 #[derive(Debug, Subcommand)]
@@ -17,7 +20,12 @@ pub enum AuditCommand {
         /// Verify an exported JSON-lines file instead of the configured state store.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Signed checkpoints to check the chain against (repeatable).
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
+    /// Print the audit checkpoint public key: SPKI PEM and the signed-note verifier key.
+    PublicKey,
     /// Write the chain as JSON lines (one entry per line, verifiable with `verify --file`).
     Export {
         /// Output file (`-` for standard output).
@@ -29,39 +37,17 @@ pub enum AuditCommand {
 /// Runs an audit command.
 pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { file: Some(path) } => {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-            let mut verifier = chain::Verifier::new();
-            for line in std::io::BufReader::new(f).split(b'\n') {
-                let line = line?;
-                if line.is_empty() {
-                    continue;
-                }
-                if let Err(e) = verifier.push(&line) {
-                    eprintln!("audit chain BROKEN: {e}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            report(&verifier.finish());
-            Ok(ExitCode::SUCCESS)
+        AuditCommand::Verify { file, checkpoints } => {
+            Ok(verify_cmd::run(file, checkpoints, config).await)
         }
-        AuditCommand::Verify { file: None } => {
-            let store = crate::app::open_state(config).await?;
-            let total = store.log_head(AUDIT_LOG).await?.map_or(0, |e| e.seq);
-            let bar = progress_bar(total);
-            let result = crate::audit::verify_store(&*store, |n| bar.set_position(n)).await?;
-            bar.finish_and_clear();
-            match result {
-                Ok(summary) => {
-                    report(&summary);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("audit chain BROKEN: {e}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+        AuditCommand::PublicKey => {
+            let key = crate::audit::checkpointer::CheckpointKey::load_or_generate(
+                &config.audit.checkpoint_key,
+                config.allow_world_readable_secrets,
+            )?;
+            print!("{}", key.public_pem());
+            println!("{}", key.verifier().to_vkey());
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { out } => {
             let store = crate::app::open_state(config).await?;
@@ -89,7 +75,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
     }
 }
 
-fn report(summary: &chain::ChainSummary) {
+pub(crate) fn report(summary: &chain::ChainSummary) {
     println!("audit chain intact");
     println!("  length     {}", summary.length);
     println!("  head hash  {}", summary.head_hash);

@@ -124,6 +124,10 @@ pub struct RawLog {
 pub struct RawAudit {
     pub batch_max: Option<usize>,
     pub security_window: Option<String>,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval: Option<String>,
+    pub checkpoint_key: Option<String>,
+    pub checkpoint_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

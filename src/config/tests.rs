@@ -14,6 +14,13 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 #[test]
 fn defaults_need_no_file() {
     let c = Config::from_toml("", &env(&[])).unwrap();
+    assert_eq!(c.audit.checkpoint_every, 1000);
+    assert_eq!(
+        c.audit.checkpoint_interval,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(c.audit.checkpoint_dir, None);
+    assert!(c.audit.checkpoint_key.ends_with("audit-checkpoint.key"));
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8443");
     assert!(!c.server.danger_plaintext_http);
     assert_eq!(c.data_dir, PathBuf::from("sallyport-data"));
@@ -64,6 +71,17 @@ fn invalid_values_name_the_key() {
             "state.redis_url",
         ),
         ("[log]\nformat = \"xml\"", "log.format"),
+        ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
+        (
+            "[audit]\ncheckpoint_interval = \"0s\"",
+            "audit.checkpoint_interval",
+        ),
+        (
+            "[audit]\ncheckpoint_interval = \"2days\"",
+            "audit.checkpoint_interval",
+        ),
+        ("[audit]\ncheckpoint_dir = \"\"", "audit.checkpoint_dir"),
+        ("[audit]\ncheckpoint_key = \"\"", "audit.checkpoint_key"),
         (
             "[uploads]\nmin_body_rate = \"2GiB\"",
             "uploads.min_body_rate",

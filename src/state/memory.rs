@@ -101,6 +101,17 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Cuts `log` to its first `len` entries, behind every writer's back: what an attacker
+    /// with write access to the store (or a restore from an old backup) does. For tests of
+    /// the audit writer's refusal to chain over a lost tail.
+    pub fn truncate_log(&self, log: LogName, len: u64) {
+        if let Ok(mut inner) = self.lock()
+            && let Some(entries) = inner.logs.get_mut(log.0)
+        {
+            entries.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        }
+    }
+
     /// The lock. A poisoned lock (a panic while holding it, which only a bug here can
     /// cause) is reported as an unavailable store rather than a second panic.
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StateError> {

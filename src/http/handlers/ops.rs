@@ -19,7 +19,8 @@ pub fn healthz(req: &Request<axum::body::Body>) -> Response<axum::body::Body> {
     head_aware(req, json_response(StatusCode::OK, &json!({"status": "ok"})))
 }
 
-/// `GET|HEAD /readyz`: both stores answer within two seconds (else 503).
+/// `GET|HEAD /readyz`: both stores answer within two seconds and the audit writer has not
+/// halted (else 503, with the reason).
 pub async fn readyz(state: &AppState, head: bool) -> Response<axum::body::Body> {
     let (s, b) = tokio::join!(
         tokio::time::timeout(READY_TIMEOUT, state.state.ping()),
@@ -27,7 +28,9 @@ pub async fn readyz(state: &AppState, head: bool) -> Response<axum::body::Body> 
     );
     let state_ok = matches!(s, Ok(Ok(())));
     let blob_ok = matches!(b, Ok(Ok(())));
-    let status = if state_ok && blob_ok {
+    // A halted audit writer refuses every audited action: not ready, with the reason.
+    let halted = state.auditor.halted();
+    let status = if state_ok && blob_ok && halted.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -36,6 +39,10 @@ pub async fn readyz(state: &AppState, head: bool) -> Response<axum::body::Body> 
         "status": if status == StatusCode::OK { "ready" } else { "not ready" },
         "state_store": {"kind": state.state.kind(), "ok": state_ok},
         "blob_store": {"kind": state.blobs.kind(), "ok": blob_ok},
+        "audit": match halted {
+            None => json!({"ok": true}),
+            Some(r) => json!({"ok": false, "halted": r.to_string()}),
+        },
     });
     let resp = json_response(status, &body);
     if head { strip_body(resp) } else { resp }

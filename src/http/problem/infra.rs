@@ -69,9 +69,20 @@ impl Describe for AtRestError {
     }
 }
 
+/// The audit writer halted on a lost or rewritten tail: nothing audited is performed
+/// until an operator has looked and restarted the gateway.
+pub const AUDIT_HALTED: Problem = row(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "server.audit_halted",
+    "Audit trail halted after its stored tail was lost or rewritten; the action was not performed",
+);
+
 impl Describe for AuditError {
     fn problem(&self) -> Problem {
-        AUDIT_UNAVAILABLE
+        match self {
+            AuditError::Halted(_) => AUDIT_HALTED,
+            _ => AUDIT_UNAVAILABLE,
+        }
     }
 }
 

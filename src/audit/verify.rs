@@ -1,0 +1,353 @@
+//! Verifying an audit chain against signed checkpoints: pure code, fed entry lines in
+//! order from wherever they live (the state store, an export file, a future journal).
+//!
+//! The chain alone ([`super::chain::Verifier`]) finds an edited, deleted, inserted or
+//! reordered entry, but a shortened chain, or one re-hashed from some entry on by whoever
+//! can write the store, verifies. A checkpoint signed earlier says "at length L the head
+//! hash was H", so:
+//!
+//! - L greater than the number of entries: the tail was **truncated**;
+//! - the chain intact through L but its hash at L is not H: the chain was **rewritten**
+//!   (re-hashed, or entries replaced) somewhere after the last consistent checkpoint and
+//!   at or before L;
+//! - the chain broken before L: that checkpoint cannot be checked (the break is reported).
+//!
+//! Not here: reading files or the store, and checking signatures (the caller passes each
+//! checkpoint already verified, or the reason it is not: see [`super::checkpoint`]).
+
+use std::collections::BTreeMap;
+
+use super::chain::{ChainError, ChainSummary, Verifier};
+use super::checkpoint::{Checkpoint, NoteError};
+
+/// Feeds entry lines to the chain verifier and notes the head at each checkpoint length.
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    verifier: Verifier,
+    /// Checkpoint lengths, and the head hash found there once the chain reached it.
+    heads: BTreeMap<u64, Option<[u8; 32]>>,
+    broken: Option<ChainError>,
+    /// Every line pushed, intact or not: the log's length.
+    lines: u64,
+    /// Lines verified intact from the start.
+    intact: u64,
+}
+
+/// A checkpoint given to [`ChainCheck::finish`]: where it came from and what it said.
+#[derive(Debug, Clone)]
+pub struct CheckpointInput {
+    /// A file name, for the report.
+    pub source: String,
+    /// The verified checkpoint, or why its note was refused.
+    pub note: Result<Checkpoint, NoteError>,
+}
+
+/// What one checkpoint showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointStatus {
+    /// The chain at its length has its head hash.
+    Consistent,
+    /// The note was refused (malformed, another key, bad signature, another log).
+    Invalid(String),
+    /// It claims more entries than the log has: the tail was removed.
+    Truncated {
+        /// Its length.
+        claimed: u64,
+        /// How many entries the log has.
+        log_length: u64,
+    },
+    /// The chain is intact through its length but has another head there: rewritten in
+    /// `(after, length]`.
+    Rewritten {
+        /// The last length a checkpoint confirmed before it (0 when none).
+        after: u64,
+        /// Its length.
+        length: u64,
+        /// The hash it signed, hex.
+        signed: String,
+        /// The hash the chain has there, hex.
+        found: String,
+    },
+    /// The chain is broken before its length, so it cannot be compared.
+    Unchecked {
+        /// Its length.
+        length: u64,
+    },
+}
+
+/// One line of the report per checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFinding {
+    /// Where it came from.
+    pub source: String,
+    /// Its length, when its note was valid.
+    pub length: Option<u64>,
+    /// The finding.
+    pub status: CheckpointStatus,
+}
+
+/// The verification's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Entries verified intact from the start (the chain is intact up to this entry).
+    pub intact: ChainSummary,
+    /// The first break, if any.
+    pub broken: Option<ChainError>,
+    /// Number of entries (lines) in the log.
+    pub log_length: u64,
+    /// Each checkpoint, in order of length (invalid ones first).
+    pub checkpoints: Vec<CheckpointFinding>,
+}
+
+impl Report {
+    /// Whether the chain is intact and every checkpoint is valid and consistent.
+    pub fn ok(&self) -> bool {
+        self.broken.is_none()
+            && self
+                .checkpoints
+                .iter()
+                .all(|c| c.status == CheckpointStatus::Consistent)
+    }
+}
+
+impl ChainCheck {
+    /// A check that will note the head at each of `lengths`.
+    pub fn new(lengths: impl IntoIterator<Item = u64>) -> Self {
+        Self {
+            verifier: Verifier::new(),
+            heads: lengths.into_iter().map(|l| (l, None)).collect(),
+            broken: None,
+            lines: 0,
+            intact: 0,
+        }
+    }
+
+    /// Checks the next entry line. After the first break the rest are only counted.
+    pub fn push(&mut self, line: &[u8]) {
+        self.lines += 1;
+        if self.broken.is_some() {
+            return;
+        }
+        match self.verifier.push(line) {
+            Ok(()) => {
+                self.intact = self.lines;
+                if let Some(slot) = self.heads.get_mut(&self.lines) {
+                    *slot = Some(self.verifier.head());
+                }
+            }
+            Err(e) => self.broken = Some(e),
+        }
+    }
+
+    /// The report, comparing `checkpoints` (of log `origin`) with what was pushed.
+    pub fn finish(self, origin: &str, checkpoints: Vec<CheckpointInput>) -> Report {
+        // After a break the verifier has counted the broken entry; its head is the last
+        // good one.
+        let intact = ChainSummary {
+            length: self.intact,
+            head_hash: hex::encode(self.verifier.head()),
+        };
+        let mut invalid = Vec::new();
+        let mut valid = Vec::new();
+        for c in checkpoints {
+            match c.note {
+                Ok(cp) if cp.origin == origin => valid.push((c.source, cp)),
+                Ok(cp) => invalid.push(CheckpointFinding {
+                    source: c.source,
+                    length: Some(cp.length),
+                    status: CheckpointStatus::Invalid(format!(
+                        "checkpoint of another log ({:?}, expected {origin:?})",
+                        cp.origin
+                    )),
+                }),
+                Err(e) => invalid.push(CheckpointFinding {
+                    source: c.source,
+                    length: None,
+                    status: CheckpointStatus::Invalid(e.to_string()),
+                }),
+            }
+        }
+        valid.sort_by_key(|(_, cp)| cp.length);
+        let mut confirmed = 0;
+        let mut findings = invalid;
+        for (source, cp) in valid {
+            let status = if cp.length > self.lines {
+                CheckpointStatus::Truncated {
+                    claimed: cp.length,
+                    log_length: self.lines,
+                }
+            } else if cp.length > intact.length {
+                CheckpointStatus::Unchecked { length: cp.length }
+            } else {
+                let found = if cp.length == 0 {
+                    Some(super::chain::GENESIS_PREV)
+                } else {
+                    self.heads.get(&cp.length).copied().flatten()
+                };
+                match found {
+                    Some(h) if h == cp.head => {
+                        confirmed = confirmed.max(cp.length);
+                        CheckpointStatus::Consistent
+                    }
+                    Some(h) => CheckpointStatus::Rewritten {
+                        after: confirmed,
+                        length: cp.length,
+                        signed: cp.head_hex(),
+                        found: hex::encode(h),
+                    },
+                    // Every length given to `new` is noted once reached; a checkpoint
+                    // not announced there cannot be compared.
+                    None => CheckpointStatus::Unchecked { length: cp.length },
+                }
+            };
+            findings.push(CheckpointFinding {
+                source,
+                length: Some(cp.length),
+                status,
+            });
+        }
+        Report {
+            intact,
+            broken: self.broken,
+            log_length: self.lines,
+            checkpoints: findings,
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Consistent => write!(f, "consistent"),
+            Self::Invalid(why) => write!(f, "INVALID: {why}"),
+            Self::Truncated {
+                claimed,
+                log_length,
+            } => write!(
+                f,
+                "TRUNCATED: signed at length {claimed}, the log has {log_length} entries — entries {} to {claimed} were removed",
+                log_length + 1
+            ),
+            Self::Rewritten {
+                after,
+                length,
+                signed,
+                found,
+            } => write!(
+                f,
+                "REWRITTEN: the chain at length {length} has head {found}, the checkpoint signed {signed} — entries after {after} up to {length} were rewritten or re-hashed"
+            ),
+            Self::Unchecked { length } => {
+                write!(f, "UNCHECKED: the chain is broken before entry {length}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::{Body, GENESIS_PREV, seal};
+
+    fn chain(n: u64, tag: &str) -> Vec<Vec<u8>> {
+        let actor = serde_json::json!({"kind": "system"});
+        let details = serde_json::json!({ "tag": tag });
+        let mut prev = GENESIS_PREV;
+        (1..=n)
+            .map(|seq| {
+                let (line, hash) = seal(&Body {
+                    v: 1,
+                    seq,
+                    time: "2026-12-06T02:00:00.000Z",
+                    instance: "t",
+                    action: "test.event",
+                    outcome: "success",
+                    actor: &actor,
+                    request_id: None,
+                    client_addr: None,
+                    peer_addr: None,
+                    subject: None,
+                    details: &details,
+                    prev: hex::encode(prev),
+                })
+                .unwrap();
+                prev = hash;
+                line
+            })
+            .collect()
+    }
+
+    fn cp_at(lines: &[Vec<u8>], length: u64) -> CheckpointInput {
+        let mut v = Verifier::new();
+        for l in &lines[..length as usize] {
+            v.push(l).unwrap();
+        }
+        CheckpointInput {
+            source: format!("{length}"),
+            note: Ok(Checkpoint {
+                origin: "o".into(),
+                length,
+                head: v.head(),
+                time: "2026-12-06T02:00:00.000Z".into(),
+            }),
+        }
+    }
+
+    fn check(lines: &[Vec<u8>], cps: Vec<CheckpointInput>) -> Report {
+        let lengths: Vec<u64> = cps
+            .iter()
+            .filter_map(|c| c.note.as_ref().ok().map(|c| c.length))
+            .collect();
+        let mut c = ChainCheck::new(lengths);
+        for l in lines {
+            c.push(l);
+        }
+        c.finish("o", cps)
+    }
+
+    #[test]
+    fn consistent_truncated_and_rewritten_are_told_apart() {
+        let lines = chain(10, "a");
+        let cps = || vec![cp_at(&lines, 4), cp_at(&lines, 8)];
+        let r = check(&lines, cps());
+        assert!(r.ok(), "{r:?}");
+        // Truncated to 6: the 8 checkpoint says so, the 4 one still holds.
+        let r = check(&lines[..6], cps());
+        assert!(!r.ok() && r.broken.is_none());
+        assert_eq!(r.checkpoints[0].status, CheckpointStatus::Consistent);
+        assert_eq!(
+            r.checkpoints[1].status,
+            CheckpointStatus::Truncated {
+                claimed: 8,
+                log_length: 6
+            }
+        );
+        // Re-hashed from entry 1 (another chain of the same length): located at the first
+        // checkpoint.
+        let other = chain(10, "b");
+        let r = check(&other, cps());
+        assert!(r.broken.is_none());
+        assert!(matches!(
+            r.checkpoints[0].status,
+            CheckpointStatus::Rewritten {
+                after: 0,
+                length: 4,
+                ..
+            }
+        ));
+        // An entry edited at 7: the 4 holds, the 8 cannot be compared, the break is named.
+        let mut edited = lines.clone();
+        edited[6] = chain(10, "c")[6].clone();
+        let r = check(&edited, cps());
+        assert!(matches!(
+            r.broken,
+            Some(ChainError::PrevMismatch { position: 7, .. })
+        ));
+        assert_eq!(r.intact.length, 6);
+        assert_eq!(r.checkpoints[0].status, CheckpointStatus::Consistent);
+        assert_eq!(
+            r.checkpoints[1].status,
+            CheckpointStatus::Unchecked { length: 8 }
+        );
+    }
+}
