@@ -13,8 +13,11 @@
 //! state store's log, and an append that loses the race re-chains its batch on the new
 //! head and retries. The entry format is in [`chain`] and `proto/audit-v1.md`.
 //!
-//! Not here: queries, signed checkpoints and SIEM export (later work; [`chain::ChainSummary`]
-//! is what a checkpoint will sign).
+//! SIEM export: [`siem`] renders entries as JSON lines or syslog + CEF (pure), [`ship`]
+//! delivers them to a file or a TCP / TLS endpoint with a durable cursor.
+//!
+//! Not here: queries and signed checkpoints (later work; [`chain::ChainSummary`] is what a
+//! checkpoint will sign).
 
 use std::sync::Arc;
 
@@ -24,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 pub mod chain;
 pub mod events;
 pub mod security;
+pub mod ship;
+pub mod siem;
 
 use crate::metrics::{ActionLabels, Metrics};
 use crate::state::{AppendOutcome, LogName, StateError, StateStore};

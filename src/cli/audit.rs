@@ -1,4 +1,4 @@
-//! `sallyport audit verify|export`.
+//! `sallyport audit verify|export|ship`.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -8,6 +8,8 @@ use clap::Subcommand;
 
 use crate::audit::{AUDIT_LOG, chain};
 use crate::config::Config;
+
+mod ship;
 
 /// Audit trail commands.
 #[derive(Debug, Subcommand)]
@@ -24,6 +26,9 @@ pub enum AuditCommand {
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
+    /// Ship the chain to a SIEM (JSON lines or syslog + CEF, to a file or TCP / TLS),
+    /// resuming after the last delivered entry.
+    Ship(ship::ShipArgs),
 }
 
 /// Runs an audit command.
@@ -63,6 +68,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
                 }
             }
         }
+        AuditCommand::Ship(args) => ship::run(args, config).await,
         AuditCommand::Export { out } => {
             let store = crate::app::open_state(config).await?;
             let mut w: Box<dyn Write> = if out.as_os_str() == "-" {
