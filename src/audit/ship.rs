@@ -148,7 +148,7 @@ pub struct ShipSummary {
 }
 
 /// What the caller hears while shipping (the CLI draws a progress bar and prints retries).
-pub trait Progress {
+pub trait Progress: Send {
     /// A batch up to `last_seq` was delivered; `head` is the store's last seq seen.
     fn delivered(&mut self, last_seq: u64, head: u64);
     /// Delivery failed (`error`, free of secrets); retrying after `wait`.
