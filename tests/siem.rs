@@ -243,3 +243,223 @@ async fn a_restart_resumes_after_the_cursor_and_would_resend_everything_without_
         "without the cursor 1..=60 would arrive twice"
     );
 }
+
+/// A test CA and a server certificate for `localhost` it signed; the CA PEM is written to
+/// `dir/ca.pem`.
+fn test_ca(dir: &Path) -> (PathBuf, rustls::ServerConfig) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "SIEM test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca_path, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_delivers_to_a_server_the_ca_signed_and_refuses_a_wrong_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, auditor) = store_with_auditor();
+    fill(&auditor, 30).await;
+    let (ca, server) = test_ca(dir.path());
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = tokio::spawn(async move {
+        let mut all = Vec::new();
+        // The wrong-name attempts fail their handshakes; the good one delivers.
+        while all.len() < 30 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                all.extend(read_frames(tls, 30).await.1);
+            }
+        }
+        all
+    });
+
+    // The certificate names `localhost`, not `127.0.0.1`: refused, retried, nothing counted.
+    let wrong = Target::parse(&format!("tls://127.0.0.1:{port}"), Some(ca.clone())).unwrap();
+    let seen = Seen::default();
+    let stop = {
+        let seen = seen.clone();
+        async move { seen.wait_retries(2).await }
+    };
+    let opts = options(wrong, Format::SyslogCef, dir.path().join("wrong"), false);
+    let s = ship::ship(&*store, &opts, &mut seen.clone(), stop)
+        .await
+        .unwrap();
+    assert_eq!((s.delivered, s.last_seq), (0, 0));
+    let why = seen.retries.lock().unwrap()[0].clone();
+    assert!(why.contains("certificate"), "{why}");
+    assert!(
+        !dir.path().join("wrong").exists(),
+        "no cursor for nothing delivered"
+    );
+
+    let good = Target::parse(&format!("tls://localhost:{port}"), Some(ca)).unwrap();
+    let opts = options(good, Format::SyslogCef, dir.path().join("good"), false);
+    let s = ship::ship(&*store, &opts, &mut Seen::default(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!((s.delivered, s.last_seq), (30, 30));
+    assert_eq!(receiver.await.unwrap(), (1..=30).collect::<Vec<u64>>());
+}
+
+#[test]
+fn tls_without_a_ca_file_is_refused_before_anything_is_read() {
+    let err = Target::parse("tls://siem.example:6514", None).unwrap_err();
+    assert!(err.to_string().contains("--ca-file"), "{err}");
+    for bad in ["udp://h:1", "tcp://h", "tcp://h:0", "tcp://:514", "file:"] {
+        assert!(Target::parse(bad, None).is_err(), "{bad}");
+    }
+}
+
+/// The CLI on an embedded store holding `n` entries (written through the real auditor).
+fn embedded_store_with(dir: &Path, n: u64) -> PathBuf {
+    let config_path = dir.join("sallyport.toml");
+    let text = format!(
+        "data_dir = {:?}\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
+        dir.join("data").display().to_string()
+    );
+    std::fs::write(&config_path, &text).unwrap();
+    let config = sallyport::config::Config::from_toml(
+        &text,
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = sallyport::app::open_state(&config).await.unwrap();
+        let auditor = Auditor::start(store, "gw-test".into(), 512, Arc::new(Metrics::new()));
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let a = auditor.clone();
+                tokio::spawn(async move {
+                    let e = AuditVerified {
+                        length: i,
+                        intact: true,
+                    };
+                    a.emit(&AuditContext::system(), &e).await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    drop(rt); // closes the store: the CLI opens it next
+    config_path
+}
+
+fn seqs_in(path: &Path, format: Format) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    assert!(
+        bytes.is_empty() || bytes.ends_with(b"\n"),
+        "torn last line left behind"
+    );
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| siem::seq_of_line(format, l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_file_output_killed_repeatedly_ends_with_every_entry_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let config = embedded_store_with(dir.path(), n);
+    for format in ["jsonl", "syslog-cef"] {
+        let out = dir.path().join(format!("audit.{format}"));
+        let to = format!("file:{}", out.display());
+        let args = [
+            "audit", "ship", "--to", &to, "--format", format, "--batch", "50",
+        ];
+        // SIGKILL it mid-run, a few times, at growing delays.
+        let mut kills = 0;
+        for delay_ms in [30u64, 60, 90, 120, 150] {
+            let mut child = support::sallyport()
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+        }
+        let out_json = support::cli(&config, &[&args[..], &["--json"]].concat());
+        let summary: serde_json::Value = serde_json::from_str(out_json.trim()).unwrap();
+        assert_eq!(summary["last_seq"], n, "{summary}");
+        let fmt = Format::parse(format).unwrap();
+        let seqs = seqs_in(&out, fmt);
+        assert_eq!(seqs.len() as u64, n, "{format}: {kills} kills");
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<u64>>(),
+            "{format}: {kills} kills"
+        );
+        assert_mode_0600(&PathBuf::from(format!("{}.ship-state", out.display())));
+        eprintln!("{format}: {kills} kills mid-run, {n} entries once each");
+    }
+}
+
+#[tokio::test]
+async fn a_kill_between_the_file_write_and_the_cursor_update_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, auditor) = store_with_auditor();
+    fill(&auditor, 40).await;
+    let out = dir.path().join("audit.jsonl");
+    let state = dir.path().join("cursor");
+    let opts = options(
+        Target::File(out.clone()),
+        Format::JsonLines,
+        state.clone(),
+        false,
+    );
+    let run = || ship::ship(&*store, &opts, &mut Seen::default(), std::future::pending());
+    run().await.unwrap();
+    let stale = std::fs::read(&state).unwrap(); // the cursor at 40
+    fill(&auditor, 40).await;
+    run().await.unwrap();
+    // As if killed after fsyncing 41..=80 but before the cursor said so, and then killed
+    // again halfway through writing the next batch: a stale cursor and a torn last line.
+    std::fs::write(&state, &stale).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    std::io::Write::write_all(&mut f, br#"{"v":1,"seq":81,"ti"#).unwrap();
+    fill(&auditor, 20).await;
+    let s = run().await.unwrap();
+    assert_eq!((s.delivered, s.last_seq), (20, 100));
+    assert_eq!(
+        seqs_in(&out, Format::JsonLines),
+        (1..=100).collect::<Vec<u64>>()
+    );
+    // The export is the chain itself: it verifies.
+    let v = support::sallyport()
+        .args(["audit", "verify", "--file"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{v:?}");
+}
