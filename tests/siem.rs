@@ -438,7 +438,8 @@ async fn a_kill_between_the_file_write_and_the_cursor_update_sends_nothing_twice
         state.clone(),
         false,
     );
-    let run = || ship::ship(&*store, &opts, &mut Seen::default(), std::future::pending());
+    let run =
+        || async { ship::ship(&*store, &opts, &mut Seen::default(), std::future::pending()).await };
     run().await.unwrap();
     let stale = std::fs::read(&state).unwrap(); // the cursor at 40
     fill(&auditor, 40).await;
