@@ -274,18 +274,18 @@ pub async fn ship(
     tokio::pin!(stop);
     let mut cursor = Cursor::load(&opts.state, opts)?;
     let mut sink = Sink::new(&opts.target)?;
-    if let Some(seq) = sink.reconcile_file(opts.format)? {
-        if seq > cursor.seq {
-            // The file got a batch whose cursor update a kill prevented.
-            cursor.hash = entry_hash(store, seq)
-                .await?
-                .ok_or_else(|| ShipError::Cursor {
-                    path: opts.state.display().to_string(),
-                    why: format!("the output holds seq {seq}, which this store does not have"),
-                })?;
-            cursor.seq = seq;
-            cursor.save(&opts.state)?;
-        }
+    if let Some(seq) = sink.reconcile_file(opts.format)?
+        && seq > cursor.seq
+    {
+        // The file got a batch whose cursor update a kill prevented.
+        cursor.hash = entry_hash(store, seq)
+            .await?
+            .ok_or_else(|| ShipError::Cursor {
+                path: opts.state.display().to_string(),
+                why: format!("the output holds seq {seq}, which this store does not have"),
+            })?;
+        cursor.seq = seq;
+        cursor.save(&opts.state)?;
     }
     if cursor.seq > 0 && entry_hash(store, cursor.seq).await?.as_deref() != Some(&cursor.hash) {
         return Err(ShipError::Cursor {
@@ -483,10 +483,10 @@ impl Sink {
                 Ok(())
             }
             Sink::Stream { target, tls, conn } => {
-                if let Some(c) = conn.as_mut() {
-                    if !healthy(c.as_mut()) {
-                        *conn = None;
-                    }
+                if let Some(c) = conn.as_mut()
+                    && !healthy(c.as_mut())
+                {
+                    *conn = None;
                 }
                 let c = match conn {
                     Some(c) => c,
@@ -540,10 +540,10 @@ fn read_tail(mut f: &std::fs::File, len: u64) -> std::io::Result<Vec<u8>> {
         chunk.extend_from_slice(&tail);
         tail = chunk;
         start = from;
-        if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
-            if let Some(begin) = tail[..end].iter().rposition(|&b| b == b'\n') {
-                return Ok(tail.split_off(begin + 1));
-            }
+        if let Some(end) = tail.iter().rposition(|&b| b == b'\n')
+            && let Some(begin) = tail[..end].iter().rposition(|&b| b == b'\n')
+        {
+            return Ok(tail.split_off(begin + 1));
         }
         if start == 0 {
             return Ok(tail);
