@@ -3,6 +3,8 @@
 //! would resend everything without it); TLS is checked against a test CA and the server
 //! name; a file output killed mid-run (SIGKILL, repeatedly) ends with every entry once.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -75,7 +75,13 @@ pub async fn run(args: ShipArgs, config: &Config) -> anyhow::Result<ExitCode> {
         poll: args.poll,
         retry_max: args.retry_max,
     };
-    let store = crate::app::open_state(config).await?;
+    let store = crate::app::open_state(config).await.map_err(|e| {
+        // The embedded store has one process at a time: say what to do about it.
+        e.context(
+            "audit ship reads the state store itself; with embedded state stop the gateway \
+             first (docs/audit.md, SIEM export)",
+        )
+    })?;
     let total = store
         .log_head(crate::audit::AUDIT_LOG)
         .await?
