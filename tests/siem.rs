@@ -466,3 +466,28 @@ async fn a_kill_between_the_file_write_and_the_cursor_update_sends_nothing_twice
         .unwrap();
     assert!(v.status.success(), "{v:?}");
 }
+
+/// The example in `proto/audit-siem-v1.md` is what the code writes (the doc's hash is a
+/// shortened placeholder; rendering does not interpret it).
+#[test]
+fn the_proto_example_is_what_the_code_writes() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/audit-siem-v1.md"),
+    )
+    .unwrap();
+    let example = doc.split("## Example").nth(1).unwrap();
+    let block = |fence: &str| {
+        let start = example.find(fence).unwrap() + fence.len();
+        example[start..]
+            .split("\n```")
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let entry = block("```json\n");
+    let expected = block("```text\n");
+    let parsed = siem::Entry::parse(entry.as_bytes()).unwrap();
+    let msg = siem::render(Format::SyslogCef, entry.as_bytes(), &parsed, "0.1.0").unwrap();
+    assert_eq!(String::from_utf8(msg).unwrap(), expected);
+}
