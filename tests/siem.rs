@@ -198,25 +198,35 @@ fn assert_mode_0600(path: &Path) {
     assert_eq!(mode, 0o600, "{}", path.display());
 }
 
-/// Runs one non-following ship to a fresh listener and returns the seqs it received.
-async fn ship_once(store: &MemoryStore, port: u16, state: &Path) -> (Vec<u64>, ShipSummary) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    // Reads until the shipper closes (it does when it stops at the head).
-    let receiver = tokio::spawn(async move {
-        let (conn, _) = listener.accept().await.unwrap();
-        read_frames(conn, u64::MAX).await.1
-    });
+/// Runs one non-following ship to `listener` and returns the seqs it received.
+async fn ship_once(
+    store: &MemoryStore,
+    listener: &TcpListener,
+    state: &Path,
+) -> (Vec<u64>, ShipSummary) {
+    let port = listener.local_addr().unwrap().port();
     let target = Target::parse(&format!("tcp://127.0.0.1:{port}"), None).unwrap();
     let opts = options(target, Format::SyslogCef, state.to_owned(), false);
-    let summary = ship::ship(store, &opts, &mut Seen::default(), std::future::pending())
-        .await
-        .unwrap();
-    // A run with nothing to send never connects: stop the listener then.
-    let got = if summary.delivered == 0 {
-        receiver.abort();
-        Vec::new()
-    } else {
-        receiver.await.unwrap()
+    let mut seen = Seen::default();
+    let shipping = ship::ship(store, &opts, &mut seen, std::future::pending());
+    // Reads until the shipper closes (it does when it stops at the head).
+    let receiving = async {
+        let (conn, _) = listener.accept().await.unwrap();
+        read_frames(conn, u64::MAX).await.1
+    };
+    tokio::pin!(shipping, receiving);
+    let mut got = None;
+    let summary = loop {
+        tokio::select! {
+            s = &mut shipping => break s.unwrap(),
+            g = &mut receiving, if got.is_none() => got = Some(g),
+        }
+    };
+    // A run with nothing to send never connects.
+    let got = match (summary.delivered, got) {
+        (0, _) => Vec::new(),
+        (_, Some(g)) => g,
+        (_, None) => receiving.await,
     };
     (got, summary)
 }
@@ -227,18 +237,18 @@ async fn a_restart_resumes_after_the_cursor_and_would_resend_everything_without_
     let (store, auditor) = store_with_auditor();
     fill(&auditor, 60).await;
     let state = dir.path().join("cursor");
-    let port = closed_port().await;
-    let (first, _) = ship_once(&store, port, &state).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (first, _) = ship_once(&store, &listener, &state).await;
     assert_eq!(first, (1..=60).collect::<Vec<u64>>());
     // Nothing new: a second run sends nothing.
-    let (none, s) = ship_once(&store, port, &state).await;
+    let (none, s) = ship_once(&store, &listener, &state).await;
     assert_eq!((none.len(), s.last_seq), (0, 60));
     fill(&auditor, 40).await;
-    let (second, s) = ship_once(&store, port, &state).await;
+    let (second, s) = ship_once(&store, &listener, &state).await;
     assert_eq!(second, (61..=100).collect::<Vec<u64>>(), "resumed after 60");
     assert_eq!(s.delivered, 40);
     // Without the resume state (a new cursor file), everything goes again: duplicates.
-    let (again, _) = ship_once(&store, port, &dir.path().join("no-cursor")).await;
+    let (again, _) = ship_once(&store, &listener, &dir.path().join("no-cursor")).await;
     assert_eq!(
         again.len(),
         100,
@@ -289,7 +299,8 @@ async fn tls_delivers_to_a_server_the_ca_signed_and_refuses_a_wrong_name() {
         while all.len() < 30 {
             let (tcp, _) = listener.accept().await.unwrap();
             if let Ok(tls) = acceptor.accept(tcp).await {
-                all.extend(read_frames(tls, 30).await.1);
+                // Until the shipper closes: closing first would race its post-write check.
+                all.extend(read_frames(tls, u64::MAX).await.1);
             }
         }
         all

@@ -297,79 +297,85 @@ pub async fn ship(
         });
     }
 
-    let mut summary = ShipSummary {
-        target: opts.target.name(),
-        format: opts.format.as_str(),
-        last_seq: cursor.seq,
-        ..ShipSummary::default()
-    };
-    let framing = opts.target.framing(opts.format);
-    let version = env!("CARGO_PKG_VERSION");
-    loop {
-        let next = cursor.seq + 1;
-        let page = match store.log_read(AUDIT_LOG, next, opts.batch_max.max(1)).await {
-            Ok(page) => page,
-            Err(e) if opts.follow => {
-                // A following shipper outlives a store outage (Redis restarting).
-                summary.retries += 1;
-                progress.retrying(&format!("reading the audit log: {e}"), opts.poll);
+    let result: Result<ShipSummary, ShipError> = async {
+        let mut summary = ShipSummary {
+            target: opts.target.name(),
+            format: opts.format.as_str(),
+            last_seq: cursor.seq,
+            ..ShipSummary::default()
+        };
+        let framing = opts.target.framing(opts.format);
+        let version = env!("CARGO_PKG_VERSION");
+        loop {
+            let next = cursor.seq + 1;
+            let page = match store.log_read(AUDIT_LOG, next, opts.batch_max.max(1)).await {
+                Ok(page) => page,
+                Err(e) if opts.follow => {
+                    // A following shipper outlives a store outage (Redis restarting).
+                    summary.retries += 1;
+                    progress.retrying(&format!("reading the audit log: {e}"), opts.poll);
+                    tokio::select! {
+                        () = &mut stop => return Ok(summary),
+                        () = tokio::time::sleep(opts.poll) => continue,
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if page.is_empty() {
+                if !opts.follow {
+                    return Ok(summary);
+                }
                 tokio::select! {
                     () = &mut stop => return Ok(summary),
                     () = tokio::time::sleep(opts.poll) => continue,
                 }
             }
-            Err(e) => return Err(e.into()),
-        };
-        if page.is_empty() {
-            if !opts.follow {
-                return Ok(summary);
+            let mut buf = Vec::new();
+            for (i, e) in page.iter().enumerate() {
+                let expected = next + i as u64;
+                if e.seq != expected {
+                    return Err(StateError::Corrupt(format!(
+                        "audit log read returned seq {} where {expected} was expected",
+                        e.seq
+                    ))
+                    .into());
+                }
+                let parsed = siem::Entry::parse(&e.bytes)
+                    .map_err(|source| ShipError::Entry { seq: e.seq, source })?;
+                let msg = siem::render(opts.format, &e.bytes, &parsed, version)
+                    .map_err(|source| ShipError::Entry { seq: e.seq, source })?;
+                siem::frame(framing, &msg, &mut buf);
+                cursor.hash = parsed.hash;
             }
-            tokio::select! {
-                () = &mut stop => return Ok(summary),
-                () = tokio::time::sleep(opts.poll) => continue,
-            }
-        }
-        let mut buf = Vec::new();
-        for (i, e) in page.iter().enumerate() {
-            let expected = next + i as u64;
-            if e.seq != expected {
-                return Err(StateError::Corrupt(format!(
-                    "audit log read returned seq {} where {expected} was expected",
-                    e.seq
-                ))
-                .into());
-            }
-            let parsed = siem::Entry::parse(&e.bytes)
-                .map_err(|source| ShipError::Entry { seq: e.seq, source })?;
-            let msg = siem::render(opts.format, &e.bytes, &parsed, version)
-                .map_err(|source| ShipError::Entry { seq: e.seq, source })?;
-            siem::frame(framing, &msg, &mut buf);
-            cursor.hash = parsed.hash;
-        }
-        let last = page.last().map_or(cursor.seq, |e| e.seq);
+            let last = page.last().map_or(cursor.seq, |e| e.seq);
 
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match sink.deliver(&buf).await {
-                Ok(()) => break,
-                Err(e) => {
-                    summary.retries += 1;
-                    progress.retrying(&format!("{}: {e}", opts.target.name()), wait);
-                    tokio::select! {
-                        () = &mut stop => return Ok(summary),
-                        () = tokio::time::sleep(wait) => {}
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match sink.deliver(&buf).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        summary.retries += 1;
+                        progress.retrying(&format!("{}: {e}", opts.target.name()), wait);
+                        tokio::select! {
+                            () = &mut stop => return Ok(summary),
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(opts.retry_max.max(Duration::from_millis(100)));
                     }
-                    wait = (wait * 2).min(opts.retry_max.max(Duration::from_millis(100)));
                 }
             }
+            cursor.seq = last;
+            cursor.save(&opts.state)?;
+            summary.delivered += page.len() as u64;
+            summary.last_seq = last;
+            let head = store.log_head(AUDIT_LOG).await?.map_or(last, |e| e.seq);
+            progress.delivered(last, head);
         }
-        cursor.seq = last;
-        cursor.save(&opts.state)?;
-        summary.delivered += page.len() as u64;
-        summary.last_seq = last;
-        let head = store.log_head(AUDIT_LOG).await?.map_or(last, |e| e.seq);
-        progress.delivered(last, head);
     }
+    .await;
+    // Close cleanly (TLS close_notify) whether done, stopped or failed.
+    sink.close().await;
+    result
 }
 
 async fn entry_hash(store: &dyn StateStore, seq: u64) -> Result<Option<String>, ShipError> {
@@ -461,6 +467,13 @@ impl Sink {
             .map(|l| l.rsplit(|&b| b == b'\n').next().unwrap_or(l));
         *file = Some(f);
         Ok(last.and_then(|l| siem::seq_of_line(format, l)))
+    }
+
+    /// Closes a stream connection cleanly (TLS sends close_notify); bounded in time.
+    async fn close(&mut self) {
+        if let Sink::Stream { conn: Some(c), .. } = self {
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.shutdown()).await;
+        }
     }
 
     /// Writes `buf` and makes it delivered by this sink's rule; on error nothing counts as
