@@ -21,7 +21,10 @@
 //! checkpoint ([`checkpoint`], `proto/audit-checkpoint-v1.md`) when one is due;
 //! [`verify`] checks a chain against checkpoints.
 //!
-//! Not here: queries and SIEM export (later work).
+//! SIEM export: [`siem`] renders entries as JSON lines or syslog + CEF (pure), [`ship`]
+//! delivers them to a file or a TCP / TLS endpoint with a durable cursor.
+//!
+//! Not here: queries (later work).
 
 use std::sync::{Arc, OnceLock};
 
@@ -33,6 +36,8 @@ pub mod checkpoint;
 pub mod checkpointer;
 pub mod events;
 pub mod security;
+pub mod ship;
+pub mod siem;
 pub mod verify;
 
 use crate::metrics::{ActionLabels, Metrics};

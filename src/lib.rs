@@ -14,8 +14,9 @@
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact — own a flow, audit inside it
-//! protocol cores        audit::chain, audit::checkpoint, audit::verify, signed_link, range, tus, at_rest::format, rfc9110,
-//!                       manifest, batch::ndjson, batch::verdict, proxy — pure, no I/O
+//! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem, signed_link,
+//!                       range, tus, at_rest::format, rfc9110, manifest, batch::ndjson,
+//!                       batch::verdict, proxy — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -33,8 +34,9 @@
 //!   client-certificate identities.
 //! * [`metrics`] — Prometheus registry; metric names are constants there.
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier, signed
-//!   checkpoints (`audit::checkpoint`, `audit::checkpointer`) and the chain-against-
-//!   checkpoints check (`audit::verify`).
+//!   checkpoints (`audit::checkpoint`, `audit::checkpointer`), the chain-against-
+//!   checkpoints check (`audit::verify`), SIEM formats (`audit::siem`, pure) and shipping
+//!   (`audit::ship`).
 //! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters (with
 //!   instance presence and lease takeover), the stable instance id, and an in-memory store
 //!   for tests.

@@ -1,4 +1,4 @@
-//! `sallyport audit verify|export|public-key`.
+//! `sallyport audit verify|export|public-key|ship`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use clap::Subcommand;
 use crate::audit::{AUDIT_LOG, chain};
 use crate::config::Config;
 
+mod ship;
 mod verify_cmd;
 pub use verify_cmd::CheckpointArgs;
 
@@ -32,6 +33,9 @@ pub enum AuditCommand {
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
+    /// Ship the chain to a SIEM (JSON lines or syslog + CEF, to a file or TCP / TLS),
+    /// resuming after the last delivered entry.
+    Ship(ship::ShipArgs),
 }
 
 /// Runs an audit command.
@@ -49,6 +53,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
             println!("{}", key.verifier().to_vkey());
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Ship(args) => ship::run(args, config).await,
         AuditCommand::Export { out } => {
             let store = crate::app::open_state(config).await?;
             let mut w: Box<dyn Write> = if out.as_os_str() == "-" {
