@@ -7,9 +7,9 @@
 # CA, and real tokens made by `sallyport token generate` for every role, and seeded with
 # real resources through the API (scripts/api_contract_seed.py) whose ids the generated
 # requests use half of the time. Schemathesis runs once per role that owns operations
-# (uploader, publisher, auditor) over that role's operations, then once as a downloader
-# (a role with no API operation) over every operation without a request body, so the
-# refusals of a missing role are checked too. Why not every role over every operation: a
+# (uploader, publisher, auditor) over that role's operations, then once with the `metrics`
+# role (a scraper token that grants no API operation) over every operation without a
+# request body, so the refusals of a missing role are checked too. Why not every role over every operation: a
 # refusal is answered before the request body is read, and over HTTP/1.1 a client still
 # sending a large body then sees the connection closed instead of the answer (see
 # tests/gateway_edge.rs) — a network error for Schemathesis, not a contract question.
@@ -21,7 +21,7 @@
 #        API_CONTRACT_EXAMPLES=<n>     examples per operation and phase (default 20)
 #        API_CONTRACT_SEED=<n>         Hypothesis seed (default: fixed, for a reproducible CI)
 #        SCHEMATHESIS_VENV=<dir>       (default: ~/.cache/sallyport/schemathesis-<version>)
-#        API_CONTRACT_ROLES="uploader publisher auditor downloader"   the roles to run as
+#        API_CONTRACT_ROLES="uploader publisher auditor metrics"   the roles to run as
 #        API_CONTRACT_ST_ARGS="..."    more `st run` arguments (e.g. --include-path /v1/batches)
 #        KEEP=1                        keep the temporary directory (config, logs, reports)
 # Exit: 0 every check passed, 1 a check failed, 2 setup error.
@@ -72,9 +72,10 @@ bad_signature_window = "1s"
 format = "text"
 level = "warn"
 EOF
-for role in uploader publisher downloader auditor admin; do
+for role in uploader publisher metrics auditor admin; do
   "$BIN" token generate --name "contract-$role" --role "$role" --token-out "$WORK/$role.token" \
-    >> "$CONFIG" 2> /dev/null
+    >> "$CONFIG" 2> "$WORK/token.err" \
+    || { echo "api-contract: token generate --role $role failed:" >&2; cat "$WORK/token.err" >&2; exit 2; }
 done
 chmod 600 "$CONFIG"
 
@@ -116,7 +117,7 @@ declare -A FILTER=(
   [uploader]="--include-operation-id-regex ^($OPS|tus.*|batchList|batchOpen|batchGet|batchManifest|batchProvenance|batchReport|batchSeal)\$"
   [publisher]="--include-operation-id-regex ^($OPS|download|downloadHead|artifact.*|link.*)\$"
   [auditor]="--include-operation-id-regex ^($OPS|auditVerify|batchList|batchGet|batchManifest|batchProvenance|batchReport|batchRelease|batchPurge)\$"
-  [downloader]="--include-method-regex ^(GET|HEAD|OPTIONS)\$"
+  [metrics]="--include-method-regex ^(GET|HEAD|OPTIONS)\$"
 )
 
 # Every answer: no server error; a documented status, content type, headers and body.
@@ -133,7 +134,7 @@ CHECKS=$CHECKS,unsupported_method,allow_header_conformance
 status=0
 # The filters and extra arguments are split into words unquoted; never glob them.
 set -f
-for role in ${API_CONTRACT_ROLES:-uploader publisher auditor downloader}; do
+for role in ${API_CONTRACT_ROLES:-uploader publisher auditor metrics}; do
   echo "api-contract: === as $role ==="
   # The development certificate names localhost; the CA is the gateway's own.
   set +e
