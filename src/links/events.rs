@@ -98,10 +98,11 @@ impl AuditEvent for DownloadRejected {
 
 /// A publisher tried to publish outside its scope (`publish.out_of_scope`): a link for a
 /// partner not in its `publish_for`, or an upload or artifact whose owner is not in its
-/// `publish_from_owners`. Nothing was published.
+/// `publish_from_owners`; or to revoke a grant outside that scope. Nothing was published
+/// or revoked.
 #[derive(Debug, Serialize)]
 pub struct PublishOutOfScope {
-    /// `artifact.register` or `link.issue`.
+    /// `artifact.register`, `link.issue` or `link.revoke`.
     pub attempt: &'static str,
     /// `partner` or `owner`: which limit refused it.
     pub limit: &'static str,

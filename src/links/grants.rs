@@ -1,7 +1,10 @@
 //! The grant flows of the links API: issue a link, list and show grants with their usage,
 //! revoke one grant or all grants of an artifact, partner or batch. A publisher's scope
-//! (`publish_for`, `publish_from_owners`) is checked before a link is issued; a refusal is
-//! audited as `publish.out_of_scope`.
+//! (`publish_for`, `publish_from_owners`) bounds every one of these: a link is issued, and
+//! a grant shown or revoked, only when its partner is in `publish_for` and the owner of
+//! every artifact it covers is in `publish_from_owners`. A listing shows only the grants in
+//! scope; a listing or bulk revocation naming a partner or artifact outside it is refused.
+//! A refused issue or revocation is audited as `publish.out_of_scope` (reads are not).
 //!
 //! Audit before acting: an issue stores the grant, writes `link.issued`, and only then
 //! signs the link; when the entry cannot be written the grant is forgotten again and the
@@ -16,6 +19,7 @@ use super::api::ListQuery;
 use super::events::PublishOutOfScope;
 use super::{GrantView, IssueRequest, Issued, LinkError, Links, Publisher, Revoked};
 use crate::artifact::ArtifactRecord;
+use crate::auth::PublisherScope;
 use crate::grant::events::{LinkIssued, LinksRevoked, RevokeRequested};
 use crate::grant::{Budget, GrantFilter, GrantRecord, Reason, RevokeOutcome, Scope, now_unix};
 use crate::signed_link::{GrantId, LinkClaims, UnixTime};
@@ -142,26 +146,118 @@ impl Links {
         })
     }
 
-    /// A page of grants with their usage, and the id to resume after.
+    /// A page of the grants in `scope` with their usage, and the id to resume after. A
+    /// filter naming a partner or artifact outside the scope is refused; grants out of
+    /// scope are left out of the page (which may then hold fewer than `limit`; `next` still
+    /// says where to resume).
     pub async fn list(
         &self,
+        scope: &PublisherScope,
         query: &ListQuery,
     ) -> Result<(Vec<GrantView>, Option<GrantId>), LinkError> {
+        if let Some(refusal) = self.filter_out_of_scope(scope, &query.filter).await? {
+            return Err(refusal.error());
+        }
         let page = self
             .grants
             .list(&query.filter, query.after, query.limit)
             .await?;
         let mut views = Vec::with_capacity(page.grants.len());
         for grant in page.grants {
-            views.push(self.view(grant).await?);
+            if self.grant_out_of_scope(scope, &grant).await?.is_none() {
+                views.push(self.view(grant).await?);
+            }
         }
         Ok((views, page.next))
     }
 
-    /// One grant with its usage.
-    pub async fn grant(&self, id: GrantId) -> Result<GrantView, LinkError> {
+    /// One grant in `scope`, with its usage.
+    pub async fn grant(&self, scope: &PublisherScope, id: GrantId) -> Result<GrantView, LinkError> {
         let (grant, _) = self.grants.get(id).await?.ok_or(LinkError::GrantNotFound)?;
+        if let Some(refusal) = self.grant_out_of_scope(scope, &grant).await? {
+            return Err(refusal.error());
+        }
         self.view(grant).await
+    }
+
+    /// Why `grant` is outside `scope`, if it is: its partner is not in `publish_for`, or an
+    /// artifact it covers has an owner (or, imported or purged, none) not in
+    /// `publish_from_owners`.
+    async fn grant_out_of_scope(
+        &self,
+        scope: &PublisherScope,
+        grant: &GrantRecord,
+    ) -> Result<Option<ScopeRefusal>, LinkError> {
+        let partner = grant.partner.to_string();
+        let artifact = grant.scope.artifacts.first().map(ToString::to_string);
+        if !scope.allows_partner(&partner) {
+            return Ok(Some(ScopeRefusal {
+                limit: "partner",
+                partner,
+                owner: None,
+                artifact,
+            }));
+        }
+        if scope.owners.is_none() {
+            return Ok(None);
+        }
+        for &id in &grant.scope.artifacts {
+            let owner = self.artifact(id).await?.and_then(|a| a.owner.clone());
+            if !scope.allows_owner(owner.as_deref()) {
+                return Ok(Some(ScopeRefusal {
+                    limit: "owner",
+                    partner,
+                    owner,
+                    artifact: Some(id.to_string()),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why a listing or bulk revocation selecting a partner, or an artifact owned by a
+    /// client, is outside `scope`, if it is. (A batch selector is checked grant by grant.)
+    async fn filter_out_of_scope(
+        &self,
+        scope: &PublisherScope,
+        filter: &GrantFilter,
+    ) -> Result<Option<ScopeRefusal>, LinkError> {
+        Ok(match filter {
+            GrantFilter::Partner(p) if !scope.allows_partner(p.as_str()) => Some(ScopeRefusal {
+                limit: "partner",
+                partner: p.to_string(),
+                owner: None,
+                artifact: None,
+            }),
+            GrantFilter::Artifact(a) if scope.owners.is_some() => {
+                let owner = self.artifact(*a).await?.and_then(|r| r.owner.clone());
+                (!scope.allows_owner(owner.as_deref())).then(|| ScopeRefusal {
+                    limit: "owner",
+                    partner: String::new(),
+                    owner,
+                    artifact: Some(a.to_string()),
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// Audits a revocation refused by `who`'s scope as `publish.out_of_scope`, and returns
+    /// the refusal.
+    async fn refuse_revoke(&self, who: &Publisher, refusal: ScopeRefusal) -> LinkError {
+        let error = refusal.error();
+        let event = PublishOutOfScope {
+            attempt: "link.revoke",
+            limit: refusal.limit,
+            partner: Some(refusal.partner),
+            owner: refusal.owner,
+            artifact: refusal.artifact,
+            upload: None,
+        };
+        match self.auditor.emit(&who.audit, &event).await {
+            Ok(_) => error,
+            Err(e) => e.into(),
+        }
     }
 
     /// Revokes one grant (idempotent) between `link.revoke_requested` and `link.revoked`;
@@ -172,6 +268,10 @@ impl Links {
         id: GrantId,
         reason: &Reason,
     ) -> Result<GrantView, LinkError> {
+        let (grant, _) = self.grants.get(id).await?.ok_or(LinkError::GrantNotFound)?;
+        if let Some(refusal) = self.grant_out_of_scope(&who.scope, &grant).await? {
+            return Err(self.refuse_revoke(who, refusal).await);
+        }
         self.audit_revoke_requested(who, "grant", id.to_string(), reason)
             .await?;
         let outcome = self
@@ -200,6 +300,7 @@ impl Links {
         filter: &GrantFilter,
         reason: &Reason,
     ) -> Result<Revoked, LinkError> {
+        self.check_revoke_all_scope(who, filter).await?;
         self.audit_revoke_requested(who, filter.kind(), filter.value(), reason)
             .await?;
         let done = self
@@ -213,6 +314,39 @@ impl Links {
         self.audit_revoked(who, filter.kind(), filter.value(), reason, &done)
             .await?;
         Ok(done)
+    }
+
+    /// A scoped publisher may revoke by selector only when every grant selected is in its
+    /// scope (a batch's grants can span partners and owners); otherwise it is refused and
+    /// audited, and nothing is revoked — revoke the grants in scope one by one, or by a
+    /// partner in scope.
+    async fn check_revoke_all_scope(
+        &self,
+        who: &Publisher,
+        filter: &GrantFilter,
+    ) -> Result<(), LinkError> {
+        if who.scope.partners.is_none() && who.scope.owners.is_none() {
+            return Ok(());
+        }
+        if let Some(refusal) = self.filter_out_of_scope(&who.scope, filter).await? {
+            return Err(self.refuse_revoke(who, refusal).await);
+        }
+        let mut after = None;
+        loop {
+            let page = self
+                .grants
+                .list(filter, after, crate::grant::MAX_PAGE)
+                .await?;
+            for grant in &page.grants {
+                if let Some(refusal) = self.grant_out_of_scope(&who.scope, grant).await? {
+                    return Err(self.refuse_revoke(who, refusal).await);
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// The intent entry: nothing is revoked unless it is durable.
@@ -285,5 +419,24 @@ impl Links {
             "grant_bytes": u.grant_bytes,
             "full_downloads": downloads,
         })))
+    }
+}
+
+/// Why a grant is outside a publisher's scope (what `publish.out_of_scope` records).
+#[derive(Debug)]
+struct ScopeRefusal {
+    limit: &'static str,
+    partner: String,
+    owner: Option<String>,
+    artifact: Option<String>,
+}
+
+impl ScopeRefusal {
+    fn error(&self) -> LinkError {
+        if self.limit == "partner" {
+            LinkError::PartnerOutOfScope
+        } else {
+            LinkError::OwnerOutOfScope
+        }
     }
 }

@@ -111,14 +111,21 @@ impl Registered {
 // === impl Links: artifacts ===
 
 impl Links {
-    /// An artifact's record, for its publisher's view.
+    /// An artifact's record, for its publisher's view: refused when its owner (or, for an
+    /// import, its lack of one) is outside the publisher's `publish_from_owners`.
     pub async fn artifact_record(
         &self,
+        scope: &crate::auth::PublisherScope,
         id: ArtifactId,
     ) -> Result<std::sync::Arc<ArtifactRecord>, super::LinkError> {
-        self.artifact(id)
+        let record = self
+            .artifact(id)
             .await?
-            .ok_or(super::LinkError::ArtifactNotFound)
+            .ok_or(super::LinkError::ArtifactNotFound)?;
+        if !scope.allows_owner(record.owner.as_deref()) {
+            return Err(super::LinkError::OwnerOutOfScope);
+        }
+        Ok(record)
     }
 
     /// Registers an artifact as `body` describes it, then records `artifact.registered`.

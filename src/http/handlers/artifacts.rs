@@ -45,7 +45,7 @@ pub async fn get(
     id: ArtifactId,
 ) -> Resp {
     let (parts, _) = req.into_parts();
-    ctx.require(state, &parts, Role::Publisher).await?;
-    let record = state.links.artifact_record(id).await?;
+    let principal = ctx.require(state, &parts, Role::Publisher).await?;
+    let record = state.links.artifact_record(&principal.scope, id).await?;
     Ok(json_response(StatusCode::OK, &artifact_json(&record)))
 }

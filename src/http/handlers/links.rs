@@ -51,9 +51,9 @@ pub async fn issue(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
 /// `GET /v1/links?…`.
 pub async fn list(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
     let (parts, _) = req.into_parts();
-    ctx.require(state, &parts, Role::Publisher).await?;
+    let principal = ctx.require(state, &parts, Role::Publisher).await?;
     let query = ListQuery::parse(parts.uri.query().unwrap_or("")).map_err(LinkError::from)?;
-    let (views, next) = state.links.list(&query).await?;
+    let (views, next) = state.links.list(&principal.scope, &query).await?;
     let now = now_unix();
     let grants: Vec<_> = views.iter().map(|v| v.to_json(now)).collect();
     Ok(json_response(
@@ -65,8 +65,8 @@ pub async fn list(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
 /// `GET /v1/links/{grant}`.
 pub async fn get(state: &AppState, ctx: &RequestContext, req: Req, id: GrantId) -> Resp {
     let (parts, _) = req.into_parts();
-    ctx.require(state, &parts, Role::Publisher).await?;
-    let view = state.links.grant(id).await?;
+    let principal = ctx.require(state, &parts, Role::Publisher).await?;
+    let view = state.links.grant(&principal.scope, id).await?;
     Ok(json_response(StatusCode::OK, &view.to_json(now_unix())))
 }
 
