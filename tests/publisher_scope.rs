@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! A scoped publisher (`publish_for`, `publish_from_owners`) sees and revokes only the
 //! grants and artifacts in its scope: showing one outside it is refused, a listing leaves
 //! them out, and a revocation that would touch one is refused, audited, and revokes
