@@ -73,6 +73,9 @@ pub enum ApiError {
     /// The endpoint needs a JSON body and got none.
     #[error("a JSON body is required")]
     JsonRequired,
+    /// A body came with a `Content-Type` other than JSON (or none).
+    #[error("the body's Content-Type is not application/json")]
+    NotJson,
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -151,6 +154,11 @@ impl Describe for ApiError {
                 StatusCode::BAD_REQUEST,
                 "request.bad_json",
                 "A JSON body is required",
+            ),
+            ApiError::NotJson => row(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "request.unsupported_media_type",
+                "The body must be sent as Content-Type: application/json",
             ),
             ApiError::State(e) => e.problem(),
             ApiError::Audit(e) => e.problem(),

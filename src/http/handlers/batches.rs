@@ -59,6 +59,9 @@ pub async fn open(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
     if bytes.is_empty() {
         return Err(ApiError::JsonRequired);
     }
+    if !super::respond::is_json(&parts.headers) {
+        return Err(ApiError::NotJson);
+    }
     let record = state.batches.open(&who(ctx, &p), &bytes).await?;
     let mut resp = json_response(StatusCode::CREATED, &batch_json(&record));
     let location = HeaderValue::from_str(&format!("/v1/batches/{}", record.id))

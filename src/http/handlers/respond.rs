@@ -14,7 +14,10 @@ use crate::http::problem::ApiError;
 pub type Resp = Result<Response<axum::body::Body>, ApiError>;
 
 /// Authenticates the request for `role`, then reads its JSON body of type `T` (capped at
-/// the API body limit; `None` when empty). Unknown fields are refused by `T`.
+/// the API body limit; `None` when empty). Unknown fields are refused by `T`. A body must
+/// say it is JSON (`application/json` or `application/*+json`, parameters allowed): any
+/// other `Content-Type`, or none, is `415` — so a page cannot send the API a JSON body
+/// disguised as a form or plain text, which browsers send cross-origin without asking.
 pub async fn authorized_json<T: DeserializeOwned>(
     state: &AppState,
     ctx: &RequestContext,
@@ -28,8 +31,37 @@ pub async fn authorized_json<T: DeserializeOwned>(
     if bytes.is_empty() {
         return Ok((parts, principal, None));
     }
+    if !is_json(&parts.headers) {
+        return Err(ApiError::NotJson);
+    }
     let value = serde_json::from_slice(&bytes).map_err(|_| ApiError::BadJson)?;
     Ok((parts, principal, Some(value)))
+}
+
+/// Whether the request's `Content-Type` is JSON: `application/json` or
+/// `application/<something>+json`, any case, with or without parameters.
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.strip_prefix("application/") {
+        Some(sub) => {
+            sub == "json"
+                || sub
+                    .strip_suffix("+json")
+                    .is_some_and(|s| !s.is_empty() && !s.contains('/'))
+        }
+        None => false,
+    }
 }
 
 /// A JSON response.
@@ -57,4 +89,45 @@ pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(ct: Option<&[u8]>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_bytes(ct).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_json_media_types_are_json() {
+        for ok in [
+            &b"application/json"[..],
+            b"Application/JSON",
+            b"application/json; charset=utf-8",
+            b" application/json ;charset=UTF-8",
+            b"application/merge-patch+json",
+            b"application/fhir+json",
+        ] {
+            assert!(is_json(&with(Some(ok))), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            None,
+            Some(&b""[..]),
+            Some(b"text/plain"),
+            Some(b"application/x-www-form-urlencoded"),
+            Some(b"multipart/form-data; boundary=x"),
+            Some(b"application/jsonx"),
+            Some(b"application/+json"),
+            Some(b"text/json"),
+            Some(b"application/a/b+json"),
+            Some(b"application/json\xff"),
+        ] {
+            assert!(!is_json(&with(bad)), "{bad:?}");
+        }
+    }
 }
