@@ -261,8 +261,30 @@ async fn whoami(
     mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     token: &str,
 ) -> (u16, Value) {
+    whoami_on(&mut tls, token, None).await
+}
+
+/// `GET /v1/whoami` as the admin on a kept-alive stream, with `X-Forwarded-For: xff`.
+async fn whoami_keep(
+    mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    xff: &str,
+) -> (
+    u16,
+    Value,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    let (status, body) = whoami_on(&mut tls, ADMIN_TOKEN, Some(xff)).await;
+    (status, body, tls)
+}
+
+async fn whoami_on(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    token: &str,
+    xff: Option<&str>,
+) -> (u16, Value) {
+    let xff = xff.map_or(String::new(), |a| format!("x-forwarded-for: {a}\r\n"));
     let req = format!(
-        "GET /v1/whoami HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\n\r\n"
+        "GET /v1/whoami HTTP/1.1\r\nhost: localhost\r\n{xff}authorization: Bearer {token}\r\n\r\n"
     );
     tls.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
@@ -512,4 +534,31 @@ async fn proxy_headers_only_from_listed_balancers_and_always_from_them() {
     assert_eq!(tls_refused[0]["client_addr"], "127.0.0.1");
     let text = audit.iter().map(Value::to_string).collect::<String>();
     assert!(!text.contains("203.0.113.7"), "{text}");
+}
+
+/// A `trusted_proxies` address is exempt from `server.max_connections_per_address`: an HTTP
+/// proxy carries many clients, known only per request, so a busy proxy is not cut off.
+/// The same limit still holds for an address that is not a trusted proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_not_held_to_the_per_address_limit() {
+    let gw = Gateway::start(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nmax_connections_per_address = 1\n",
+    );
+    // Three connections from the proxy (127.0.0.1), all held open and all served.
+    let mut held = Vec::new();
+    for n in 1..=3u8 {
+        let tls = tls_after(&gw, "127.0.0.1", b"").await.unwrap();
+        let (status, me, tls) = whoami_keep(tls, &format!("198.51.100.{n}")).await;
+        assert_eq!(status, 200, "connection {n} from the proxy");
+        assert_eq!(me["client_addr"], format!("198.51.100.{n}"));
+        held.push(tls);
+    }
+    // Another address is still held to one connection.
+    let first = tls_after(&gw, SECOND_PEER, b"").await.unwrap();
+    assert!(
+        tls_after(&gw, SECOND_PEER, b"").await.is_err(),
+        "a second connection from an untrusted address is closed"
+    );
+    assert_eq!(metric(&gw, "sallyport_connections_refused_total").await, 1);
+    drop((first, held));
 }

@@ -14,7 +14,7 @@
 //!   `server.max_connections_per_address` of them from one client address (the origin:
 //!   behind a PROXY-protocol balancer the client it names, counted once the header is
 //!   read) — further ones from it are closed at once, so one address cannot take every
-//!   slot;
+//!   slot (a `server.trusted_proxies` address is exempt: it speaks for many clients);
 //! * the TLS handshake and each request head must complete within
 //!   `server.header_read_timeout` (the slowloris defence): a late TLS handshake is
 //!   closed; a late HTTP/1 head gets `408 request.header_timeout` and the connection
@@ -129,7 +129,15 @@ pub async fn serve(
                 drop(permit);
                 return;
             };
-            let Some(address_slot) = per_address.take(origin) else {
+            // A trusted HTTP proxy carries many clients over its connections, and which
+            // client each request is for is known only per request: its connections count
+            // against `max_connections` alone (the per-address limit would shut out every
+            // client behind it once a few of them were busy).
+            let address_slot = if app.config.server.trusted_proxies.contains(origin) {
+                None
+            } else if let Some(slot) = per_address.take(origin) {
+                Some(slot)
+            } else {
                 app.metrics.connections_refused.inc();
                 tracing::debug!(%peer, %origin, "too many connections from this address; closed");
                 drop(permit);
