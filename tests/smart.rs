@@ -226,6 +226,17 @@ async fn refused(f: &Fixture, form: &[(&str, String)], status: u16, error: &str)
     assert_eq!(cache, "no-store");
 }
 
+/// Stops the gateway; the reasons of its `smart.token_refused` entries, in order (each
+/// refusal test proves it was refused for its own reason, not another).
+fn refusal_reasons(f: Fixture) -> Vec<String> {
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    actions(&audit, "smart.token_refused")
+        .iter()
+        .map(|e| e["details"]["reason"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn whoami(gw: &Gateway, token: &str) -> (u16, Value) {
     let resp = gw
         .client()
@@ -323,6 +334,7 @@ async fn alg_none_is_refused() {
     // Signed, but labelled `none`: still refused.
     let labelled = f.es.sign_with(&json!({"alg": "none", "kid": "es-1"}), &c);
     refused(&f, &form(&labelled, "system/*.read"), 401, "invalid_client").await;
+    assert_eq!(refusal_reasons(f), ["alg_not_allowed", "alg_not_allowed"]);
 }
 
 #[tokio::test]
@@ -341,6 +353,7 @@ async fn hs256_is_refused_even_keyed_with_the_public_key() {
     mac.update(input.as_bytes());
     let jwt = format!("{input}.{}", b64(&mac.finalize().into_bytes()));
     refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
+    assert_eq!(refusal_reasons(f), ["alg_not_allowed"]);
 }
 
 #[tokio::test]
@@ -353,6 +366,7 @@ async fn an_unknown_kid_is_refused() {
     let jwt =
         f.rs.sign_with(&f.rs.header(), &claims(ES_CLIENT, &f.token_url));
     refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
+    assert_eq!(refusal_reasons(f), ["unknown_kid", "unknown_kid"]);
 }
 
 #[tokio::test]
@@ -363,6 +377,7 @@ async fn an_expired_assertion_is_refused() {
     c["exp"] = json!(now() - 120);
     let jwt = f.es.sign_with(&f.es.header(), &c);
     refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
+    assert_eq!(refusal_reasons(f), ["expired"]);
 }
 
 #[tokio::test]
@@ -372,6 +387,7 @@ async fn an_exp_more_than_five_minutes_ahead_is_refused() {
     c["exp"] = json!(now() + 3600);
     let jwt = f.es.sign_with(&f.es.header(), &c);
     refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
+    assert_eq!(refusal_reasons(f), ["exp_too_far"]);
 }
 
 #[tokio::test]
@@ -388,6 +404,7 @@ async fn a_wrong_aud_is_refused() {
         let jwt = f.es.sign_with(&f.es.header(), &c);
         refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
     }
+    assert_eq!(refusal_reasons(f), ["wrong_aud"; 4]);
 }
 
 #[tokio::test]
@@ -408,13 +425,7 @@ async fn a_replayed_jti_is_refused() {
     c["exp"] = json!(now() + 200);
     let again = f.es.sign_with(&f.es.header(), &c);
     refused(&f, &form(&again, "system/*.read"), 401, "invalid_client").await;
-    let mut gw = f.gw;
-    let audit = stop_and_export_audit(&mut gw);
-    let reasons: Vec<_> = actions(&audit, "smart.token_refused")
-        .iter()
-        .map(|e| e["details"]["reason"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(reasons, ["replayed_jti", "replayed_jti"]);
+    assert_eq!(refusal_reasons(f), ["replayed_jti", "replayed_jti"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,6 +465,14 @@ async fn a_jti_replayed_on_another_instance_sharing_redis_is_refused() {
     assert_eq!(status, 200, "{body}");
     let (status, me) = whoami(&two, &token).await;
     assert_eq!((status, me["name"].as_str()), (200, Some("payer-a")));
+    // Both instances wrote the one audit chain in Redis: two issuances, one replay.
+    drop(two);
+    let mut one = one;
+    let audit = stop_and_export_audit(&mut one);
+    assert_eq!(actions(&audit, "smart.token_issued").len(), 2);
+    let refused = actions(&audit, "smart.token_refused");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["details"]["reason"], "replayed_jti");
 }
 
 #[tokio::test]
@@ -489,6 +508,15 @@ async fn a_scope_the_client_may_not_have_is_refused() {
         "invalid_scope",
     )
     .await;
+    assert_eq!(
+        refusal_reasons(f),
+        [
+            "scope_not_allowed",
+            "scope_not_allowed",
+            "scope_not_allowed",
+            "malformed_scope"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -504,6 +532,10 @@ async fn a_grant_type_other_than_client_credentials_is_refused() {
     // The assertion was not spent by the refusals: it still gets a token.
     let (status, _, _) = token_request(&f.gw, &form(&jwt, "system/*.read")).await;
     assert_eq!(status, 200);
+    assert_eq!(
+        refusal_reasons(f),
+        ["unsupported_grant_type", "missing_grant_type"]
+    );
 }
 
 #[tokio::test]
@@ -539,6 +571,10 @@ async fn a_wrong_assertion_type_is_refused() {
             .await
             .unwrap();
     assert_eq!(resp.status(), 413);
+    assert_eq!(
+        refusal_reasons(f),
+        ["bad_assertion_type", "malformed_form", "not_form_encoded"]
+    );
 }
 
 #[tokio::test]
@@ -632,4 +668,93 @@ async fn refusals_are_audited_with_their_reasons() {
             ("unknown_client".to_owned(), None),
         ]
     );
+}
+
+/// A client CA and one client certificate from it: (CA file, client cert, its SHA-256).
+fn client_pki(dir: &std::path::Path) -> (std::path::PathBuf, support::ClientCert, String) {
+    use sha2::Digest;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Partner CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join("client-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["bulk.partners.example".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bulk-mtls");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let der = cert.der().clone();
+    let sha = hex::encode(sha2::Sha256::digest(der.as_ref()));
+    let client = support::ClientCert {
+        chain: vec![der],
+        key: rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    };
+    (ca_path, client, sha)
+}
+
+#[tokio::test]
+async fn a_client_required_to_present_its_certificate_must_present_it_for_tokens_and_their_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, sha) = client_pki(tmp.path());
+    let (es, rs) = (Signer::es384("es-1"), Signer::rs384("rs-1"));
+    let mtls = Signer::es384("mtls-1");
+    let port = free_port();
+    let extra = format!(
+        "{}[[smart.clients]]\nclient_id = \"bulk-mtls\"\njwks = '{}'\nscopes = [\"system/*.read\"]\n\
+         principal = \"payer-c\"\ncert_sha256 = \"{sha}\"\n\n\
+         [tls]\nclient_auth = \"optional\"\nclient_ca_file = {:?}\n",
+        smart_toml(port, port, &es, &rs, "", ""),
+        json!({"keys": [mtls.jwk()]}),
+        ca.display().to_string(),
+    );
+    let f = Fixture {
+        gw: Gateway::start(&extra),
+        token_url: format!("https://localhost:{port}/auth/token"),
+        es,
+        rs,
+    };
+    // Without the certificate: invalid_client, and the assertion is not spent.
+    let jwt = mtls.sign_with(&mtls.header(), &claims("bulk-mtls", &f.token_url));
+    refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
+    // With it: a token, which works only on a connection presenting the certificate.
+    let with_cert = f.gw.client_with_cert(cert, &[b"http/1.1"]);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            form(&jwt, "system/*.read")
+                .iter()
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .finish();
+    let resp = with_cert
+        .post(f.gw.url("/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let resp = with_cert
+        .get(f.gw.url("/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let me: Value = resp.json().await.unwrap();
+    assert_eq!(me["name"], "payer-c");
+    let (status, body) = whoami(&f.gw, &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("auth.certificate_required"))
+    );
+    assert_eq!(refusal_reasons(f), ["certificate_required"]);
 }
