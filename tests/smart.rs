@@ -250,7 +250,8 @@ async fn whoami(gw: &Gateway, token: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn an_es384_assertion_gets_a_token_that_authenticates_with_the_mapped_roles() {
-    let f = start("");
+    // Debug logs: not even they may carry a token or an assertion.
+    let f = start("[log]\nformat = \"json\"\nlevel = \"debug\"\n");
     let assertion =
         f.es.sign_with(&f.es.header(), &claims(ES_CLIENT, &f.token_url));
     let (status, cache, body) = token_request(&f.gw, &form(&assertion, "system/*.read")).await;
@@ -288,6 +289,25 @@ async fn an_es384_assertion_gets_a_token_that_authenticates_with_the_mapped_role
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
     let (status, _) = whoami(&f.gw, std::str::from_utf8(&forged).unwrap()).await;
     assert_eq!(status, 401);
+    // A replay, so that a refusal is logged too.
+    refused(
+        &f,
+        &form(&assertion, "system/*.read"),
+        401,
+        "invalid_client",
+    )
+    .await;
+    let logs = f.gw.drain_stderr().join("\n");
+    assert!(
+        logs.contains("smart.token_issued"),
+        "debug logs are on: {logs}"
+    );
+    assert!(!logs.contains(&token), "the token is in the log");
+    assert!(!logs.contains(&assertion), "the assertion is in the log");
+    assert!(
+        !logs.contains(assertion.split('.').nth(2).unwrap()),
+        "the signature is in the log"
+    );
     // The audit trail names the token by id and never holds the token or the assertion.
     let mut gw = f.gw;
     let audit = stop_and_export_audit(&mut gw);
