@@ -778,3 +778,18 @@ async fn a_client_required_to_present_its_certificate_must_present_it_for_tokens
     );
     assert_eq!(refusal_reasons(f), ["certificate_required"]);
 }
+
+#[tokio::test]
+async fn a_flood_of_refusals_is_audited_one_by_one_only_up_to_the_allowance() {
+    let f = start("");
+    let jwt = f.es.sign_with(
+        &f.es.header(),
+        &claims(ES_CLIENT, "https://x.example/auth/token"),
+    );
+    for _ in 0..25 {
+        refused(&f, &form(&jwt, "system/*.read"), 401, "invalid_client").await;
+    }
+    // 10 per address and window (`audit::security::TOKEN_REFUSED_ALLOWANCE`); the rest
+    // are counted into the window's `security.summary`.
+    assert_eq!(refusal_reasons(f), ["wrong_aud"; 10]);
+}
