@@ -77,6 +77,7 @@ CORES = {
     "batch/profile.rs": "release profiles: a profile and the batch's documents in, broken rules out",
     "manifest": "batch manifest and provenance parsing (proto/manifest-v1.md)",
     "proxy": "PROXY protocol v2 header, Forwarded / X-Forwarded-For, the client address",
+    "smart/scope.rs": "SMART v1/v2 system scopes and the granted intersection",
 }
 
 # External crates (and std modules) a pure core must not use, with why.
@@ -122,6 +123,7 @@ SERVICES = {
     "grant": "grant records and download meters",
     "download": "reserved: the download flow lives in links::download",
     "batch": "batch delivery (planned)",
+    "smart": "SMART Backend Services: the token endpoint flow",
 }
 
 # Modules allowed to import crate::cli and crate::http: the top of the stack. `main.rs`

@@ -103,7 +103,6 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         metrics.clone(),
         Some(checkpointer),
     );
-    let authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::new(config.clients.clone())];
     let keys = config
         .keys
         .build_provider()
@@ -134,6 +133,12 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         security.clone(),
         crate::batch::gate::BatchGate::new(batch_store.clone()),
     )?;
+    let (smart, smart_tokens) =
+        build_smart(&config, state.clone(), auditor.clone(), security.clone())?;
+    // SMART access tokens first: the client registry refuses any bearer token it does not
+    // know, and never sees a `spat1~` token.
+    let authenticators: Vec<Arc<dyn Authenticator>> =
+        vec![Arc::new(smart_tokens), Arc::new(config.clients.clone())];
     let uploads = crate::upload::Uploads::new(
         state.clone(),
         at_rest,
@@ -166,6 +171,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         uploads,
         links,
         batches,
+        smart,
     };
     Ok(App {
         state: Arc::new(app),
@@ -315,6 +321,25 @@ fn build_links(
         security,
         batch_gate,
     )))
+}
+
+/// The SMART token service and the authenticator of its tokens; the token keys derive
+/// from the link keys (docs/decisions/0004-smart-access-tokens.md).
+fn build_smart(
+    config: &Config,
+    state: Arc<dyn StateStore>,
+    auditor: Auditor,
+    security: crate::audit::security::SecurityEvents,
+) -> anyhow::Result<(crate::smart::Smart, crate::smart::access_token::SmartTokens)> {
+    let link_keys =
+        crate::links::keys::load_keys(&config.links, config.allow_world_readable_secrets)
+            .context("loading the link-signing keys for SMART access tokens")?;
+    let keys = crate::smart::access_token::TokenKeys::derive(&link_keys)
+        .context("no current link key to derive SMART access-token keys from")?;
+    let keys = Arc::new(keys);
+    let tokens = crate::smart::access_token::SmartTokens::new(keys.clone(), config.smart.clone());
+    let smart = crate::smart::Smart::new(config.smart.clone(), keys, state, auditor, security);
+    Ok((smart, tokens))
 }
 
 /// Deletes expired records from the embedded store every minute, so its file does not grow

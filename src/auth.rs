@@ -9,9 +9,10 @@
 //! for a slow password hash to protect.
 //!
 //! Authentication is a list of [`Authenticator`]s tried in order; each says "not mine",
-//! "this principal" or "rejected". Bearer tokens are the first; SMART Backend Services
-//! access tokens and mTLS client identities plug in as further authenticators without
-//! touching the handlers.
+//! "this principal" or "rejected". SMART Backend Services access tokens (`spat1~…`,
+//! `smart::access_token::SmartTokens`) are tried first, so the client registry never sees
+//! them; then the registry's bearer tokens and client certificates. A SMART principal
+//! carries its [`AccessGrant`].
 //!
 //! Roles: `uploader`, `publisher`, `auditor`, `admin`, `metrics`. `admin` passes every
 //! role check (an operator who can reconfigure the gateway can do anything it does).
@@ -357,6 +358,8 @@ pub enum AuthMethod {
     BearerToken,
     /// A verified mTLS client certificate alone (identity checked by the TLS layer).
     ClientCertificate,
+    /// A SMART Backend Services access token from `POST /auth/token` (`smart`).
+    SmartAccessToken,
 }
 
 impl AuthMethod {
@@ -365,6 +368,7 @@ impl AuthMethod {
         match self {
             AuthMethod::BearerToken => "bearer_token",
             AuthMethod::ClientCertificate => "client_certificate",
+            AuthMethod::SmartAccessToken => "smart_access_token",
         }
     }
 }
@@ -382,6 +386,23 @@ pub struct Principal {
     pub tls_client: Option<ClientIdentity>,
     /// What it may publish.
     pub scope: std::sync::Arc<PublisherScope>,
+    /// The SMART access grant it presented (`None` for other methods): what the FHIR Bulk
+    /// endpoints authorise by.
+    pub grant: Option<std::sync::Arc<AccessGrant>>,
+}
+
+/// What a SMART access token granted: its client and scope. Defined here (not in `smart`)
+/// so that every service reads it from the [`Principal`] without importing the issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessGrant {
+    /// The registered SMART `client_id`.
+    pub client_id: String,
+    /// The granted scope, space separated (`smart::scope::parse_list` reads it).
+    pub scope: String,
+    /// The token's random id (what the audit trail names; never the token).
+    pub token_id: String,
+    /// When the token expires (Unix seconds).
+    pub expires_at: u64,
 }
 
 impl Principal {
@@ -524,6 +545,7 @@ impl ClientRegistry {
             method,
             tls_client: cert.cloned(),
             scope: client.scope.clone(),
+            grant: None,
         }
     }
 }
@@ -584,7 +606,8 @@ fn parse_bearer(value: &[u8]) -> Option<&[u8]> {
     }
     let token = rest;
     let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
-    if token.is_empty() || token.len() > 512 || !token.iter().all(b64token) {
+    // 4 KiB: room for a SMART access token carrying its granted scope (`smart`).
+    if token.is_empty() || token.len() > 4096 || !token.iter().all(b64token) {
         return None;
     }
     Some(token)

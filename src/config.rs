@@ -135,6 +135,8 @@ pub struct Config {
     pub batches: crate::batch::BatchSettings,
     /// API clients and their roles.
     pub clients: ClientRegistry,
+    /// SMART Backend Services: the token endpoint and its registered clients.
+    pub smart: std::sync::Arc<crate::smart::config::SmartSettings>,
     /// Environment variables that overrode file values (names only, for the start-up log).
     pub overridden_by_env: Vec<String>,
 }
@@ -373,6 +375,11 @@ impl Config {
                 .map_err(|e| invalid(&e.key, e.message))?;
         let batches = crate::batch::BatchSettings::from_raw(&raw.batches, &raw.profiles, &links)
             .map_err(|e| invalid(&e.key, e.message))?;
+        let smart = crate::smart::config::SmartSettings::from_raw(
+            &raw.smart,
+            links.public_base_url.as_deref(),
+        )
+        .map_err(|e| invalid(&e.key, e.message))?;
         Ok(Self {
             data_dir,
             allow_world_readable_secrets: allow_open,
@@ -389,6 +396,7 @@ impl Config {
             artifacts,
             batches,
             clients,
+            smart: std::sync::Arc::new(smart),
             overridden_by_env: Vec::new(),
         })
     }

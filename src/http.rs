@@ -60,4 +60,6 @@ pub struct AppState {
     pub links: Arc<crate::links::Links>,
     /// The batch service.
     pub batches: crate::batch::Batches,
+    /// SMART Backend Services: the token endpoint.
+    pub smart: crate::smart::Smart,
 }

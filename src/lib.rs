@@ -13,10 +13,10 @@
 //! cli / main            cli
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
-//! services              upload, links, grant, artifact — own a flow, audit inside it
+//! services              upload, links, grant, artifact, batch, smart — own a flow, audit inside it
 //! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem, signed_link,
 //!                       range, tus, at_rest::format, rfc9110, manifest, batch::ndjson,
-//!                       batch::verdict, proxy — pure, no I/O
+//!                       batch::verdict, proxy, smart::scope — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
 //! ```
@@ -55,6 +55,8 @@
 //! * [`proxy`] — the client behind a balancer: PROXY protocol v2 headers, `Forwarded` /
 //!   `X-Forwarded-For` from trusted proxies, the one client address; no I/O.
 //! * [`manifest`] — batch manifest and provenance parsing (`proto/manifest-v1.md`), no I/O.
+//! * [`smart`] — SMART Backend Services: client registration, the token endpoint's flow
+//!   (assertions, `jti` replay cache, scopes), HMAC access tokens and their authenticator.
 
 pub mod app;
 pub mod artifact;
@@ -77,6 +79,7 @@ pub mod range;
 pub mod rfc9110;
 pub mod secret;
 pub mod signed_link;
+pub mod smart;
 pub mod state;
 pub mod tls;
 pub mod tus;

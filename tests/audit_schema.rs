@@ -513,6 +513,32 @@ fn every_event_type_serialises_to_an_entry_the_schema_accepts() {
             repeats: 40,
             window_secs: 60,
         }),
+        emitted(&sec::SecuritySummary {
+            kind: "token_refused",
+            repeats: 3,
+            window_secs: 60,
+        }),
+        emitted(&sallyport::smart::events::TokenIssued {
+            client_id: "payer-a-bulk".into(),
+            scope: "system/*.read system/Patient.rs".into(),
+            expires_in: 300,
+            token_id: id(),
+            jti_sha256: HEX.into(),
+            kid: "payer-a-2026-12".into(),
+            alg: "ES384",
+        }),
+        emitted(&sallyport::smart::events::TokenRefused {
+            reason: "replayed_jti",
+            error: "invalid_client",
+            client_id: Some("payer-a-bulk".into()),
+            jti_sha256: Some(HEX.into()),
+        }),
+        emitted(&sallyport::smart::events::TokenRefused {
+            reason: "unknown_client",
+            error: "invalid_client",
+            client_id: None,
+            jti_sha256: None,
+        }),
     ];
     let mut covered = BTreeSet::new();
     for (action, errors) in results {

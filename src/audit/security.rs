@@ -55,7 +55,14 @@ pub enum SecurityKind {
     /// A download link refused before its signature verified (malformed, unknown key, bad
     /// signature, expired, wrong method or client): `download.rejected` with no grant.
     LinkRefused,
+    /// A refused SMART token request (`POST /auth/token`): `smart.token_refused`, one by one
+    /// up to [`TOKEN_REFUSED_ALLOWANCE`] per address and window.
+    TokenRefused,
 }
+
+/// Refused token requests audited one by one per address and window (each names its
+/// reason); the rest are counted into the window's summary.
+pub const TOKEN_REFUSED_ALLOWANCE: u32 = 10;
 
 impl SecurityKind {
     fn as_str(self) -> &'static str {
@@ -65,6 +72,7 @@ impl SecurityKind {
             SecurityKind::ProxyRefused => "proxy_refused",
             SecurityKind::HeaderTimeout => "header_timeout",
             SecurityKind::LinkRefused => "link_refused",
+            SecurityKind::TokenRefused => "token_refused",
         }
     }
 }
@@ -270,6 +278,27 @@ impl SecurityEvents {
             {
                 tracing::warn!(error = %e, "could not audit a failed authentication");
             }
+        }
+    }
+
+    /// A refused token request from `addr`, described by `event` (the issuer's own event
+    /// type: this module knows no SMART). Audit failures are logged, not returned: the
+    /// request is refused either way.
+    pub async fn token_refused<E: AuditEvent>(
+        &self,
+        ctx: &AuditContext,
+        addr: ClientAddr,
+        event: &E,
+    ) {
+        let noted = self.note_up_to(
+            SecurityKind::TokenRefused,
+            addr.client,
+            TOKEN_REFUSED_ALLOWANCE,
+        );
+        if noted == Noted::AuditNow
+            && let Err(e) = self.auditor.emit(ctx, event).await
+        {
+            tracing::warn!(error = %e, "could not audit a refused token request");
         }
     }
 

@@ -40,6 +40,9 @@ pub struct RawConfig {
     pub profiles: Vec<crate::batch::config::RawProfile>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    /// `[smart]` and `[[smart.clients]]`: SMART Backend Services.
+    #[serde(default)]
+    pub smart: crate::smart::config::RawSmartConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -709,3 +709,44 @@ fn server_instance_id_is_validated() {
         assert!(err.contains("server.instance_id"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn smart_clients_are_validated_naming_the_key() {
+    const X: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let client = |jwk_extra: &str, rest: &str| {
+        format!(
+            "[smart]\npublic_base_url = \"https://gw.example\"\n\n[[smart.clients]]\n\
+             client_id = \"bulk\"\nprincipal = \"payer-a\"\nscopes = [\"system/*.read\"]\n{rest}\
+             jwks = '{{\"keys\":[{{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"{X}\",\"y\":\"{X}\"{jwk_extra}}}]}}'\n"
+        )
+    };
+    let ok = Config::from_toml(&client(r#","kid":"k1""#, ""), &env(&[])).unwrap();
+    assert_eq!(
+        ok.smart.token_url().as_deref(),
+        Some("https://gw.example/auth/token")
+    );
+    assert_eq!(ok.smart.access_token_lifetime, Duration::from_secs(300));
+    let err = |text: &str| Config::from_toml(text, &env(&[])).unwrap_err().to_string();
+    let e = err(&client("", ""));
+    assert!(
+        e.contains("smart.clients[0].jwks") && e.contains("no kid"),
+        "{e}"
+    );
+    let e = err(&client(r#","kid":"k1","alg":"ES256""#, ""));
+    assert!(
+        e.contains("smart.clients[0].jwks") && e.contains("not supported"),
+        "{e}"
+    );
+    let e = err(&client(r#","kid":"k1","d":"AAAA""#, ""));
+    assert!(e.contains("private key material"), "{e}");
+    let e = err(&client(r#","kid":"k1""#, "scopes2 = 1\n"));
+    assert!(e.contains("scopes2"), "unknown keys are named: {e}");
+    let e = err(&client(r#","kid":"k1""#, "").replace("system/*.read", "user/*.read"));
+    assert!(e.contains("smart.clients[0].scopes"), "{e}");
+    let e = err(
+        &client(r#","kid":"k1""#, "").replace("public_base_url = \"https://gw.example\"\n", "")
+    );
+    assert!(e.contains("smart.public_base_url"), "{e}");
+    let e = err("[smart]\naccess_token_lifetime = \"10m\"\n");
+    assert!(e.contains("smart.access_token_lifetime"), "{e}");
+}

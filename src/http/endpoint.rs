@@ -59,6 +59,8 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("POST", "/v1/batches/{batch_id}/seal"),
     ("POST", "/v1/batches/{batch_id}/release"),
     ("POST", "/v1/batches/{batch_id}/purge"),
+    ("GET", "/.well-known/smart-configuration"),
+    ("POST", "/auth/token"),
 ];
 
 /// Every endpoint the gateway serves.
@@ -120,6 +122,10 @@ pub enum Endpoint {
     BatchRelease(BatchId),
     /// `POST /v1/batches/{id}/purge`: shred a batch's members (auditor).
     BatchPurge(BatchId),
+    /// `GET /.well-known/smart-configuration`: SMART discovery (public).
+    SmartConfiguration,
+    /// `POST /auth/token`: the SMART Backend Services token endpoint (client assertion).
+    AuthToken,
 }
 
 impl Endpoint {
@@ -154,6 +160,8 @@ impl Endpoint {
             Endpoint::BatchSeal(_) => "batch_seal",
             Endpoint::BatchRelease(_) => "batch_release",
             Endpoint::BatchPurge(_) => "batch_purge",
+            Endpoint::SmartConfiguration => "smart_configuration",
+            Endpoint::AuthToken => "auth_token",
         }
     }
 
@@ -197,7 +205,10 @@ impl Endpoint {
             | Endpoint::BatchReport(_)
             | Endpoint::BatchSeal(_)
             | Endpoint::BatchRelease(_)
-            | Endpoint::BatchPurge(_) => Some(configured),
+            | Endpoint::BatchPurge(_)
+            | Endpoint::SmartConfiguration => Some(configured),
+            // A token request is a small form: bounded well below the API limit.
+            Endpoint::AuthToken => Some(configured.min(crate::smart::MAX_FORM_BYTES)),
             // Upload bodies stream into the at-rest writer under the tus limits; a batch's
             // documents have their own limits, which the handler applies.
             Endpoint::TusCreate | Endpoint::TusPatch(_) | Endpoint::BatchOpen => None,
@@ -228,6 +239,11 @@ impl Endpoint {
             "/metrics" => get(Endpoint::Metrics),
             "/v1/whoami" => get(Endpoint::WhoAmI),
             "/v1/audit/verify" => get(Endpoint::AuditVerify),
+            "/.well-known/smart-configuration" => get(Endpoint::SmartConfiguration),
+            "/auth/token" => match *method {
+                Method::POST => Ok(Endpoint::AuthToken),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            },
             "/v1/artifacts" => match *method {
                 Method::POST => Ok(Endpoint::ArtifactCreate),
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
@@ -548,11 +564,13 @@ mod tests {
             Endpoint::BatchSeal(_) => "/v1/batches/{batch_id}/seal",
             Endpoint::BatchRelease(_) => "/v1/batches/{batch_id}/release",
             Endpoint::BatchPurge(_) => "/v1/batches/{batch_id}/purge",
+            Endpoint::SmartConfiguration => "/.well-known/smart-configuration",
+            Endpoint::AuthToken => "/auth/token",
         }
     }
 
     /// How many variants [`template`] covers (count its arms' variants when adding one).
-    const VARIANT_NAMES: usize = 28;
+    const VARIANT_NAMES: usize = 30;
 
     /// A concrete path for a template: well-formed ids in place of the placeholders.
     fn concrete(template: &str) -> String {

@@ -7,6 +7,8 @@
 //! * [`download`] — `/d/…` over [`crate::links::Links::download`];
 //! * [`links`] — the links API over [`crate::links::Links`] (issue, list, show, revoke);
 //! * [`artifacts`] — artifact registration and lookup over [`crate::links::Links`];
+//! * [`smart`] — SMART Backend Services discovery and token endpoint over
+//!   [`crate::smart::Smart`];
 //! * [`ops`] — health, readiness, metrics, `whoami`, audit verification;
 //! * [`respond`] — the helpers they share (JSON bodies in and out, `Content-Length`).
 
@@ -23,6 +25,7 @@ pub mod download;
 pub mod links;
 pub mod ops;
 pub mod respond;
+pub mod smart;
 pub mod tus;
 
 pub use respond::content_length;
@@ -61,5 +64,7 @@ pub async fn dispatch(
         Endpoint::BatchSeal(id) => batches::seal(state, ctx, req, id).await,
         Endpoint::BatchRelease(id) => batches::release(state, ctx, req, id).await,
         Endpoint::BatchPurge(id) => batches::purge(state, ctx, req, id).await,
+        Endpoint::SmartConfiguration => smart::configuration(state),
+        Endpoint::AuthToken => smart::token(state, ctx, req).await,
     }
 }

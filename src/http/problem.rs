@@ -8,7 +8,8 @@
 //! * [`row`](mod@row) — the row type and the trait;
 //! * [`infra`] — state store, blob store, at-rest layer, audit trail, authentication;
 //! * [`upload`] — tus refusals and the upload engine;
-//! * [`links`] — downloads, the links API, artifact registration.
+//! * [`links`] — downloads, the links API, artifact registration;
+//! * [`smart`] — the SMART token endpoint (OAuth 2.0 error bodies).
 //!
 //! [`ApiError::into_response`] renders an `application/problem+json` body (RFC 9457) with
 //! the code, the title, the status and the request id, adds the row's headers, and
@@ -21,6 +22,7 @@ pub mod batch;
 pub mod infra;
 pub mod links;
 pub mod row;
+pub mod smart;
 pub mod upload;
 
 pub use row::{Describe, Problem};
@@ -100,6 +102,9 @@ pub enum ApiError {
     /// A batch request failed.
     #[error(transparent)]
     Batch(#[from] crate::batch::BatchError),
+    /// A SMART token request failed.
+    #[error(transparent)]
+    Smart(#[from] crate::smart::SmartError),
     /// A response could not be encoded (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -168,6 +173,7 @@ impl Describe for ApiError {
             ApiError::Link(e) => e.problem(),
             ApiError::Register(e) => e.problem(),
             ApiError::Batch(e) => e.problem(),
+            ApiError::Smart(e) => e.problem(),
             ApiError::Internal(_) => INTERNAL,
         }
     }
@@ -222,6 +228,20 @@ impl ApiError {
             tracing::error!(request_id, code, error = %self, "request failed");
         } else {
             tracing::debug!(request_id, code, error = %self, "request refused");
+        }
+        if let ApiError::Smart(e) = &self
+            && let Some(error) = e.oauth_error()
+        {
+            // RFC 6749 §5.2: OAuth clients read `error`, not a problem body.
+            tracing::debug!(request_id, code, error = %self, "token request refused");
+            let body = serde_json::json!({"error": error, "error_description": title});
+            let mut resp = Response::new(body.to_string());
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
         }
         let mut body = serde_json::json!({
             "type": format!("urn:sallyport:problem:{code}"),

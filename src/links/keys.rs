@@ -55,15 +55,25 @@ struct KeyFileEntry {
     secret: Option<String>,
 }
 
+/// The configured link keys, or those of the generated key file (creating it if needed):
+/// also the root of the SMART access-token keys (`smart::access_token` derives its own from
+/// each, so both rotate together).
+pub fn load_keys(
+    settings: &LinksSettings,
+    allow_open: bool,
+) -> Result<Vec<LinkKeySetting>, LinkKeysError> {
+    Ok(match &settings.keys {
+        LinkKeysSource::Configured(keys) => keys.clone(),
+        LinkKeysSource::Generated(path) => load_or_generate(path, allow_open)?,
+    })
+}
+
 /// Builds the keyring the settings describe (creating the generated key file if needed).
 pub fn build_keyring(
     settings: &LinksSettings,
     allow_open: bool,
 ) -> Result<LinkKeyring, LinkKeysError> {
-    let keys = match &settings.keys {
-        LinkKeysSource::Configured(keys) => keys.clone(),
-        LinkKeysSource::Generated(path) => load_or_generate(path, allow_open)?,
-    };
+    let keys = load_keys(settings, allow_open)?;
     let specs = keys.iter().map(|k| match (k.state, &k.secret) {
         (KeyState::Current, Some(s)) => LinkKeySpec::Current {
             id: k.id.clone(),
