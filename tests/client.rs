@@ -216,7 +216,7 @@ async fn a_cut_download_resumes_from_the_part_file() {
     let p = proxy(gw.addr, 1 << 20).await;
     let url = via(&link_url(&gw, &link), &gw, p.port);
     let out = tempfile::tempdir().unwrap();
-    let mut args = download_args(&gw, out.path(), &[url.clone()]);
+    let mut args = download_args(&gw, out.path(), std::slice::from_ref(&url));
     args.extend(["--retries".into(), "0".into()]);
     let first = client(args, vec![]).await;
     assert_eq!(code(&first), 5, "{first:?}");
@@ -341,13 +341,17 @@ async fn refusals_and_bad_arguments_have_their_exit_codes() {
 
     // An existing file under the final name is not replaced without --force: exit 6.
     std::fs::write(out.path().join("Note.ndjson"), b"mine").unwrap();
-    let run = client(download_args(&gw, out.path(), &[url.clone()]), vec![]).await;
+    let run = client(
+        download_args(&gw, out.path(), std::slice::from_ref(&url)),
+        vec![],
+    )
+    .await;
     assert_eq!(code(&run), 6, "{run:?}");
     assert_eq!(
         std::fs::read(out.path().join("Note.ndjson")).unwrap(),
         b"mine"
     );
-    let mut args = download_args(&gw, out.path(), &[url.clone()]);
+    let mut args = download_args(&gw, out.path(), std::slice::from_ref(&url));
     args.push("--force".into());
     let run = client(args, vec![]).await;
     assert_eq!(code(&run), 0, "{run:?}");
@@ -553,18 +557,17 @@ async fn a_killed_upload_resumes_the_same_upload() {
                 child.try_wait().unwrap().is_none(),
                 "the client finished before it was killed"
             );
-            if let Some(entry) = std::fs::read_dir(&state_dir)
-                .ok()
-                .and_then(|mut d| d.next())
+            let recorded = std::fs::read_dir(&state_dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .find_map(|p| std::fs::read(p).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            if let Some(u) = recorded.as_ref().and_then(|s| s["upload"].as_str())
+                && server_offset(&gw, u).await > before + (256 << 10)
             {
-                let s: Value =
-                    serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap())
-                        .unwrap_or(Value::Null);
-                if let Some(u) = s["upload"].as_str() {
-                    if server_offset(&gw, u).await > before + (256 << 10) {
-                        break u.to_owned();
-                    }
-                }
+                break u.to_owned();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };

@@ -91,7 +91,7 @@ pub struct UploadArgs {
     /// The files to upload.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
-    /// The gateway's tus creation URL, e.g. https://gw.example.org/files/.
+    /// The gateway's tus creation URL, e.g. `https://gw.example.org/files/`.
     #[arg(long, value_name = "URL")]
     pub to: String,
     /// A file holding the uploader's bearer token (or SALLYPORT_TOKEN in the environment).

@@ -466,13 +466,13 @@ async fn verify_and_place(
             "SHA-256 {hex} on disk, the manifest says {}",
             wire::hex32(&want)
         ))
-    } else if let Some(want) = job.count.filter(|w| Some(*w) != records) {
-        Some(format!(
-            "{} NDJSON records, the manifest says {want}",
-            records.unwrap_or(0)
-        ))
     } else {
-        None
+        job.count.filter(|w| Some(*w) != records).map(|want| {
+            format!(
+                "{} NDJSON records, the manifest says {want}",
+                records.unwrap_or(0)
+            )
+        })
     };
     if let Some(why) = mismatch {
         remove_part(part, side);
