@@ -106,15 +106,19 @@ fn code(out: &Output) -> i32 {
     out.status.code().expect("exited, not killed")
 }
 
-/// A TCP proxy to the gateway. The first connection is cut after `cut_after` bytes from
-/// the server; later ones pass everything. Records the server-to-client bytes of each.
+/// A TCP proxy to the gateway. The first connection is cut after `cut_s2c` bytes from
+/// the server or `cut_c2s` bytes from the client; later ones pass everything. Records the
+/// server-to-client bytes of each connection.
 struct Proxy {
     port: u16,
     sent: Arc<Mutex<Vec<u64>>>,
 }
 
-async fn proxy(target: std::net::SocketAddr, cut_after: u64) -> Proxy {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn proxy(target: std::net::SocketAddr, cut_s2c: u64) -> Proxy {
+    proxy_cutting(target, cut_s2c, u64::MAX).await
+}
+
+async fn proxy_cutting(target: std::net::SocketAddr, cut_s2c: u64, cut_c2s: u64) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let sent = Arc::new(Mutex::new(Vec::new()));
@@ -127,38 +131,53 @@ async fn proxy(target: std::net::SocketAddr, cut_after: u64) -> Proxy {
                 s.push(0);
                 s.len() - 1
             };
-            let limit = if n == 0 { cut_after } else { u64::MAX };
+            let (s2c_limit, c2s_limit) = if n == 0 {
+                (cut_s2c, cut_c2s)
+            } else {
+                (u64::MAX, u64::MAX)
+            };
             n += 1;
             let record = record.clone();
             tokio::spawn(async move {
                 let mut up = tokio::net::TcpStream::connect(target).await.unwrap();
                 let (mut ur, mut uw) = up.split();
                 let (mut dr, mut dw) = down.split();
-                let c2s = tokio::io::copy(&mut dr, &mut uw);
-                let s2c = async {
-                    let mut buf = vec![0u8; 16 << 10];
-                    let mut total = 0u64;
-                    loop {
-                        let k = match ur.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(k) => k,
-                        };
-                        let k = (k as u64).min(limit - total) as usize;
-                        if dw.write_all(&buf[..k]).await.is_err() {
-                            break;
-                        }
-                        total += k as u64;
-                        record.lock().unwrap()[index] = total;
-                        if total >= limit {
-                            break;
-                        }
-                    }
-                };
+                let c2s = pipe(&mut dr, &mut uw, c2s_limit, |_| {});
+                let s2c = pipe(&mut ur, &mut dw, s2c_limit, |t| {
+                    record.lock().unwrap()[index] = t
+                });
                 tokio::select! { _ = c2s => {}, _ = s2c => {} }
             });
         }
     });
     Proxy { port, sent }
+}
+
+/// Copies until EOF, an error or `limit` bytes; reports the running total.
+async fn pipe(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    limit: u64,
+    mut report: impl FnMut(u64),
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 << 10];
+    let mut total = 0u64;
+    loop {
+        let k = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(k) => k,
+        };
+        let k = (k as u64).min(limit - total) as usize;
+        if to.write_all(&buf[..k]).await.is_err() {
+            break;
+        }
+        total += k as u64;
+        report(total);
+        if total >= limit {
+            break;
+        }
+    }
 }
 
 fn via(url: &str, gw: &Gateway, port: u16) -> String {
@@ -598,6 +617,44 @@ async fn a_killed_upload_resumes_the_same_upload() {
     let l = ledger(&gw, &url).await;
     assert_eq!(l["sha256"], sha256_hex(&bytes));
     // Contiguous chunks, each offset once: nothing was re-sent from 0.
+    let mut at = 0;
+    for c in l["chunks"].as_array().unwrap() {
+        assert_eq!(c["offset"], at, "{c}");
+        at += c["length"].as_u64().unwrap();
+    }
+    assert_eq!(at, bytes.len() as u64);
+}
+
+/// The network drops mid-upload (the proxy cuts the first connection after 1.5 MiB from
+/// the client): the client asks the server for its offset and finishes the same upload in
+/// the same run, every chunk once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_survives_a_dropped_connection() {
+    let gw = Gateway::start("");
+    let p = proxy_cutting(gw.addr, u64::MAX, 3 << 19).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = data(4 << 20, 30);
+    let file = dir.path().join("labs.zip");
+    std::fs::write(&file, &bytes).unwrap();
+    let mut args = upload_args(
+        &gw,
+        dir.path(),
+        std::slice::from_ref(&file),
+        &["--chunk-size", "256KiB"],
+    );
+    let to = args.iter().position(|a| a == "--to").unwrap() + 1;
+    args[to] = format!("https://localhost:{}/files/", p.port);
+    let run = client(args, vec![]).await;
+    assert_eq!(code(&run), 0, "{run:?}");
+    let (out, _) = lines(&run);
+    assert_eq!(out[0]["sha256"], sha256_hex(&bytes));
+    let connections = p.sent.lock().unwrap().len();
+    assert!(
+        connections >= 2,
+        "the cut connection was replaced: {connections}"
+    );
+    let l = ledger(&gw, out[0]["remote"].as_str().unwrap()).await;
+    assert_eq!(l["sha256"], sha256_hex(&bytes));
     let mut at = 0;
     for c in l["chunks"].as_array().unwrap() {
         assert_eq!(c["offset"], at, "{c}");
