@@ -662,3 +662,62 @@ async fn an_upload_survives_a_dropped_connection() {
     }
     assert_eq!(at, bytes.len() as u64);
 }
+
+/// `--cert/--key`: a link bound to a client certificate downloads only when the client
+/// presents it (mutual TLS); without it the gateway refuses (exit 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_bound_link_needs_the_client_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A partner CA and a client certificate it issued.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.path().join("partner-ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["payer-a.partners.example".into()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let cert_path = dir.path().join("payer-a.pem");
+    let key_path = dir.path().join("payer-a.key");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let gw = start(&format!(
+        "[tls]\nclient_auth = \"optional\"\nclient_ca_file = {:?}\n",
+        ca_path.display().to_string()
+    ));
+    let bytes = data(50_000, 40);
+    let artifact = import(&gw, "Bound.ndjson", &bytes).await;
+    let link = issue(
+        &gw,
+        json!({"artifact": artifact, "partner": "payer-a", "client_cert_sha256": sha256_hex(cert.der())}),
+    )
+    .await;
+    let url = link_url(&gw, &link);
+    let out = tempfile::tempdir().unwrap();
+    let run = client(
+        download_args(&gw, out.path(), std::slice::from_ref(&url)),
+        vec![],
+    )
+    .await;
+    assert_eq!(code(&run), 4, "{run:?}");
+    let mut args = download_args(&gw, out.path(), &[url]);
+    args.extend([
+        "--cert".into(),
+        cert_path.display().to_string(),
+        "--key".into(),
+        key_path.display().to_string(),
+    ]);
+    let run = client(args, vec![]).await;
+    assert_eq!(code(&run), 0, "{run:?}");
+    assert_eq!(
+        std::fs::read(out.path().join("Bound.ndjson")).unwrap(),
+        bytes
+    );
+}
