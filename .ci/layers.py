@@ -78,6 +78,10 @@ CORES = {
     "manifest": "batch manifest and provenance parsing (proto/manifest-v1.md)",
     "proxy": "PROXY protocol v2 header, Forwarded / X-Forwarded-For, the client address",
     "smart/scope.rs": "SMART v1/v2 system scopes and the granted intersection",
+    "cli/client/wire.rs": "client: Repr-Digest, Content-Range, file names, NDJSON record counts",
+    "cli/client/bulk.rs": "client: the Bulk Data manifest's download list",
+    "cli/client/resume.rs": "client: resume records, retry schedule, chunk planning",
+    "cli/client/outcome.rs": "client: per-file reports and exit codes",
 }
 
 # External crates (and std modules) a pure core must not use, with why.

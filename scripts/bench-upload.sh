@@ -6,6 +6,9 @@
 #
 # Usage: scripts/bench-upload.sh [WORKDIR]
 #   env: REPS=5  CLIENTS="js curl"  CHUNK=8388608  CHECKSUM=sha256
+#        CLIENTS may also name `sallyport`: this binary's own `sallyport client upload`
+#        (sha256 per chunk always; one file, so one connection at a time, like the others;
+#        its whole-file check against the server's ledger is inside the timed run)
 #        CURL_HTTP=1.1 (the curl client's PATCHes over HTTP/1.1, as tus-js-client under node,
 #        tuspy and the peer measurements in BASELINE.md all are; CURL_HTTP=2 lets curl
 #        negotiate h2, which costs curl itself about 3x the CPU: nghttp2's framing)
@@ -114,12 +117,55 @@ EOF
 }
 
 . "$WORK/bench/lib.sh"
+
+# `sallyport client upload` REPS times: the same output lines as tus_bench.sh
+# ("run MB/s client_cpu_s server_cpu_s", then "MB/s median min max n").
+sallyport_bench() { # EP FILE REPS
+  local ep=$1 file=$2 reps=$3 r size t0 t1 s0 s1 cu cs R
+  must_be_loopback "$ep"
+  size=$(stat -c %s "$file"); R=$(mktemp)
+  printf '%s\n' "$TOKEN" > "$WORK/bench.token"; chmod 600 "$WORK/bench.token"
+  cat "$file" > /dev/null
+  for r in $(seq "$reps"); do
+    wait_quiet 60 2>/dev/null
+    rm -rf "$WORK/client-state"
+    s0=$(cpu_ticks "$GW_PID"); t0=$(date +%s.%N)
+    timeout 600 /usr/bin/time -f '%U %S' -o "$WORK/client.time" "$BIN" client upload --json \
+      --to "$ep" --cacert "$GW_DIR/dev-ca/ca.pem" --token-file "$WORK/bench.token" \
+      --state-dir "$WORK/client-state" --chunk-size "$CHUNK" "$file" > "$WORK/client.json"
+    t1=$(date +%s.%N); s1=$(cpu_ticks "$GW_PID")
+    grep -q '"type":"summary".*"verified":1' "$WORK/client.json" \
+      || { echo "sallyport client upload did not verify:" >&2; cat "$WORK/client.json" >&2; exit 1; }
+    read -r cu cs < "$WORK/client.time"
+    awk -v r="$r" -v b="$size" -v t0="$t0" -v t1="$t1" -v c="$(echo "$cu + $cs" | bc)" \
+      -v st=$((s1 - s0)) -v hz="$TICKS_PER_S" \
+      'BEGIN {printf "%d %.1f %.2f %.2f\n", r, b / (t1 - t0) / 1e6, c, st/hz}'
+    find "$GW_DIR/blobs" -mindepth 1 -delete; sync
+  done > "$R"
+  cat "$R"; awk '{print $2}' "$R" | stats | { read -r m lo hi n; echo "MB/s median $m  min $lo  max $hi  n=$n"; }
+  rm -f "$R"
+}
 head -c $((128 << 20)) "$WORK/upload.bin" > "$WORK/warmup.bin"
 SUMMARY=$(mktemp); trap 'stop_gateway; rm -f "$SUMMARY"' EXIT
 for client in $CLIENTS; do
   echo "# client: $client"
   start_gateway "$WORK/data-$client"
+  GW_DIR=$WORK/data-$client
   EP="https://127.0.0.1:$PORT/files/"
+  if [ "$client" = sallyport ]; then
+    EP="https://localhost:$PORT/files/"   # the dev certificate names localhost
+    sallyport_bench "$EP" "$WORK/warmup.bin" 1 > "$WORK/warmup-$client.log"
+    rss_small=$(peak_rss_mib "$GW_PID")
+    echo "\$ sallyport_bench $EP $WORK/upload.bin $REPS   # $BIN client upload --chunk-size $CHUNK"
+    sallyport_bench "$EP" "$WORK/upload.bin" "$REPS" | tee "$WORK/bench-$client.log"
+    rss_big=$(peak_rss_mib "$GW_PID")
+    cpu=$(grep -E '^[0-9]+ ' "$WORK/bench-$client.log" | awk '{print $4}' | stats | awk '{print $1}')
+    mbps=$(grep '^MB/s' "$WORK/bench-$client.log")
+    printf '%-4s  %s  server CPU s/GiB median %s  peak RSS %s MiB (after a 128 MiB upload: %s MiB)\n' \
+      "$client" "$mbps" "$cpu" "$rss_big" "$rss_small" >> "$SUMMARY"
+    stop_gateway; rm -rf "$WORK/data-$client"
+    continue
+  fi
   CLEAN_DIR=$WORK/data-$client/blobs CLIENT=$client REPS=1 CHUNK=$CHUNK CHECKSUM=$CHECKSUM \
     "$WORK/bench/tus_bench.sh" \
     "$EP" "$WORK/warmup.bin" "$WORK/node" > "$WORK/warmup-$client.log" 2>&1 \

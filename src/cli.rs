@@ -7,7 +7,8 @@
 //! * `token generate` — make an API client token and the hash to put in the config;
 //! * `keys status|rotate|rewrap|retire` — the key-encryption keys (audited);
 //! * `preflight [--profile NAME]` — the go-live checklist for batch delivery (offline);
-//! * `link …`, `artifact …`, `batch …` — through the running gateway's API.
+//! * `link …`, `artifact …`, `batch …` — through the running gateway's API;
+//! * `client upload|download` — the transfer client for senders and partners.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 pub mod api;
 pub mod audit;
 pub mod batch;
+pub mod client;
 pub mod keys;
 pub mod link;
 pub mod preflight;
@@ -81,6 +83,11 @@ pub enum Command {
         #[command(subcommand)]
         command: batch::BatchCommand,
     },
+    /// The transfer client for senders and partners: upload files (tus, resumable,
+    /// per-chunk SHA-256) and download signed links (resumable, verified). Exit 0 all
+    /// verified, 2 usage, 3 verification failed, 4 refused, 5 network, 6 local file.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// Artifacts (publisher): register, show — through the running gateway.
     Artifact {
         /// How to reach the gateway.
@@ -170,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(link::run_artifact(command, &api, config.as_ref()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Client(cmd) => Ok(ExitCode::from(client::run(cmd))),
         Command::Token(TokenCommand::Generate {
             name,
             roles,
