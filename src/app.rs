@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::audit::Auditor;
+use crate::audit::log::{AuditLog, StateLog};
 use crate::auth::Authenticator;
 use crate::blob::BlobStore;
 use crate::blob::local::LocalBlobStore;
@@ -97,7 +98,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         metrics.clone(),
     );
     let auditor = Auditor::start_with(
-        state.clone(),
+        StateLog::shared(state.clone()),
         instance_name(),
         config.audit.batch_max,
         metrics.clone(),
@@ -242,6 +243,11 @@ pub async fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> 
             )
         }
     })
+}
+
+/// Opens the audit log for the CLI's readers (`audit verify|export|ship`).
+pub async fn open_audit_log(config: &Config) -> anyhow::Result<Arc<dyn AuditLog>> {
+    Ok(StateLog::shared(open_state(config).await?))
 }
 
 /// Connects to Redis and joins it as this gateway's instance (`server.instance_id`, or the

@@ -229,7 +229,10 @@ impl Harness {
     }
 
     async fn chain_verifies(&self) {
-        let summary = sallyport::audit::verify_store(&*self.state, |_| {})
+        let summary = sallyport::audit::verify_store(
+            &sallyport::audit::log::StateLog::new(self.state.clone()),
+            |_| {},
+        )
             .await
             .unwrap()
             .expect("the audit chain verifies");

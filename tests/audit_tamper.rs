@@ -20,6 +20,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use sallyport::audit::chain::{HASH_DOMAIN, entry_hash};
 use sallyport::audit::checkpointer::{CheckpointKey, Checkpointer};
+use sallyport::audit::log::StateLog;
 use sallyport::audit::{AUDIT_LOG, AuditContext, AuditError, AuditEvent, Auditor};
 use sallyport::http::body::read_capped;
 use sallyport::metrics::Metrics;
@@ -59,7 +60,7 @@ async fn log_len(store: &MemoryStore) -> u64 {
 async fn a_writer_whose_log_is_cut_under_it_halts_instead_of_chaining_on() {
     let store = Arc::new(MemoryStore::new());
     let metrics = Arc::new(Metrics::new());
-    let auditor = Auditor::start(store.clone(), "t".into(), 16, metrics.clone());
+    let auditor = Auditor::start(StateLog::shared(store.clone()), "t".into(), 16, metrics.clone());
     for n in 1..=5 {
         assert_eq!(emit(&auditor, n).await.unwrap(), n);
     }
@@ -108,7 +109,7 @@ async fn a_writer_restarted_over_a_cut_log_halts_from_its_last_checkpoint() {
     };
     let metrics = Arc::new(Metrics::new());
     let first = Auditor::start_with(
-        store.clone(),
+        StateLog::shared(store.clone()),
         "t".into(),
         1,
         metrics.clone(),
@@ -132,7 +133,7 @@ async fn a_writer_restarted_over_a_cut_log_halts_from_its_last_checkpoint() {
     store.truncate_log(AUDIT_LOG, 3);
     let metrics = Arc::new(Metrics::new());
     let second = Auditor::start_with(
-        store.clone(),
+        StateLog::shared(store.clone()),
         "t".into(),
         1,
         metrics.clone(),
