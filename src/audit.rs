@@ -6,8 +6,9 @@
 //! so a handler that audits before answering never answers for an unrecorded action — and
 //! when the audit write fails, the handler fails closed.
 //!
-//! Where entries are stored is the [`log`] port: today the state store's log
-//! ([`log::StateLog`]).
+//! Where entries are stored is the [`log`] port: the gateway's own append-only
+//! [`journal`] (segment files, the default with embedded state) or the state store's log
+//! ([`log::StateLog`], shared by every instance on Redis).
 //!
 //! Writes from all tasks go through one background writer that appends in batches (up to
 //! `audit.batch_max` per append): while one append is being made durable, the next batch
@@ -38,6 +39,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod events;
+pub mod journal;
 pub mod log;
 pub mod security;
 pub mod ship;

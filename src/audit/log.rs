@@ -7,7 +7,8 @@
 //! name, which signed checkpoints carry (`sallyport/<name>`).
 //!
 //! Adapters: [`StateLog`] keeps the entries in a state-store log (the embedded redb store
-//! or Redis; one chain shared by every instance on that store).
+//! or Redis; one chain shared by every instance on that store), and
+//! `Journal` (the `journal` module) in append-only segment files of this instance.
 //!
 //! Not here: the entry format and the chain rules ([`super::chain`]); the writer that
 //! batches appends ([`super::Auditor`]).
