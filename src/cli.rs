@@ -271,7 +271,7 @@ async fn run_keys(cmd: keys::KeysCommand, config: &Config) -> anyhow::Result<()>
     let state = crate::app::open_state(config).await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let auditor = Auditor::start(
-        crate::audit::log::StateLog::shared(state.clone()),
+        crate::app::open_audit_writer(config, &state).await?,
         "cli".to_owned(),
         512,
         metrics,

@@ -316,9 +316,14 @@ async fn tls_delivers_to_a_server_the_ca_signed_and_refuses_a_wrong_name() {
         async move { seen.wait_retries(2).await }
     };
     let opts = options(wrong, Format::SyslogCef, dir.path().join("wrong"), false);
-    let s = ship::ship(&StateLog::new(store.clone()), &opts, &mut seen.clone(), stop)
-        .await
-        .unwrap();
+    let s = ship::ship(
+        &StateLog::new(store.clone()),
+        &opts,
+        &mut seen.clone(),
+        stop,
+    )
+    .await
+    .unwrap();
     assert_eq!((s.delivered, s.last_seq), (0, 0));
     let why = seen.retries.lock().unwrap()[0].clone();
     assert!(why.contains("certificate"), "{why}");
@@ -329,9 +334,14 @@ async fn tls_delivers_to_a_server_the_ca_signed_and_refuses_a_wrong_name() {
 
     let good = Target::parse(&format!("tls://localhost:{port}"), Some(ca)).unwrap();
     let opts = options(good, Format::SyslogCef, dir.path().join("good"), false);
-    let s = ship::ship(&StateLog::new(store.clone()), &opts, &mut Seen::default(), std::future::pending())
-        .await
-        .unwrap();
+    let s = ship::ship(
+        &StateLog::new(store.clone()),
+        &opts,
+        &mut Seen::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!((s.delivered, s.last_seq), (30, 30));
     assert_eq!(receiver.await.unwrap(), (1..=30).collect::<Vec<u64>>());
 }
@@ -361,7 +371,12 @@ fn embedded_store_with(dir: &Path, n: u64) -> PathBuf {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = sallyport::app::open_state(&config).await.unwrap();
-        let auditor = Auditor::start(StateLog::shared(store), "gw-test".into(), 512, Arc::new(Metrics::new()));
+        let auditor = Auditor::start(
+            StateLog::shared(store),
+            "gw-test".into(),
+            512,
+            Arc::new(Metrics::new()),
+        );
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let a = auditor.clone();
@@ -453,8 +468,15 @@ async fn a_kill_between_the_file_write_and_the_cursor_update_sends_nothing_twice
         state.clone(),
         false,
     );
-    let run =
-        || async { ship::ship(&StateLog::new(store.clone()), &opts, &mut Seen::default(), std::future::pending()).await };
+    let run = || async {
+        ship::ship(
+            &StateLog::new(store.clone()),
+            &opts,
+            &mut Seen::default(),
+            std::future::pending(),
+        )
+        .await
+    };
     run().await.unwrap();
     let stale = std::fs::read(&state).unwrap(); // the cursor at 40
     fill(&auditor, 40).await;

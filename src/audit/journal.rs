@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-pub mod record;
 pub mod migrate;
+pub mod record;
 mod recover;
 pub mod segments;
 
@@ -246,7 +246,9 @@ impl AuditLog for Journal {
         entries: &[Vec<u8>],
     ) -> Result<AppendOutcome, StateError> {
         if entries.is_empty() {
-            return Err(StateError::Invalid("an audit append needs at least one entry"));
+            return Err(StateError::Invalid(
+                "an audit append needs at least one entry",
+            ));
         }
         if entries.iter().any(|e| e.len() > MAX_PAYLOAD) {
             return Err(StateError::Invalid("an audit entry is larger than 1 MiB"));
@@ -259,7 +261,9 @@ impl AuditLog for Journal {
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError> {
         if limit > READ_MAX {
-            return Err(StateError::Invalid("an audit read may return at most 10000 entries"));
+            return Err(StateError::Invalid(
+                "an audit read may return at most 10000 entries",
+            ));
         }
         self.blocking(move |inner| inner.read(from.max(1), limit))
             .await
@@ -276,7 +280,9 @@ impl Inner {
         counters: &Counters,
     ) -> Result<AppendOutcome, StateError> {
         if !self.writable {
-            return Err(StateError::Invalid("the audit journal was opened read-only"));
+            return Err(StateError::Invalid(
+                "the audit journal was opened read-only",
+            ));
         }
         if let Some(why) = &self.poisoned {
             return Err(StateError::Unavailable(why.clone()));
@@ -304,7 +310,9 @@ impl Inner {
             self.active = Some((file, HEADER_LEN as u64));
         }
         let Some((file, len)) = self.active.as_mut() else {
-            return Err(StateError::Unavailable("no open audit journal segment".into()));
+            return Err(StateError::Unavailable(
+                "no open audit journal segment".into(),
+            ));
         };
         let written = file.write_all(&buf).and_then(|()| file.sync_data());
         if let Err(e) = written {

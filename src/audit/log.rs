@@ -81,7 +81,9 @@ impl AuditLog for StateLog {
         expected_next: u64,
         entries: &[Vec<u8>],
     ) -> Result<AppendOutcome, StateError> {
-        self.store.log_append(self.log, expected_next, entries).await
+        self.store
+            .log_append(self.log, expected_next, entries)
+            .await
     }
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError> {

@@ -120,7 +120,10 @@ fn previous_head(segs: &[Segment], last: &Segment) -> Result<Option<LogEntry>, J
     let header = SegmentHeader::decode(&buf).map_err(|e| corrupt(&prev.path, e.to_string()))?;
     let scan = record::scan(&buf[HEADER_LEN..], header.first_seq);
     if scan.tail != Tail::Clean {
-        return Err(corrupt(&prev.path, "a closed segment has a damaged tail".into()));
+        return Err(corrupt(
+            &prev.path,
+            "a closed segment has a damaged tail".into(),
+        ));
     }
     match scan.records.last() {
         Some(r) if r.seq + 1 == last.first_seq => Ok(Some(LogEntry {

@@ -4,7 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 
 fn entries(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
-    range.map(|i| format!("{{\"seq\":{i}}}").into_bytes()).collect()
+    range
+        .map(|i| format!("{{\"seq\":{i}}}").into_bytes())
+        .collect()
 }
 
 fn mode(p: &Path) -> u32 {
@@ -41,7 +43,10 @@ async fn appends_read_back_across_segments_and_survive_a_reopen() {
     assert!(j.read(1, 0).await.unwrap().is_empty());
     let segs = segments::list(&dir).unwrap();
     assert!(segs.len() > 3, "{segs:?}");
-    assert_eq!(segs[0].path.file_name().unwrap(), "00000000000000000001.seg");
+    assert_eq!(
+        segs[0].path.file_name().unwrap(),
+        "00000000000000000001.seg"
+    );
     assert_eq!(mode(&dir), 0o700);
     assert!(segs.iter().all(|s| mode(&s.path) == 0o600));
     let stats = j.stats();
@@ -147,7 +152,11 @@ async fn a_torn_tail_is_cut_and_new_appends_chain_on() {
         drop(f);
 
         let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
-        assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "torn bytes gone");
+        assert_eq!(
+            std::fs::metadata(&seg).unwrap().len(),
+            len,
+            "torn bytes gone"
+        );
         assert_eq!(all(&j).await, before);
         assert_eq!(
             j.append(6, &entries(6..8)).await.unwrap(),
@@ -175,7 +184,10 @@ async fn a_damaged_record_before_valid_ones_refuses_to_open_and_changes_nothing(
     let e = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, JournalError::Corrupt { .. }), "{msg}");
-    assert!(msg.contains("record 2") && msg.contains("audit verify"), "{msg}");
+    assert!(
+        msg.contains("record 2") && msg.contains("audit verify"),
+        "{msg}"
+    );
     assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was cut");
 }
 
@@ -186,7 +198,11 @@ async fn a_segment_whose_creation_never_finished_is_removed() {
     j.append(1, &entries(1..4)).await.unwrap();
     drop(j);
     let half = tmp.path().join(segments::file_name(4));
-    std::fs::write(&half, &record::SegmentHeader { first_seq: 4 }.encode()[..10]).unwrap();
+    std::fs::write(
+        &half,
+        &record::SegmentHeader { first_seq: 4 }.encode()[..10],
+    )
+    .unwrap();
     let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
     assert!(!half.exists());
     assert_eq!(j.head().await.unwrap().map(|h| h.seq), Some(3));

@@ -174,7 +174,10 @@ fn the_golden_segment_decodes() {
     let mut encoded = Vec::new();
     for (r, w) in s.records.iter().zip(want) {
         assert_eq!(r.seq, w["seq"].as_u64().unwrap());
-        assert_eq!((HEADER_LEN + r.offset) as u64, w["offset"].as_u64().unwrap());
+        assert_eq!(
+            (HEADER_LEN + r.offset) as u64,
+            w["offset"].as_u64().unwrap()
+        );
         assert_eq!(r.len as u64, w["len"].as_u64().unwrap());
         assert_eq!(hex::encode(r.payload(body)), w["payload_hex"]);
         let payload = hex::decode(w["payload_hex"].as_str().unwrap()).unwrap();
