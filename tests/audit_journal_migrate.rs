@@ -130,10 +130,9 @@ fn an_interrupted_copy_resumes_and_a_different_journal_stops_the_start() {
             .await
             .unwrap();
     });
-    let err = rt
-        .block_on(sallyport::app::build(config(tmp.path())))
-        .err()
-        .expect("the start is refused");
+    let Err(err) = rt.block_on(sallyport::app::build(config(tmp.path()))) else {
+        panic!("the start is refused");
+    };
     let msg = format!("{err:#}");
     assert!(msg.contains("differ"), "{msg}");
     assert!(!journal_dir(tmp.path()).join(MARKER).exists());
