@@ -65,6 +65,7 @@ CORES = {
     "audit/chain.rs": "the audit hash chain (audit.rs around it does I/O)",
     "audit/checkpoint.rs": "signed checkpoint notes: format, signing, verification",
     "audit/verify.rs": "chain against checkpoints: truncation, rewrite, consistency",
+    "audit/journal/record.rs": "audit journal segment header and record codec, torn-tail scan",
     "audit/siem.rs": "SIEM formats: JSON lines, RFC 5424 syslog + CEF, escaping, framing",
     "at_rest/format.rs": "at-rest v1 header, key derivation, segment sealing",
     "at_rest/encoder.rs": "the writer's hot path: seals segments into a buffer, no I/O",

@@ -9,16 +9,19 @@
 //! [`App::spawn_sweepers`], which `serve` calls and tests usually do not).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::audit::Auditor;
+use crate::audit::journal::Journal;
+use crate::audit::log::{AuditLog, StateLog};
+use crate::audit::{AUDIT_LOG, Auditor};
 use crate::auth::Authenticator;
 use crate::blob::BlobStore;
 use crate::blob::local::LocalBlobStore;
-use crate::config::{BlobSettings, Config, StateSettings};
+use crate::config::{AuditStore, BlobSettings, Config, StateSettings};
 use crate::http::AppState;
 use crate::http::context::ConnInfo;
 use crate::metrics::Metrics;
@@ -96,8 +99,9 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         config.audit.checkpoint_dir.clone(),
         metrics.clone(),
     );
+    let audit_log = open_audit_writer(&config, &state).await?;
     let auditor = Auditor::start_with(
-        state.clone(),
+        audit_log,
         instance_name(),
         config.audit.batch_max,
         metrics.clone(),
@@ -248,6 +252,48 @@ pub async fn open_state(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> 
             )
         }
     })
+}
+
+/// The journal directory of this gateway's chain: `<data_dir>/audit/audit`.
+pub fn journal_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("audit").join(AUDIT_LOG.0)
+}
+
+/// Opens the configured audit log for writing (`audit.store`): the journal (locked to this
+/// process; a chain still in the state store is copied into it first, once), or the state
+/// store's log.
+pub async fn open_audit_writer(
+    config: &Config,
+    state: &Arc<dyn StateStore>,
+) -> anyhow::Result<Arc<dyn AuditLog>> {
+    let in_state = StateLog::shared(state.clone());
+    match config.audit.store {
+        AuditStore::State => Ok(in_state),
+        AuditStore::Journal => {
+            let journal = Journal::open(
+                &journal_dir(config),
+                AUDIT_LOG.0,
+                config.audit.segment_bytes.bytes(),
+            )?;
+            crate::audit::journal::migrate::from_state(&journal, &*in_state)
+                .await
+                .context("copying the audit chain from the state store into the journal")?;
+            Ok(Arc::new(journal))
+        }
+    }
+}
+
+/// Opens the configured audit log for the CLI's readers (`audit verify|export|ship`). The
+/// journal is read without a lock, beside a running gateway; a journal not created yet
+/// (no gateway has started with it) means the chain is still in the state store.
+pub async fn open_audit_log(config: &Config) -> anyhow::Result<Arc<dyn AuditLog>> {
+    let dir = journal_dir(config);
+    let journal_exists = dir.join(crate::audit::journal::migrate::MARKER).exists()
+        || crate::audit::journal::segments::list(&dir).is_ok_and(|s| !s.is_empty());
+    if config.audit.store == AuditStore::Journal && journal_exists {
+        return Ok(Arc::new(Journal::open_read_only(&dir, AUDIT_LOG.0)?));
+    }
+    Ok(StateLog::shared(open_state(config).await?))
 }
 
 /// Connects to Redis and joins it as this gateway's instance (`server.instance_id`, or the

@@ -1,17 +1,21 @@
-//! The audit trail: typed events, one `emit()`, and an append-only hash chain in the
-//! state store.
+//! The audit trail: typed events, one `emit()`, and an append-only hash chain.
 //!
 //! Every event is a struct implementing [`AuditEvent`] (its action name is a constant);
 //! [`Auditor::emit`] writes it to the chain, logs one line (without details: they may name
-//! files) and counts it. `emit` returns once the entry is durable in the state store, so a
-//! handler that audits before answering never answers for an unrecorded action — and when
-//! the audit write fails, the handler fails closed.
+//! files) and counts it. `emit` returns once the entry is durable in its [`log::AuditLog`],
+//! so a handler that audits before answering never answers for an unrecorded action — and
+//! when the audit write fails, the handler fails closed.
+//!
+//! Where entries are stored is the [`log`] port: the gateway's own append-only
+//! [`journal`] (segment files, the default with embedded state) or the state store's log
+//! ([`log::StateLog`], shared by every instance on Redis).
 //!
 //! Writes from all tasks go through one background writer that appends in batches (up to
-//! `audit.batch_max` per state-store write): under load many events share one durable
-//! write. Several gateway instances write one gapless chain: the sequence comes from the
-//! state store's log, and an append that loses the race re-chains its batch on the new
-//! head and retries. The entry format is in [`chain`] and `proto/audit-v1.md`.
+//! `audit.batch_max` per append): while one append is being made durable, the next batch
+//! queues up, so under load many events share one durable write (with the journal, one
+//! `fdatasync`). Several gateway instances on one state store write one gapless chain: an
+//! append that loses the race re-chains its batch on the new head and retries. The entry
+//! format is in [`chain`] and `proto/audit-v1.md`.
 //!
 //! The writer never chains over a lost tail: it remembers the highest head it has seen
 //! (its own appends, every head it read, and at start the last checkpoint in
@@ -35,15 +39,19 @@ pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod events;
+pub mod journal;
+pub mod log;
 pub mod security;
 pub mod ship;
 pub mod siem;
 pub mod verify;
 
 use crate::metrics::{ActionLabels, Metrics};
-use crate::state::{AppendOutcome, LogName, StateError, StateStore};
+use crate::state::{AppendOutcome, LogName, StateError};
+use log::AuditLog;
 
-/// The state-store log that holds the chain.
+/// The state-store log that holds the chain (the [`log::StateLog`] adapter), and the
+/// default name of the chain.
 pub const AUDIT_LOG: LogName = LogName("audit");
 
 /// A typed audit event.
@@ -211,6 +219,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct Auditor {
     tx: mpsc::Sender<Pending>,
+    log: Arc<dyn AuditLog>,
     metrics: Arc<Metrics>,
     halt: Arc<OnceLock<Arc<HaltReason>>>,
 }
@@ -222,19 +231,20 @@ impl std::fmt::Debug for Auditor {
 }
 
 impl Auditor {
-    /// Starts the background writer for `store`. `instance` names this gateway in entries.
+    /// Starts the background writer appending to `log`. `instance` names this gateway in
+    /// entries.
     pub fn start(
-        store: Arc<dyn StateStore>,
+        log: Arc<dyn AuditLog>,
         instance: String,
         batch_max: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self::start_with(store, instance, batch_max, metrics, None)
+        Self::start_with(log, instance, batch_max, metrics, None)
     }
 
     /// [`Auditor::start`] with signed checkpoints (`None`: none are taken).
     pub fn start_with(
-        store: Arc<dyn StateStore>,
+        log: Arc<dyn AuditLog>,
         instance: String,
         batch_max: usize,
         metrics: Arc<Metrics>,
@@ -245,7 +255,7 @@ impl Auditor {
         let mut checkpoints = checkpoints;
         let seen = checkpoints.as_mut().and_then(|c| c.last_known());
         let w = Writer {
-            store,
+            log: log.clone(),
             instance,
             batch_max: batch_max.max(1),
             seen,
@@ -254,7 +264,17 @@ impl Auditor {
             checkpoints,
         };
         tokio::spawn(w.run(rx));
-        Self { tx, metrics, halt }
+        Self {
+            tx,
+            log,
+            metrics,
+            halt,
+        }
+    }
+
+    /// The log this auditor appends to (for verification and reads).
+    pub fn log(&self) -> &Arc<dyn AuditLog> {
+        &self.log
     }
 
     /// Why auditing halted, if it did (for `/readyz`): then every `emit` fails.
@@ -333,7 +353,7 @@ type Head = (u64, [u8; 32]);
 
 /// The background writer: owns the chain's head as this process knows it.
 struct Writer {
-    store: Arc<dyn StateStore>,
+    log: Arc<dyn AuditLog>,
     instance: String,
     batch_max: usize,
     /// The highest head this writer has seen, from its own appends and from every head
@@ -420,7 +440,7 @@ impl Writer {
             let (last_seq, last_hash) = match *head {
                 Some(h) => h,
                 None => {
-                    let read = self.store.log_head(AUDIT_LOG).await?;
+                    let read = self.log.head().await?;
                     self.observe(entry_head(read.as_ref())?)?
                 }
             };
@@ -446,11 +466,7 @@ impl Writer {
                 lines.push(line);
                 prev = hash;
             }
-            match self
-                .store
-                .log_append(AUDIT_LOG, last_seq + 1, &lines)
-                .await?
-            {
+            match self.log.append(last_seq + 1, &lines).await? {
                 AppendOutcome::Appended { first } => {
                     let new = (first + batch.len() as u64 - 1, prev);
                     *head = Some(self.observe(new)?);
@@ -512,15 +528,15 @@ fn entry_head(entry: Option<&crate::state::LogEntry>) -> Result<Head, AuditError
     }
 }
 
-/// Verifies the chain stored in `store`, reading it in pages; `progress` sees each count.
+/// Verifies the chain stored in `log`, reading it in pages; `progress` sees each count.
 pub async fn verify_store(
-    store: &dyn StateStore,
+    log: &dyn AuditLog,
     mut progress: impl FnMut(u64),
 ) -> Result<Result<chain::ChainSummary, chain::ChainError>, StateError> {
     let mut verifier = chain::Verifier::new();
     let mut next = 1;
     loop {
-        let page = store.log_read(AUDIT_LOG, next, 1000).await?;
+        let page = log.read(next, 1000).await?;
         if page.is_empty() {
             return Ok(Ok(verifier.finish()));
         }
@@ -534,15 +550,15 @@ pub async fn verify_store(
     }
 }
 
-/// Verifies the chain stored in `store` for an API caller and records the verification
+/// Verifies the chain stored in `log` for an API caller and records the verification
 /// (`audit.verified`, with the length checked and whether the chain was intact) before the
 /// result is reported. A store that cannot be read fails the call (`AuditError::Store`).
 pub async fn verify_recorded(
-    store: &dyn StateStore,
+    log: &dyn AuditLog,
     auditor: &Auditor,
     ctx: &AuditContext,
 ) -> Result<Result<chain::ChainSummary, chain::ChainError>, AuditError> {
-    let result = verify_store(store, |_| {}).await?;
+    let result = verify_store(log, |_| {}).await?;
     let event = events::AuditVerified {
         length: result.as_ref().map(|s| s.length).unwrap_or(0),
         intact: result.is_ok(),

@@ -278,7 +278,12 @@ async fn run_keys(cmd: keys::KeysCommand, config: &Config) -> anyhow::Result<()>
     }
     let state = crate::app::open_state(config).await?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    let auditor = Auditor::start(state.clone(), "cli".to_owned(), 512, metrics);
+    let auditor = Auditor::start(
+        crate::app::open_audit_writer(config, &state).await?,
+        "cli".to_owned(),
+        512,
+        metrics,
+    );
     // Audit before acting: a rotation or retirement (which destroys key material) is on the
     // trail before it happens, or does not happen.
     let intent = match &cmd {

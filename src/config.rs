@@ -243,6 +243,19 @@ pub struct AuditSettings {
     pub checkpoint_key: PathBuf,
     /// Where checkpoint files are created (never overwritten); `None`: the log only.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Where the chain's entries are stored.
+    pub store: AuditStore,
+    /// The journal closes a segment file once it would pass this size.
+    pub segment_bytes: ByteSize,
+}
+
+/// Where the audit chain is stored (`audit.store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditStore {
+    /// `journal`: append-only segment files under `<data_dir>/audit/` (the default).
+    Journal,
+    /// `state`: the state store's log (redb or Redis), as before the journal.
+    State,
 }
 
 impl Config {
@@ -356,6 +369,39 @@ impl Config {
                 None => None,
                 Some("") => return Err(invalid("audit.checkpoint_dir", "must not be empty")),
                 Some(p) => Some(PathBuf::from(p)),
+            },
+            // One gateway per data directory keeps its chain in its journal; gateways
+            // sharing Redis share one chain through it (docs/decisions/0004-audit-journal.md).
+            store: match (raw.audit.store.as_deref(), &state) {
+                (None, StateSettings::Embedded { .. })
+                | (Some("journal"), StateSettings::Embedded { .. }) => AuditStore::Journal,
+                (None | Some("state"), _) => AuditStore::State,
+                (Some("journal"), StateSettings::Redis { .. }) => {
+                    return Err(invalid(
+                        "audit.store",
+                        "\"journal\" keeps the chain in this gateway's data directory; gateways sharing the Redis state store share one chain through it: use \"state\" (docs/decisions/0004-audit-journal.md)",
+                    ));
+                }
+                (Some(other), _) => {
+                    return Err(invalid(
+                        "audit.store",
+                        format!("{other:?} is not \"journal\" or \"state\""),
+                    ));
+                }
+            },
+            segment_bytes: {
+                let size = size_or(
+                    "audit.segment_bytes",
+                    raw.audit.segment_bytes.as_deref(),
+                    ByteSize(64 << 20),
+                )?;
+                if !(ByteSize(64 << 10)..=ByteSize(1 << 30)).contains(&size) {
+                    return Err(invalid(
+                        "audit.segment_bytes",
+                        format!("{size} is not from 64KiB to 1GiB"),
+                    ));
+                }
+                size
             },
         };
         let clients = clients(&raw.clients, allow_open)?;

@@ -14,11 +14,13 @@
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact, batch, smart — own a flow, audit inside it
-//! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem, signed_link,
+//! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem,
+//!                       audit::journal::record, signed_link,
 //!                       range, tus, at_rest::format, rfc9110, manifest, batch::ndjson,
 //!                       batch::verdict, proxy, smart::scope — pure, no I/O
-//! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
-//! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring
+//! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider, audit::log
+//! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring,
+//!                       audit::journal
 //! ```
 //!
 //! * [`app`] — the composition root: `app::build(config)` wires stores, keys and services.
@@ -34,7 +36,9 @@
 //!   client-certificate identities.
 //! * [`metrics`] — Prometheus registry; metric names are constants there.
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier, signed
-//!   checkpoints (`audit::checkpoint`, `audit::checkpointer`), the chain-against-
+//!   checkpoints (`audit::checkpoint`, `audit::checkpointer`), the `audit::log` port and
+//!   its adapters (the state-store log, the `audit::journal` segment files with group
+//!   commit; `audit::journal::record` is the pure codec), the chain-against-
 //!   checkpoints check (`audit::verify`), SIEM formats (`audit::siem`, pure) and shipping
 //!   (`audit::ship`).
 //! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters (with

@@ -63,6 +63,7 @@ async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "data_dir = {:?}\n\
+         [audit]\nstore = \"state\"\n\
          [[clients]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\n\n\
          [[clients]]\nname = \"clinic\"\ntoken_sha256 = \"{}\"\nroles = [\"uploader\"]\n",
         dir.path().join("data").display().to_string(),
@@ -229,10 +230,13 @@ impl Harness {
     }
 
     async fn chain_verifies(&self) {
-        let summary = sallyport::audit::verify_store(&*self.state, |_| {})
-            .await
-            .unwrap()
-            .expect("the audit chain verifies");
+        let summary = sallyport::audit::verify_store(
+            &sallyport::audit::log::StateLog::new(self.state.clone()),
+            |_| {},
+        )
+        .await
+        .unwrap()
+        .expect("the audit chain verifies");
         assert!(summary.length > 0);
     }
 }

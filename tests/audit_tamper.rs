@@ -20,6 +20,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use sallyport::audit::chain::{HASH_DOMAIN, entry_hash};
 use sallyport::audit::checkpointer::{CheckpointKey, Checkpointer};
+use sallyport::audit::log::StateLog;
 use sallyport::audit::{AUDIT_LOG, AuditContext, AuditError, AuditEvent, Auditor};
 use sallyport::http::body::read_capped;
 use sallyport::metrics::Metrics;
@@ -59,7 +60,12 @@ async fn log_len(store: &MemoryStore) -> u64 {
 async fn a_writer_whose_log_is_cut_under_it_halts_instead_of_chaining_on() {
     let store = Arc::new(MemoryStore::new());
     let metrics = Arc::new(Metrics::new());
-    let auditor = Auditor::start(store.clone(), "t".into(), 16, metrics.clone());
+    let auditor = Auditor::start(
+        StateLog::shared(store.clone()),
+        "t".into(),
+        16,
+        metrics.clone(),
+    );
     for n in 1..=5 {
         assert_eq!(emit(&auditor, n).await.unwrap(), n);
     }
@@ -108,7 +114,7 @@ async fn a_writer_restarted_over_a_cut_log_halts_from_its_last_checkpoint() {
     };
     let metrics = Arc::new(Metrics::new());
     let first = Auditor::start_with(
-        store.clone(),
+        StateLog::shared(store.clone()),
         "t".into(),
         1,
         metrics.clone(),
@@ -132,7 +138,7 @@ async fn a_writer_restarted_over_a_cut_log_halts_from_its_last_checkpoint() {
     store.truncate_log(AUDIT_LOG, 3);
     let metrics = Arc::new(Metrics::new());
     let second = Auditor::start_with(
-        store.clone(),
+        StateLog::shared(store.clone()),
         "t".into(),
         1,
         metrics.clone(),
@@ -152,7 +158,7 @@ async fn a_writer_restarted_over_a_cut_log_halts_from_its_last_checkpoint() {
 async fn a_halted_gateway_refuses_audited_requests_and_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "data_dir = {:?}\n[[clients]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\n",
+        "data_dir = {:?}\n[audit]\nstore = \"state\"\n[[clients]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\n",
         dir.path().join("data").display().to_string(),
         token_hash(ADMIN),
     );
@@ -465,11 +471,11 @@ fn audit_verify_reads_the_store_against_the_checkpoint_dir() {
     );
 }
 
-/// The embedded store, black-box: a gateway restarted over a restored older `state.redb`
-/// (its tail of entries lost) refuses to start, because the checkpoint directory knows a
-/// longer chain; with the current store it starts again.
+/// The journal, black-box: a gateway restarted over a restored older copy of its audit
+/// journal (its tail of entries lost) refuses to start, because the checkpoint directory
+/// knows a longer chain; with the current journal it starts again.
 #[test]
-fn a_gateway_over_a_restored_older_embedded_store_refuses_to_start() {
+fn a_gateway_over_a_restored_older_journal_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("checkpoints");
     let extra = format!(
@@ -478,15 +484,15 @@ fn a_gateway_over_a_restored_older_embedded_store_refuses_to_start() {
     );
     let mut gw = support::Gateway::start_in(dir.path(), &extra);
     gw.stop();
-    let db = dir.path().join("data/state.redb");
-    let backup = dir.path().join("state.redb.backup");
-    std::fs::copy(&db, &backup).unwrap();
+    let journal = dir.path().join("data/audit/audit");
+    let backup = dir.path().join("journal.backup");
+    copy_dir(&journal, &backup);
     let mut gw = support::Gateway::start_in(dir.path(), &extra);
     gw.stop();
-    let current = dir.path().join("state.redb.current");
-    std::fs::copy(&db, &current).unwrap();
+    let current = dir.path().join("journal.current");
+    copy_dir(&journal, &current);
 
-    std::fs::copy(&backup, &db).unwrap();
+    copy_dir(&backup, &journal);
     let config = dir.path().join("sallyport.toml");
     let mut child = sallyport()
         .arg("--config")
@@ -510,15 +516,27 @@ fn a_gateway_over_a_restored_older_embedded_store_refuses_to_start() {
         err.contains("auditing halted") && err.contains("from seq 4") && err.contains("to seq 2"),
         "{err}"
     );
-    // Nothing was appended to the restored store.
+    // Nothing was appended to the restored journal.
     let out = support::cli_output(&config, &["audit", "verify"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("length     2"),
         "{out:?}"
     );
 
-    // The current store back: it starts and chains on.
-    std::fs::copy(&current, &db).unwrap();
+    // The current journal back: it starts and chains on.
+    copy_dir(&current, &journal);
     let mut gw = support::Gateway::start_in(dir.path(), &extra);
     gw.stop();
+}
+
+/// Replaces the files of `to` with those of `from` (a restore from a backup).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }

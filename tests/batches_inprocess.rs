@@ -221,7 +221,7 @@ impl Harness {
             String::from_utf8_lossy(&a.body)
         );
         assert_eq!(a.json()["intact"], true, "{}", a.json());
-        support::audit_schema::assert_store(&*self.app.state.state).await;
+        support::audit_schema::assert_store(&**self.app.state.auditor.log()).await;
     }
 }
 

@@ -526,7 +526,7 @@ async fn completed_uploads_nobody_registered_are_retired_after_their_retention()
     assert_eq!(s, 200);
     assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["intact"], true);
     // The retirement entry, as every entry, matches the audit schema.
-    let audit = support::audit_schema::assert_store(&*h.app.state.state).await;
+    let audit = support::audit_schema::assert_store(&**h.app.state.auditor.log()).await;
     let retired: Vec<&Value> = audit
         .iter()
         .filter(|e| e["action"] == "upload.retired")

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sallyport::audit::events::AuditVerified;
+use sallyport::audit::log::StateLog;
 use sallyport::audit::ship::{self, Progress, ShipOptions, ShipSummary, Target};
 use sallyport::audit::siem::{self, Format};
 use sallyport::audit::{AuditContext, Auditor};
@@ -35,7 +36,7 @@ async fn fill(auditor: &Auditor, n: u64) {
 fn store_with_auditor() -> (Arc<MemoryStore>, Auditor) {
     let store = Arc::new(MemoryStore::new());
     let auditor = Auditor::start(
-        store.clone(),
+        StateLog::shared(store.clone()),
         "gw-test".into(),
         64,
         Arc::new(Metrics::new()),
@@ -151,7 +152,7 @@ async fn a_tcp_endpoint_down_then_back_gets_every_entry_once_in_order() {
             let stop = async {
                 let _ = stop_rx.await;
             };
-            ship::ship(&*store, &opts, &mut seen, stop).await
+            ship::ship(&StateLog::new(store.clone()), &opts, &mut seen, stop).await
         })
     };
 
@@ -200,7 +201,7 @@ fn assert_mode_0600(path: &Path) {
 
 /// Runs one non-following ship to `listener` and returns the seqs it received.
 async fn ship_once(
-    store: &MemoryStore,
+    store: &Arc<MemoryStore>,
     listener: &TcpListener,
     state: &Path,
 ) -> (Vec<u64>, ShipSummary) {
@@ -208,7 +209,8 @@ async fn ship_once(
     let target = Target::parse(&format!("tcp://127.0.0.1:{port}"), None).unwrap();
     let opts = options(target, Format::SyslogCef, state.to_owned(), false);
     let mut seen = Seen::default();
-    let shipping = ship::ship(store, &opts, &mut seen, std::future::pending());
+    let log = StateLog::new(store.clone());
+    let shipping = ship::ship(&log, &opts, &mut seen, std::future::pending());
     // Reads until the shipper closes (it does when it stops at the head).
     let receiving = async {
         let (conn, _) = listener.accept().await.unwrap();
@@ -314,9 +316,14 @@ async fn tls_delivers_to_a_server_the_ca_signed_and_refuses_a_wrong_name() {
         async move { seen.wait_retries(2).await }
     };
     let opts = options(wrong, Format::SyslogCef, dir.path().join("wrong"), false);
-    let s = ship::ship(&*store, &opts, &mut seen.clone(), stop)
-        .await
-        .unwrap();
+    let s = ship::ship(
+        &StateLog::new(store.clone()),
+        &opts,
+        &mut seen.clone(),
+        stop,
+    )
+    .await
+    .unwrap();
     assert_eq!((s.delivered, s.last_seq), (0, 0));
     let why = seen.retries.lock().unwrap()[0].clone();
     assert!(why.contains("certificate"), "{why}");
@@ -327,9 +334,14 @@ async fn tls_delivers_to_a_server_the_ca_signed_and_refuses_a_wrong_name() {
 
     let good = Target::parse(&format!("tls://localhost:{port}"), Some(ca)).unwrap();
     let opts = options(good, Format::SyslogCef, dir.path().join("good"), false);
-    let s = ship::ship(&*store, &opts, &mut Seen::default(), std::future::pending())
-        .await
-        .unwrap();
+    let s = ship::ship(
+        &StateLog::new(store.clone()),
+        &opts,
+        &mut Seen::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!((s.delivered, s.last_seq), (30, 30));
     assert_eq!(receiver.await.unwrap(), (1..=30).collect::<Vec<u64>>());
 }
@@ -359,7 +371,12 @@ fn embedded_store_with(dir: &Path, n: u64) -> PathBuf {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = sallyport::app::open_state(&config).await.unwrap();
-        let auditor = Auditor::start(store, "gw-test".into(), 512, Arc::new(Metrics::new()));
+        let auditor = Auditor::start(
+            StateLog::shared(store),
+            "gw-test".into(),
+            512,
+            Arc::new(Metrics::new()),
+        );
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let a = auditor.clone();
@@ -451,8 +468,15 @@ async fn a_kill_between_the_file_write_and_the_cursor_update_sends_nothing_twice
         state.clone(),
         false,
     );
-    let run =
-        || async { ship::ship(&*store, &opts, &mut Seen::default(), std::future::pending()).await };
+    let run = || async {
+        ship::ship(
+            &StateLog::new(store.clone()),
+            &opts,
+            &mut Seen::default(),
+            std::future::pending(),
+        )
+        .await
+    };
     run().await.unwrap();
     let stale = std::fs::read(&state).unwrap(); // the cursor at 40
     fill(&auditor, 40).await;

@@ -33,9 +33,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::AUDIT_LOG;
+use super::log::AuditLog;
 use super::siem::{self, Format, Framing};
-use crate::state::{StateError, StateStore};
+use crate::state::StateError;
 
 mod sink;
 
@@ -269,7 +269,7 @@ impl Cursor {
 /// Ships entries after the cursor until the head (or, with `follow`, until `stop`
 /// completes). Returns what was delivered; the cursor is always consistent on return.
 pub async fn ship(
-    store: &dyn StateStore,
+    store: &dyn AuditLog,
     opts: &ShipOptions,
     progress: &mut dyn Progress,
     stop: impl Future<Output = ()>,
@@ -311,7 +311,7 @@ pub async fn ship(
         let version = env!("CARGO_PKG_VERSION");
         loop {
             let next = cursor.seq + 1;
-            let page = match store.log_read(AUDIT_LOG, next, opts.batch_max.max(1)).await {
+            let page = match store.read(next, opts.batch_max.max(1)).await {
                 Ok(page) => page,
                 Err(e) if opts.follow => {
                     // A following shipper outlives a store outage (Redis restarting).
@@ -371,7 +371,7 @@ pub async fn ship(
             cursor.save(&opts.state)?;
             summary.delivered += page.len() as u64;
             summary.last_seq = last;
-            let head = store.log_head(AUDIT_LOG).await?.map_or(last, |e| e.seq);
+            let head = store.head().await?.map_or(last, |e| e.seq);
             progress.delivered(last, head);
         }
     }
@@ -381,8 +381,8 @@ pub async fn ship(
     result
 }
 
-async fn entry_hash(store: &dyn StateStore, seq: u64) -> Result<Option<String>, ShipError> {
-    let page = store.log_read(AUDIT_LOG, seq, 1).await?;
+async fn entry_hash(store: &dyn AuditLog, seq: u64) -> Result<Option<String>, ShipError> {
+    let page = store.read(seq, 1).await?;
     match page.first() {
         Some(e) if e.seq == seq => Ok(Some(
             siem::Entry::parse(&e.bytes)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::audit::{AUDIT_LOG, chain};
+use crate::audit::chain;
 use crate::config::Config;
 
 mod ship;
@@ -55,7 +55,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
         }
         AuditCommand::Ship(args) => ship::run(args, config).await,
         AuditCommand::Export { out } => {
-            let store = crate::app::open_state(config).await?;
+            let log = crate::app::open_audit_log(config).await?;
             let mut w: Box<dyn Write> = if out.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
@@ -63,7 +63,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
             };
             let mut next = 1;
             loop {
-                let page = store.log_read(AUDIT_LOG, next, 1000).await?;
+                let page = log.read(next, 1000).await?;
                 if page.is_empty() {
                     break;
                 }

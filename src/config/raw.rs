@@ -131,6 +131,8 @@ pub struct RawAudit {
     pub checkpoint_interval: Option<String>,
     pub checkpoint_key: Option<String>,
     pub checkpoint_dir: Option<String>,
+    pub store: Option<String>,
+    pub segment_bytes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

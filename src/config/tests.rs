@@ -21,6 +21,14 @@ fn defaults_need_no_file() {
     );
     assert_eq!(c.audit.checkpoint_dir, None);
     assert!(c.audit.checkpoint_key.ends_with("audit-checkpoint.key"));
+    assert_eq!(c.audit.store, crate::config::AuditStore::Journal);
+    assert_eq!(c.audit.segment_bytes, ByteSize(64 << 20));
+    let redis = Config::from_toml(
+        "[state]\nbackend = \"redis\"\nredis_url = \"redis://h\"",
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(redis.audit.store, crate::config::AuditStore::State);
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8443");
     assert!(!c.server.danger_plaintext_http);
     assert_eq!(c.data_dir, PathBuf::from("sallyport-data"));
@@ -82,6 +90,14 @@ fn invalid_values_name_the_key() {
         ),
         ("[audit]\ncheckpoint_dir = \"\"", "audit.checkpoint_dir"),
         ("[audit]\ncheckpoint_key = \"\"", "audit.checkpoint_key"),
+        ("[audit]\nstore = \"redb\"", "audit.store"),
+        (
+            "[state]\nbackend = \"redis\"\nredis_url = \"redis://h\"\n[audit]\nstore = \"journal\"",
+            "audit.store",
+        ),
+        ("[audit]\nsegment_bytes = \"1KiB\"", "audit.segment_bytes"),
+        ("[audit]\nsegment_bytes = \"2GiB\"", "audit.segment_bytes"),
+        ("[audit]\nsegment_bytes = \"lots\"", "audit.segment_bytes"),
         (
             "[uploads]\nmin_body_rate = \"2GiB\"",
             "uploads.min_body_rate",

@@ -41,7 +41,12 @@ fn engine(dir: &tempfile::TempDir) -> (Uploads, Artifacts) {
         keys,
         SegmentSize::new(64 * 1024).unwrap(),
     );
-    let auditor = Auditor::start(state.clone(), "test".into(), 16, Arc::new(Metrics::new()));
+    let auditor = Auditor::start(
+        crate::audit::log::StateLog::shared(state.clone()),
+        "test".into(),
+        16,
+        Arc::new(Metrics::new()),
+    );
     let artifacts = Artifacts::new(state.clone());
     let settings = UploadSettings {
         limits: TusLimits::default(),

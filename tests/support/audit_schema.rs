@@ -64,16 +64,13 @@ pub fn parse_export(text: &str) -> Vec<Value> {
     entries
 }
 
-/// Reads the whole audit log of `store` (an in-process gateway's state store) and asserts
-/// every entry; returns them.
-pub async fn assert_store(store: &dyn sallyport::state::StateStore) -> Vec<Value> {
+/// Reads the whole audit log `log` (an in-process gateway's) and asserts every entry;
+/// returns them.
+pub async fn assert_store(log: &dyn sallyport::audit::log::AuditLog) -> Vec<Value> {
     let mut entries = Vec::new();
     let mut next = 1;
     loop {
-        let page = store
-            .log_read(sallyport::audit::AUDIT_LOG, next, 1000)
-            .await
-            .unwrap();
+        let page = log.read(next, 1000).await.unwrap();
         let Some(last) = page.last() else { break };
         next = last.seq + 1;
         for entry in &page {

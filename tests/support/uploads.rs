@@ -86,7 +86,12 @@ impl Engine {
             fresh_keys(),
             SegmentSize::new(4096).unwrap(),
         );
-        let auditor = Auditor::start(state.clone(), "test".into(), 16, Arc::new(Metrics::new()));
+        let auditor = Auditor::start(
+            sallyport::audit::log::StateLog::shared(state.clone()),
+            "test".into(),
+            16,
+            Arc::new(Metrics::new()),
+        );
         let settings = UploadSettings {
             limits,
             base: BasePath::default(),

@@ -75,17 +75,15 @@ pub async fn run(args: ShipArgs, config: &Config) -> anyhow::Result<ExitCode> {
         poll: args.poll,
         retry_max: args.retry_max,
     };
-    let store = crate::app::open_state(config).await.map_err(|e| {
-        // The embedded store has one process at a time: say what to do about it.
+    let store = crate::app::open_audit_log(config).await.map_err(|e| {
+        // A chain still in the embedded store (never moved to the journal) has one
+        // process at a time: say what to do about it.
         e.context(
-            "audit ship reads the state store itself; with embedded state stop the gateway \
-             first (docs/audit.md, SIEM export)",
+            "audit ship reads the audit log itself; a chain in the embedded state store \
+             needs the gateway stopped (docs/audit.md, SIEM export)",
         )
     })?;
-    let total = store
-        .log_head(crate::audit::AUDIT_LOG)
-        .await?
-        .map_or(0, |e| e.seq);
+    let total = store.head().await?.map_or(0, |e| e.seq);
     let bar = super::progress_bar(total);
     bar.set_message("shipping");
     let mut progress = CliProgress { bar: bar.clone() };

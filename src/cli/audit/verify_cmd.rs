@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::audit::AUDIT_LOG;
 use crate::audit::checkpoint::{NoteError, NoteVerifier};
 use crate::audit::checkpointer::{files_in_dir, origin, read_note};
 use crate::audit::verify::{ChainCheck, CheckpointInput, CheckpointStatus, Report};
@@ -96,12 +95,12 @@ async fn run_inner(
             }
         }
         None => {
-            let store = crate::app::open_state(config).await?;
-            let total = store.log_head(AUDIT_LOG).await?.map_or(0, |e| e.seq);
+            let log = crate::app::open_audit_log(config).await?;
+            let total = log.head().await?.map_or(0, |e| e.seq);
             let bar = super::progress_bar(total);
             let mut next = 1;
             loop {
-                let page = store.log_read(AUDIT_LOG, next, 1000).await?;
+                let page = log.read(next, 1000).await?;
                 if page.is_empty() {
                     break;
                 }

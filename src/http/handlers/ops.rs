@@ -102,10 +102,11 @@ pub async fn audit_verify(
     let (parts, _) = req.into_parts();
     let principal = ctx.require(state, &parts, Role::Auditor).await?;
     let actx = ctx.audit_context(Some(&principal));
-    let body = match crate::audit::verify_recorded(&*state.state, &state.auditor, &actx).await? {
-        Ok(s) => json!({"intact": true, "length": s.length, "head_hash": s.head_hash}),
-        Err(e) => json!({"intact": false, "error": e.to_string()}),
-    };
+    let body =
+        match crate::audit::verify_recorded(&**state.auditor.log(), &state.auditor, &actx).await? {
+            Ok(s) => json!({"intact": true, "length": s.length, "head_hash": s.head_hash}),
+            Err(e) => json!({"intact": false, "error": e.to_string()}),
+        };
     Ok(json_response(StatusCode::OK, &body))
 }
 

@@ -1,0 +1,480 @@
+//! The audit journal: the chain in append-only segment files of this gateway, with group
+//! commit. An [`AuditLog`] adapter.
+//!
+//! Layout (`proto/audit-journal-v1.md`): a directory `<data_dir>/audit/<log>/` (mode 0700)
+//! of segment files (mode 0600) named by the sequence number of their first record,
+//! `00000000000000000001.seg`, each a header and length-prefixed, SHA-256-checksummed
+//! records ([`record`]). A segment is closed once it would pass `audit.segment_bytes`;
+//! the next is created with its header synced and the directory synced.
+//!
+//! **Group commit.** [`AuditLog::append`] writes a whole batch with one `write` and makes
+//! it durable with one `fdatasync`, on a blocking thread; the audit writer
+//! ([`super::Auditor`]) hands it everything that queued up while the previous sync ran, so
+//! under load one sync covers many entries. An append returns only once its batch is
+//! durable, so `emit` still returns only after the entry is on disk.
+//!
+//! **Recovery** at [`Journal::open`]: the last segment is scanned; a torn tail (an
+//! incomplete or checksum-failing record with nothing valid after it: a write whose sync
+//! never returned, so nothing in it was acknowledged) is cut off with a warning naming the
+//! bytes dropped. A bad record *before* a valid one is corruption: the journal refuses to
+//! open and says so (the operator runs `sallyport audit verify`). A segment whose header
+//! was never completed (a crash while creating it) holds no record and is removed.
+//!
+//! **One writer.** The writer holds an exclusive advisory lock (`flock`) on the directory:
+//! a second gateway on the same data directory fails to start with a clear error. Readers
+//! ([`Journal::open_read_only`]: `audit verify|export|ship`) take no lock, never write, and
+//! stop at the last complete record, so they run beside a live gateway.
+//!
+//! Not here: the chain and its hashes (the payloads are chain entries, stored verbatim).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+pub mod migrate;
+pub mod record;
+mod recover;
+pub mod segments;
+
+use super::log::{AppendOutcome, AuditLog, LogEntry};
+use crate::state::StateError;
+use record::{HEADER_LEN, MAX_PAYLOAD};
+use segments::{Segment, Stop};
+
+/// The default size at which a segment is closed and the next one started.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most entries one read returns (as the state-store log).
+const READ_MAX: usize = 10_000;
+
+/// Why the journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file or directory operation failed.
+    #[error("audit journal {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another process (a running gateway) writes this journal.
+    #[error(
+        "the audit journal {0} is in use by another process (another gateway on the same data directory?)"
+    )]
+    Locked(PathBuf),
+    /// A record that is not a torn tail is damaged: the journal is not opened for writing.
+    #[error(
+        "the audit journal {path} is corrupt: {why}; refusing to start (run `sallyport audit verify` to locate the damage)"
+    )]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        why: String,
+    },
+}
+
+/// Counters of the journal's work (for benchmarks and tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Appends (batches) made durable.
+    pub appends: u64,
+    /// Entries appended.
+    pub entries: u64,
+    /// `fdatasync` / `fsync` calls made by appends (one per batch, plus segment creation).
+    pub syncs: u64,
+    /// Record bytes written.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    appends: AtomicU64,
+    entries: AtomicU64,
+    syncs: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// The audit chain in segment files. See the module docs.
+#[derive(Debug)]
+pub struct Journal {
+    name: String,
+    dir: PathBuf,
+    inner: Arc<Mutex<Inner>>,
+    counters: Arc<Counters>,
+    /// The directory lock, held while the writer lives (`None`: read-only).
+    _lock: Option<File>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    segment_bytes: u64,
+    writable: bool,
+    segments: Vec<Segment>,
+    /// The last durable entry (the writer's; a reader's is found on demand).
+    head: Option<LogEntry>,
+    /// The next sequence number.
+    next: u64,
+    /// The writer's open last segment and its length.
+    active: Option<(File, u64)>,
+    /// Where the last read stopped, so sequential readers do not rescan: (segment's
+    /// first seq, next seq, offset).
+    cursor: Option<(u64, u64, u64)>,
+    /// Set when a failed append could not be undone: appends fail from then on.
+    poisoned: Option<String>,
+}
+
+impl Journal {
+    /// Opens (creating it if needed) the journal named `name` in `dir` for writing:
+    /// takes the directory lock and recovers the tail (see the module docs).
+    pub fn open(dir: &Path, name: &str, segment_bytes: u64) -> Result<Self, JournalError> {
+        let io = |source| JournalError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        segments::create_dir(dir).map_err(io)?;
+        let lock = segments::lock_dir(dir)
+            .map_err(io)?
+            .ok_or_else(|| JournalError::Locked(dir.to_owned()))?;
+        let found = segments::list(dir).map_err(io)?;
+        let r = recover::recover(dir, found)?;
+        let next = r.head.as_ref().map_or(r.first_seq, |h| h.seq + 1);
+        let inner = Inner {
+            dir: dir.to_owned(),
+            segment_bytes: segment_bytes.max(HEADER_LEN as u64 + 1),
+            writable: true,
+            segments: r.segments,
+            head: r.head,
+            next,
+            active: r.active,
+            cursor: None,
+            poisoned: None,
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            inner: Arc::new(Mutex::new(inner)),
+            counters: Arc::default(),
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the journal in `dir` for reading only: no lock, no recovery, no writes; reads
+    /// stop at the last complete record (a live writer may be appending).
+    pub fn open_read_only(dir: &Path, name: &str) -> Result<Self, JournalError> {
+        let segments = segments::list(dir).map_err(|source| JournalError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let inner = Inner {
+            dir: dir.to_owned(),
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            writable: false,
+            segments,
+            head: None,
+            next: 1,
+            active: None,
+            cursor: None,
+            poisoned: None,
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            inner: Arc::new(Mutex::new(inner)),
+            counters: Arc::default(),
+            _lock: None,
+        })
+    }
+
+    /// The journal's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the journal has done since it was opened.
+    pub fn stats(&self) -> JournalStats {
+        let c = &self.counters;
+        JournalStats {
+            appends: c.appends.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held leaves no half-applied state we rely on:
+            // `next`/`head` are only updated after a successful sync.
+            let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut g)
+        })
+        .await
+        .map_err(|e| StateError::Unavailable(format!("audit journal task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl AuditLog for Journal {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn head(&self) -> Result<Option<LogEntry>, StateError> {
+        self.blocking(|inner| {
+            if inner.writable {
+                return Ok(inner.head.clone());
+            }
+            inner.refresh_head()
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        expected_next: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<AppendOutcome, StateError> {
+        if entries.is_empty() {
+            return Err(StateError::Invalid(
+                "an audit append needs at least one entry",
+            ));
+        }
+        if entries.iter().any(|e| e.len() > MAX_PAYLOAD) {
+            return Err(StateError::Invalid("an audit entry is larger than 1 MiB"));
+        }
+        let entries = entries.to_vec();
+        let counters = self.counters.clone();
+        self.blocking(move |inner| inner.append(expected_next, &entries, &counters))
+            .await
+    }
+
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError> {
+        if limit > READ_MAX {
+            return Err(StateError::Invalid(
+                "an audit read may return at most 10000 entries",
+            ));
+        }
+        self.blocking(move |inner| inner.read(from.max(1), limit))
+            .await
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn append(
+        &mut self,
+        expected_next: u64,
+        entries: &[Vec<u8>],
+        counters: &Counters,
+    ) -> Result<AppendOutcome, StateError> {
+        if !self.writable {
+            return Err(StateError::Invalid(
+                "the audit journal was opened read-only",
+            ));
+        }
+        if let Some(why) = &self.poisoned {
+            return Err(StateError::Unavailable(why.clone()));
+        }
+        if expected_next != self.next {
+            return Ok(AppendOutcome::Conflict(self.head.clone()));
+        }
+        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.len() + 64).sum());
+        for (i, e) in entries.iter().enumerate() {
+            record::encode_record(self.next + i as u64, e, &mut buf);
+        }
+        let mut syncs = 0;
+        let must_roll = match &self.active {
+            None => true,
+            Some((_, len)) => {
+                *len > HEADER_LEN as u64 && *len + buf.len() as u64 > self.segment_bytes
+            }
+        };
+        if must_roll {
+            let (seg, file) = segments::create(&self.dir, self.next).map_err(|e| {
+                StateError::Unavailable(format!("creating an audit journal segment: {e}"))
+            })?;
+            syncs += 1;
+            self.segments.push(seg);
+            self.active = Some((file, HEADER_LEN as u64));
+        }
+        let Some((file, len)) = self.active.as_mut() else {
+            return Err(StateError::Unavailable(
+                "no open audit journal segment".into(),
+            ));
+        };
+        let written = file.write_all(&buf).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Undo the partial write so the next append starts on a record boundary; if
+            // that fails too, nothing more may be appended to this file.
+            if let Err(undo) = file.set_len(*len).and_then(|()| file.sync_data()) {
+                self.poisoned = Some(format!(
+                    "the audit journal could not undo a failed write ({e}; then {undo}); restart the gateway"
+                ));
+            }
+            return Err(StateError::Unavailable(format!(
+                "writing the audit journal: {e}"
+            )));
+        }
+        syncs += 1;
+        *len += buf.len() as u64;
+        let first = self.next;
+        self.next += entries.len() as u64;
+        self.head = entries.last().map(|bytes| LogEntry {
+            seq: self.next - 1,
+            bytes: bytes.clone(),
+        });
+        counters.appends.fetch_add(1, Ordering::Relaxed);
+        counters
+            .entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        counters.syncs.fetch_add(syncs, Ordering::Relaxed);
+        counters
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(AppendOutcome::Appended { first })
+    }
+
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        if !self.writable {
+            self.segments = segments::list(&self.dir).map_err(unavailable)?;
+        }
+        // A writer returns only what is durable; a reader what is complete.
+        let bound = if self.writable {
+            self.next - 1
+        } else {
+            u64::MAX
+        };
+        if from > bound || self.segments.is_empty() {
+            return Ok(out);
+        }
+        let mut idx = self
+            .segments
+            .partition_point(|s| s.first_seq <= from)
+            .saturating_sub(1);
+        let (mut seq, mut offset) = match self.cursor {
+            Some((seg, next, off)) if seg == self.segments[idx].first_seq && next == from => {
+                (next, off)
+            }
+            _ => (self.segments[idx].first_seq, HEADER_LEN as u64),
+        };
+        loop {
+            let seg = &self.segments[idx];
+            let file = File::open(&seg.path).map_err(unavailable)?;
+            if offset == HEADER_LEN as u64 {
+                check_header(&file, seg)?;
+            }
+            let mut got = Vec::new();
+            let skip = from.saturating_sub(seq) as usize;
+            let max = (limit - out.len() + skip).min(4096);
+            let (end, stop) = segments::read_records(&file, offset, seq, max, bound, &mut got)
+                .map_err(unavailable)?;
+            seq += got.len() as u64;
+            offset = end;
+            out.extend(
+                got.into_iter()
+                    .filter(|(s, _)| *s >= from)
+                    .map(|(seq, bytes)| LogEntry { seq, bytes }),
+            );
+            if out.len() >= limit || seq > bound {
+                break;
+            }
+            if stop == Stop::Full {
+                continue;
+            }
+            match self.segments.get(idx + 1) {
+                Some(next) if next.first_seq == seq => {
+                    idx += 1;
+                    offset = HEADER_LEN as u64;
+                }
+                Some(next) => {
+                    return Err(StateError::Corrupt(format!(
+                        "audit journal segment {} ends before seq {seq} but the next segment starts at {}",
+                        seg.path.display(),
+                        next.first_seq
+                    )));
+                }
+                None if stop == Stop::Bad && self.writable => {
+                    return Err(StateError::Corrupt(format!(
+                        "audit journal segment {}: record {seq} is damaged",
+                        seg.path.display()
+                    )));
+                }
+                None => break,
+            }
+        }
+        self.cursor = Some((self.segments[idx].first_seq, seq, offset));
+        Ok(out)
+    }
+
+    /// A reader's head: the last complete record, scanning forward from where the last
+    /// look stopped.
+    fn refresh_head(&mut self) -> Result<Option<LogEntry>, StateError> {
+        self.segments = segments::list(&self.dir).map_err(unavailable)?;
+        // First look: from the last segment back to the last one holding a record.
+        let mut starts: Vec<u64> = match &self.head {
+            Some(h) => vec![h.seq + 1],
+            None => self.segments.iter().map(|s| s.first_seq).collect(),
+        };
+        while let Some(mut from) = starts.pop() {
+            loop {
+                let page = self.read(from, READ_MAX)?;
+                match page.into_iter().last() {
+                    Some(last) => {
+                        from = last.seq + 1;
+                        self.head = Some(last);
+                    }
+                    None => break,
+                }
+            }
+            if self.head.is_some() {
+                break;
+            }
+        }
+        Ok(self.head.clone())
+    }
+}
+
+fn check_header(file: &File, seg: &Segment) -> Result<(), StateError> {
+    match segments::read_header(file).map_err(unavailable)? {
+        Ok(h) if h.first_seq == seg.first_seq => Ok(()),
+        Ok(h) => Err(StateError::Corrupt(format!(
+            "audit journal segment {} says it starts at seq {}",
+            seg.path.display(),
+            h.first_seq
+        ))),
+        // A reader may see a segment the writer is still creating: nothing in it yet.
+        Err(record::HeaderError::Short(_)) => Ok(()),
+        Err(e) => Err(StateError::Corrupt(format!(
+            "audit journal segment {}: {e}",
+            seg.path.display()
+        ))),
+    }
+}
+
+fn unavailable(e: std::io::Error) -> StateError {
+    StateError::Unavailable(format!("audit journal: {e}"))
+}
+
+/// Opens `path` for appending (the writer's last segment after recovery).
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().append(true).open(path)
+}
+
+#[cfg(test)]
+mod tests;

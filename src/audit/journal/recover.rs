@@ -1,0 +1,148 @@
+//! Recovery of the journal's tail when the writer opens it.
+
+use std::fs::File;
+use std::path::Path;
+
+use super::record::{self, HEADER_LEN, HeaderError, SegmentHeader, Tail};
+use super::segments::{self, Segment};
+use super::{JournalError, open_for_append};
+use crate::state::LogEntry;
+
+/// The writer's starting point.
+pub(super) struct Recovered {
+    pub segments: Vec<Segment>,
+    pub head: Option<LogEntry>,
+    /// The sequence number of the first record (1 for a new journal).
+    pub first_seq: u64,
+    /// The last segment, open for appending, and its length.
+    pub active: Option<(File, u64)>,
+}
+
+/// Scans the last segment, cuts a torn tail, removes a segment whose creation never
+/// finished, and finds the head. Corruption is an error.
+pub(super) fn recover(dir: &Path, mut segs: Vec<Segment>) -> Result<Recovered, JournalError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| JournalError::Io { path, source }
+    };
+    loop {
+        let Some(last) = segs.last().cloned() else {
+            return Ok(Recovered {
+                segments: segs,
+                head: None,
+                first_seq: 1,
+                active: None,
+            });
+        };
+        let mut buf = std::fs::read(&last.path).map_err(io(&last.path))?;
+        let header = match SegmentHeader::decode(&buf) {
+            // The header is synced before any record is written: a short one means the
+            // gateway stopped while creating this segment, and it holds nothing.
+            Err(HeaderError::Short(n)) => {
+                tracing::warn!(
+                    target: "audit",
+                    segment = %last.path.display(),
+                    bytes = n,
+                    "removing an audit journal segment whose creation never finished"
+                );
+                std::fs::remove_file(&last.path).map_err(io(&last.path))?;
+                segments::sync_dir(dir).map_err(io(dir))?;
+                segs.pop();
+                continue;
+            }
+            Err(e) => return Err(corrupt(&last.path, e.to_string())),
+            Ok(h) => h,
+        };
+        if header.first_seq != last.first_seq {
+            return Err(corrupt(
+                &last.path,
+                format!("its header says it starts at seq {}", header.first_seq),
+            ));
+        }
+        let scan = record::scan(&buf[HEADER_LEN..], header.first_seq);
+        let end = (HEADER_LEN + scan.end) as u64;
+        match scan.tail {
+            Tail::Clean => {}
+            Tail::Torn { bytes } => {
+                tracing::warn!(
+                    target: "audit",
+                    segment = %last.path.display(),
+                    offset = end,
+                    bytes_dropped = bytes,
+                    "cutting a torn record off the audit journal's tail (a write that never became durable; nothing in it was acknowledged)"
+                );
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&last.path)
+                    .map_err(io(&last.path))?;
+                f.set_len(end)
+                    .and_then(|()| f.sync_all())
+                    .map_err(io(&last.path))?;
+            }
+            Tail::Corrupt { offset, expected } => {
+                return Err(corrupt(
+                    &last.path,
+                    format!(
+                        "record {expected} at byte {} is damaged or out of sequence and valid records follow it",
+                        HEADER_LEN + offset
+                    ),
+                ));
+            }
+        }
+        let head = match scan.records.last() {
+            Some(r) => Some(LogEntry {
+                seq: r.seq,
+                bytes: r.payload(&buf[HEADER_LEN..]).to_vec(),
+            }),
+            None => previous_head(&segs, &last)?,
+        };
+        buf.clear();
+        let file = open_for_append(&last.path).map_err(io(&last.path))?;
+        return Ok(Recovered {
+            first_seq: segs.first().map_or(1, |s| s.first_seq),
+            segments: segs,
+            head,
+            active: Some((file, end)),
+        });
+    }
+}
+
+/// The head when the last segment holds no record: the last record of the one before,
+/// which was closed (so wholly durable) and must end right before `last` starts.
+fn previous_head(segs: &[Segment], last: &Segment) -> Result<Option<LogEntry>, JournalError> {
+    let Some(prev) = segs.len().checked_sub(2).and_then(|i| segs.get(i)) else {
+        return Ok(None);
+    };
+    let buf = std::fs::read(&prev.path).map_err(|source| JournalError::Io {
+        path: prev.path.clone(),
+        source,
+    })?;
+    let header = SegmentHeader::decode(&buf).map_err(|e| corrupt(&prev.path, e.to_string()))?;
+    let scan = record::scan(&buf[HEADER_LEN..], header.first_seq);
+    if scan.tail != Tail::Clean {
+        return Err(corrupt(
+            &prev.path,
+            "a closed segment has a damaged tail".into(),
+        ));
+    }
+    match scan.records.last() {
+        Some(r) if r.seq + 1 == last.first_seq => Ok(Some(LogEntry {
+            seq: r.seq,
+            bytes: r.payload(&buf[HEADER_LEN..]).to_vec(),
+        })),
+        _ => Err(corrupt(
+            &prev.path,
+            format!(
+                "it does not end right before the next segment (seq {})",
+                last.first_seq
+            ),
+        )),
+    }
+}
+
+fn corrupt(path: &Path, why: String) -> JournalError {
+    JournalError::Corrupt {
+        path: path.to_owned(),
+        why,
+    }
+}

@@ -1,0 +1,226 @@
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+fn entries(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| format!("{{\"seq\":{i}}}").into_bytes())
+        .collect()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+async fn all(j: &Journal) -> Vec<LogEntry> {
+    j.read(1, READ_MAX).await.unwrap()
+}
+
+#[tokio::test]
+async fn appends_read_back_across_segments_and_survive_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit").join("audit");
+    // Small segments: a few batches each.
+    let j = Journal::open(&dir, "audit", 300).unwrap();
+    assert_eq!(j.head().await.unwrap(), None);
+    for start in (1..40).step_by(3) {
+        let batch = entries(start..start + 3);
+        assert_eq!(
+            j.append(start, &batch).await.unwrap(),
+            AppendOutcome::Appended { first: start }
+        );
+    }
+    let got = all(&j).await;
+    assert_eq!(got.len(), 39);
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.bytes, entries(e.seq..e.seq + 1)[0]);
+    }
+    assert_eq!(j.read(17, 5).await.unwrap(), got[16..21]);
+    assert_eq!(j.read(0, 2).await.unwrap(), got[..2]);
+    assert!(j.read(40, 10).await.unwrap().is_empty());
+    assert!(j.read(1, 0).await.unwrap().is_empty());
+    let segs = segments::list(&dir).unwrap();
+    assert!(segs.len() > 3, "{segs:?}");
+    assert_eq!(
+        segs[0].path.file_name().unwrap(),
+        "00000000000000000001.seg"
+    );
+    assert_eq!(mode(&dir), 0o700);
+    assert!(segs.iter().all(|s| mode(&s.path) == 0o600));
+    let stats = j.stats();
+    assert_eq!((stats.appends, stats.entries), (13, 39));
+    assert_eq!(stats.syncs, 13 + segs.len() as u64);
+
+    // A stale expected_next changes nothing and answers with the head.
+    let head = j.head().await.unwrap();
+    assert_eq!(head.as_ref().map(|h| h.seq), Some(39));
+    assert_eq!(
+        j.append(5, &entries(5..6)).await.unwrap(),
+        AppendOutcome::Conflict(head.clone())
+    );
+    drop(j);
+
+    let j = Journal::open(&dir, "audit", 300).unwrap();
+    assert_eq!(j.head().await.unwrap(), head);
+    assert_eq!(all(&j).await, got);
+    assert_eq!(
+        j.append(40, &entries(40..41)).await.unwrap(),
+        AppendOutcome::Appended { first: 40 }
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    assert!(matches!(
+        j.append(1, &[]).await,
+        Err(StateError::Invalid(_))
+    ));
+    assert!(matches!(
+        j.append(1, &[vec![0; MAX_PAYLOAD + 1]]).await,
+        Err(StateError::Invalid(_))
+    ));
+    assert!(matches!(
+        j.read(1, READ_MAX + 1).await,
+        Err(StateError::Invalid(_))
+    ));
+    assert_eq!(j.head().await.unwrap(), None);
+    assert!(segments::list(tmp.path()).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_second_writer_is_refused_while_readers_follow_the_live_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", 400).unwrap();
+    let e = Journal::open(tmp.path(), "audit", 400).unwrap_err();
+    assert!(matches!(e, JournalError::Locked(_)), "{e}");
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+
+    let r = Journal::open_read_only(tmp.path(), "audit").unwrap();
+    assert_eq!(r.head().await.unwrap(), None);
+    j.append(1, &entries(1..6)).await.unwrap();
+    assert_eq!(r.head().await.unwrap().map(|h| h.seq), Some(5));
+    j.append(6, &entries(6..20)).await.unwrap();
+    assert_eq!(r.head().await.unwrap().map(|h| h.seq), Some(19));
+    assert_eq!(r.read(1, 100).await.unwrap(), all(&j).await);
+    assert!(matches!(
+        r.append(20, &entries(20..21)).await,
+        Err(StateError::Invalid(_))
+    ));
+    drop(j);
+    // The lock goes with the writer.
+    Journal::open(tmp.path(), "audit", 400).unwrap();
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    segments::list(dir).unwrap().pop().unwrap().path
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_new_appends_chain_on() {
+    for torn in [
+        // Half a record.
+        {
+            let mut r = Vec::new();
+            record::encode_record(6, b"{\"seq\":6}", &mut r);
+            r.truncate(r.len() / 2);
+            r
+        },
+        // Garbage.
+        b"\x00\x00\x00\x09garbage!".to_vec(),
+        // A whole record with a bad checksum.
+        {
+            let mut r = Vec::new();
+            record::encode_record(6, b"{\"seq\":6}", &mut r);
+            let n = r.len();
+            r[n - 1] ^= 1;
+            r
+        },
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+        j.append(1, &entries(1..6)).await.unwrap();
+        let before = all(&j).await;
+        drop(j);
+        let seg = last_segment(tmp.path());
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&torn).unwrap();
+        drop(f);
+
+        let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(
+            std::fs::metadata(&seg).unwrap().len(),
+            len,
+            "torn bytes gone"
+        );
+        assert_eq!(all(&j).await, before);
+        assert_eq!(
+            j.append(6, &entries(6..8)).await.unwrap(),
+            AppendOutcome::Appended { first: 6 }
+        );
+        drop(j);
+        let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(all(&j).await.len(), 7);
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_record_before_valid_ones_refuses_to_open_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.append(1, &entries(1..6)).await.unwrap();
+    drop(j);
+    let seg = last_segment(tmp.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Inside record 2's payload.
+    let at = HEADER_LEN + (record::RECORD_OVERHEAD + 9) + 14;
+    bytes[at] ^= 0x20;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let e = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, JournalError::Corrupt { .. }), "{msg}");
+    assert!(
+        msg.contains("record 2") && msg.contains("audit verify"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was cut");
+}
+
+#[tokio::test]
+async fn a_segment_whose_creation_never_finished_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.append(1, &entries(1..4)).await.unwrap();
+    drop(j);
+    let half = tmp.path().join(segments::file_name(4));
+    std::fs::write(
+        &half,
+        &record::SegmentHeader { first_seq: 4 }.encode()[..10],
+    )
+    .unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    assert!(!half.exists());
+    assert_eq!(j.head().await.unwrap().map(|h| h.seq), Some(3));
+    j.append(4, &entries(4..5)).await.unwrap();
+    assert_eq!(all(&j).await.len(), 4);
+}
+
+#[tokio::test]
+async fn an_empty_last_segment_takes_its_head_from_the_one_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.append(1, &entries(1..4)).await.unwrap();
+    drop(j);
+    segments::create(tmp.path(), 4).unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    assert_eq!(j.head().await.unwrap().map(|h| h.seq), Some(3));
+    j.append(4, &entries(4..6)).await.unwrap();
+    assert_eq!(all(&j).await.len(), 5);
+    let r = Journal::open_read_only(tmp.path(), "audit").unwrap();
+    assert_eq!(r.head().await.unwrap().map(|h| h.seq), Some(5));
+}
