@@ -60,4 +60,8 @@ pub struct AppState {
     pub links: Arc<crate::links::Links>,
     /// The batch service.
     pub batches: crate::batch::Batches,
+    /// Audit queries and traces.
+    pub audit_search: crate::audit::search::AuditSearch,
+    /// The audit index, for the indexer task (`None` when it could not be opened).
+    pub audit_index: Option<Arc<crate::audit::index::AuditIndex>>,
 }

@@ -8,7 +8,8 @@
 //! * [`row`](mod@row) — the row type and the trait;
 //! * [`infra`] — state store, blob store, at-rest layer, audit trail, authentication;
 //! * [`upload`] — tus refusals and the upload engine;
-//! * [`links`] — downloads, the links API, artifact registration.
+//! * [`links`] — downloads, the links API, artifact registration;
+//! * [`audit`](mod@audit) — audit queries and traces.
 //!
 //! [`ApiError::into_response`] renders an `application/problem+json` body (RFC 9457) with
 //! the code, the title, the status and the request id, adds the row's headers, and
@@ -17,6 +18,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+pub mod audit;
 pub mod batch;
 pub mod infra;
 pub mod links;
@@ -97,6 +99,9 @@ pub enum ApiError {
     /// A batch request failed.
     #[error(transparent)]
     Batch(#[from] crate::batch::BatchError),
+    /// An audit query or trace failed.
+    #[error(transparent)]
+    Search(#[from] crate::audit::search::SearchError),
     /// A response could not be encoded (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -160,6 +165,7 @@ impl Describe for ApiError {
             ApiError::Link(e) => e.problem(),
             ApiError::Register(e) => e.problem(),
             ApiError::Batch(e) => e.problem(),
+            ApiError::Search(e) => e.problem(),
             ApiError::Internal(_) => INTERNAL,
         }
     }
@@ -180,6 +186,7 @@ impl Describe for ApiError {
         match self {
             ApiError::Batch(e) => e.members(),
             ApiError::Upload(e) => e.members(),
+            ApiError::Search(e) => e.members(),
             _ => None,
         }
     }
