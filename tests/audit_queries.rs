@@ -171,11 +171,12 @@ async fn a_trace_shows_every_step_of_a_transfer_in_order() {
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let url = format!("https://localhost:{}", gw.addr.port());
+    let ca = gw.ca_path();
     let api = [
         "--url",
         url.as_str(),
         "--ca-file",
-        gw.ca_path().to_str().unwrap(),
+        ca.to_str().unwrap(),
         "--token-file",
         token_file.to_str().unwrap(),
     ];
@@ -189,8 +190,7 @@ async fn a_trace_shows_every_step_of_a_transfer_in_order() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let printed: Vec<&str> = text.lines().skip(1).collect();
-    // The trace grew by the API's own record of the first trace? No: `audit.queried`
-    // mentions no id, so the story is unchanged.
+    // `audit.queried` mentions no id (its filter is nested), so the story is unchanged.
     assert_eq!(printed, lines, "{text}");
     assert!(text.starts_with(&format!("trace {upload}: {} entries", lines.len())));
 
