@@ -233,6 +233,8 @@ mod tests {
             ("key.rotated", vec![]),
             ("server.started", vec![]),
             ("access.denied", vec![]),
+            // Its filter is nested under `filter`: a query names ids without mentioning them.
+            ("audit.queried", vec![]),
             ("security.auth_failed", vec![]),
         ];
         for (action, expected) in cases {
