@@ -14,7 +14,8 @@
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact — own a flow, audit inside it
-//! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem, signed_link,
+//! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem,
+//!                       audit::query, signed_link,
 //!                       range, tus, at_rest::format, rfc9110, manifest, batch::ndjson,
 //!                       batch::verdict, proxy — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider
@@ -23,7 +24,8 @@
 //!
 //! * [`app`] — the composition root: `app::build(config)` wires stores, keys and services.
 //! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `preflight`, `audit
-//!   verify`, `keys`, and `link`, `artifact`, `batch` through the running gateway.
+//!   verify`, `keys`, and `link`, `artifact`, `batch`, `audit query|trace` through the
+//!   running gateway.
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
 //! * [`secret`] — secrets from config or files: redacted, zeroised; the one strict
 //!   type/owner/mode/size check for every secret file and the config file.
@@ -36,7 +38,9 @@
 //! * [`audit`] — typed audit events, one `emit()`, the hash chain and its verifier, signed
 //!   checkpoints (`audit::checkpoint`, `audit::checkpointer`), the chain-against-
 //!   checkpoints check (`audit::verify`), SIEM formats (`audit::siem`, pure) and shipping
-//!   (`audit::ship`).
+//!   (`audit::ship`), queries and traces (`audit::query`, pure; `audit::search`, the
+//!   service; `audit::index`, the derived redb index; `audit::source`, the one seam they
+//!   read the chain through).
 //! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters (with
 //!   instance presence and lease takeover), the stable instance id, and an in-memory store
 //!   for tests.

@@ -217,7 +217,7 @@ pub fn what(entry: &Entry) -> String {
     if let (Some(o), Some(l)) = (number("offset"), number("length"))
         && entry.action.starts_with("upload.")
     {
-        parts.push(format!("bytes {o}..{}", o + l));
+        parts.push(format!("bytes {o}..{}", o.saturating_add(l)));
     } else if let Some(l) = number("length") {
         parts.push(format!("length {l}"));
     }
