@@ -72,11 +72,11 @@ fn entry(seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
         json!({"kind": "client", "name": format!("client-{}", t % 200), "auth_method": "bearer_token"})
     };
     let ms = 1_796_000_000_000 + seq * 10;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    let time = t.format(&fmt).unwrap();
+    let time = at.format(&fmt).unwrap();
     let client = format!("10.1.{}.{}", t % 200 / 100, t % 100);
     let request_id = format!("{seq:032x}");
     let body = Body {
