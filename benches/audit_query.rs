@@ -9,6 +9,8 @@
 //! nice cargo bench --locked --bench audit_query
 //! ```
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
