@@ -67,6 +67,7 @@ CORES = {
     "audit/verify.rs": "chain against checkpoints: truncation, rewrite, consistency",
     "audit/journal/record.rs": "audit journal segment header and record codec, torn-tail scan",
     "audit/siem.rs": "SIEM formats: JSON lines, RFC 5424 syslog + CEF, escaping, framing",
+    "audit/query": "audit queries: filters, cursor, mentioned ids, trace assembly and rendering",
     "at_rest/format.rs": "at-rest v1 header, key derivation, segment sealing",
     "at_rest/encoder.rs": "the writer's hot path: seals segments into a buffer, no I/O",
     "at_rest/tail.rs": "the tail-record codec (the writer decides when it is written)",

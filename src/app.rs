@@ -160,6 +160,12 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         uploads.clone(),
         config.batches.clone(),
     );
+    let audit_index = open_audit_index(&config);
+    let audit_search = crate::audit::search::AuditSearch::new(
+        Arc::new(crate::audit::source::Chain(auditor.log().clone())),
+        audit_index.clone(),
+        auditor.clone(),
+    );
     let app = AppState {
         routes: crate::http::endpoint::Routes {
             uploads: config.uploads.base.clone(),
@@ -176,6 +182,8 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         links,
         batches,
         smart,
+        audit_search,
+        audit_index,
     };
     Ok(App {
         state: Arc::new(app),
@@ -209,6 +217,23 @@ impl App {
         spawn_upload_sweeper(self.state.uploads.clone());
         spawn_batch_sweeper(self.state.batches.clone());
         tokio::spawn(self.state.security.clone().run());
+        self.spawn_audit_indexer();
+    }
+
+    /// Starts the audit indexer (`audit::index::run`), when the index could be opened: it
+    /// tails the chain every second. Also for tests that want an index without sweepers.
+    pub fn spawn_audit_indexer(&self) {
+        if let Some(index) = &self.state.audit_index {
+            let source = Arc::new(crate::audit::source::Chain(
+                self.state.auditor.log().clone(),
+            ));
+            tokio::spawn(crate::audit::index::run(
+                index.clone(),
+                source,
+                std::time::Duration::from_secs(1),
+                std::future::pending(),
+            ));
+        }
     }
 
     /// The gateway as a tower service for requests from `peer` over plain HTTP: the whole
@@ -454,4 +479,18 @@ fn instance_name() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// The audit index `<data_dir>/audit-index.redb` (`audit::index`), created or rebuilt as
+/// needed. A failure is logged and queries scan the chain instead: the index is derived
+/// and never needed for the gateway to serve.
+fn open_audit_index(config: &Config) -> Option<Arc<crate::audit::index::AuditIndex>> {
+    let path = config.data_dir.join(crate::audit::index::FILE_NAME);
+    match crate::audit::index::AuditIndex::open(&path) {
+        Ok(index) => Some(Arc::new(index)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "audit index unavailable; queries scan the chain");
+            None
+        }
+    }
 }

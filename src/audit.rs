@@ -28,7 +28,8 @@
 //! SIEM export: [`siem`] renders entries as JSON lines or syslog + CEF (pure), [`ship`]
 //! delivers them to a file or a TCP / TLS endpoint with a durable cursor.
 //!
-//! Not here: queries (later work).
+//! Queries and traces: [`query`] is the pure model (filters, cursor, which ids an entry
+//! mentions, trace assembly and rendering).
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,11 +40,15 @@ pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod events;
+pub mod index;
 pub mod journal;
 pub mod log;
+pub mod query;
+pub mod search;
 pub mod security;
 pub mod ship;
 pub mod siem;
+pub mod source;
 pub mod verify;
 
 use crate::metrics::{ActionLabels, Metrics};

@@ -154,6 +154,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &ProcessEnv,
             profile.as_deref(),
         )),
+        Command::Audit(audit::AuditCommand::Query(args)) => {
+            let config = client_config(cli.config.as_deref(), &args.api)?;
+            runtime()?.block_on(audit::query::run_query(args, config.as_ref()))
+        }
+        Command::Audit(audit::AuditCommand::Trace(args)) => {
+            let config = client_config(cli.config.as_deref(), &args.api)?;
+            runtime()?.block_on(audit::query::run_trace(args, config.as_ref()))
+        }
         Command::Audit(cmd) => {
             let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
             runtime()?.block_on(audit::run(cmd, &config))

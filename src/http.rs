@@ -62,4 +62,8 @@ pub struct AppState {
     pub batches: crate::batch::Batches,
     /// SMART Backend Services: the token endpoint.
     pub smart: crate::smart::Smart,
+    /// Audit queries and traces.
+    pub audit_search: crate::audit::search::AuditSearch,
+    /// The audit index, for the indexer task (`None` when it could not be opened).
+    pub audit_index: Option<Arc<crate::audit::index::AuditIndex>>,
 }

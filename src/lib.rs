@@ -15,7 +15,7 @@
 //! handlers              http::handlers — parse, call a service, map the outcome
 //! services              upload, links, grant, artifact, batch, smart — own a flow, audit inside it
 //! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem,
-//!                       audit::journal::record, signed_link,
+//!                       audit::journal::record, audit::query, signed_link,
 //!                       range, tus, at_rest::format, rfc9110, manifest, batch::ndjson,
 //!                       batch::verdict, proxy, smart::scope — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider, audit::log
@@ -25,7 +25,8 @@
 //!
 //! * [`app`] — the composition root: `app::build(config)` wires stores, keys and services.
 //! * [`cli`] — the `sallyport` command line: `serve`, `check-config`, `preflight`, `audit
-//!   verify`, `keys`, and `link`, `artifact`, `batch` through the running gateway.
+//!   verify`, `keys`, and `link`, `artifact`, `batch`, `audit query|trace` through the
+//!   running gateway.
 //! * [`config`] — TOML + `SALLYPORT_*` environment, parsed once into validated types.
 //! * [`secret`] — secrets from config or files: redacted, zeroised; the one strict
 //!   type/owner/mode/size check for every secret file and the config file.
@@ -40,7 +41,9 @@
 //!   its adapters (the state-store log, the `audit::journal` segment files with group
 //!   commit; `audit::journal::record` is the pure codec), the chain-against-
 //!   checkpoints check (`audit::verify`), SIEM formats (`audit::siem`, pure) and shipping
-//!   (`audit::ship`).
+//!   (`audit::ship`), queries and traces (`audit::query`, pure; `audit::search`, the
+//!   service; `audit::index`, the derived redb index; `audit::source`, the one seam they
+//!   read the chain through).
 //! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters (with
 //!   instance presence and lease takeover), the stable instance id, and an in-memory store
 //!   for tests.

@@ -293,6 +293,7 @@ fn every_event_type_serialises_to_an_entry_the_schema_accepts() {
             length: 12,
             intact: false,
         }),
+        emitted(&core::AuditQueried::trace("67rq0xe32xxh21dav1b2qx1ch3", 9)),
         emitted(&core::KeyChangeRequested {
             operation: "retire",
             version: Some(1),

@@ -194,3 +194,42 @@ impl AuditEvent for KekRetired {
         Some(self.kek.clone())
     }
 }
+
+/// The audit trail was queried or a trace was assembled through the API. Names the filter
+/// (ids, client names, addresses, actions: never an entry's contents) and how many
+/// entries were returned.
+#[derive(Debug, Serialize)]
+pub struct AuditQueried {
+    /// `events` (a query) or `trace`.
+    pub kind: &'static str,
+    /// The filter's conditions, canonical (`since`, `until`, `principal`, `client`,
+    /// `upload`, `batch`, `artifact`, `grant`, `action`, `outcome`), or `{"id": …}` for a
+    /// trace.
+    pub filter: std::collections::BTreeMap<&'static str, String>,
+    /// Entries returned.
+    pub returned: u64,
+}
+
+impl AuditQueried {
+    /// A query's record.
+    pub fn events(filter: &super::query::Filter, returned: usize) -> Self {
+        Self {
+            kind: "events",
+            filter: filter.conditions_with_values(),
+            returned: returned as u64,
+        }
+    }
+
+    /// A trace's record.
+    pub fn trace(id: &str, returned: usize) -> Self {
+        Self {
+            kind: "trace",
+            filter: std::collections::BTreeMap::from([("id", id.to_owned())]),
+            returned: returned as u64,
+        }
+    }
+}
+
+impl AuditEvent for AuditQueried {
+    const ACTION: &'static str = "audit.queried";
+}

@@ -1,4 +1,4 @@
-//! `sallyport audit verify|export|public-key|ship`.
+//! `sallyport audit verify|export|public-key|ship|query|trace`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use clap::Subcommand;
 use crate::audit::chain;
 use crate::config::Config;
 
+pub mod query;
 mod ship;
 mod verify_cmd;
 pub use verify_cmd::CheckpointArgs;
@@ -36,6 +37,12 @@ pub enum AuditCommand {
     /// Ship the chain to a SIEM (JSON lines or syslog + CEF, to a file or TCP / TLS),
     /// resuming after the last delivered entry.
     Ship(ship::ShipArgs),
+    /// Query the audit trail through the running gateway (auditor token): entries
+    /// matching every filter given, in order, all pages; a table, or JSON lines.
+    Query(query::QueryArgs),
+    /// The whole story of one upload, batch, artifact or grant, through the running
+    /// gateway (auditor token): one line per step, or `--json`.
+    Trace(query::TraceArgs),
 }
 
 /// Runs an audit command.
@@ -54,6 +61,8 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Ship(args) => ship::run(args, config).await,
+        AuditCommand::Query(args) => query::run_query(args, Some(config)).await,
+        AuditCommand::Trace(args) => query::run_trace(args, Some(config)).await,
         AuditCommand::Export { out } => {
             let log = crate::app::open_audit_log(config).await?;
             let mut w: Box<dyn Write> = if out.as_os_str() == "-" {

@@ -7,6 +7,7 @@ use http::Method;
 
 use super::problem::ApiError;
 use crate::batch::{BatchId, DocumentKind};
+use crate::ids::OpaqueId;
 use crate::signed_link::{ArtifactId, GrantId};
 use crate::tus::concat::BasePath;
 use crate::tus::record::UploadId;
@@ -20,7 +21,7 @@ pub struct Routes {
 
 /// Every `(method, path template)` the router accepts, with the tus base path at its
 /// default `/files/`; placeholders are `{upload_id}`, `{artifact_id}`, `{grant_id}`,
-/// `{batch_id}` (opaque ids) and `{link}` (the rest of a signed link's path). Not used by
+/// `{batch_id}`, `{trace_id}` (opaque ids) and `{link}` (the rest of a signed link's path). Not used by
 /// the router itself: it is the list `proto/openapi.yaml` is checked against
 /// (`tests/openapi_contract.rs`), and this module's tests check it against
 /// [`Endpoint::parse`] — every entry routes, and every path's `Allow` names exactly its
@@ -34,6 +35,8 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/v1/whoami"),
     ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/audit/events"),
+    ("GET", "/v1/audit/trace/{trace_id}"),
     ("OPTIONS", "/files/"),
     ("POST", "/files/"),
     ("HEAD", "/files/{upload_id}"),
@@ -76,6 +79,11 @@ pub enum Endpoint {
     WhoAmI,
     /// `GET /v1/audit/verify`: verify the audit chain (auditor).
     AuditVerify,
+    /// `GET /v1/audit/events?…`: a page of audit entries matching a filter (auditor).
+    AuditEvents,
+    /// `GET /v1/audit/trace/{id}`: the story of an upload, batch, artifact or grant
+    /// (auditor).
+    AuditTrace(OpaqueId),
     /// `OPTIONS {uploads}` or `OPTIONS {uploads}{id}`: tus capabilities, CORS preflight.
     TusOptions,
     /// `POST {uploads}`: create an upload.
@@ -137,6 +145,8 @@ impl Endpoint {
             Endpoint::Metrics => "metrics",
             Endpoint::WhoAmI => "whoami",
             Endpoint::AuditVerify => "audit_verify",
+            Endpoint::AuditEvents => "audit_events",
+            Endpoint::AuditTrace(_) => "audit_trace",
             Endpoint::TusOptions => "tus_options",
             Endpoint::TusCreate => "tus_create",
             Endpoint::TusHead(_) => "tus_head",
@@ -187,6 +197,8 @@ impl Endpoint {
             | Endpoint::Metrics
             | Endpoint::WhoAmI
             | Endpoint::AuditVerify
+            | Endpoint::AuditEvents
+            | Endpoint::AuditTrace(_)
             | Endpoint::TusOptions
             | Endpoint::TusHead(_)
             | Endpoint::TusDelete(_)
@@ -244,6 +256,7 @@ impl Endpoint {
                 Method::POST => Ok(Endpoint::AuthToken),
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
+            "/v1/audit/events" => get(Endpoint::AuditEvents),
             "/v1/artifacts" => match *method {
                 Method::POST => Ok(Endpoint::ArtifactCreate),
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
@@ -275,6 +288,13 @@ impl Endpoint {
             return match *method {
                 Method::GET | Method::HEAD => Ok(Endpoint::Download),
                 _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+            };
+        }
+        if let Some(id) = path.strip_prefix("/v1/audit/trace/") {
+            let id: OpaqueId = id.parse().map_err(|_| ApiError::NotFound)?;
+            return match *method {
+                Method::GET => Ok(Endpoint::AuditTrace(id)),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
             };
         }
         if let Some(id) = path.strip_prefix("/v1/artifacts/") {
@@ -496,6 +516,12 @@ mod tests {
             ("GET", "/metrics", Endpoint::Metrics),
             ("GET", "/v1/whoami", Endpoint::WhoAmI),
             ("GET", "/v1/audit/verify", Endpoint::AuditVerify),
+            ("GET", "/v1/audit/events", Endpoint::AuditEvents),
+            (
+                "GET",
+                "/v1/audit/trace/67rq0xe32xxh21dav1b2qx1ch3",
+                Endpoint::AuditTrace("67rq0xe32xxh21dav1b2qx1ch3".parse().unwrap()),
+            ),
         ];
         for (m, p, e) in ok {
             assert_eq!(
@@ -509,6 +535,9 @@ mod tests {
             "/healthz/",
             "/HEALTHZ",
             "/v1/whoami/x",
+            "/v1/audit/trace/",
+            "/v1/audit/trace/nope",
+            "/v1/audit/trace/67rq0xe32xxh21dav1b2qx1ch3/x",
             "//healthz",
             "/healthz%20",
         ];
@@ -541,6 +570,8 @@ mod tests {
             Endpoint::Metrics => "/metrics",
             Endpoint::WhoAmI => "/v1/whoami",
             Endpoint::AuditVerify => "/v1/audit/verify",
+            Endpoint::AuditEvents => "/v1/audit/events",
+            Endpoint::AuditTrace(_) => "/v1/audit/trace/{trace_id}",
             // Both `OPTIONS /files/` and `OPTIONS /files/{id}`: checked by path below.
             Endpoint::TusOptions => "/files/ or /files/{upload_id}",
             Endpoint::TusCreate => "/files/",
@@ -580,6 +611,7 @@ mod tests {
             .replace("{grant_id}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{batch_id}", "7zzzzzzzzzzzzzzzzzzzzzzzzz")
             .replace("{link}", "67rq0xe32xxh21dav1b2qx1ch3")
+            .replace("{trace_id}", "67rq0xe32xxh21dav1b2qx1ch3")
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! * [`smart`] — SMART Backend Services discovery and token endpoint over
 //!   [`crate::smart::Smart`];
 //! * [`ops`] — health, readiness, metrics, `whoami`, audit verification;
+//! * [`audit`] — audit queries and traces over [`crate::audit::search::AuditSearch`];
 //! * [`respond`] — the helpers they share (JSON bodies in and out, `Content-Length`).
 
 use http::{Request, Response};
@@ -20,6 +21,7 @@ use super::endpoint::Endpoint;
 use super::problem::ApiError;
 
 pub mod artifacts;
+pub mod audit;
 pub mod batches;
 pub mod download;
 pub mod links;
@@ -42,6 +44,8 @@ pub async fn dispatch(
         Endpoint::Metrics => ops::metrics(state, ctx, req).await,
         Endpoint::WhoAmI => ops::whoami(state, ctx, req),
         Endpoint::AuditVerify => ops::audit_verify(state, ctx, req).await,
+        Endpoint::AuditEvents => audit::events(state, ctx, req).await,
+        Endpoint::AuditTrace(id) => audit::trace(state, ctx, req, id).await,
         Endpoint::TusOptions => Ok(tus::options(state, &req)),
         Endpoint::TusCreate => tus::create(state, ctx, req).await,
         Endpoint::TusPatch(id) => tus::patch(state, ctx, id, req).await,

@@ -10,6 +10,7 @@
 //! * [`upload`] — tus refusals and the upload engine;
 //! * [`links`] — downloads, the links API, artifact registration;
 //! * [`smart`] — the SMART token endpoint (OAuth 2.0 error bodies).
+//! * [`audit`](mod@audit) — audit queries and traces.
 //!
 //! [`ApiError::into_response`] renders an `application/problem+json` body (RFC 9457) with
 //! the code, the title, the status and the request id, adds the row's headers, and
@@ -18,6 +19,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+pub mod audit;
 pub mod batch;
 pub mod infra;
 pub mod links;
@@ -105,6 +107,9 @@ pub enum ApiError {
     /// A SMART token request failed.
     #[error(transparent)]
     Smart(#[from] crate::smart::SmartError),
+    /// An audit query or trace failed.
+    #[error(transparent)]
+    Search(#[from] crate::audit::search::SearchError),
     /// A response could not be encoded (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -174,6 +179,7 @@ impl Describe for ApiError {
             ApiError::Register(e) => e.problem(),
             ApiError::Batch(e) => e.problem(),
             ApiError::Smart(e) => e.problem(),
+            ApiError::Search(e) => e.problem(),
             ApiError::Internal(_) => INTERNAL,
         }
     }
@@ -194,6 +200,7 @@ impl Describe for ApiError {
         match self {
             ApiError::Batch(e) => e.members(),
             ApiError::Upload(e) => e.members(),
+            ApiError::Search(e) => e.members(),
             _ => None,
         }
     }

@@ -1,0 +1,398 @@
+//! The audit index: a derived, rebuildable redb file (`<data_dir>/audit-index.redb`) that
+//! maps what queries filter on to sequence numbers, so that a query over a million entries
+//! reads the few entries it returns instead of all of them.
+//!
+//! **Layout** (format [`FORMAT`]; any other version, or an unreadable file, is deleted and
+//! rebuilt from the chain):
+//!
+//! * `postings`: key `"<kind>:<value>" 0x00 <seq: u64 BE>`, no value. Kinds: every id an
+//!   entry mentions (`upload`, `batch`, `artifact`, `grant`, `partner`; see
+//!   `query::mentions`), `principal` (an acting client's name), `client` (the client
+//!   address, canonical) and `action`.
+//! * `time`: key `<t: u64 BE> <seq: u64 BE>`, where `t` is the largest entry time (Unix
+//!   ms) up to and including `seq`. That running maximum never decreases along the chain,
+//!   so one seek finds the first entry that can be at or after a time, even when the
+//!   writers' clocks disagree a little.
+//! * `meta`: `format`, `through` (the last indexed seq), `max_ms`; `bytes`: `through_hash`,
+//!   the hash of entry `through`, so that a chain replaced or rewritten under the index is
+//!   noticed (then the index is rebuilt).
+//!
+//! **It never affects the write path.** An indexer task in the gateway ([`run`]) tails the
+//! chain through the same [`EntrySource`] as queries, with `through` as its durable cursor;
+//! each page of entries is indexed in one transaction together with the new cursor, so a
+//! crash leaves an index that is consistent up to its cursor. When it lags or fails,
+//! queries read the index up to `through` and scan the rest, and report `indexed_through`.
+//!
+//! Not here: choosing an index key for a query and scanning (`audit::search`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::query::Entry;
+use super::query::mentions::mentions;
+use super::source::EntrySource;
+use crate::state::StateError;
+
+/// The index file's name in the data directory.
+pub const FILE_NAME: &str = "audit-index.redb";
+/// The layout version this code reads and writes.
+pub const FORMAT: u64 = 1;
+/// Entries indexed per transaction.
+const PAGE: usize = 2000;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BYTES: TableDefinition<&str, &[u8]> = TableDefinition::new("bytes");
+const POSTINGS: TableDefinition<&[u8], ()> = TableDefinition::new("postings");
+const TIME: TableDefinition<&[u8], ()> = TableDefinition::new("time");
+
+/// Why the index could not be used. Never fatal to a query: it falls back to scanning.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// redb failed.
+    #[error("audit index: {0}")]
+    Db(#[from] redb::Error),
+    /// The file could not be removed for a rebuild.
+    #[error("audit index {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The chain could not be read.
+    #[error(transparent)]
+    Source(#[from] StateError),
+}
+
+fn dberr<E: Into<redb::Error>>(e: E) -> IndexError {
+    IndexError::Db(e.into())
+}
+
+/// The index file.
+pub struct AuditIndex {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for AuditIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditIndex")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One page of [`AuditIndex::postings`].
+pub type Postings = Vec<u64>;
+
+impl AuditIndex {
+    /// Opens the index at `path`, creating it, or deleting and recreating it when it is
+    /// of another format or unreadable.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        match Self::open_as_is(path) {
+            Ok(Some(index)) => return Ok(index),
+            Ok(None) => {
+                tracing::info!(path = %path.display(), "audit index of another format: rebuilding")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "audit index unreadable: rebuilding")
+            }
+        }
+        Self::recreate(path)
+    }
+
+    /// Opens the file as it is; `None` when it is of another format.
+    fn open_as_is(path: &Path) -> Result<Option<Self>, IndexError> {
+        let db = Database::create(path).map_err(dberr)?;
+        let txn = db.begin_write().map_err(dberr)?;
+        let format = {
+            let mut meta = txn.open_table(META).map_err(dberr)?;
+            txn.open_table(BYTES).map_err(dberr)?;
+            txn.open_table(POSTINGS).map_err(dberr)?;
+            txn.open_table(TIME).map_err(dberr)?;
+            let format = meta.get("format").map_err(dberr)?.map(|g| g.value());
+            if format.is_none() {
+                meta.insert("format", FORMAT).map_err(dberr)?;
+            }
+            format
+        };
+        txn.commit().map_err(dberr)?;
+        if format.is_some_and(|f| f != FORMAT) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            db,
+            path: path.to_owned(),
+        }))
+    }
+
+    fn recreate(path: &Path) -> Result<Self, IndexError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(IndexError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+        Self::open_as_is(path)?.ok_or_else(|| {
+            IndexError::Db(redb::Error::Corrupted(
+                "fresh index has another format".into(),
+            ))
+        })
+    }
+
+    /// Empties the index (a rebuild from the first entry follows).
+    pub fn clear(&self) -> Result<(), IndexError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        txn.delete_table(POSTINGS).map_err(dberr)?;
+        txn.delete_table(TIME).map_err(dberr)?;
+        txn.open_table(POSTINGS).map_err(dberr)?;
+        txn.open_table(TIME).map_err(dberr)?;
+        {
+            let mut meta = txn.open_table(META).map_err(dberr)?;
+            meta.insert("through", 0).map_err(dberr)?;
+            meta.insert("max_ms", 0).map_err(dberr)?;
+            let mut bytes = txn.open_table(BYTES).map_err(dberr)?;
+            bytes.remove("through_hash").map_err(dberr)?;
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(())
+    }
+
+    /// The last sequence number indexed (0: none).
+    pub fn through(&self) -> Result<u64, IndexError> {
+        self.meta("through")
+    }
+
+    fn meta(&self, key: &str) -> Result<u64, IndexError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let meta = txn.open_table(META).map_err(dberr)?;
+        Ok(meta.get(key).map_err(dberr)?.map_or(0, |g| g.value()))
+    }
+
+    fn through_hash(&self) -> Result<Option<Vec<u8>>, IndexError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let t = txn.open_table(BYTES).map_err(dberr)?;
+        Ok(t.get("through_hash")
+            .map_err(dberr)?
+            .map(|g| g.value().to_vec()))
+    }
+
+    /// Indexes what the chain holds past `through`, one transaction per page; returns the
+    /// new `through`. When the entry at `through` is no longer the one indexed (another
+    /// or a rewritten chain), the index is cleared and rebuilt from the start.
+    pub async fn catch_up(self: &Arc<Self>, source: &dyn EntrySource) -> Result<u64, IndexError> {
+        let mut through = self.through()?;
+        if through > 0 {
+            let at = source.read(through, 1).await?;
+            let same = match (at.first(), self.through_hash()?) {
+                (Some((seq, bytes)), Some(hash)) if *seq == through => {
+                    Entry::parse(bytes).is_ok_and(|e| e.hash.as_bytes() == hash.as_slice())
+                }
+                _ => false,
+            };
+            if !same {
+                tracing::warn!(through, "audit index does not match the chain: rebuilding");
+                let me = self.clone();
+                blocking(move || me.clear()).await?;
+                through = 0;
+            }
+        }
+        loop {
+            let page = source.read(through + 1, PAGE).await?;
+            if page.is_empty() {
+                return Ok(through);
+            }
+            let me = self.clone();
+            through = blocking(move || me.add_page(&page)).await?;
+        }
+    }
+
+    /// Indexes one page (consecutive entries after `through`) and moves the cursor.
+    fn add_page(&self, page: &[(u64, Vec<u8>)]) -> Result<u64, IndexError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let mut through;
+        {
+            let mut meta = txn.open_table(META).map_err(dberr)?;
+            let mut postings = txn.open_table(POSTINGS).map_err(dberr)?;
+            let mut time = txn.open_table(TIME).map_err(dberr)?;
+            let mut bytes = txn.open_table(BYTES).map_err(dberr)?;
+            through = meta.get("through").map_err(dberr)?.map_or(0, |g| g.value());
+            let mut max_ms = meta.get("max_ms").map_err(dberr)?.map_or(0, |g| g.value());
+            let mut last_hash = None;
+            for (seq, raw) in page {
+                if *seq != through + 1 {
+                    return Err(StateError::Corrupt(format!(
+                        "audit log read returned seq {seq} where {} was expected",
+                        through + 1
+                    ))
+                    .into());
+                }
+                // An entry that does not parse is indexed by time only (`audit verify`
+                // is what reports it); queries still scan it.
+                if let Ok(entry) = Entry::parse(raw) {
+                    for key in keys(&entry) {
+                        postings
+                            .insert(posting(&key, *seq).as_slice(), ())
+                            .map_err(dberr)?;
+                    }
+                    if let Some(ms) = super::query::Timestamp::entry_ms(&entry.time) {
+                        max_ms = max_ms.max(ms.max(0) as u64);
+                    }
+                    last_hash = Some(entry.hash);
+                }
+                time.insert(time_key(max_ms, *seq).as_slice(), ())
+                    .map_err(dberr)?;
+                through = *seq;
+            }
+            meta.insert("through", through).map_err(dberr)?;
+            meta.insert("max_ms", max_ms).map_err(dberr)?;
+            match last_hash {
+                Some(h) => bytes.insert("through_hash", h.as_bytes()).map_err(dberr)?,
+                None => bytes.remove("through_hash").map_err(dberr)?,
+            };
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(through)
+    }
+
+    /// Up to `limit` sequence numbers under `key` (`"kind:value"`) in `(after, until]`,
+    /// ascending.
+    pub fn postings(
+        &self,
+        key: &str,
+        after: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<Postings, IndexError> {
+        if after >= until {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let t = txn.open_table(POSTINGS).map_err(dberr)?;
+        let from = posting(key, after.saturating_add(1));
+        let to = posting(key, until);
+        let mut out = Vec::new();
+        for row in t.range(from.as_slice()..=to.as_slice()).map_err(dberr)? {
+            let (k, _) = row.map_err(dberr)?;
+            let k = k.value();
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&k[k.len() - 8..]);
+            out.push(u64::from_be_bytes(seq));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sequence numbers an entry in `[since_ms, until_ms]` can have, within what is
+    /// indexed: from the first entry whose running maximum time reaches `since_ms`, to the
+    /// last whose running maximum is at most `until_ms + skew_ms` (entries written by a
+    /// clock behind the others' by more than `skew_ms` may be missed past that bound).
+    pub fn seq_range(
+        &self,
+        since_ms: Option<u64>,
+        until_ms: Option<u64>,
+        skew_ms: u64,
+    ) -> Result<(u64, u64), IndexError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let t = txn.open_table(TIME).map_err(dberr)?;
+        let seq_of = |k: &[u8]| {
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&k[8..16]);
+            u64::from_be_bytes(s)
+        };
+        let lo = match since_ms {
+            None => 1,
+            Some(ms) => match t.range(time_key(ms, 0).as_slice()..).map_err(dberr)?.next() {
+                Some(row) => seq_of(row.map_err(dberr)?.0.value()),
+                // Nothing indexed reaches `since`: only the unindexed tail can.
+                None => u64::MAX,
+            },
+        };
+        let hi = match until_ms {
+            None => u64::MAX,
+            Some(ms) => {
+                let bound = time_key(ms.saturating_add(skew_ms), u64::MAX);
+                match t.range(..=bound.as_slice()).map_err(dberr)?.next_back() {
+                    Some(row) => seq_of(row.map_err(dberr)?.0.value()),
+                    None => 0,
+                }
+            }
+        };
+        Ok((lo, hi))
+    }
+}
+
+/// The index keys of an entry (`"kind:value"`).
+pub fn keys(entry: &Entry) -> Vec<String> {
+    let mut out: Vec<String> = mentions(entry)
+        .into_iter()
+        .map(|m| format!("{}:{}", m.kind.as_str(), m.id))
+        .collect();
+    if entry.actor["kind"] == "client"
+        && let Some(name) = entry.actor["name"].as_str()
+    {
+        out.push(format!("principal:{name}"));
+    }
+    if let Some(addr) = entry
+        .client_addr
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+    {
+        out.push(format!("client:{}", addr.to_canonical()));
+    }
+    out.push(format!("action:{}", entry.action));
+    out
+}
+
+fn posting(key: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 9);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn time_key(ms: u64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&ms.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, IndexError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| IndexError::Db(redb::Error::Corrupted("index task panicked".into())))?
+}
+
+/// The indexer task: catches up with the chain every `poll` until `stop` completes. A
+/// failure is logged and retried at the next poll; queries meanwhile scan what is not
+/// indexed.
+pub async fn run(
+    index: Arc<AuditIndex>,
+    source: Arc<dyn EntrySource>,
+    poll: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = index.catch_up(&*source).await {
+            tracing::warn!(error = %e, "audit index could not catch up; queries scan the rest");
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
