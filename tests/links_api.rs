@@ -5,29 +5,12 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use support::UPLOADER_TOKEN;
 use support::links::{
-    PUBLISHER_TOKEN, data, import, import_dir, issue, issue_raw, link_url, place, register,
+    PUBLISHER_TOKEN, call, data, import, import_dir, issue, issue_raw, link_url, place, register,
     sha256_hex, start,
 };
-use support::{Gateway, UPLOADER_TOKEN};
-
-async fn call(
-    gw: &Gateway,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = gw.client().request(method, gw.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_validation() {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use support::links::{
     PUBLISHER_TOKEN, actions, import, issue, issue_raw, link_url, register, stop_and_export_audit,
+    upload_as,
 };
 use support::{ClientCert, Gateway, LAB_TOKEN, UPLOADER_TOKEN, sallyport, token_hash};
 
@@ -385,24 +386,6 @@ async fn a_link_bound_to_a_clients_certificate_downloads_only_with_it() {
     assert_eq!(actions(&audit, "download.served").len(), 2);
 }
 
-/// Creates and completes an upload of `bytes` as `token`'s client (creation-with-upload).
-async fn upload(gw: &Gateway, token: &str, bytes: &[u8]) -> String {
-    let resp = gw
-        .client()
-        .post(gw.url("/files/"))
-        .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", bytes.len().to_string())
-        .header("content-type", "application/offset+octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    location.rsplit('/').next().unwrap().to_owned()
-}
-
 async fn register_as(gw: &Gateway, token: &str, body: Value) -> (u16, Value) {
     status_and_json(
         gw.client()
@@ -434,8 +417,8 @@ async fn a_scoped_publisher_publishes_only_for_its_partners_and_owners() {
         token_hash(SCOPED_TOKEN)
     );
     let mut gw = support::links::start(&extra);
-    let clinic_upload = upload(&gw, UPLOADER_TOKEN, b"clinic's referral").await;
-    let lab_upload = upload(&gw, LAB_TOKEN, b"lab's results").await;
+    let clinic_upload = upload_as(&gw, UPLOADER_TOKEN, b"clinic's referral").await;
+    let lab_upload = upload_as(&gw, LAB_TOKEN, b"lab's results").await;
     let kind = "application/octet-stream";
 
     // Registration: only the clinic's upload.

@@ -8,44 +8,12 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::links::{PUBLISHER_TOKEN, actions, issue, register, stop_and_export_audit};
-use support::{Gateway, LAB_TOKEN, UPLOADER_TOKEN, token_hash};
+use support::links::{
+    PUBLISHER_TOKEN, actions, call, issue, register, stop_and_export_audit, upload_as,
+};
+use support::{LAB_TOKEN, UPLOADER_TOKEN, token_hash};
 
 const SCOPED_TOKEN: &str = "test-scoped-publisher-token-0123456789abcdef";
-
-async fn call(
-    gw: &Gateway,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = gw.client().request(method, gw.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn upload(gw: &Gateway, token: &str, bytes: &[u8]) -> String {
-    let resp = gw
-        .client()
-        .post(gw.url("/files/"))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", bytes.len().to_string())
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    location.rsplit('/').next().unwrap().to_owned()
-}
 
 fn code(answer: &(u16, Value)) -> (u16, Option<&str>) {
     (answer.0, answer.1["code"].as_str())
@@ -70,8 +38,8 @@ async fn a_scoped_publisher_sees_and_revokes_only_grants_in_its_scope() {
     );
     let mut gw = support::links::start(&extra);
     let kind = "application/octet-stream";
-    let clinic_upload = upload(&gw, UPLOADER_TOKEN, b"clinic's referral").await;
-    let lab_upload = upload(&gw, LAB_TOKEN, b"lab's results").await;
+    let clinic_upload = upload_as(&gw, UPLOADER_TOKEN, b"clinic's referral").await;
+    let lab_upload = upload_as(&gw, LAB_TOKEN, b"lab's results").await;
     let (status, clinic) =
         register(&gw, json!({"upload": clinic_upload, "content_type": kind})).await;
     assert_eq!(status, 201, "{clinic}");

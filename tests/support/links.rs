@@ -105,3 +105,41 @@ pub fn export_audit(config: &Path) -> Vec<Value> {
 pub fn actions<'a>(entries: &'a [Value], action: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["action"] == action).collect()
 }
+
+/// `method path` as `token`'s client with an optional JSON body: the status and the JSON
+/// answer (`Null` when the answer is not JSON).
+pub async fn call(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = gw.client().request(method, gw.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Creates and completes an upload of `bytes` as `token`'s client in one request
+/// (creation-with-upload); returns the upload id.
+pub async fn upload_as(gw: &Gateway, token: &str, bytes: &[u8]) -> String {
+    let resp = gw
+        .client()
+        .post(gw.url("/files/"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", bytes.len().to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    location.rsplit('/').next().unwrap().to_owned()
+}
