@@ -6,9 +6,11 @@
 # Environment:
 #   STATE=embedded|redis   the gateway's state store (default embedded; redis uses
 #                          redis://127.0.0.1:6379 with a unique key prefix)
-#   REPS=5                 runs of the 1 GiB download per server
-#   DURATION=10 RUNS=3     wrk seconds per run and runs, 16 connections, 2 threads
-#   PORT=9443              the gateway's port (nginx takes 8443/8080, see nginx_peer.sh)
+#   ROUNDS=5               interleaved rounds; each round measures every server once, in a
+#                          shuffled order, and the summary is the median of per-round ratios
+#   DURATION=10            wrk seconds per 1 KiB run (16 connections, 2 threads)
+#   PORT=9443              the gateway's port; PORT+1 is a second gateway with queued audit
+#                          (nginx takes 8443/8080, see nginx_peer.sh)
 #   NO_BUILD=1             use the existing target/release/sallyport
 #   GATEWAY_BIN=<binary>   measure this binary (implies no build), for before/after runs
 #   BENCH_DIR              the shared bench harness (default <repo>/../shared/bench)
@@ -18,13 +20,18 @@
 #                          about 0.3 CPU s/GiB more on the same two cores)
 #
 # What it does: builds the release binary; starts nginx (../shared/bench/nginx_peer.sh,
-# which makes a 1 GiB and a 1 KiB random file); starts the gateway with a publisher client;
-# registers both files as artifacts (encrypted on import); issues an unlimited link for
-# each and a metered link (max_downloads) for the 1 KiB one; then runs
-# ../shared/bench/download.sh (1 GiB over TLS 1.3, curl) and wrk_rps.sh (1 KiB, 16
-# keep-alive connections) against both servers in the same sitting, and prints medians and
-# ratios. Every gateway download is audited: durably before its first byte, and then
-# again with links.danger_queued_download_audit = true (queued before the first byte).
+# which makes a 1 GiB and a 1 KiB random file); starts two gateways with a publisher client:
+# one auditing every download durably before its first byte (the default), one with
+# links.danger_queued_download_audit = true (queued before the first byte); registers both
+# files as artifacts in each (encrypted on import); issues an unlimited link for each and a
+# metered link (max_downloads) for the 1 KiB one. Then ROUNDS rounds, each running every
+# measurement once in a shuffled order (A B A B, so a noisy neighbour hits both sides):
+# ../shared/bench/download.sh (1 GiB over TLS 1.3, curl; server CPU seconds per GiB) and
+# wrk_rps.sh (1 KiB, 16 keep-alive connections). The summary gives, for each comparison, the
+# median of the per-round ratios with min-max and n. It also measures this disk's 4 KiB
+# O_DSYNC write latency in the gateway's data directory: with 16 clients and every download
+# durable before its first byte, 16 / that latency is the physical bound on req/s, and the
+# summary says how close the durable gateway comes to it.
 #
 # Nothing downloaded is committed; WORKDIR (default: a new /tmp directory) holds the data.
 set -euo pipefail
@@ -32,7 +39,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH_DIR:-$HERE/../shared/bench}
 WORK=${1:-$(mktemp -d /tmp/sallyport-bench.XXXXXX)}
 mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
-STATE=${STATE:-embedded}; REPS=${REPS:-5}; DURATION=${DURATION:-10}; RUNS=${RUNS:-3}
+STATE=${STATE:-embedded}; ROUNDS=${ROUNDS:-5}; DURATION=${DURATION:-10}
 PORT=${PORT:-9443}
 CURL_HTTP=${CURL_HTTP:-1.1}
 case "$CURL_HTTP" in
@@ -54,9 +61,9 @@ if [ -z "${NO_BUILD:-}" ] && [ -z "${GATEWAY_BIN:-}" ]; then
   (cd "$HERE" && cargo build --release --bin sallyport)
 fi
 
-GW_PID=
+GW_PIDS=()
 cleanup() {
-  [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null || true
+  for p in "${GW_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   "$BENCH/nginx_peer.sh" stop "$WORK/nginx" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -65,23 +72,27 @@ echo "== nginx"
 "$BENCH/nginx_peer.sh" start "$WORK/nginx"
 NGINX_PID=$(cat "$WORK/nginx/nginx.pid")
 
-echo "== sallyport ($STATE state)"
-GW=$WORK/gateway; mkdir -p "$GW/data/import"; chmod 700 "$GW" "$GW/data"
+echo "== sallyport ($STATE state): durable audit on :$PORT, queued audit on :$((PORT + 1))"
 TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '=+/')
 HASH=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
-( umask 077; printf '%s' "$TOKEN" > "$GW/publisher.token" )
-STATE_TOML=""
-if [ "$STATE" = redis ]; then
-  STATE_TOML="[state]
+# start_gateway DIR PORT QUEUED: configure and start one gateway, then import both files.
+start_gateway() {
+  local dir=$1 port=$2 queued=$3 state_toml=""
+  mkdir -p "$dir/data/import"; chmod 700 "$dir" "$dir/data"
+  ( umask 077; printf '%s' "$TOKEN" > "$dir/publisher.token" )
+  if [ "$STATE" = redis ]; then
+    state_toml="[state]
 backend = \"redis\"
 redis_url = \"redis://127.0.0.1:6379\"
-redis_prefix = \"sallyport-bench:$$:$(date +%s):\""
-fi
-cat > "$GW/sallyport.toml" <<CONF
-data_dir = "$GW/data"
-$STATE_TOML
+redis_prefix = \"sallyport-bench:$$:$port:$(date +%s):\""
+  fi
+  cat > "$dir/sallyport.toml" <<CONF
+data_dir = "$dir/data"
+$state_toml
+[links]
+danger_queued_download_audit = $queued
 [server]
-listen = "127.0.0.1:$PORT"
+listen = "127.0.0.1:$port"
 max_connections = 4096
 [log]
 level = "warn"
@@ -90,62 +101,106 @@ name = "bench-publisher"
 token_sha256 = "$HASH"
 roles = ["publisher", "auditor"]
 CONF
-"$BIN" --config "$GW/sallyport.toml" serve > "$GW/stdout.log" 2> "$GW/stderr.log" &
-GW_PID=$!
-wait_port 127.0.0.1 "$PORT" 200
-cp "$WORK/nginx/files/big.bin" "$GW/data/import/big.bin"
-cp "$WORK/nginx/files/small.bin" "$GW/data/import/small.bin"
-sp() {
-  SALLYPORT_URL="https://127.0.0.1:$PORT" SALLYPORT_TOKEN_FILE="$GW/publisher.token" \
-    "$BIN" --config "$GW/sallyport.toml" "$@"
+  "$BIN" --config "$dir/sallyport.toml" serve > "$dir/stdout.log" 2> "$dir/stderr.log" &
+  GW_PIDS+=($!)
+  wait_port 127.0.0.1 "$port" 200
+  cp "$WORK/nginx/files/big.bin" "$WORK/nginx/files/small.bin" "$dir/data/import/"
 }
+sp() {
+  local dir=$1 port=$2; shift 2
+  SALLYPORT_URL="https://127.0.0.1:$port" SALLYPORT_TOKEN_FILE="$dir/publisher.token" \
+    "$BIN" --config "$dir/sallyport.toml" "$@"
+}
+GW=$WORK/gateway; GWQ=$WORK/gateway-queued
+start_gateway "$GW" "$PORT" false; GW_PID=${GW_PIDS[0]}
+start_gateway "$GWQ" "$((PORT + 1))" true; GWQ_PID=${GW_PIDS[1]}
 t0=$(date +%s.%N)
-BIG=$(sp artifact register --import big.bin --content-type application/octet-stream)
+BIG=$(sp "$GW" "$PORT" artifact register --import big.bin --content-type application/octet-stream)
 t1=$(date +%s.%N)
-SMALL=$(sp artifact register --import small.bin --content-type application/octet-stream)
+SMALL=$(sp "$GW" "$PORT" artifact register --import small.bin --content-type application/octet-stream)
+SMALLQ=$(sp "$GWQ" "$((PORT + 1))" artifact register --import small.bin --content-type application/octet-stream)
 echo "imported 1 GiB in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s (read, encrypt, SHA-256, fsync)"
-BIG_URL=$(sp link issue --artifact "$BIG" --partner bench --ttl 6h 2>/dev/null)
-SMALL_URL=$(sp link issue --artifact "$SMALL" --partner bench --ttl 6h 2>/dev/null)
-METERED_URL=$(sp link issue --artifact "$SMALL" --partner bench --ttl 6h --max-downloads 4000000000 2>/dev/null)
+BIG_URL=$(sp "$GW" "$PORT" link issue --artifact "$BIG" --partner bench --ttl 6h 2>/dev/null)
+SMALL_URL=$(sp "$GW" "$PORT" link issue --artifact "$SMALL" --partner bench --ttl 6h 2>/dev/null)
+METERED_URL=$(sp "$GW" "$PORT" link issue --artifact "$SMALL" --partner bench --ttl 6h --max-downloads 4000000000 2>/dev/null)
+QUEUED_URL=$(sp "$GWQ" "$((PORT + 1))" link issue --artifact "$SMALLQ" --partner bench --ttl 6h 2>/dev/null)
 NGINX_SMALL=$("$BENCH/sign_url_nginx.sh" https://127.0.0.1:8443 /s/small.bin "$(cat "$WORK/nginx/secret")" 21600)
+NGINX_BIG=https://127.0.0.1:8443/f/big.bin
+# Every URL must answer 200 before anything is timed (a 403 here is a setup bug, not a result).
+for u in "$BIG_URL" "$SMALL_URL" "$METERED_URL" "$QUEUED_URL" "$NGINX_SMALL" "$NGINX_BIG"; do
+  code=$(curl -sk -o /dev/null -r 0-0 -w '%{http_code}' --max-time 10 "$u")
+  case "$code" in 200|206) ;; *) echo "setup: $u answered $code, not 200/206" >&2; exit 1 ;; esac
+done
 
 R=$WORK/results; mkdir -p "$R"
-echo; echo "== (a) 1 GiB single stream over TLS: sallyport"
-"$BENCH/download.sh" "$BIG_URL" "$REPS" "$GW_PID" | tee "$R/sp_download.txt"
-echo; echo "== (a) 1 GiB single stream over TLS: nginx"
-"$BENCH/download.sh" https://127.0.0.1:8443/f/big.bin "$REPS" "$NGINX_PID" | tee "$R/nginx_download.txt"
-echo; echo "== (b) 1 KiB through signed links, 16 connections: sallyport (unlimited link)"
-"$BENCH/wrk_rps.sh" "$SMALL_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps.txt"
-echo; echo "== (b) 1 KiB, 16 connections: sallyport (metered link, max_downloads)"
-"$BENCH/wrk_rps.sh" "$METERED_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps_metered.txt"
-echo; echo "== (b') the same two, links.danger_queued_download_audit = true (restart)"
-kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
-sed -i 's/^\[server\]$/[links]\ndanger_queued_download_audit = true\n[server]/' "$GW/sallyport.toml"
-"$BIN" --config "$GW/sallyport.toml" serve >> "$GW/stdout.log" 2>> "$GW/stderr.log" &
-GW_PID=$!
-wait_port 127.0.0.1 "$PORT" 200
-"$BENCH/wrk_rps.sh" "$SMALL_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps_queued.txt"
-"$BENCH/wrk_rps.sh" "$METERED_URL" "$DURATION" 16 2 "$RUNS" | tee "$R/sp_rps_metered_queued.txt"
-echo; echo "== (b) 1 KiB, 16 connections: nginx secure_link"
-"$BENCH/wrk_rps.sh" "$NGINX_SMALL" "$DURATION" 16 2 "$RUNS" | tee "$R/nginx_rps.txt"
+: > "$R/rounds.txt"
+# One measurement: "<name> <value> [<server cpu s per GiB>]" appended to rounds.txt.
+measure() {
+  local round=$1 name=$2 line
+  case "$name" in
+    big_sp)   line=$("$BENCH/download.sh" "$BIG_URL" 1 "$GW_PID" | awk '$1 == 1') ;;
+    big_ng)   line=$("$BENCH/download.sh" "$NGINX_BIG" 1 "$NGINX_PID" | awk '$1 == 1') ;;
+    small_sp) line=$("$BENCH/wrk_rps.sh" "$SMALL_URL" "$DURATION" 16 2 1 | awk '$1 == 1') ;;
+    small_sp_metered) line=$("$BENCH/wrk_rps.sh" "$METERED_URL" "$DURATION" 16 2 1 | awk '$1 == 1') ;;
+    small_sp_queued)  line=$("$BENCH/wrk_rps.sh" "$QUEUED_URL" "$DURATION" 16 2 1 | awk '$1 == 1') ;;
+    small_ng) line=$("$BENCH/wrk_rps.sh" "$NGINX_SMALL" "$DURATION" 16 2 1 | awk '$1 == 1') ;;
+  esac
+  [ -n "$line" ] || { echo "measurement $name produced no result" >&2; exit 1; }
+  case "$name" in
+    # download.sh: run MB/s curl_cpu_s server_cpu_s bytes -> MB/s, server CPU s per GiB
+    big_*) echo "$line" | awk -v r="$round" -v n="$name" \
+             '{printf "%d %s %s %.3f\n", r, n, $2, $4 * 1073741824 / $5}' ;;
+    # wrk_rps.sh: run req/s p50 p99 non2xx; any non-2xx answer voids the run
+    small_*) echo "$line" | awk -v r="$round" -v n="$name" \
+             '{ if ($5 != 0) { print "non-2xx answers in " n > "/dev/stderr"; exit 1 }
+                printf "%d %s %s\n", r, n, $2 }' ;;
+  esac | tee -a "$R/rounds.txt"
+}
+for round in $(seq "$ROUNDS"); do
+  echo; echo "== round $round of $ROUNDS"
+  for m in $(shuf -e big_sp big_ng); do measure "$round" "$m"; done
+  for m in $(shuf -e small_sp small_sp_metered small_sp_queued small_ng); do measure "$round" "$m"; done
+done
 
-med() { grep -E "$2 median" "$1" | awk '{print $3}'; }
-SP_MBS=$(med "$R/sp_download.txt" "MB/s"); NG_MBS=$(med "$R/nginx_download.txt" "MB/s")
-SP_RPS=$(med "$R/sp_rps.txt" "req/s"); SPM_RPS=$(med "$R/sp_rps_metered.txt" "req/s")
-NG_RPS=$(med "$R/nginx_rps.txt" "req/s")
-SPQ_RPS=$(med "$R/sp_rps_queued.txt" "req/s"); SPMQ_RPS=$(med "$R/sp_rps_metered_queued.txt" "req/s")
+echo; echo "== 4 KiB O_DSYNC write latency in the gateway's data directory (dd, 2000 writes)"
+F=$GW/data/dsync-probe.bin
+: > "$R/dsync.txt"
+for r in 1 2 3; do
+  dd if=/dev/zero of="$F" bs=4k count=2000 oflag=dsync 2>&1 |
+    awk '/copied/ {sub(/.*copied, /, ""); split($0, a, " "); printf "%.1f\n", a[1] / 2000 * 1e6}' |
+    tee -a "$R/dsync.txt"
+  rm -f "$F"
+done
+DSYNC_US=$(stats < "$R/dsync.txt" | awk '{print $1}')
+
+# ratio_stats A B [COL]: per-round value of A / value of B (column 3, or COL), as
+# "median min max n".
+ratio_stats() {
+  awk -v a="$1" -v b="$2" -v c="${3:-3}" '$2 == a {x[$1] = $c} $2 == b {y[$1] = $c}
+    END {for (r in x) if ((r in y) && y[r] > 0) printf "%.3f\n", x[r] / y[r]}' "$R/rounds.txt" | stats_fine
+}
+stats_fine() {
+  sort -g | awk '{v[NR]=$1} END { if (NR==0) { print "NA NA NA 0"; exit }
+    m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2
+    printf "%.2f %.2f %.2f %d\n", m, v[1], v[NR], NR }'
+}
+med_of() { awk -v n="$1" -v c="${2:-3}" '$2 == n {print $c}' "$R/rounds.txt" | stats_fine | awk '{print $1}'; }
+show_ratio() {
+  read -r m lo hi n < <(ratio_stats "$2" "$3" "${5:-3}")
+  printf '%-34s %8s vs %8s   ratio median %s (min %s, max %s, n=%s)%s\n' "$1" \
+    "$(med_of "$2" "${5:-3}")" "$(med_of "$3" "${5:-3}")" "$m" "$lo" "$hi" "$n" "${4:-}"
+}
 AUDIT=$(curl -sk -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/v1/audit/verify")
+BOUND=$(awk -v us="$DSYNC_US" 'BEGIN {printf "%.0f", 16 / (us / 1e6)}')
 echo
-echo "== summary ($STATE state store; medians; same sitting; curl over HTTP/$CURL_HTTP)"
-printf '(a) 1 GiB download   sallyport %8s MB/s   nginx %8s MB/s   ratio %s (goal >= 0.8)\n' \
-  "$SP_MBS" "$NG_MBS" "$(awk -v a="$SP_MBS" -v b="$NG_MBS" 'BEGIN{printf "%.2f", a/b}')"
-printf '(b) 1 KiB req/s      sallyport %8s        nginx %8s        ratio %s (goal >= 1.0)\n' \
-  "$SP_RPS" "$NG_RPS" "$(awk -v a="$SP_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
-printf '    metered link     sallyport %8s        ratio %s\n' \
-  "$SPM_RPS" "$(awk -v a="$SPM_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
-printf '    queued audit     sallyport %8s        ratio %s\n' \
-  "$SPQ_RPS" "$(awk -v a="$SPQ_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
-printf '    queued, metered  sallyport %8s        ratio %s\n' \
-  "$SPMQ_RPS" "$(awk -v a="$SPMQ_RPS" -v b="$NG_RPS" 'BEGIN{printf "%.2f", a/b}')"
+echo "== summary ($STATE state store; $ROUNDS interleaved rounds; medians of per-round ratios; curl over HTTP/$CURL_HTTP)"
+show_ratio "(a) 1 GiB download MB/s" big_sp big_ng "   goal >= 1.0"
+show_ratio "    server CPU s per GiB" big_sp big_ng "   goal <= 1.0" 4
+show_ratio "(b) 1 KiB req/s, durable audit" small_sp small_ng "   goal >= 0.5"
+show_ratio "    metered link, durable audit" small_sp_metered small_ng
+show_ratio "    queued audit" small_sp_queued small_ng "   goal >= 1.0"
+printf '(c) 4 KiB O_DSYNC write: median %s us; 16 clients / that = %s req/s bound;\n' "$DSYNC_US" "$BOUND"
+printf '    durable gateway median %s req/s = %s of the bound (goal >= 0.8)\n' "$(med_of small_sp)" \
+  "$(awk -v a="$(med_of small_sp)" -v b="$BOUND" 'BEGIN {printf "%.2f", a / b}')"
 echo "audit chain after the run (one download.served entry per download): $AUDIT"
-echo "results in $R; gateway log in $GW/stderr.log"
+echo "per-round figures in $R/rounds.txt; gateway logs in $GW/stderr.log and $GWQ/stderr.log"
