@@ -194,6 +194,15 @@ fn exported_chain(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
         .status()
         .unwrap();
     assert!(status.success());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the export names principals and addresses");
+        assert!(
+            !dir.join("audit.jsonl.partial").exists(),
+            "the partial file was renamed into place"
+        );
+    }
     let lines: Vec<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()

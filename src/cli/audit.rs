@@ -65,28 +65,77 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
         AuditCommand::Trace(args) => query::run_trace(args, Some(config)).await,
         AuditCommand::Export { out } => {
             let log = crate::app::open_audit_log(config).await?;
-            let mut w: Box<dyn Write> = if out.as_os_str() == "-" {
-                Box::new(std::io::stdout().lock())
+            let exported = if out.as_os_str() == "-" {
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                let n = export(log.as_ref(), &mut w).await?;
+                w.flush()?;
+                n
             } else {
-                Box::new(std::fs::File::create(&out)?)
+                export_to_file(log.as_ref(), &out).await?
             };
-            let mut next = 1;
-            loop {
-                let page = log.read(next, 1000).await?;
-                if page.is_empty() {
-                    break;
-                }
-                for e in &page {
-                    w.write_all(&e.bytes)?;
-                    w.write_all(b"\n")?;
-                    next = e.seq + 1;
-                }
-            }
-            w.flush()?;
-            eprintln!("exported {} entries", next - 1);
+            eprintln!("exported {exported} entries");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Writes every entry of `log` to `w` as JSON lines; returns how many.
+async fn export(log: &dyn crate::audit::log::AuditLog, w: &mut impl Write) -> anyhow::Result<u64> {
+    let mut next = 1;
+    let mut count = 0;
+    loop {
+        let page = log.read(next, 1000).await?;
+        if page.is_empty() {
+            return Ok(count);
+        }
+        for e in &page {
+            w.write_all(&e.bytes)?;
+            w.write_all(b"\n")?;
+            next = e.seq + 1;
+            count += 1;
+        }
+    }
+}
+
+/// Exports into `out` the way a key or a report is written: into `<out>.partial` (mode
+/// 0600, since the trail names principals, addresses and object ids), synced, then renamed
+/// over `out` and the directory synced. A failed export leaves no file under `out` that
+/// looks complete, and an existing `out` is replaced only by a whole export.
+async fn export_to_file(
+    log: &dyn crate::audit::log::AuditLog,
+    out: &std::path::Path,
+) -> anyhow::Result<u64> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", partial.display()))?;
+    // A `.partial` left by an earlier run keeps its old mode unless it is set again.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut w = std::io::BufWriter::new(file);
+    let result = async {
+        let n = export(log, &mut w).await?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, out)?;
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+        anyhow::Ok(n)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result.map_err(|e| anyhow::anyhow!("exporting the audit trail to {}: {e}", out.display()))
 }
 
 pub(crate) fn report(summary: &chain::ChainSummary) {
