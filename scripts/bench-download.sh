@@ -78,6 +78,9 @@ HASH=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
 # start_gateway DIR PORT QUEUED: configure and start one gateway, then import both files.
 start_gateway() {
   local dir=$1 port=$2 queued=$3 state_toml=""
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is already in use (an earlier gateway still running?); set PORT" >&2; exit 1
+  fi
   mkdir -p "$dir/data/import"; chmod 700 "$dir" "$dir/data"
   ( umask 077; printf '%s' "$TOKEN" > "$dir/publisher.token" )
   if [ "$STATE" = redis ]; then
@@ -104,6 +107,7 @@ CONF
   "$BIN" --config "$dir/sallyport.toml" serve > "$dir/stdout.log" 2> "$dir/stderr.log" &
   GW_PIDS+=($!)
   wait_port 127.0.0.1 "$port" 200
+  kill -0 "${GW_PIDS[-1]}" 2>/dev/null || { echo "the gateway on :$port exited; see $dir/stderr.log" >&2; exit 1; }
   cp "$WORK/nginx/files/big.bin" "$WORK/nginx/files/small.bin" "$dir/data/import/"
 }
 sp() {
