@@ -23,8 +23,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use support::sallyport;
 use support::data::{data, sha256_hex};
+use support::sallyport;
 
 const CHUNK: usize = 64 << 10;
 const UPLOAD: &str = "/files/up1";
@@ -127,6 +127,8 @@ async fn answer(
         header("upload-checksum"),
         header("upload-length"),
     );
+    // The test's own scripted server reads the test client's chunks (64 KiB each).
+    #[allow(clippy::disallowed_methods)]
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let mut f = fake.lock().unwrap();
     let empty = Full::new(Bytes::new());
@@ -289,16 +291,15 @@ fn assert_went_on_from(patches: &[Patch], at: usize, next: u64, refused: &[usize
     }
     assert_eq!(patches[at + 1].offset, next, "{patches:?}");
     let read_ahead = (at as u64 + 1) * CHUNK as u64;
-    assert_ne!(next, read_ahead, "the scenario must make the read-ahead wrong");
+    assert_ne!(
+        next, read_ahead,
+        "the scenario must make the read-ahead wrong"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partially_accepted_chunk_discards_the_read_ahead() {
-    let patches = upload_with(Twist::Partial {
-        at: 3,
-        keep: 1000,
-    })
-    .await;
+    let patches = upload_with(Twist::Partial { at: 3, keep: 1000 }).await;
     assert_eq!(patches[3].offset, 3 * CHUNK as u64);
     assert_went_on_from(&patches, 3, 3 * CHUNK as u64 + 1000, &[]);
 }
