@@ -1,59 +1,85 @@
 #!/usr/bin/env bash
-# Upload benchmark (issue 4): a 1 GiB file through the release gateway over TLS on
-# loopback, 8 MiB tus chunks, each with `Upload-Checksum: sha256`, so every byte goes
-# through TLS decrypt, the per-chunk SHA-256 (verification + ledger), the whole-file
-# SHA-256, AES-256-GCM at rest and an fsync per chunk. Not a test: it prints figures.
+# Upload benchmark (issues 4, 14, 16): a 1 GiB file uploaded over TLS on loopback by several
+# clients, INTERLEAVED: every round runs each client once, in a freshly shuffled order, so
+# the machine's drift (other people's builds) hits all clients alike. Reports each
+# client's MB/s and the per-round RATIOS (median, min–max, n), which are what to quote.
+# Not a test: it prints figures.
 #
-# Usage: scripts/bench-upload.sh [WORKDIR]
-#   env: REPS=5  CLIENTS="js curl"  CHUNK=8388608  CHECKSUM=sha256
-#        CLIENTS may also name `sallyport`: this binary's own `sallyport client upload`
-#        (sha256 per chunk always; one file, so one connection at a time, like the others;
-#        its whole-file check against the server's ledger is inside the timed run)
-#        CURL_HTTP=1.1 (the curl client's PATCHes over HTTP/1.1, as tus-js-client under node,
-#        tuspy and the peer measurements in BASELINE.md all are; CURL_HTTP=2 lets curl
-#        negotiate h2, which costs curl itself about 3x the CPU: nghttp2's framing)
-#        BENCH_DIR=<repo>/../shared/bench (the shared peer scripts: tus_bench.sh & co.)
-#        CARGO_TARGET_DIR (where the release build goes; default <repo>/target)
-#        GATEWAY_BIN=<binary> (measure this binary instead of building; for before/after;
-#        not SALLYPORT_*: the gateway reads those as configuration overrides)
+# Usage: scripts/bench-upload.sh [WORKDIR]          (default WORKDIR: <target dir>/bench-upload)
+#   env: ROUNDS=5                rounds (each client once per round, order shuffled)
+#        CLIENTS="sallyport js nginx"   which clients, any of:
+#          sallyport  this binary's `sallyport client upload` to the gateway (8 MiB chunks,
+#                     sha256 per chunk, one file; timed as the whole process: start-up, the
+#                     file's fingerprint, the fsynced resume record, every PATCH and the
+#                     final ledger check against its own whole-file SHA-256)
+#          js         tus-js-client (node) to the gateway, sha256 per chunk (tus_bench.sh)
+#          curl       the lean curl tus client to the gateway, sha256 per chunk (tus_bench.sh)
+#          nginx      one curl PUT of the file to nginx's WebDAV location over TLS 1.3
+#                     (put_upload.sh): the "TLS receive + write to disk" anchor; skipped,
+#                     with a note, when nginx is not installed or does not start
+#        CHUNK=8388608  CHECKSUM=sha256  CURL_HTTP=1.1 (2: let the curl client negotiate h2)
+#        NO_BUILD=1     use the release binary already built (no cargo build)
+#        GATEWAY_BIN=<binary>  measure this binary instead (implies NO_BUILD; for before/after)
+#        BENCH_DIR=<repo>/../shared/bench  (the shared harness: lib.sh, tus_bench.sh, …)
+#
+# The binary is found in the build's own target directory (`cargo metadata`, so
+# CARGO_TARGET_DIR and .cargo/config are honoured), not in a fixed path.
 #
 # What it does:
-#   1. cargo build --release; `tus_setup.sh WORKDIR 1` (npm deps for tus-js-client, a 1 GiB
-#      random file WORKDIR/upload.bin; rustus is skipped);
-#   2. copies the shared bench scripts to WORKDIR/bench and adds the gateway's bearer token
-#      to their requests (they were written for peers without authentication); every
-#      patch is checked, the copies are otherwise unchanged;
-#   3. per client (tus-js-client, then the lean curl client): a fresh gateway with its own
-#      data directory and a random uploader token; a warm-up upload of 128 MiB and its peak
-#      RSS; then `tus_bench.sh` with REPS uploads of the 1 GiB file and SERVER_PID set, and
-#      the peak RSS again (equal peaks = memory flat in file size). After every upload
-#      tus_bench.sh empties the gateway's blob directory and syncs, untimed (CLEAN_DIR, as
-#      in the peer baseline): the finished uploads' ciphertext is not read again, the disk
-#      holds one upload at a time, and one run's writeback does not land in the next;
-#   4. prints MB/s (median, min, max), the server's CPU seconds per GiB (median) and peak
-#      RSS per client, and the exact commands.
+#   1. cargo build --release --locked (unless NO_BUILD/GATEWAY_BIN); `tus_setup.sh WORKDIR 1`
+#      (npm deps for tus-js-client, a 1 GiB random file WORKDIR/upload.bin; no rustus);
+#   2. copies the shared scripts to WORKDIR/bench and adds the gateway's bearer token to
+#      their requests (they were written for peers without authentication); every patch
+#      is checked, the copies are otherwise unchanged; the nginx copy listens on free ports
+#      and leaves out the proxies in front of the peer tus servers (not used here);
+#   3. one release gateway (embedded store, fresh data directory, a random uploader token)
+#      and, for `nginx`, one nginx; a 128 MiB warm-up upload per client;
+#   4. ROUNDS rounds; in each, every client uploads the 1 GiB file once, in shuffled order,
+#      each run after `wait_quiet` (the machine below 15 % busy, or 60 s). After every
+#      upload the server's data is emptied and synced, untimed, so one run's writeback does
+#      not land in the next. Per run: MB/s (1e6 B/s), client CPU s, server CPU s;
+#   5. prints per client: MB/s median (min–max, n), server CPU s/GiB median, the client's
+#      peak RSS (sallyport: at most two chunks in memory per file); then the per-round
+#      ratios sallyport/js, sallyport/nginx, js/nginx (and sallyport/curl), each as median
+#      (min–max, n); and the exact command.
 #
 # Everything goes to 127.0.0.1; the shared scripts refuse any other address and bound
-# their loops. Needs node/npm (for tus-js-client), curl, openssl, bc.
+# their loops. Needs node/npm (tus-js-client), curl, openssl, bc, python3; nginx optional.
 set -euo pipefail
+shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mkdir -p "${1:-$ROOT/target/bench-upload}" && cd "${1:-$ROOT/target/bench-upload}" && pwd)
-BENCH_SRC=${BENCH_DIR:-$ROOT/../shared/bench}
-REPS=${REPS:-5}; CLIENTS=${CLIENTS:-js curl}; CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}
-CURL_HTTP=${CURL_HTTP:-1.1}
-case "$CURL_HTTP" in 1.1|2) ;; *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;; esac
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${GATEWAY_BIN:-$TARGET/release/sallyport}
+BENCH_SRC=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" 2>/dev/null && pwd) \
+  || { echo "no shared bench harness at ${BENCH_DIR:-$ROOT/../shared/bench} (set BENCH_DIR)" >&2; exit 2; }
 [ -x "$BENCH_SRC/tus_bench.sh" ] || { echo "no tus_bench.sh in $BENCH_SRC (set BENCH_DIR)" >&2; exit 2; }
+ROUNDS=${ROUNDS:-5}; CLIENTS=${CLIENTS:-sallyport js nginx}
+CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}; CURL_HTTP=${CURL_HTTP:-1.1}
+case "$CURL_HTTP" in 1.1|2) ;; *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;; esac
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "ROUNDS must be a positive integer" >&2; exit 2 ;; esac
+for c in $CLIENTS; do
+  case "$c" in sallyport|js|curl|nginx) ;; *) echo "unknown client $c (sallyport js curl nginx)" >&2; exit 2 ;; esac
+done
 
-if [ -z "${GATEWAY_BIN:-}" ]; then
-  echo "# building the release binary"
-  (cd "$ROOT" && cargo build --release --locked --bin sallyport)
+# The build's own target directory.
+TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps --locked 2>/dev/null \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') \
+  || { echo "cargo metadata failed: cannot find the target directory" >&2; exit 2; }
+WORK=$(mkdir -p "${1:-$TARGET/bench-upload}" && cd "${1:-$TARGET/bench-upload}" && pwd)
+if [ -n "${GATEWAY_BIN:-}" ]; then
+  BIN=$GATEWAY_BIN
+else
+  BIN=$TARGET/release/sallyport
+  if [ -z "${NO_BUILD:-}" ]; then
+    echo "# building the release binary"
+    (cd "$ROOT" && cargo build --release --locked --bin sallyport)
+  fi
 fi
-echo "# gateway: $BIN"
+[ -x "$BIN" ] || { echo "no gateway binary at $BIN (build it, or unset NO_BUILD)" >&2; exit 2; }
+echo "# gateway and client: $BIN"
 
-echo "# setting up the clients and the 1 GiB file in $WORK"
+echo "# setting up tus-js-client and the 1 GiB file in $WORK"
 "$BENCH_SRC/tus_setup.sh" "$WORK" 1 > "$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; exit 1; }
+FILE=$WORK/upload.bin; SIZE=$(stat -c %s "$FILE")
+head -c $((128 << 20)) "$FILE" > "$WORK/warmup.bin"
 
 # The bench scripts' copies, with the bearer token added to every request.
 rm -rf "$WORK/bench"; cp -r "$BENCH_SRC" "$WORK/bench"
@@ -75,25 +101,34 @@ if [ "$CURL_HTTP" = 1.1 ]; then
   sed -i "s|echo 'insecure'|echo 'insecure'; echo 'http1.1'|" "$WORK/bench/tus_upload_curl.sh"
   grep -q "echo 'http1.1'" "$WORK/bench/tus_upload_curl.sh" || { echo "could not set HTTP/1.1 for curl" >&2; exit 1; }
 fi
+# nginx: no proxies on the fixed ports 8444/8445 in front of peer tus servers (not used
+# here, and another bench on the machine may hold those ports).
+sed -i '/listen 127.0.0.1:844[45] ssl/d' "$WORK/bench/nginx_peer.sh"
+! grep -q '127.0.0.1:844[45]' "$WORK/bench/nginx_peer.sh" || { echo "could not patch nginx_peer.sh" >&2; exit 1; }
+
+. "$WORK/bench/lib.sh"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 TOKEN=$(openssl rand -hex 32)
 TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 export TUS_AUTHORIZATION="Bearer $TOKEN" TUS_AUTHORIZATION_HEADER="Authorization: Bearer $TOKEN"
+printf '%s\n' "$TOKEN" > "$WORK/bench.token"; chmod 600 "$WORK/bench.token"
 
-GW_PID=
-stop_gateway() {
+GW_PID=; NGINX_DIR=; RESULTS=$(mktemp)
+cleanup() {
   if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
     kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
   fi
-  GW_PID=
+  [ -n "$NGINX_DIR" ] && "$WORK/bench/nginx_peer.sh" stop "$NGINX_DIR" >/dev/null 2>&1 || true
+  rm -f "$RESULTS"
 }
-trap 'stop_gateway' EXIT
+trap cleanup EXIT
 
-start_gateway() { # DATADIR -> sets GW_PID, PORT
-  local dir=$1
-  rm -rf "$dir"; mkdir -p "$dir"
-  cat > "$dir.toml" <<EOF
-data_dir = "$dir"
+# --- the gateway: one for the whole run, every client uploads to it ---
+GW_DIR=$WORK/gateway
+rm -rf "$GW_DIR"; mkdir -p "$GW_DIR"
+cat > "$GW_DIR.toml" <<EOF
+data_dir = "$GW_DIR"
 [server]
 listen = "127.0.0.1:0"
 [log]
@@ -104,85 +139,121 @@ name = "bench"
 token_sha256 = "$TOKEN_SHA"
 roles = ["uploader"]
 EOF
-  "$BIN" --config "$dir.toml" serve > "$dir.out" 2> "$dir.err" &
-  GW_PID=$!
-  local i
-  for i in $(seq 1 100); do
-    PORT=$(sed -n 's|^sallyport serving https://127.0.0.1:\([0-9]*\)/$|\1|p' "$dir.out")
-    [ -n "$PORT" ] && return 0
-    kill -0 "$GW_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the gateway did not start:" >&2; cat "$dir.out" "$dir.err" >&2; exit 1
-}
-
-. "$WORK/bench/lib.sh"
-
-# `sallyport client upload` REPS times: the same output lines as tus_bench.sh
-# ("run MB/s client_cpu_s server_cpu_s", then "MB/s median min max n").
-sallyport_bench() { # EP FILE REPS
-  local ep=$1 file=$2 reps=$3 r size t0 t1 s0 s1 cu cs R
-  must_be_loopback "$ep"
-  size=$(stat -c %s "$file"); R=$(mktemp)
-  printf '%s\n' "$TOKEN" > "$WORK/bench.token"; chmod 600 "$WORK/bench.token"
-  cat "$file" > /dev/null
-  for r in $(seq "$reps"); do
-    wait_quiet 60 2>/dev/null
-    rm -rf "$WORK/client-state"
-    s0=$(cpu_ticks "$GW_PID"); t0=$(date +%s.%N)
-    timeout 600 /usr/bin/time -f '%U %S' -o "$WORK/client.time" "$BIN" client upload --json \
-      --to "$ep" --cacert "$GW_DIR/dev-ca/ca.pem" --token-file "$WORK/bench.token" \
-      --state-dir "$WORK/client-state" --chunk-size "$CHUNK" "$file" > "$WORK/client.json"
-    t1=$(date +%s.%N); s1=$(cpu_ticks "$GW_PID")
-    grep -q '"type":"summary".*"verified":1' "$WORK/client.json" \
-      || { echo "sallyport client upload did not verify:" >&2; cat "$WORK/client.json" >&2; exit 1; }
-    read -r cu cs < "$WORK/client.time"
-    awk -v r="$r" -v b="$size" -v t0="$t0" -v t1="$t1" -v c="$(echo "$cu + $cs" | bc)" \
-      -v st=$((s1 - s0)) -v hz="$TICKS_PER_S" \
-      'BEGIN {printf "%d %.1f %.2f %.2f\n", r, b / (t1 - t0) / 1e6, c, st/hz}'
-    find "$GW_DIR/blobs" -mindepth 1 -delete; sync
-  done > "$R"
-  cat "$R"; awk '{print $2}' "$R" | stats | { read -r m lo hi n; echo "MB/s median $m  min $lo  max $hi  n=$n"; }
-  rm -f "$R"
-}
-head -c $((128 << 20)) "$WORK/upload.bin" > "$WORK/warmup.bin"
-SUMMARY=$(mktemp); trap 'stop_gateway; rm -f "$SUMMARY"' EXIT
-for client in $CLIENTS; do
-  echo "# client: $client"
-  start_gateway "$WORK/data-$client"
-  GW_DIR=$WORK/data-$client
-  EP="https://127.0.0.1:$PORT/files/"
-  if [ "$client" = sallyport ]; then
-    EP="https://localhost:$PORT/files/"   # the dev certificate names localhost
-    sallyport_bench "$EP" "$WORK/warmup.bin" 1 > "$WORK/warmup-$client.log"
-    rss_small=$(peak_rss_mib "$GW_PID")
-    echo "\$ sallyport_bench $EP $WORK/upload.bin $REPS   # $BIN client upload --chunk-size $CHUNK"
-    sallyport_bench "$EP" "$WORK/upload.bin" "$REPS" | tee "$WORK/bench-$client.log"
-    rss_big=$(peak_rss_mib "$GW_PID")
-    cpu=$(grep -E '^[0-9]+ ' "$WORK/bench-$client.log" | awk '{print $4}' | stats | awk '{print $1}')
-    mbps=$(grep '^MB/s' "$WORK/bench-$client.log")
-    printf '%-4s  %s  server CPU s/GiB median %s  peak RSS %s MiB (after a 128 MiB upload: %s MiB)\n' \
-      "$client" "$mbps" "$cpu" "$rss_big" "$rss_small" >> "$SUMMARY"
-    stop_gateway; rm -rf "$WORK/data-$client"
-    continue
-  fi
-  CLEAN_DIR=$WORK/data-$client/blobs CLIENT=$client REPS=1 CHUNK=$CHUNK CHECKSUM=$CHECKSUM \
-    "$WORK/bench/tus_bench.sh" \
-    "$EP" "$WORK/warmup.bin" "$WORK/node" > "$WORK/warmup-$client.log" 2>&1 \
-    || { cat "$WORK/warmup-$client.log"; exit 1; }
-  rss_small=$(peak_rss_mib "$GW_PID")
-  cmd="CLEAN_DIR=$WORK/data-$client/blobs SERVER_PID=$GW_PID CLIENT=$client REPS=$REPS CHUNK=$CHUNK CHECKSUM=$CHECKSUM $WORK/bench/tus_bench.sh $EP $WORK/upload.bin $WORK/node"
-  echo "\$ $cmd"
-  CLEAN_DIR=$WORK/data-$client/blobs SERVER_PID=$GW_PID CLIENT=$client REPS=$REPS \
-    CHUNK=$CHUNK CHECKSUM=$CHECKSUM "$WORK/bench/tus_bench.sh" "$EP" "$WORK/upload.bin" "$WORK/node" | tee "$WORK/bench-$client.log"
-  rss_big=$(peak_rss_mib "$GW_PID")
-  cpu=$(grep -E '^[0-9]+ ' "$WORK/bench-$client.log" | awk '{print $4}' | stats | awk '{print $1}')
-  mbps=$(grep '^MB/s' "$WORK/bench-$client.log")
-  printf '%-4s  %s  server CPU s/GiB median %s  peak RSS %s MiB (after a 128 MiB upload: %s MiB)\n' \
-    "$client" "$mbps" "$cpu" "$rss_big" "$rss_small" >> "$SUMMARY"
-  stop_gateway
-  rm -rf "$WORK/data-$client"
+"$BIN" --config "$GW_DIR.toml" serve > "$GW_DIR.out" 2> "$GW_DIR.err" &
+GW_PID=$!
+PORT=
+for _ in $(seq 1 100); do
+  PORT=$(sed -n 's|^sallyport serving https://127.0.0.1:\([0-9]*\)/$|\1|p' "$GW_DIR.out")
+  [ -n "$PORT" ] && break
+  kill -0 "$GW_PID" 2>/dev/null || break
+  sleep 0.1
 done
+[ -n "$PORT" ] || { echo "the gateway did not start:" >&2; cat "$GW_DIR.out" "$GW_DIR.err" >&2; exit 1; }
+EP="https://127.0.0.1:$PORT/files/"
+EP_NAMED="https://localhost:$PORT/files/"   # the dev certificate names localhost
+
+# --- nginx, when asked for and available ---
+NGINX_URL=; NGINX_PID=
+if [[ " $CLIENTS " == *" nginx "* ]]; then
+  if command -v nginx >/dev/null; then
+    NGINX_DIR=$WORK/nginx; mkdir -p "$NGINX_DIR/files"
+    # nginx_peer.sh makes a 1 GiB file to serve; the upload file will do (a hard link).
+    [ -e "$NGINX_DIR/files/big.bin" ] || ln "$FILE" "$NGINX_DIR/files/big.bin" 2>/dev/null || true
+    NPORT=$(free_port); NHTTP=$(free_port)
+    if "$WORK/bench/nginx_peer.sh" start "$NGINX_DIR" "$NPORT" "$NHTTP" > "$WORK/nginx.log" 2>&1; then
+      NGINX_PID=$(cat "$NGINX_DIR/nginx.pid"); NGINX_URL="https://127.0.0.1:$NPORT/dav/upload.bin"
+    else
+      echo "# nginx did not start (see $WORK/nginx.log): no nginx runs" >&2; NGINX_DIR=
+    fi
+  else
+    echo "# nginx is not installed: no nginx runs" >&2
+  fi
+  [ -n "$NGINX_URL" ] || CLIENTS=$(printf '%s\n' $CLIENTS | grep -vx nginx | tr '\n' ' ')
+fi
+
+# --- one upload by one client: prints "MB/s client_cpu_s server_cpu_s client_peak_rss_mib" ---
+clean_gateway() { find "$GW_DIR/blobs" -mindepth 1 -delete 2>/dev/null || true; sync; }
+run_sallyport() { # FILE
+  local f=$1 t0 t1 s0 s1 cu cs rss
+  must_be_loopback "$EP_NAMED"
+  rm -rf "$WORK/client-state"
+  wait_quiet 60 2>/dev/null
+  s0=$(cpu_ticks "$GW_PID"); t0=$(date +%s.%N)
+  timeout 600 /usr/bin/time -f '%U %S %M' -o "$WORK/client.time" "$BIN" client upload --json \
+    --to "$EP_NAMED" --cacert "$GW_DIR/dev-ca/ca.pem" --token-file "$WORK/bench.token" \
+    --state-dir "$WORK/client-state" --chunk-size "$CHUNK" "$f" > "$WORK/client.json"
+  t1=$(date +%s.%N); s1=$(cpu_ticks "$GW_PID")
+  grep -q '"type":"summary".*"verified":1' "$WORK/client.json" \
+    || { echo "sallyport client upload did not verify:" >&2; cat "$WORK/client.json" >&2; exit 1; }
+  read -r cu cs rss < "$WORK/client.time"
+  clean_gateway
+  awk -v b="$(stat -c %s "$f")" -v t0="$t0" -v t1="$t1" -v c="$(echo "$cu + $cs" | bc)" \
+    -v st=$((s1 - s0)) -v hz="$TICKS_PER_S" -v rss="$rss" \
+    'BEGIN {printf "%.1f %.2f %.2f %.1f\n", b / (t1 - t0) / 1e6, c, st/hz, rss/1024}'
+}
+run_tus() { # CLIENT FILE   (tus_bench.sh, one run; it waits for a quiet machine itself)
+  local line
+  line=$(CLEAN_DIR=$GW_DIR/blobs SERVER_PID=$GW_PID CLIENT=$1 REPS=1 CHUNK=$CHUNK CHECKSUM=$CHECKSUM \
+    "$WORK/bench/tus_bench.sh" "$EP" "$2" "$WORK/node" | grep -E '^1 ') \
+    || { echo "tus_bench.sh ($1) failed" >&2; exit 1; }
+  echo "$line" | awk '{print $2, $3, $4, "NA"}'
+}
+run_nginx() { # FILE
+  local line
+  line=$("$WORK/bench/put_upload.sh" "$NGINX_URL" "$1" 1 "$NGINX_PID" | grep -E '^1 ') \
+    || { echo "put_upload.sh failed" >&2; exit 1; }
+  echo "$line" | awk '$5 !~ /^20[14]$/ {print "nginx PUT answered " $5 > "/dev/stderr"; exit 1} {print $2, $3, $4, "NA"}'
+  curl -sk -o /dev/null -X DELETE "$NGINX_URL" || true; sync
+}
+run_client() { # CLIENT FILE
+  case "$1" in
+    sallyport) run_sallyport "$2" ;;
+    js|curl) run_tus "$1" "$2" ;;
+    nginx) run_nginx "$2" ;;
+  esac
+}
+
+echo "# warm-up: 128 MiB per client"
+for c in $CLIENTS; do run_client "$c" "$WORK/warmup.bin" > /dev/null; done
+RSS_WARM=$(peak_rss_mib "$GW_PID")
+
+echo "# $ROUNDS rounds of: $CLIENTS (1 GiB each, shuffled order per round)"
+echo "# round client MB/s client_cpu_s server_cpu_s client_peak_rss_mib"
+for r in $(seq 1 "$ROUNDS"); do
+  for c in $(printf '%s\n' $CLIENTS | shuf); do
+    line=$(run_client "$c" "$FILE")
+    echo "$r $c $line" | tee -a "$RESULTS"
+  done
+done
+RSS_END=$(peak_rss_mib "$GW_PID")
+
+gib=$(echo "$SIZE / 1073741824" | bc -l)
 echo
-echo "# summary: 1 GiB, chunk $CHUNK, checksum $CHECKSUM, TLS on loopback, $(nproc) cores, curl over HTTP/$CURL_HTTP"
-cat "$SUMMARY"
+echo "# summary: $(stat -c %s "$FILE") bytes, chunk $CHUNK, checksum $CHECKSUM, TLS on loopback, $(nproc) cores, $ROUNDS rounds interleaved"
+for c in $CLIENTS; do
+  m=$(awk -v c="$c" '$2 == c {print $3}' "$RESULTS" | stats)
+  cpu=$(awk -v c="$c" -v g="$gib" '$2 == c {print $5 / g}' "$RESULTS" | stats | cut -d' ' -f1)
+  ccpu=$(awk -v c="$c" -v g="$gib" '$2 == c {print $4 / g}' "$RESULTS" | stats | cut -d' ' -f1)
+  rss=$(awk -v c="$c" '$2 == c && $6 != "NA" {print $6}' "$RESULTS" | stats | cut -d' ' -f3)
+  read -r med lo hi n <<<"$m"
+  printf '%-9s MB/s median %s (min %s, max %s, n=%s)  client CPU s/GiB %s  server CPU s/GiB %s%s\n' \
+    "$c" "$med" "$lo" "$hi" "$n" "$ccpu" "$cpu" "$([ "$rss" != NA ] && echo "  client peak RSS ${rss} MiB")"
+done
+echo "gateway peak RSS: ${RSS_WARM} MiB after the warm-ups, ${RSS_END} MiB after every 1 GiB run"
+ratio() { # A B: per-round MB/s ratio A/B
+  local a=$1 b=$2
+  [[ " $CLIENTS " == *" $a "* && " $CLIENTS " == *" $b "* ]] || return 0
+  awk -v a="$a" -v b="$b" '$2 == a {x[$1] = $3} $2 == b {y[$1] = $3}
+    END {for (r in x) if ((r in y) && y[r] > 0) printf "%d %.3f\n", r, x[r] / y[r]}' "$RESULTS" \
+    | sort -n > "$RESULTS.ratio"
+  printf 'ratio %s/%s per round: %s\n' "$a" "$b" "$(awk '{printf "%s ", $2}' "$RESULTS.ratio")"
+  awk '{print $2}' "$RESULTS.ratio" | sort -g | awk -v a="$a" -v b="$b" '{v[NR]=$1} END {
+      m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2
+      printf "ratio %s/%s median %.2f (min %.2f, max %.2f, n=%d)\n", a, b, m, v[1], v[NR], NR }'
+  rm -f "$RESULTS.ratio"
+}
+ratio sallyport js
+ratio sallyport nginx
+ratio js nginx
+ratio sallyport curl
+echo "# command: ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CHUNK=$CHUNK CHECKSUM=$CHECKSUM${NO_BUILD:+ NO_BUILD=1} scripts/bench-upload.sh${1:+ $1}"

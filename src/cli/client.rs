@@ -16,8 +16,9 @@
 //!
 //! Layout: `wire` (pure: `Repr-Digest`, `Content-Range`, file names, NDJSON counts),
 //! `bulk` (pure: the manifest's download list), `resume` (pure: the resume records, the
-//! retry schedule, chunk planning), `outcome` (pure: per-file reports, exit codes),
-//! `transport` (the HTTPS client, TLS, credentials), `progress` (indicatif bars),
+//! retry schedule, chunk planning), `chunk` (an upload's chunks and the whole-file
+//! digest, read from any positioned source; no network), `outcome` (pure: per-file
+//! reports, exit codes), `transport` (the HTTPS client, TLS, credentials), `progress` (indicatif bars),
 //! `download` and `upload` (the flows). Exit codes: [`outcome`].
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 pub mod bulk;
+pub mod chunk;
 pub mod download;
 pub mod outcome;
 pub mod progress;

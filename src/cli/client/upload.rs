@@ -5,9 +5,13 @@
 //! unchanged (size, mtime, fingerprint) and the server still has the upload (HEAD), go on
 //! from the server's `Upload-Offset`; otherwise create a new upload (POST) and write the
 //! state before the first byte is sent. Each PATCH carries `Upload-Checksum: sha256 …` of
-//! its bytes. Network errors, 5xx, 408, 423 and 429 are retried after a pause, asking the
-//! server (HEAD) where to go on from; a 409 is answered by a HEAD, a 460 by sending the
-//! chunk again. When the last byte is in, the upload's ledger gives the server's
+//! its bytes. The chunks are pipelined (`chunk`): while one PATCH is on the wire, the next
+//! chunk is read and hashed (and the whole-file SHA-256 fed) on a blocking thread, and it
+//! is sent only if the server took the current one whole at the expected offset; so at
+//! most two chunks per file are in memory, `2 × --chunk-size × --parallel` in all.
+//! Network errors, 5xx, 408, 423 and 429 are retried after a pause, asking the server
+//! (HEAD) where to go on from; a 409 is answered by a HEAD, a 460 by reading and sending
+//! the chunk again. When the last byte is in, the upload's ledger gives the server's
 //! whole-file SHA-256, compared with the one computed here over the same bytes; the state
 //! file is removed once the upload is complete.
 
@@ -17,8 +21,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use sha2::{Digest, Sha256};
 
+use super::chunk::{self, Chunk, ChunkReader};
 use super::outcome::{Failure, FileReport};
 use super::progress::Bars;
 use super::resume::{self, UploadState};
@@ -170,39 +174,55 @@ impl Ctx {
         bar.set_position(offset);
         self.bars.total.inc(offset);
 
-        // Send the chunks; the hasher covers [0, hashed).
-        let mut hasher = Sha256::new();
-        let mut hashed = 0u64;
-        while offset < local.size {
-            if let Err(e) = self
-                .hash_up_to(&local.abs, &mut hasher, &mut hashed, offset)
-                .await
-            {
-                return report.failed(Failure::Local, e);
-            }
-            let Some((at, len)) = resume::next_chunk(offset, local.size, self.chunk) else {
-                break;
+        // Send the chunks. While one is on the wire, the next is read and hashed on a
+        // blocking thread; it is sent only if the server took this one whole, where
+        // expected (`chunk::keep_read_ahead`), else the server's offset decides.
+        let mut disk = match Disk::open(&local).await {
+            Ok(d) => d,
+            Err(e) => return report.failed(Failure::Local, e),
+        };
+        let mut ready: Option<Chunk> = None;
+        while let Some((at, len)) = resume::next_chunk(offset, local.size, self.chunk) {
+            let chunk = match ready.take() {
+                Some(c) if c.offset == at && c.len() == len => c,
+                _ => match disk.read(at, len).await {
+                    Ok(c) => c,
+                    Err(e) => return report.failed(Failure::Local, e),
+                },
             };
-            let bytes = match read_at(&local.abs, at, len).await {
-                Ok(b) => b,
+            if let Some((next, next_len)) = resume::next_chunk(chunk.end(), local.size, self.chunk)
+                && let Err(e) = disk.start(next, next_len)
+            {
+                return report.failed(Failure::Other, e);
+            }
+            let sent = self.patch(&upload, &chunk).await;
+            // The reader comes back with the read-ahead, whatever the answer.
+            let ahead = match disk.wait().await {
+                Ok(a) => a,
                 Err(e) => return report.failed(Failure::Local, e),
             };
-            match self.patch(&upload, at, bytes.clone()).await {
-                Ok(new) if new == at + len => {
-                    hasher.update(&bytes);
-                    hashed = new;
+            let step = match sent {
+                Ok(new) if new == chunk.end() => {
+                    ready = ahead.filter(|a| chunk::keep_read_ahead(&chunk, new, a));
                     offset = new;
                     bar.set_position(new);
-                    self.bars.total.inc(len);
+                    self.bars.total.inc(chunk.len());
+                    continue;
                 }
-                Ok(new) => {
-                    // Another offset than expected: trust the server's, re-hash from disk.
+                // The server kept part of the chunk, or another client moved the upload
+                // on: the read-ahead is dropped, and the server's offset is where to go.
+                Ok(new) if new > at => {
                     offset = new.min(local.size);
                     bar.set_position(offset);
+                    continue;
                 }
-                Err(Step::Fail(f, why)) => return report.failed(f, why),
-                Err(Step::Gone(why)) => return self.gone(report, &state_path, why),
-                Err(Step::Retry(why, after)) => {
+                Ok(_) => Step::Retry("the server accepted none of the chunk".into(), None),
+                Err(step) => step,
+            };
+            match step {
+                Step::Fail(f, why) => return report.failed(f, why),
+                Step::Gone(why) => return self.gone(report, &state_path, why),
+                Step::Retry(why, after) => {
                     bar.set_message(format!("retrying: {why}"));
                     match retry(why, after) {
                         Ok(wait) => tokio::time::sleep(wait).await,
@@ -233,13 +253,11 @@ impl Ctx {
                 }
             }
         }
-        if let Err(e) = self
-            .hash_up_to(&local.abs, &mut hasher, &mut hashed, local.size)
-            .await
-        {
-            return report.failed(Failure::Local, e);
-        }
-        let sha = hex::encode(hasher.finalize());
+        let digest = match disk.finish().await {
+            Ok(d) => d,
+            Err(e) => return report.failed(Failure::Local, e),
+        };
+        let sha = hex::encode(digest);
         report.sha256 = Some(sha.clone());
 
         // The server's word on the whole file.
@@ -382,22 +400,17 @@ impl Ctx {
         offset_of(&resp)
     }
 
-    /// One PATCH of `bytes` at `at`; the server's new offset.
-    async fn patch(
-        &self,
-        upload: &reqwest::Url,
-        at: u64,
-        bytes: bytes::Bytes,
-    ) -> Result<u64, Step> {
-        let sum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes));
+    /// One PATCH of `chunk`; the server's new offset.
+    async fn patch(&self, upload: &reqwest::Url, chunk: &Chunk) -> Result<u64, Step> {
         let resp = self
             .credential
             .apply(self.http.patch(upload.clone()))
             .header("tus-resumable", TUS)
-            .header("upload-offset", at.to_string())
+            .header("upload-offset", chunk.offset.to_string())
             .header("content-type", "application/offset+octet-stream")
-            .header("upload-checksum", format!("sha256 {sum}"))
-            .body(bytes)
+            .header("upload-checksum", chunk.upload_checksum())
+            // A shared handle on the chunk's bytes: no copy.
+            .body(chunk.bytes.clone())
             .send()
             .await
             .map_err(|e| Step::Retry(transport::describe(e), None))?;
@@ -463,47 +476,74 @@ impl Ctx {
                 )
             })
     }
+}
 
-    /// Makes the hasher cover `[0, to)` of the file, reading from disk what it lacks.
-    async fn hash_up_to(
-        &self,
-        path: &Path,
-        hasher: &mut Sha256,
-        hashed: &mut u64,
-        to: u64,
-    ) -> Result<(), String> {
-        if to < *hashed {
-            *hasher = Sha256::new();
-            *hashed = 0;
-        }
-        if to == *hashed {
-            return Ok(());
-        }
-        let (path, from, h) = (path.to_owned(), *hashed, hasher.clone());
-        let h = tokio::task::spawn_blocking(move || -> std::io::Result<Sha256> {
-            use std::io::{Read as _, Seek as _};
-            let mut h = h;
-            let mut f = std::fs::File::open(&path)?;
-            f.seek(std::io::SeekFrom::Start(from))?;
-            let mut left = to - from;
-            let mut buf = vec![0u8; 1 << 20];
-            while left > 0 {
-                let n =
-                    f.read(&mut buf[..usize::try_from(left.min(1 << 20)).unwrap_or(1 << 20)])?;
-                if n == 0 {
-                    return Err(std::io::Error::other("the file became shorter"));
-                }
-                h.update(&buf[..n]);
-                left -= n as u64;
-            }
-            Ok(h)
+/// The file side of one upload: its [`ChunkReader`], either here or away on a blocking
+/// thread reading the next chunk. At most one read is under way, so with the chunk on the
+/// wire a file has at most two chunks in memory.
+struct Disk {
+    reader: Option<ChunkReader<std::fs::File>>,
+    /// The read under way: it gives back the reader, and the chunk or the error.
+    ahead: Option<tokio::task::JoinHandle<(ChunkReader<std::fs::File>, std::io::Result<Chunk>)>>,
+}
+
+impl Disk {
+    async fn open(local: &Local) -> Result<Self, String> {
+        let (path, size) = (local.abs.clone(), local.size);
+        let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("opening the file: {e}"))?;
+        Ok(Self {
+            reader: Some(ChunkReader::new(file, size)),
+            ahead: None,
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("reading the file: {e}"))?;
-        *hasher = h;
-        *hashed = to;
+    }
+
+    /// Starts reading `[at, at + len)` on a blocking thread.
+    fn start(&mut self, at: u64, len: u64) -> Result<(), String> {
+        let mut reader = self
+            .reader
+            .take()
+            .ok_or("internal: a chunk read started while another was under way")?;
+        self.ahead = Some(tokio::task::spawn_blocking(move || {
+            let chunk = reader.read(at, len);
+            (reader, chunk)
+        }));
         Ok(())
+    }
+
+    /// Waits for the read under way, if any: its chunk; the reader is back.
+    async fn wait(&mut self) -> Result<Option<Chunk>, String> {
+        let Some(handle) = self.ahead.take() else {
+            return Ok(None);
+        };
+        let (reader, chunk) = handle.await.map_err(|e| e.to_string())?;
+        self.reader = Some(reader);
+        chunk
+            .map(Some)
+            .map_err(|e| format!("reading the file: {e}"))
+    }
+
+    /// Reads `[at, at + len)` now (on a blocking thread, waited for).
+    async fn read(&mut self, at: u64, len: u64) -> Result<Chunk, String> {
+        self.start(at, len)?;
+        self.wait()
+            .await?
+            .ok_or_else(|| "internal: a chunk read gave nothing".to_owned())
+    }
+
+    /// The whole file's SHA-256 (hashing what the chunks did not cover).
+    async fn finish(mut self) -> Result<[u8; 32], String> {
+        self.wait().await?;
+        let reader = self
+            .reader
+            .take()
+            .ok_or("internal: the chunk reader is missing")?;
+        tokio::task::spawn_blocking(move || reader.finish())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the file: {e}"))
     }
 }
 
@@ -561,20 +601,6 @@ fn inspect(abs: PathBuf) -> std::io::Result<Local> {
         fingerprint: resume::fingerprint(size, &head, &tail),
         abs,
     })
-}
-
-async fn read_at(path: &Path, at: u64, len: u64) -> Result<bytes::Bytes, String> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> std::io::Result<bytes::Bytes> {
-        use std::os::unix::fs::FileExt as _;
-        let f = std::fs::File::open(&path)?;
-        let mut buf = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
-        f.read_exact_at(&mut buf, at)?;
-        Ok(bytes::Bytes::from(buf))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("reading the file: {e}"))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
