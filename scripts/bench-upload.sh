@@ -104,7 +104,7 @@ fi
 # nginx: no proxies on the fixed ports 8444/8445 in front of peer tus servers (not used
 # here, and another bench on the machine may hold those ports).
 sed -i '/listen 127.0.0.1:844[45] ssl/d' "$WORK/bench/nginx_peer.sh"
-! grep -q '127.0.0.1:844[45]' "$WORK/bench/nginx_peer.sh" || { echo "could not patch nginx_peer.sh" >&2; exit 1; }
+! grep -q 'listen 127.0.0.1:844[45]' "$WORK/bench/nginx_peer.sh" || { echo "could not patch nginx_peer.sh" >&2; exit 1; }
 
 . "$WORK/bench/lib.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
