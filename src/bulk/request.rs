@@ -209,11 +209,10 @@ pub fn parse(
         }
         seen.push(k.clone());
         match k.as_str() {
-            "_outputFormat" => {
-                if !OUTPUT_FORMATS.contains(&v.as_str()) {
-                    return Err(KickoffError::OutputFormat);
-                }
+            "_outputFormat" if !OUTPUT_FORMATS.contains(&v.as_str()) => {
+                return Err(KickoffError::OutputFormat);
             }
+            "_outputFormat" => {}
             "_type" => types = Some(parse_types(&v)?),
             "_since" => since = Some(parse_since(&v, now)?),
             _ if strict => return Err(KickoffError::Unsupported),
