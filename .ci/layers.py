@@ -80,6 +80,8 @@ CORES = {
     "manifest": "batch manifest and provenance parsing (proto/manifest-v1.md)",
     "proxy": "PROXY protocol v2 header, Forwarded / X-Forwarded-For, the client address",
     "smart/scope.rs": "SMART v1/v2 system scopes and the granted intersection",
+    "bulk/request.rs": "Bulk Data kick-off: level, Accept/Prefer, _outputFormat, _type, _since",
+    "bulk/manifest.rs": "Bulk Data complete-status manifest and OperationOutcome documents",
     "cli/client/wire.rs": "client: Repr-Digest, Content-Range, file names, NDJSON record counts",
     "cli/client/bulk.rs": "client: the Bulk Data manifest's download list",
     "cli/client/resume.rs": "client: resume records, retry schedule, chunk planning",
@@ -130,6 +132,7 @@ SERVICES = {
     "download": "reserved: the download flow lives in links::download",
     "batch": "batch delivery (planned)",
     "smart": "SMART Backend Services: the token endpoint flow",
+    "bulk": "FHIR Bulk Data delivery: publications, kick-off, status, cancel",
 }
 
 # Modules allowed to import crate::cli and crate::http: the top of the stack. `main.rs`

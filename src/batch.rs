@@ -15,7 +15,8 @@
 //!   [`verdict`] decides `released` or `quarantined` and the report is stored;
 //! * release (with four eyes) and purge ([`review`]);
 //! * expiry, retention and resuming interrupted seals ([`sweep`]);
-//! * the gate other services ask before anything of a member leaves ([`gate`]).
+//! * the gate other services ask before anything of a member leaves ([`gate`]);
+//! * what a delivering service (FHIR Bulk) may learn of a batch ([`delivery`]).
 //!
 //! Pure cores: [`ndjson`], [`verdict`], [`profile`]. Storage: [`store`], [`record`].
 //! Configuration (`[batches]`, `[[profiles]]`): [`config`].
@@ -34,6 +35,7 @@ use serde_json::value::RawValue;
 
 pub mod admission;
 pub mod config;
+pub mod delivery;
 pub mod events;
 pub mod gate;
 pub mod ndjson;

@@ -137,6 +137,8 @@ pub struct Config {
     pub clients: ClientRegistry,
     /// SMART Backend Services: the token endpoint and its registered clients.
     pub smart: std::sync::Arc<crate::smart::config::SmartSettings>,
+    /// `[bulk]`: the FHIR Bulk Data flow's timings.
+    pub bulk: crate::bulk::config::BulkSettings,
     /// Environment variables that overrode file values (names only, for the start-up log).
     pub overridden_by_env: Vec<String>,
 }
@@ -426,6 +428,8 @@ impl Config {
             links.public_base_url.as_deref(),
         )
         .map_err(|e| invalid(&e.key, e.message))?;
+        let bulk = crate::bulk::config::BulkSettings::from_raw(&raw.bulk)
+            .map_err(|e| invalid(&e.key, e.message))?;
         Ok(Self {
             data_dir,
             allow_world_readable_secrets: allow_open,
@@ -443,6 +447,7 @@ impl Config {
             batches,
             clients,
             smart: std::sync::Arc::new(smart),
+            bulk,
             overridden_by_env: Vec::new(),
         })
     }

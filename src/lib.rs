@@ -13,11 +13,13 @@
 //! cli / main            cli
 //! http                  http (accept loop, Endpoint router, the one error table), tls
 //! handlers              http::handlers — parse, call a service, map the outcome
-//! services              upload, links, grant, artifact, batch, smart — own a flow, audit inside it
+//! services              upload, links, grant, artifact, batch, smart, bulk — own a flow, audit
+//!                       inside it
 //! protocol cores        audit::chain, audit::checkpoint, audit::verify, audit::siem,
 //!                       audit::journal::record, audit::query, signed_link,
 //!                       range, tus, at_rest::format, rfc9110, manifest, batch::ndjson,
-//!                       batch::verdict, proxy, smart::scope — pure, no I/O
+//!                       batch::verdict, proxy, smart::scope, bulk::request,
+//!                       bulk::manifest — pure, no I/O
 //! ports (traits)        state::StateStore, blob::BlobStore, keys::KeyProvider, audit::log
 //! adapters              state::embedded (redb), state::redis, blob::local, keys::keyring,
 //!                       audit::journal
@@ -64,6 +66,8 @@
 //! * [`manifest`] — batch manifest and provenance parsing (`proto/manifest-v1.md`), no I/O.
 //! * [`smart`] — SMART Backend Services: client registration, the token endpoint's flow
 //!   (assertions, `jti` replay cache, scopes), HMAC access tokens and their authenticator.
+//! * [`bulk`] — FHIR Bulk Data delivery: publications of batches for SMART clients, the
+//!   `$export` kick-off, status and cancel flow, complete-status manifests of signed links.
 
 pub mod app;
 pub mod artifact;
@@ -72,6 +76,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod blob;
+pub mod bulk;
 pub mod cli;
 pub mod config;
 pub mod grant;

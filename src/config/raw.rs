@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// `[smart]` and `[[smart.clients]]`: SMART Backend Services.
     #[serde(default)]
     pub smart: crate::smart::config::RawSmartConfig,
+    /// `[bulk]`: the FHIR Bulk Data flow's timings.
+    #[serde(default)]
+    pub bulk: crate::bulk::config::RawBulkConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]

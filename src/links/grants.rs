@@ -21,8 +21,22 @@ use super::{GrantView, IssueRequest, Issued, LinkError, Links, Publisher, Revoke
 use crate::artifact::ArtifactRecord;
 use crate::auth::PublisherScope;
 use crate::grant::events::{LinkIssued, LinksRevoked, RevokeRequested};
+use crate::grant::{BatchRef, Limits, PartnerName};
 use crate::grant::{Budget, GrantFilter, GrantRecord, Reason, RevokeOutcome, Scope, now_unix};
-use crate::signed_link::{GrantId, LinkClaims, UnixTime};
+use crate::signed_link::{
+    ArtifactId, Bindings, GrantId, LinkClaims, MethodSet, ResponseFileName, UnixTime,
+};
+
+/// What a grant is, besides its artifacts and batch.
+struct GrantParts {
+    partner: PartnerName,
+    methods: MethodSet,
+    not_before: u64,
+    expires: u64,
+    bindings: Bindings,
+    file_name: Option<ResponseFileName>,
+    limits: Limits,
+}
 
 /// Most grant ids one `link.revoked` entry lists (the count is always exact).
 const MAX_AUDITED_GRANTS: usize = 100;
@@ -87,29 +101,99 @@ impl Links {
                 .await?
                 .map_err(|_| LinkError::BatchNotReleased)?;
         }
-        let grant_id = GrantId::random();
-        let claims = LinkClaims::new(
-            req.artifact,
-            grant_id,
-            req.methods,
-            UnixTime(not_before),
-            UnixTime(expires),
-            req.bindings,
-        )?;
+        let record = self
+            .record_grant(
+                who,
+                vec![req.artifact],
+                None,
+                GrantParts {
+                    partner: req.partner,
+                    methods: req.methods,
+                    not_before,
+                    expires,
+                    bindings: req.bindings,
+                    file_name: req.file_name,
+                    limits: req.limits,
+                },
+                now,
+            )
+            .await?;
+        // Signed only once the grant is on record.
+        let target = self.sign_for(&record, req.artifact)?;
+        Ok(Issued {
+            grant: record,
+            target,
+        })
+    }
+
+    /// Issues one grant covering `artifacts` (all members of `batch`, already in the
+    /// caller's scope: the FHIR Bulk flow checked it when the export was published) for
+    /// `ttl` from now, GET and HEAD, and signs one link per artifact, in order. Each
+    /// artifact passes the batch gate; `link.issued` is audited before any link exists.
+    pub async fn issue_bundle(
+        &self,
+        who: &Publisher,
+        partner: PartnerName,
+        batch: Option<BatchRef>,
+        artifacts: &[ArtifactId],
+        ttl: std::time::Duration,
+    ) -> Result<(GrantRecord, Vec<String>), LinkError> {
+        let now = now_unix();
+        if ttl.as_secs() == 0 || ttl > self.settings.max_ttl {
+            return Err(LinkError::Ttl);
+        }
+        for id in artifacts {
+            let artifact = self
+                .artifact(*id)
+                .await?
+                .ok_or(LinkError::ArtifactNotFound)?;
+            if let Some(batch) = artifact.member_of {
+                self.batch_gate
+                    .batch(batch)
+                    .await?
+                    .map_err(|_| LinkError::BatchNotReleased)?;
+            }
+        }
+        let parts = GrantParts {
+            partner,
+            methods: MethodSet::GetHead,
+            not_before: now,
+            expires: now.saturating_add(ttl.as_secs()),
+            bindings: Bindings::default(),
+            file_name: None,
+            limits: Limits::default(),
+        };
+        let record = self
+            .record_grant(who, artifacts.to_vec(), batch, parts, now)
+            .await?;
+        let targets = artifacts
+            .iter()
+            .map(|a| self.sign_for(&record, *a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((record, targets))
+    }
+
+    /// Stores a grant, then records `link.issued`; forgets the grant when the entry cannot
+    /// be written.
+    async fn record_grant(
+        &self,
+        who: &Publisher,
+        artifacts: Vec<ArtifactId>,
+        batch: Option<BatchRef>,
+        p: GrantParts,
+        now: u64,
+    ) -> Result<GrantRecord, LinkError> {
         let record = GrantRecord {
-            id: grant_id,
+            id: GrantId::random(),
             issuer: who.name.clone(),
-            partner: req.partner,
-            scope: Scope {
-                artifacts: vec![req.artifact],
-                batch: None,
-            },
-            methods: req.methods,
-            not_before,
-            expires,
-            bindings: req.bindings,
-            file_name: req.file_name,
-            limits: req.limits,
+            partner: p.partner,
+            scope: Scope { artifacts, batch },
+            methods: p.methods,
+            not_before: p.not_before,
+            expires: p.expires,
+            bindings: p.bindings,
+            file_name: p.file_name,
+            limits: p.limits,
             key_id: self.keyring.current_key_id().clone(),
             created_at: now,
             revoked: None,
@@ -138,12 +222,20 @@ impl Links {
             }
             return Err(e.into());
         }
-        // Signed only once the grant is on record.
-        let target = self.keyring.sign(&claims);
-        Ok(Issued {
-            grant: record,
-            target,
-        })
+        Ok(record)
+    }
+
+    /// The link of `grant` for `artifact` (signed with the grant's claims).
+    fn sign_for(&self, grant: &GrantRecord, artifact: ArtifactId) -> Result<String, LinkError> {
+        let claims = LinkClaims::new(
+            artifact,
+            grant.id,
+            grant.methods,
+            UnixTime(grant.not_before),
+            UnixTime(grant.expires),
+            grant.bindings,
+        )?;
+        Ok(self.keyring.sign(&claims))
     }
 
     /// A page of the grants in `scope` with their usage, and the id to resume after. A

@@ -36,6 +36,21 @@ pub struct RegisterBody {
     batch: Option<String>,
 }
 
+impl RegisterBody {
+    /// The body registering completed upload `upload` as an artifact of `content_type`
+    /// (with the default file name), tagged with `batch` (what the FHIR Bulk flow sends
+    /// for each member of a released batch it delivers).
+    pub fn from_upload(upload: UploadId, content_type: &str, batch: Option<String>) -> Self {
+        Self {
+            import: None,
+            upload: Some(upload.to_string()),
+            content_type: Some(content_type.to_owned()),
+            file_name: None,
+            batch,
+        }
+    }
+}
+
 /// Why an artifact was not registered.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
