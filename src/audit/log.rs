@@ -42,6 +42,12 @@ pub trait AuditLog: Send + Sync + fmt::Debug + 'static {
 
     /// Entries with `seq >= from`, ascending, at most `limit`.
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError>;
+
+    /// The first sequence number this log holds: 1, or later when the entries before it
+    /// were archived (`audit::archive`); reads from before it start there.
+    async fn first_seq(&self) -> Result<u64, StateError> {
+        Ok(1)
+    }
 }
 
 /// The audit chain in a state-store log ([`StateStore::log_append`] and friends).

@@ -12,6 +12,11 @@
 //!   at or before L;
 //! - the chain broken before L: that checkpoint cannot be checked (the break is reported).
 //!
+//! A check may start after an archived prefix ([`ChainCheck::after`]): entries `1..=K` are
+//! not pushed, the chain continues from entry K's hash, and a checkpoint at or before K
+//! that is not exactly K is reported [`CheckpointStatus::Archived`] (not evidence of
+//! tampering: verify with the archive to check it).
+//!
 //! Not here: reading files or the store, and checking signatures (the caller passes each
 //! checkpoint already verified, or the reason it is not: see [`super::checkpoint`]).
 
@@ -31,6 +36,8 @@ pub struct ChainCheck {
     lines: u64,
     /// Lines verified intact from the start.
     intact: u64,
+    /// The entries before this one were not pushed (an archived prefix): 0 from genesis.
+    start: u64,
 }
 
 /// A checkpoint given to [`ChainCheck::finish`]: where it came from and what it said.
@@ -49,6 +56,14 @@ pub enum CheckpointStatus {
     Consistent,
     /// The note was refused (malformed, another key, bad signature, another log).
     Invalid(String),
+    /// Its length falls in an archived prefix this check did not read: not compared
+    /// (verify with the archive).
+    Archived {
+        /// Its length.
+        length: u64,
+        /// The last entry of the prefix not read.
+        through: u64,
+    },
     /// It claims more entries than the log has: the tail was removed.
     Truncated {
         /// Its length.
@@ -95,6 +110,9 @@ pub struct Report {
     pub broken: Option<ChainError>,
     /// Number of entries (lines) in the log.
     pub log_length: u64,
+    /// Entries `1..=start` were not read here (an archived prefix); 0 when verified from
+    /// the first entry.
+    pub start: u64,
     /// Each checkpoint, in order of length (invalid ones first).
     pub checkpoints: Vec<CheckpointFinding>,
 }
@@ -103,10 +121,12 @@ impl Report {
     /// Whether the chain is intact and every checkpoint is valid and consistent.
     pub fn ok(&self) -> bool {
         self.broken.is_none()
-            && self
-                .checkpoints
-                .iter()
-                .all(|c| c.status == CheckpointStatus::Consistent)
+            && self.checkpoints.iter().all(|c| {
+                matches!(
+                    c.status,
+                    CheckpointStatus::Consistent | CheckpointStatus::Archived { .. }
+                )
+            })
     }
 }
 
@@ -119,7 +139,50 @@ impl ChainCheck {
             broken: None,
             lines: 0,
             intact: 0,
+            start: 0,
         }
+    }
+
+    /// A check of a chain whose entries `1..=seq` are not pushed (archived): the first
+    /// line pushed must be `seq + 1` with `prev` = `hash`. A checkpoint at `seq` is
+    /// compared with `hash`.
+    pub fn after(seq: u64, hash: [u8; 32], lengths: impl IntoIterator<Item = u64>) -> Self {
+        let mut heads: BTreeMap<u64, Option<[u8; 32]>> =
+            lengths.into_iter().map(|l| (l, None)).collect();
+        if let Some(slot) = heads.get_mut(&seq) {
+            *slot = Some(hash);
+        }
+        Self {
+            verifier: Verifier::after(seq, hash),
+            heads,
+            broken: None,
+            lines: seq,
+            intact: seq,
+            start: seq,
+        }
+    }
+
+    /// Records a break found below the chain: the next entry's storage is damaged (a
+    /// journal record whose checksum fails), at the next position. Entries after it are
+    /// still counted.
+    pub fn damaged(&mut self, reason: &'static str) {
+        self.lines += 1;
+        if self.broken.is_none() {
+            self.broken = Some(ChainError::Malformed {
+                position: self.lines,
+                reason,
+            });
+        }
+    }
+
+    /// Entries seen so far (pushed, damaged, or before the start).
+    pub fn length(&self) -> u64 {
+        self.lines
+    }
+
+    /// The hash of the last intact entry, and whether the chain is still intact.
+    pub fn head(&self) -> Option<[u8; 32]> {
+        self.broken.is_none().then(|| self.verifier.head())
     }
 
     /// Checks the next entry line. After the first break the rest are only counted.
@@ -178,6 +241,11 @@ impl ChainCheck {
                 }
             } else if cp.length > intact.length {
                 CheckpointStatus::Unchecked { length: cp.length }
+            } else if cp.length < self.start {
+                CheckpointStatus::Archived {
+                    length: cp.length,
+                    through: self.start,
+                }
             } else {
                 let found = if cp.length == 0 {
                     Some(super::chain::GENESIS_PREV)
@@ -210,6 +278,7 @@ impl ChainCheck {
             intact,
             broken: self.broken,
             log_length: self.lines,
+            start: self.start,
             checkpoints: findings,
         }
     }
@@ -236,6 +305,10 @@ impl std::fmt::Display for CheckpointStatus {
             } => write!(
                 f,
                 "REWRITTEN: the chain at length {length} has head {found}, the checkpoint signed {signed} — entries after {after} up to {length} were rewritten or re-hashed"
+            ),
+            Self::Archived { length, through } => write!(
+                f,
+                "not checked: entries 1 to {through} are archived (verify with --archive DIR); this one signs {length}"
             ),
             Self::Unchecked { length } => {
                 write!(f, "UNCHECKED: the chain is broken before entry {length}")
