@@ -25,6 +25,10 @@
 //! checkpoint ([`checkpoint`], `proto/audit-checkpoint-v1.md`) when one is due;
 //! [`verify`] checks a chain against checkpoints.
 //!
+//! Retention: [`archive`] moves sealed journal segments older than `audit.retention` to
+//! `audit.archive_dir`, each run closed by a signed checkpoint; the journal then starts
+//! after an archive base and verification links the two.
+//!
 //! SIEM export: [`siem`] renders entries as JSON lines or syslog + CEF (pure), [`ship`]
 //! delivers them to a file or a TCP / TLS endpoint with a durable cursor.
 //!
@@ -36,6 +40,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod archive;
 pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;

@@ -257,24 +257,29 @@ impl Journal {
         Ok(())
     }
 
-    /// Takes the sealed segment starting at `first_seq` out of the journal: it is dropped
-    /// from the writer's list, then `remove` (a rename into the archive, or an unlink of
-    /// a verified copy) runs while no read can be in it. Refused for the open segment
-    /// and for a segment the archive base does not cover.
+    /// Every segment, oldest first (the last is the writer's open one).
+    pub fn sealed_segments_and_open(&self) -> Vec<Segment> {
+        self.lock().segments.clone()
+    }
+
+    /// Takes the oldest sealed segment, `first_seq`, out of the journal: it is dropped
+    /// from the writer's list, then `remove` (a rename into the archive, or the unlink of
+    /// a verified copy) runs while no read can be in it, and the directory is synced.
+    /// Refused (`Err`) for any other segment, the open one, or one the archive base does
+    /// not cover; `Ok(Err)` when `remove` failed (the segment stays in the journal).
     pub fn detach(
         &self,
         first_seq: u64,
-        remove: impl FnOnce(&Path) -> std::io::Result<()>,
-    ) -> Result<(), StateError> {
+        remove: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>, StateError> {
         let mut inner = self.lock();
-        let Some(i) = inner.segments.iter().position(|s| s.first_seq == first_seq) else {
-            return Err(StateError::Invalid("no such audit journal segment"));
+        let covered = match (inner.segments.first(), inner.segments.get(1), &inner.base) {
+            (Some(first), Some(next), Some(base)) => {
+                first.first_seq == first_seq && base.seq + 1 >= next.first_seq
+            }
+            _ => false,
         };
-        let covered = inner
-            .segments
-            .get(i + 1)
-            .is_some_and(|next| inner.base.as_ref().is_some_and(|b| b.seq + 1 >= next.first_seq));
-        if !inner.writable || i + 1 == inner.segments.len() || !covered || i != 0 {
+        if !inner.writable || !covered {
             return Err(StateError::Invalid(
                 "only the oldest sealed segment, covered by the archive base, may leave the journal",
             ));
@@ -283,9 +288,9 @@ impl Journal {
         inner.cursor = None;
         if let Err(e) = remove(&seg.path) {
             inner.segments.insert(0, seg);
-            return Err(unavailable(e));
+            return Ok(Err(e));
         }
-        segments::sync_dir(&inner.dir).map_err(unavailable)
+        Ok(segments::sync_dir(&inner.dir))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
