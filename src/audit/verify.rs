@@ -423,4 +423,67 @@ mod tests {
             CheckpointStatus::Unchecked { length: 8 }
         );
     }
+
+    #[test]
+    fn a_check_after_an_archived_prefix_links_to_it_and_says_what_it_did_not_read() {
+        let lines = chain(10, "a");
+        let cps = || vec![cp_at(&lines, 2), cp_at(&lines, 4), cp_at(&lines, 8)];
+        let lengths: Vec<u64> = vec![2, 4, 8];
+        let mut v = Verifier::new();
+        for l in &lines[..4] {
+            v.push(l).unwrap();
+        }
+        let (seq, hash) = Verifier::anchor(&lines[3]).unwrap();
+        assert_eq!((seq, hash), (4, v.head()));
+        let mut c = ChainCheck::after(seq, hash, lengths.clone());
+        for l in &lines[4..] {
+            c.push(l);
+        }
+        let r = c.finish("o", cps());
+        assert!(r.ok(), "{r:?}");
+        assert_eq!((r.start, r.intact.length, r.log_length), (4, 10, 10));
+        assert_eq!(
+            r.checkpoints[0].status,
+            CheckpointStatus::Archived {
+                length: 2,
+                through: 4
+            }
+        );
+        // The boundary checkpoint is compared with the anchor.
+        assert_eq!(r.checkpoints[1].status, CheckpointStatus::Consistent);
+        assert_eq!(r.checkpoints[2].status, CheckpointStatus::Consistent);
+        // A live part that does not continue the anchor is a break at the boundary.
+        let mut c = ChainCheck::after(seq, hash, lengths.clone());
+        c.push(&lines[5]);
+        let r = c.finish("o", vec![]);
+        assert!(matches!(
+            r.broken,
+            Some(ChainError::SeqGap {
+                position: 5,
+                expected: 5,
+                found: 6
+            })
+        ));
+        let other = chain(10, "b");
+        let mut c = ChainCheck::after(seq, hash, lengths);
+        c.push(&other[4]);
+        assert!(matches!(
+            c.finish("o", vec![]).broken,
+            Some(ChainError::PrevMismatch { position: 5, .. })
+        ));
+        // An anchor whose bytes were edited does not verify on its own.
+        let mut edited = lines[3].clone();
+        edited[10] ^= 1;
+        assert!(Verifier::anchor(&edited).is_err());
+        // Damage below the chain is a break at the next position.
+        let mut c = ChainCheck::new([]);
+        c.push(&lines[0]);
+        c.damaged("record damaged");
+        let r = c.finish("o", vec![]);
+        assert!(matches!(
+            r.broken,
+            Some(ChainError::Malformed { position: 2, .. })
+        ));
+        assert_eq!(r.intact.length, 1);
+    }
 }

@@ -27,6 +27,19 @@ pub(super) fn recover(
     mut segs: Vec<Segment>,
     base: Option<&LogEntry>,
 ) -> Result<Recovered, JournalError> {
+    // A journal may start after entry 1 only where an archive base says what came before.
+    if let Some(first) = segs.first()
+        && first.first_seq > base.map_or(0, |b| b.seq) + 1
+    {
+        return Err(corrupt(
+            &first.path,
+            format!(
+                "the journal starts at seq {} but the archive base ({}) does not reach the entry before it: entries are missing",
+                first.first_seq,
+                base.map_or_else(|| "none".to_owned(), |b| format!("seq {}", b.seq))
+            ),
+        ));
+    }
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| JournalError::Io { path, source }
