@@ -539,12 +539,20 @@ fn entry_head(entry: Option<&crate::state::LogEntry>) -> Result<Head, AuditError
 }
 
 /// Verifies the chain stored in `log`, reading it in pages; `progress` sees each count.
+/// A journal whose prefix was archived is verified from its archive base on.
 pub async fn verify_store(
     log: &dyn AuditLog,
     mut progress: impl FnMut(u64),
 ) -> Result<Result<chain::ChainSummary, chain::ChainError>, StateError> {
-    let mut verifier = chain::Verifier::new();
-    let mut next = 1;
+    // After an archived prefix, the chain continues from the archive base (the prefix is
+    // verified with `sallyport audit verify --archive`).
+    let (mut verifier, mut next) = match log.archive_base().await? {
+        Some(base) => match chain::Verifier::anchor(&base.bytes) {
+            Ok((seq, hash)) => (chain::Verifier::after(seq, hash), seq + 1),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => (chain::Verifier::new(), 1),
+    };
     loop {
         let page = log.read(next, 1000).await?;
         if page.is_empty() {

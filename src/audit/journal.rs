@@ -381,6 +381,17 @@ impl AuditLog for Journal {
         })
         .await
     }
+
+    async fn archive_base(&self) -> Result<Option<LogEntry>, StateError> {
+        let first = AuditLog::first_seq(self).await?;
+        self.blocking(move |inner| {
+            Ok(inner
+                .base
+                .clone()
+                .filter(|b| first > 1 && b.seq + 1 >= first))
+        })
+        .await
+    }
 }
 
 // === impl Inner ===

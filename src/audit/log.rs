@@ -48,6 +48,12 @@ pub trait AuditLog: Send + Sync + fmt::Debug + 'static {
     async fn first_seq(&self) -> Result<u64, StateError> {
         Ok(1)
     }
+
+    /// The last archived entry when the log starts after entry 1 (the journal's archive
+    /// base): a verification of the log alone continues the chain from it.
+    async fn archive_base(&self) -> Result<Option<LogEntry>, StateError> {
+        Ok(None)
+    }
 }
 
 /// The audit chain in a state-store log ([`StateStore::log_append`] and friends).
