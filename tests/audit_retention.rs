@@ -143,7 +143,10 @@ impl Trail {
     }
 
     /// A sweep "two days from now".
-    fn sweep_later(&self, tweak: impl FnOnce(&mut SweepOptions)) -> Result<Option<archive::Swept>, archive::ArchiveError> {
+    fn sweep_later(
+        &self,
+        tweak: impl FnOnce(&mut SweepOptions),
+    ) -> Result<Option<archive::Swept>, archive::ArchiveError> {
         let mut o = self.opts(SystemTime::now() + 2 * DAY);
         tweak(&mut o);
         archive::sweep(&self.journal, &self.key(), &o)
@@ -188,7 +191,10 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     rd.map(|e| {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_str().unwrap().to_owned();
-        (name, hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap())))
+        (
+            name,
+            hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap())),
+        )
     })
     .collect()
 }
@@ -207,7 +213,10 @@ async fn archived_after_retention_and_verified_across_archive_and_live() {
     let before = segs(&t.journal_dir());
     assert!(before.len() >= 4, "{before:?}");
 
-    let swept = t.sweep_later(|_| {}).unwrap().expect("something to archive");
+    let swept = t
+        .sweep_later(|_| {})
+        .unwrap()
+        .expect("something to archive");
     // Every sealed segment went; the open one stayed.
     assert_eq!(swept.segments, before[..before.len() - 1]);
     assert_eq!(segs(&t.archive()), swept.segments);
@@ -220,7 +229,11 @@ async fn archived_after_retention_and_verified_across_archive_and_live() {
         format!("{:020}.checkpoint", swept.last_seq)
     );
     // The checkpoint is this key's, of the run's last entry.
-    let note = t.key().verifier().verify(&std::fs::read(&cp).unwrap()).unwrap();
+    let note = t
+        .key()
+        .verifier()
+        .verify(&std::fs::read(&cp).unwrap())
+        .unwrap();
     assert_eq!(note.length, swept.last_seq);
     assert_eq!(t.journal.first_seq().await.unwrap(), swept.last_seq + 1);
     // The event it records validates against the schema.
@@ -245,7 +258,10 @@ async fn archived_after_retention_and_verified_across_archive_and_live() {
         )),
         "{out}"
     );
-    assert!(out.contains("checkpoints  1 of 1 valid and consistent"), "{out}");
+    assert!(
+        out.contains("checkpoints  1 of 1 valid and consistent"),
+        "{out}"
+    );
 
     // Without --archive: verified from the live start, and it says so.
     let (code, out, err) = t.verify(&[]);
@@ -357,7 +373,10 @@ async fn an_edited_archived_segment_is_located_and_a_deleted_one_is_a_gap() {
         "{err}"
     );
     assert!(err.contains("audit chain BROKEN"), "{err}");
-    assert!(err.contains(&format!("intact up to entry {}", second_first - 1)), "{err}");
+    assert!(
+        err.contains(&format!("intact up to entry {}", second_first - 1)),
+        "{err}"
+    );
 
     // Deleted: the gap, at the entry that is missing.
     std::fs::remove_file(&second).unwrap();
@@ -387,11 +406,17 @@ async fn a_cut_at_the_boundary_is_reported() {
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("BOUNDARY"), "{err}");
     assert!(
-        err.contains(&format!("the live journal starts at {}", swept.last_seq + 1)),
+        err.contains(&format!(
+            "the live journal starts at {}",
+            swept.last_seq + 1
+        )),
         "{err}"
     );
     // The closing checkpoint says the archive should reach its length.
-    assert!(err.contains("TRUNCATED") || err.contains("UNCHECKED"), "{err}");
+    assert!(
+        err.contains("TRUNCATED") || err.contains("UNCHECKED"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -412,7 +437,10 @@ async fn a_crash_at_any_step_loses_nothing_and_the_next_sweep_completes() {
                 o.always_copy = copy;
             })
             .unwrap_err();
-        assert!(matches!(e, archive::ArchiveError::Injected(p) if p == point), "{e}");
+        assert!(
+            matches!(e, archive::ArchiveError::Injected(p) if p == point),
+            "{e}"
+        );
 
         // The process died: reopen the journal from the files.
         let dir = t.journal_dir();
@@ -445,8 +473,7 @@ async fn a_crash_at_any_step_loses_nothing_and_the_next_sweep_completes() {
 }
 
 #[tokio::test]
-async fn the_gateway_restarts_over_an_archive_appends_and_answers_queries_from_the_live_part()
-{
+async fn the_gateway_restarts_over_an_archive_appends_and_answers_queries_from_the_live_part() {
     let mut t = Trail::with_config(
         "retention = \"1d\"\narchive_dir = \"{archive}\"\narchive_interval = \"1m\"\n",
     );
@@ -457,8 +484,8 @@ async fn the_gateway_restarts_over_an_archive_appends_and_answers_queries_from_t
     let live_upload_seqs = [t.next - 2, t.next - 1];
     let text = std::fs::read_to_string(t.config()).unwrap();
     // The writer's lock goes with it.
-    drop(t.journal);
-    t.journal = Arc::new(Journal::open_read_only(&t.journal_dir(), "audit").unwrap());
+    let reader = Arc::new(Journal::open_read_only(&t.journal_dir(), "audit").unwrap());
+    drop(std::mem::replace(&mut t.journal, reader));
 
     // The gateway's own config: the same data directory and audit section.
     let extra: String = text
@@ -526,11 +553,27 @@ fn retention_config_is_off_by_default_and_refused_when_unsafe() {
     assert_eq!(c.audit.retention.unwrap().period, 2190 * DAY);
 
     for (audit, key, says) in [
-        ("retention = \"12h\"\narchive_dir = \"/a\"", "audit.retention", "less than 1 day"),
-        ("retention = \"0s\"\narchive_dir = \"/a\"", "audit.retention", "less than 1 day"),
-        ("retention = \"forever\"\narchive_dir = \"/a\"", "audit.retention", "not a duration"),
+        (
+            "retention = \"12h\"\narchive_dir = \"/a\"",
+            "audit.retention",
+            "less than 1 day",
+        ),
+        (
+            "retention = \"0s\"\narchive_dir = \"/a\"",
+            "audit.retention",
+            "less than 1 day",
+        ),
+        (
+            "retention = \"forever\"\narchive_dir = \"/a\"",
+            "audit.retention",
+            "not a duration",
+        ),
         ("retention = \"6y\"", "audit.archive_dir", "required"),
-        ("retention = \"6y\"\narchive_dir = \"\"", "audit.archive_dir", "empty"),
+        (
+            "retention = \"6y\"\narchive_dir = \"\"",
+            "audit.archive_dir",
+            "empty",
+        ),
         (
             "retention = \"6y\"\narchive_dir = \"/srv/sp/audit/audit\"",
             "audit.archive_dir",
@@ -546,8 +589,16 @@ fn retention_config_is_off_by_default_and_refused_when_unsafe() {
             "audit.archive_dir",
             "journal's directory or inside it",
         ),
-        ("archive_dir = \"/a\"", "audit.archive_dir", "audit.retention is not"),
-        ("archive_interval = \"1h\"", "audit.archive_interval", "audit.retention is not"),
+        (
+            "archive_dir = \"/a\"",
+            "audit.archive_dir",
+            "audit.retention is not",
+        ),
+        (
+            "archive_interval = \"1h\"",
+            "audit.archive_interval",
+            "audit.retention is not",
+        ),
         (
             "retention = \"6y\"\narchive_dir = \"/a\"\narchive_interval = \"10s\"",
             "audit.archive_interval",
@@ -562,6 +613,9 @@ fn retention_config_is_off_by_default_and_refused_when_unsafe() {
     ] {
         let text = format!("data_dir = \"/srv/sp\"\n[audit]\n{audit}\n");
         let err = Config::from_toml(&text, &env).unwrap_err().to_string();
-        assert!(err.contains(key) && err.contains(says), "{audit:?} -> {err}");
+        assert!(
+            err.contains(key) && err.contains(says),
+            "{audit:?} -> {err}"
+        );
     }
 }

@@ -401,7 +401,12 @@ fn move_segment(
                 return Ok("rename");
             }
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {}
-            Err(e) => return Err(ArchiveError::Io { path: dest, source: e }),
+            Err(e) => {
+                return Err(ArchiveError::Io {
+                    path: dest,
+                    source: e,
+                });
+            }
         }
     }
     let tmp = dir.join(format!("{}.tmp", file_name(seg)));
@@ -443,10 +448,12 @@ fn sha256_file(path: &Path) -> Result<[u8; 32], ArchiveError> {
             Ok(0) => return Ok(h.finalize().into()),
             Ok(n) => h.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ArchiveError::Io {
-                path: path.to_owned(),
-                source: e,
-            }),
+            Err(e) => {
+                return Err(ArchiveError::Io {
+                    path: path.to_owned(),
+                    source: e,
+                });
+            }
         }
     }
 }

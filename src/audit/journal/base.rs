@@ -54,7 +54,9 @@ pub fn parse(buf: &[u8]) -> Result<LogEntry, &'static str> {
     if buf.len() as u64 > MAX_BYTES {
         return Err("too large");
     }
-    let text = buf.strip_suffix(b"\n").ok_or("does not end with a newline")?;
+    let text = buf
+        .strip_suffix(b"\n")
+        .ok_or("does not end with a newline")?;
     let mut parts = text.splitn(3, |b| *b == b'\n');
     if parts.next() != Some(MAGIC.as_bytes()) {
         return Err("not an archive base (bad first line)");

@@ -46,8 +46,7 @@ pub async fn run(dry_run: bool, json: bool, config: &Config) -> anyhow::Result<E
             Arc::new(crate::metrics::Metrics::new()),
         );
         let j = journal.clone();
-        let swept =
-            tokio::task::spawn_blocking(move || archive::sweep(&j, &key, &opts)).await??;
+        let swept = tokio::task::spawn_blocking(move || archive::sweep(&j, &key, &opts)).await??;
         if let Some(s) = &swept {
             auditor
                 .emit(&crate::audit::AuditContext::operator(), &s.event())

@@ -27,9 +27,9 @@ use crate::audit::AUDIT_LOG;
 use crate::audit::archive::read::{Item, read as read_archive};
 use crate::audit::chain;
 use crate::audit::checkpoint::{NoteError, NoteVerifier};
+use crate::audit::checkpointer::{files_in_dir, origin, read_note};
 use crate::audit::journal::Journal;
 use crate::audit::log::AuditLog;
-use crate::audit::checkpointer::{files_in_dir, origin, read_note};
 use crate::audit::verify::{ChainCheck, CheckpointInput, CheckpointStatus, Report};
 use crate::config::{AuditStore, Config};
 
