@@ -521,7 +521,12 @@ async fn the_gateway_restarts_over_an_archive_appends_and_answers_queries_from_t
             .map(|e| e["seq"].as_u64().unwrap())
             .collect();
         // The archived mention is not in the live part; the live ones are.
-        assert_eq!(seqs, live_upload_seqs, "{trace}");
+        // (Entry 901 is archived only if its segment was sealed at the sweep.)
+        let want: Vec<u64> = std::iter::once(live_upload_seqs[0] - 1)
+            .chain(live_upload_seqs)
+            .filter(|s| *s > swept.last_seq)
+            .collect();
+        assert_eq!(seqs, want, "{trace}");
         assert!(seqs.iter().all(|s| *s > swept.last_seq));
         gw.stop();
     }
