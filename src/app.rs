@@ -39,6 +39,17 @@ pub struct App {
     /// This process's presence in the Redis store, when that is the state store; taken by
     /// [`App::leave`] on clean shutdown.
     presence: Arc<std::sync::Mutex<Option<Presence>>>,
+    /// The journal and checkpoint key the retention sweep needs, when `audit.retention`
+    /// is set.
+    archive: Option<Archive>,
+}
+
+/// What the retention sweep (`audit::archive::run`) works on.
+#[derive(Debug, Clone)]
+struct Archive {
+    journal: Arc<Journal>,
+    key: Arc<crate::audit::checkpointer::CheckpointKey>,
+    retention: crate::config::Retention,
 }
 
 /// Builds the gateway from `config`: opens the stores (creating private directories as
@@ -99,7 +110,22 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         config.audit.checkpoint_dir.clone(),
         metrics.clone(),
     );
-    let audit_log = open_audit_writer(&config, &state).await?;
+    let (audit_log, journal) = open_audit_writer_parts(&config, &state).await?;
+    let archive = match (&config.audit.retention, journal) {
+        (Some(retention), Some(journal)) => Some(Archive {
+            journal,
+            // The same key file the checkpointer signs with, read again.
+            key: Arc::new(
+                crate::audit::checkpointer::CheckpointKey::load_or_generate(
+                    &config.audit.checkpoint_key,
+                    config.allow_world_readable_secrets,
+                )
+                .context("opening the audit checkpoint key")?,
+            ),
+            retention: retention.clone(),
+        }),
+        _ => None,
+    };
     let auditor = Auditor::start_with(
         audit_log,
         instance_name(),
@@ -189,6 +215,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         state: Arc::new(app),
         embedded: None,
         presence: Arc::new(std::sync::Mutex::new(None)),
+        archive,
     })
 }
 
@@ -218,6 +245,21 @@ impl App {
         spawn_batch_sweeper(self.state.batches.clone());
         tokio::spawn(self.state.security.clone().run());
         self.spawn_audit_indexer();
+        self.spawn_audit_archiver();
+    }
+
+    /// Starts the retention sweep (`audit::archive::run`) when `audit.retention` is set:
+    /// every `audit.archive_interval`, sealed journal segments past the retention move to
+    /// `audit.archive_dir`.
+    pub fn spawn_audit_archiver(&self) {
+        if let Some(a) = &self.archive {
+            tokio::spawn(crate::audit::archive::run(
+                a.journal.clone(),
+                a.key.clone(),
+                self.state.auditor.clone(),
+                a.retention.clone(),
+            ));
+        }
     }
 
     /// Starts the audit indexer (`audit::index::run`), when the index could be opened: it
@@ -291,9 +333,17 @@ pub async fn open_audit_writer(
     config: &Config,
     state: &Arc<dyn StateStore>,
 ) -> anyhow::Result<Arc<dyn AuditLog>> {
+    Ok(open_audit_writer_parts(config, state).await?.0)
+}
+
+/// [`open_audit_writer`], and the journal itself when that is the log.
+pub async fn open_audit_writer_parts(
+    config: &Config,
+    state: &Arc<dyn StateStore>,
+) -> anyhow::Result<(Arc<dyn AuditLog>, Option<Arc<Journal>>)> {
     let in_state = StateLog::shared(state.clone());
     match config.audit.store {
-        AuditStore::State => Ok(in_state),
+        AuditStore::State => Ok((in_state, None)),
         AuditStore::Journal => {
             let journal = Journal::open(
                 &journal_dir(config),
@@ -303,7 +353,8 @@ pub async fn open_audit_writer(
             crate::audit::journal::migrate::from_state(&journal, &*in_state)
                 .await
                 .context("copying the audit chain from the state store into the journal")?;
-            Ok(Arc::new(journal))
+            let journal = Arc::new(journal);
+            Ok((journal.clone(), Some(journal)))
         }
     }
 }

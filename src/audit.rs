@@ -25,6 +25,10 @@
 //! checkpoint ([`checkpoint`], `proto/audit-checkpoint-v1.md`) when one is due;
 //! [`verify`] checks a chain against checkpoints.
 //!
+//! Retention: [`archive`] moves sealed journal segments older than `audit.retention` to
+//! `audit.archive_dir`, each run closed by a signed checkpoint; the journal then starts
+//! after an archive base and verification links the two.
+//!
 //! SIEM export: [`siem`] renders entries as JSON lines or syslog + CEF (pure), [`ship`]
 //! delivers them to a file or a TCP / TLS endpoint with a durable cursor.
 //!
@@ -36,6 +40,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod archive;
 pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;
@@ -534,12 +539,20 @@ fn entry_head(entry: Option<&crate::state::LogEntry>) -> Result<Head, AuditError
 }
 
 /// Verifies the chain stored in `log`, reading it in pages; `progress` sees each count.
+/// A journal whose prefix was archived is verified from its archive base on.
 pub async fn verify_store(
     log: &dyn AuditLog,
     mut progress: impl FnMut(u64),
 ) -> Result<Result<chain::ChainSummary, chain::ChainError>, StateError> {
-    let mut verifier = chain::Verifier::new();
-    let mut next = 1;
+    // After an archived prefix, the chain continues from the archive base (the prefix is
+    // verified with `sallyport audit verify --archive`).
+    let (mut verifier, mut next) = match log.archive_base().await? {
+        Some(base) => match chain::Verifier::anchor(&base.bytes) {
+            Ok((seq, hash)) => (chain::Verifier::after(seq, hash), seq + 1),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => (chain::Verifier::new(), 1),
+    };
     loop {
         let page = log.read(next, 1000).await?;
         if page.is_empty() {

@@ -34,7 +34,7 @@ use crate::tls::{CertSource, ClientAuth, TlsSettings};
 pub use env::{Env, ProcessEnv};
 use raw::RawConfig;
 pub use units::ByteSize;
-use units::parse_duration;
+use units::{format_duration, parse_duration};
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "sallyport-data";
@@ -249,6 +249,21 @@ pub struct AuditSettings {
     pub store: AuditStore,
     /// The journal closes a segment file once it would pass this size.
     pub segment_bytes: ByteSize,
+    /// Retention and archive of sealed journal segments (`audit::archive`); `None` (the
+    /// default): nothing is ever archived.
+    pub retention: Option<Retention>,
+}
+
+/// `audit.retention`, `audit.archive_dir`, `audit.archive_interval`: sealed journal
+/// segments whose newest entry is older than `period` move to `archive_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// How long entries stay in the live journal (at least one day).
+    pub period: Duration,
+    /// Where archived segments and their closing checkpoints go (never inside the journal).
+    pub archive_dir: PathBuf,
+    /// How often the gateway's sweep runs.
+    pub interval: Duration,
 }
 
 /// Where the audit chain is stored (`audit.store`).
@@ -405,6 +420,11 @@ impl Config {
                 }
                 size
             },
+            retention: None,
+        };
+        let audit = AuditSettings {
+            retention: retention(&raw.audit, &data_dir, audit.store)?,
+            ..audit
         };
         let clients = clients(&raw.clients, allow_open)?;
         let mut raw_keys = raw.keys;
@@ -494,6 +514,105 @@ fn duration_or(key: &str, value: Option<&str>, default: Duration) -> Result<Dura
     value.map_or(Ok(default), |v| {
         parse_duration(v).map_err(|m| invalid(key, m))
     })
+}
+
+/// `audit.retention` and its companions, validated: off unless `retention` is set; at
+/// least one day; an archive directory that is not the journal's own or inside it.
+fn retention(
+    raw: &raw::RawAudit,
+    data_dir: &Path,
+    store: AuditStore,
+) -> Result<Option<Retention>, ConfigError> {
+    let Some(period) = raw.retention.as_deref() else {
+        for (key, set) in [
+            ("audit.archive_dir", raw.archive_dir.is_some()),
+            ("audit.archive_interval", raw.archive_interval.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    key,
+                    "is set but audit.retention is not: nothing would ever be archived (set audit.retention, e.g. \"6y\")",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let period = parse_duration(period).map_err(|m| invalid("audit.retention", m))?;
+    if period < Duration::from_secs(86_400) {
+        return Err(invalid(
+            "audit.retention",
+            format!(
+                "{} is less than 1 day; retention is meant in years (HIPAA practice: \"6y\")",
+                format_duration(period)
+            ),
+        ));
+    }
+    if store != AuditStore::Journal {
+        return Err(invalid(
+            "audit.retention",
+            "archives sealed journal segments; it needs audit.store = \"journal\" (the chain in the state store is not archived)",
+        ));
+    }
+    let archive_dir = match raw.archive_dir.as_deref() {
+        None => {
+            return Err(invalid(
+                "audit.archive_dir",
+                "is required when audit.retention is set (where archived segments go: WORM or object-lock storage)",
+            ));
+        }
+        Some("") => return Err(invalid("audit.archive_dir", "must not be empty")),
+        Some(p) => PathBuf::from(p),
+    };
+    let journal = data_dir.join("audit");
+    if is_within(&archive_dir, &journal) {
+        return Err(invalid(
+            "audit.archive_dir",
+            format!(
+                "{} is the audit journal's directory or inside it ({}); archive elsewhere",
+                archive_dir.display(),
+                journal.display()
+            ),
+        ));
+    }
+    let interval = duration_or(
+        "audit.archive_interval",
+        raw.archive_interval.as_deref(),
+        Duration::from_secs(3600),
+    )?;
+    if !(Duration::from_secs(60)..=Duration::from_secs(7 * 86_400)).contains(&interval) {
+        return Err(invalid("audit.archive_interval", "must be from 1m to 7d"));
+    }
+    Ok(Some(Retention {
+        period,
+        archive_dir,
+        interval,
+    }))
+}
+
+/// Whether `inner` is `outer` or below it: compared as absolute, `.`/`..`-free paths, and
+/// again through symbolic links where both exist.
+fn is_within(inner: &Path, outer: &Path) -> bool {
+    fn lexical(p: &Path) -> PathBuf {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    if lexical(inner).starts_with(lexical(outer)) {
+        return true;
+    }
+    match (inner.canonicalize(), outer.canonicalize()) {
+        (Ok(i), Ok(o)) => i.starts_with(o),
+        _ => false,
+    }
 }
 
 fn size_or(key: &str, value: Option<&str>, default: ByteSize) -> Result<ByteSize, ConfigError> {

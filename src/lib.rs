@@ -45,7 +45,8 @@
 //!   checkpoints check (`audit::verify`), SIEM formats (`audit::siem`, pure) and shipping
 //!   (`audit::ship`), queries and traces (`audit::query`, pure; `audit::search`, the
 //!   service; `audit::index`, the derived redb index; `audit::source`, the one seam they
-//!   read the chain through).
+//!   read the chain through), retention and archive of sealed journal segments
+//!   (`audit::archive`).
 //! * [`state`] — the `StateStore` port, its embedded (redb) and Redis adapters (with
 //!   instance presence and lease takeover), the stable instance id, and an in-memory store
 //!   for tests.

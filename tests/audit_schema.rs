@@ -293,6 +293,14 @@ fn every_event_type_serialises_to_an_entry_the_schema_accepts() {
             length: 12,
             intact: false,
         }),
+        emitted(&core::AuditArchived {
+            segments: 3,
+            first_seq: 1,
+            last_seq: 4200,
+            destination: "/mnt/worm/sallyport-audit-archive".into(),
+            checkpoint: "00000000000000004200.checkpoint".into(),
+            method: "rename",
+        }),
         emitted(&core::AuditQueried::trace("67rq0xe32xxh21dav1b2qx1ch3", 9)),
         emitted(&core::KeyChangeRequested {
             operation: "retire",

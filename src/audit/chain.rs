@@ -174,6 +174,34 @@ impl Verifier {
         Self::default()
     }
 
+    /// A verifier continuing a chain after entry `seq` whose hash is `hash`: the next line
+    /// must be entry `seq + 1` with `prev` = `hash`, and positions count on from `seq`
+    /// (the live journal after an archived prefix, `audit::archive`).
+    pub fn after(seq: u64, hash: [u8; 32]) -> Self {
+        Self {
+            position: seq,
+            prev: hash,
+        }
+    }
+
+    /// Checks one stored line on its own — its hash covers its bytes — and returns its
+    /// seq and hash, to continue a chain from (its `prev` is taken as it says).
+    pub fn anchor(line: &[u8]) -> Result<(u64, [u8; 32]), ChainError> {
+        let malformed = |reason| ChainError::Malformed {
+            position: 0,
+            reason,
+        };
+        let header: Header = serde_json::from_slice(line).map_err(|_| malformed("not JSON"))?;
+        let mut prev = [0u8; 32];
+        hex::decode_to_slice(&header.prev, &mut prev).map_err(|_| malformed("prev is not hex"))?;
+        let Some(before) = header.seq.checked_sub(1) else {
+            return Err(malformed("seq 0"));
+        };
+        let mut v = Self::after(before, prev);
+        v.push(line)?;
+        Ok((header.seq, v.head()))
+    }
+
     /// Checks the next stored line.
     pub fn push(&mut self, line: &[u8]) -> Result<(), ChainError> {
         self.position += 1;

@@ -101,6 +101,29 @@ impl AuditEvent for AuditVerified {
     }
 }
 
+/// Sealed journal segments older than `audit.retention` were moved to the archive
+/// (`audit::archive`): written after the move, by the gateway's sweep or `sallyport audit
+/// archive`. The chain before `first_seq` was archived by earlier sweeps.
+#[derive(Debug, Serialize)]
+pub struct AuditArchived {
+    /// Segment files moved.
+    pub segments: u64,
+    /// The first entry they hold.
+    pub first_seq: u64,
+    /// The last entry they hold: the signed checkpoint closing the run has this length.
+    pub last_seq: u64,
+    /// The archive directory (`audit.archive_dir`).
+    pub destination: String,
+    /// The checkpoint file closing the run, in the archive directory.
+    pub checkpoint: String,
+    /// `rename` (same filesystem) or `copy` (copied, verified by SHA-256, then removed).
+    pub method: &'static str,
+}
+
+impl AuditEvent for AuditArchived {
+    const ACTION: &'static str = "audit.archived";
+}
+
 /// An operator asked to rotate or retire a key-encryption key (`sallyport keys rotate`,
 /// `keys retire`): written, durably, before anything changes, so a key change whose
 /// outcome entry then fails to write is still on the trail.

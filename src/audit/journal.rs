@@ -25,6 +25,13 @@
 //! ([`Journal::open_read_only`]: `audit verify|export|ship`) take no lock, never write, and
 //! stop at the last complete record, so they run beside a live gateway.
 //!
+//! **Archived prefix.** Once the oldest sealed segments were archived (`audit::archive`),
+//! the journal's first segment starts after seq 1 and the file [`base`] holds the last
+//! archived entry. The writer chains on it when no live segment holds a record, readers
+//! and [`AuditLog::head`] report it as the head of an otherwise empty journal, and a read
+//! from before the live start returns the live entries from [`Journal::first_live_seq`]
+//! on: the missing prefix is archived, not corruption.
+//!
 //! Not here: the chain and its hashes (the payloads are chain entries, stored verbatim).
 
 use std::fs::{File, OpenOptions};
@@ -35,6 +42,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+pub mod base;
 pub mod migrate;
 pub mod record;
 mod recover;
@@ -119,6 +127,8 @@ struct Inner {
     segments: Vec<Segment>,
     /// The last durable entry (the writer's; a reader's is found on demand).
     head: Option<LogEntry>,
+    /// The last archived entry (`archive-base`), when a prefix was archived.
+    base: Option<LogEntry>,
     /// The next sequence number.
     next: u64,
     /// The writer's open last segment and its length.
@@ -143,7 +153,8 @@ impl Journal {
             .map_err(io)?
             .ok_or_else(|| JournalError::Locked(dir.to_owned()))?;
         let found = segments::list(dir).map_err(io)?;
-        let r = recover::recover(dir, found)?;
+        let base = read_base(dir)?;
+        let r = recover::recover(dir, found, base.as_ref())?;
         let next = r.head.as_ref().map_or(r.first_seq, |h| h.seq + 1);
         let inner = Inner {
             dir: dir.to_owned(),
@@ -151,6 +162,7 @@ impl Journal {
             writable: true,
             segments: r.segments,
             head: r.head,
+            base,
             next,
             active: r.active,
             cursor: None,
@@ -172,12 +184,14 @@ impl Journal {
             path: dir.to_owned(),
             source,
         })?;
+        let base = read_base(dir)?;
         let inner = Inner {
             dir: dir.to_owned(),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             writable: false,
             segments,
             head: None,
+            base,
             next: 1,
             active: None,
             cursor: None,
@@ -195,6 +209,93 @@ impl Journal {
     /// The journal's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The last archived entry, when the journal's oldest segments were archived.
+    pub fn base(&self) -> Option<LogEntry> {
+        self.lock().base.clone()
+    }
+
+    /// The sequence number of the first entry the live journal holds or will hold: 1, or
+    /// the one after the last archived entry. Read-only journals look at the directory
+    /// again (a writer may have archived since).
+    pub fn first_live_seq(&self) -> Result<u64, JournalError> {
+        let mut inner = self.lock();
+        if !inner.writable {
+            inner.segments = segments::list(&self.dir).map_err(|source| JournalError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            inner.base = read_base(&self.dir)?;
+        }
+        Ok(inner.first_live_seq())
+    }
+
+    /// The segments before the writer's open one, oldest first (what may be archived).
+    pub fn sealed_segments(&self) -> Vec<Segment> {
+        let inner = self.lock();
+        let n = inner.segments.len().saturating_sub(1);
+        inner.segments[..n].to_vec()
+    }
+
+    /// Records `entry` as the last archived entry: written durably to [`base`] first,
+    /// then used. Only a writer may, and only forward.
+    pub fn set_base(&self, entry: LogEntry) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        if !inner.writable {
+            return Err(StateError::Invalid(
+                "the audit journal was opened read-only",
+            ));
+        }
+        if inner.base.as_ref().is_some_and(|b| b.seq > entry.seq) {
+            return Err(StateError::Invalid(
+                "the archive base of the audit journal only moves forward",
+            ));
+        }
+        base::write(&inner.dir, &entry).map_err(unavailable)?;
+        inner.base = Some(entry);
+        Ok(())
+    }
+
+    /// Every segment, oldest first (the last is the writer's open one).
+    pub fn sealed_segments_and_open(&self) -> Vec<Segment> {
+        self.lock().segments.clone()
+    }
+
+    /// Takes the oldest sealed segment, `first_seq`, out of the journal: it is dropped
+    /// from the writer's list, then `remove` (a rename into the archive, or the unlink of
+    /// a verified copy) runs while no read can be in it, and the directory is synced.
+    /// Refused (`Err`) for any other segment, the open one, or one the archive base does
+    /// not cover; `Ok(Err)` when `remove` failed (the segment stays in the journal).
+    pub fn detach(
+        &self,
+        first_seq: u64,
+        remove: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>, StateError> {
+        let mut inner = self.lock();
+        let covered = match (inner.segments.first(), inner.segments.get(1), &inner.base) {
+            (Some(first), Some(next), Some(base)) => {
+                first.first_seq == first_seq && base.seq + 1 >= next.first_seq
+            }
+            _ => false,
+        };
+        if !inner.writable || !covered {
+            return Err(StateError::Invalid(
+                "only the oldest sealed segment, covered by the archive base, may leave the journal",
+            ));
+        }
+        let seg = inner.segments.remove(0);
+        inner.cursor = None;
+        if let Err(e) = remove(&seg.path) {
+            inner.segments.insert(0, seg);
+            return Ok(Err(e));
+        }
+        Ok(segments::sync_dir(&inner.dir))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // See `blocking`: a panic under the lock leaves nothing half-applied we rely on.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What the journal has done since it was opened.
@@ -267,6 +368,29 @@ impl AuditLog for Journal {
         }
         self.blocking(move |inner| inner.read(from.max(1), limit))
             .await
+    }
+
+    async fn first_seq(&self) -> Result<u64, StateError> {
+        let dir = self.dir.clone();
+        self.blocking(move |inner| {
+            if !inner.writable {
+                inner.segments = segments::list(&dir).map_err(unavailable)?;
+                inner.base = read_base(&dir).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            }
+            Ok(inner.first_live_seq())
+        })
+        .await
+    }
+
+    async fn archive_base(&self) -> Result<Option<LogEntry>, StateError> {
+        let first = AuditLog::first_seq(self).await?;
+        self.blocking(move |inner| {
+            Ok(inner
+                .base
+                .clone()
+                .filter(|b| first > 1 && b.seq + 1 >= first))
+        })
+        .await
     }
 }
 
@@ -346,6 +470,16 @@ impl Inner {
         Ok(AppendOutcome::Appended { first })
     }
 
+    /// 1, or the entry after the archive base (the first live segment may start there or,
+    /// right after a crash mid-archive, earlier: its entries are still read).
+    fn first_live_seq(&self) -> u64 {
+        match (self.segments.first(), &self.base) {
+            (Some(s), _) => s.first_seq,
+            (None, Some(b)) => b.seq + 1,
+            (None, None) => 1,
+        }
+    }
+
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError> {
         let mut out = Vec::new();
         if limit == 0 {
@@ -354,6 +488,8 @@ impl Inner {
         if !self.writable {
             self.segments = segments::list(&self.dir).map_err(unavailable)?;
         }
+        // Entries before the live start were archived: the read begins at the live start.
+        let from = from.max(self.first_live_seq());
         // A writer returns only what is durable; a reader what is complete.
         let bound = if self.writable {
             self.next - 1
@@ -446,6 +582,11 @@ impl Inner {
                 break;
             }
         }
+        if self.head.is_none() {
+            // Nothing live yet: the head is the last archived entry.
+            self.base = read_base(&self.dir).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            self.head = self.base.clone();
+        }
         Ok(self.head.clone())
     }
 }
@@ -465,6 +606,13 @@ fn check_header(file: &File, seg: &Segment) -> Result<(), StateError> {
             seg.path.display()
         ))),
     }
+}
+
+fn read_base(dir: &Path) -> Result<Option<LogEntry>, JournalError> {
+    base::read(dir).map_err(|why| JournalError::Corrupt {
+        path: dir.join(base::FILE_NAME),
+        why,
+    })
 }
 
 fn unavailable(e: std::io::Error) -> StateError {

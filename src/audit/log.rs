@@ -42,6 +42,18 @@ pub trait AuditLog: Send + Sync + fmt::Debug + 'static {
 
     /// Entries with `seq >= from`, ascending, at most `limit`.
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StateError>;
+
+    /// The first sequence number this log holds: 1, or later when the entries before it
+    /// were archived (`audit::archive`); reads from before it start there.
+    async fn first_seq(&self) -> Result<u64, StateError> {
+        Ok(1)
+    }
+
+    /// The last archived entry when the log starts after entry 1 (the journal's archive
+    /// base): a verification of the log alone continues the chain from it.
+    async fn archive_base(&self) -> Result<Option<LogEntry>, StateError> {
+        Ok(None)
+    }
 }
 
 /// The audit chain in a state-store log ([`StateStore::log_append`] and friends).

@@ -244,6 +244,10 @@ impl AuditSearch {
         filter: &super::query::Filter,
     ) -> Result<Option<Value>, SearchError> {
         let page = self.source.read(seq, 1).await?;
+        if page.first().is_none_or(|(s, _)| *s != seq) && seq < self.source.first_seq().await? {
+            // Indexed before its segment was archived: queries cover the live part.
+            return Ok(None);
+        }
         let Some((s, bytes)) = page.into_iter().next().filter(|(s, _)| *s == seq) else {
             return Err(
                 StateError::Corrupt(format!("audit entry {seq} is indexed but missing")).into(),

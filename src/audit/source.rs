@@ -22,6 +22,12 @@ pub trait EntrySource: Send + Sync {
 
     /// Up to `limit` entries from `from` on, in order, as `(seq, stored bytes)`.
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StateError>;
+
+    /// The first sequence number the chain still holds (1, or later once a prefix was
+    /// archived: queries cover the live part).
+    async fn first_seq(&self) -> Result<u64, StateError> {
+        Ok(1)
+    }
 }
 
 /// The chain behind the [`AuditLog`] port.
@@ -45,5 +51,9 @@ impl EntrySource for Chain {
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StateError> {
         let page = self.0.read(from.max(1), limit).await?;
         Ok(page.into_iter().map(|e| (e.seq, e.bytes)).collect())
+    }
+
+    async fn first_seq(&self) -> Result<u64, StateError> {
+        self.0.first_seq().await
     }
 }

@@ -12,6 +12,11 @@
 //!   at or before L;
 //! - the chain broken before L: that checkpoint cannot be checked (the break is reported).
 //!
+//! A check may start after an archived prefix ([`ChainCheck::after`]): entries `1..=K` are
+//! not pushed, the chain continues from entry K's hash, and a checkpoint at or before K
+//! that is not exactly K is reported [`CheckpointStatus::Archived`] (not evidence of
+//! tampering: verify with the archive to check it).
+//!
 //! Not here: reading files or the store, and checking signatures (the caller passes each
 //! checkpoint already verified, or the reason it is not: see [`super::checkpoint`]).
 
@@ -31,6 +36,8 @@ pub struct ChainCheck {
     lines: u64,
     /// Lines verified intact from the start.
     intact: u64,
+    /// The entries before this one were not pushed (an archived prefix): 0 from genesis.
+    start: u64,
 }
 
 /// A checkpoint given to [`ChainCheck::finish`]: where it came from and what it said.
@@ -49,6 +56,14 @@ pub enum CheckpointStatus {
     Consistent,
     /// The note was refused (malformed, another key, bad signature, another log).
     Invalid(String),
+    /// Its length falls in an archived prefix this check did not read: not compared
+    /// (verify with the archive).
+    Archived {
+        /// Its length.
+        length: u64,
+        /// The last entry of the prefix not read.
+        through: u64,
+    },
     /// It claims more entries than the log has: the tail was removed.
     Truncated {
         /// Its length.
@@ -95,6 +110,9 @@ pub struct Report {
     pub broken: Option<ChainError>,
     /// Number of entries (lines) in the log.
     pub log_length: u64,
+    /// Entries `1..=start` were not read here (an archived prefix); 0 when verified from
+    /// the first entry.
+    pub start: u64,
     /// Each checkpoint, in order of length (invalid ones first).
     pub checkpoints: Vec<CheckpointFinding>,
 }
@@ -103,10 +121,12 @@ impl Report {
     /// Whether the chain is intact and every checkpoint is valid and consistent.
     pub fn ok(&self) -> bool {
         self.broken.is_none()
-            && self
-                .checkpoints
-                .iter()
-                .all(|c| c.status == CheckpointStatus::Consistent)
+            && self.checkpoints.iter().all(|c| {
+                matches!(
+                    c.status,
+                    CheckpointStatus::Consistent | CheckpointStatus::Archived { .. }
+                )
+            })
     }
 }
 
@@ -119,7 +139,50 @@ impl ChainCheck {
             broken: None,
             lines: 0,
             intact: 0,
+            start: 0,
         }
+    }
+
+    /// A check of a chain whose entries `1..=seq` are not pushed (archived): the first
+    /// line pushed must be `seq + 1` with `prev` = `hash`. A checkpoint at `seq` is
+    /// compared with `hash`.
+    pub fn after(seq: u64, hash: [u8; 32], lengths: impl IntoIterator<Item = u64>) -> Self {
+        let mut heads: BTreeMap<u64, Option<[u8; 32]>> =
+            lengths.into_iter().map(|l| (l, None)).collect();
+        if let Some(slot) = heads.get_mut(&seq) {
+            *slot = Some(hash);
+        }
+        Self {
+            verifier: Verifier::after(seq, hash),
+            heads,
+            broken: None,
+            lines: seq,
+            intact: seq,
+            start: seq,
+        }
+    }
+
+    /// Records a break found below the chain: the next entry's storage is damaged (a
+    /// journal record whose checksum fails), at the next position. Entries after it are
+    /// still counted.
+    pub fn damaged(&mut self, reason: &'static str) {
+        self.lines += 1;
+        if self.broken.is_none() {
+            self.broken = Some(ChainError::Malformed {
+                position: self.lines,
+                reason,
+            });
+        }
+    }
+
+    /// Entries seen so far (pushed, damaged, or before the start).
+    pub fn length(&self) -> u64 {
+        self.lines
+    }
+
+    /// The hash of the last intact entry, and whether the chain is still intact.
+    pub fn head(&self) -> Option<[u8; 32]> {
+        self.broken.is_none().then(|| self.verifier.head())
     }
 
     /// Checks the next entry line. After the first break the rest are only counted.
@@ -178,6 +241,11 @@ impl ChainCheck {
                 }
             } else if cp.length > intact.length {
                 CheckpointStatus::Unchecked { length: cp.length }
+            } else if cp.length < self.start {
+                CheckpointStatus::Archived {
+                    length: cp.length,
+                    through: self.start,
+                }
             } else {
                 let found = if cp.length == 0 {
                     Some(super::chain::GENESIS_PREV)
@@ -210,6 +278,7 @@ impl ChainCheck {
             intact,
             broken: self.broken,
             log_length: self.lines,
+            start: self.start,
             checkpoints: findings,
         }
     }
@@ -236,6 +305,10 @@ impl std::fmt::Display for CheckpointStatus {
             } => write!(
                 f,
                 "REWRITTEN: the chain at length {length} has head {found}, the checkpoint signed {signed} — entries after {after} up to {length} were rewritten or re-hashed"
+            ),
+            Self::Archived { length, through } => write!(
+                f,
+                "not checked: entries 1 to {through} are archived (verify with --archive DIR); this one signs {length}"
             ),
             Self::Unchecked { length } => {
                 write!(f, "UNCHECKED: the chain is broken before entry {length}")
@@ -349,5 +422,68 @@ mod tests {
             r.checkpoints[1].status,
             CheckpointStatus::Unchecked { length: 8 }
         );
+    }
+
+    #[test]
+    fn a_check_after_an_archived_prefix_links_to_it_and_says_what_it_did_not_read() {
+        let lines = chain(10, "a");
+        let cps = || vec![cp_at(&lines, 2), cp_at(&lines, 4), cp_at(&lines, 8)];
+        let lengths: Vec<u64> = vec![2, 4, 8];
+        let mut v = Verifier::new();
+        for l in &lines[..4] {
+            v.push(l).unwrap();
+        }
+        let (seq, hash) = Verifier::anchor(&lines[3]).unwrap();
+        assert_eq!((seq, hash), (4, v.head()));
+        let mut c = ChainCheck::after(seq, hash, lengths.clone());
+        for l in &lines[4..] {
+            c.push(l);
+        }
+        let r = c.finish("o", cps());
+        assert!(r.ok(), "{r:?}");
+        assert_eq!((r.start, r.intact.length, r.log_length), (4, 10, 10));
+        assert_eq!(
+            r.checkpoints[0].status,
+            CheckpointStatus::Archived {
+                length: 2,
+                through: 4
+            }
+        );
+        // The boundary checkpoint is compared with the anchor.
+        assert_eq!(r.checkpoints[1].status, CheckpointStatus::Consistent);
+        assert_eq!(r.checkpoints[2].status, CheckpointStatus::Consistent);
+        // A live part that does not continue the anchor is a break at the boundary.
+        let mut c = ChainCheck::after(seq, hash, lengths.clone());
+        c.push(&lines[5]);
+        let r = c.finish("o", vec![]);
+        assert!(matches!(
+            r.broken,
+            Some(ChainError::SeqGap {
+                position: 5,
+                expected: 5,
+                found: 6
+            })
+        ));
+        let other = chain(10, "b");
+        let mut c = ChainCheck::after(seq, hash, lengths);
+        c.push(&other[4]);
+        assert!(matches!(
+            c.finish("o", vec![]).broken,
+            Some(ChainError::PrevMismatch { position: 5, .. })
+        ));
+        // An anchor whose bytes were edited does not verify on its own.
+        let mut edited = lines[3].clone();
+        edited[10] ^= 1;
+        assert!(Verifier::anchor(&edited).is_err());
+        // Damage below the chain is a break at the next position.
+        let mut c = ChainCheck::new([]);
+        c.push(&lines[0]);
+        c.damaged("record damaged");
+        let r = c.finish("o", vec![]);
+        assert!(matches!(
+            r.broken,
+            Some(ChainError::Malformed { position: 2, .. })
+        ));
+        assert_eq!(r.intact.length, 1);
     }
 }

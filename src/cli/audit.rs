@@ -1,4 +1,4 @@
-//! `sallyport audit verify|export|public-key|ship|query|trace`.
+//! `sallyport audit verify|archive|export|public-key|ship|query|trace`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use clap::Subcommand;
 use crate::audit::chain;
 use crate::config::Config;
 
+mod archive_cmd;
 pub mod query;
 mod ship;
 mod verify_cmd;
@@ -25,6 +26,21 @@ pub enum AuditCommand {
         /// Signed checkpoints to check the chain against (repeatable).
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        /// The archive directory (`audit.archive_dir`, or a restored copy): verify its
+        /// segments and checkpoints, then the live journal continuing from its last entry.
+        #[arg(long, value_name = "DIR", conflicts_with = "file")]
+        archive: Option<PathBuf>,
+    },
+    /// Archive now: move sealed journal segments older than `audit.retention` to
+    /// `audit.archive_dir`, closed by a signed checkpoint (the gateway does this every
+    /// `audit.archive_interval`).
+    Archive {
+        /// Report what would be archived; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON (`null`: nothing to archive).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the audit checkpoint public key: SPKI PEM and the signed-note verifier key.
     PublicKey,
@@ -48,9 +64,12 @@ pub enum AuditCommand {
 /// Runs an audit command.
 pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { file, checkpoints } => {
-            Ok(verify_cmd::run(file, checkpoints, config).await)
-        }
+        AuditCommand::Verify {
+            file,
+            checkpoints,
+            archive,
+        } => Ok(verify_cmd::run(file, checkpoints, archive, config).await),
+        AuditCommand::Archive { dry_run, json } => archive_cmd::run(dry_run, json, config).await,
         AuditCommand::PublicKey => {
             let key = crate::audit::checkpointer::CheckpointKey::load_or_generate(
                 &config.audit.checkpoint_key,

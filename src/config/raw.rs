@@ -136,6 +136,9 @@ pub struct RawAudit {
     pub checkpoint_dir: Option<String>,
     pub store: Option<String>,
     pub segment_bytes: Option<String>,
+    pub retention: Option<String>,
+    pub archive_dir: Option<String>,
+    pub archive_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,8 +19,27 @@ pub(super) struct Recovered {
 }
 
 /// Scans the last segment, cuts a torn tail, removes a segment whose creation never
-/// finished, and finds the head. Corruption is an error.
-pub(super) fn recover(dir: &Path, mut segs: Vec<Segment>) -> Result<Recovered, JournalError> {
+/// finished, and finds the head. Corruption is an error. `base` is the last archived
+/// entry (`archive-base`), when the oldest segments were archived: the head when no live
+/// segment holds a record.
+pub(super) fn recover(
+    dir: &Path,
+    mut segs: Vec<Segment>,
+    base: Option<&LogEntry>,
+) -> Result<Recovered, JournalError> {
+    // A journal may start after entry 1 only where an archive base says what came before.
+    if let Some(first) = segs.first()
+        && first.first_seq > base.map_or(0, |b| b.seq) + 1
+    {
+        return Err(corrupt(
+            &first.path,
+            format!(
+                "the journal starts at seq {} but the archive base ({}) does not reach the entry before it: entries are missing",
+                first.first_seq,
+                base.map_or_else(|| "none".to_owned(), |b| format!("seq {}", b.seq))
+            ),
+        ));
+    }
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| JournalError::Io { path, source }
@@ -29,8 +48,8 @@ pub(super) fn recover(dir: &Path, mut segs: Vec<Segment>) -> Result<Recovered, J
         let Some(last) = segs.last().cloned() else {
             return Ok(Recovered {
                 segments: segs,
-                head: None,
-                first_seq: 1,
+                head: base.cloned(),
+                first_seq: base.map_or(1, |b| b.seq + 1),
                 active: None,
             });
         };
@@ -94,7 +113,7 @@ pub(super) fn recover(dir: &Path, mut segs: Vec<Segment>) -> Result<Recovered, J
                 seq: r.seq,
                 bytes: r.payload(&buf[HEADER_LEN..]).to_vec(),
             }),
-            None => previous_head(&segs, &last)?,
+            None => previous_head(&segs, &last, base)?,
         };
         buf.clear();
         let file = open_for_append(&last.path).map_err(io(&last.path))?;
@@ -109,9 +128,26 @@ pub(super) fn recover(dir: &Path, mut segs: Vec<Segment>) -> Result<Recovered, J
 
 /// The head when the last segment holds no record: the last record of the one before,
 /// which was closed (so wholly durable) and must end right before `last` starts.
-fn previous_head(segs: &[Segment], last: &Segment) -> Result<Option<LogEntry>, JournalError> {
+/// With no segment before it, the archive base must end right before `last` (or `last`
+/// is the very first segment).
+fn previous_head(
+    segs: &[Segment],
+    last: &Segment,
+    base: Option<&LogEntry>,
+) -> Result<Option<LogEntry>, JournalError> {
     let Some(prev) = segs.len().checked_sub(2).and_then(|i| segs.get(i)) else {
-        return Ok(None);
+        return match base {
+            Some(b) if b.seq + 1 == last.first_seq => Ok(Some(b.clone())),
+            None if last.first_seq == 1 => Ok(None),
+            _ => Err(corrupt(
+                &last.path,
+                format!(
+                    "the journal starts at seq {} but the archive base ({}) does not end right before it",
+                    last.first_seq,
+                    base.map_or_else(|| "none".to_owned(), |b| format!("seq {}", b.seq))
+                ),
+            )),
+        };
     };
     let buf = std::fs::read(&prev.path).map_err(|source| JournalError::Io {
         path: prev.path.clone(),

@@ -224,3 +224,80 @@ async fn an_empty_last_segment_takes_its_head_from_the_one_before() {
     let r = Journal::open_read_only(tmp.path(), "audit").unwrap();
     assert_eq!(r.head().await.unwrap().map(|h| h.seq), Some(5));
 }
+
+#[tokio::test]
+async fn an_archived_prefix_is_not_corruption_and_the_base_is_the_head_of_an_empty_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let j = Journal::open(dir, "audit", 300).unwrap();
+    for start in (1..13).step_by(3) {
+        j.append(start, &entries(start..start + 3)).await.unwrap();
+    }
+    let segs = j.sealed_segments_and_open();
+    assert!(segs.len() >= 3, "{segs:?}");
+    let second = segs[1].first_seq;
+    // Not covered by a base: refused, nothing moves.
+    assert!(j.detach(1, &mut |_| Ok(())).is_err());
+    let base = j.read(second - 1, 1).await.unwrap().remove(0);
+    j.set_base(base.clone()).unwrap();
+    // Only forward.
+    assert!(
+        j.set_base(LogEntry {
+            seq: 1,
+            bytes: b"{}".to_vec()
+        })
+        .is_err()
+    );
+    // Only the oldest sealed segment, and never the open one.
+    assert!(j.detach(second, &mut |_| Ok(())).is_err());
+    let archived = tmp.path().join("moved.seg");
+    j.detach(1, &mut |p| std::fs::rename(p, &archived))
+        .unwrap()
+        .unwrap();
+    assert!(archived.exists());
+    // Reads from before the live start begin at it; the head and appends go on.
+    assert_eq!(j.read(1, 2).await.unwrap()[0].seq, second);
+    assert_eq!(j.first_seq().await.unwrap(), second);
+    j.append(13, &entries(13..14)).await.unwrap();
+    drop(j);
+    // Reopened (recovery) and read-only, the same.
+    let j = Journal::open(dir, "audit", 300).unwrap();
+    assert_eq!(j.head().await.unwrap().map(|h| h.seq), Some(13));
+    assert_eq!(j.base(), Some(base.clone()));
+    drop(j);
+    let r = Journal::open_read_only(dir, "audit").unwrap();
+    assert_eq!(r.first_seq().await.unwrap(), second);
+    assert_eq!(r.read(1, 100).await.unwrap().len() as u64, 14 - second);
+
+    // Every live segment but an empty open one archived: the base is the head, and the
+    // writer chains on it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let j = Journal::open(dir, "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.append(1, &entries(1..4)).await.unwrap();
+    let last = j.read(3, 1).await.unwrap().remove(0);
+    drop(j);
+    segments::create(dir, 4).unwrap();
+    let j = Journal::open(dir, "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.set_base(last.clone()).unwrap();
+    j.detach(1, &mut |p| std::fs::remove_file(p))
+        .unwrap()
+        .unwrap();
+    drop(j);
+    let j = Journal::open(dir, "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    assert_eq!(j.head().await.unwrap(), Some(last.clone()));
+    assert!(j.read(1, 10).await.unwrap().is_empty());
+    let r = Journal::open_read_only(dir, "audit").unwrap();
+    assert_eq!(r.head().await.unwrap(), Some(last));
+    j.append(4, &entries(4..5)).await.unwrap();
+    assert_eq!(j.read(1, 10).await.unwrap()[0].seq, 4);
+    drop((j, r));
+
+    // A prefix missing with no base (segments deleted by hand) is corruption.
+    std::fs::remove_file(dir.join(base::FILE_NAME)).unwrap();
+    let e = Journal::open(dir, "audit", DEFAULT_SEGMENT_BYTES).unwrap_err();
+    assert!(
+        matches!(e, JournalError::Corrupt { .. }) && e.to_string().contains("archive base"),
+        "{e}"
+    );
+}
