@@ -446,7 +446,7 @@ fn build_links(
 }
 
 /// The SMART token service and the authenticator of its tokens; the token keys derive
-/// from the link keys (docs/decisions/0004-smart-access-tokens.md).
+/// from the link keys (docs/decisions/0007-smart-access-tokens.md).
 fn build_smart(
     config: &Config,
     state: Arc<dyn StateStore>,

@@ -1,5 +1,5 @@
 //! SMART access tokens: stateless, HMAC-SHA256-signed bearer tokens (decision record
-//! `docs/decisions/0004-smart-access-tokens.md`), and the [`SmartTokens`] authenticator
+//! `docs/decisions/0007-smart-access-tokens.md`), and the [`SmartTokens`] authenticator
 //! that accepts them.
 //!
 //! A token is four `~`-separated fields, all in the RFC 6750 `b64token` alphabet:
