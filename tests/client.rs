@@ -381,6 +381,7 @@ async fn refusals_and_bad_arguments_have_their_exit_codes() {
 
     // Usage errors: exit 2, a message on stderr, nothing written.
     let empty = tempfile::tempdir().unwrap();
+    let tokens = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["download".into(), url.clone()], "--cacert"),
         (
@@ -414,6 +415,20 @@ async fn refusals_and_bad_arguments_have_their_exit_codes() {
             ],
             "parallel",
         ),
+        // Two files at once with 512 MiB chunks need 2 GiB of buffers: over the default
+        // --max-memory, refused before any state is written or byte sent.
+        (
+            {
+                let files = [empty.path().join("a"), empty.path().join("b")];
+                let mut a = upload_args(&gw, tokens.path(), &[], &["--chunk-size", "512MiB"]);
+                a.extend(files.iter().map(|f| {
+                    std::fs::write(f, b"x").unwrap();
+                    f.display().to_string()
+                }));
+                a
+            },
+            "--max-memory",
+        ),
     ];
     for (args, says) in cases {
         let run = client(args.clone(), vec![]).await;
@@ -425,7 +440,17 @@ async fn refusals_and_bad_arguments_have_their_exit_codes() {
             "a signed link is never echoed: {err}"
         );
     }
-    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    // Nothing written but the two files the upload case made itself.
+    let mut left: Vec<_> = std::fs::read_dir(empty.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a", "b"]);
+    assert!(
+        !tokens.path().join("state").exists(),
+        "a refused upload creates no state directory"
+    );
 }
 
 // === uploads ===

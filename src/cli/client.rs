@@ -102,6 +102,11 @@ pub struct UploadArgs {
     /// Bytes per PATCH (each carries its own SHA-256): 64 KiB to 512 MiB.
     #[arg(long, default_value = "8MiB", value_parser = parse_chunk_size)]
     pub chunk_size: u64,
+    /// The most memory the chunk buffers may take: each file in flight holds two chunks
+    /// (the one on the wire and the next, read ahead), so `2 × --chunk-size × files at
+    /// once` must fit. Refused before anything is sent, never silently lowered.
+    #[arg(long, default_value = "1GiB", value_parser = parse_memory)]
+    pub max_memory: u64,
     /// Where resume records are kept (mode 0700).
     #[arg(long, default_value = ".sallyport-client", value_name = "DIR")]
     pub state_dir: PathBuf,
@@ -138,6 +143,26 @@ pub fn run(cmd: ClientCommand) -> u8 {
     }
 }
 
+/// Runs `work` on every item, at most `parallel` at once, and gives the results back in
+/// the items' order (the reports are printed in the order the files were named).
+pub(crate) async fn each_in_parallel<T, R, F, Fut>(items: Vec<T>, parallel: u16, work: F) -> Vec<R>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    use futures_util::StreamExt as _;
+    let mut done: Vec<(usize, R)> = futures_util::stream::iter(items.into_iter().enumerate())
+        .map(|(i, item)| {
+            let fut = work(item);
+            async move { (i, fut.await) }
+        })
+        .buffer_unordered(usize::from(parallel.max(1)))
+        .collect()
+        .await;
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Prints the reports and the summary (JSON lines or human lines); the exit code.
 pub(crate) fn finish(op: &'static str, reports: &[outcome::FileReport], json: bool) -> u8 {
     let summary = outcome::summarize(op, reports);
@@ -165,20 +190,64 @@ pub(crate) fn finish(op: &'static str, reports: &[outcome::FileReport], json: bo
     summary.exit_code
 }
 
-fn parse_chunk_size(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.strip_suffix("MiB") {
-        Some(n) => (n, 1u64 << 20),
-        None => match s.strip_suffix("KiB") {
-            Some(n) => (n, 1 << 10),
-            None => (s, 1),
-        },
-    };
+/// A byte count with an optional binary suffix (`KiB`, `MiB`, `GiB`).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let suffixes = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    let (num, mult) = suffixes
+        .iter()
+        .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult)))
+        .unwrap_or((s, 1));
     let n: u64 = num
         .parse()
-        .map_err(|_| "a byte count like 8MiB, 512KiB or 1048576".to_owned())?;
-    let v = n.saturating_mul(mult);
+        .map_err(|_| "a byte count like 8MiB, 512KiB, 2GiB or 1048576".to_owned())?;
+    n.checked_mul(mult)
+        .ok_or_else(|| "the byte count is too large".to_owned())
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    if v < 128 << 10 {
+        return Err(
+            "the memory limit must be at least 128KiB (two of the smallest chunks)".to_owned(),
+        );
+    }
+    Ok(v)
+}
+
+fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
     if !(64 << 10..=512 << 20).contains(&v) {
         return Err("the chunk size must be between 64KiB and 512MiB".to_owned());
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_bytes, parse_chunk_size, parse_memory};
+
+    #[test]
+    fn byte_counts_parse_with_binary_suffixes_and_refuse_nonsense() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "8 MiB",
+            "8mb",
+            "-1",
+            "1.5GiB",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_bytes("17179869184GiB").is_err(), "overflows u64");
+        assert!(parse_chunk_size("32KiB").is_err());
+        assert!(parse_chunk_size("1GiB").is_err());
+        assert_eq!(parse_chunk_size("512MiB"), Ok(512 << 20));
+        assert!(parse_memory("64KiB").is_err());
+        assert_eq!(parse_memory("1GiB"), Ok(1 << 30));
+    }
 }

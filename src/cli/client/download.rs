@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
@@ -68,18 +67,12 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<u8> {
         retries: args.common.retries,
         bars: bars.clone(),
     });
-    let mut reports: Vec<(usize, FileReport)> =
-        futures_util::stream::iter(planned.into_iter().enumerate())
-            .map(|(i, (artifact, job))| {
-                let ctx = ctx.clone();
-                async move { (i, ctx.download(artifact, job).await) }
-            })
-            .buffer_unordered(usize::from(args.common.parallel))
-            .collect()
-            .await;
+    let reports = super::each_in_parallel(planned, args.common.parallel, |(artifact, job)| {
+        let ctx = ctx.clone();
+        async move { ctx.download(artifact, job).await }
+    })
+    .await;
     bars.total.finish_and_clear();
-    reports.sort_by_key(|(i, _)| *i);
-    let reports: Vec<FileReport> = reports.into_iter().map(|(_, r)| r).collect();
     Ok(super::finish("download", &reports, args.common.json))
 }
 

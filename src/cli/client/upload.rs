@@ -8,7 +8,8 @@
 //! its bytes. The chunks are pipelined (`chunk`): while one PATCH is on the wire, the next
 //! chunk is read and hashed (and the whole-file SHA-256 fed) on a blocking thread, and it
 //! is sent only if the server took the current one whole at the expected offset; so at
-//! most two chunks per file are in memory, `2 × --chunk-size × --parallel` in all.
+//! most two chunks per file are in memory, `2 × --chunk-size × --parallel` in all, and a
+//! run whose buffers would exceed `--max-memory` (default 1 GiB) is refused up front.
 //! Network errors, 5xx, 408, 423 and 429 are retried after a pause, asking the server
 //! (HEAD) where to go on from; a 409 is answered by a HEAD, a 460 by reading and sending
 //! the chunk again. When the last byte is in, the upload's ledger gives the server's
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use futures_util::StreamExt as _;
 
 use super::chunk::{self, Chunk, ChunkReader};
 use super::outcome::{Failure, FileReport};
@@ -63,6 +63,12 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<u8> {
         }
         files.push((abs, f.clone()));
     }
+    check_memory(
+        args.chunk_size,
+        args.common.parallel,
+        files.len(),
+        args.max_memory,
+    )?;
     create_private_dir(&args.state_dir)
         .with_context(|| format!("the state directory {}", args.state_dir.display()))?;
 
@@ -77,19 +83,36 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<u8> {
         retries: args.common.retries,
         bars: bars.clone(),
     });
-    let mut reports: Vec<(usize, FileReport)> =
-        futures_util::stream::iter(files.into_iter().enumerate())
-            .map(|(i, (abs, shown))| {
-                let ctx = ctx.clone();
-                async move { (i, ctx.upload(abs, shown).await) }
-            })
-            .buffer_unordered(usize::from(args.common.parallel))
-            .collect()
-            .await;
+    let reports = super::each_in_parallel(files, args.common.parallel, |(abs, shown)| {
+        let ctx = ctx.clone();
+        async move { ctx.upload(abs, shown).await }
+    })
+    .await;
     bars.total.finish_and_clear();
-    reports.sort_by_key(|(i, _)| *i);
-    let reports: Vec<FileReport> = reports.into_iter().map(|(_, r)| r).collect();
     Ok(super::finish("upload", &reports, args.common.json))
+}
+
+/// Refuses a run whose chunk buffers would not fit in `max_memory`: each file in flight
+/// holds two chunks (`chunk`), and at most `parallel` files (or as many as there are)
+/// are in flight at once.
+fn check_memory(chunk: u64, parallel: u16, files: usize, max_memory: u64) -> anyhow::Result<()> {
+    let in_flight = u64::from(parallel)
+        .min(u64::try_from(files).unwrap_or(u64::MAX))
+        .max(1);
+    let needed = chunk.saturating_mul(2).saturating_mul(in_flight);
+    if needed > max_memory {
+        let fits = max_memory / chunk.saturating_mul(2).max(1);
+        let advice = if fits >= 1 {
+            format!("lower --parallel to {fits}, or --chunk-size, or raise --max-memory")
+        } else {
+            "lower --chunk-size or raise --max-memory".to_owned()
+        };
+        bail!(
+            "{in_flight} files at once with --chunk-size {chunk} need {needed} bytes of chunk \
+             buffers (two chunks per file), more than --max-memory {max_memory}: {advice}"
+        );
+    }
+    Ok(())
 }
 
 struct Ctx {
@@ -613,5 +636,34 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_memory;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_chunk_buffers_must_fit_the_memory_limit() {
+        // The defaults: 4 files × 2 × 8 MiB = 64 MiB under 1 GiB.
+        check_memory(8 * MIB, 4, 10, 1024 * MIB).unwrap();
+        // Exactly at the limit is allowed: 1 file × 2 × 512 MiB = 1 GiB.
+        check_memory(512 * MIB, 1, 1, 1024 * MIB).unwrap();
+        // Only as many files as there are run at once: 32 parallel, 1 file.
+        check_memory(512 * MIB, 32, 1, 1024 * MIB).unwrap();
+        // 32 × 2 × 512 MiB = 32 GiB: refused, with the parallelism that would fit.
+        let e = check_memory(512 * MIB, 32, 40, 1024 * MIB)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("34359738368 bytes"), "{e}");
+        assert!(e.contains("lower --parallel to 1"), "{e}");
+        // Not even one file fits: the advice is about the chunk size.
+        let e = check_memory(512 * MIB, 2, 2, 512 * MIB)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lower --chunk-size"), "{e}");
+        assert!(!e.contains("--parallel to"), "{e}");
     }
 }
