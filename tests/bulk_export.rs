@@ -497,6 +497,17 @@ async fn a_quarantined_batch_is_an_error_outcome_never_a_manifest() {
     assert_eq!(actions(&audit, "bulk.export_published").len(), 1);
 }
 
+/// One refused kick-off and what it must be answered.
+struct Case<'a> {
+    what: &'a str,
+    url: String,
+    token: Option<&'a str>,
+    headers: Vec<(&'a str, &'a str)>,
+    status: u16,
+    issue: &'a str,
+    code: &'a str,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_kickoffs_get_specific_outcomes_and_create_nothing() {
     let f = start();
@@ -505,102 +516,93 @@ async fn bad_kickoffs_get_specific_outcomes_and_create_nothing() {
     let hie = f.hie.token(gw, "system/Patient.read").await;
     let url = gw.url("/fhir/$export");
     let accept = ("accept", FHIR_JSON);
-    let cases: Vec<(
-        &str,
-        String,
-        Option<&str>,
-        Vec<(&str, &str)>,
-        u16,
-        &str,
-        &str,
-    )> = vec![
-        (
-            "no Prefer",
-            url.clone(),
-            Some(&token),
-            vec![accept],
-            400,
-            "invalid",
-            "bulk.prefer_async",
-        ),
-        (
-            "an unsupported _outputFormat",
-            gw.url("/fhir/$export?_outputFormat=text%2Fcsv"),
-            Some(&token),
-            KICKOFF_HEADERS.to_vec(),
-            400,
-            "invalid",
-            "bulk.output_format",
-        ),
-        (
-            "a _type outside the token's scope",
-            gw.url("/fhir/Patient/$export?_type=Patient,Encounter"),
-            Some(&hie),
-            KICKOFF_HEADERS.to_vec(),
-            403,
-            "forbidden",
-            "bulk.scope",
-        ),
-        (
-            "every type with a token for Patient only",
-            url.clone(),
-            Some(&hie),
-            KICKOFF_HEADERS.to_vec(),
-            403,
-            "forbidden",
-            "bulk.scope",
-        ),
-        (
-            "a bad _since",
-            gw.url("/fhir/$export?_since=yesterday"),
-            Some(&token),
-            KICKOFF_HEADERS.to_vec(),
-            400,
-            "invalid",
-            "bulk.since",
-        ),
-        (
-            "a wrong Accept",
-            url.clone(),
-            Some(&token),
-            vec![("accept", "application/xml"), ("prefer", "respond-async")],
-            406,
-            "not-supported",
-            "bulk.accept",
-        ),
-        (
-            "a bad group id",
-            gw.url("/fhir/Group/a%20b/$export"),
-            Some(&token),
-            KICKOFF_HEADERS.to_vec(),
-            400,
-            "invalid",
-            "bulk.group",
-        ),
-        (
-            "no token",
-            url.clone(),
-            None,
-            KICKOFF_HEADERS.to_vec(),
-            401,
-            "login",
-            "auth.missing",
-        ),
-        (
-            "an API token, not a SMART one",
-            url.clone(),
-            Some(UPLOADER_TOKEN),
-            KICKOFF_HEADERS.to_vec(),
-            401,
-            "login",
-            "bulk.token_required",
-        ),
+    let cases = [
+        Case {
+            what: "no Prefer",
+            url: url.clone(),
+            token: Some(&token),
+            headers: vec![accept],
+            status: 400,
+            issue: "invalid",
+            code: "bulk.prefer_async",
+        },
+        Case {
+            what: "an unsupported _outputFormat",
+            url: gw.url("/fhir/$export?_outputFormat=text%2Fcsv"),
+            token: Some(&token),
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 400,
+            issue: "invalid",
+            code: "bulk.output_format",
+        },
+        Case {
+            what: "a _type outside the token's scope",
+            url: gw.url("/fhir/Patient/$export?_type=Patient,Encounter"),
+            token: Some(&hie),
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 403,
+            issue: "forbidden",
+            code: "bulk.scope",
+        },
+        Case {
+            what: "every type with a token for Patient only",
+            url: url.clone(),
+            token: Some(&hie),
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 403,
+            issue: "forbidden",
+            code: "bulk.scope",
+        },
+        Case {
+            what: "a bad _since",
+            url: gw.url("/fhir/$export?_since=yesterday"),
+            token: Some(&token),
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 400,
+            issue: "invalid",
+            code: "bulk.since",
+        },
+        Case {
+            what: "a wrong Accept",
+            url: url.clone(),
+            token: Some(&token),
+            headers: vec![("accept", "application/xml"), ("prefer", "respond-async")],
+            status: 406,
+            issue: "not-supported",
+            code: "bulk.accept",
+        },
+        Case {
+            what: "a bad group id",
+            url: gw.url("/fhir/Group/a%20b/$export"),
+            token: Some(&token),
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 400,
+            issue: "invalid",
+            code: "bulk.group",
+        },
+        Case {
+            what: "no token",
+            url: url.clone(),
+            token: None,
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 401,
+            issue: "login",
+            code: "auth.missing",
+        },
+        Case {
+            what: "an API token, not a SMART one",
+            url: url.clone(),
+            token: Some(UPLOADER_TOKEN),
+            headers: KICKOFF_HEADERS.to_vec(),
+            status: 401,
+            issue: "login",
+            code: "bulk.token_required",
+        },
     ];
-    for (what, url, token, headers, status, issue, code) in &cases {
-        let a = send(gw, Method::GET, url, *token, headers).await;
-        assert!(a.header("content-location").is_none(), "{what}");
-        assert_outcome(&a, *status, issue, code);
-        eprintln!("{what}: {status} {code}");
+    for c in &cases {
+        let a = send(gw, Method::GET, &c.url, c.token, &c.headers).await;
+        assert!(a.header("content-location").is_none(), "{}", c.what);
+        assert_outcome(&a, c.status, c.issue, c.code);
     }
     // Wrong method on a FHIR path: an OperationOutcome too.
     let a = send(gw, Method::POST, &url, Some(&token), &KICKOFF_HEADERS).await;
