@@ -3,9 +3,9 @@
 //!
 //! On `/fhir/…` every error — these rows and any other row of the table (authentication,
 //! routing, an unavailable store) — is rendered as a FHIR `OperationOutcome`
-//! (`application/fhir+json`) by [`super::ApiError::render`]; its issue `code` comes from
-//! [`issue_type`], and its `details.coding` carries the row's stable code. On `/v1/exports`
-//! they are ordinary problems.
+//! (`application/fhir+json`) by [`super::ApiError::into_fhir_response`]; its issue `code`
+//! comes from [`issue_type`], and its `details.coding` carries the row's stable code. On
+//! `/v1/exports` they are ordinary problems.
 
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
