@@ -640,3 +640,59 @@ async fn bad_kickoffs_get_specific_outcomes_and_create_nothing() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_type_scoped_client_gets_only_the_files_of_its_types() {
+    let f = start();
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 99, COUNTS);
+    // Released before it is published this time.
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": HIE, "level": "patient"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    assert_eq!(p.json()["level"], "patient");
+    assert_eq!(p.json()["group"], Value::Null);
+
+    // The HIE may read Patient only: it names it, and gets the Patient file only.
+    let token = f.hie.token(gw, "system/Patient.read").await;
+    let status_url = kickoff(gw, "/fhir/Patient/$export?_type=Patient", &token).await;
+    let done = poll(gw, &status_url, &token).await;
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    let m = done.json();
+    let output = m["output"].as_array().unwrap();
+    assert_eq!(output.len(), 1, "{m}");
+    let patient = batch.member("Patient.ndjson");
+    assert_eq!(output[0]["type"], "Patient");
+    assert_eq!(output[0]["count"], patient.records());
+    let got = send(
+        gw,
+        Method::GET,
+        output[0]["url"].as_str().unwrap(),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, patient.bytes);
+
+    // The payer has no publication at the patient level (the one there is the HIE's): its
+    // job waits.
+    let payer = f.payer.token(gw, "system/*.read").await;
+    let waiting = kickoff(gw, "/fhir/Patient/$export", &payer).await;
+    let a = poll(gw, &waiting, &payer).await;
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-progress"),
+        Some("waiting for the export to be published")
+    );
+}
