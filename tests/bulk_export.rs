@@ -6,8 +6,11 @@
 //! (202 in progress, 429 too fast, 200 with the manifest, an `OperationOutcome` when the
 //! batch is quarantined), the manifest's files downloaded through their signed links and
 //! by `sallyport client download --manifest`, another client's 404, cancel, every kick-off
-//! refusal, and the audit trail (each entry checked against the audit event schema by
-//! `support::links::export_audit`).
+//! refusal, one job across two instances sharing Redis, and the audit trail (each entry
+//! checked against the audit event schema by `support::links::export_audit`).
+//!
+//! The Redis test needs Redis on 127.0.0.1:6379 (unique key prefix); it is skipped with a
+//! notice when Redis is unreachable, except under `CI`, where that fails.
 
 mod support;
 
@@ -21,6 +24,7 @@ use support::batches::{Answer, open, post, seal, wait_verdict};
 use support::data::sha256_hex;
 use support::fhir::{Batch, open_body, provenance_json};
 use support::links::{PUBLISHER_TOKEN, actions, publisher_toml, stop_and_export_audit};
+use support::redis::Prefix;
 use support::smart::SmartClient;
 use support::{Gateway, UPLOADER_TOKEN};
 
@@ -44,21 +48,33 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A gateway on a known port (its public base URL names it), two SMART clients (the payer
-/// may read every type; the HIE only Patient), a publisher, and a 1 s polling interval.
-fn start() -> Fixture {
-    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
-    let port = free_port();
-    let extra = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+/// The config of a gateway listening on `port` whose public base URL names `base_port`
+/// (a balancer's, with several instances): two SMART clients (the payer may read every
+/// type; the HIE only Patient), a publisher, a 1 s polling interval, and `extra` (which
+/// starts in `[server]`).
+fn config(
+    port: u16,
+    base_port: u16,
+    payer: &SmartClient,
+    hie: &SmartClient,
+    extra: &str,
+) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\
          [bulk]\nretry_after = \"1s\"\nlink_ttl = \"5m\"\n\
-         [smart]\npublic_base_url = \"https://localhost:{port}\"\n{}{}{}",
+         [smart]\npublic_base_url = \"https://localhost:{base_port}\"\n{}{}{}",
         payer.toml(&["system/*.read"], "payer-a"),
         hie.toml(&["system/Patient.read"], "hie-b"),
         publisher_toml(),
-    );
+    )
+}
+
+/// One gateway on a known port (its public base URL names it).
+fn start() -> Fixture {
+    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
+    let port = free_port();
     Fixture {
-        gw: Gateway::start(&extra),
+        gw: Gateway::start(&config(port, port, &payer, &hie, "")),
         payer,
         hie,
         work: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
@@ -694,5 +710,91 @@ async fn a_type_scoped_client_gets_only_the_files_of_its_types() {
     assert_eq!(
         a.header("x-progress"),
         Some("waiting for the export to be published")
+    );
+}
+
+/// Two instances sharing Redis behind one public base URL: a job kicked off on one is
+/// polled, throttled, completed and cancelled on either (the poll time and the job are in
+/// the shared record), and still only for its client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_one_job_across_instances_sharing_redis() {
+    if !support::redis::available() {
+        return;
+    }
+    let prefix = Prefix::new("bulk-export");
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
+    let (p1, p2) = (free_port(), free_port());
+    // Both share the data directory (the link keys, so tokens and links verify on both, and
+    // the blob store) and the Redis state store.
+    let redis = |id: &str| {
+        format!(
+            "instance_id = \"{id}\"\n\n[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{}\"\n",
+            support::redis::url(),
+            prefix.as_str()
+        )
+    };
+    let one = Gateway::start_in(tmp.path(), &config(p1, p1, &payer, &hie, &redis("one")));
+    let two = Gateway::start_in(tmp.path(), &config(p2, p1, &payer, &hie, &redis("two")));
+    let on_two = |url: &str| url.replace(&format!(":{p1}/"), &format!(":{p2}/"));
+
+    let token = payer.token(&one, "system/*.read").await;
+    let status_url = kickoff(&one, "/fhir/$export", &token).await;
+    let a = poll(&two, &on_two(&status_url), &token).await;
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+    // Polled at once on the other instance: too fast all the same.
+    let fast = poll(&one, &status_url, &token).await;
+    assert_outcome(&fast, 429, "throttled", "bulk.too_fast");
+    let other = hie.token(&one, "system/Patient.read").await;
+    assert_outcome(
+        &poll(&two, &on_two(&status_url), &other).await,
+        404,
+        "not-found",
+        "bulk.job_not_found",
+    );
+
+    let batch = Batch::synthetic(work.path(), 5, COUNTS);
+    let id = open_batch(&one, &batch.manifest().to_json()).await;
+    for m in &batch.members {
+        upload_member(&one, &id, &m.name, &m.bytes).await;
+    }
+    let p = publish(
+        &two,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    assert_eq!(seal(&one, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(&one, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    wait_retry(&a).await;
+    let done = poll(&two, &on_two(&status_url), &token).await;
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    let m = done.json();
+    let output = m["output"].as_array().unwrap();
+    assert_eq!(output.len(), batch.members.len(), "{m}");
+    for (o, member) in output.iter().zip(&batch.members) {
+        // The links name the public base URL; either instance serves them.
+        let url = on_two(o["url"].as_str().unwrap());
+        let got = send(&two, Method::GET, &url, None, &[]).await;
+        assert_eq!(got.status, 200, "{url}");
+        assert_eq!(got.body, member.bytes, "{}", member.name);
+    }
+
+    let c = send(
+        &two,
+        Method::DELETE,
+        &on_two(&status_url),
+        Some(&token),
+        &[],
+    )
+    .await;
+    assert_eq!(c.status, 202);
+    assert_outcome(
+        &poll(&one, &status_url, &token).await,
+        404,
+        "not-found",
+        "bulk.job_not_found",
     );
 }
