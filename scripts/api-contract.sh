@@ -77,6 +77,25 @@ for role in uploader publisher metrics auditor admin; do
     >> "$CONFIG" 2> "$WORK/token.err" \
     || { echo "api-contract: token generate --role $role failed:" >&2; cat "$WORK/token.err" >&2; exit 2; }
 done
+# One SMART client (a fresh P-384 key; its public JWK in the config), so that the Bulk
+# Data service exists: POST /v1/exports reaches its checks, and /fhir/ refuses the role
+# tokens (none is a SMART access token) with its OperationOutcomes.
+openssl ecparam -name secp384r1 -genkey -noout -out "$WORK/smart-client.pem" 2> /dev/null \
+  || { echo "api-contract: openssl could not generate the SMART client key" >&2; exit 2; }
+JWKS=$(openssl ec -in "$WORK/smart-client.pem" -pubout -outform DER 2> /dev/null | tail -c 97 | python3 -c '
+import base64, json, sys
+p = sys.stdin.buffer.read()
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
+print(json.dumps({"keys": [{"kty": "EC", "crv": "P-384", "kid": "contract", "alg": "ES384", "x": b(p[1:49]), "y": b(p[49:97])}]}))')
+cat >> "$CONFIG" <<EOF
+[smart]
+public_base_url = "https://localhost:8443"
+[[smart.clients]]
+client_id = "contract-smart"
+jwks = '$JWKS'
+scopes = ["system/*.read"]
+principal = "contract-partner"
+EOF
 chmod 600 "$CONFIG"
 
 : > "$WORK/gateway.out"
@@ -115,7 +134,7 @@ EOF
 OPS='healthz|healthzHead|readyz|readyzHead|metrics|whoami'
 declare -A FILTER=(
   [uploader]="--include-operation-id-regex ^($OPS|tus.*|batchList|batchOpen|batchGet|batchManifest|batchProvenance|batchReport|batchSeal)\$"
-  [publisher]="--include-operation-id-regex ^($OPS|download|downloadHead|artifact.*|link.*)\$"
+  [publisher]="--include-operation-id-regex ^($OPS|download|downloadHead|artifact.*|link.*|exportPublish|bulk.*)\$"
   [auditor]="--include-operation-id-regex ^($OPS|auditVerify|batchList|batchGet|batchManifest|batchProvenance|batchReport|batchRelease|batchPurge)\$"
   [metrics]="--include-method-regex ^(GET|HEAD|OPTIONS)\$"
 )

@@ -109,6 +109,9 @@ dictionaries = {
     # that overlaps (416).
     "ranges": ["bytes=0-4", "bytes=6-", "bytes=-3", "bytes=0-1,4-5", "bytes=20-30"],
     "if_range": [etag, '"not-the-etag"'],
+    # The SMART client scripts/api-contract.sh registers, and the Bulk Data levels.
+    "smart_clients": ["contract-smart"],
+    "levels": ["system", "patient", "group"],
 }
 # The link's own values, each offered often, so that many downloads present the whole
 # valid link (a link is verified byte for byte) and reach ranges and metering.
@@ -123,6 +126,9 @@ bindings = {
     "query.artifact": ("artifacts", 0.5),
     "body.upload": ("uploads", 0.5),
     "body.artifact": ("artifacts", 0.5),
+    "body.batch": ("batches", 0.5),
+    "body.client_id": ("smart_clients", 0.5),
+    "body.level": ("levels", 0.5),
     "header.Range": ("ranges", 0.5),
     "header.If-Range": ("if_range", 0.5),
 }

@@ -186,6 +186,19 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         uploads.clone(),
         config.batches.clone(),
     );
+    // The FHIR Bulk Data flow exists when SMART clients are registered (their tokens are
+    // its only callers); otherwise its routes answer 404.
+    let bulk = (!config.smart.clients.is_empty()).then(|| {
+        crate::bulk::Bulk::new(
+            crate::bulk::record::BulkStore::new(state.clone()),
+            batches.clone(),
+            links.clone(),
+            uploads.clone(),
+            auditor.clone(),
+            config.smart.clone(),
+            config.bulk.clone(),
+        )
+    });
     let audit_index = open_audit_index(&config);
     let audit_search = crate::audit::search::AuditSearch::new(
         Arc::new(crate::audit::source::Chain(auditor.log().clone())),
@@ -208,6 +221,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         links,
         batches,
         smart,
+        bulk,
         audit_search,
         audit_index,
     };

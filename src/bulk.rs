@@ -57,6 +57,8 @@ pub const STATUS_PATH: &str = "/fhir/bulk/";
 pub const MAX_PUBLICATION_SECS: u64 = 30 * 86_400;
 /// Default publication lifetime.
 pub const DEFAULT_PUBLICATION_SECS: u64 = 7 * 86_400;
+/// The media type of the `/fhir` answers (manifests and `OperationOutcome`s).
+pub const FHIR_JSON: &str = "application/fhir+json";
 /// The media type of delivered files.
 pub const FHIR_NDJSON: &str = "application/fhir+ndjson";
 

@@ -62,6 +62,9 @@ pub struct AppState {
     pub batches: crate::batch::Batches,
     /// SMART Backend Services: the token endpoint.
     pub smart: crate::smart::Smart,
+    /// FHIR Bulk Data `$export` over released batches (`None` when no SMART client is
+    /// registered: its routes answer 404).
+    pub bulk: Option<crate::bulk::Bulk>,
     /// Audit queries and traces.
     pub audit_search: crate::audit::search::AuditSearch,
     /// The audit index, for the indexer task (`None` when it could not be opened).

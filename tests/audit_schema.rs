@@ -565,7 +565,7 @@ fn every_event_type_serialises_to_an_entry_the_schema_accepts() {
             level: None,
             types: None,
             since: None,
-            refused: Some("unsupported_output_format"),
+            refused: Some("output_format"),
         }),
         emitted(&sallyport::bulk::events::StatusPolled {
             job: id(),

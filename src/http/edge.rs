@@ -111,6 +111,8 @@ where
     let tus = routed.as_ref().is_ok_and(Endpoint::is_tus);
     let client = conn.client_for(&state.config.server, req.headers());
     let head = req.method() == http::Method::HEAD;
+    // FHIR clients read `OperationOutcome`s, not problems.
+    let fhir = req.uri().path().starts_with(super::endpoint::FHIR_BASE);
     let (name, is_api, result) = match routed {
         Ok(endpoint) => {
             let ctx = RequestContext {
@@ -143,7 +145,13 @@ where
                 .await;
         }
     }
-    let mut resp = result.unwrap_or_else(|e| e.into_response(&request_id));
+    let mut resp = result.unwrap_or_else(|e| {
+        if fhir {
+            e.into_fhir_response(&request_id)
+        } else {
+            e.into_response(&request_id)
+        }
+    });
     // An answer given before the request body was read to its end: hyper will not reuse
     // the connection, so say so rather than let the client's next request meet a closed
     // socket (see `body::watch`).

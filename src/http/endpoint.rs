@@ -7,6 +7,8 @@ use http::Method;
 
 use super::problem::ApiError;
 use crate::batch::{BatchId, DocumentKind};
+use crate::bulk::record::JobId;
+use crate::bulk::request::{KickoffError, Level, level_of};
 use crate::ids::OpaqueId;
 use crate::signed_link::{ArtifactId, GrantId};
 use crate::tus::concat::BasePath;
@@ -21,7 +23,7 @@ pub struct Routes {
 
 /// Every `(method, path template)` the router accepts, with the tus base path at its
 /// default `/files/`; placeholders are `{upload_id}`, `{artifact_id}`, `{grant_id}`,
-/// `{batch_id}`, `{trace_id}` (opaque ids) and `{link}` (the rest of a signed link's path). Not used by
+/// `{batch_id}`, `{trace_id}`, `{job_id}` (opaque ids), `{group_id}` (a FHIR id) and `{link}` (the rest of a signed link's path). Not used by
 /// the router itself: it is the list `proto/openapi.yaml` is checked against
 /// (`tests/openapi_contract.rs`), and this module's tests check it against
 /// [`Endpoint::parse`] — every entry routes, and every path's `Allow` names exactly its
@@ -64,7 +66,16 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("POST", "/v1/batches/{batch_id}/purge"),
     ("GET", "/.well-known/smart-configuration"),
     ("POST", "/auth/token"),
+    ("POST", "/v1/exports"),
+    ("GET", "/fhir/$export"),
+    ("GET", "/fhir/Patient/$export"),
+    ("GET", "/fhir/Group/{group_id}/$export"),
+    ("GET", "/fhir/bulk/{job_id}"),
+    ("DELETE", "/fhir/bulk/{job_id}"),
 ];
+
+/// The FHIR base path: errors under it are `OperationOutcome`s (`proto/bulk-v1.md`).
+pub const FHIR_BASE: &str = "/fhir/";
 
 /// Every endpoint the gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +145,16 @@ pub enum Endpoint {
     SmartConfiguration,
     /// `POST /auth/token`: the SMART Backend Services token endpoint (client assertion).
     AuthToken,
+    /// `POST /v1/exports`: publish a batch for a SMART client and export level (publisher).
+    ExportPublish,
+    /// `GET /fhir/$export`, `/fhir/Patient/$export`, `/fhir/Group/{id}/$export`: a Bulk
+    /// Data kick-off (SMART access token). A malformed group id still routes here, so that
+    /// its refusal is the flow's (audited) answer.
+    BulkKickoff(Result<Level, KickoffError>),
+    /// `GET /fhir/bulk/{job}`: a Bulk Data status poll.
+    BulkStatus(JobId),
+    /// `DELETE /fhir/bulk/{job}`: cancel a Bulk Data job.
+    BulkCancel(JobId),
 }
 
 impl Endpoint {
@@ -172,6 +193,10 @@ impl Endpoint {
             Endpoint::BatchPurge(_) => "batch_purge",
             Endpoint::SmartConfiguration => "smart_configuration",
             Endpoint::AuthToken => "auth_token",
+            Endpoint::ExportPublish => "export_publish",
+            Endpoint::BulkKickoff(_) => "bulk_kickoff",
+            Endpoint::BulkStatus(_) => "bulk_status",
+            Endpoint::BulkCancel(_) => "bulk_cancel",
         }
     }
 
@@ -218,7 +243,11 @@ impl Endpoint {
             | Endpoint::BatchSeal(_)
             | Endpoint::BatchRelease(_)
             | Endpoint::BatchPurge(_)
-            | Endpoint::SmartConfiguration => Some(configured),
+            | Endpoint::SmartConfiguration
+            | Endpoint::ExportPublish
+            | Endpoint::BulkKickoff(_)
+            | Endpoint::BulkStatus(_)
+            | Endpoint::BulkCancel(_) => Some(configured),
             // A token request is a small form: bounded well below the API limit.
             Endpoint::AuthToken => Some(configured.min(crate::smart::MAX_FORM_BYTES)),
             // Upload bodies stream into the at-rest writer under the tus limits; a batch's
@@ -275,10 +304,19 @@ impl Endpoint {
                 Method::POST => Ok(Endpoint::BatchOpen),
                 _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
             },
-            _ => match path.strip_prefix("/v1/batches/") {
-                Some(rest) => Self::parse_batch(method, rest),
-                None => Self::parse_links(method, path),
+            "/v1/exports" => match *method {
+                Method::POST => Ok(Endpoint::ExportPublish),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
+            _ => {
+                if let Some(rest) = path.strip_prefix("/v1/batches/") {
+                    Self::parse_batch(method, rest)
+                } else if let Some(rest) = path.strip_prefix(FHIR_BASE) {
+                    Self::parse_fhir(method, rest)
+                } else {
+                    Self::parse_links(method, path)
+                }
+            }
         }
     }
 
@@ -315,6 +353,25 @@ impl Endpoint {
             };
         }
         Err(ApiError::NotFound)
+    }
+
+    /// The FHIR Bulk Data paths under `/fhir/` (`rest` is what follows it).
+    fn parse_fhir(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
+        if let Some(id) = rest.strip_prefix("bulk/") {
+            let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
+            return match *method {
+                Method::GET => Ok(Endpoint::BulkStatus(id)),
+                Method::DELETE => Ok(Endpoint::BulkCancel(id)),
+                _ => Err(ApiError::MethodNotAllowed {
+                    allow: "GET, DELETE",
+                }),
+            };
+        }
+        let level = level_of(rest).ok_or(ApiError::NotFound)?;
+        match *method {
+            Method::GET => Ok(Endpoint::BulkKickoff(level)),
+            _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        }
     }
 
     /// `/v1/batches/{id}` and its sub-resources.
@@ -560,6 +617,73 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn fhir_routes() {
+        let j = "67rq0xe32xxh21dav1b2qx1ch3";
+        let jid: JobId = j.parse().unwrap();
+        let ok = [
+            (
+                "GET",
+                "/fhir/$export".to_owned(),
+                Endpoint::BulkKickoff(Ok(Level::System)),
+            ),
+            (
+                "GET",
+                "/fhir/%24export".to_owned(),
+                Endpoint::BulkKickoff(Ok(Level::System)),
+            ),
+            (
+                "GET",
+                "/fhir/Patient/$export".to_owned(),
+                Endpoint::BulkKickoff(Ok(Level::Patient)),
+            ),
+            (
+                "GET",
+                "/fhir/Group/g-1/$export".to_owned(),
+                Endpoint::BulkKickoff(Ok(Level::Group("g-1".parse().unwrap()))),
+            ),
+            (
+                "GET",
+                "/fhir/Group/a%20b/$export".to_owned(),
+                Endpoint::BulkKickoff(Err(KickoffError::BadGroup)),
+            ),
+            ("GET", format!("/fhir/bulk/{j}"), Endpoint::BulkStatus(jid)),
+            (
+                "DELETE",
+                format!("/fhir/bulk/{j}"),
+                Endpoint::BulkCancel(jid),
+            ),
+            ("POST", "/v1/exports".to_owned(), Endpoint::ExportPublish),
+        ];
+        for (m, p, e) in ok {
+            assert_eq!(
+                Endpoint::parse(&m.parse().unwrap(), &p, &routes()).unwrap(),
+                e,
+                "{m} {p}"
+            );
+        }
+        for p in [
+            "/fhir/",
+            "/fhir/Observation/$export",
+            "/fhir/bulk/nope",
+            "/fhir/bulk/",
+            "/fhir/Patient/$export/x",
+            "/fhir/$exportx",
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::parse(&Method::GET, p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
+                "{p}"
+            );
+        }
+        assert!(matches!(
+            Endpoint::parse(&Method::POST, "/fhir/$export", &routes()),
+            Err(ApiError::MethodNotAllowed { allow: "GET" })
+        ));
+    }
+
     /// The route template of an endpoint. Exhaustive on purpose: a new variant does not
     /// compile until it has a template here, and [`route_templates_match_the_parser`] then
     /// fails until [`ROUTE_TEMPLATES`] lists it (and `proto/openapi.yaml` documents it).
@@ -597,11 +721,16 @@ mod tests {
             Endpoint::BatchPurge(_) => "/v1/batches/{batch_id}/purge",
             Endpoint::SmartConfiguration => "/.well-known/smart-configuration",
             Endpoint::AuthToken => "/auth/token",
+            Endpoint::ExportPublish => "/v1/exports",
+            Endpoint::BulkKickoff(Ok(Level::System)) => "/fhir/$export",
+            Endpoint::BulkKickoff(Ok(Level::Patient)) => "/fhir/Patient/$export",
+            Endpoint::BulkKickoff(_) => "/fhir/Group/{group_id}/$export",
+            Endpoint::BulkStatus(_) | Endpoint::BulkCancel(_) => "/fhir/bulk/{job_id}",
         }
     }
 
     /// How many variants [`template`] covers (count its arms' variants when adding one).
-    const VARIANT_NAMES: usize = 32;
+    const VARIANT_NAMES: usize = 36;
 
     /// A concrete path for a template: well-formed ids in place of the placeholders.
     fn concrete(template: &str) -> String {
@@ -612,6 +741,8 @@ mod tests {
             .replace("{batch_id}", "7zzzzzzzzzzzzzzzzzzzzzzzzz")
             .replace("{link}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{trace_id}", "67rq0xe32xxh21dav1b2qx1ch3")
+            .replace("{job_id}", "67rq0xe32xxh21dav1b2qx1ch3")
+            .replace("{group_id}", "g-1")
     }
 
     #[test]

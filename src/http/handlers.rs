@@ -9,6 +9,8 @@
 //! * [`artifacts`] — artifact registration and lookup over [`crate::links::Links`];
 //! * [`smart`] — SMART Backend Services discovery and token endpoint over
 //!   [`crate::smart::Smart`];
+//! * [`bulk`] — FHIR Bulk Data `$export`, status, cancel and publishing over
+//!   [`crate::bulk::Bulk`];
 //! * [`ops`] — health, readiness, metrics, `whoami`, audit verification;
 //! * [`audit`] — audit queries and traces over [`crate::audit::search::AuditSearch`];
 //! * [`respond`] — the helpers they share (JSON bodies in and out, `Content-Length`).
@@ -23,6 +25,7 @@ use super::problem::ApiError;
 pub mod artifacts;
 pub mod audit;
 pub mod batches;
+pub mod bulk;
 pub mod download;
 pub mod links;
 pub mod ops;
@@ -70,5 +73,9 @@ pub async fn dispatch(
         Endpoint::BatchPurge(id) => batches::purge(state, ctx, req, id).await,
         Endpoint::SmartConfiguration => smart::configuration(state),
         Endpoint::AuthToken => smart::token(state, ctx, req).await,
+        Endpoint::ExportPublish => bulk::publish(state, ctx, req).await,
+        Endpoint::BulkKickoff(ref level) => bulk::kickoff(state, ctx, req, level.clone()).await,
+        Endpoint::BulkStatus(job) => bulk::status(state, ctx, req, job).await,
+        Endpoint::BulkCancel(job) => bulk::cancel(state, ctx, req, job).await,
     }
 }

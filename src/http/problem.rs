@@ -9,7 +9,8 @@
 //! * [`infra`] — state store, blob store, at-rest layer, audit trail, authentication;
 //! * [`upload`] — tus refusals and the upload engine;
 //! * [`links`] — downloads, the links API, artifact registration;
-//! * [`smart`] — the SMART token endpoint (OAuth 2.0 error bodies).
+//! * [`smart`] — the SMART token endpoint (OAuth 2.0 error bodies);
+//! * [`bulk`] — FHIR Bulk Data (`OperationOutcome` bodies on `/fhir/…`).
 //! * [`audit`](mod@audit) — audit queries and traces.
 //!
 //! [`ApiError::into_response`] renders an `application/problem+json` body (RFC 9457) with
@@ -21,6 +22,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 pub mod audit;
 pub mod batch;
+pub mod bulk;
 pub mod infra;
 pub mod links;
 pub mod row;
@@ -107,6 +109,9 @@ pub enum ApiError {
     /// A SMART token request failed.
     #[error(transparent)]
     Smart(#[from] crate::smart::SmartError),
+    /// A FHIR Bulk Data request failed.
+    #[error(transparent)]
+    Bulk(#[from] crate::bulk::BulkError),
     /// An audit query or trace failed.
     #[error(transparent)]
     Search(#[from] crate::audit::search::SearchError),
@@ -180,6 +185,7 @@ impl Describe for ApiError {
             ApiError::Batch(e) => e.problem(),
             ApiError::Smart(e) => e.problem(),
             ApiError::Search(e) => e.problem(),
+            ApiError::Bulk(e) => e.problem(),
             ApiError::Internal(_) => INTERNAL,
         }
     }
@@ -192,6 +198,7 @@ impl Describe for ApiError {
             ApiError::Auth(e) => e.headers(h),
             ApiError::Upload(e) => e.headers(h),
             ApiError::Download(e) => e.headers(h),
+            ApiError::Bulk(e) => e.headers(h),
             _ => {}
         }
     }
@@ -201,6 +208,7 @@ impl Describe for ApiError {
             ApiError::Batch(e) => e.members(),
             ApiError::Upload(e) => e.members(),
             ApiError::Search(e) => e.members(),
+            ApiError::Bulk(e) => e.members(),
             _ => None,
         }
     }
@@ -221,6 +229,35 @@ impl ApiError {
     pub fn into_response(self, request_id: &str) -> Response<axum::body::Body> {
         let (parts, body) = self.render(request_id).into_parts();
         Response::from_parts(parts, axum::body::Body::from(body))
+    }
+
+    /// The response on a FHIR endpoint (`/fhir/…`): the same row (status, code, title,
+    /// headers) as an `OperationOutcome` (`application/fhir+json`), what a Bulk Data
+    /// client reads (`proto/bulk-v1.md` §7).
+    pub fn into_fhir_response(self, request_id: &str) -> Response<axum::body::Body> {
+        let Problem {
+            status,
+            code,
+            title,
+        } = self.problem();
+        if status.is_server_error() {
+            tracing::error!(request_id, code, error = %self, "request failed");
+        } else {
+            tracing::debug!(request_id, code, error = %self, "request refused");
+        }
+        let body = crate::bulk::manifest::operation_outcome(bulk::issue_type(status), code, title);
+        let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::bulk::FHIR_JSON),
+        );
+        self.headers(h);
+        if status == StatusCode::SERVICE_UNAVAILABLE && !h.contains_key(header::RETRY_AFTER) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
     }
 
     /// The problem response with its body as a string (for answers written outside

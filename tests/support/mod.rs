@@ -17,6 +17,7 @@
 //! - `mem_state`: the library's `MemoryStore` with injected outages and tampering.
 //! - `at_rest`: at-rest stores over those two.
 //! - `redis`: the test Redis, its availability and per-test key prefixes.
+//! - `smart`: a SMART Backend Services client (ES384 key, JWKS, assertion, token).
 //! - `batches`: the batches API client, the auditor clients, waiting for a verdict.
 //! - `links`, `tus_http`, `tus_e2e`: clients for the link/download and upload tests.
 //! - `tuspy`: the real Python tus client (installed once per requirements file) and one
@@ -42,6 +43,7 @@ pub mod links;
 pub mod mem_blob;
 pub mod mem_state;
 pub mod redis;
+pub mod smart;
 pub mod tls;
 pub mod tus_core;
 pub mod tus_e2e;
