@@ -5,12 +5,16 @@
 //! answers [`StateError::Locked`] when another process (a running gateway) holds it. redb
 //! is synchronous, so every operation runs in one redb transaction: writes (and scans) on
 //! tokio's blocking pool, single-record reads (`get`) inline, because a hot read costs
-//! less than the hand-off to a pool thread. Every write transaction commits with `Durability::Immediate` (fsync before
-//! `commit` returns): this file holds acknowledged upload state. The one exception is
-//! [`StateStore::counter_add_deferred`], committed with `Durability::None` and persisted by
-//! the next durable commit. A write that changes
-//! nothing (a lost compare-and-swap, a refused counter add) is aborted instead, so it costs
-//! no fsync.
+//! less than the hand-off to a pool thread. A write transaction commits with
+//! `Durability::Immediate` (fsync before `commit` returns): this file holds acknowledged
+//! upload state. The exceptions are the `*_deferred` writes ([`StateStore::put_deferred`],
+//! [`StateStore::delete_deferred`], [`StateStore::counter_add_deferred`]), committed with
+//! `Durability::None` and persisted by the next durable commit (redb persists commits in
+//! order, so a crash keeps a prefix of them); their callers make a durable write before
+//! relying on them.
+//!
+//! A write that changes nothing (a lost compare-and-swap, a refused counter add) is aborted
+//! instead, so it costs no fsync.
 //!
 //! Time is the wall clock in unix milliseconds, because record expiries must survive a
 //! restart. Leases do not: the file is locked to one process, so whoever opens it is its
@@ -171,6 +175,48 @@ impl EmbeddedStateStore {
         .await
     }
 
+    /// A record write committed with `durability` (see [`write_with`]).
+    async fn put_with(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+        durability: Durability,
+    ) -> Result<CasOutcome, StateError> {
+        limits::check_id(id)?;
+        let index = limits::check_index_entries(&options.index)?;
+        let ttl_ms = options.ttl.map(limits::ttl_ms).transpose()?;
+        let (id, value) = (id.to_owned(), value.to_vec());
+        self.run(move |db| {
+            let put = ops::Put {
+                ns: ns.as_str(),
+                id: &id,
+                value,
+                expect,
+                ttl_ms,
+                index: &index,
+            };
+            ops::put(db, put, now_ms(), durability)
+        })
+        .await
+    }
+
+    /// A record delete committed with `durability` (see [`write_with`]).
+    async fn delete_with(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+        durability: Durability,
+    ) -> Result<CasOutcome, StateError> {
+        limits::check_id(id)?;
+        let id = id.to_owned();
+        self.run(move |db| ops::delete(db, ns.as_str(), &id, expect, now_ms(), durability))
+            .await
+    }
+
     /// Runs `f` on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T, StateError>
     where
@@ -211,22 +257,8 @@ impl StateStore for EmbeddedStateStore {
         expect: Expect,
         options: PutOptions,
     ) -> Result<CasOutcome, StateError> {
-        limits::check_id(id)?;
-        let index = limits::check_index_entries(&options.index)?;
-        let ttl_ms = options.ttl.map(limits::ttl_ms).transpose()?;
-        let (id, value) = (id.to_owned(), value.to_vec());
-        self.run(move |db| {
-            let put = ops::Put {
-                ns: ns.as_str(),
-                id: &id,
-                value,
-                expect,
-                ttl_ms,
-                index: &index,
-            };
-            ops::put(db, put, now_ms())
-        })
-        .await
+        self.put_with(ns, id, value, expect, options, Durability::Immediate)
+            .await
     }
 
     async fn delete(
@@ -235,10 +267,29 @@ impl StateStore for EmbeddedStateStore {
         id: &str,
         expect: Expect,
     ) -> Result<CasOutcome, StateError> {
-        limits::check_id(id)?;
-        let id = id.to_owned();
-        self.run(move |db| ops::delete(db, ns.as_str(), &id, expect, now_ms()))
+        self.delete_with(ns, id, expect, Durability::Immediate)
             .await
+    }
+
+    async fn put_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+    ) -> Result<CasOutcome, StateError> {
+        self.put_with(ns, id, value, expect, options, Durability::None)
+            .await
+    }
+
+    async fn delete_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+    ) -> Result<CasOutcome, StateError> {
+        self.delete_with(ns, id, expect, Durability::None).await
     }
 
     async fn list_index(
@@ -378,14 +429,27 @@ fn write_with<T>(
     durability: Durability,
     f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), StateError>,
 ) -> Result<T, StateError> {
+    write_deciding(db, |txn| {
+        let (out, changed) = f(txn)?;
+        Ok((out, changed.then_some(durability)))
+    })
+}
+
+/// [`write`] where `f` decides how to end the transaction: commit with the durability it
+/// returns, or abort on `None` (nothing changed).
+fn write_deciding<T>(
+    db: &Database,
+    f: impl FnOnce(&WriteTransaction) -> Result<(T, Option<Durability>), StateError>,
+) -> Result<T, StateError> {
     let mut txn = db.begin_write().map_err(ops::db_err)?;
-    txn.set_durability(durability)
-        .map_err(|e| StateError::Unavailable(format!("embedded store durability: {e}")))?;
-    let (out, changed) = f(&txn)?;
-    if changed {
-        txn.commit().map_err(ops::db_err)?;
-    } else {
-        txn.abort().map_err(ops::db_err)?;
+    let (out, commit) = f(&txn)?;
+    match commit {
+        Some(durability) => {
+            txn.set_durability(durability)
+                .map_err(|e| StateError::Unavailable(format!("embedded store durability: {e}")))?;
+            txn.commit().map_err(ops::db_err)?;
+        }
+        None => txn.abort().map_err(ops::db_err)?,
     }
     Ok(out)
 }

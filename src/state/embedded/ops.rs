@@ -5,10 +5,12 @@
 
 use std::ops::Bound;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use super::codec::{self, StoredLease, StoredRecord};
-use super::{SweepReport, write};
+use super::{SweepReport, write, write_with};
 use crate::state::{CasOutcome, Expect, IndexEntry, StateError, Versioned};
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -100,7 +102,12 @@ pub(super) struct Put<'a> {
     pub(super) index: &'a [IndexEntry],
 }
 
-pub(super) fn put(db: &Database, req: Put<'_>, now: u64) -> Result<CasOutcome, StateError> {
+pub(super) fn put(
+    db: &Database,
+    req: Put<'_>,
+    now: u64,
+    durability: Durability,
+) -> Result<CasOutcome, StateError> {
     let key = codec::record_key(req.ns, req.id)?;
     let mut index_keys = Vec::with_capacity(req.index.len());
     for entry in req.index {
@@ -108,7 +115,7 @@ pub(super) fn put(db: &Database, req: Put<'_>, now: u64) -> Result<CasOutcome, S
         k.extend_from_slice(req.id.as_bytes());
         index_keys.push(k);
     }
-    write(db, |txn| {
+    write_with(db, durability, |txn| {
         let mut records = txn.open_table(RECORDS).map_err(db_err)?;
         let old = load_record(&records, &key)?;
         let current = old.as_ref().filter(|r| r.is_live(now)).map(|r| r.version);
@@ -144,9 +151,10 @@ pub(super) fn delete(
     id: &str,
     expect: Expect,
     now: u64,
+    durability: Durability,
 ) -> Result<CasOutcome, StateError> {
     let key = codec::record_key(ns, id)?;
-    write(db, |txn| {
+    write_with(db, durability, |txn| {
         let mut records = txn.open_table(RECORDS).map_err(db_err)?;
         let old = load_record(&records, &key)?;
         let current = old.as_ref().filter(|r| r.is_live(now)).map(|r| r.version);
