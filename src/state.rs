@@ -381,6 +381,11 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     }
 
     // --- leases ---
+    //
+    // A lease is a claim of a live holder, not data: a store may keep leases without
+    // syncing them (the embedded store does, and drops every lease it finds at open,
+    // since the file lock means their holders are gone). Fencing numbers still grow
+    // across every acquisition any live or durable state can have seen.
 
     /// Takes the lease `name` for `ttl` unless a live lease by that name exists.
     async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<LeaseOutcome, StateError>;

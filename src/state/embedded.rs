@@ -7,11 +7,17 @@
 //! tokio's blocking pool, single-record reads (`get`) inline, because a hot read costs
 //! less than the hand-off to a pool thread. A write transaction commits with
 //! `Durability::Immediate` (fsync before `commit` returns): this file holds acknowledged
-//! upload state. The exceptions are the `*_deferred` writes ([`StateStore::put_deferred`],
-//! [`StateStore::delete_deferred`], [`StateStore::counter_add_deferred`]), committed with
-//! `Durability::None` and persisted by the next durable commit (redb persists commits in
-//! order, so a crash keeps a prefix of them); their callers make a durable write before
-//! relying on them.
+//! upload state. The exceptions, committed with `Durability::None` and persisted by the
+//! next durable commit (redb persists commits in order, so a crash keeps a prefix of them):
+//!
+//! * the `*_deferred` writes ([`StateStore::put_deferred`], [`StateStore::delete_deferred`],
+//!   [`StateStore::counter_add_deferred`]), whose callers make a durable write before
+//!   relying on them;
+//! * leases: every lease found at open is dropped anyway (below), so syncing one protects
+//!   nothing. Only their fencing numbers must survive a crash, and they come from durably
+//!   reserved blocks: `meta.lease_fence_ceiling` is the highest fence reserved, an
+//!   acquisition past it reserves the next 1024 (that one commit syncs), and open moves
+//!   `meta.lease_fence` up to the ceiling, past any fence a killed process may have issued.
 //!
 //! A write that changes nothing (a lost compare-and-swap, a refused counter add) is aborted
 //! instead, so it costs no fsync.
@@ -36,7 +42,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | `&str` name | `u64`: `format` = 1, `lease_fence` = last fence issued |
+//! | `meta` | `&str` name | `u64`: `format` = 1, `lease_fence` = last fence issued, `lease_fence_ceiling` = highest fence reserved |
 //! | `records` | `lp(ns) ‖ id` | `1 ‖ version u64 ‖ expires_at_ms u64 (0 = never) ‖ n u16 ‖ n × lp(index key) ‖ value` |
 //! | `index` | `lp(ns) ‖ lp(index) ‖ lp(value) ‖ id` | `()` |
 //! | `expiry` | `expires_at_ms u64 ‖ records key` | `()` |
@@ -51,10 +57,10 @@
 //! * Each record lists the exact `index` keys it was written with, so a rewrite replaces
 //!   and a delete removes exactly those. `expiry` holds one entry per record with a TTL,
 //!   so [`EmbeddedStateStore::sweep_expired`] finds expired records by a range scan.
-//! * Lease fencing numbers come from one store-wide counter (`meta.lease_fence`), so they
-//!   strictly increase across every acquisition of every name, survive release, and need
-//!   no per-name entry that would outlive the lease; a released or swept lease leaves
-//!   nothing behind.
+//! * Lease fencing numbers come from one store-wide counter (`meta.lease_fence`, under the
+//!   durable `meta.lease_fence_ceiling`), so they strictly increase across every
+//!   acquisition of every name, survive release and crashes, and need no per-name entry
+//!   that would outlive the lease; a released or swept lease leaves nothing behind.
 //! * A log append checks `expected_next == head + 1` and writes entries and head in one
 //!   transaction.
 //!
@@ -436,7 +442,8 @@ fn write_with<T>(
 }
 
 /// [`write`] where `f` decides how to end the transaction: commit with the durability it
-/// returns, or abort on `None` (nothing changed).
+/// returns, or abort on `None` (nothing changed). For a write that must be durable only
+/// sometimes (a lease acquisition that reserves a new block of fencing numbers).
 fn write_deciding<T>(
     db: &Database,
     f: impl FnOnce(&WriteTransaction) -> Result<(T, Option<Durability>), StateError>,

@@ -273,3 +273,27 @@ async fn deferred_record_writes_are_persisted_by_the_next_durable_write() {
         ["kept"]
     );
 }
+
+/// Lease fences keep growing across reopens however many were issued since the last
+/// durable reservation (acquisitions inside a reserved block are not synced).
+#[tokio::test]
+async fn fences_grow_across_reopens_past_whole_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let mut last = 0;
+    for round in 0..3 {
+        let store = EmbeddedStateStore::open(&path).unwrap();
+        for _ in 0..(700 * (round + 1)) {
+            let LeaseOutcome::Acquired(l) = store
+                .lease_acquire("l", Duration::from_secs(60))
+                .await
+                .unwrap()
+            else {
+                panic!("free");
+            };
+            assert!(l.fence > last, "{} <= {last}", l.fence);
+            last = l.fence;
+            assert!(store.lease_release(&l).await.unwrap());
+        }
+    }
+}

@@ -24,6 +24,8 @@ pub(super) const LOG_ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::n
 
 const META_FORMAT: &str = "format";
 pub(super) const META_LEASE_FENCE: &str = "lease_fence";
+/// The highest fence durably reserved: fences up to it may have been issued.
+pub(super) const META_LEASE_FENCE_CEILING: &str = "lease_fence_ceiling";
 /// The layout version this code reads and writes.
 const FORMAT: u64 = 1;
 /// Most expired items one sweep transaction removes, to keep transactions small.
