@@ -386,7 +386,7 @@ mod tests {
             ttl_ms: o.ttl.map(|t| crate::state::limits::ttl_ms(t).unwrap()),
             index: &index,
         };
-        put(db, req, now).unwrap()
+        put(db, req, now, Durability::Immediate).unwrap()
     }
 
     #[test]
@@ -410,7 +410,15 @@ mod tests {
         put_with(&db, "a", Expect::Version(2), &o(None, &["z"]), t0 + 20);
         assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (1, 0));
         // Delete removes them.
-        delete(&db, "upload", "a", Expect::Any, t0 + 30).unwrap();
+        delete(
+            &db,
+            "upload",
+            "a",
+            Expect::Any,
+            t0 + 30,
+            Durability::Immediate,
+        )
+        .unwrap();
         assert_eq!((rows(&db, RECORDS), rows(&db, INDEX)), (0, 0));
         // Writing over an expired record removes its leftovers.
         put_with(&db, "b", Expect::Absent, &o(Some(100), &["x"]), t0);
