@@ -38,6 +38,9 @@
 #      each run after `wait_quiet` (the machine below 15 % busy, or 60 s). After every
 #      upload the server's data is emptied and synced, untimed, so one run's writeback does
 #      not land in the next. Per run: MB/s (1e6 B/s), client CPU s, server CPU s;
+#   4b. with strace installed, one more (untimed) sallyport upload of the 128 MiB file with
+#      `strace -f -c` attached to the gateway: its fsync/fdatasync/sync_file_range/msync calls
+#      per PATCH (see also scripts/upload-syncs.sh);
 #   5. prints per client: MB/s median (min–max, n), server CPU s/GiB median, the client's
 #      peak RSS (sallyport: at most two chunks in memory per file); then the per-round
 #      ratios sallyport/js, sallyport/nginx, js/nginx (and sallyport/curl), each as median
@@ -217,6 +220,25 @@ echo "# warm-up: 128 MiB per client"
 for c in $CLIENTS; do run_client "$c" "$WORK/warmup.bin" > /dev/null; done
 RSS_WARM=$(peak_rss_mib "$GW_PID")
 
+# --- sync calls per PATCH (issue 14): one more sallyport upload of the warm-up file with
+# strace -f -c attached to the gateway; untimed, and only when strace is installed ---
+SYNCS_LINE=
+if command -v strace >/dev/null; then
+  SYNC_CALLS=fsync,fdatasync,sync_file_range,msync
+  strace -f -c -e trace=$SYNC_CALLS,fadvise64 -o "$WORK/strace.txt" -p "$GW_PID" 2> "$WORK/strace.err" &
+  ST_PID=$!; sleep 1
+  run_sallyport "$WORK/warmup.bin" > /dev/null
+  kill -INT "$ST_PID"; wait "$ST_PID" 2>/dev/null || true
+  SYNCS_LINE=$(awk -v n=$(( ($(stat -c %s "$WORK/warmup.bin") + CHUNK - 1) / CHUNK )) '
+    $NF ~ /^(fsync|fdatasync|sync_file_range|msync)$/ && $4 ~ /^[0-9]+$/ { s += $4; d = d " " $NF "=" $4 }
+    $NF == "fadvise64" && $4 ~ /^[0-9]+$/ { f = $4 }
+    END { printf "gateway sync calls per PATCH: %.2f (%s over %d PATCHes of a 128 MiB sallyport upload; fadvise64 %.2f per PATCH)", s / n, substr(d, 2), n, f / n }' \
+    "$WORK/strace.txt")
+  echo "# $SYNCS_LINE"
+else
+  echo "# strace is not installed: no sync count"
+fi
+
 echo "# $ROUNDS rounds of: $CLIENTS (1 GiB each, shuffled order per round)"
 echo "# round client MB/s client_cpu_s server_cpu_s client_peak_rss_mib"
 for r in $(seq 1 "$ROUNDS"); do
@@ -240,6 +262,7 @@ for c in $CLIENTS; do
     "$c" "$med" "$lo" "$hi" "$n" "$ccpu" "$cpu" "$([ "$rss" != NA ] && echo "  client peak RSS ${rss} MiB")"
 done
 echo "gateway peak RSS: ${RSS_WARM} MiB after the warm-ups, ${RSS_END} MiB after every 1 GiB run"
+[ -n "$SYNCS_LINE" ] && echo "$SYNCS_LINE"
 ratio() { # A B: per-round MB/s ratio A/B
   local a=$1 b=$2
   [[ " $CLIENTS " == *" $a "* && " $CLIENTS " == *" $b "* ]] || return 0

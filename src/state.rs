@@ -291,6 +291,42 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
         expect: Expect,
     ) -> Result<CasOutcome, StateError>;
 
+    /// [`StateStore::put`] whose durability rides on this store's next durable write: it
+    /// is exactly as atomic and as conditional, and every reader sees it at once, but a
+    /// crash before the next durable write (of anything) may lose it — and then loses
+    /// nothing written after it either, because writes persist in order.
+    ///
+    /// For a caller that always follows it with a durable write before it relies on it —
+    /// the upload engine writes a chunk's ledger entry this way and then the upload
+    /// record durably, so both cost one commit (one sync) instead of two. The embedded
+    /// store commits it without an fsync (the next durable redb commit persists it, as
+    /// commits are ordered); Redis and the in-memory store have no such distinction and
+    /// do a plain `put`.
+    async fn put_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+    ) -> Result<CasOutcome, StateError> {
+        self.put(ns, id, value, expect, options).await
+    }
+
+    /// [`StateStore::delete`] whose durability rides on this store's next durable write
+    /// (see [`StateStore::put_deferred`]). For a delete whose loss in a crash is harmless
+    /// to the caller: the upload engine clears a chunk's write-ahead record this way once
+    /// the chunk is applied and audited (a record that survives a crash only makes its
+    /// audit entries be written again, marked recovered).
+    async fn delete_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+    ) -> Result<CasOutcome, StateError> {
+        self.delete(ns, id, expect).await
+    }
+
     /// Ids of live records in `ns` listed under `entry`, in ascending id order, starting
     /// after `after` (exclusive), at most `limit`.
     async fn list_index(
@@ -345,6 +381,11 @@ pub trait StateStore: Send + Sync + fmt::Debug + 'static {
     }
 
     // --- leases ---
+    //
+    // A lease is a claim of a live holder, not data: a store may keep leases without
+    // syncing them (the embedded store does, and drops every lease it finds at open,
+    // since the file lock means their holders are gone). Fencing numbers still grow
+    // across every acquisition any live or durable state can have seen.
 
     /// Takes the lease `name` for `ttl` unless a live lease by that name exists.
     async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<LeaseOutcome, StateError>;

@@ -81,6 +81,7 @@ suite!(
     index_entries_follow_rewrites_and_deletes,
     expired_records_leave_the_index,
     list_namespace,
+    deferred_writes_are_writes,
     counters,
     counters_are_exact_beyond_2_pow_53,
     counter_race_spends_exactly_the_limit,

@@ -5,12 +5,22 @@
 //! answers [`StateError::Locked`] when another process (a running gateway) holds it. redb
 //! is synchronous, so every operation runs in one redb transaction: writes (and scans) on
 //! tokio's blocking pool, single-record reads (`get`) inline, because a hot read costs
-//! less than the hand-off to a pool thread. Every write transaction commits with `Durability::Immediate` (fsync before
-//! `commit` returns): this file holds acknowledged upload state. The one exception is
-//! [`StateStore::counter_add_deferred`], committed with `Durability::None` and persisted by
-//! the next durable commit. A write that changes
-//! nothing (a lost compare-and-swap, a refused counter add) is aborted instead, so it costs
-//! no fsync.
+//! less than the hand-off to a pool thread. A write transaction commits with
+//! `Durability::Immediate` (fsync before `commit` returns): this file holds acknowledged
+//! upload state. The exceptions, committed with `Durability::None` and persisted by the
+//! next durable commit (redb persists commits in order, so a crash keeps a prefix of them):
+//!
+//! * the `*_deferred` writes ([`StateStore::put_deferred`], [`StateStore::delete_deferred`],
+//!   [`StateStore::counter_add_deferred`]), whose callers make a durable write before
+//!   relying on them;
+//! * leases: every lease found at open is dropped anyway (below), so syncing one protects
+//!   nothing. Only their fencing numbers must survive a crash, and they come from durably
+//!   reserved blocks: `meta.lease_fence_ceiling` is the highest fence reserved, an
+//!   acquisition past it reserves the next 1024 (that one commit syncs), and open moves
+//!   `meta.lease_fence` up to the ceiling, past any fence a killed process may have issued.
+//!
+//! A write that changes nothing (a lost compare-and-swap, a refused counter add) is aborted
+//! instead, so it costs no fsync.
 //!
 //! Time is the wall clock in unix milliseconds, because record expiries must survive a
 //! restart. Leases do not: the file is locked to one process, so whoever opens it is its
@@ -32,7 +42,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | `&str` name | `u64`: `format` = 1, `lease_fence` = last fence issued |
+//! | `meta` | `&str` name | `u64`: `format` = 1, `lease_fence` = last fence issued, `lease_fence_ceiling` = highest fence reserved |
 //! | `records` | `lp(ns) ‖ id` | `1 ‖ version u64 ‖ expires_at_ms u64 (0 = never) ‖ n u16 ‖ n × lp(index key) ‖ value` |
 //! | `index` | `lp(ns) ‖ lp(index) ‖ lp(value) ‖ id` | `()` |
 //! | `expiry` | `expires_at_ms u64 ‖ records key` | `()` |
@@ -47,10 +57,10 @@
 //! * Each record lists the exact `index` keys it was written with, so a rewrite replaces
 //!   and a delete removes exactly those. `expiry` holds one entry per record with a TTL,
 //!   so [`EmbeddedStateStore::sweep_expired`] finds expired records by a range scan.
-//! * Lease fencing numbers come from one store-wide counter (`meta.lease_fence`), so they
-//!   strictly increase across every acquisition of every name, survive release, and need
-//!   no per-name entry that would outlive the lease; a released or swept lease leaves
-//!   nothing behind.
+//! * Lease fencing numbers come from one store-wide counter (`meta.lease_fence`, under the
+//!   durable `meta.lease_fence_ceiling`), so they strictly increase across every
+//!   acquisition of every name, survive release and crashes, and need no per-name entry
+//!   that would outlive the lease; a released or swept lease leaves nothing behind.
 //! * A log append checks `expected_next == head + 1` and writes entries and head in one
 //!   transaction.
 //!
@@ -171,6 +181,48 @@ impl EmbeddedStateStore {
         .await
     }
 
+    /// A record write committed with `durability` (see [`write_with`]).
+    async fn put_with(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+        durability: Durability,
+    ) -> Result<CasOutcome, StateError> {
+        limits::check_id(id)?;
+        let index = limits::check_index_entries(&options.index)?;
+        let ttl_ms = options.ttl.map(limits::ttl_ms).transpose()?;
+        let (id, value) = (id.to_owned(), value.to_vec());
+        self.run(move |db| {
+            let put = ops::Put {
+                ns: ns.as_str(),
+                id: &id,
+                value,
+                expect,
+                ttl_ms,
+                index: &index,
+            };
+            ops::put(db, put, now_ms(), durability)
+        })
+        .await
+    }
+
+    /// A record delete committed with `durability` (see [`write_with`]).
+    async fn delete_with(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+        durability: Durability,
+    ) -> Result<CasOutcome, StateError> {
+        limits::check_id(id)?;
+        let id = id.to_owned();
+        self.run(move |db| ops::delete(db, ns.as_str(), &id, expect, now_ms(), durability))
+            .await
+    }
+
     /// Runs `f` on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T, StateError>
     where
@@ -211,22 +263,8 @@ impl StateStore for EmbeddedStateStore {
         expect: Expect,
         options: PutOptions,
     ) -> Result<CasOutcome, StateError> {
-        limits::check_id(id)?;
-        let index = limits::check_index_entries(&options.index)?;
-        let ttl_ms = options.ttl.map(limits::ttl_ms).transpose()?;
-        let (id, value) = (id.to_owned(), value.to_vec());
-        self.run(move |db| {
-            let put = ops::Put {
-                ns: ns.as_str(),
-                id: &id,
-                value,
-                expect,
-                ttl_ms,
-                index: &index,
-            };
-            ops::put(db, put, now_ms())
-        })
-        .await
+        self.put_with(ns, id, value, expect, options, Durability::Immediate)
+            .await
     }
 
     async fn delete(
@@ -235,10 +273,29 @@ impl StateStore for EmbeddedStateStore {
         id: &str,
         expect: Expect,
     ) -> Result<CasOutcome, StateError> {
-        limits::check_id(id)?;
-        let id = id.to_owned();
-        self.run(move |db| ops::delete(db, ns.as_str(), &id, expect, now_ms()))
+        self.delete_with(ns, id, expect, Durability::Immediate)
             .await
+    }
+
+    async fn put_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+    ) -> Result<CasOutcome, StateError> {
+        self.put_with(ns, id, value, expect, options, Durability::None)
+            .await
+    }
+
+    async fn delete_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+    ) -> Result<CasOutcome, StateError> {
+        self.delete_with(ns, id, expect, Durability::None).await
     }
 
     async fn list_index(
@@ -378,14 +435,28 @@ fn write_with<T>(
     durability: Durability,
     f: impl FnOnce(&WriteTransaction) -> Result<(T, bool), StateError>,
 ) -> Result<T, StateError> {
+    write_deciding(db, |txn| {
+        let (out, changed) = f(txn)?;
+        Ok((out, changed.then_some(durability)))
+    })
+}
+
+/// [`write`] where `f` decides how to end the transaction: commit with the durability it
+/// returns, or abort on `None` (nothing changed). For a write that must be durable only
+/// sometimes (a lease acquisition that reserves a new block of fencing numbers).
+fn write_deciding<T>(
+    db: &Database,
+    f: impl FnOnce(&WriteTransaction) -> Result<(T, Option<Durability>), StateError>,
+) -> Result<T, StateError> {
     let mut txn = db.begin_write().map_err(ops::db_err)?;
-    txn.set_durability(durability)
-        .map_err(|e| StateError::Unavailable(format!("embedded store durability: {e}")))?;
-    let (out, changed) = f(&txn)?;
-    if changed {
-        txn.commit().map_err(ops::db_err)?;
-    } else {
-        txn.abort().map_err(ops::db_err)?;
+    let (out, commit) = f(&txn)?;
+    match commit {
+        Some(durability) => {
+            txn.set_durability(durability)
+                .map_err(|e| StateError::Unavailable(format!("embedded store durability: {e}")))?;
+            txn.commit().map_err(ops::db_err)?;
+        }
+        None => txn.abort().map_err(ops::db_err)?,
     }
     Ok(out)
 }

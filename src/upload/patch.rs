@@ -184,7 +184,7 @@ impl Uploads {
                 }
                 record = next;
             }
-            self.store.clear_pending(id).await?;
+            self.store.clear_pending_deferred(id).await?;
         }
         let durable = match &reopened {
             Reopened::Open { writer, .. } => writer.committed().plaintext_len,
@@ -430,9 +430,10 @@ impl Uploads {
             return Ok(Outcome { record });
         }
         // While the length is deferred, the quota grows with the upload (a declared
-        // length reserves all of it): reserved before the bytes become durable.
+        // length reserves all of it): reserved before the bytes become durable (deferred:
+        // the pending record's durable write below persists it too).
         let grow = super::quota::held(&next).saturating_sub(super::quota::held(&record));
-        if let Err(e) = self.reserve_bytes(&record.owner, grow).await {
+        if let Err(e) = self.reserve_chunk_bytes(&record.owner, grow).await {
             writer.rollback().await?;
             return Err(e);
         }
@@ -453,6 +454,8 @@ impl Uploads {
         } else {
             writer.commit().await?;
         }
+        // The ledger entry is written deferred and the record durably: one commit (one
+        // sync) makes both durable, before anything is answered.
         if let Some(entry) = &commit.entry {
             self.store.put_chunk(id, entry).await?;
         }
@@ -476,7 +479,7 @@ impl Uploads {
             Err(UploadError::Audit(e)) => return Err(UploadError::AuditPending(e)),
             Err(e) => return Err(e),
         }
-        self.store.clear_pending(id).await?;
+        self.store.clear_pending_deferred(id).await?;
         Ok(Outcome { record: next })
     }
 

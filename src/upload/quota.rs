@@ -19,7 +19,9 @@
 //!
 //! Failure direction: the counter and the upload record are separate writes. A crash
 //! between a reservation and the record it was for leaves the bytes counted (the client
-//! has less quota, never more); a release that fails is logged and leaves them counted
+//! has less quota, never more) — except a chunk's reservation on the embedded store,
+//! which is written deferred and made durable by the chunk's pending record: a crash
+//! before that record is written loses the reservation too; a release that fails is logged and leaves them counted
 //! too. A release that would take the counter below zero (uploads created before the
 //! quota existed) is brought back to zero.
 //!
@@ -53,14 +55,42 @@ impl Uploads {
     /// Reserves `bytes` more of `owner`'s quota, or refuses with
     /// [`UploadError::QuotaExceeded`] changing nothing.
     pub(super) async fn reserve_bytes(&self, owner: &str, bytes: u64) -> Result<(), UploadError> {
+        self.reserve_bytes_with(owner, bytes, false).await
+    }
+
+    /// [`Uploads::reserve_bytes`] for a chunk's growth, written deferred
+    /// ([`StateStore::counter_add_deferred`](crate::state::StateStore)): the chunk's
+    /// pending record, written durably next and before any byte is committed, makes it
+    /// durable in the same commit. A crash before that loses the reservation and the
+    /// chunk together.
+    pub(super) async fn reserve_chunk_bytes(
+        &self,
+        owner: &str,
+        bytes: u64,
+    ) -> Result<(), UploadError> {
+        self.reserve_bytes_with(owner, bytes, true).await
+    }
+
+    async fn reserve_bytes_with(
+        &self,
+        owner: &str,
+        bytes: u64,
+        deferred: bool,
+    ) -> Result<(), UploadError> {
         if bytes == 0 {
             return Ok(());
         }
         let limit = self.settings.max_bytes_per_principal;
-        let outcome = self
-            .state
-            .counter_add(QUOTA, owner, as_delta(bytes), Some(as_delta(limit)))
-            .await?;
+        let (delta, limit_delta) = (as_delta(bytes), Some(as_delta(limit)));
+        let outcome = if deferred {
+            self.state
+                .counter_add_deferred(QUOTA, owner, delta, limit_delta)
+                .await?
+        } else {
+            self.state
+                .counter_add(QUOTA, owner, delta, limit_delta)
+                .await?
+        };
         match outcome {
             CounterOutcome::Applied(_) => Ok(()),
             CounterOutcome::LimitReached(used) => Err(UploadError::QuotaExceeded {

@@ -16,6 +16,12 @@
 //! crash in between, [`Pending`] and the at-rest writer's committed length say exactly
 //! which state is true (see `Uploads::reconcile`), so no acknowledged chunk is ever lost
 //! and no unacknowledged one is ledgered with a wrong digest.
+//!
+//! **Syncs.** Of a chunk's state writes only two are durable on their own: the pending
+//! record (before the bytes' commit) and the record update (before the answer). The ledger
+//! entry is written deferred just before the update, so both are one commit; the pending
+//! record's deletion is deferred to the store's next durable write (see
+//! [`StateStore::put_deferred`]).
 
 use std::sync::Arc;
 
@@ -175,7 +181,11 @@ impl UploadStore {
         Ok(self.state.list(UPLOADS, after, limit).await?)
     }
 
-    /// Stores a ledger entry (idempotent: the same index is the same entry).
+    /// Stores a ledger entry (idempotent: the same index is the same entry), deferred: it
+    /// is durable once the caller's next durable write is, which must be the upload
+    /// record's [`UploadStore::update`] that accounts for it (so the entry and the record
+    /// become durable in one commit, and a crash keeps both or only the entry, which the
+    /// pending record then completes).
     pub async fn put_chunk(&self, upload: UploadId, entry: &ChunkEntry) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let options = PutOptions {
@@ -183,7 +193,7 @@ impl UploadStore {
             index: vec![IndexEntry::new("upload", upload.to_string())],
         };
         self.state
-            .put(
+            .put_deferred(
                 CHUNKS,
                 &chunk_id(upload, entry.index),
                 &bytes,
@@ -322,6 +332,17 @@ impl UploadStore {
     pub async fn clear_pending(&self, upload: UploadId) -> Result<(), StoreError> {
         self.state
             .delete(PENDING, &upload.to_string(), Expect::Any)
+            .await?;
+        Ok(())
+    }
+
+    /// Clears the pending chunk of a commit that is applied and audited, deferred: a crash
+    /// before the store's next durable write may bring the record back, and then the
+    /// next request under the lease only writes the chunk's audit entries again, marked
+    /// recovered (entries are written at least once). Costs no sync of its own.
+    pub async fn clear_pending_deferred(&self, upload: UploadId) -> Result<(), StoreError> {
+        self.state
+            .delete_deferred(PENDING, &upload.to_string(), Expect::Any)
             .await?;
         Ok(())
     }

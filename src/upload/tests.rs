@@ -31,6 +31,11 @@ use crate::state::embedded::EmbeddedStateStore;
 fn engine(dir: &tempfile::TempDir) -> (Uploads, Artifacts) {
     let state: Arc<dyn StateStore> =
         Arc::new(EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap());
+    engine_on(dir, state)
+}
+
+/// An engine over `state` and fresh blob and key stores in `dir`.
+fn engine_on(dir: &tempfile::TempDir, state: Arc<dyn StateStore>) -> (Uploads, Artifacts) {
     let blobs: Arc<dyn BlobStore> =
         Arc::new(LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
     let keys: Arc<dyn KeyProvider> =
@@ -359,3 +364,5 @@ async fn an_artifact_takes_an_uploads_bytes_off_the_quota_once() {
     uploads.terminate(&alice(), b.id).await.unwrap();
     assert_eq!(used().await, 0);
 }
+
+mod commit_budget;

@@ -427,3 +427,65 @@ pub async fn list_namespace(s: Store) {
     s.delete(NS, "b", Expect::Any).await.unwrap();
     assert_eq!(s.list(NS, None, 10).await.unwrap(), vec!["a", "c", "d"]);
 }
+
+/// `put_deferred` and `delete_deferred` differ from `put` and `delete` only in when they
+/// become durable: the same conditions, versions, index entries and visibility, and both
+/// kinds of write work on one record.
+pub async fn deferred_writes_are_writes(s: Store) {
+    use CasOutcome::{Applied, Conflict};
+    let owner = || indexed(&[("owner", "o")]);
+    assert_eq!(
+        s.put_deferred(NS, "d", b"1", Expect::Absent, owner())
+            .await
+            .unwrap(),
+        Applied(1)
+    );
+    let got = s.get(NS, "d").await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.version), (&b"1"[..], 1));
+    let listed = s
+        .list_index(NS, &IndexEntry::new("owner", "o"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed, ["d"]);
+    assert_eq!(
+        s.put_deferred(NS, "d", b"x", Expect::Absent, plain())
+            .await
+            .unwrap(),
+        Conflict(Some(1))
+    );
+    assert_eq!(
+        s.put(NS, "d", b"2", Expect::Version(1), owner())
+            .await
+            .unwrap(),
+        Applied(2)
+    );
+    assert_eq!(
+        s.put_deferred(NS, "d", b"3", Expect::Version(2), owner())
+            .await
+            .unwrap(),
+        Applied(3)
+    );
+    assert_eq!(
+        s.delete_deferred(NS, "d", Expect::Version(2))
+            .await
+            .unwrap(),
+        Conflict(Some(3))
+    );
+    assert_eq!(
+        s.delete_deferred(NS, "d", Expect::Version(3))
+            .await
+            .unwrap(),
+        Applied(0)
+    );
+    assert!(s.get(NS, "d").await.unwrap().is_none());
+    assert!(
+        s.list_index(NS, &IndexEntry::new("owner", "o"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.delete_deferred(NS, "d", Expect::Any).await.unwrap(),
+        Applied(0)
+    );
+}

@@ -237,3 +237,63 @@ async fn a_deferred_counter_add_is_persisted_by_the_next_durable_write() {
     let store = EmbeddedStateStore::open(&path).unwrap();
     assert_eq!(store.counter_get(NS, "meter").await.unwrap(), 42);
 }
+
+/// Deferred record writes are made durable by the next durable write, in order: after a
+/// durable put and a reopen, a deferred put and a deferred delete are both there.
+#[tokio::test]
+async fn deferred_record_writes_are_persisted_by_the_next_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = EmbeddedStateStore::open(&path).unwrap();
+    store
+        .put(NS, "gone", b"x", Expect::Absent, PutOptions::default())
+        .await
+        .unwrap();
+    store
+        .put_deferred(NS, "kept", b"v", Expect::Absent, with(None, "o"))
+        .await
+        .unwrap();
+    store
+        .delete_deferred(NS, "gone", Expect::Any)
+        .await
+        .unwrap();
+    store
+        .put(NS, "after", b"x", Expect::Absent, PutOptions::default())
+        .await
+        .unwrap();
+    drop(store);
+    let store = EmbeddedStateStore::open(&path).unwrap();
+    assert_eq!(store.get(NS, "kept").await.unwrap().unwrap().value, b"v");
+    assert!(store.get(NS, "gone").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .list_index(NS, &IndexEntry::new("owner", "o"), None, 10)
+            .await
+            .unwrap(),
+        ["kept"]
+    );
+}
+
+/// Lease fences keep growing across reopens however many were issued since the last
+/// durable reservation (acquisitions inside a reserved block are not synced).
+#[tokio::test]
+async fn fences_grow_across_reopens_past_whole_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let mut last = 0;
+    for round in 0..3 {
+        let store = EmbeddedStateStore::open(&path).unwrap();
+        for _ in 0..(700 * (round + 1)) {
+            let LeaseOutcome::Acquired(l) = store
+                .lease_acquire("l", Duration::from_secs(60))
+                .await
+                .unwrap()
+            else {
+                panic!("free");
+            };
+            assert!(l.fence > last, "{} <= {last}", l.fence);
+            last = l.fence;
+            assert!(store.lease_release(&l).await.unwrap());
+        }
+    }
+}

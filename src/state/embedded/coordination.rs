@@ -9,8 +9,15 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use subtle::ConstantTimeEq;
 
 use super::codec::{self, StoredLease};
-use super::ops::{COUNTERS, LEASES, LOG_ENTRIES, LOG_HEADS, META, META_LEASE_FENCE, db_err};
-use super::{write, write_with};
+use super::ops::{
+    COUNTERS, LEASES, LOG_ENTRIES, LOG_HEADS, META, META_LEASE_FENCE, META_LEASE_FENCE_CEILING,
+    db_err,
+};
+use super::{write, write_deciding, write_with};
+
+/// How many fencing numbers one durable reservation covers: an acquisition syncs only when
+/// it starts a new block.
+const FENCE_BLOCK: u64 = 1024;
 use crate::state::{AppendOutcome, CounterOutcome, Lease, LeaseOutcome, LogEntry, StateError};
 
 // === counters ===
@@ -59,23 +66,39 @@ pub(super) fn lease_acquire(
     ttl_ms: u64,
     now: u64,
 ) -> Result<LeaseOutcome, StateError> {
-    write(db, |txn| {
+    write_deciding(db, |txn| {
         let mut leases = txn.open_table(LEASES).map_err(db_err)?;
         if let Some(held) = load_lease(&leases, name)?
             && now < held.expires_at_ms
         {
             let remaining = Duration::from_millis(held.expires_at_ms - now);
-            return Ok((LeaseOutcome::Held { remaining }, false));
+            return Ok((LeaseOutcome::Held { remaining }, None));
         }
         let mut meta = txn.open_table(META).map_err(db_err)?;
         let last = meta
             .get(META_LEASE_FENCE)
             .map_err(db_err)?
             .map_or(0, |g| g.value());
+        let ceiling = meta
+            .get(META_LEASE_FENCE_CEILING)
+            .map_err(db_err)?
+            .map_or(0, |g| g.value());
         let fence = last
             .checked_add(1)
             .ok_or_else(|| StateError::Corrupt("lease fence overflow".into()))?;
         meta.insert(META_LEASE_FENCE, fence).map_err(db_err)?;
+        // Fences come from durably reserved blocks: only the acquisition that starts a new
+        // block syncs (see the module docs).
+        let durability = if fence > ceiling {
+            meta.insert(
+                META_LEASE_FENCE_CEILING,
+                fence.saturating_add(FENCE_BLOCK - 1),
+            )
+            .map_err(db_err)?;
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         let mut token = [0u8; 16];
         rand::rng().fill_bytes(&mut token);
         let stored = StoredLease {
@@ -91,7 +114,7 @@ pub(super) fn lease_acquire(
             token,
             fence,
         };
-        Ok((LeaseOutcome::Acquired(lease), true))
+        Ok((LeaseOutcome::Acquired(lease), Some(durability)))
     })
 }
 
@@ -101,7 +124,7 @@ pub(super) fn lease_renew(
     ttl_ms: u64,
     now: u64,
 ) -> Result<bool, StateError> {
-    write(db, |txn| {
+    write_with(db, Durability::None, |txn| {
         let mut leases = txn.open_table(LEASES).map_err(db_err)?;
         let Some(mut held) = load_lease(&leases, &lease.name)? else {
             return Ok((false, false));
@@ -118,7 +141,7 @@ pub(super) fn lease_renew(
 }
 
 pub(super) fn lease_release(db: &Database, lease: &Lease, now: u64) -> Result<bool, StateError> {
-    write(db, |txn| {
+    write_with(db, Durability::None, |txn| {
         let mut leases = txn.open_table(LEASES).map_err(db_err)?;
         let Some(held) = load_lease(&leases, &lease.name)? else {
             return Ok((false, false));
@@ -133,19 +156,34 @@ pub(super) fn lease_release(db: &Database, lease: &Lease, now: u64) -> Result<bo
     })
 }
 
-/// Removes every lease, whoever took it; how many there were. Only for [`super::EmbeddedStateStore::open`]:
-/// the file lock makes the opener the only process using the file, so every lease found
-/// then is held by nobody alive. The fence counter stays, so the next acquisition of any
-/// name still gets a higher fence than any the dead process held.
+/// Removes every lease, whoever took it, and moves the fence counter past every fence
+/// an earlier process may have issued; how many leases there were. Only for
+/// [`super::EmbeddedStateStore::open`]: the file lock makes the opener the only process
+/// using the file, so every lease found then is held by nobody alive. The earlier process
+/// issued fences only up to the durable ceiling of its last reserved block (an acquisition
+/// inside a block is not synced and a crash may lose it), so the counter restarts there
+/// and the next acquisition of any name gets a higher fence than any the dead process held.
 pub(super) fn drop_all_leases(db: &Database) -> Result<u64, StateError> {
     write(db, |txn| {
         let mut leases = txn.open_table(LEASES).map_err(db_err)?;
         let n = leases.len().map_err(db_err)?;
-        if n == 0 {
-            return Ok((0, false));
+        if n > 0 {
+            leases.retain(|_, _| false).map_err(db_err)?;
         }
-        leases.retain(|_, _| false).map_err(db_err)?;
-        Ok((n, true))
+        let mut meta = txn.open_table(META).map_err(db_err)?;
+        let last = meta
+            .get(META_LEASE_FENCE)
+            .map_err(db_err)?
+            .map_or(0, |g| g.value());
+        let ceiling = meta
+            .get(META_LEASE_FENCE_CEILING)
+            .map_err(db_err)?
+            .map_or(0, |g| g.value());
+        let raised = ceiling > last;
+        if raised {
+            meta.insert(META_LEASE_FENCE, ceiling).map_err(db_err)?;
+        }
+        Ok((n, n > 0 || raised))
     })
 }
 

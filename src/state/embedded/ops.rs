@@ -5,10 +5,12 @@
 
 use std::ops::Bound;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use super::codec::{self, StoredLease, StoredRecord};
-use super::{SweepReport, write};
+use super::{SweepReport, write, write_with};
 use crate::state::{CasOutcome, Expect, IndexEntry, StateError, Versioned};
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -22,6 +24,8 @@ pub(super) const LOG_ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::n
 
 const META_FORMAT: &str = "format";
 pub(super) const META_LEASE_FENCE: &str = "lease_fence";
+/// The highest fence durably reserved: fences up to it may have been issued.
+pub(super) const META_LEASE_FENCE_CEILING: &str = "lease_fence_ceiling";
 /// The layout version this code reads and writes.
 const FORMAT: u64 = 1;
 /// Most expired items one sweep transaction removes, to keep transactions small.
@@ -100,7 +104,12 @@ pub(super) struct Put<'a> {
     pub(super) index: &'a [IndexEntry],
 }
 
-pub(super) fn put(db: &Database, req: Put<'_>, now: u64) -> Result<CasOutcome, StateError> {
+pub(super) fn put(
+    db: &Database,
+    req: Put<'_>,
+    now: u64,
+    durability: Durability,
+) -> Result<CasOutcome, StateError> {
     let key = codec::record_key(req.ns, req.id)?;
     let mut index_keys = Vec::with_capacity(req.index.len());
     for entry in req.index {
@@ -108,7 +117,7 @@ pub(super) fn put(db: &Database, req: Put<'_>, now: u64) -> Result<CasOutcome, S
         k.extend_from_slice(req.id.as_bytes());
         index_keys.push(k);
     }
-    write(db, |txn| {
+    write_with(db, durability, |txn| {
         let mut records = txn.open_table(RECORDS).map_err(db_err)?;
         let old = load_record(&records, &key)?;
         let current = old.as_ref().filter(|r| r.is_live(now)).map(|r| r.version);
@@ -144,9 +153,10 @@ pub(super) fn delete(
     id: &str,
     expect: Expect,
     now: u64,
+    durability: Durability,
 ) -> Result<CasOutcome, StateError> {
     let key = codec::record_key(ns, id)?;
-    write(db, |txn| {
+    write_with(db, durability, |txn| {
         let mut records = txn.open_table(RECORDS).map_err(db_err)?;
         let old = load_record(&records, &key)?;
         let current = old.as_ref().filter(|r| r.is_live(now)).map(|r| r.version);
@@ -376,7 +386,7 @@ mod tests {
             ttl_ms: o.ttl.map(|t| crate::state::limits::ttl_ms(t).unwrap()),
             index: &index,
         };
-        put(db, req, now).unwrap()
+        put(db, req, now, Durability::Immediate).unwrap()
     }
 
     #[test]
@@ -400,7 +410,15 @@ mod tests {
         put_with(&db, "a", Expect::Version(2), &o(None, &["z"]), t0 + 20);
         assert_eq!((rows(&db, INDEX), rows(&db, EXPIRY)), (1, 0));
         // Delete removes them.
-        delete(&db, "upload", "a", Expect::Any, t0 + 30).unwrap();
+        delete(
+            &db,
+            "upload",
+            "a",
+            Expect::Any,
+            t0 + 30,
+            Durability::Immediate,
+        )
+        .unwrap();
         assert_eq!((rows(&db, RECORDS), rows(&db, INDEX)), (0, 0));
         // Writing over an expired record removes its leftovers.
         put_with(&db, "b", Expect::Absent, &o(Some(100), &["x"]), t0);

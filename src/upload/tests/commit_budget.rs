@@ -1,0 +1,318 @@
+//! How many state-store commits a PATCH makes (issue 14): each durable write is one
+//! commit with a sync on the embedded store, so a PATCH may ask for at most
+//! [`DURABLE_PER_PATCH`] of them — the chunk's pending record before its bytes are
+//! committed, and the upload record (with its ledger entry, written deferred just before)
+//! after. Everything else a PATCH writes is deferred (it rides on one of those two) or a
+//! lease (not synced: see `state::embedded`). The audit entries go to the audit log, a
+//! separate group commit shared by concurrent requests; they are counted apart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::state::{
+    AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome, LogEntry,
+    LogName, Namespace, PutOptions, StateError, Versioned,
+};
+
+/// Durable state writes one PATCH may make.
+const DURABLE_PER_PATCH: u64 = 2;
+
+/// What a store was asked to write, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Writes {
+    /// `put`, `delete`, `counter_add`: one durable commit each (at most).
+    durable: u64,
+    /// `put_deferred`, `delete_deferred`, `counter_add_deferred`.
+    deferred: u64,
+    /// `lease_acquire`, `lease_renew`, `lease_release`.
+    leases: u64,
+    /// `log_append` (the audit log).
+    log: u64,
+}
+
+impl std::ops::Sub for Writes {
+    type Output = Writes;
+    fn sub(self, before: Writes) -> Writes {
+        Writes {
+            durable: self.durable - before.durable,
+            deferred: self.deferred - before.deferred,
+            leases: self.leases - before.leases,
+            log: self.log - before.log,
+        }
+    }
+}
+
+/// The embedded store, counting the writes it is asked for.
+#[derive(Debug)]
+struct Counting {
+    inner: EmbeddedStateStore,
+    durable: AtomicU64,
+    deferred: AtomicU64,
+    leases: AtomicU64,
+    log: AtomicU64,
+}
+
+impl Counting {
+    fn writes(&self) -> Writes {
+        Writes {
+            durable: self.durable.load(Ordering::SeqCst),
+            deferred: self.deferred.load(Ordering::SeqCst),
+            leases: self.leases.load(Ordering::SeqCst),
+            log: self.log.load(Ordering::SeqCst),
+        }
+    }
+}
+
+fn one(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+#[async_trait]
+impl StateStore for Counting {
+    fn kind(&self) -> &'static str {
+        "counting"
+    }
+    async fn ping(&self) -> Result<(), StateError> {
+        self.inner.ping().await
+    }
+    async fn get(&self, ns: Namespace, id: &str) -> Result<Option<Versioned>, StateError> {
+        self.inner.get(ns, id).await
+    }
+    async fn put(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+    ) -> Result<CasOutcome, StateError> {
+        one(&self.durable);
+        self.inner.put(ns, id, value, expect, options).await
+    }
+    async fn delete(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+    ) -> Result<CasOutcome, StateError> {
+        one(&self.durable);
+        self.inner.delete(ns, id, expect).await
+    }
+    async fn put_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        value: &[u8],
+        expect: Expect,
+        options: PutOptions,
+    ) -> Result<CasOutcome, StateError> {
+        one(&self.deferred);
+        self.inner
+            .put_deferred(ns, id, value, expect, options)
+            .await
+    }
+    async fn delete_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        expect: Expect,
+    ) -> Result<CasOutcome, StateError> {
+        one(&self.deferred);
+        self.inner.delete_deferred(ns, id, expect).await
+    }
+    async fn list_index(
+        &self,
+        ns: Namespace,
+        entry: &IndexEntry,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        self.inner.list_index(ns, entry, after, limit).await
+    }
+    async fn list(
+        &self,
+        ns: Namespace,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        self.inner.list(ns, after, limit).await
+    }
+    async fn counter_get(&self, ns: Namespace, id: &str) -> Result<i64, StateError> {
+        self.inner.counter_get(ns, id).await
+    }
+    async fn counter_add(
+        &self,
+        ns: Namespace,
+        id: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome, StateError> {
+        one(&self.durable);
+        self.inner.counter_add(ns, id, delta, limit).await
+    }
+    async fn counter_add_deferred(
+        &self,
+        ns: Namespace,
+        id: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome, StateError> {
+        one(&self.deferred);
+        self.inner.counter_add_deferred(ns, id, delta, limit).await
+    }
+    async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<LeaseOutcome, StateError> {
+        one(&self.leases);
+        self.inner.lease_acquire(name, ttl).await
+    }
+    async fn lease_renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StateError> {
+        one(&self.leases);
+        self.inner.lease_renew(lease, ttl).await
+    }
+    async fn lease_release(&self, lease: &Lease) -> Result<bool, StateError> {
+        one(&self.leases);
+        self.inner.lease_release(lease).await
+    }
+    async fn log_head(&self, log: LogName) -> Result<Option<LogEntry>, StateError> {
+        self.inner.log_head(log).await
+    }
+    async fn log_append(
+        &self,
+        log: LogName,
+        expected_next: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<AppendOutcome, StateError> {
+        one(&self.log);
+        self.inner.log_append(log, expected_next, entries).await
+    }
+    async fn log_read(
+        &self,
+        log: LogName,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StateError> {
+        self.inner.log_read(log, from, limit).await
+    }
+}
+
+/// A PATCH of `body` at `offset`, and what it asked the store to write.
+async fn counted_patch(
+    uploads: &Uploads,
+    store: &Counting,
+    id: UploadId,
+    offset: u64,
+    body: &[u8],
+    length_now: Option<u64>,
+) -> (UploadRecord, Writes) {
+    let offset = offset.to_string();
+    let length = body.len().to_string();
+    let declared = length_now.map(|n| n.to_string());
+    let mut pairs = vec![
+        ("upload-offset", offset.as_str()),
+        ("content-type", "application/offset+octet-stream"),
+        ("content-length", length.as_str()),
+    ];
+    if let Some(declared) = &declared {
+        pairs.push(("upload-length", declared.as_str()));
+    }
+    let before = store.writes();
+    let record = uploads
+        .patch(
+            &alice(),
+            id,
+            &headers(&pairs),
+            Full::new(Bytes::copy_from_slice(body)),
+        )
+        .await
+        .unwrap()
+        .record;
+    (record, store.writes() - before)
+}
+
+fn counting(dir: &tempfile::TempDir) -> Arc<Counting> {
+    Arc::new(Counting {
+        inner: EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap(),
+        durable: AtomicU64::new(0),
+        deferred: AtomicU64::new(0),
+        leases: AtomicU64::new(0),
+        log: AtomicU64::new(0),
+    })
+}
+
+/// Asserts the budget for one PATCH: at most two durable writes, one lease taken and
+/// released, and its ledger entry and pending record's deletion deferred.
+fn within_budget(what: &str, w: Writes) {
+    assert!(
+        w.durable <= DURABLE_PER_PATCH,
+        "{what}: {} durable state writes (at most {DURABLE_PER_PATCH}): {w:?}",
+        w.durable
+    );
+    assert_eq!(
+        w.leases, 2,
+        "{what}: one lease acquired and released: {w:?}"
+    );
+    assert!(w.log >= 1, "{what}: the chunk is audited: {w:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_makes_at_most_two_durable_state_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting(&dir);
+    let (uploads, _) = engine_on(&dir, store.clone());
+    // Several segments per chunk (64 KiB segments) and a partial one at the end.
+    let chunk = vec![7u8; 200 * 1024];
+    let total = 3 * chunk.len() as u64;
+    let created = uploads
+        .create(
+            &alice(),
+            &headers(&[("upload-length", &total.to_string())]),
+            Empty::<Bytes>::new(),
+        )
+        .await
+        .unwrap()
+        .record;
+    let mut offset = 0;
+    for i in 0..3 {
+        let (record, w) = counted_patch(&uploads, &store, created.id, offset, &chunk, None).await;
+        offset = record.offset;
+        within_budget(&format!("PATCH {i}"), w);
+        // The ledger entry rides on the record's commit; the pending record's deletion
+        // on the next durable write.
+        assert!(w.deferred >= 2, "PATCH {i}: {w:?}");
+    }
+    assert_eq!(offset, total);
+    assert!(uploads.completed_source(created.id).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_of_a_deferred_length_upload_reserves_its_quota_without_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting(&dir);
+    let (uploads, _) = engine_on(&dir, store.clone());
+    let created = uploads
+        .create(
+            &alice(),
+            &headers(&[("upload-defer-length", "1")]),
+            Empty::<Bytes>::new(),
+        )
+        .await
+        .unwrap()
+        .record;
+    let chunk = vec![9u8; 100 * 1024];
+    let (record, w) = counted_patch(&uploads, &store, created.id, 0, &chunk, None).await;
+    within_budget("a growing PATCH", w);
+    let total = record.offset + chunk.len() as u64;
+    let (record, w) = counted_patch(
+        &uploads,
+        &store,
+        created.id,
+        record.offset,
+        &chunk,
+        Some(total),
+    )
+    .await;
+    within_budget("the PATCH that declares the length and completes", w);
+    assert!(record.is_complete());
+}
