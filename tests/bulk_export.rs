@@ -1,13 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! FHIR Bulk Data `$export` end to end (`proto/bulk-v1.md`, decision 0006), black-box: the
-//! real binary over TLS, SMART Backend Services clients with keys generated in the test,
-//! a batch of synthetic FHIR NDJSON opened, uploaded (creation-with-upload naming `batch`
-//! and `member`), published for a client, sealed and released; the status poll's answers
-//! (202 in progress, 429 too fast, 200 with the manifest, an `OperationOutcome` when the
-//! batch is quarantined), the manifest's files downloaded through their signed links and
-//! by `sallyport client download --manifest`, another client's 404, cancel, every kick-off
-//! refusal, one job across two instances sharing Redis, and the audit trail (each entry
-//! checked against the audit event schema by `support::links::export_audit`).
+//! real binary over TLS, SMART Backend Services clients with ES384 and RS384 keys generated
+//! in the test (the whole flow run once with each), a batch of synthetic FHIR NDJSON
+//! opened, uploaded (creation-with-upload naming `batch` and `member`), published for a
+//! client, sealed and released; the status poll's answers (202 in progress, 429 too fast,
+//! 200 with the manifest, an `OperationOutcome` when the batch is quarantined), the
+//! manifest's files downloaded through their signed links and by `sallyport client download
+//! --manifest`, each file also resumed (two ranged requests, `If-Range`) and checked
+//! against the manifest's SHA-256, size and count, another client's 404, cancel, every
+//! kick-off refusal, one job across two instances sharing Redis, and the audit trail (each
+//! entry checked against the audit event schema by `support::links::export_audit`).
 //!
 //! The Redis test needs Redis on 127.0.0.1:6379 (unique key prefix); it is skipped with a
 //! notice when Redis is unreachable, except under `CI`, where that fails.
@@ -29,6 +31,7 @@ use support::smart::SmartClient;
 use support::{Gateway, UPLOADER_TOKEN};
 
 const PAYER: &str = "payer-a-bulk";
+const PAYER_RS: &str = "payer-r-bulk";
 const HIE: &str = "hie-b-bulk";
 const FHIR_JSON: &str = "application/fhir+json";
 const COUNTS: [usize; 3] = [20, 35, 50];
@@ -36,6 +39,7 @@ const COUNTS: [usize; 3] = [20, 35, 50];
 struct Fixture {
     gw: Gateway,
     payer: SmartClient,
+    payer_rs: SmartClient,
     hie: SmartClient,
     work: tempfile::TempDir,
 }
@@ -48,35 +52,53 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The SMART clients every gateway here registers, each with a key generated in the test:
+/// the payer (ES384) and the RS384 payer may read every type, the HIE (ES384) only Patient.
+struct Clients {
+    payer: SmartClient,
+    payer_rs: SmartClient,
+    hie: SmartClient,
+}
+
+impl Clients {
+    fn new() -> Clients {
+        Clients {
+            payer: SmartClient::new(PAYER),
+            payer_rs: SmartClient::rs384(PAYER_RS),
+            hie: SmartClient::new(HIE),
+        }
+    }
+}
+
 /// The config of a gateway listening on `port` whose public base URL names `base_port`
-/// (a balancer's, with several instances): two SMART clients (the payer may read every
-/// type; the HIE only Patient), a publisher, a 1 s polling interval, and `extra` (which
-/// starts in `[server]`).
-fn config(
-    port: u16,
-    base_port: u16,
-    payer: &SmartClient,
-    hie: &SmartClient,
-    extra: &str,
-) -> String {
+/// (a balancer's, with several instances): the three SMART clients, a publisher, a 1 s
+/// polling interval, file links valid `link_ttl`, and `extra` (which starts in
+/// `[server]`).
+fn config(port: u16, base_port: u16, c: &Clients, link_ttl: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\
-         [bulk]\nretry_after = \"1s\"\nlink_ttl = \"5m\"\n\
-         [smart]\npublic_base_url = \"https://localhost:{base_port}\"\n{}{}{}",
-        payer.toml(&["system/*.read"], "payer-a"),
-        hie.toml(&["system/Patient.read"], "hie-b"),
+         [bulk]\nretry_after = \"1s\"\nlink_ttl = \"{link_ttl}\"\n\
+         [smart]\npublic_base_url = \"https://localhost:{base_port}\"\n{}{}{}{}",
+        c.payer.toml(&["system/*.read"], "payer-a"),
+        c.payer_rs.toml(&["system/*.read"], "payer-r"),
+        c.hie.toml(&["system/Patient.read"], "hie-b"),
         publisher_toml(),
     )
 }
 
-/// One gateway on a known port (its public base URL names it).
+/// One gateway on a known port (its public base URL names it), file links valid 5 min.
 fn start() -> Fixture {
-    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
+    start_with_link_ttl("5m")
+}
+
+fn start_with_link_ttl(link_ttl: &str) -> Fixture {
+    let c = Clients::new();
     let port = free_port();
     Fixture {
-        gw: Gateway::start(&config(port, port, &payer, &hie, "")),
-        payer,
-        hie,
+        gw: Gateway::start(&config(port, port, &c, link_ttl, "")),
+        payer: c.payer,
+        payer_rs: c.payer_rs,
+        hie: c.hie,
         work: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
     }
 }
@@ -196,6 +218,113 @@ async fn publish(gw: &Gateway, body: Value) -> Answer {
 async fn wait_retry(a: &Answer) {
     let secs: u64 = a.header("retry-after").unwrap().parse().unwrap();
     tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+/// Polls `url` until the job completes, waiting `Retry-After` after each 202; the 200.
+async fn poll_until_complete(gw: &Gateway, url: &str, token: &str) -> Answer {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = poll(gw, url, token).await;
+        match a.status {
+            200 => return a,
+            202 if std::time::Instant::now() < deadline => wait_retry(&a).await,
+            s => panic!("polling {url}: {s} {}", String::from_utf8_lossy(&a.body)),
+        }
+    }
+}
+
+/// The one extension `…/StructureDefinition/{name}` of output file `o`.
+fn file_extension<'a>(o: &'a Value, name: &str) -> &'a Value {
+    let url = format!("https://sallyport.dev/fhir/StructureDefinition/{name}");
+    let found: Vec<&Value> = o["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["url"] == url.as_str())
+        .collect();
+    assert_eq!(found.len(), 1, "{name} in {o}");
+    found[0]
+}
+
+/// Downloads signed link `url` (a file of `size` bytes) in two ranged requests —
+/// `bytes=0-{split - 1}`, then the rest with `If-Range` naming the first answer's strong
+/// `ETag` — and returns the bytes reassembled.
+async fn download_resumed(gw: &Gateway, url: &str, size: u64, split: u64) -> Vec<u8> {
+    assert!(0 < split && split < size, "{split} of {size}");
+    let range = format!("bytes=0-{}", split - 1);
+    let first = send(gw, Method::GET, url, None, &[("range", &range)]).await;
+    assert_eq!(first.status, 206, "{url} {range}");
+    assert_eq!(
+        first.header("content-range"),
+        Some(format!("bytes 0-{}/{size}", split - 1).as_str())
+    );
+    assert_eq!(first.body.len() as u64, split);
+    let etag = first.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"'), "a strong ETag: {etag}");
+    let range = format!("bytes={split}-");
+    let rest = send(
+        gw,
+        Method::GET,
+        url,
+        None,
+        &[("range", &range), ("if-range", &etag)],
+    )
+    .await;
+    assert_eq!(rest.status, 206, "{url} {range} If-Range {etag}");
+    assert_eq!(
+        rest.header("content-range"),
+        Some(format!("bytes {split}-{}/{size}", size - 1).as_str())
+    );
+    let mut bytes = first.body;
+    bytes.extend_from_slice(&rest.body);
+    bytes
+}
+
+/// The NDJSON records of `bytes` (newline-terminated lines, each one JSON object of
+/// resource type `resource_type`).
+fn ndjson_lines(bytes: &[u8], resource_type: &str) -> u64 {
+    assert!(bytes.ends_with(b"\n"), "NDJSON ends with a newline");
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let record: Value = serde_json::from_slice(l).unwrap();
+            assert_eq!(record["resourceType"], resource_type, "{record}");
+        })
+        .count() as u64
+}
+
+/// Downloads every file of complete manifest `m`, each in two ranged requests, and checks
+/// it against the manifest's own claims (SHA-256 = `…/file-sha256`, size = `…/file-size`,
+/// NDJSON lines = `count`) and against the member of `batch` uploaded.
+async fn download_and_verify_every_file(gw: &Gateway, m: &Value, batch: &Batch) {
+    let output = m["output"].as_array().unwrap();
+    assert_eq!(output.len(), batch.members.len(), "{m}");
+    for o in output {
+        let url = o["url"].as_str().unwrap();
+        let resource_type = o["type"].as_str().unwrap();
+        let sha256 = file_extension(o, "file-sha256")["valueString"]
+            .as_str()
+            .unwrap();
+        let size = file_extension(o, "file-size")["valueInteger"]
+            .as_u64()
+            .unwrap();
+        let count = o["count"].as_u64().unwrap();
+        let bytes = download_resumed(gw, url, size, size / 3).await;
+        assert_eq!(bytes.len() as u64, size, "{resource_type}: file-size");
+        assert_eq!(sha256_hex(&bytes), sha256, "{resource_type}: file-sha256");
+        assert_eq!(
+            ndjson_lines(&bytes, resource_type),
+            count,
+            "{resource_type}"
+        );
+        let member = batch
+            .members
+            .iter()
+            .find(|x| x.resource_type == resource_type)
+            .unwrap();
+        assert_eq!(bytes, member.bytes, "{resource_type}: as uploaded");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -724,7 +853,8 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
     let prefix = Prefix::new("bulk-export");
     let tmp = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
+    let c = Clients::new();
+    let (payer, hie) = (&c.payer, &c.hie);
     let (p1, p2) = (free_port(), free_port());
     // Both share the data directory (the link keys, so tokens and links verify on both, and
     // the blob store) and the Redis state store.
@@ -735,8 +865,8 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
             prefix.as_str()
         )
     };
-    let one = Gateway::start_in(tmp.path(), &config(p1, p1, &payer, &hie, &redis("one")));
-    let two = Gateway::start_in(tmp.path(), &config(p2, p1, &payer, &hie, &redis("two")));
+    let one = Gateway::start_in(tmp.path(), &config(p1, p1, &c, "5m", &redis("one")));
+    let two = Gateway::start_in(tmp.path(), &config(p2, p1, &c, "5m", &redis("two")));
     let on_two = |url: &str| url.replace(&format!(":{p1}/"), &format!(":{p2}/"));
 
     let token = payer.token(&one, "system/*.read").await;
@@ -797,4 +927,77 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
         "not-found",
         "bulk.job_not_found",
     );
+}
+
+/// The whole flow once per key type: the ES384 payer and the RS384 payer each get a token
+/// with an assertion signed by its own key, kick off a job while the batch is still open,
+/// poll until it completes, get a manifest naming their kick-off URL, and
+/// download every file in two ranged requests (resumed with `If-Range`), each checked
+/// against the manifest's SHA-256, size and record count. One gateway serves both.
+#[tokio::test(flavor = "multi_thread")]
+async fn es384_and_rs384_clients_each_export_and_resume_every_file() {
+    let f = start();
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 384, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    let path = "/fhir/$export?_type=Patient,Encounter,Observation";
+    let mut jobs = Vec::new();
+    for client in [&f.payer, &f.payer_rs] {
+        let p = publish(
+            gw,
+            json!({"batch": id, "client_id": client.client_id, "level": "system"}),
+        )
+        .await;
+        assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+        let token = client.token(gw, "system/*.read").await;
+        let status_url = kickoff(gw, path, &token).await;
+        let a = poll(gw, &status_url, &token).await;
+        assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("x-progress"), Some("awaiting files"));
+        jobs.push((client, token, status_url, a));
+    }
+    let algs: Vec<&str> = jobs.iter().map(|j| j.0.alg()).collect();
+    assert_eq!(algs, ["ES384", "RS384"]);
+    assert_ne!(jobs[0].2, jobs[1].2);
+
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+
+    for (client, token, status_url, last) in &jobs {
+        wait_retry(last).await;
+        let done = poll_until_complete(gw, status_url, token).await;
+        assert_eq!(done.header("cache-control"), Some("no-store"));
+        let m = done.json();
+        assert_eq!(m["request"], gw.url(path), "{m}");
+        assert_eq!(
+            m["extension"][0]["extension"][0]["valueString"],
+            id.as_str(),
+            "{}",
+            client.alg()
+        );
+        download_and_verify_every_file(gw, &m, &batch).await;
+    }
+
+    // The audit trail: one completed poll per client, and each of its files served in two
+    // ranged parts under the grant that poll issued.
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    for client in [PAYER, PAYER_RS] {
+        let complete: Vec<_> = actions(&audit, "bulk.status")
+            .into_iter()
+            .filter(|e| e["details"]["client_id"] == client)
+            .filter(|e| e["details"]["status"] == "complete")
+            .collect();
+        assert_eq!(complete.len(), 1, "{client}");
+        let grant = complete[0]["details"]["grant"].as_str().unwrap();
+        let served = actions(&audit, "download.served")
+            .into_iter()
+            .filter(|e| e["details"]["grant"] == grant && e["details"]["status"] == 206)
+            .count();
+        assert_eq!(served, 2 * COUNTS.len(), "{client}");
+    }
 }
