@@ -35,6 +35,7 @@ const PAYER_RS: &str = "payer-r-bulk";
 const HIE: &str = "hie-b-bulk";
 const FHIR_JSON: &str = "application/fhir+json";
 const COUNTS: [usize; 3] = [20, 35, 50];
+const MANIFEST_SCHEMA: &str = "proto/bulk-manifest-v1.schema.json";
 
 struct Fixture {
     gw: Gateway,
@@ -327,6 +328,38 @@ async fn download_and_verify_every_file(gw: &Gateway, m: &Value, batch: &Batch) 
     }
 }
 
+/// `proto/bulk-manifest-v1.schema.json`, compiled once (formats asserted).
+fn manifest_schema() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(MANIFEST_SCHEMA);
+        let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap()
+    })
+}
+
+fn manifest_schema_errors(m: &Value) -> Vec<String> {
+    manifest_schema()
+        .iter_errors(m)
+        .map(|e| format!("at {:?}: {e}", e.instance_path().as_str()))
+        .collect()
+}
+
+/// Asserts complete-status manifest `m` has the IG's shape (the schema) and names the
+/// kick-off URL `request`.
+fn assert_ig_manifest(m: &Value, request: &str) {
+    let errors = manifest_schema_errors(m);
+    assert!(
+        errors.is_empty(),
+        "{m}\ndoes not match {MANIFEST_SCHEMA}:\n{}",
+        errors.join("\n")
+    );
+    assert_eq!(m["request"], request, "{m}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_batch_is_exported_to_its_client_only() {
     let f = start();
@@ -401,11 +434,11 @@ async fn a_published_batch_is_exported_to_its_client_only() {
     assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
     assert_eq!(done.header("content-type"), Some("application/json"));
     let m = done.json();
-    assert_eq!(m["requiresAccessToken"], false);
-    assert_eq!(
-        m["request"],
-        gw.url("/fhir/$export?_outputFormat=application%2Ffhir%2Bndjson")
+    assert_ig_manifest(
+        &m,
+        &gw.url("/fhir/$export?_outputFormat=application%2Ffhir%2Bndjson"),
     );
+    assert_eq!(m["requiresAccessToken"], false);
     assert_eq!(m["error"], json!([]));
     assert!(m["transactionTime"].as_str().unwrap().ends_with('Z'), "{m}");
     let ext = &m["extension"][0];
@@ -931,7 +964,7 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
 
 /// The whole flow once per key type: the ES384 payer and the RS384 payer each get a token
 /// with an assertion signed by its own key, kick off a job while the batch is still open,
-/// poll until it completes, get a manifest naming their kick-off URL, and
+/// poll until it completes, get an IG-shaped manifest naming their kick-off URL, and
 /// download every file in two ranged requests (resumed with `If-Range`), each checked
 /// against the manifest's SHA-256, size and record count. One gateway serves both.
 #[tokio::test(flavor = "multi_thread")]
@@ -972,7 +1005,7 @@ async fn es384_and_rs384_clients_each_export_and_resume_every_file() {
         let done = poll_until_complete(gw, status_url, token).await;
         assert_eq!(done.header("cache-control"), Some("no-store"));
         let m = done.json();
-        assert_eq!(m["request"], gw.url(path), "{m}");
+        assert_ig_manifest(&m, &gw.url(path));
         assert_eq!(
             m["extension"][0]["extension"][0]["valueString"],
             id.as_str(),
@@ -999,5 +1032,86 @@ async fn es384_and_rs384_clients_each_export_and_resume_every_file() {
             .filter(|e| e["details"]["grant"] == grant && e["details"]["status"] == 206)
             .count();
         assert_eq!(served, 2 * COUNTS.len(), "{client}");
+    }
+}
+
+/// One way to break a manifest.
+type Breaks = fn(&mut Value);
+
+/// The manifest schema holds for the golden vector of `bulk::manifest`, and each rule in it
+/// can fail: one broken copy of the vector per rule, every one rejected.
+#[test]
+fn the_manifest_schema_accepts_the_golden_vector_and_rejects_each_broken_rule() {
+    let golden: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("proto/vectors/bulk-v1/complete-manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_ig_manifest(&golden, "https://gw.example/fhir/$export?_type=Patient");
+
+    let broken: [(&str, Breaks); 16] = [
+        ("no transactionTime", |m| {
+            m.as_object_mut().unwrap().remove("transactionTime");
+        }),
+        ("transactionTime without a zone", |m| {
+            m["transactionTime"] = json!("2027-01-15T08:00:00");
+        }),
+        ("transactionTime a date only", |m| {
+            m["transactionTime"] = json!("2027-01-15");
+        }),
+        ("no request", |m| {
+            m.as_object_mut().unwrap().remove("request");
+        }),
+        ("requiresAccessToken a string", |m| {
+            m["requiresAccessToken"] = json!("false");
+        }),
+        ("no requiresAccessToken", |m| {
+            m.as_object_mut().unwrap().remove("requiresAccessToken");
+        }),
+        ("an output type that is no resource type", |m| {
+            m["output"][0]["type"] = json!("patient");
+        }),
+        ("a relative output url", |m| {
+            m["output"][0]["url"] = json!("/d/x?s=1");
+        }),
+        ("a plain http output url", |m| {
+            m["output"][0]["url"] = json!("http://gw.example/d/x?s=1");
+        }),
+        ("count a string", |m| {
+            m["output"][0]["count"] = json!("3");
+        }),
+        ("count a fraction", |m| {
+            m["output"][0]["count"] = json!(2.5);
+        }),
+        ("no error array", |m| {
+            m.as_object_mut().unwrap().remove("error");
+        }),
+        ("error not an array", |m| {
+            m["error"] = json!({});
+        }),
+        ("an extension with two values", |m| {
+            m["output"][0]["extension"][1]["valueString"] = json!("120");
+        }),
+        ("an extension with no value", |m| {
+            m["output"][0]["extension"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("valueString");
+        }),
+        ("file-sha256 not 64 lowercase hex digits", |m| {
+            m["output"][0]["extension"][0]["valueString"] = json!("AB".repeat(32));
+        }),
+    ];
+    for (what, breaks) in broken {
+        let mut m = golden.clone();
+        breaks(&mut m);
+        assert_ne!(m, golden, "{what}: the copy is broken");
+        assert!(
+            !manifest_schema_errors(&m).is_empty(),
+            "{what}: the schema accepts\n{m}"
+        );
     }
 }
