@@ -1115,3 +1115,88 @@ fn the_manifest_schema_accepts_the_golden_vector_and_rejects_each_broken_rule() 
         );
     }
 }
+
+/// With the shortest link lifetime the configuration allows (`bulk.link_ttl = "1s"`), a
+/// manifest's file link expires: the download is refused (the uniform 403, audited as
+/// `download.rejected` with `expired` under that manifest's grant); polling the status URL
+/// again gives a fresh link of a new grant, which downloads the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_file_link_is_refreshed_by_polling_again() {
+    let f = start_with_link_ttl("1s");
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 4, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    let token = f.payer.token(gw, "system/*.read").await;
+    let status_url = kickoff(gw, "/fhir/$export?_type=Patient", &token).await;
+    let first = poll_until_complete(gw, &status_url, &token).await.json();
+    let stale = first["output"][0]["url"].as_str().unwrap().to_owned();
+    let patient = batch.member("Patient.ndjson");
+
+    // Past the link's lifetime (exclusive expiry, whole seconds): refused.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let refused = send(gw, Method::GET, &stale, None, &[]).await;
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.json()["code"], "link.refused");
+    assert_ne!(refused.body, patient.bytes);
+
+    // Re-polled (the interval has passed): a fresh link that works.
+    let again = poll(gw, &status_url, &token).await;
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    let m = again.json();
+    assert_ig_manifest(&m, &gw.url("/fhir/$export?_type=Patient"));
+    let fresh = m["output"][0]["url"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, stale);
+    let got = send(gw, Method::GET, &fresh, None, &[]).await;
+    assert_eq!(got.status, 200, "{fresh}");
+    assert_eq!(got.body, patient.bytes);
+
+    // The audit trail: the stale link (of the first manifest's grant) was refused for its
+    // expiry (an expired link is refused before its signature is checked, so the entry
+    // names no grant); the fresh one (of the second grant) was served.
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    let grants: Vec<&str> = actions(&audit, "bulk.status")
+        .into_iter()
+        .filter(|e| e["details"]["status"] == "complete")
+        .map(|e| e["details"]["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(grants.len(), 2);
+    assert_ne!(grants[0], grants[1]);
+    assert!(stale.contains(&format!("&g={}&", grants[0])), "{stale}");
+    let rejected: Vec<_> = actions(&audit, "download.rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(
+        rejected[0]["details"]["reason"], "expired",
+        "{}",
+        rejected[0]
+    );
+    let served: Vec<_> = actions(&audit, "download.served")
+        .into_iter()
+        .filter(|e| e["details"]["status"] == 200)
+        .map(|e| e["details"]["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(served, [grants[1]]);
+    assert!(fresh.contains(&format!("&g={}&", grants[1])), "{fresh}");
+}
