@@ -1156,7 +1156,10 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
     assert_eq!(refused.json()["code"], "link.refused");
     assert_ne!(refused.body, patient.bytes);
 
-    // Re-polled (the interval has passed): a fresh link that works.
+    // Re-polled (the interval has passed): a fresh link that works. A link's window is in
+    // whole seconds from the second it is issued in (1 s lifetime: up to the next second),
+    // so poll at the start of a second and download at once.
+    sleep_to_start_of_second().await;
     let again = poll(gw, &status_url, &token).await;
     assert_eq!(
         again.status,
@@ -1199,4 +1202,13 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
         .collect();
     assert_eq!(served, [grants[1]]);
     assert!(fresh.contains(&format!("&g={}&", grants[1])), "{fresh}");
+}
+
+/// Sleeps until 20 ms into the next wall-clock second.
+async fn sleep_to_start_of_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = 1000 - u64::from(now.subsec_millis());
+    tokio::time::sleep(Duration::from_millis(left + 20)).await;
 }
