@@ -1015,24 +1015,115 @@ async fn es384_and_rs384_clients_each_export_and_resume_every_file() {
         download_and_verify_every_file(gw, &m, &batch).await;
     }
 
-    // The audit trail: one completed poll per client, and each of its files served in two
-    // ranged parts under the grant that poll issued.
+    // `sallyport client download --manifest <status URL> --token-file FILE`: the RS384
+    // client's access token (a 0600 file) fetches the manifest; the files come through
+    // their signed links, each verified. Without the token the status URL is refused; a
+    // token file others may read is refused before anything is sent; the token is never
+    // printed.
+    let (_, rs_token, rs_status, _) = &jobs[1];
+    let private = f.work.path().join("rs.token");
+    write_mode(&private, rs_token, 0o600);
+    let readable = f.work.path().join("rs-readable.token");
+    write_mode(&readable, rs_token, 0o644);
+    let out = f.work.path().join("by-status-url");
+    let none = client_download(gw, rs_status, None, &out);
+    assert!(!none.status.success(), "{none:?}");
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(stderr.contains("401 auth.missing"), "{stderr}");
+    let open = client_download(gw, rs_status, Some(&readable), &out);
+    assert!(!open.status.success(), "{open:?}");
+    let file = client_download(gw, "manifest.json", Some(&private), &out);
+    assert!(!file.status.success(), "{file:?}");
+    let stderr = String::from_utf8_lossy(&file.stderr);
+    assert!(
+        stderr.contains("--token-file goes with a --manifest https URL"),
+        "{stderr}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await; // the last poll's Retry-After
+    let run = client_download(gw, rs_status, Some(&private), &out);
+    assert!(run.status.success(), "{run:?}");
+    for r in [&none, &open, &file, &run] {
+        let printed = [r.stdout.as_slice(), r.stderr.as_slice()].concat();
+        assert!(
+            !String::from_utf8_lossy(&printed).contains(rs_token.as_str()),
+            "the token was printed"
+        );
+    }
+    let mut got: Vec<Vec<u8>> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let mut want: Vec<Vec<u8>> = batch.members.iter().map(|m| m.bytes.clone()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    // The audit trail: each client's first completed poll, whose files were served in two
+    // ranged parts each under the grant it issued; the RS384 client's second (by the
+    // shipped client), whose files were served whole under its own grant.
     let mut gw = f.gw;
     let audit = stop_and_export_audit(&mut gw);
-    for client in [PAYER, PAYER_RS] {
-        let complete: Vec<_> = actions(&audit, "bulk.status")
+    let served = |grant: &str, status: u16| {
+        actions(&audit, "download.served")
+            .into_iter()
+            .filter(|e| e["details"]["grant"] == grant && e["details"]["status"] == status)
+            .count()
+    };
+    for (client, polls) in [(PAYER, 1), (PAYER_RS, 2)] {
+        let complete: Vec<&str> = actions(&audit, "bulk.status")
             .into_iter()
             .filter(|e| e["details"]["client_id"] == client)
             .filter(|e| e["details"]["status"] == "complete")
+            .map(|e| e["details"]["grant"].as_str().unwrap())
             .collect();
-        assert_eq!(complete.len(), 1, "{client}");
-        let grant = complete[0]["details"]["grant"].as_str().unwrap();
-        let served = actions(&audit, "download.served")
-            .into_iter()
-            .filter(|e| e["details"]["grant"] == grant && e["details"]["status"] == 206)
-            .count();
-        assert_eq!(served, 2 * COUNTS.len(), "{client}");
+        assert_eq!(complete.len(), polls, "{client}");
+        assert_eq!(served(complete[0], 206), 2 * COUNTS.len(), "{client}");
+        if let Some(second) = complete.get(1) {
+            assert_eq!(served(second, 200), COUNTS.len(), "{client}");
+        }
     }
+}
+
+/// Sleeps until 20 ms into the next wall-clock second.
+async fn sleep_to_start_of_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = 1000 - u64::from(now.subsec_millis());
+    tokio::time::sleep(Duration::from_millis(left + 20)).await;
+}
+
+/// Writes `text` to a new file `path` with `mode`.
+fn write_mode(path: &std::path::Path, text: &str, mode: u32) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{text}").unwrap();
+}
+
+/// `sallyport client download --json --manifest <manifest> [--token-file FILE] --out DIR`.
+fn client_download(
+    gw: &Gateway,
+    manifest: &str,
+    token_file: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> std::process::Output {
+    let mut cmd = support::sallyport();
+    cmd.args(["client", "download", "--json", "--manifest", manifest]);
+    if let Some(t) = token_file {
+        cmd.arg("--token-file").arg(t);
+    }
+    cmd.arg("--out")
+        .arg(out)
+        .arg("--cacert")
+        .arg(gw.ca_path())
+        .output()
+        .unwrap()
 }
 
 /// One way to break a manifest.
@@ -1202,13 +1293,4 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
         .collect();
     assert_eq!(served, [grants[1]]);
     assert!(fresh.contains(&format!("&g={}&", grants[1])), "{fresh}");
-}
-
-/// Sleeps until 20 ms into the next wall-clock second.
-async fn sleep_to_start_of_second() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let left = 1000 - u64::from(now.subsec_millis());
-    tokio::time::sleep(Duration::from_millis(left + 20)).await;
 }
