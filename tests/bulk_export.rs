@@ -1294,3 +1294,70 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
     assert_eq!(served, [grants[1]]);
     assert!(fresh.contains(&format!("&g={}&", grants[1])), "{fresh}");
 }
+
+/// Jobs bound to one publication polled at once for the first time after its release: one
+/// poll registers the files, the others find the uploads held by it. Each answer is a
+/// complete manifest or 202 `registering the files` (never a 4xx, which a Bulk client
+/// takes as the export's failure); polled again after `Retry-After`, every job completes
+/// with the same files (the publication's one set).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_first_polls_of_one_publication_never_fail() {
+    let f = start();
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 11, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    let token = f.payer.token(gw, "system/*.read").await;
+    let mut urls = Vec::new();
+    for _ in 0..8 {
+        urls.push(kickoff(gw, "/fhir/$export", &token).await);
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, url) in urls.iter().enumerate() {
+        let (c, url, token) = (gw.client(), url.clone(), token.clone());
+        set.spawn(async move {
+            let r = c.get(&url).bearer_auth(&token).send().await.unwrap();
+            let status = r.status().as_u16();
+            let progress = r
+                .headers()
+                .get("x-progress")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (i, status, progress, r.text().await.unwrap())
+        });
+    }
+    while let Some(answer) = set.join_next().await {
+        let (i, status, progress, body) = answer.unwrap();
+        match status {
+            200 => {}
+            202 => {
+                assert_eq!(
+                    progress.as_deref(),
+                    Some("registering the files"),
+                    "job {i}"
+                );
+            }
+            _ => panic!("job {i}: {status} {body}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut artifacts = std::collections::BTreeSet::new();
+    for url in &urls {
+        let a = poll_until_complete(gw, url, &token).await;
+        for o in a.json()["output"].as_array().unwrap() {
+            let url = o["url"].as_str().unwrap();
+            artifacts.insert(url[..url.find('?').unwrap()].to_owned());
+        }
+    }
+    assert_eq!(artifacts.len(), COUNTS.len(), "{artifacts:?}");
+}
