@@ -176,6 +176,7 @@ for name in $([ -n "${NO_TOKEN:-}" ] || echo es rs); do
   done > "$R"
   echo "run req/s p50 p99 non2xx"; cat "$R"
   awk '{print $2}' "$R" | stats | { read -r m lo hi n; echo "$ALG req/s median $m  min $lo  max $hi  n=$n"; }
+  awk '$5 > 0 {bad=1} END {exit !bad}' "$R" && echo "WARNING: $ALG runs had non-2xx answers (assertions used up?): these figures count refusals; raise ASSERTIONS"
   rm -f "$R"
 done
 
@@ -306,6 +307,7 @@ for r in $(seq "$RUNS"); do
 done > "$R"
 echo "run req/s p50 p99 non2xx"; cat "$R"
 awk '{print $2}' "$R" | stats | { read -r m lo hi n; echo "status poll req/s median $m  min $lo  max $hi  n=$n"; }
+awk '$5 > 0 {bad=1} END {exit !bad}' "$R" && echo "WARNING: status-poll runs had non-2xx answers (429: raise JOBS): these figures count refusals"
 ms() { awk '{v=$1; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
   print (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}'; }
 awk '{print $3}' "$R" | ms | stats | { read -r m _; echo "status poll p50 median ${m} ms"; }
