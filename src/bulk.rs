@@ -400,6 +400,24 @@ impl Bulk {
                 };
                 Ok(in_progress(progress))
             }
+            BatchState::Released if publication.files.is_none() => {
+                // The first polls of a publication register its files; when jobs bound to
+                // it are polled at once, the others find the uploads held by that
+                // registration. Not ready yet, not an error: poll again.
+                let retry = polled.clone();
+                match self
+                    .complete(caller, &job, publication, pversion, &delivery, polled)
+                    .await
+                {
+                    Err(BulkError::Register(e)) if e.is_busy() => {
+                        let mut polled = retry;
+                        polled.status = "in_progress";
+                        self.auditor.emit(&caller.audit, &polled).await?;
+                        Ok(in_progress("registering the files".into()))
+                    }
+                    other => other,
+                }
+            }
             BatchState::Released => {
                 self.complete(caller, &job, publication, pversion, &delivery, polled)
                     .await

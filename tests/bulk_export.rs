@@ -1,13 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! FHIR Bulk Data `$export` end to end (`proto/bulk-v1.md`, decision 0006), black-box: the
-//! real binary over TLS, SMART Backend Services clients with keys generated in the test,
-//! a batch of synthetic FHIR NDJSON opened, uploaded (creation-with-upload naming `batch`
-//! and `member`), published for a client, sealed and released; the status poll's answers
-//! (202 in progress, 429 too fast, 200 with the manifest, an `OperationOutcome` when the
-//! batch is quarantined), the manifest's files downloaded through their signed links and
-//! by `sallyport client download --manifest`, another client's 404, cancel, every kick-off
-//! refusal, one job across two instances sharing Redis, and the audit trail (each entry
-//! checked against the audit event schema by `support::links::export_audit`).
+//! real binary over TLS, SMART Backend Services clients with ES384 and RS384 keys generated
+//! in the test (the whole flow run once with each), a batch of synthetic FHIR NDJSON
+//! opened, uploaded (creation-with-upload naming `batch` and `member`), published for a
+//! client, sealed and released; the status poll's answers (202 in progress, 429 too fast,
+//! 200 with the manifest, an `OperationOutcome` when the batch is quarantined), the
+//! manifest's files downloaded through their signed links and by `sallyport client download
+//! --manifest`, each file also resumed (two ranged requests, `If-Range`) and checked
+//! against the manifest's SHA-256, size and count, another client's 404, cancel, every
+//! kick-off refusal, one job across two instances sharing Redis, and the audit trail (each
+//! entry checked against the audit event schema by `support::links::export_audit`).
 //!
 //! The Redis test needs Redis on 127.0.0.1:6379 (unique key prefix); it is skipped with a
 //! notice when Redis is unreachable, except under `CI`, where that fails.
@@ -29,13 +31,16 @@ use support::smart::SmartClient;
 use support::{Gateway, UPLOADER_TOKEN};
 
 const PAYER: &str = "payer-a-bulk";
+const PAYER_RS: &str = "payer-r-bulk";
 const HIE: &str = "hie-b-bulk";
 const FHIR_JSON: &str = "application/fhir+json";
 const COUNTS: [usize; 3] = [20, 35, 50];
+const MANIFEST_SCHEMA: &str = "proto/bulk-manifest-v1.schema.json";
 
 struct Fixture {
     gw: Gateway,
     payer: SmartClient,
+    payer_rs: SmartClient,
     hie: SmartClient,
     work: tempfile::TempDir,
 }
@@ -48,35 +53,53 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The SMART clients every gateway here registers, each with a key generated in the test:
+/// the payer (ES384) and the RS384 payer may read every type, the HIE (ES384) only Patient.
+struct Clients {
+    payer: SmartClient,
+    payer_rs: SmartClient,
+    hie: SmartClient,
+}
+
+impl Clients {
+    fn new() -> Clients {
+        Clients {
+            payer: SmartClient::new(PAYER),
+            payer_rs: SmartClient::rs384(PAYER_RS),
+            hie: SmartClient::new(HIE),
+        }
+    }
+}
+
 /// The config of a gateway listening on `port` whose public base URL names `base_port`
-/// (a balancer's, with several instances): two SMART clients (the payer may read every
-/// type; the HIE only Patient), a publisher, a 1 s polling interval, and `extra` (which
-/// starts in `[server]`).
-fn config(
-    port: u16,
-    base_port: u16,
-    payer: &SmartClient,
-    hie: &SmartClient,
-    extra: &str,
-) -> String {
+/// (a balancer's, with several instances): the three SMART clients, a publisher, a 1 s
+/// polling interval, file links valid `link_ttl`, and `extra` (which starts in
+/// `[server]`).
+fn config(port: u16, base_port: u16, c: &Clients, link_ttl: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\
-         [bulk]\nretry_after = \"1s\"\nlink_ttl = \"5m\"\n\
-         [smart]\npublic_base_url = \"https://localhost:{base_port}\"\n{}{}{}",
-        payer.toml(&["system/*.read"], "payer-a"),
-        hie.toml(&["system/Patient.read"], "hie-b"),
+         [bulk]\nretry_after = \"1s\"\nlink_ttl = \"{link_ttl}\"\n\
+         [smart]\npublic_base_url = \"https://localhost:{base_port}\"\n{}{}{}{}",
+        c.payer.toml(&["system/*.read"], "payer-a"),
+        c.payer_rs.toml(&["system/*.read"], "payer-r"),
+        c.hie.toml(&["system/Patient.read"], "hie-b"),
         publisher_toml(),
     )
 }
 
-/// One gateway on a known port (its public base URL names it).
+/// One gateway on a known port (its public base URL names it), file links valid 5 min.
 fn start() -> Fixture {
-    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
+    start_with_link_ttl("5m")
+}
+
+fn start_with_link_ttl(link_ttl: &str) -> Fixture {
+    let c = Clients::new();
     let port = free_port();
     Fixture {
-        gw: Gateway::start(&config(port, port, &payer, &hie, "")),
-        payer,
-        hie,
+        gw: Gateway::start(&config(port, port, &c, link_ttl, "")),
+        payer: c.payer,
+        payer_rs: c.payer_rs,
+        hie: c.hie,
         work: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
     }
 }
@@ -198,6 +221,145 @@ async fn wait_retry(a: &Answer) {
     tokio::time::sleep(Duration::from_secs(secs)).await;
 }
 
+/// Polls `url` until the job completes, waiting `Retry-After` after each 202; the 200.
+async fn poll_until_complete(gw: &Gateway, url: &str, token: &str) -> Answer {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = poll(gw, url, token).await;
+        match a.status {
+            200 => return a,
+            202 if std::time::Instant::now() < deadline => wait_retry(&a).await,
+            s => panic!("polling {url}: {s} {}", String::from_utf8_lossy(&a.body)),
+        }
+    }
+}
+
+/// The one extension `…/StructureDefinition/{name}` of output file `o`.
+fn file_extension<'a>(o: &'a Value, name: &str) -> &'a Value {
+    let url = format!("https://sallyport.dev/fhir/StructureDefinition/{name}");
+    let found: Vec<&Value> = o["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["url"] == url.as_str())
+        .collect();
+    assert_eq!(found.len(), 1, "{name} in {o}");
+    found[0]
+}
+
+/// Downloads signed link `url` (a file of `size` bytes) in two ranged requests —
+/// `bytes=0-{split - 1}`, then the rest with `If-Range` naming the first answer's strong
+/// `ETag` — and returns the bytes reassembled.
+async fn download_resumed(gw: &Gateway, url: &str, size: u64, split: u64) -> Vec<u8> {
+    assert!(0 < split && split < size, "{split} of {size}");
+    let range = format!("bytes=0-{}", split - 1);
+    let first = send(gw, Method::GET, url, None, &[("range", &range)]).await;
+    assert_eq!(first.status, 206, "{url} {range}");
+    assert_eq!(
+        first.header("content-range"),
+        Some(format!("bytes 0-{}/{size}", split - 1).as_str())
+    );
+    assert_eq!(first.body.len() as u64, split);
+    let etag = first.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"'), "a strong ETag: {etag}");
+    let range = format!("bytes={split}-");
+    let rest = send(
+        gw,
+        Method::GET,
+        url,
+        None,
+        &[("range", &range), ("if-range", &etag)],
+    )
+    .await;
+    assert_eq!(rest.status, 206, "{url} {range} If-Range {etag}");
+    assert_eq!(
+        rest.header("content-range"),
+        Some(format!("bytes {split}-{}/{size}", size - 1).as_str())
+    );
+    let mut bytes = first.body;
+    bytes.extend_from_slice(&rest.body);
+    bytes
+}
+
+/// The NDJSON records of `bytes` (newline-terminated lines, each one JSON object of
+/// resource type `resource_type`).
+fn ndjson_lines(bytes: &[u8], resource_type: &str) -> u64 {
+    assert!(bytes.ends_with(b"\n"), "NDJSON ends with a newline");
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let record: Value = serde_json::from_slice(l).unwrap();
+            assert_eq!(record["resourceType"], resource_type, "{record}");
+        })
+        .count() as u64
+}
+
+/// Downloads every file of complete manifest `m`, each in two ranged requests, and checks
+/// it against the manifest's own claims (SHA-256 = `…/file-sha256`, size = `…/file-size`,
+/// NDJSON lines = `count`) and against the member of `batch` uploaded.
+async fn download_and_verify_every_file(gw: &Gateway, m: &Value, batch: &Batch) {
+    let output = m["output"].as_array().unwrap();
+    assert_eq!(output.len(), batch.members.len(), "{m}");
+    for o in output {
+        let url = o["url"].as_str().unwrap();
+        let resource_type = o["type"].as_str().unwrap();
+        let sha256 = file_extension(o, "file-sha256")["valueString"]
+            .as_str()
+            .unwrap();
+        let size = file_extension(o, "file-size")["valueInteger"]
+            .as_u64()
+            .unwrap();
+        let count = o["count"].as_u64().unwrap();
+        let bytes = download_resumed(gw, url, size, size / 3).await;
+        assert_eq!(bytes.len() as u64, size, "{resource_type}: file-size");
+        assert_eq!(sha256_hex(&bytes), sha256, "{resource_type}: file-sha256");
+        assert_eq!(
+            ndjson_lines(&bytes, resource_type),
+            count,
+            "{resource_type}"
+        );
+        let member = batch
+            .members
+            .iter()
+            .find(|x| x.resource_type == resource_type)
+            .unwrap();
+        assert_eq!(bytes, member.bytes, "{resource_type}: as uploaded");
+    }
+}
+
+/// `proto/bulk-manifest-v1.schema.json`, compiled once (formats asserted).
+fn manifest_schema() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(MANIFEST_SCHEMA);
+        let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap()
+    })
+}
+
+fn manifest_schema_errors(m: &Value) -> Vec<String> {
+    manifest_schema()
+        .iter_errors(m)
+        .map(|e| format!("at {:?}: {e}", e.instance_path().as_str()))
+        .collect()
+}
+
+/// Asserts complete-status manifest `m` has the IG's shape (the schema) and names the
+/// kick-off URL `request`.
+fn assert_ig_manifest(m: &Value, request: &str) {
+    let errors = manifest_schema_errors(m);
+    assert!(
+        errors.is_empty(),
+        "{m}\ndoes not match {MANIFEST_SCHEMA}:\n{}",
+        errors.join("\n")
+    );
+    assert_eq!(m["request"], request, "{m}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_batch_is_exported_to_its_client_only() {
     let f = start();
@@ -272,11 +434,11 @@ async fn a_published_batch_is_exported_to_its_client_only() {
     assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
     assert_eq!(done.header("content-type"), Some("application/json"));
     let m = done.json();
-    assert_eq!(m["requiresAccessToken"], false);
-    assert_eq!(
-        m["request"],
-        gw.url("/fhir/$export?_outputFormat=application%2Ffhir%2Bndjson")
+    assert_ig_manifest(
+        &m,
+        &gw.url("/fhir/$export?_outputFormat=application%2Ffhir%2Bndjson"),
     );
+    assert_eq!(m["requiresAccessToken"], false);
     assert_eq!(m["error"], json!([]));
     assert!(m["transactionTime"].as_str().unwrap().ends_with('Z'), "{m}");
     let ext = &m["extension"][0];
@@ -724,7 +886,8 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
     let prefix = Prefix::new("bulk-export");
     let tmp = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (payer, hie) = (SmartClient::new(PAYER), SmartClient::new(HIE));
+    let c = Clients::new();
+    let (payer, hie) = (&c.payer, &c.hie);
     let (p1, p2) = (free_port(), free_port());
     // Both share the data directory (the link keys, so tokens and links verify on both, and
     // the blob store) and the Redis state store.
@@ -735,8 +898,8 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
             prefix.as_str()
         )
     };
-    let one = Gateway::start_in(tmp.path(), &config(p1, p1, &payer, &hie, &redis("one")));
-    let two = Gateway::start_in(tmp.path(), &config(p2, p1, &payer, &hie, &redis("two")));
+    let one = Gateway::start_in(tmp.path(), &config(p1, p1, &c, "5m", &redis("one")));
+    let two = Gateway::start_in(tmp.path(), &config(p2, p1, &c, "5m", &redis("two")));
     let on_two = |url: &str| url.replace(&format!(":{p1}/"), &format!(":{p2}/"));
 
     let token = payer.token(&one, "system/*.read").await;
@@ -797,4 +960,404 @@ async fn a_job_is_one_job_across_instances_sharing_redis() {
         "not-found",
         "bulk.job_not_found",
     );
+}
+
+/// The whole flow once per key type: the ES384 payer and the RS384 payer each get a token
+/// with an assertion signed by its own key, kick off a job while the batch is still open,
+/// poll until it completes, get an IG-shaped manifest naming their kick-off URL, and
+/// download every file in two ranged requests (resumed with `If-Range`), each checked
+/// against the manifest's SHA-256, size and record count. One gateway serves both.
+#[tokio::test(flavor = "multi_thread")]
+async fn es384_and_rs384_clients_each_export_and_resume_every_file() {
+    let f = start();
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 384, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    let path = "/fhir/$export?_type=Patient,Encounter,Observation";
+    let mut jobs = Vec::new();
+    for client in [&f.payer, &f.payer_rs] {
+        let p = publish(
+            gw,
+            json!({"batch": id, "client_id": client.client_id, "level": "system"}),
+        )
+        .await;
+        assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+        let token = client.token(gw, "system/*.read").await;
+        let status_url = kickoff(gw, path, &token).await;
+        let a = poll(gw, &status_url, &token).await;
+        assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("x-progress"), Some("awaiting files"));
+        jobs.push((client, token, status_url, a));
+    }
+    let algs: Vec<&str> = jobs.iter().map(|j| j.0.alg()).collect();
+    assert_eq!(algs, ["ES384", "RS384"]);
+    assert_ne!(jobs[0].2, jobs[1].2);
+
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+
+    for (client, token, status_url, last) in &jobs {
+        wait_retry(last).await;
+        let done = poll_until_complete(gw, status_url, token).await;
+        assert_eq!(done.header("cache-control"), Some("no-store"));
+        let m = done.json();
+        assert_ig_manifest(&m, &gw.url(path));
+        assert_eq!(
+            m["extension"][0]["extension"][0]["valueString"],
+            id.as_str(),
+            "{}",
+            client.alg()
+        );
+        download_and_verify_every_file(gw, &m, &batch).await;
+    }
+
+    // `sallyport client download --manifest <status URL> --token-file FILE`: the RS384
+    // client's access token (a 0600 file) fetches the manifest; the files come through
+    // their signed links, each verified. Without the token the status URL is refused; a
+    // token file others may read is refused before anything is sent; the token is never
+    // printed.
+    let (_, rs_token, rs_status, _) = &jobs[1];
+    let private = f.work.path().join("rs.token");
+    write_mode(&private, rs_token, 0o600);
+    let readable = f.work.path().join("rs-readable.token");
+    write_mode(&readable, rs_token, 0o644);
+    let out = f.work.path().join("by-status-url");
+    let none = client_download(gw, rs_status, None, &out);
+    assert!(!none.status.success(), "{none:?}");
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(stderr.contains("401 auth.missing"), "{stderr}");
+    let open = client_download(gw, rs_status, Some(&readable), &out);
+    assert!(!open.status.success(), "{open:?}");
+    let file = client_download(gw, "manifest.json", Some(&private), &out);
+    assert!(!file.status.success(), "{file:?}");
+    let stderr = String::from_utf8_lossy(&file.stderr);
+    assert!(
+        stderr.contains("--token-file goes with a --manifest https URL"),
+        "{stderr}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await; // the last poll's Retry-After
+    let run = client_download(gw, rs_status, Some(&private), &out);
+    assert!(run.status.success(), "{run:?}");
+    for r in [&none, &open, &file, &run] {
+        let printed = [r.stdout.as_slice(), r.stderr.as_slice()].concat();
+        assert!(
+            !String::from_utf8_lossy(&printed).contains(rs_token.as_str()),
+            "the token was printed"
+        );
+    }
+    let mut got: Vec<Vec<u8>> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let mut want: Vec<Vec<u8>> = batch.members.iter().map(|m| m.bytes.clone()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    // The audit trail: each client's first completed poll, whose files were served in two
+    // ranged parts each under the grant it issued; the RS384 client's second (by the
+    // shipped client), whose files were served whole under its own grant.
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    let served = |grant: &str, status: u16| {
+        actions(&audit, "download.served")
+            .into_iter()
+            .filter(|e| e["details"]["grant"] == grant && e["details"]["status"] == status)
+            .count()
+    };
+    for (client, polls) in [(PAYER, 1), (PAYER_RS, 2)] {
+        let complete: Vec<&str> = actions(&audit, "bulk.status")
+            .into_iter()
+            .filter(|e| e["details"]["client_id"] == client)
+            .filter(|e| e["details"]["status"] == "complete")
+            .map(|e| e["details"]["grant"].as_str().unwrap())
+            .collect();
+        assert_eq!(complete.len(), polls, "{client}");
+        assert_eq!(served(complete[0], 206), 2 * COUNTS.len(), "{client}");
+        if let Some(second) = complete.get(1) {
+            assert_eq!(served(second, 200), COUNTS.len(), "{client}");
+        }
+    }
+}
+
+/// Sleeps until 20 ms into the next wall-clock second.
+async fn sleep_to_start_of_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = 1000 - u64::from(now.subsec_millis());
+    tokio::time::sleep(Duration::from_millis(left + 20)).await;
+}
+
+/// Writes `text` to a new file `path` with `mode`.
+fn write_mode(path: &std::path::Path, text: &str, mode: u32) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{text}").unwrap();
+}
+
+/// `sallyport client download --json --manifest <manifest> [--token-file FILE] --out DIR`.
+fn client_download(
+    gw: &Gateway,
+    manifest: &str,
+    token_file: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> std::process::Output {
+    let mut cmd = support::sallyport();
+    cmd.args(["client", "download", "--json", "--manifest", manifest]);
+    if let Some(t) = token_file {
+        cmd.arg("--token-file").arg(t);
+    }
+    cmd.arg("--out")
+        .arg(out)
+        .arg("--cacert")
+        .arg(gw.ca_path())
+        .output()
+        .unwrap()
+}
+
+/// One way to break a manifest.
+type Breaks = fn(&mut Value);
+
+/// The manifest schema holds for the golden vector of `bulk::manifest`, and each rule in it
+/// can fail: one broken copy of the vector per rule, every one rejected.
+#[test]
+fn the_manifest_schema_accepts_the_golden_vector_and_rejects_each_broken_rule() {
+    let golden: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("proto/vectors/bulk-v1/complete-manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_ig_manifest(&golden, "https://gw.example/fhir/$export?_type=Patient");
+
+    let broken: [(&str, Breaks); 16] = [
+        ("no transactionTime", |m| {
+            m.as_object_mut().unwrap().remove("transactionTime");
+        }),
+        ("transactionTime without a zone", |m| {
+            m["transactionTime"] = json!("2027-01-15T08:00:00");
+        }),
+        ("transactionTime a date only", |m| {
+            m["transactionTime"] = json!("2027-01-15");
+        }),
+        ("no request", |m| {
+            m.as_object_mut().unwrap().remove("request");
+        }),
+        ("requiresAccessToken a string", |m| {
+            m["requiresAccessToken"] = json!("false");
+        }),
+        ("no requiresAccessToken", |m| {
+            m.as_object_mut().unwrap().remove("requiresAccessToken");
+        }),
+        ("an output type that is no resource type", |m| {
+            m["output"][0]["type"] = json!("patient");
+        }),
+        ("a relative output url", |m| {
+            m["output"][0]["url"] = json!("/d/x?s=1");
+        }),
+        ("a plain http output url", |m| {
+            m["output"][0]["url"] = json!("http://gw.example/d/x?s=1");
+        }),
+        ("count a string", |m| {
+            m["output"][0]["count"] = json!("3");
+        }),
+        ("count a fraction", |m| {
+            m["output"][0]["count"] = json!(2.5);
+        }),
+        ("no error array", |m| {
+            m.as_object_mut().unwrap().remove("error");
+        }),
+        ("error not an array", |m| {
+            m["error"] = json!({});
+        }),
+        ("an extension with two values", |m| {
+            m["output"][0]["extension"][1]["valueString"] = json!("120");
+        }),
+        ("an extension with no value", |m| {
+            m["output"][0]["extension"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("valueString");
+        }),
+        ("file-sha256 not 64 lowercase hex digits", |m| {
+            m["output"][0]["extension"][0]["valueString"] = json!("AB".repeat(32));
+        }),
+    ];
+    for (what, breaks) in broken {
+        let mut m = golden.clone();
+        breaks(&mut m);
+        assert_ne!(m, golden, "{what}: the copy is broken");
+        assert!(
+            !manifest_schema_errors(&m).is_empty(),
+            "{what}: the schema accepts\n{m}"
+        );
+    }
+}
+
+/// With the shortest link lifetime the configuration allows (`bulk.link_ttl = "1s"`), a
+/// manifest's file link expires: the download is refused (the uniform 403, audited as
+/// `download.rejected` with `expired` under that manifest's grant); polling the status URL
+/// again gives a fresh link of a new grant, which downloads the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_file_link_is_refreshed_by_polling_again() {
+    let f = start_with_link_ttl("1s");
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 4, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    let token = f.payer.token(gw, "system/*.read").await;
+    let status_url = kickoff(gw, "/fhir/$export?_type=Patient", &token).await;
+    let first = poll_until_complete(gw, &status_url, &token).await.json();
+    let stale = first["output"][0]["url"].as_str().unwrap().to_owned();
+    let patient = batch.member("Patient.ndjson");
+
+    // Past the link's lifetime (exclusive expiry, whole seconds): refused.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let refused = send(gw, Method::GET, &stale, None, &[]).await;
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.json()["code"], "link.refused");
+    assert_ne!(refused.body, patient.bytes);
+
+    // Re-polled (the interval has passed): a fresh link that works. A link's window is in
+    // whole seconds from the second it is issued in (1 s lifetime: up to the next second),
+    // so poll at the start of a second and download at once.
+    sleep_to_start_of_second().await;
+    let again = poll(gw, &status_url, &token).await;
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    let m = again.json();
+    assert_ig_manifest(&m, &gw.url("/fhir/$export?_type=Patient"));
+    let fresh = m["output"][0]["url"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, stale);
+    let got = send(gw, Method::GET, &fresh, None, &[]).await;
+    assert_eq!(got.status, 200, "{fresh}");
+    assert_eq!(got.body, patient.bytes);
+
+    // The audit trail: the stale link (of the first manifest's grant) was refused for its
+    // expiry (an expired link is refused before its signature is checked, so the entry
+    // names no grant); the fresh one (of the second grant) was served.
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    let grants: Vec<&str> = actions(&audit, "bulk.status")
+        .into_iter()
+        .filter(|e| e["details"]["status"] == "complete")
+        .map(|e| e["details"]["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(grants.len(), 2);
+    assert_ne!(grants[0], grants[1]);
+    assert!(stale.contains(&format!("&g={}&", grants[0])), "{stale}");
+    let rejected: Vec<_> = actions(&audit, "download.rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(
+        rejected[0]["details"]["reason"], "expired",
+        "{}",
+        rejected[0]
+    );
+    let served: Vec<_> = actions(&audit, "download.served")
+        .into_iter()
+        .filter(|e| e["details"]["status"] == 200)
+        .map(|e| e["details"]["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(served, [grants[1]]);
+    assert!(fresh.contains(&format!("&g={}&", grants[1])), "{fresh}");
+}
+
+/// Jobs bound to one publication polled at once for the first time after its release: one
+/// poll registers the files, the others find the uploads held by it. Each answer is a
+/// complete manifest or 202 `registering the files` (never a 4xx, which a Bulk client
+/// takes as the export's failure); polled again after `Retry-After`, every job completes
+/// with the same files (the publication's one set).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_first_polls_of_one_publication_never_fail() {
+    let f = start();
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 11, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    for m in &batch.members {
+        upload_member(gw, &id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    let token = f.payer.token(gw, "system/*.read").await;
+    let mut urls = Vec::new();
+    for _ in 0..8 {
+        urls.push(kickoff(gw, "/fhir/$export", &token).await);
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, url) in urls.iter().enumerate() {
+        let (c, url, token) = (gw.client(), url.clone(), token.clone());
+        set.spawn(async move {
+            let r = c.get(&url).bearer_auth(&token).send().await.unwrap();
+            let status = r.status().as_u16();
+            let progress = r
+                .headers()
+                .get("x-progress")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (i, status, progress, r.text().await.unwrap())
+        });
+    }
+    while let Some(answer) = set.join_next().await {
+        let (i, status, progress, body) = answer.unwrap();
+        match status {
+            200 => {}
+            202 => {
+                assert_eq!(
+                    progress.as_deref(),
+                    Some("registering the files"),
+                    "job {i}"
+                );
+            }
+            _ => panic!("job {i}: {status} {body}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut artifacts = std::collections::BTreeSet::new();
+    for url in &urls {
+        let a = poll_until_complete(gw, url, &token).await;
+        for o in a.json()["output"].as_array().unwrap() {
+            let url = o["url"].as_str().unwrap();
+            artifacts.insert(url[..url.find('?').unwrap()].to_owned());
+        }
+    }
+    assert_eq!(artifacts.len(), COUNTS.len(), "{artifacts:?}");
 }

@@ -69,7 +69,7 @@ impl AuditEvent for Kickoff {
 }
 
 /// A status poll and what it answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StatusPolled {
     /// The job (subject).
     pub job: String,

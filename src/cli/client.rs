@@ -76,6 +76,11 @@ pub struct DownloadArgs {
     /// A Bulk Data complete-status manifest (a file, or an https URL) whose files to fetch.
     #[arg(long, value_name = "FILE|URL")]
     pub manifest: Option<String>,
+    /// A file (mode 0600) holding the SMART access token to send as the bearer token when
+    /// fetching the `--manifest` URL (a Bulk Data status URL). Sent with that one request
+    /// only, never with the signed file links; never printed.
+    #[arg(long, value_name = "FILE", requires = "manifest")]
+    pub token_file: Option<PathBuf>,
     /// The directory to save into (created if missing).
     #[arg(long, short = 'o', default_value = ".", value_name = "DIR")]
     pub out: PathBuf,

@@ -103,6 +103,14 @@ pub enum RegisterError {
     Audit(#[from] AuditError),
 }
 
+impl RegisterError {
+    /// Whether another request holds the upload right now (registering it too, writing or
+    /// deleting it): worth trying again shortly.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, RegisterError::Upload(UploadSourceError::Busy { .. }))
+    }
+}
+
 /// A registered artifact, and whether its import file was removed.
 #[derive(Debug, Clone)]
 pub struct Registered {

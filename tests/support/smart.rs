@@ -1,8 +1,8 @@
-//! A SMART Backend Services client for tests: an ES384 key generated in the test (with
-//! aws-lc-rs directly, not the gateway's JOSE crate), its public JWKS for the
+//! A SMART Backend Services client for tests: an ES384 or RS384 key generated in the test
+//! (with aws-lc-rs directly, not the gateway's JOSE crate), its public JWKS for the
 //! `[[smart.clients]]` entry, a signed client assertion, and the token request.
 //!
-//! Not here: the token endpoint's own tests (`tests/smart.rs`, which also covers RS384).
+//! Not here: the token endpoint's own tests (`tests/smart.rs`).
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
@@ -17,27 +17,64 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A registered SMART client with a fresh ES384 key.
+/// A client key generated in the test.
+enum Key {
+    Es(EcdsaKeyPair),
+    Rs(signature::RsaKeyPair),
+}
+
+/// A registered SMART client with a fresh ES384 or RS384 key.
 pub struct SmartClient {
     pub client_id: String,
-    key: EcdsaKeyPair,
+    key: Key,
 }
 
 impl SmartClient {
+    /// A client with a fresh ES384 (P-384) key.
     pub fn new(client_id: &str) -> SmartClient {
         SmartClient {
             client_id: client_id.to_owned(),
-            key: EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).unwrap(),
+            key: Key::Es(
+                EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).unwrap(),
+            ),
+        }
+    }
+
+    /// A client with a fresh RS384 (RSA 2048) key.
+    pub fn rs384(client_id: &str) -> SmartClient {
+        SmartClient {
+            client_id: client_id.to_owned(),
+            key: Key::Rs(
+                signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
+            ),
+        }
+    }
+
+    /// The JWS algorithm its assertions are signed with.
+    pub fn alg(&self) -> &'static str {
+        match self.key {
+            Key::Es(_) => "ES384",
+            Key::Rs(_) => "RS384",
         }
     }
 
     /// The public key set, as the `jwks` of its `[[smart.clients]]` entry.
     pub fn jwks(&self) -> String {
-        let point = self.key.public_key().as_ref();
-        assert_eq!(point.len(), 97, "uncompressed P-384 point");
-        json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "alg": "ES384",
-                         "x": b64(&point[1..49]), "y": b64(&point[49..])}]})
-        .to_string()
+        let jwk = match &self.key {
+            Key::Es(k) => {
+                let point = k.public_key().as_ref();
+                assert_eq!(point.len(), 97, "uncompressed P-384 point");
+                json!({"kty": "EC", "crv": "P-384", "kid": "k1", "alg": "ES384",
+                       "x": b64(&point[1..49]), "y": b64(&point[49..])})
+            }
+            Key::Rs(k) => {
+                let public = k.public_key();
+                let n = public.modulus().big_endian_without_leading_zero();
+                let e = public.exponent().big_endian_without_leading_zero();
+                json!({"kty": "RSA", "kid": "k1", "alg": "RS384", "n": b64(n), "e": b64(e)})
+            }
+        };
+        json!({ "keys": [jwk] }).to_string()
     }
 
     /// Its `[[smart.clients]]` entry.
@@ -57,7 +94,7 @@ impl SmartClient {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let header = json!({"alg": "ES384", "kid": "k1", "typ": "JWT"});
+        let header = json!({"alg": self.alg(), "kid": "k1", "typ": "JWT"});
         let claims = json!({
             "iss": self.client_id, "sub": self.client_id, "aud": aud,
             "exp": now + 240, "jti": super::redis::unique_prefix("jti"),
@@ -67,11 +104,22 @@ impl SmartClient {
             b64(header.to_string().as_bytes()),
             b64(claims.to_string().as_bytes())
         );
-        let sig = self
-            .key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .unwrap();
-        format!("{input}.{}", b64(sig.as_ref()))
+        let rng = SystemRandom::new();
+        let sig = match &self.key {
+            Key::Es(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+            Key::Rs(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(
+                    &signature::RSA_PKCS1_SHA384,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
+                sig
+            }
+        };
+        format!("{input}.{}", b64(&sig))
     }
 
     /// Gets an access token for `scope` from the gateway (whose public base URL is its own

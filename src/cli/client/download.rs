@@ -21,6 +21,7 @@ use super::bulk::{self, Expected};
 use super::outcome::{Failure, FileReport};
 use super::progress::Bars;
 use super::resume::{self, PartState};
+use super::transport::Credential;
 use super::wire::{self, ContentRange, RecordCounter};
 use super::{DownloadArgs, transport};
 
@@ -41,8 +42,12 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<u8> {
             size: None,
         })
         .collect();
+    let credential = match &args.token_file {
+        Some(f) => Some(Credential::from_env(Some(f))?),
+        None => None,
+    };
     if let Some(m) = &args.manifest {
-        jobs.extend(read_manifest(&http, m).await?);
+        jobs.extend(read_manifest(&http, m, credential.as_ref()).await?);
     }
     if jobs.is_empty() {
         bail!("nothing to download: give signed links or --manifest");
@@ -76,15 +81,29 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<u8> {
     Ok(super::finish("download", &reports, args.common.json))
 }
 
-/// The manifest's files, from a file or an https URL (capped at 16 MiB).
-async fn read_manifest(http: &reqwest::Client, src: &str) -> anyhow::Result<Vec<Expected>> {
+/// The manifest's files, from a file or an https URL (capped at 16 MiB). `credential` (a
+/// SMART access token for a Bulk Data status URL) goes with that one request only: the
+/// client follows no redirect, so it reaches the URL's own origin and nothing else.
+async fn read_manifest(
+    http: &reqwest::Client,
+    src: &str,
+    credential: Option<&Credential>,
+) -> anyhow::Result<Vec<Expected>> {
     let bytes = if src.starts_with("https://") {
-        let mut resp = http
-            .get(src)
-            .header("accept", "application/json")
+        let mut req = http.get(src).header("accept", "application/json");
+        if let Some(c) = credential {
+            req = c.apply(req);
+        }
+        let mut resp = req
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("fetching the manifest: {}", transport::describe(e)))?;
+        if resp.status() == reqwest::StatusCode::ACCEPTED {
+            bail!(
+                "fetching the manifest: the export is not complete yet (202); poll again after \
+                 its Retry-After"
+            );
+        }
         if !resp.status().is_success() {
             bail!("fetching the manifest: {}", transport::refusal(resp).await);
         }
@@ -101,6 +120,9 @@ async fn read_manifest(http: &reqwest::Client, src: &str) -> anyhow::Result<Vec<
         }
         body
     } else {
+        if credential.is_some() {
+            bail!("--token-file goes with a --manifest https URL (a status URL), not a file");
+        }
         let meta = std::fs::metadata(src).with_context(|| format!("reading the manifest {src}"))?;
         if meta.len() > bulk::MAX_MANIFEST_BYTES {
             bail!("the manifest {src} is larger than 16 MiB");

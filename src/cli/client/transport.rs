@@ -172,8 +172,8 @@ pub fn describe(e: reqwest::Error) -> String {
     text
 }
 
-/// A refusal's problem code and title from a problem+json body (read capped), for the
-/// report: `403 link.refused (The link is not valid)`.
+/// A refusal's problem code and title from a problem+json or `OperationOutcome` body (read
+/// capped), for the report: `403 link.refused (The link is not valid)`.
 pub async fn refusal(resp: reqwest::Response) -> String {
     let status = resp.status().as_u16();
     let mut body = Vec::new();
@@ -185,7 +185,13 @@ pub async fn refusal(resp: reqwest::Response) -> String {
         }
     }
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    match (v["code"].as_str(), v["title"].as_str()) {
+    // A problem body, or a FHIR OperationOutcome (the `/fhir/…` routes).
+    let detail = &v["issue"][0]["details"];
+    let code = v["code"]
+        .as_str()
+        .or_else(|| detail["coding"][0]["code"].as_str());
+    let title = v["title"].as_str().or_else(|| detail["text"].as_str());
+    match (code, title) {
         (Some(code), Some(title)) => format!("the server answered {status} {code}: {title}"),
         (Some(code), None) => format!("the server answered {status} {code}"),
         _ => format!("the server answered {status}"),
