@@ -1143,7 +1143,19 @@ fn the_manifest_schema_accepts_the_golden_vector_and_rejects_each_broken_rule() 
     .unwrap();
     assert_ig_manifest(&golden, "https://gw.example/fhir/$export?_type=Patient");
 
-    let broken: [(&str, Breaks); 16] = [
+    // A file of 2 GiB or more: its size is an integer64 string, which the schema takes.
+    let mut big = golden.clone();
+    big["output"][0]["extension"][1] = json!({
+        "url": "https://sallyport.dev/fhir/StructureDefinition/file-size",
+        "valueInteger64": "5368709120"
+    });
+    assert!(
+        manifest_schema_errors(&big).is_empty(),
+        "{:?}",
+        manifest_schema_errors(&big)
+    );
+
+    let broken: [(&str, Breaks); 19] = [
         ("no transactionTime", |m| {
             m.as_object_mut().unwrap().remove("transactionTime");
         }),
@@ -1192,6 +1204,22 @@ fn the_manifest_schema_accepts_the_golden_vector_and_rejects_each_broken_rule() 
                 .unwrap()
                 .remove("valueString");
         }),
+        ("file-size past FHIR's 32-bit integer", |m| {
+            m["output"][0]["extension"][1]["valueInteger"] = json!(2_147_483_648u64);
+        }),
+        ("file-size a negative integer64", |m| {
+            let x = m["output"][0]["extension"][1].as_object_mut().unwrap();
+            x.remove("valueInteger");
+            x.insert("valueInteger64".into(), json!("-1"));
+        }),
+        (
+            "file-size an integer64 that is a number, not a string",
+            |m| {
+                let x = m["output"][0]["extension"][1].as_object_mut().unwrap();
+                x.remove("valueInteger");
+                x.insert("valueInteger64".into(), json!(5_368_709_120u64));
+            },
+        ),
         ("file-sha256 not 64 lowercase hex digits", |m| {
             m["output"][0]["extension"][0]["valueString"] = json!("AB".repeat(32));
         }),

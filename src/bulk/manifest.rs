@@ -13,8 +13,9 @@ use time::format_description::well_known::Rfc3339;
 
 /// The extension carrying a file's SHA-256 (`valueString`, 64 lowercase hex digits).
 pub const SHA256_EXTENSION: &str = "https://sallyport.dev/fhir/StructureDefinition/file-sha256";
-/// The extension carrying a file's size in bytes (`valueInteger`... as `valueInteger64`
-/// would be a string in R5; sizes fit FHIR `integer64` but are written as a JSON number).
+/// The extension carrying a file's size in bytes: `valueInteger` (a JSON number) up to
+/// 2^31 − 1, which is all FHIR's 32-bit `integer` holds, and `valueInteger64` (FHIR R5
+/// `integer64`, a JSON string of decimal digits) from 2 GiB up ([`size_extension`]).
 pub const SIZE_EXTENSION: &str = "https://sallyport.dev/fhir/StructureDefinition/file-size";
 /// The manifest-level extension naming the batch and its documents' digests.
 pub const BATCH_EXTENSION: &str = "https://sallyport.dev/fhir/StructureDefinition/batch-provenance";
@@ -52,6 +53,16 @@ pub struct Complete {
 }
 
 /// The complete-status manifest (`requiresAccessToken: false`: the URLs are signed links).
+/// A file's size extension. FHIR's `integer` is 32-bit, so a size of 2 GiB or more (an
+/// NDJSON export file often is) cannot be a `valueInteger`: it is an `integer64`, which
+/// FHIR JSON writes as a string so that no reader rounds it.
+pub fn size_extension(size: u64) -> Value {
+    match i32::try_from(size) {
+        Ok(small) => json!({"url": SIZE_EXTENSION, "valueInteger": small}),
+        Err(_) => json!({"url": SIZE_EXTENSION, "valueInteger64": size.to_string()}),
+    }
+}
+
 pub fn complete(c: &Complete) -> Value {
     let output: Vec<Value> = c
         .files
@@ -63,7 +74,7 @@ pub fn complete(c: &Complete) -> Value {
                 "count": f.count,
                 "extension": [
                     {"url": SHA256_EXTENSION, "valueString": f.sha256},
-                    {"url": SIZE_EXTENSION, "valueInteger": f.size},
+                    size_extension(f.size),
                 ],
             })
         })
@@ -130,6 +141,40 @@ mod tests {
             manifest_sha256: "cd".repeat(32),
             provenance_sha256: Some("ef".repeat(32)),
         }
+    }
+
+    #[test]
+    fn a_size_of_two_gib_or_more_is_an_integer64_string() {
+        let v = |size: u64| size_extension(size);
+        assert_eq!(v(0), json!({"url": SIZE_EXTENSION, "valueInteger": 0}));
+        assert_eq!(
+            v(2_147_483_647),
+            json!({"url": SIZE_EXTENSION, "valueInteger": 2_147_483_647})
+        );
+        assert_eq!(
+            v(2_147_483_648),
+            json!({"url": SIZE_EXTENSION, "valueInteger64": "2147483648"})
+        );
+        assert_eq!(
+            v(u64::MAX),
+            json!({"url": SIZE_EXTENSION, "valueInteger64": "18446744073709551615"})
+        );
+        let big = complete(&Complete {
+            files: vec![OutputFile {
+                size: 5 << 30,
+                ..sample().files.remove(0)
+            }],
+            ..sample()
+        });
+        assert_eq!(
+            big["output"][0]["extension"][1]["valueInteger64"],
+            "5368709120"
+        );
+        assert!(
+            big["output"][0]["extension"][1]
+                .get("valueInteger")
+                .is_none()
+        );
     }
 
     #[test]
