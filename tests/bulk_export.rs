@@ -205,6 +205,17 @@ async fn upload_member(gw: &Gateway, id: &str, name: &str, bytes: &[u8]) {
 }
 
 /// `POST /v1/exports` as the publisher.
+/// Uploads every member of `batch` into open batch `id`, seals it and waits until the gate
+/// has released it.
+async fn upload_and_release(gw: &Gateway, id: &str, batch: &Batch) {
+    for m in &batch.members {
+        upload_member(gw, id, &m.name, &m.bytes).await;
+    }
+    assert_eq!(seal(gw, UPLOADER_TOKEN, id).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+}
+
 async fn publish(gw: &Gateway, body: Value) -> Answer {
     post(
         gw,
@@ -826,12 +837,7 @@ async fn a_type_scoped_client_gets_only_the_files_of_its_types() {
     let batch = Batch::synthetic(f.work.path(), 99, COUNTS);
     // Released before it is published this time.
     let id = open_batch(gw, &batch.manifest().to_json()).await;
-    for m in &batch.members {
-        upload_member(gw, &id, &m.name, &m.bytes).await;
-    }
-    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
-    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
-    assert_eq!(doc["state"], "released", "{doc}");
+    upload_and_release(gw, &id, &batch).await;
     let p = publish(
         gw,
         json!({"batch": id, "client_id": HIE, "level": "patient"}),
@@ -993,12 +999,7 @@ async fn es384_and_rs384_clients_each_export_and_resume_every_file() {
     assert_eq!(algs, ["ES384", "RS384"]);
     assert_ne!(jobs[0].2, jobs[1].2);
 
-    for m in &batch.members {
-        upload_member(gw, &id, &m.name, &m.bytes).await;
-    }
-    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
-    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
-    assert_eq!(doc["state"], "released", "{doc}");
+    upload_and_release(gw, &id, &batch).await;
 
     for (client, token, status_url, last) in &jobs {
         wait_retry(last).await;
@@ -1245,12 +1246,7 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
     let gw = &f.gw;
     let batch = Batch::synthetic(f.work.path(), 4, COUNTS);
     let id = open_batch(gw, &batch.manifest().to_json()).await;
-    for m in &batch.members {
-        upload_member(gw, &id, &m.name, &m.bytes).await;
-    }
-    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
-    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
-    assert_eq!(doc["state"], "released", "{doc}");
+    upload_and_release(gw, &id, &batch).await;
     let p = publish(
         gw,
         json!({"batch": id, "client_id": PAYER, "level": "system"}),
@@ -1334,12 +1330,7 @@ async fn concurrent_first_polls_of_one_publication_never_fail() {
     let gw = &f.gw;
     let batch = Batch::synthetic(f.work.path(), 11, COUNTS);
     let id = open_batch(gw, &batch.manifest().to_json()).await;
-    for m in &batch.members {
-        upload_member(gw, &id, &m.name, &m.bytes).await;
-    }
-    assert_eq!(seal(gw, UPLOADER_TOKEN, &id).await.status, 202);
-    let doc = wait_verdict(gw, UPLOADER_TOKEN, &id, Duration::from_secs(60)).await;
-    assert_eq!(doc["state"], "released", "{doc}");
+    upload_and_release(gw, &id, &batch).await;
     let p = publish(
         gw,
         json!({"batch": id, "client_id": PAYER, "level": "system"}),
