@@ -190,6 +190,7 @@ impl Authenticator for SmartTokens {
                 token_id: claims.tid,
                 expires_at: claims.exp,
             })),
+            invitation: None,
         })
     }
 }
