@@ -276,9 +276,8 @@ impl Invitations {
         let ttl = match parsed.ttl.as_deref() {
             None => self.settings.default_ttl,
             Some(t) => {
-                let d = crate::config::units::parse_duration(t).map_err(|_| {
-                    bad("ttl", "not a duration (examples: 30m, 72h, 7days)".into())
-                })?;
+                let d = crate::config::units::parse_duration(t)
+                    .map_err(|_| bad("ttl", "not a duration (examples: 30m, 72h, 7days)".into()))?;
                 if d.as_secs() < 1 || d > self.settings.max_ttl {
                     return Err(bad(
                         "ttl",
@@ -328,8 +327,7 @@ impl Invitations {
                 if parsed.max_files.is_some() || parsed.max_bytes.is_some() {
                     return Err(bad(
                         "max_files",
-                        "with a manifest, the limits are the manifest's members and sizes"
-                            .into(),
+                        "with a manifest, the limits are the manifest's members and sizes".into(),
                     ));
                 }
                 let envelope = match parsed.provenance {
@@ -394,7 +392,11 @@ impl Invitations {
         };
         if let Err(e) = self.auditor.emit(&who.audit, &event).await {
             // No token was handed out: the record goes too.
-            if let Err(undo) = self.state.delete(INVITATIONS, &record.id, Expect::Any).await {
+            if let Err(undo) = self
+                .state
+                .delete(INVITATIONS, &record.id, Expect::Any)
+                .await
+            {
                 tracing::error!(error = %undo, invitation = %record.id, "could not undo an unaudited invitation");
             }
             return Err(e.into());
@@ -479,7 +481,9 @@ impl Invitations {
         let record = self.live(pass, &audit).await?;
         let batch = record.batch.as_deref().ok_or(InviteError::NoBatch)?;
         let id: BatchId = batch.parse().map_err(|_| InviteError::Corrupt)?;
-        self.batches.seal(&self.owner_of(&record, audit.clone()), id).await?;
+        self.batches
+            .seal(&self.owner_of(&record, audit.clone()), id)
+            .await?;
         self.holder_view(&record, audit).await
     }
 
@@ -509,18 +513,16 @@ impl Invitations {
                     .batches
                     .document(&who, id, DocumentKind::Manifest)
                     .await?;
-                let members = crate::manifest::Manifest::parse(
-                    &manifest,
-                    &self.batches.settings().limits,
-                )
-                .map_err(|_| InviteError::Corrupt)?
-                .members()
-                .iter()
-                .map(|m| MemberView {
-                    name: m.name().as_str().to_owned(),
-                    size: m.size(),
-                })
-                .collect();
+                let members =
+                    crate::manifest::Manifest::parse(&manifest, &self.batches.settings().limits)
+                        .map_err(|_| InviteError::Corrupt)?
+                        .members()
+                        .iter()
+                        .map(|m| MemberView {
+                            name: m.name().as_str().to_owned(),
+                            size: m.size(),
+                        })
+                        .collect();
                 let findings = match &batch.verdict {
                     Some(v) if !v.passed => {
                         let (report, _) = self.batches.report(&who, id).await?;
@@ -593,7 +595,11 @@ impl Invitations {
                         )
                         .await?
                 }
-                None => self.state.list(INVITATIONS, cursor.as_deref(), limit).await?,
+                None => {
+                    self.state
+                        .list(INVITATIONS, cursor.as_deref(), limit)
+                        .await?
+                }
             };
             let end = ids.len() < limit;
             for id in ids {
@@ -633,7 +639,9 @@ impl Invitations {
             };
             let mut record = decode(&found.value)?;
             // Auditors may look, not revoke.
-            if !(who.admin || record.issuer == who.name || who.scope.allows_partner(&record.partner))
+            if !(who.admin
+                || record.issuer == who.name
+                || who.scope.allows_partner(&record.partner))
                 || (!who.admin && who.auditor && record.issuer != who.name)
             {
                 return Err(InviteError::NotFound);
@@ -722,7 +730,6 @@ fn readable_findings(report: &[u8]) -> Vec<String> {
         })
         .unwrap_or_default()
 }
-
 
 /// Unix seconds as RFC 3339 UTC.
 pub fn rfc3339(secs: u64) -> String {

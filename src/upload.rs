@@ -372,7 +372,11 @@ impl Uploads {
             return Ok(false);
         };
         let limit = i64::try_from(bounds.max_files).unwrap_or(i64::MAX);
-        match self.state.counter_add(FILES, &who.name, 1, Some(limit)).await? {
+        match self
+            .state
+            .counter_add(FILES, &who.name, 1, Some(limit))
+            .await?
+        {
             crate::state::CounterOutcome::Applied(_) => Ok(true),
             crate::state::CounterOutcome::LimitReached(_) => Err(UploadError::FileLimit {
                 limit: bounds.max_files,

@@ -120,7 +120,11 @@ fn seconds(
 mod tests {
     use super::*;
 
-    fn raw(default_ttl: Option<&str>, max_ttl: Option<&str>, files: Option<u64>) -> RawInviteConfig {
+    fn raw(
+        default_ttl: Option<&str>,
+        max_ttl: Option<&str>,
+        files: Option<u64>,
+    ) -> RawInviteConfig {
         RawInviteConfig {
             default_ttl: default_ttl.map(str::to_owned),
             max_ttl: max_ttl.map(str::to_owned),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Outcome};
 
 /// An invitation was issued (`invitation.issued`).
 #[derive(Debug, Serialize)]
@@ -59,6 +59,9 @@ pub struct InvitationRefused {
 
 impl AuditEvent for InvitationRefused {
     const ACTION: &'static str = "invitation.refused";
+    fn outcome(&self) -> Outcome {
+        Outcome::Denied
+    }
     fn subject(&self) -> Option<String> {
         Some(self.invitation.clone())
     }

@@ -23,8 +23,8 @@ use base64::Engine as _;
 use http::request::Parts;
 
 use crate::auth::{
-    AuthError, AuthMethod, AuthOutcome, Authenticator, ClientIdentity, ClientName,
-    InvitationPass, Principal, RoleSet,
+    AuthError, AuthMethod, AuthOutcome, Authenticator, ClientIdentity, ClientName, InvitationPass,
+    Principal, RoleSet,
 };
 use crate::ids::OpaqueId;
 use crate::links::config::LinkKeySetting;
@@ -230,9 +230,8 @@ mod tests {
 
     #[test]
     fn the_authenticator_takes_only_invitation_bearer_tokens() {
-        let ring = Arc::new(
-            InvitationKeys::derive(&[keys(KeyState::Current, "k1", &[1; 32])]).unwrap(),
-        );
+        let ring =
+            Arc::new(InvitationKeys::derive(&[keys(KeyState::Current, "k1", &[1; 32])]).unwrap());
         let auth = InvitationTokens::new(ring.clone());
         let token = ring.mint(OpaqueId::random(), 1);
         match auth.authenticate(&parts(&format!("Bearer {token}"))) {

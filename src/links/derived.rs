@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(a.verify("k2", b"data", &tag), Ok(()));
         assert_eq!(b.verify("k2", b"data", &tag), Err(DerivedKeyError::BadMac));
         assert_eq!(a.verify("k2", b"datA", &tag), Err(DerivedKeyError::BadMac));
-        assert_eq!(a.verify("k0", b"data", &tag), Err(DerivedKeyError::UnknownKey));
+        assert_eq!(
+            a.verify("k0", b"data", &tag),
+            Err(DerivedKeyError::UnknownKey)
+        );
         // After rotation k2 is verify-only: what it signed still verifies.
         let rotated = [
             key(KeyState::Current, "k3", &[3; 32]),

@@ -80,7 +80,9 @@ impl Uploads {
                 return Err(e);
             }
         };
-        let result = self.create_counted(who, request, id, claim, now, slot, body).await;
+        let result = self
+            .create_counted(who, request, id, claim, now, slot, body)
+            .await;
         // A refused creation whose record is gone (or was never stored) gives its file
         // back; when the store cannot tell, it stays counted (fewer files, never more).
         if took_file && result.is_err() && matches!(self.store.get(id).await, Ok(None)) {
@@ -122,7 +124,7 @@ impl Uploads {
                 // given back if the record is not stored (once stored, `destroy` does).
                 let reserved = quota::held(&planned);
                 self.reserve_bytes(&who.name, reserved, self.byte_limit(who))
-            .await?;
+                    .await?;
                 let stored = async {
                     self.admit_member(who, claim.as_ref(), id, planned.length)
                         .await?;

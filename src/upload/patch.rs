@@ -439,7 +439,8 @@ impl Uploads {
         let grow = super::quota::held(&next).saturating_sub(super::quota::held(&record));
         if let Err(e) = self
             .reserve_chunk_bytes(&record.owner, grow, self.byte_limit(who))
-            .await {
+            .await
+        {
             writer.rollback().await?;
             return Err(e);
         }

@@ -209,9 +209,7 @@ pub async fn holder_view(state: &AppState, ctx: &RequestContext, req: Req) -> Re
     let (parts, _) = req.into_parts();
     let (p, pass) = holder(state, &parts)?;
     let invitations = &state.invitations;
-    let view = invitations
-        .view(&pass, ctx.audit_context(Some(&p)))
-        .await?;
+    let view = invitations.view(&pass, ctx.audit_context(Some(&p))).await?;
     let body = serde_json::to_value(&view).map_err(|_| ApiError::Internal("view"))?;
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -221,9 +219,7 @@ pub async fn holder_seal(state: &AppState, ctx: &RequestContext, req: Req) -> Re
     let (parts, _) = req.into_parts();
     let (p, pass) = holder(state, &parts)?;
     let invitations = &state.invitations;
-    let view = invitations
-        .seal(&pass, ctx.audit_context(Some(&p)))
-        .await?;
+    let view = invitations.seal(&pass, ctx.audit_context(Some(&p))).await?;
     let body = serde_json::to_value(&view).map_err(|_| ApiError::Internal("view"))?;
     Ok(json_response(StatusCode::ACCEPTED, &body))
 }
