@@ -543,3 +543,98 @@ async fn a_batch_invitation_uploads_listed_members_only_and_seals() {
         (403, "invitation.file_limit".into())
     );
 }
+
+/// `sallyport invite …` against `gw` as the publisher; (exit code, stdout, stderr).
+fn invite_cli(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
+    let out = support::sallyport()
+        .arg("invite")
+        .args(args)
+        .env_remove("SALLYPORT_CONFIG")
+        .env_remove("SALLYPORT_TOKEN_FILE")
+        .env(
+            "SALLYPORT_URL",
+            format!("https://localhost:{}", gw.addr.port()),
+        )
+        .env("SALLYPORT_CA_FILE", gw.ca_path())
+        .env("SALLYPORT_TOKEN", PUBLISHER_TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invite_commands_issue_list_show_and_revoke() {
+    let gw = gateway();
+    let (code, out, err) = invite_cli(
+        &gw,
+        &[
+            "issue",
+            "--partner",
+            "clinic-c",
+            "--max-files",
+            "4",
+            "--max-bytes",
+            "2MiB",
+            "--ttl",
+            "2h",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let url = out.trim();
+    assert!(url.contains("/invite#inv1~"), "{out}");
+    assert!(
+        err.contains("files 0/4") || err.contains("files -/4"),
+        "{err}"
+    );
+    let token = &url[url.find('#').unwrap() + 1..];
+    let view = call(&gw, Method::GET, "/v1/invitation", token, None)
+        .await
+        .json();
+    assert_eq!(
+        view["limits"],
+        json!({"max_files": 4, "max_bytes": 2 * 1024 * 1024})
+    );
+    let id = view["id"].as_str().unwrap().to_owned();
+
+    let (code, out, _) = invite_cli(&gw, &["list", "--partner", "clinic-c"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("active"), "{out}");
+    let (code, out, _) = invite_cli(&gw, &["show", &id]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["used"], json!({"files": 0, "bytes": 0}));
+    let (code, _, err) = invite_cli(&gw, &["revoke", &id, "--reason", "wrong clinic"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+    let a = call(&gw, Method::GET, "/v1/invitation", token, None).await;
+    assert_eq!(a.refusal(), (410, "invitation.revoked".into()));
+
+    // Bad input is refused before any request, with the reason.
+    let (code, _, err) = invite_cli(&gw, &["issue", "--partner", "Clinic C"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--partner"), "{err}");
+    let (code, _, err) = invite_cli(&gw, &["issue", "--partner", "c", "--max-bytes", "lots"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--max-bytes"), "{err}");
+    let missing = gw.dir.join("no-such-manifest.json");
+    let (code, _, err) = invite_cli(
+        &gw,
+        &[
+            "issue",
+            "--partner",
+            "c",
+            "--batch-manifest",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("manifest"), "{err}");
+    // The gateway's refusal is printed with its code.
+    let (code, _, err) = invite_cli(&gw, &["issue", "--partner", "c", "--max-files", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invitation.bad_request"), "{err}");
+}
