@@ -638,3 +638,53 @@ async fn the_invite_commands_issue_list_show_and_revoke() {
     assert_ne!(code, 0);
     assert!(err.contains("invitation.bad_request"), "{err}");
 }
+
+/// Two instances sharing Redis and a data directory (the link keys): an invitation issued
+/// on one works on the other, its file limit counts across both, and a revocation on one
+/// refuses the very next request on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_one_invitation_across_instances_sharing_redis() {
+    if !support::redis::available() {
+        return;
+    }
+    let prefix = support::redis::Prefix::new("invitations");
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = |id: &str| {
+        format!(
+            "[server]\ninstance_id = \"{id}\"\n\n[state]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
+             redis_prefix = \"{}\"\n{}",
+            support::redis::url(),
+            prefix.as_str(),
+            publisher_toml()
+        )
+    };
+    let one = Gateway::start_in(tmp.path(), &redis("one"));
+    let two = Gateway::start_in(tmp.path(), &redis("two"));
+    let issued = issue(&one, json!({"partner": "clinic-a", "max_files": 2})).await;
+    let token = token_of(&issued);
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let (on_one, on_two) = (Tus::as_token(&one, &token), Tus::as_token(&two, &token));
+
+    let r = create(&on_two, 8, None).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let path = location(&r);
+    assert_eq!(on_one.patch_ok(&path, 0, b"1234").await, 4);
+    assert_eq!(create(&on_one, 1, None).await.status().as_u16(), 201);
+    assert_eq!(
+        status_code(create(&on_two, 1, None).await).await,
+        (403, "invitation.file_limit".into())
+    );
+
+    let a = call(
+        &two,
+        Method::DELETE,
+        &format!("/v1/invitations/{id}"),
+        PUBLISHER_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let r = on_one.patch(&path, 4, b"5678".to_vec(), &[]).await;
+    assert_eq!(status_code(r).await, (410, "invitation.revoked".into()));
+    assert_eq!(Tus::as_token(&one, ADMIN_TOKEN).offset(&path).await, 4);
+}
