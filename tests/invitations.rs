@@ -308,6 +308,60 @@ async fn revoked_and_expired_invitations_are_refused_and_change_nothing() {
     assert_eq!(shown["state"], "expired");
     assert_eq!(shown["used"], json!({"files": 0, "bytes": 0}));
 
+    // The security team's trace of the invitation: issued, what was done through it, its
+    // revocation and the refusals after it, in order (the index may lag a moment).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let steps = loop {
+        let a = call(
+            &gw,
+            Method::GET,
+            &format!("/v1/audit/trace/{id}"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let steps: Vec<String> = a.json()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        if steps.iter().filter(|s| *s == "invitation.refused").count() >= 3
+            || Instant::now() > deadline
+        {
+            break steps;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        steps,
+        [
+            "invitation.issued",
+            "upload.created",
+            "upload.chunk_accepted",
+            "invitation.revoked",
+            "invitation.refused",
+            "invitation.refused",
+            "invitation.refused",
+        ],
+        "{steps:?}"
+    );
+    let by_principal = call(
+        &gw,
+        Method::GET,
+        &format!("/v1/audit/events?principal=invitation:{id}"),
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_principal.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&by_principal.body)
+    );
+
     let entries = export_audit(&gw.config_path);
     assert_eq!(actions(&entries, "invitation.revoked").len(), 1);
     let refused = actions(&entries, "invitation.refused");
