@@ -990,10 +990,12 @@ fn upload_settings(raw: &raw::RawUploads) -> Result<crate::upload::UploadSetting
         return Err(invalid("uploads.max_concat_parts", "must be in 1..=10000"));
     }
     let max_open_per_principal = raw.max_open_per_principal.unwrap_or(100);
-    if !(1..=100_000).contains(&max_open_per_principal) {
+    // Counted with one state-store page, whose limit is 10000 items: a larger cap made
+    // every creation fail (500) instead of counting.
+    if !(1..=10_000).contains(&max_open_per_principal) {
         return Err(invalid(
             "uploads.max_open_per_principal",
-            "must be in 1..=100000",
+            "must be in 1..=10000",
         ));
     }
     // A client's bytes in the gateway at once: 16 uploads of the default Tus-Max-Size.

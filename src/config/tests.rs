@@ -149,6 +149,11 @@ fn upload_quota_and_chunk_cap_defaults_and_bounds() {
             "[uploads]\nmax_bytes_per_principal = \"lots\"",
             "uploads.max_bytes_per_principal",
         ),
+        // Counted in one state-store page (at most 10000 items).
+        (
+            "[uploads]\nmax_open_per_principal = 10001",
+            "uploads.max_open_per_principal",
+        ),
     ] {
         let err = Config::from_toml(text, &env(&[])).unwrap_err().to_string();
         assert!(err.contains(key), "{text:?} -> {err}");
