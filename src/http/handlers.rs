@@ -12,6 +12,7 @@
 //! * [`bulk`] — FHIR Bulk Data `$export`, status, cancel and publishing over
 //!   [`crate::bulk::Bulk`];
 //! * [`ops`] — health, readiness, metrics, `whoami`, audit verification;
+//! * [`page`] — the clinic upload page and its files (public, static);
 //! * [`audit`] — audit queries and traces over [`crate::audit::search::AuditSearch`];
 //! * [`respond`] — the helpers they share (JSON bodies in and out, `Content-Length`).
 
@@ -29,6 +30,7 @@ pub mod bulk;
 pub mod download;
 pub mod links;
 pub mod ops;
+pub mod page;
 pub mod respond;
 pub mod smart;
 pub mod tus;
@@ -77,5 +79,7 @@ pub async fn dispatch(
         Endpoint::BulkKickoff(ref level) => bulk::kickoff(state, ctx, req, level.clone()).await,
         Endpoint::BulkStatus(job) => bulk::status(state, ctx, req, job).await,
         Endpoint::BulkCancel(job) => bulk::cancel(state, ctx, req, job).await,
+        Endpoint::InvitePage => Ok(page::index()),
+        Endpoint::InviteAsset(asset) => Ok(page::asset(asset, &req)),
     }
 }
