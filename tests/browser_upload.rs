@@ -1,0 +1,383 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The clinic upload page (`/invite`) in a real headless Chromium against the real
+//! gateway: the page shows the invitation, uploads a 50 MiB file that is interrupted by a
+//! page reload and resumes from the server's offset at the same upload URL, loses the
+//! network part-way and continues when it is back, uploads two more files, and shows a
+//! receipt whose browser SHA-256s equal the gateway's ledger — which this test checks
+//! against the files and the gateway itself, with every chunk's checksum verified.
+//! Refused invitations (expired, revoked, a broken link) get a readable message.
+//!
+//! The browser is Debian's `chromium`, driven by `playwright-core` (npm, installed into the
+//! target directory, like the tus-js-client test), through `tests/clients/browser_upload.js`.
+//! Chromium trusts the gateway's development certificate by its SPKI pin. A screenshot of
+//! the finished page is written under the target directory (the path is printed). Without
+//! node, npm or chromium the test fails when `CI` is set and is skipped with a notice
+//! otherwise.
+//!
+//! The page's own answers (headers, CSP, content types, 404s, revalidation) are checked
+//! without a browser by `the_page_is_served_with_its_policy`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use support::data::{random_bytes, sha256_hex};
+use support::tus_http::Tus;
+use support::{ADMIN_TOKEN, Gateway, UPLOADER_TOKEN};
+
+const PLAYWRIGHT: &str = "playwright-core@1.65.1";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const MIB: usize = 1 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_with_its_policy() {
+    let gw = Gateway::start("");
+    let client = gw.client();
+    let csp = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+               img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    let page = client.get(gw.url("/invite")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let h = page.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["content-security-policy"], csp);
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/invite/assets/invite.js"), "{html}");
+    // Every asset the page names is served, with the same policy and a validator.
+    for (name, ct) in [
+        ("invite.js", "text/javascript; charset=utf-8"),
+        ("tus.min.js", "text/javascript; charset=utf-8"),
+        ("hash-worker.js", "text/javascript; charset=utf-8"),
+        ("sha2.js", "text/javascript; charset=utf-8"),
+        ("invite.css", "text/css; charset=utf-8"),
+    ] {
+        let resp = client
+            .get(gw.url(&format!("/invite/assets/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+        let h = resp.headers().clone();
+        assert_eq!(h["content-type"], ct, "{name}");
+        assert_eq!(h["content-security-policy"], csp, "{name}");
+        assert_eq!(h["cache-control"], "no-cache", "{name}");
+        let body = resp.bytes().await.unwrap();
+        let etag = h["etag"].to_str().unwrap();
+        assert_eq!(etag, format!("\"{}\"", sha256_hex(&body)), "{name}");
+        let again = client
+            .get(gw.url(&format!("/invite/assets/{name}")))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{name}");
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    // Nothing outside the table: a 404 problem, with the API's own policy.
+    for path in [
+        "/invite/assets/nope.js",
+        "/invite/assets/README.md",
+        "/invite/assets/..%2FCargo.toml",
+        "/invite/",
+    ] {
+        let resp = client.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        assert_eq!(
+            resp.headers()["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "request.not_found", "{path}");
+    }
+    let post = client.post(gw.url("/invite")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    // The API keeps its own policy.
+    let health = client.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        health.headers()["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
+    let Some(driver) = tokio::task::block_in_place(driver_dir) else {
+        return;
+    };
+    let started = Instant::now();
+    let gw = Gateway::start("");
+    let base = format!("https://127.0.0.1:{}", gw.addr.port());
+    let work = tempfile::tempdir().unwrap();
+    // One file of 50 MiB and two small ones, random so no two chunks are alike.
+    let files = [
+        ("scan-series.dcm", random_bytes(50 * MIB, 1)),
+        ("referral.pdf", random_bytes(180_000, 2)),
+        ("labs.ndjson", random_bytes(3 * MIB + 4321, 3)),
+    ];
+    let mut paths = Vec::new();
+    for (name, bytes) in &files {
+        let p = work.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        paths.push(p);
+    }
+    let invitation = Invitation::issue(&gw).await;
+    let screenshot = artifacts_dir().join("clinic-upload.png");
+    let cfg = json!({
+        "chromium": CHROMIUM,
+        "base": base,
+        "token": invitation.token,
+        "spki": spki_pin(&driver, &gw.data_dir().join("dev-ca/server.pem")),
+        "big": paths[0],
+        "small": [paths[1], paths[2]],
+        "bad": invitation.bad,
+        "screenshot": screenshot,
+        "stub": invitation.stub,
+        // Each PATCH waits a little in the browser, so the reload and the cut land part-way.
+        "patch_delay_ms": 150,
+    });
+    let out = tokio::task::block_in_place(|| {
+        Command::new("node")
+            .current_dir(&driver)
+            .arg("browser_upload.js")
+            .arg(cfg.to_string())
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    eprintln!("browser notes:\n{stderr}");
+
+    // The page ran clean under its CSP.
+    assert_eq!(report["csp_violations"], json!([]), "{report}");
+    assert_eq!(report["page_errors"], json!([]), "{report}");
+    // The invitation as shown.
+    assert_eq!(report["shown"]["partner"], "clinic-a", "{report}");
+    assert!(
+        report["shown"]["files"].as_str().unwrap().contains("of 5"),
+        "{report}"
+    );
+
+    // Refusals in words, each its own.
+    for (label, code, words) in [
+        ("expired", "invitation.expired", "expired"),
+        ("revoked", "invitation.revoked", "withdrawn"),
+        ("broken", "link.incomplete", "incomplete"),
+    ] {
+        let f = &report["fatal"][label];
+        assert_eq!(f["code"], code, "{label}: {report}");
+        assert!(f["title"].as_str().unwrap().contains(words), "{label}: {f}");
+        assert!(!f["text"].as_str().unwrap().is_empty(), "{label}: {f}");
+    }
+
+    // The reload: the same file added again continued the same upload from the server's
+    // offset (a whole number of acknowledged chunks, not zero).
+    let reload = &report["reload"];
+    assert!(report["resume_note_visible"].as_bool().unwrap(), "{report}");
+    assert!(
+        report["resume_note"]
+            .as_str()
+            .unwrap()
+            .contains("scan-series.dcm"),
+        "{report}"
+    );
+    assert_eq!(reload["url_after"], reload["url_before"], "{reload}");
+    let first = reload["first_offset_after"].as_u64().unwrap();
+    assert!(first > 0, "the upload started over: {reload}");
+    assert_eq!(first % (4 * MIB as u64), 0, "{reload}");
+    // The cut: the page said it was waiting, then finished the same upload.
+    let offline = &report["offline"];
+    assert_eq!(offline["state"], "offline", "{offline}");
+    assert!(offline["banner"].as_bool().unwrap(), "{offline}");
+    assert_eq!(offline["url_after"], reload["url_before"], "{offline}");
+
+    // The receipt: every file, the browser's SHA-256 equal to the gateway's, both equal to
+    // the file's.
+    let receipt = report["receipt"].as_array().unwrap();
+    assert_eq!(receipt.len(), 3, "{report}");
+    for (name, bytes) in &files {
+        let row = receipt
+            .iter()
+            .find(|r| r["name"] == *name)
+            .unwrap_or_else(|| panic!("{name} not in the receipt: {report}"));
+        let want = sha256_hex(bytes);
+        assert_eq!(row["browser"], want, "{name}");
+        assert_eq!(row["server"], want, "{name}");
+        assert_eq!(row["verdict"], "match", "{name}");
+    }
+    // The gateway's own record: the ledger of each upload, every chunk checksummed by the
+    // browser (sha256) and verified.
+    let tus = Tus::as_token(&gw, &invitation.ledger_token);
+    for u in report["upload_urls"].as_array().unwrap() {
+        let name = u["name"].as_str().unwrap();
+        let (_, bytes) = files.iter().find(|(n, _)| *n == name).unwrap();
+        let url = u["url"].as_str().unwrap();
+        let path = url.strip_prefix(&base).unwrap_or(url);
+        let ledger = tus.ledger(path).await;
+        assert_eq!(ledger["sha256"], sha256_hex(bytes), "{name}");
+        let chunks = ledger["chunks"].as_array().unwrap();
+        assert!(!chunks.is_empty(), "{name}");
+        let mut end = 0u64;
+        for c in chunks {
+            assert_eq!(c["checksum_verified"], "sha256", "{name}: {c}");
+            assert_eq!(c["offset"].as_u64().unwrap(), end, "{name}: {c}");
+            end += c["length"].as_u64().unwrap();
+        }
+        assert_eq!(end, bytes.len() as u64, "{name}");
+    }
+    // The token never went into localStorage (only tus-js-client's upload URLs do).
+    assert_eq!(report["local_storage_has_token"], false, "{report}");
+    assert!(screenshot.exists());
+    println!("screenshot of the finished page: {}", screenshot.display());
+    eprintln!("browser test took {:?}", started.elapsed());
+}
+
+/// The invitation the browser uses, and the refused ones.
+struct Invitation {
+    token: String,
+    /// The token that may read the uploads' ledgers.
+    ledger_token: String,
+    /// `[{label, token}]` for the page to open and refuse.
+    bad: Value,
+    /// `Some` while the invitation API is not in this build: the driver answers
+    /// `/v1/invitation` from the contract and uploads as the test uploader.
+    stub: Value,
+}
+
+impl Invitation {
+    async fn issue(gw: &Gateway) -> Invitation {
+        let resp = gw
+            .client()
+            .post(gw.url("/v1/invitations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"partner": "clinic-a", "max_files": 5, "max_bytes": 104_857_600u64, "ttl": "1h"}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 201 {
+            let body: Value = resp.json().await.unwrap();
+            let token = body["token"].as_str().unwrap().to_owned();
+            return Invitation {
+                ledger_token: token.clone(),
+                token,
+                bad: json!([{"label": "broken", "token": "nope"}]),
+                stub: Value::Null,
+            };
+        }
+        assert_eq!(resp.status(), 404, "POST /v1/invitations");
+        eprintln!(
+            "NOTICE: this build has no invitation API; /v1/invitation is answered from the \
+             contract by the browser driver, and uploads go as the test uploader"
+        );
+        let token = "inv1~k1~stubinvitation0000000000~1900000000~c3R1Yg".to_owned();
+        let expired = "inv1~k1~expiredinvitation000000~1000000000~c3R1Yg";
+        let revoked = "inv1~k1~revokedinvitation000000~1900000000~c3R1Yg";
+        let problem = |status: u16, code: &str, title: &str| json!({"type": "about:blank", "status": status, "code": code, "title": title});
+        Invitation {
+            ledger_token: UPLOADER_TOKEN.to_owned(),
+            bad: json!([
+                {"label": "expired", "token": expired},
+                {"label": "revoked", "token": revoked},
+                {"label": "broken", "token": "nope"},
+            ]),
+            stub: json!({
+                "uploader_token": UPLOADER_TOKEN,
+                "invitation": {
+                    "id": "stubinvitation000000000000", "partner": "clinic-a",
+                    "issued_at": "2026-12-06T20:00:00Z", "expires_at": "2026-12-09T20:00:00Z",
+                    "limits": {"max_files": 5, "max_bytes": 104_857_600u64},
+                    "used": {"files": 0, "bytes": 0},
+                    "uploads_url": "/files/", "batch": null,
+                },
+                "bad": {
+                    expired: problem(410, "invitation.expired", "The invitation has expired"),
+                    revoked: problem(410, "invitation.revoked", "The invitation was revoked"),
+                },
+            }),
+            token,
+        }
+    }
+}
+
+/// Where the test's artifacts (screenshots) go: under the target directory.
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-upload");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The base64 SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it (computed by node's X509Certificate).
+fn spki_pin(driver: &Path, cert: &Path) -> String {
+    let script = "const c=require('crypto');const x=new c.X509Certificate(require('fs').readFileSync(process.argv[1]));\
+        process.stdout.write(c.createHash('sha256').update(x.publicKey.export({type:'spki',format:'der'})).digest('base64'))";
+    let out = Command::new("node")
+        .current_dir(driver)
+        .args(["-e", script])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Not available here: fail under CI, otherwise skip with a notice.
+fn unavailable(why: &str) -> Option<PathBuf> {
+    support::ci::skip("the browser test's Chromium or playwright-core", why);
+    None
+}
+
+/// The directory holding playwright-core and the driver, installing it on first use.
+fn driver_dir() -> Option<PathBuf> {
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return unavailable("node is not installed");
+    }
+    let chromium = Command::new(CHROMIUM).arg("--version").output();
+    if !chromium.is_ok_and(|o| o.status.success()) {
+        return unavailable("chromium is not installed (apt-get install chromium)");
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playwright-core-1.65.1");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--ignore-scripts",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .arg(PLAYWRIGHT)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return unavailable(&format!(
+                    "npm install {PLAYWRIGHT} failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+            Err(e) => return unavailable(&format!("npm cannot run: {e}")),
+        }
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/browser_upload.js");
+    std::fs::copy(script, dir.join("browser_upload.js")).unwrap();
+    Some(dir)
+}

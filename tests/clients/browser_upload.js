@@ -1,0 +1,184 @@
+'use strict';
+// Drives the clinic upload page in a real headless Chromium with playwright-core, for
+// tests/browser_upload.rs. Reads one JSON config (argv[2]) and prints one JSON result line;
+// progress notes go to stderr. It asserts nothing itself beyond "the page got there in
+// time": the Rust test checks what it reports against the gateway and the files.
+//
+// Config: { chromium, base, token, spki, big, small: [paths], bad: [{label, token}],
+//           screenshot, stub: null | { invitation, uploader_token, bad: {label: problem} },
+//           patch_delay_ms }
+// The page is opened at 127.0.0.1 (the development certificate names it); Chromium trusts
+// the gateway's certificate by its SPKI pin only (--ignore-certificate-errors-spki-list),
+// not by ignoring certificate errors wholesale.
+const { chromium } = require('playwright-core');
+const path = require('path');
+
+const cfg = JSON.parse(process.argv[2]);
+const note = (...a) => console.error('[browser]', ...a);
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+async function main() {
+  const out = { fatal: {}, console_errors: [], csp_violations: [], page_errors: [] };
+  const browser = await chromium.launch({
+    executablePath: cfg.chromium,
+    headless: true,
+    args: [`--ignore-certificate-errors-spki-list=${cfg.spki}`],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 1000 } });
+    // CSP violations, reported by the page itself (an init script is not subject to CSP).
+    await context.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        (window.__csp = window.__csp || []).push(`${e.violatedDirective} ${e.blockedURI}`);
+      });
+    });
+    await routes(context);
+    const page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') out.console_errors.push(m.text()); });
+    page.on('pageerror', (e) => out.page_errors.push(String(e)));
+    const collectCsp = async () => {
+      const v = await page.evaluate(() => window.__csp || []).catch(() => []);
+      out.csp_violations.push(...v);
+    };
+
+    // Refused invitations: the page says why, in words.
+    for (const bad of cfg.bad) {
+      // From a blank page each time: a change of fragment alone is no new page load.
+      await page.goto('about:blank');
+      await page.goto(`${cfg.base}/invite#${bad.token}`);
+      await page.waitForSelector('#fatal:not([hidden])', { timeout: 15000 });
+      out.fatal[bad.label] = {
+        code: await page.getAttribute('#fatal', 'data-code'),
+        title: (await page.textContent('#fatal-title')).trim(),
+        text: (await page.textContent('#fatal-text')).trim(),
+      };
+      await collectCsp();
+    }
+
+    // The invitation.
+    await page.goto('about:blank');
+    await page.goto(`${cfg.base}/invite#${cfg.token}`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+    out.shown = {
+      partner: (await page.textContent('#inv-partner')).trim(),
+      expires: (await page.textContent('#inv-expires')).trim(),
+      files: (await page.textContent('#inv-files')).trim(),
+    };
+    const big = path.basename(cfg.big);
+    const row = `#file-list li[data-name="${big}"]`;
+    const sentOf = async () => Number(await page.getAttribute(row, 'data-sent') || 0);
+
+    // 1. The big file, stopped by a reload part-way.
+    await page.setInputFiles('#file-input', [cfg.big]);
+    await page.waitForFunction((sel) => {
+      const li = document.querySelector(sel);
+      return li && Number(li.dataset.sent || 0) >= 12 * 1024 * 1024;
+    }, row, { timeout: 60000 });
+    const before = { url: await page.getAttribute(row, 'data-upload-url'), sent: await sentOf() };
+    note('reloading at', before.sent);
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+    out.resume_note = (await page.textContent('#resume-note')).trim();
+    out.resume_note_visible = await page.isVisible('#resume-note');
+    await page.setInputFiles('#file-input', [cfg.big]);
+    await page.waitForFunction((sel) => {
+      const li = document.querySelector(sel);
+      return li && li.dataset.firstOffset !== undefined;
+    }, row, { timeout: 30000 });
+    out.reload = {
+      url_before: before.url,
+      sent_before: before.sent,
+      url_after: await page.getAttribute(row, 'data-upload-url'),
+      first_offset_after: Number(await page.getAttribute(row, 'data-first-offset')),
+    };
+
+    // 2. The network drops part-way, and comes back.
+    await page.waitForFunction((sel) => {
+      const li = document.querySelector(sel);
+      return li && Number(li.dataset.sent || 0) >= 32 * 1024 * 1024;
+    }, row, { timeout: 60000 });
+    await context.setOffline(true);
+    const offlineAt = await sentOf();
+    note('offline at', offlineAt);
+    await page.waitForSelector(`${row}[data-state="offline"]`, { timeout: 30000 });
+    out.offline = {
+      sent_at_cut: offlineAt,
+      state: await page.getAttribute(row, 'data-state'),
+      banner: await page.isVisible('#network'),
+    };
+    await sleep(1500);
+    await context.setOffline(false);
+    await page.waitForSelector(`${row}[data-state="done"]`, { timeout: 60000 });
+    out.offline.url_after = await page.getAttribute(row, 'data-upload-url');
+
+    // 3. Two more files, then the receipt.
+    await page.setInputFiles('#file-input', cfg.small);
+    const names = [big, ...cfg.small.map((p) => path.basename(p))];
+    await page.waitForFunction((n) => {
+      const rows = Array.from(document.querySelectorAll('#receipt-rows tr'));
+      return rows.length === n && rows.every((r) => {
+        const v = r.querySelector('[data-verdict]');
+        return v && v.dataset.verdict !== 'pending';
+      });
+    }, names.length, { timeout: 60000 });
+    out.receipt = await page.$$eval('#receipt-rows tr', (rows) => rows.map((r) => ({
+      name: r.dataset.name,
+      browser: r.querySelector('.browser').textContent,
+      server: r.querySelector('.server').textContent,
+      verdict: r.querySelector('[data-verdict]').dataset.verdict,
+      text: r.querySelector('[data-verdict]').textContent,
+    })));
+    out.upload_urls = await page.$$eval('#file-list li', (lis) => lis.map((li) => ({
+      name: li.dataset.name, url: li.dataset.uploadUrl, state: li.dataset.state,
+    })));
+    out.local_storage_has_token = await page.evaluate((t) => {
+      for (let i = 0; i < localStorage.length; i += 1) {
+        const k = localStorage.key(i);
+        if (k.includes(t) || (localStorage.getItem(k) || '').includes(t)) return true;
+      }
+      return false;
+    }, cfg.token.split('~').pop());
+    await collectCsp();
+    await page.screenshot({ path: cfg.screenshot, fullPage: true });
+    // The same page on a narrow screen, for the eye.
+    await page.setViewportSize({ width: 380, height: 800 });
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, '-narrow.png'), fullPage: true });
+    out.screenshot = cfg.screenshot;
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(out));
+}
+
+/** Request routing: the PATCH delay (so a reload and a cut land part-way), and the stub. */
+async function routes(context) {
+  const delay = cfg.patch_delay_ms || 0;
+  await context.route('**/files/**', async (route) => {
+    const req = route.request();
+    const headers = { ...req.headers() };
+    if (cfg.stub) headers.authorization = `Bearer ${cfg.stub.uploader_token}`;
+    if (req.method() === 'PATCH' && delay > 0) await sleep(delay);
+    try {
+      await route.continue({ headers });
+    } catch (_) { /* the request was aborted meanwhile (a reload) */ }
+  });
+  if (!cfg.stub) return;
+  // Before the invitation API exists: /v1/invitation answered from the contract.
+  await context.route('**/v1/invitation', async (route) => {
+    const auth = route.request().headers().authorization || '';
+    const token = auth.replace(/^Bearer /, '');
+    const problem = cfg.stub.bad[token];
+    if (problem) {
+      await route.fulfill({ status: problem.status, contentType: 'application/problem+json', body: JSON.stringify(problem) });
+    } else if (token === cfg.token) {
+      await route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(cfg.stub.invitation) });
+    } else {
+      await route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({ status: 401, code: 'auth.invalid', title: 'Unauthorized' }) });
+    }
+  });
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : String(e));
+  process.exit(1);
+});
