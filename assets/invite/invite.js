@@ -273,6 +273,7 @@
     $('pause-all').addEventListener('click', () => state.items.forEach(pause));
     $('resume-all').addEventListener('click', () => state.items.forEach(resume));
     $('seal').addEventListener('click', seal);
+    $('print').addEventListener('click', () => window.print());
     window.addEventListener('online', () => {
       $('network').hidden = true;
       state.items.filter((i) => i.state === 'offline').forEach(resume);
@@ -514,7 +515,18 @@
     setState(item, 'done', 'Uploaded');
     announce(`${item.name} uploaded`);
     renderReceipt();
-    if (batch()) renderInvitation();
+    await refreshInvitation();
+  }
+
+  /** The invitation again, for what is used now (a failure here changes nothing shown). */
+  async function refreshInvitation() {
+    try {
+      state.invitation = await api('GET', '/v1/invitation');
+    } catch (_) {
+      return;
+    }
+    renderInvitation();
+    renderSeal();
   }
 
   /** The SHA-256 the gateway computed from the bytes it stored (the upload's ledger). */
@@ -608,17 +620,18 @@
     for (const item of done) {
       const tr = document.createElement('tr');
       tr.dataset.name = item.name;
-      const cell = (text, cls) => {
+      const cell = (label, text, cls) => {
         const td = document.createElement('td');
         td.textContent = text;
+        td.dataset.label = label;
         if (cls) td.className = cls;
         tr.append(td);
         return td;
       };
-      cell(item.name);
-      cell(bytes(item.size));
-      cell(item.browserSha || (item.hashError ? 'could not be computed' : 'computing…'), 'hash browser');
-      cell(item.serverSha || (item.serverError ? 'not available' : '…'), 'hash server');
+      cell('File', item.name, 'file-name');
+      cell('Size', bytes(item.size), 'size');
+      cell("Your browser's SHA-256", item.browserSha || (item.hashError ? 'could not be computed' : 'computing…'), 'hash browser');
+      cell("Gateway's SHA-256", item.serverSha || (item.serverError ? 'not available' : '…'), 'hash server');
       let verdict = 'pending';
       let text = 'Checking…';
       if (item.browserSha && item.serverSha) {
@@ -628,7 +641,7 @@
         verdict = 'unknown';
         text = 'Could not be checked';
       }
-      cell(text, verdict).dataset.verdict = verdict;
+      cell('Check', text, verdict).dataset.verdict = verdict;
       rows.append(tr);
     }
     renderSeal();
