@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use support::data::{random_bytes, sha256_hex};
+use support::fhir::{Batch, Manifest};
 use support::tus_http::Tus;
 use support::{ADMIN_TOKEN, Gateway, UPLOADER_TOKEN};
 
@@ -128,6 +129,13 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     }
     let invitation = Invitation::issue(&gw).await;
     let screenshot = artifacts_dir().join("clinic-upload.png");
+    // With the invitation API: two batch invitations, one whose files match its manifest
+    // and one with a member changed after the manifest was made (same size).
+    let batches = if invitation.stub.is_null() {
+        BatchCase::both(&gw, work.path()).await
+    } else {
+        Vec::new()
+    };
     let cfg = json!({
         "chromium": CHROMIUM,
         "base": base,
@@ -140,6 +148,7 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
         "stub": invitation.stub,
         // Each PATCH waits a little in the browser, so the reload and the cut land part-way.
         "patch_delay_ms": 150,
+        "batches": batches.iter().map(BatchCase::config).collect::<Vec<_>>(),
     });
     let out = tokio::task::block_in_place(|| {
         Command::new("node")
@@ -240,6 +249,12 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     assert_eq!(report["local_storage_has_token"], false, "{report}");
     assert!(screenshot.exists());
     println!("screenshot of the finished page: {}", screenshot.display());
+
+    let seen = report["batches"].as_array().unwrap();
+    assert_eq!(seen.len(), batches.len(), "{report}");
+    for (case, seen) in batches.iter().zip(seen) {
+        case.check(&gw, seen).await;
+    }
     eprintln!("browser test took {:?}", started.elapsed());
 }
 
@@ -307,6 +322,146 @@ impl Invitation {
             }),
             token,
         }
+    }
+}
+
+/// A batch invitation for the page: its files, and the verdict the seal must give.
+struct BatchCase {
+    label: &'static str,
+    batch: Batch,
+    token: String,
+    /// Files the page must refuse before sending: one listed name with another size, one
+    /// name the manifest does not list.
+    refused: Vec<PathBuf>,
+    _refused_dir: tempfile::TempDir,
+    verdict: &'static str,
+}
+
+impl BatchCase {
+    async fn both(gw: &Gateway, parent: &Path) -> Vec<BatchCase> {
+        let good = Batch::synthetic(parent, 7, [20, 30, 60]);
+        let good_manifest = good.manifest();
+        let mut bad = Batch::synthetic(parent, 8, [20, 30, 60]);
+        let bad_manifest = bad.manifest();
+        // Same length ("Procedure" for "Encounter"), so only the seal can tell.
+        bad.wrong_resource_type("Encounter.ndjson", 0, "Procedure");
+        vec![
+            BatchCase::new(gw, "released", good, &good_manifest, "released").await,
+            BatchCase::new(gw, "quarantined", bad, &bad_manifest, "quarantined").await,
+        ]
+    }
+
+    async fn new(
+        gw: &Gateway,
+        label: &'static str,
+        batch: Batch,
+        manifest: &Manifest,
+        verdict: &'static str,
+    ) -> BatchCase {
+        let manifest: Value = serde_json::from_str(&manifest.to_json()).unwrap();
+        let resp = gw
+            .client()
+            .post(gw.url("/v1/invitations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(
+                &json!({"partner": "lab-b", "max_files": 5, "max_bytes": 104_857_600u64,
+                          "ttl": "1h", "manifest": manifest}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        let dir = tempfile::tempdir().unwrap();
+        let first = &batch.members[0];
+        let wrong_size = dir.path().join(&first.name);
+        std::fs::write(
+            &wrong_size,
+            [
+                &first.bytes[..],
+                b"
+",
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let unlisted = dir.path().join("notes.txt");
+        std::fs::write(
+            &unlisted,
+            b"not in the manifest
+",
+        )
+        .unwrap();
+        BatchCase {
+            label,
+            batch,
+            token: body["token"].as_str().unwrap().to_owned(),
+            refused: vec![wrong_size, unlisted],
+            _refused_dir: dir,
+            verdict,
+        }
+    }
+
+    fn config(&self) -> Value {
+        let folder = self.batch.path(&self.batch.members[0].name);
+        json!({
+            "token": self.token,
+            "folder": folder.parent().unwrap(),
+            "refused_files": self.refused,
+            "screenshot": artifacts_dir().join(format!("clinic-upload-batch-{}.png", self.label)),
+        })
+    }
+
+    async fn check(&self, gw: &Gateway, seen: &Value) {
+        let label = self.label;
+        assert_eq!(seen["page_errors"], json!([]), "{label}: {seen}");
+        assert_eq!(
+            seen["expected"].as_array().unwrap().len(),
+            3,
+            "{label}: {seen}"
+        );
+        let refused = seen["refused"].as_array().unwrap();
+        assert_eq!(refused.len(), 2, "{label}: {seen}");
+        assert!(
+            refused[0]
+                .as_str()
+                .unwrap()
+                .contains("but the sender listed"),
+            "{label}: {seen}"
+        );
+        assert!(
+            refused[1].as_str().unwrap().contains("is not on the list"),
+            "{label}: {seen}"
+        );
+        assert_eq!(seen["refused_after_folder"], json!([]), "{label}: {seen}");
+        let receipt = seen["receipt"].as_array().unwrap();
+        assert_eq!(receipt.len(), 3, "{label}: {seen}");
+        let tus = Tus::as_token(gw, &self.token);
+        for m in &self.batch.members {
+            let want = sha256_hex(&m.bytes);
+            let row = receipt.iter().find(|r| r["name"] == m.name).unwrap();
+            assert_eq!(row["browser"], want, "{label} {}", m.name);
+            assert_eq!(row["server"], want, "{label} {}", m.name);
+            assert_eq!(row["verdict"], "match", "{label} {}", m.name);
+            let u = seen["upload_urls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["name"] == m.name)
+                .unwrap();
+            let url = u["url"].as_str().unwrap();
+            let path = &url[url.find("/files/").unwrap()..];
+            assert_eq!(tus.ledger(path).await["sha256"], want, "{label} {}", m.name);
+        }
+        assert_eq!(seen["verdict"]["state"], self.verdict, "{label}: {seen}");
+        let findings = seen["verdict"]["findings"].as_array().unwrap();
+        if self.verdict == "released" {
+            assert!(findings.is_empty(), "{label}: {seen}");
+        } else {
+            assert!(!findings.is_empty(), "{label}: {seen}");
+        }
+        assert_eq!(seen["verdict"]["pick_hidden"], true, "{label}: {seen}");
     }
 }
 

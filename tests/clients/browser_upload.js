@@ -144,10 +144,61 @@ async function main() {
     await page.setViewportSize({ width: 380, height: 800 });
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, '-narrow.png'), fullPage: true });
     out.screenshot = cfg.screenshot;
+    out.batches = [];
+    for (const b of cfg.batches || []) out.batches.push(await batchFlow(context, b));
   } finally {
     await browser.close();
   }
   console.log(JSON.stringify(out));
+}
+
+/**
+ * A batch invitation: a file whose size differs from the list and a file not on it are
+ * refused before anything is sent; the folder's listed files are uploaded, then sealed.
+ */
+async function batchFlow(context, b) {
+  const page = await context.newPage();
+  const res = { page_errors: [] };
+  page.on('pageerror', (e) => res.page_errors.push(String(e)));
+  try {
+    await page.goto(`${cfg.base}/invite#${b.token}`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+    res.expected = await page.$$eval('#expected-list li', (lis) => lis.map((li) => li.textContent));
+    await page.setInputFiles('#file-input', b.refused_files);
+    res.refused = await page.$$eval('#refused li', (lis) => lis.map((li) => li.textContent));
+    await page.setInputFiles('#folder-input', b.folder);
+    const members = res.expected.length;
+    await page.waitForFunction((n) => {
+      const rows = Array.from(document.querySelectorAll('#receipt-rows tr'));
+      return rows.length === n && rows.every((r) => {
+        const v = r.querySelector('[data-verdict]');
+        return v && v.dataset.verdict !== 'pending';
+      });
+    }, members, { timeout: 60000 });
+    res.refused_after_folder = await page.$$eval('#refused li', (lis) => lis.map((li) => li.textContent));
+    res.receipt = await page.$$eval('#receipt-rows tr', (rows) => rows.map((r) => ({
+      name: r.dataset.name,
+      browser: r.querySelector('.browser').textContent,
+      server: r.querySelector('.server').textContent,
+      verdict: r.querySelector('[data-verdict]').dataset.verdict,
+    })));
+    res.upload_urls = await page.$$eval('#file-list li', (lis) => lis.map((li) => ({
+      name: li.dataset.name, url: li.dataset.uploadUrl, state: li.dataset.state,
+    })));
+    await page.waitForSelector('#seal:not([disabled])', { timeout: 15000 });
+    await page.click('#seal');
+    await page.waitForSelector('#verdict[data-state="released"], #verdict[data-state="quarantined"]', { timeout: 60000 });
+    res.verdict = {
+      state: await page.getAttribute('#verdict', 'data-state'),
+      text: (await page.textContent('#verdict')).trim(),
+      findings: await page.$$eval('#verdict li', (lis) => lis.map((li) => li.textContent)),
+      pick_hidden: !(await page.isVisible('#pick')),
+    };
+    if (b.screenshot) await page.screenshot({ path: b.screenshot, fullPage: true });
+  } finally {
+    await page.close();
+  }
+  return res;
 }
 
 /** Request routing: the PATCH delay (so a reload and a cut land part-way), and the stub. */
