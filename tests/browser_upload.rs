@@ -205,6 +205,11 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     let first = reload["first_offset_after"].as_u64().unwrap();
     assert!(first > 0, "the upload started over: {reload}");
     assert_eq!(first % (4 * MIB as u64), 0, "{reload}");
+    // Paused from the keyboard (with a visible focus ring): nothing moved meanwhile.
+    let pause = &report["pause"];
+    assert_eq!(pause["sent_after_wait"], pause["sent_at_pause"], "{pause}");
+    assert_eq!(pause["button"], "Resume", "{pause}");
+    assert_eq!(pause["focus_visible"], true, "{pause}");
     // The cut: the page said it was waiting, then finished the same upload.
     let offline = &report["offline"];
     assert_eq!(offline["state"], "offline", "{offline}");

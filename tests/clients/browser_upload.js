@@ -92,6 +92,22 @@ async function main() {
       first_offset_after: Number(await page.getAttribute(row, 'data-first-offset')),
     };
 
+    // Pause and resume from the keyboard: nothing moves while paused.
+    const toggle = `${row} button.toggle`;
+    await page.focus(toggle);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`${row}[data-state="paused"]`, { timeout: 10000 });
+    const pausedAt = await sentOf();
+    await sleep(1200);
+    out.pause = {
+      sent_at_pause: pausedAt,
+      sent_after_wait: await sentOf(),
+      button: (await page.textContent(toggle)).trim(),
+      focus_visible: await page.$eval(toggle, (b) => b.matches(':focus-visible')),
+    };
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`${row}[data-state="uploading"]`, { timeout: 10000 });
+
     // 2. The network drops part-way, and comes back.
     await page.waitForFunction((sel) => {
       const li = document.querySelector(sel);
