@@ -425,11 +425,14 @@
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
       httpStack: new ChecksumStack(new tus.DefaultHttpStack({})),
-      onShouldRetry(err, attempt) {
+      // Retried: no answer, a damaged chunk (460), an offset or lock conflict (409, 423:
+      // the HEAD that follows settles it), and a busy or failing gateway. Never a refusal
+      // (4xx, 507 over quota): that is shown. Offline, nothing is tried until the network
+      // is back (see `failed`).
+      onShouldRetry(err) {
         const status = err.originalResponse ? err.originalResponse.getStatus() : 0;
         if (!navigator.onLine) return false;
-        if (status === 460 || status === 409 || status === 423) return true;
-        return status === 0 || status >= 500;
+        return [0, 409, 423, 429, 460, 500, 502, 503, 504].includes(status);
       },
       onUploadUrlAvailable() {
         item.el.dataset.uploadUrl = upload.url || '';
