@@ -165,10 +165,16 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
     )?;
     let (smart, smart_tokens) =
         build_smart(&config, state.clone(), auditor.clone(), security.clone())?;
-    // SMART access tokens first: the client registry refuses any bearer token it does not
-    // know, and never sees a `spat1~` token.
-    let authenticators: Vec<Arc<dyn Authenticator>> =
-        vec![Arc::new(smart_tokens), Arc::new(config.clients.clone())];
+    let invitation_keys = invitation_keys(&config)?;
+    // SMART access tokens and invitation tokens first: the client registry refuses any
+    // bearer token it does not know, and never sees a `spat1~` or `inv1~` token.
+    let authenticators: Vec<Arc<dyn Authenticator>> = vec![
+        Arc::new(smart_tokens),
+        Arc::new(crate::invite::token::InvitationTokens::new(
+            invitation_keys.clone(),
+        )),
+        Arc::new(config.clients.clone()),
+    ];
     let uploads = crate::upload::Uploads::new(
         state.clone(),
         at_rest,
@@ -199,6 +205,14 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
             config.bulk.clone(),
         )
     });
+    let invitations = crate::invite::Invitations::new(
+        state.clone(),
+        invitation_keys,
+        batches.clone(),
+        uploads.clone(),
+        auditor.clone(),
+        config.invitations.clone(),
+    );
     let audit_index = open_audit_index(&config);
     let audit_search = crate::audit::search::AuditSearch::new(
         Arc::new(crate::audit::source::Chain(auditor.log().clone())),
@@ -222,6 +236,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         batches,
         smart,
         bulk,
+        invitations,
         audit_search,
         audit_index,
     };
@@ -476,6 +491,17 @@ fn build_smart(
     let tokens = crate::smart::access_token::SmartTokens::new(keys.clone(), config.smart.clone());
     let smart = crate::smart::Smart::new(config.smart.clone(), keys, state, auditor, security);
     Ok((smart, tokens))
+}
+
+/// The upload-invitation token keys, derived from the link keys like the SMART token
+/// keys (`links::derived`).
+fn invitation_keys(config: &Config) -> anyhow::Result<Arc<crate::invite::token::InvitationKeys>> {
+    let link_keys =
+        crate::links::keys::load_keys(&config.links, config.allow_world_readable_secrets)
+            .context("loading the link-signing keys for upload invitations")?;
+    let keys = crate::invite::token::InvitationKeys::derive(&link_keys)
+        .context("no current link key to derive upload-invitation keys from")?;
+    Ok(Arc::new(keys))
 }
 
 /// Deletes expired records from the embedded store every minute, so its file does not grow

@@ -171,6 +171,13 @@ impl FromIterator<Role> for RoleSet {
 pub struct ClientName(String);
 
 impl ClientName {
+    /// The principal of upload invitation `id`: `invitation:{id}`. No configured client
+    /// can have it (`:` is not allowed in a client name), so an invitation's uploads and
+    /// batch belong to it alone.
+    pub fn invitation(id: &str) -> Self {
+        Self(format!("invitation:{id}"))
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -360,6 +367,8 @@ pub enum AuthMethod {
     ClientCertificate,
     /// A SMART Backend Services access token from `POST /auth/token` (`smart`).
     SmartAccessToken,
+    /// An upload invitation's capability token (`invite`).
+    Invitation,
 }
 
 impl AuthMethod {
@@ -369,6 +378,7 @@ impl AuthMethod {
             AuthMethod::BearerToken => "bearer_token",
             AuthMethod::ClientCertificate => "client_certificate",
             AuthMethod::SmartAccessToken => "smart_access_token",
+            AuthMethod::Invitation => "invitation",
         }
     }
 }
@@ -389,6 +399,20 @@ pub struct Principal {
     /// The SMART access grant it presented (`None` for other methods): what the FHIR Bulk
     /// endpoints authorise by.
     pub grant: Option<std::sync::Arc<AccessGrant>>,
+    /// The upload invitation it presented (`None` for other methods). Such a principal
+    /// holds no role: the upload and invitation endpoints admit it through the invitation
+    /// service, which checks the invitation's record (revoked, expired) on every request.
+    pub invitation: Option<std::sync::Arc<InvitationPass>>,
+}
+
+/// What an upload invitation's token says: which invitation, until when. Defined here (not
+/// in `invite`) so that handlers read it from the [`Principal`] like a SMART grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationPass {
+    /// The invitation id.
+    pub id: String,
+    /// When the token stops being accepted (Unix seconds).
+    pub expires_at: u64,
 }
 
 /// What a SMART access token granted: its client and scope. Defined here (not in `smart`)
@@ -546,6 +570,7 @@ impl ClientRegistry {
             tls_client: cert.cloned(),
             scope: client.scope.clone(),
             grant: None,
+            invitation: None,
         }
     }
 }

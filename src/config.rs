@@ -139,6 +139,8 @@ pub struct Config {
     pub smart: std::sync::Arc<crate::smart::config::SmartSettings>,
     /// `[bulk]`: the FHIR Bulk Data flow's timings.
     pub bulk: crate::bulk::config::BulkSettings,
+    /// `[invitations]`: upload invitations' lifetimes and limits.
+    pub invitations: crate::invite::config::InviteSettings,
     /// Environment variables that overrode file values (names only, for the start-up log).
     pub overridden_by_env: Vec<String>,
 }
@@ -450,6 +452,8 @@ impl Config {
         .map_err(|e| invalid(&e.key, e.message))?;
         let bulk = crate::bulk::config::BulkSettings::from_raw(&raw.bulk)
             .map_err(|e| invalid(&e.key, e.message))?;
+        let invitations = crate::invite::config::InviteSettings::from_raw(&raw.invitations)
+            .map_err(|e| invalid(e.key, e.message))?;
         Ok(Self {
             data_dir,
             allow_world_readable_secrets: allow_open,
@@ -468,6 +472,7 @@ impl Config {
             clients,
             smart: std::sync::Arc::new(smart),
             bulk,
+            invitations,
             overridden_by_env: Vec::new(),
         })
     }

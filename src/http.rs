@@ -66,6 +66,8 @@ pub struct AppState {
     /// FHIR Bulk Data `$export` over released batches (`None` when no SMART client is
     /// registered: its routes answer 404).
     pub bulk: Option<crate::bulk::Bulk>,
+    /// Upload invitations.
+    pub invitations: crate::invite::Invitations,
     /// Audit queries and traces.
     pub audit_search: crate::audit::search::AuditSearch,
     /// The audit index, for the indexer task (`None` when it could not be opened).

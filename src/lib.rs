@@ -83,6 +83,7 @@ pub mod config;
 pub mod grant;
 pub mod http;
 pub mod ids;
+pub mod invite;
 pub mod keys;
 pub mod links;
 pub mod manifest;

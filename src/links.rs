@@ -31,6 +31,7 @@ pub mod blob_cache;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod derived;
 pub mod download;
 pub mod events;
 pub mod grants;

@@ -137,6 +137,15 @@ pub enum UploadError {
         /// Bytes this request asked for.
         requested: u64,
     },
+    /// The caller's bounds allow no more uploads (an invitation's `max_files`).
+    #[error("the upload limit of {limit} files is reached")]
+    FileLimit {
+        /// The limit.
+        limit: u64,
+    },
+    /// The caller's bounds name a batch, and the upload does not claim to be its member.
+    #[error("uploads through this invitation must be members of its batch")]
+    BatchRequired,
     /// The principal has too many unfinished uploads.
     #[error("too many open uploads (limit {limit})")]
     TooManyOpen {
@@ -262,7 +271,29 @@ pub struct Caller {
     pub admin: bool,
     /// Where to attribute audit events.
     pub audit: AuditContext,
+    /// Limits beyond the gateway's per-principal ones (an upload invitation's); `None`
+    /// for API clients.
+    pub bounds: Option<UploadBounds>,
 }
+
+/// What a bounded caller (an upload invitation) may create. The engine enforces them at
+/// creation, atomically across instances: the byte limit replaces
+/// `uploads.max_bytes_per_principal` for the caller's uploads (bytes *held*, as that
+/// quota counts them: given back when an upload is destroyed), and the file limit counts
+/// uploads *created* (a bounded counter in [`FILES`], given back only when the caller
+/// itself terminates one, or when a creation is undone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBounds {
+    /// Most bytes the caller's uploads may hold.
+    pub max_bytes: u64,
+    /// Most uploads the caller may create.
+    pub max_files: u64,
+    /// The batch every upload must claim membership of (`batch` in `Upload-Metadata`).
+    pub batch: Option<String>,
+}
+
+/// Uploads created by a bounded caller, a counter per principal name.
+pub const FILES: crate::state::Namespace = crate::state::Namespace::new("upload_files");
 
 impl Caller {
     fn requester(&self) -> Requester<'_> {
@@ -332,6 +363,49 @@ impl Uploads {
             Some(m) => Ok(m.held(id).await?),
             None => Ok(false),
         }
+    }
+
+    /// Takes one of a bounded caller's files (nothing for an unbounded caller), or
+    /// refuses with [`UploadError::FileLimit`] changing nothing. `true` when one was taken.
+    async fn take_file(&self, who: &Caller) -> Result<bool, UploadError> {
+        let Some(bounds) = &who.bounds else {
+            return Ok(false);
+        };
+        let limit = i64::try_from(bounds.max_files).unwrap_or(i64::MAX);
+        match self
+            .state
+            .counter_add(FILES, &who.name, 1, Some(limit))
+            .await?
+        {
+            crate::state::CounterOutcome::Applied(_) => Ok(true),
+            crate::state::CounterOutcome::LimitReached(_) => Err(UploadError::FileLimit {
+                limit: bounds.max_files,
+            }),
+        }
+    }
+
+    /// Gives a file back to a bounded caller. Never fails: a release that cannot be
+    /// written leaves it counted (the caller has fewer, never more).
+    async fn give_file(&self, who: &Caller) {
+        if who.bounds.is_none() {
+            return;
+        }
+        match self.state.counter_add(FILES, &who.name, -1, None).await {
+            Ok(crate::state::CounterOutcome::Applied(v)) if v < 0 => {
+                if let Err(e) = self.state.counter_add(FILES, &who.name, -v, None).await {
+                    tracing::warn!(error = %e, "could not correct an upload file counter");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not give back an upload file"),
+        }
+    }
+
+    /// Uploads a bounded caller named `owner` has created (minus those it terminated),
+    /// and the bytes its uploads hold.
+    pub async fn usage(&self, owner: &str) -> Result<(u64, u64), UploadError> {
+        let files = u64::try_from(self.state.counter_get(FILES, owner).await?).unwrap_or(0);
+        Ok((files, self.bytes_held(owner).await?))
     }
 
     /// The settings.

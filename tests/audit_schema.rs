@@ -593,6 +593,23 @@ fn every_event_type_serialises_to_an_entry_the_schema_accepts() {
             batch: None,
             purpose_of_use: None,
         }),
+        emitted(&sallyport::invite::events::InvitationIssued {
+            invitation: id(),
+            partner: "clinic-a".into(),
+            batch: Some(id()),
+            max_files: 3,
+            max_bytes: 4096,
+            expires_at: 1_800_000_000,
+            key_id: "k1".into(),
+        }),
+        emitted(&sallyport::invite::events::InvitationRevoked {
+            invitation: id(),
+            reason: String::new(),
+        }),
+        emitted(&sallyport::invite::events::InvitationRefused {
+            invitation: id(),
+            reason: "expired",
+        }),
         emitted(&sallyport::smart::events::TokenRefused {
             reason: "unknown_client",
             error: "invalid_client",

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// `[bulk]`: the FHIR Bulk Data flow's timings.
     #[serde(default)]
     pub bulk: crate::bulk::config::RawBulkConfig,
+    /// `[invitations]`: upload invitations' lifetimes and limits.
+    #[serde(default)]
+    pub invitations: crate::invite::config::RawInviteConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]

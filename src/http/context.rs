@@ -79,6 +79,16 @@ impl RequestContext {
         role: Role,
     ) -> Result<Principal, ApiError> {
         let principal = crate::auth::authenticate(&state.authenticators, parts)?;
+        self.check_role(state, principal, role).await
+    }
+
+    /// Checks `role` on an authenticated principal; a missing role is audited.
+    pub async fn check_role(
+        &self,
+        state: &AppState,
+        principal: Principal,
+        role: Role,
+    ) -> Result<Principal, ApiError> {
         if let Err(AuthError::MissingRole(r)) = principal.require(role) {
             let ctx = self.audit_context(Some(&principal));
             let event = AccessDenied {

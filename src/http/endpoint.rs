@@ -24,9 +24,9 @@ pub struct Routes {
 
 /// Every `(method, path template)` the router accepts, with the tus base path at its
 /// default `/files/`; placeholders are `{upload_id}`, `{artifact_id}`, `{grant_id}`,
-/// `{batch_id}`, `{trace_id}`, `{job_id}` (opaque ids), `{group_id}` (a FHIR id), `{asset}` (the
-/// name of one of the upload page's files) and `{link}` (the rest of a signed link's path). Not used by
-/// the router itself: it is the list `proto/openapi.yaml` is checked against
+/// `{batch_id}`, `{trace_id}`, `{job_id}`, `{invitation_id}` (opaque ids), `{group_id}` (a FHIR
+/// id), `{asset}` (the name of one of the upload page's files) and `{link}` (the rest of a
+/// signed link's path). Not used by the router itself: it is the list `proto/openapi.yaml` is checked against
 /// (`tests/openapi_contract.rs`), and this module's tests check it against
 /// [`Endpoint::parse`] — every entry routes, and every path's `Allow` names exactly its
 /// entries — so it cannot drift from the parser.
@@ -78,6 +78,12 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("HEAD", "/invite"),
     ("GET", "/invite/assets/{asset}"),
     ("HEAD", "/invite/assets/{asset}"),
+    ("GET", "/v1/invitations"),
+    ("POST", "/v1/invitations"),
+    ("GET", "/v1/invitations/{invitation_id}"),
+    ("DELETE", "/v1/invitations/{invitation_id}"),
+    ("GET", "/v1/invitation"),
+    ("POST", "/v1/invitation/seal"),
 ];
 
 /// The FHIR base path: errors under it are `OperationOutcome`s (`proto/bulk-v1.md`).
@@ -167,6 +173,18 @@ pub enum Endpoint {
     /// `GET|HEAD /invite/assets/{name}`: one of the page's embedded files (public); an
     /// unknown name does not route.
     InviteAsset(&'static Asset),
+    /// `POST /v1/invitations`: issue an upload invitation (publisher).
+    InvitationIssue,
+    /// `GET /v1/invitations`: list invitations (publisher, auditor).
+    InvitationList,
+    /// `GET /v1/invitations/{id}`: one invitation and its usage (publisher, auditor).
+    InvitationGet(OpaqueId),
+    /// `DELETE /v1/invitations/{id}`: revoke an invitation (publisher).
+    InvitationRevoke(OpaqueId),
+    /// `GET /v1/invitation`: the presented invitation, as its holder sees it.
+    InvitationSelf,
+    /// `POST /v1/invitation/seal`: seal the presented invitation's batch.
+    InvitationSeal,
 }
 
 impl Endpoint {
@@ -211,6 +229,12 @@ impl Endpoint {
             Endpoint::BulkCancel(_) => "bulk_cancel",
             Endpoint::InvitePage => "invite_page",
             Endpoint::InviteAsset(_) => "invite_asset",
+            Endpoint::InvitationIssue => "invitation_issue",
+            Endpoint::InvitationList => "invitation_list",
+            Endpoint::InvitationGet(_) => "invitation_get",
+            Endpoint::InvitationRevoke(_) => "invitation_revoke",
+            Endpoint::InvitationSelf => "invitation_self",
+            Endpoint::InvitationSeal => "invitation_seal",
         }
     }
 
@@ -263,12 +287,20 @@ impl Endpoint {
             | Endpoint::BulkStatus(_)
             | Endpoint::BulkCancel(_)
             | Endpoint::InvitePage
-            | Endpoint::InviteAsset(_) => Some(configured),
+            | Endpoint::InviteAsset(_)
+            | Endpoint::InvitationList
+            | Endpoint::InvitationGet(_)
+            | Endpoint::InvitationRevoke(_)
+            | Endpoint::InvitationSelf
+            | Endpoint::InvitationSeal => Some(configured),
             // A token request is a small form: bounded well below the API limit.
             Endpoint::AuthToken => Some(configured.min(crate::smart::MAX_FORM_BYTES)),
             // Upload bodies stream into the at-rest writer under the tus limits; a batch's
             // documents have their own limits, which the handler applies.
-            Endpoint::TusCreate | Endpoint::TusPatch(_) | Endpoint::BatchOpen => None,
+            Endpoint::TusCreate
+            | Endpoint::TusPatch(_)
+            | Endpoint::BatchOpen
+            | Endpoint::InvitationIssue => None,
         }
     }
 
@@ -326,6 +358,16 @@ impl Endpoint {
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
             "/invite" => get_head(Endpoint::InvitePage),
+            "/v1/invitations" => match *method {
+                Method::GET => Ok(Endpoint::InvitationList),
+                Method::POST => Ok(Endpoint::InvitationIssue),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+            },
+            "/v1/invitation" => get(Endpoint::InvitationSelf),
+            "/v1/invitation/seal" => match *method {
+                Method::POST => Ok(Endpoint::InvitationSeal),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            },
             _ => {
                 if let Some(name) = path.strip_prefix("/invite/assets/") {
                     let asset = page::asset(name).ok_or(ApiError::NotFound)?;
@@ -362,6 +404,16 @@ impl Endpoint {
             return match *method {
                 Method::GET => Ok(Endpoint::ArtifactGet(id)),
                 _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+            };
+        }
+        if let Some(id) = path.strip_prefix("/v1/invitations/") {
+            let id: OpaqueId = id.parse().map_err(|_| ApiError::NotFound)?;
+            return match *method {
+                Method::GET => Ok(Endpoint::InvitationGet(id)),
+                Method::DELETE => Ok(Endpoint::InvitationRevoke(id)),
+                _ => Err(ApiError::MethodNotAllowed {
+                    allow: "GET, DELETE",
+                }),
             };
         }
         if let Some(id) = path.strip_prefix("/v1/links/") {
@@ -794,11 +846,17 @@ mod tests {
             Endpoint::BulkStatus(_) | Endpoint::BulkCancel(_) => "/fhir/bulk/{job_id}",
             Endpoint::InvitePage => "/invite",
             Endpoint::InviteAsset(_) => "/invite/assets/{asset}",
+            Endpoint::InvitationIssue | Endpoint::InvitationList => "/v1/invitations",
+            Endpoint::InvitationGet(_) | Endpoint::InvitationRevoke(_) => {
+                "/v1/invitations/{invitation_id}"
+            }
+            Endpoint::InvitationSelf => "/v1/invitation",
+            Endpoint::InvitationSeal => "/v1/invitation/seal",
         }
     }
 
     /// How many variants [`template`] covers (count its arms' variants when adding one).
-    const VARIANT_NAMES: usize = 38;
+    const VARIANT_NAMES: usize = 44;
 
     /// A concrete path for a template: well-formed ids in place of the placeholders.
     fn concrete(template: &str) -> String {
@@ -812,6 +870,7 @@ mod tests {
             .replace("{job_id}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{group_id}", "g-1")
             .replace("{asset}", "invite.js")
+            .replace("{invitation_id}", "67rq0xe32xxh21dav1b2qx1ch3")
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   [`crate::smart::Smart`];
 //! * [`bulk`] — FHIR Bulk Data `$export`, status, cancel and publishing over
 //!   [`crate::bulk::Bulk`];
+//! * [`invitations`] — upload invitations, the issuer's and the holder's side, over
+//!   [`crate::invite::Invitations`];
 //! * [`ops`] — health, readiness, metrics, `whoami`, audit verification;
 //! * [`page`] — the clinic upload page and its files (public, static);
 //! * [`audit`] — audit queries and traces over [`crate::audit::search::AuditSearch`];
@@ -28,6 +30,7 @@ pub mod audit;
 pub mod batches;
 pub mod bulk;
 pub mod download;
+pub mod invitations;
 pub mod links;
 pub mod ops;
 pub mod page;
@@ -81,5 +84,11 @@ pub async fn dispatch(
         Endpoint::BulkCancel(job) => bulk::cancel(state, ctx, req, job).await,
         Endpoint::InvitePage => Ok(page::index()),
         Endpoint::InviteAsset(asset) => Ok(page::asset(asset, &req)),
+        Endpoint::InvitationIssue => invitations::issue(state, ctx, req).await,
+        Endpoint::InvitationList => invitations::list(state, ctx, req).await,
+        Endpoint::InvitationGet(id) => invitations::get(state, ctx, req, id).await,
+        Endpoint::InvitationRevoke(id) => invitations::revoke(state, ctx, req, id).await,
+        Endpoint::InvitationSelf => invitations::holder_view(state, ctx, req).await,
+        Endpoint::InvitationSeal => invitations::holder_seal(state, ctx, req).await,
     }
 }

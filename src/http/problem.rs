@@ -24,6 +24,7 @@ pub mod audit;
 pub mod batch;
 pub mod bulk;
 pub mod infra;
+pub mod invite;
 pub mod links;
 pub mod row;
 pub mod smart;
@@ -112,6 +113,9 @@ pub enum ApiError {
     /// A FHIR Bulk Data request failed.
     #[error(transparent)]
     Bulk(#[from] crate::bulk::BulkError),
+    /// An upload-invitation request failed.
+    #[error(transparent)]
+    Invite(#[from] crate::invite::InviteError),
     /// An audit query or trace failed.
     #[error(transparent)]
     Search(#[from] crate::audit::search::SearchError),
@@ -186,6 +190,7 @@ impl Describe for ApiError {
             ApiError::Smart(e) => e.problem(),
             ApiError::Search(e) => e.problem(),
             ApiError::Bulk(e) => e.problem(),
+            ApiError::Invite(e) => e.problem(),
             ApiError::Internal(_) => INTERNAL,
         }
     }
@@ -199,6 +204,7 @@ impl Describe for ApiError {
             ApiError::Upload(e) => e.headers(h),
             ApiError::Download(e) => e.headers(h),
             ApiError::Bulk(e) => e.headers(h),
+            ApiError::Invite(e) => e.headers(h),
             _ => {}
         }
     }
@@ -209,6 +215,7 @@ impl Describe for ApiError {
             ApiError::Upload(e) => e.members(),
             ApiError::Search(e) => e.members(),
             ApiError::Bulk(e) => e.members(),
+            ApiError::Invite(e) => e.members(),
             _ => None,
         }
     }

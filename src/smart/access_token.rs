@@ -23,18 +23,16 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hmac::{KeyInit, Mac};
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 use super::config::SmartSettings;
 use crate::auth::{
     AccessGrant, AuthError, AuthMethod, AuthOutcome, Authenticator, ClientIdentity, Principal,
 };
-use crate::links::config::{KeyState, LinkKeySetting};
+use crate::links::config::LinkKeySetting;
+use crate::links::derived::{DerivedKeyError, DerivedKeys};
 
 /// The token prefix (and format version).
 pub const PREFIX: &str = "spat1";
@@ -74,61 +72,22 @@ pub enum TokenError {
     Expired,
 }
 
-#[derive(Clone)]
-struct TokenKey {
-    id: String,
-    key: Zeroizing<[u8; 32]>,
-    signs: bool,
-}
-
-/// The token keys, derived from the link keys.
-pub struct TokenKeys {
-    /// Every key that verifies (the signer too).
-    keys: Vec<TokenKey>,
-    /// The key that signs.
-    signer: TokenKey,
-}
-
-impl std::fmt::Debug for TokenKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys")
-            .field("ids", &self.keys.iter().map(|k| &k.id).collect::<Vec<_>>())
-            .finish()
-    }
-}
+/// The token keys, derived from the link keys (`links::derived`).
+#[derive(Debug)]
+pub struct TokenKeys(DerivedKeys);
 
 impl TokenKeys {
     /// Derives a token key from every current or verify-only link key; the current one
     /// signs. `None` when no link key signs (validation makes exactly one current).
     pub fn derive(links: &[LinkKeySetting]) -> Option<Self> {
-        let mut keys = Vec::new();
-        for k in links {
-            let (Some(secret), signs) = (&k.secret, k.state == KeyState::Current) else {
-                continue;
-            };
-            if k.state == KeyState::Retired {
-                continue;
-            }
-            let mut okm = Zeroizing::new([0u8; 32]);
-            hkdf::Hkdf::<Sha256>::new(None, secret.expose())
-                .expand(INFO, okm.as_mut())
-                .ok()?;
-            keys.push(TokenKey {
-                id: k.id.as_str().to_owned(),
-                key: okm,
-                signs,
-            });
-        }
-        let signer = keys.iter().find(|k| k.signs)?.clone();
-        Some(Self { keys, signer })
+        DerivedKeys::derive(links, INFO).map(Self)
     }
 
     /// Mints a token for `claims`.
     pub fn mint(&self, claims: &AccessClaims) -> String {
-        let key = &self.signer;
         let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("{PREFIX}~{}~{payload}", key.id);
-        let mac = B64.encode(mac(&key.key, signed.as_bytes()));
+        let signed = format!("{PREFIX}~{}~{payload}", self.0.signer_id());
+        let mac = B64.encode(self.0.sign(signed.as_bytes()));
         format!("{signed}~{mac}")
     }
 
@@ -144,17 +103,14 @@ impl TokenKeys {
         ) else {
             return Err(TokenError::Malformed);
         };
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == kid)
-            .ok_or(TokenError::UnknownKey)?;
         let tag = B64.decode(tag).map_err(|_| TokenError::Malformed)?;
         let signed_len = token.len() - tag_len(token);
-        let expected = mac(&key.key, &token.as_bytes()[..signed_len]);
-        if !bool::from(expected.as_slice().ct_eq(tag.as_slice())) {
-            return Err(TokenError::BadMac);
-        }
+        self.0
+            .verify(kid, &token.as_bytes()[..signed_len], &tag)
+            .map_err(|e| match e {
+                DerivedKeyError::UnknownKey => TokenError::UnknownKey,
+                DerivedKeyError::BadMac => TokenError::BadMac,
+            })?;
         let json = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
         let claims: AccessClaims =
             serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
@@ -168,15 +124,6 @@ impl TokenKeys {
 /// The length of `~<tag>` at the end of a token with four fields.
 fn tag_len(token: &str) -> usize {
     token.rfind('~').map_or(0, |i| token.len() - i)
-}
-
-fn mac(key: &[u8; 32], data: &[u8]) -> Vec<u8> {
-    let Ok(mut m) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
-        // HMAC takes a key of any length.
-        return Vec::new();
-    };
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
 }
 
 /// Seconds since the Unix epoch.
@@ -243,6 +190,7 @@ impl Authenticator for SmartTokens {
                 token_id: claims.tid,
                 expires_at: claims.exp,
             })),
+            invitation: None,
         })
     }
 }
@@ -250,6 +198,7 @@ impl Authenticator for SmartTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::links::config::KeyState;
     use crate::secret::Secret;
 
     fn keys(state: KeyState, id: &str, secret: &[u8]) -> LinkKeySetting {

@@ -65,6 +65,48 @@ impl Uploads {
             CreateRequest::Upload(new) => new.metadata.as_ref(),
         };
         let claim = MemberClaim::from_metadata(metadata)?;
+        if let Some(batch) = who.bounds.as_ref().and_then(|b| b.batch.as_deref())
+            && claim.as_ref().is_none_or(|c| c.batch != batch)
+        {
+            slot.release().await;
+            return Err(UploadError::BatchRequired);
+        }
+        // Taken last among the refusals that need no write, given back if the creation
+        // fails before its record is stored.
+        let took_file = match self.take_file(who).await {
+            Ok(t) => t,
+            Err(e) => {
+                slot.release().await;
+                return Err(e);
+            }
+        };
+        let result = self
+            .create_counted(who, request, id, claim, now, slot, body)
+            .await;
+        // A refused creation whose record is gone (or was never stored) gives its file
+        // back; when the store cannot tell, it stays counted (fewer files, never more).
+        if took_file && result.is_err() && matches!(self.store.get(id).await, Ok(None)) {
+            self.give_file(who).await;
+        }
+        result
+    }
+
+    /// [`Uploads::create`] once the caller's file is counted.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_counted<B>(
+        &self,
+        who: &Caller,
+        request: CreateRequest,
+        id: UploadId,
+        claim: Option<MemberClaim>,
+        now: Timestamp,
+        slot: LeaseGuard,
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
         match request {
             CreateRequest::Final(new) => {
                 self.create_final(who, id, new, claim.as_ref(), now, slot)
@@ -81,7 +123,8 @@ impl Uploads {
                 // The declared length is reserved first, so a refusal changes nothing; it is
                 // given back if the record is not stored (once stored, `destroy` does).
                 let reserved = quota::held(&planned);
-                self.reserve_bytes(&who.name, reserved).await?;
+                self.reserve_bytes(&who.name, reserved, self.byte_limit(who))
+                    .await?;
                 let stored = async {
                     self.admit_member(who, claim.as_ref(), id, planned.length)
                         .await?;
@@ -207,7 +250,8 @@ impl Uploads {
             plan::plan_concat_final(&new, &refs, id, who.requester(), now, self.limits())?;
         // A final upload is a copy: its bytes count like any other upload's.
         let reserved = quota::held(&planned.record);
-        self.reserve_bytes(&who.name, reserved).await?;
+        self.reserve_bytes(&who.name, reserved, self.byte_limit(who))
+            .await?;
         let stored = async {
             self.admit_member(who, claim, id, planned.record.length)
                 .await?;

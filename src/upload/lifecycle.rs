@@ -83,7 +83,13 @@ impl Uploads {
                 complete: record.is_complete(),
             };
             self.auditor.emit(&who.audit, &event).await?;
-            self.destroy(&record).await
+            self.destroy(&record).await?;
+            // The owner's own termination gives its file back (an admin's does not: the
+            // owner did not choose to free it).
+            if record.owner == who.name {
+                self.give_file(who).await;
+            }
+            Ok(())
         }
         .await;
         guard.release().await;
@@ -355,6 +361,7 @@ impl Uploads {
 /// The gateway itself as the caller of a recovery (its entries' actor is `system`).
 fn system_caller() -> Caller {
     Caller {
+        bounds: None,
         name: String::new(),
         admin: true,
         audit: AuditContext::system(),

@@ -86,8 +86,12 @@ impl Uploads {
                 (None, None) => None,
             };
             if let Some(after) = after {
-                self.precheck_bytes(&record.owner, after.saturating_sub(record.offset))
-                    .await?;
+                self.precheck_bytes(
+                    &record.owner,
+                    after.saturating_sub(record.offset),
+                    self.byte_limit(who),
+                )
+                .await?;
             }
         }
         let guard = self.lease(id).await.map_err(|e| with_expiry(e, &record))?;
@@ -433,7 +437,10 @@ impl Uploads {
         // length reserves all of it): reserved before the bytes become durable (deferred:
         // the pending record's durable write below persists it too).
         let grow = super::quota::held(&next).saturating_sub(super::quota::held(&record));
-        if let Err(e) = self.reserve_chunk_bytes(&record.owner, grow).await {
+        if let Err(e) = self
+            .reserve_chunk_bytes(&record.owner, grow, self.byte_limit(who))
+            .await
+        {
             writer.rollback().await?;
             return Err(e);
         }

@@ -52,10 +52,28 @@ fn as_delta(bytes: u64) -> i64 {
 // === impl Uploads: quota ===
 
 impl Uploads {
-    /// Reserves `bytes` more of `owner`'s quota, or refuses with
+    /// The byte quota that applies to `who`: its bounds' (an invitation's), else
+    /// `uploads.max_bytes_per_principal`.
+    pub(super) fn byte_limit(&self, who: &super::Caller) -> u64 {
+        who.bounds
+            .as_ref()
+            .map_or(self.settings.max_bytes_per_principal, |b| b.max_bytes)
+    }
+
+    /// Bytes `owner`'s uploads hold now.
+    pub async fn bytes_held(&self, owner: &str) -> Result<u64, UploadError> {
+        Ok(u64::try_from(self.state.counter_get(QUOTA, owner).await?).unwrap_or(0))
+    }
+
+    /// Reserves `bytes` more of `owner`'s quota of `limit` bytes, or refuses with
     /// [`UploadError::QuotaExceeded`] changing nothing.
-    pub(super) async fn reserve_bytes(&self, owner: &str, bytes: u64) -> Result<(), UploadError> {
-        self.reserve_bytes_with(owner, bytes, false).await
+    pub(super) async fn reserve_bytes(
+        &self,
+        owner: &str,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<(), UploadError> {
+        self.reserve_bytes_with(owner, bytes, limit, false).await
     }
 
     /// [`Uploads::reserve_bytes`] for a chunk's growth, written deferred
@@ -67,20 +85,21 @@ impl Uploads {
         &self,
         owner: &str,
         bytes: u64,
+        limit: u64,
     ) -> Result<(), UploadError> {
-        self.reserve_bytes_with(owner, bytes, true).await
+        self.reserve_bytes_with(owner, bytes, limit, true).await
     }
 
     async fn reserve_bytes_with(
         &self,
         owner: &str,
         bytes: u64,
+        limit: u64,
         deferred: bool,
     ) -> Result<(), UploadError> {
         if bytes == 0 {
             return Ok(());
         }
-        let limit = self.settings.max_bytes_per_principal;
         let (delta, limit_delta) = (as_delta(bytes), Some(as_delta(limit)));
         let outcome = if deferred {
             self.state
@@ -105,11 +124,15 @@ impl Uploads {
     /// `owner`'s quota now. Advisory only (another request may reserve meanwhile): the
     /// binding, atomic check is [`Uploads::reserve_bytes`] before the commit. It spares the
     /// disk a deferred-length body that would be discarded anyway.
-    pub(super) async fn precheck_bytes(&self, owner: &str, bytes: u64) -> Result<(), UploadError> {
+    pub(super) async fn precheck_bytes(
+        &self,
+        owner: &str,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<(), UploadError> {
         if bytes == 0 {
             return Ok(());
         }
-        let limit = self.settings.max_bytes_per_principal;
         let used = u64::try_from(self.state.counter_get(QUOTA, owner).await?).unwrap_or(0);
         if used.saturating_add(bytes) > limit {
             return Err(UploadError::QuotaExceeded {

@@ -70,6 +70,7 @@ fn engine_on(dir: &tempfile::TempDir, state: Arc<dyn StateStore>) -> (Uploads, A
 
 fn alice() -> Caller {
     Caller {
+        bounds: None,
         name: "alice".into(),
         admin: false,
         audit: AuditContext::system(),

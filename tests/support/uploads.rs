@@ -39,6 +39,7 @@ pub fn body(bytes: &[u8], trailers: Option<HeaderMap>) -> axum::body::Body {
 /// The caller a handler would build for `who`.
 pub fn caller(who: Requester<'_>) -> Caller {
     Caller {
+        bounds: None,
         name: who.name.to_owned(),
         admin: who.admin,
         audit: AuditContext {

@@ -103,7 +103,7 @@ pub async fn revoke_bulk(state: &AppState, ctx: &RequestContext, req: Req) -> Re
 
 /// Scheme and authority for issued links: `links.public_base_url`, else the issuing
 /// request's own host (the publisher reached the gateway there), else the listen address.
-fn base_url(state: &AppState, parts: &http::request::Parts) -> String {
+pub(super) fn base_url(state: &AppState, parts: &http::request::Parts) -> String {
     if let Some(u) = &state.links.settings().public_base_url {
         return u.clone();
     }

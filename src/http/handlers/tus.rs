@@ -19,17 +19,28 @@ use crate::tus::plan;
 use crate::tus::record::UploadId;
 use crate::upload::Caller;
 
-/// Authenticates an uploader (admin passes) and describes it to the upload engine.
+/// Authenticates an uploader (admin passes) and describes it to the upload engine. A
+/// request made with an upload invitation is admitted by the invitation service instead
+/// (its record checked on every request), and carries the invitation's bounds.
 async fn uploader(
     state: &AppState,
     ctx: &RequestContext,
     parts: &http::request::Parts,
 ) -> Result<Caller, ApiError> {
-    let p: Principal = ctx.require(state, parts, Role::Uploader).await?;
+    let p: Principal = crate::auth::authenticate(&state.authenticators, parts)?;
+    if let Some(pass) = &p.invitation {
+        let (_, caller) = state
+            .invitations
+            .admit(pass, ctx.audit_context(Some(&p)))
+            .await?;
+        return Ok(caller);
+    }
+    let p: Principal = ctx.check_role(state, p, Role::Uploader).await?;
     Ok(Caller {
         name: p.name.to_string(),
         admin: p.is_admin(),
         audit: ctx.audit_context(Some(&p)),
+        bounds: None,
     })
 }
 

@@ -132,6 +132,17 @@ impl Describe for UploadError {
                 "upload.quota_exceeded",
                 "The upload would exceed this client's storage quota",
             ),
+            UploadError::FileLimit { .. } => row(
+                StatusCode::FORBIDDEN,
+                "invitation.file_limit",
+                "This invitation allows no more files",
+            ),
+            UploadError::BatchRequired => row(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invitation.batch_required",
+                "Uploads through this invitation must name its batch and a listed member \
+                 (`batch` and `member` in Upload-Metadata)",
+            ),
             UploadError::TooManyOpen { .. } => row(
                 StatusCode::TOO_MANY_REQUESTS,
                 "upload.too_many_open",
