@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use support::data::{random_bytes, sha256_hex};
 use support::fhir::{Batch, Manifest};
 use support::tus_http::Tus;
-use support::{ADMIN_TOKEN, Gateway, UPLOADER_TOKEN};
+use support::{ADMIN_TOKEN, Gateway};
 
 const PLAYWRIGHT: &str = "playwright-core@1.65.1";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -131,11 +131,7 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     let screenshot = artifacts_dir().join("clinic-upload.png");
     // With the invitation API: two batch invitations, one whose files match its manifest
     // and one with a member changed after the manifest was made (same size).
-    let batches = if invitation.stub.is_null() {
-        BatchCase::both(&gw, work.path()).await
-    } else {
-        Vec::new()
-    };
+    let batches = BatchCase::both(&gw, work.path()).await;
     let cfg = json!({
         "chromium": CHROMIUM,
         "base": base,
@@ -145,7 +141,6 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
         "small": [paths[1], paths[2]],
         "bad": invitation.bad,
         "screenshot": screenshot,
-        "stub": invitation.stub,
         // Each PATCH waits a little in the browser, so the reload and the cut land part-way.
         "patch_delay_ms": 150,
         "batches": batches.iter().map(BatchCase::config).collect::<Vec<_>>(),
@@ -232,7 +227,7 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     }
     // The gateway's own record: the ledger of each upload, every chunk checksummed by the
     // browser (sha256) and verified.
-    let tus = Tus::as_token(&gw, &invitation.ledger_token);
+    let tus = Tus::as_token(&gw, &invitation.token);
     for u in report["upload_urls"].as_array().unwrap() {
         let name = u["name"].as_str().unwrap();
         let (_, bytes) = files.iter().find(|(n, _)| *n == name).unwrap();
@@ -266,68 +261,66 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
 /// The invitation the browser uses, and the refused ones.
 struct Invitation {
     token: String,
-    /// The token that may read the uploads' ledgers.
-    ledger_token: String,
     /// `[{label, token}]` for the page to open and refuse.
     bad: Value,
-    /// `Some` while the invitation API is not in this build: the driver answers
-    /// `/v1/invitation` from the contract and uploads as the test uploader.
-    stub: Value,
 }
 
 impl Invitation {
+    /// Issues the invitation (as the admin, `POST /v1/invitations`), and two that are
+    /// refused: one revoked, one expired.
     async fn issue(gw: &Gateway) -> Invitation {
+        let token = |body: &Value| body["token"].as_str().unwrap().to_owned();
+        let main = issue(
+            gw,
+            json!({"partner": "clinic-a", "max_files": 5, "max_bytes": 104_857_600u64, "ttl": "1h"}),
+        )
+        .await;
+        let revoked = issue(gw, json!({"partner": "clinic-a", "ttl": "1h"})).await;
         let resp = gw
             .client()
-            .post(gw.url("/v1/invitations"))
+            .delete(gw.url(&format!(
+                "/v1/invitations/{}",
+                revoked["id"].as_str().unwrap()
+            )))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"partner": "clinic-a", "max_files": 5, "max_bytes": 104_857_600u64, "ttl": "1h"}))
+            .json(&json!({"reason": "sent to the wrong clinic"}))
             .send()
             .await
             .unwrap();
-        if resp.status() == 201 {
-            let body: Value = resp.json().await.unwrap();
-            let token = body["token"].as_str().unwrap().to_owned();
-            return Invitation {
-                ledger_token: token.clone(),
-                token,
-                bad: json!([{"label": "broken", "token": "nope"}]),
-                stub: Value::Null,
-            };
-        }
-        assert_eq!(resp.status(), 404, "POST /v1/invitations");
-        eprintln!(
-            "NOTICE: this build has no invitation API; /v1/invitation is answered from the \
-             contract by the browser driver, and uploads go as the test uploader"
-        );
-        let token = "inv1~k1~stubinvitation0000000000~1900000000~c3R1Yg".to_owned();
-        let expired = "inv1~k1~expiredinvitation000000~1000000000~c3R1Yg";
-        let revoked = "inv1~k1~revokedinvitation000000~1900000000~c3R1Yg";
-        let problem = |status: u16, code: &str, title: &str| json!({"type": "about:blank", "status": status, "code": code, "title": title});
+        assert_eq!(resp.status(), 200, "revoke");
+        let expired = issue(gw, json!({"partner": "clinic-a", "ttl": "1s"})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         Invitation {
-            ledger_token: UPLOADER_TOKEN.to_owned(),
+            token: token(&main),
             bad: json!([
-                {"label": "expired", "token": expired},
-                {"label": "revoked", "token": revoked},
+                {"label": "expired", "token": token(&expired)},
+                {"label": "revoked", "token": token(&revoked)},
                 {"label": "broken", "token": "nope"},
             ]),
-            stub: json!({
-                "uploader_token": UPLOADER_TOKEN,
-                "invitation": {
-                    "id": "stubinvitation000000000000", "partner": "clinic-a",
-                    "issued_at": "2026-12-06T20:00:00Z", "expires_at": "2026-12-09T20:00:00Z",
-                    "limits": {"max_files": 5, "max_bytes": 104_857_600u64},
-                    "used": {"files": 0, "bytes": 0},
-                    "uploads_url": "/files/", "batch": null,
-                },
-                "bad": {
-                    expired: problem(410, "invitation.expired", "The invitation has expired"),
-                    revoked: problem(410, "invitation.revoked", "The invitation was revoked"),
-                },
-            }),
-            token,
         }
     }
+}
+
+/// `POST /v1/invitations` as the admin; asserts 201 and returns the answer.
+async fn issue(gw: &Gateway, body: Value) -> Value {
+    let resp = gw
+        .client()
+        .post(gw.url("/v1/invitations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "POST /v1/invitations {body}: {answer}");
+    let url = answer["url"].as_str().unwrap();
+    let token = answer["token"].as_str().unwrap();
+    assert!(
+        url.ends_with(&format!("/invite#{token}")),
+        "the invitation URL opens the page: {url}"
+    );
+    answer
 }
 
 /// A batch invitation for the page: its files, and the verdict the seal must give.
@@ -364,20 +357,15 @@ impl BatchCase {
         verdict: &'static str,
     ) -> BatchCase {
         let manifest: Value = serde_json::from_str(&manifest.to_json()).unwrap();
-        let resp = gw
-            .client()
-            .post(gw.url("/v1/invitations"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(
-                &json!({"partner": "lab-b", "max_files": 5, "max_bytes": 104_857_600u64,
-                          "ttl": "1h", "manifest": manifest}),
-            )
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(status, 201, "{body}");
+        let body = issue(
+            gw,
+            json!({"partner": "lab-b", "ttl": "1h", "manifest": manifest}),
+        )
+        .await;
+        assert!(
+            body["batch"].is_string(),
+            "an invitation with a batch: {body}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let first = &batch.members[0];
         let wrong_size = dir.path().join(&first.name);

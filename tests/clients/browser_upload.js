@@ -5,8 +5,7 @@
 // time": the Rust test checks what it reports against the gateway and the files.
 //
 // Config: { chromium, base, token, spki, big, small: [paths], bad: [{label, token}],
-//           screenshot, stub: null | { invitation, uploader_token, bad: {label: problem} },
-//           patch_delay_ms }
+//           screenshot, patch_delay_ms, batches: [{token, folder, refused_files, screenshot}] }
 // The page is opened at 127.0.0.1 (the development certificate names it); Chromium trusts
 // the gateway's certificate by its SPKI pin only (--ignore-certificate-errors-spki-list),
 // not by ignoring certificate errors wholesale.
@@ -217,31 +216,15 @@ async function batchFlow(context, b) {
   return res;
 }
 
-/** Request routing: the PATCH delay (so a reload and a cut land part-way), and the stub. */
+/** Each PATCH waits a little, so that the reload and the cut land part-way. */
 async function routes(context) {
   const delay = cfg.patch_delay_ms || 0;
+  if (delay === 0) return;
   await context.route('**/files/**', async (route) => {
-    const req = route.request();
-    const headers = { ...req.headers() };
-    if (cfg.stub) headers.authorization = `Bearer ${cfg.stub.uploader_token}`;
-    if (req.method() === 'PATCH' && delay > 0) await sleep(delay);
+    if (route.request().method() === 'PATCH') await sleep(delay);
     try {
-      await route.continue({ headers });
+      await route.continue();
     } catch (_) { /* the request was aborted meanwhile (a reload) */ }
-  });
-  if (!cfg.stub) return;
-  // Before the invitation API exists: /v1/invitation answered from the contract.
-  await context.route('**/v1/invitation', async (route) => {
-    const auth = route.request().headers().authorization || '';
-    const token = auth.replace(/^Bearer /, '');
-    const problem = cfg.stub.bad[token];
-    if (problem) {
-      await route.fulfill({ status: problem.status, contentType: 'application/problem+json', body: JSON.stringify(problem) });
-    } else if (token === cfg.token) {
-      await route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(cfg.stub.invitation) });
-    } else {
-      await route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({ status: 401, code: 'auth.invalid', title: 'Unauthorized' }) });
-    }
   });
 }
 
