@@ -610,9 +610,16 @@
     button.hidden = !['uploading', 'paused', 'offline'].includes(s);
     button.textContent = s === 'paused' || s === 'offline' ? 'Resume' : 'Pause';
     if (s === 'paused' || s === 'done' || s === 'error') announce(`${item.name}: ${text}`);
+    renderToolbar();
   }
 
   function announce(text) { $('announce').textContent = text; }
+
+  /** "Pause all" and "Resume all" only while there is something to pause or resume. */
+  function renderToolbar() {
+    $('pause-all').disabled = !state.items.some((i) => i.state === 'uploading' || i.state === 'offline');
+    $('resume-all').disabled = !state.items.some((i) => i.state === 'paused' || i.state === 'offline');
+  }
 
   function renderReceipt() {
     const done = state.items.filter(isFinished);
@@ -653,7 +660,8 @@
   function renderSeal() {
     const b = batch();
     if (!b) return;
-    $('seal-box').hidden = false;
+    // Once sealed, the verdict takes the button's place.
+    $('seal-box').hidden = b.state !== 'open';
     const sent = new Set(state.items.filter((i) => isFinished(i) && i.serverSha === i.browserSha).map((i) => i.member));
     const missing = b.members.filter((m) => !sent.has(m.name));
     const button = $('seal');
