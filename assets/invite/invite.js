@@ -26,6 +26,9 @@
     'invitation.revoked': ['This invitation was withdrawn', 'The sender has cancelled it. Ask them for a new invitation if you still need to send files.'],
     'invitation.file_limit': ['File limit reached', 'This invitation allows no more files.'],
     'invitation.no_batch': ['Nothing to seal', 'This invitation has no list of expected files to seal.'],
+    'invitation.unknown': ['This invitation is not known here', 'This gateway has no record of it. Ask the sender for a new invitation.'],
+    'invitation.busy': ['The gateway is busy', 'The invitation is being updated. Please try again in a moment.'],
+    'invitation.batch_required': ['Not on the list', 'This invitation only takes the files the sender listed.'],
     'upload.quota_exceeded': ['Size limit reached', 'This file would take the invitation over its total size limit.'],
     'upload.too_many_open': ['Too many unfinished uploads', 'Finish or remove some uploads, then try again.'],
     'batch.member_not_listed': ['Not on the list', 'The sender did not list this file.'],
@@ -488,7 +491,7 @@
     item.el.dataset.code = problem.code || '';
     setState(item, 'error', `${problem.title}. ${problem.text}`);
     announce(`${item.name}: ${problem.title}`);
-    if (['invitation.expired', 'invitation.revoked', 'auth'].includes(problem.code) || problem.status === 401) {
+    if (['invitation.expired', 'invitation.revoked', 'invitation.unknown'].includes(problem.code) || problem.status === 401) {
       showFatal(problem);
     }
   }
