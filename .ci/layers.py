@@ -132,6 +132,7 @@ SERVICES = {
     "download": "reserved: the download flow lives in links::download",
     "batch": "batch delivery (planned)",
     "smart": "SMART Backend Services: the token endpoint flow",
+    "invite": "upload invitations: issue, admit, holder view and seal, revoke",
     "bulk": "FHIR Bulk Data delivery: publications, kick-off, status, cancel",
 }
 

@@ -134,7 +134,7 @@ EOF
 OPS='healthz|healthzHead|readyz|readyzHead|metrics|whoami'
 declare -A FILTER=(
   [uploader]="--include-operation-id-regex ^($OPS|tus.*|batchList|batchOpen|batchGet|batchManifest|batchProvenance|batchReport|batchSeal)\$"
-  [publisher]="--include-operation-id-regex ^($OPS|download|downloadHead|artifact.*|link.*|exportPublish|bulk.*)\$"
+  [publisher]="--include-operation-id-regex ^($OPS|download|downloadHead|artifact.*|link.*|exportPublish|bulk.*|invitationIssue|invitationList|invitationGet|invitationRevoke)\$"
   [auditor]="--include-operation-id-regex ^($OPS|auditVerify|batchList|batchGet|batchManifest|batchProvenance|batchReport|batchRelease|batchPurge)\$"
   [metrics]="--include-method-regex ^(GET|HEAD|OPTIONS)\$"
 )

@@ -145,6 +145,16 @@ struct IssueBody<'a> {
     provenance: Option<&'a RawValue>,
 }
 
+/// The members of an issue request.
+const ISSUE_FIELDS: [&str; 6] = [
+    "partner",
+    "ttl",
+    "max_files",
+    "max_bytes",
+    "manifest",
+    "provenance",
+];
+
 /// An issued invitation: the token is shown once, here.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -254,6 +264,18 @@ impl Invitations {
     /// `POST /v1/invitations`.
     pub async fn issue(&self, who: &Issuer, body: &[u8]) -> Result<Issued, InviteError> {
         let bad = |field: &'static str, detail: String| InviteError::BadRequest { field, detail };
+        // An explicit `null` is not "absent": refused, like any value of the wrong type.
+        if let Ok(fields) =
+            serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(body)
+            && let Some((name, _)) = fields.iter().find(|(_, v)| v.get() == "null")
+        {
+            let field = ISSUE_FIELDS
+                .iter()
+                .find(|f| **f == name.as_str())
+                .copied()
+                .unwrap_or("body");
+            return Err(bad(field, "must not be null".into()));
+        }
         // The position only: serde's message may quote the input.
         let parsed: IssueBody<'_> = serde_json::from_slice(body).map_err(|e| {
             bad(
@@ -638,12 +660,11 @@ impl Invitations {
                 return Err(InviteError::NotFound);
             };
             let mut record = decode(&found.value)?;
-            // Auditors may look, not revoke.
-            if !(who.admin
-                || record.issuer == who.name
-                || who.scope.allows_partner(&record.partner))
-                || (!who.admin && who.auditor && record.issuer != who.name)
-            {
+            // The handler admits publishers (and admins) only; auditors may look, not
+            // revoke.
+            let may =
+                who.admin || record.issuer == who.name || who.scope.allows_partner(&record.partner);
+            if !may {
                 return Err(InviteError::NotFound);
             }
             if record.revoked.is_some() {

@@ -271,6 +271,11 @@ mod tests {
     #[test]
     fn link_and_token_keys_differ() {
         let ring = TokenKeys::derive(&[keys(KeyState::Current, "k", &[7; 32])]).unwrap();
-        assert_ne!(ring.keys[0].key.as_ref(), &[7u8; 32]);
+        use hmac::{KeyInit, Mac};
+        let mut raw = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&[7u8; 32]).unwrap();
+        raw.update(b"data");
+        // The token key is derived: a MAC under the link secret itself is not a token MAC.
+        assert_ne!(ring.0.sign(b"data"), raw.finalize().into_bytes().to_vec());
+        assert_eq!(ring.0.verify("k", b"data", &ring.0.sign(b"data")), Ok(()));
     }
 }

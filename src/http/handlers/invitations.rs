@@ -127,18 +127,29 @@ impl ListQuery {
     fn parse(query: &str) -> Result<Self, crate::invite::InviteError> {
         let bad = || crate::invite::InviteError::BadRequest {
             field: "query",
-            detail: "only partner, after and limit (a number), each once, unencoded".into(),
+            detail: "only partner (a partner name), after (an invitation id) and limit \
+                     (1 to 200), each at most once"
+                .into(),
         };
         let mut q = Self::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(bad)?;
-            if v.is_empty() || v.len() > 64 || v.contains('%') {
-                return Err(bad());
-            }
             let slot_taken = match k {
-                "partner" => q.partner.replace(v.to_owned()).is_some(),
-                "after" => q.after.replace(v.to_owned()).is_some(),
-                "limit" => q.limit.replace(v.parse().map_err(|_| bad())?).is_some(),
+                "partner" => {
+                    let p: crate::grant::PartnerName = v.parse().map_err(|_| bad())?;
+                    q.partner.replace(p.as_str().to_owned()).is_some()
+                }
+                "after" => {
+                    let id: OpaqueId = v.parse().map_err(|_| bad())?;
+                    q.after.replace(id.to_string()).is_some()
+                }
+                "limit" => {
+                    let n: usize = v.parse().map_err(|_| bad())?;
+                    if !(1..=crate::invite::MAX_PAGE).contains(&n) {
+                        return Err(bad());
+                    }
+                    q.limit.replace(n).is_some()
+                }
                 _ => return Err(bad()),
             };
             if slot_taken {
@@ -186,7 +197,9 @@ pub async fn get(state: &AppState, ctx: &RequestContext, req: Req, id: OpaqueId)
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
-    reason: Option<String>,
+    /// Absent is empty; `null` is refused (a string is expected).
+    #[serde(default)]
+    reason: String,
 }
 
 /// `DELETE /v1/invitations/{id}`.
@@ -194,7 +207,7 @@ pub async fn revoke(state: &AppState, ctx: &RequestContext, req: Req, id: Opaque
     let (_, p, body) =
         super::respond::authorized_json::<RevokeBody>(state, ctx, req, Role::Publisher).await?;
     let invitations = &state.invitations;
-    let reason = body.and_then(|b| b.reason).unwrap_or_default();
+    let reason = body.map(|b| b.reason).unwrap_or_default();
     let record = invitations
         .revoke(&issuer(ctx, &p), &id.to_string(), &reason)
         .await?;
