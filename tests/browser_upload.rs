@@ -132,6 +132,11 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     // With the invitation API: two batch invitations, one whose files match its manifest
     // and one with a member changed after the manifest was made (same size).
     let batches = BatchCase::both(&gw, work.path()).await;
+    // One more, revoked while its file uploads.
+    let doomed = issue(&gw, json!({"partner": "clinic-a", "ttl": "1h"})).await;
+    let doomed_file = work.path().join("wrong-patient.pdf");
+    let doomed_bytes = random_bytes(24 * MIB, 4);
+    std::fs::write(&doomed_file, &doomed_bytes).unwrap();
     let cfg = json!({
         "chromium": CHROMIUM,
         "base": base,
@@ -144,10 +149,17 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
         // Each PATCH waits a little in the browser, so the reload and the cut land part-way.
         "patch_delay_ms": 150,
         "batches": batches.iter().map(BatchCase::config).collect::<Vec<_>>(),
+        "revoke_mid": {
+            "token": doomed["token"],
+            "file": doomed_file,
+            "revoke_url": format!("{base}/v1/invitations/{}", doomed["id"].as_str().unwrap()),
+            "admin_token": ADMIN_TOKEN,
+        },
     });
     let out = tokio::task::block_in_place(|| {
         Command::new("node")
             .current_dir(&driver)
+            .env("NODE_EXTRA_CA_CERTS", gw.ca_path())
             .arg("browser_upload.js")
             .arg(cfg.to_string())
             .output()
@@ -249,6 +261,24 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     assert_eq!(report["local_storage_has_token"], false, "{report}");
     assert!(screenshot.exists());
     println!("screenshot of the finished page: {}", screenshot.display());
+
+    // Revoked mid-upload: the page stopped with the message, and the gateway holds no more
+    // of the file than it had acknowledged before the revocation took effect.
+    let mid = &report["revoked_mid"];
+    assert_eq!(mid["revoke_status"], 200, "{mid}");
+    assert_eq!(mid["code"], "invitation.revoked", "{mid}");
+    assert!(
+        mid["title"].as_str().unwrap().contains("withdrawn"),
+        "{mid}"
+    );
+    assert_eq!(mid["pick_visible"], false, "{mid}");
+    let url = mid["upload_url"].as_str().unwrap();
+    let path = &url[url.find("/files/").unwrap()..];
+    let held = Tus::as_token(&gw, ADMIN_TOKEN).offset(path).await;
+    assert!(
+        held < doomed_bytes.len() as u64,
+        "the revoked upload completed: {mid}"
+    );
 
     let seen = report["batches"].as_array().unwrap();
     assert_eq!(seen.len(), batches.len(), "{report}");

@@ -161,6 +161,7 @@ async function main() {
     out.screenshot = cfg.screenshot;
     out.batches = [];
     for (const b of cfg.batches || []) out.batches.push(await batchFlow(context, b));
+    if (cfg.revoke_mid) out.revoked_mid = await revokedMidUpload(context, cfg.revoke_mid);
   } finally {
     await browser.close();
   }
@@ -214,6 +215,42 @@ async function batchFlow(context, b) {
     await page.close();
   }
   return res;
+}
+
+/**
+ * An invitation revoked while a file uploads: the issuer revokes it (the admin's DELETE,
+ * from here, trusting the gateway's CA through NODE_EXTRA_CA_CERTS), and the page stops
+ * with the "withdrawn" message at its next request.
+ */
+async function revokedMidUpload(context, r) {
+  const page = await context.newPage();
+  try {
+    await page.goto(`${cfg.base}/invite#${r.token}`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+    await page.setInputFiles('#file-input', [r.file]);
+    const row = `#file-list li[data-name="${path.basename(r.file)}"]`;
+    await page.waitForFunction((sel) => {
+      const li = document.querySelector(sel);
+      return li && Number(li.dataset.sent || 0) >= 4 * 1024 * 1024;
+    }, row, { timeout: 30000 });
+    const res = await fetch(r.revoke_url, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${r.admin_token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ reason: 'sent to the wrong clinic' }),
+    });
+    const revokedAt = Number(await page.getAttribute(row, 'data-sent'));
+    await page.waitForSelector('#fatal:not([hidden])', { timeout: 30000 });
+    return {
+      revoke_status: res.status,
+      sent_at_revoke: revokedAt,
+      code: await page.getAttribute('#fatal', 'data-code'),
+      title: (await page.textContent('#fatal-title')).trim(),
+      upload_url: await page.getAttribute(row, 'data-upload-url'),
+      pick_visible: await page.isVisible('#pick'),
+    };
+  } finally {
+    await page.close();
+  }
 }
 
 /** Each PATCH waits a little, so that the reload and the cut land part-way. */
