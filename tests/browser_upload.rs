@@ -5,7 +5,12 @@
 //! network part-way and continues when it is back, uploads two more files, and shows a
 //! receipt whose browser SHA-256s equal the gateway's ledger — which this test checks
 //! against the files and the gateway itself, with every chunk's checksum verified.
-//! Refused invitations (expired, revoked, a broken link) get a readable message.
+//! Refused invitations (expired, revoked, a broken link) get a readable message, and so does
+//! one revoked while its file uploads. Two batch invitations: files the manifest does not
+//! list, or of another size, are refused before sending; a folder's files are matched,
+//! uploaded and sealed, to `released`, and (a member changed after its manifest was made)
+//! to `quarantined` with its findings shown. Invitations come from the real API
+//! (`POST /v1/invitations` as the admin).
 //!
 //! The browser is Debian's `chromium`, driven by `playwright-core` (npm, installed into the
 //! target directory, like the tus-js-client test), through `tests/clients/browser_upload.js`.
