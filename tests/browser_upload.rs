@@ -228,6 +228,8 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     assert!(offline["banner"].as_bool().unwrap(), "{offline}");
     assert_eq!(offline["url_after"], reload["url_before"], "{offline}");
 
+    // A file dropped on the page is taken like a chosen one.
+    assert_eq!(report["drop_highlight"], true, "{report}");
     // The receipt: every file, the browser's SHA-256 equal to the gateway's, both equal to
     // the file's.
     let receipt = report["receipt"].as_array().unwrap();

@@ -126,8 +126,21 @@ async function main() {
     await page.waitForSelector(`${row}[data-state="done"]`, { timeout: 60000 });
     out.offline.url_after = await page.getAttribute(row, 'data-upload-url');
 
-    // 3. Two more files, then the receipt.
-    await page.setInputFiles('#file-input', cfg.small);
+    // 3. Two more files, one dropped on the page and one chosen, then the receipt.
+    const fs = require('fs');
+    const dropped = cfg.small[0];
+    const dataTransfer = await page.evaluateHandle(([name, b64]) => {
+      const bin = atob(b64);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], name, { lastModified: 1765000000000 }));
+      return dt;
+    }, [path.basename(dropped), fs.readFileSync(dropped).toString('base64')]);
+    await page.dispatchEvent('#drop', 'dragover', { dataTransfer });
+    out.drop_highlight = await page.$eval('#drop', (d) => d.classList.contains('over'));
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+    await page.setInputFiles('#file-input', cfg.small.slice(1));
     const names = [big, ...cfg.small.map((p) => path.basename(p))];
     await page.waitForFunction((n) => {
       const rows = Array.from(document.querySelectorAll('#receipt-rows tr'));
