@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod batch;
 pub mod client;
+pub mod invite;
 pub mod keys;
 pub mod link;
 pub mod preflight;
@@ -72,6 +73,16 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: link::LinkCommand,
+    },
+    /// Upload invitations (publisher): issue, list, show, revoke — through the running
+    /// gateway.
+    Invite {
+        /// How to reach the gateway.
+        #[command(flatten)]
+        api: api::ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: invite::InviteCommand,
     },
     /// Batches: open, list, show, seal, report (uploader); release, purge (auditor) —
     /// through the running gateway. Exit 0 released, 1 error, 3 quarantined, 4 still sealing.
@@ -174,6 +185,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Link { api, command } => {
             let config = client_config(cli.config.as_deref(), &api)?;
             runtime()?.block_on(link::run_link(command, &api, config.as_ref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invite { api, command } => {
+            let config = client_config(cli.config.as_deref(), &api)?;
+            runtime()?.block_on(invite::run(command, &api, config.as_ref()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Batch { api, command } => {

@@ -543,3 +543,148 @@ async fn a_batch_invitation_uploads_listed_members_only_and_seals() {
         (403, "invitation.file_limit".into())
     );
 }
+
+/// `sallyport invite …` against `gw` as the publisher; (exit code, stdout, stderr).
+fn invite_cli(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
+    let out = support::sallyport()
+        .arg("invite")
+        .args(args)
+        .env_remove("SALLYPORT_CONFIG")
+        .env_remove("SALLYPORT_TOKEN_FILE")
+        .env(
+            "SALLYPORT_URL",
+            format!("https://localhost:{}", gw.addr.port()),
+        )
+        .env("SALLYPORT_CA_FILE", gw.ca_path())
+        .env("SALLYPORT_TOKEN", PUBLISHER_TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invite_commands_issue_list_show_and_revoke() {
+    let gw = gateway();
+    let (code, out, err) = invite_cli(
+        &gw,
+        &[
+            "issue",
+            "--partner",
+            "clinic-c",
+            "--max-files",
+            "4",
+            "--max-bytes",
+            "2MiB",
+            "--ttl",
+            "2h",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let url = out.trim();
+    assert!(url.contains("/invite#inv1~"), "{out}");
+    assert!(
+        err.contains("files 0/4") || err.contains("files -/4"),
+        "{err}"
+    );
+    let token = &url[url.find('#').unwrap() + 1..];
+    let view = call(&gw, Method::GET, "/v1/invitation", token, None)
+        .await
+        .json();
+    assert_eq!(
+        view["limits"],
+        json!({"max_files": 4, "max_bytes": 2 * 1024 * 1024})
+    );
+    let id = view["id"].as_str().unwrap().to_owned();
+
+    let (code, out, _) = invite_cli(&gw, &["list", "--partner", "clinic-c"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("active"), "{out}");
+    let (code, out, _) = invite_cli(&gw, &["show", &id]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["used"], json!({"files": 0, "bytes": 0}));
+    let (code, _, err) = invite_cli(&gw, &["revoke", &id, "--reason", "wrong clinic"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+    let a = call(&gw, Method::GET, "/v1/invitation", token, None).await;
+    assert_eq!(a.refusal(), (410, "invitation.revoked".into()));
+
+    // Bad input is refused before any request, with the reason.
+    let (code, _, err) = invite_cli(&gw, &["issue", "--partner", "Clinic C"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--partner"), "{err}");
+    let (code, _, err) = invite_cli(&gw, &["issue", "--partner", "c", "--max-bytes", "lots"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--max-bytes"), "{err}");
+    let missing = gw.dir.join("no-such-manifest.json");
+    let (code, _, err) = invite_cli(
+        &gw,
+        &[
+            "issue",
+            "--partner",
+            "c",
+            "--batch-manifest",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("manifest"), "{err}");
+    // The gateway's refusal is printed with its code.
+    let (code, _, err) = invite_cli(&gw, &["issue", "--partner", "c", "--max-files", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invitation.bad_request"), "{err}");
+}
+
+/// Two instances sharing Redis and a data directory (the link keys): an invitation issued
+/// on one works on the other, its file limit counts across both, and a revocation on one
+/// refuses the very next request on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_one_invitation_across_instances_sharing_redis() {
+    if !support::redis::available() {
+        return;
+    }
+    let prefix = support::redis::Prefix::new("invitations");
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = |id: &str| {
+        format!(
+            "[server]\ninstance_id = \"{id}\"\n\n[state]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
+             redis_prefix = \"{}\"\n{}",
+            support::redis::url(),
+            prefix.as_str(),
+            publisher_toml()
+        )
+    };
+    let one = Gateway::start_in(tmp.path(), &redis("one"));
+    let two = Gateway::start_in(tmp.path(), &redis("two"));
+    let issued = issue(&one, json!({"partner": "clinic-a", "max_files": 2})).await;
+    let token = token_of(&issued);
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let (on_one, on_two) = (Tus::as_token(&one, &token), Tus::as_token(&two, &token));
+
+    let r = create(&on_two, 8, None).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let path = location(&r);
+    assert_eq!(on_one.patch_ok(&path, 0, b"1234").await, 4);
+    assert_eq!(create(&on_one, 1, None).await.status().as_u16(), 201);
+    assert_eq!(
+        status_code(create(&on_two, 1, None).await).await,
+        (403, "invitation.file_limit".into())
+    );
+
+    let a = call(
+        &two,
+        Method::DELETE,
+        &format!("/v1/invitations/{id}"),
+        PUBLISHER_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let r = on_one.patch(&path, 4, b"5678".to_vec(), &[]).await;
+    assert_eq!(status_code(r).await, (410, "invitation.revoked".into()));
+    assert_eq!(Tus::as_token(&one, ADMIN_TOKEN).offset(&path).await, 4);
+}
