@@ -35,6 +35,8 @@ use support::tus_http::Tus;
 use support::{ADMIN_TOKEN, Gateway};
 
 const PLAYWRIGHT: &str = "playwright-core@1.65.1";
+/// The accessibility rules engine the driver runs on the finished page.
+const AXE: &str = "axe-core@4.11.0";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const MIB: usize = 1 << 20;
 
@@ -183,6 +185,26 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     // The page ran clean under its CSP.
     assert_eq!(report["csp_violations"], json!([]), "{report}");
     assert_eq!(report["page_errors"], json!([]), "{report}");
+    // No WCAG 2.1 A/AA violation axe-core can find, at full width and on a narrow screen.
+    for key in ["axe", "axe_narrow"] {
+        let axe = &report[key];
+        assert_eq!(axe["violations"], json!([]), "{key}: {axe}");
+        let passed = axe["passed"].as_array().unwrap();
+        // Not vacuous: the rules that matter for this page ran and passed.
+        for rule in [
+            "color-contrast",
+            "button-name",
+            "aria-valid-attr-value",
+            "bypass",
+            "document-title",
+            "html-has-lang",
+        ] {
+            assert!(
+                passed.iter().any(|p| p == rule),
+                "{key}: {rule} did not pass: {axe}"
+            );
+        }
+    }
     // The invitation as shown.
     assert_eq!(report["shown"]["partner"], "clinic-a", "{report}");
     assert!(
@@ -200,6 +222,7 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
         assert_eq!(f["code"], code, "{label}: {report}");
         assert!(f["title"].as_str().unwrap().contains(words), "{label}: {f}");
         assert!(!f["text"].as_str().unwrap().is_empty(), "{label}: {f}");
+        assert_eq!(f["axe"], json!([]), "{label}: {f}");
     }
 
     // The reload: the same file added again continued the same upload from the server's
@@ -446,6 +469,7 @@ impl BatchCase {
     async fn check(&self, gw: &Gateway, seen: &Value) {
         let label = self.label;
         assert_eq!(seen["page_errors"], json!([]), "{label}: {seen}");
+        assert_eq!(seen["axe"]["violations"], json!([]), "{label}: {seen}");
         assert_eq!(
             seen["expected"].as_array().unwrap().len(),
             3,
@@ -533,10 +557,11 @@ fn driver_dir() -> Option<PathBuf> {
     if !chromium.is_ok_and(|o| o.status.success()) {
         return unavailable("chromium is not installed (apt-get install chromium)");
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playwright-core-1.65.1");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-driver-pw1.65.1-axe4.11.0");
     if !dir
         .join("node_modules/playwright-core/package.json")
         .exists()
+        || !dir.join("node_modules/axe-core/package.json").exists()
     {
         std::fs::create_dir_all(&dir).unwrap();
         let out = Command::new("npm")
@@ -550,12 +575,13 @@ fn driver_dir() -> Option<PathBuf> {
             ])
             .arg(&dir)
             .arg(PLAYWRIGHT)
+            .arg(AXE)
             .output();
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
                 return unavailable(&format!(
-                    "npm install {PLAYWRIGHT} failed: {}",
+                    "npm install {PLAYWRIGHT} {AXE} failed: {}",
                     String::from_utf8_lossy(&o.stderr)
                 ));
             }

@@ -50,6 +50,7 @@ async function main() {
         code: await page.getAttribute('#fatal', 'data-code'),
         title: (await page.textContent('#fatal-title')).trim(),
         text: (await page.textContent('#fatal-text')).trim(),
+        axe: (await accessibility(page)).violations,
       };
       await collectCsp();
     }
@@ -167,9 +168,11 @@ async function main() {
       return false;
     }, cfg.token.split('~').pop());
     await collectCsp();
+    out.axe = await accessibility(page);
     await page.screenshot({ path: cfg.screenshot, fullPage: true });
     // The same page on a narrow screen, for the eye.
     await page.setViewportSize({ width: 380, height: 800 });
+    out.axe_narrow = await accessibility(page);
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, '-narrow.png'), fullPage: true });
     out.screenshot = cfg.screenshot;
     out.batches = [];
@@ -223,6 +226,7 @@ async function batchFlow(context, b) {
       findings: await page.$$eval('#verdict li', (lis) => lis.map((li) => li.textContent)),
       pick_hidden: !(await page.isVisible('#pick')),
     };
+    res.axe = await accessibility(page);
     if (b.screenshot) await page.screenshot({ path: b.screenshot, fullPage: true });
   } finally {
     await page.close();
@@ -264,6 +268,24 @@ async function revokedMidUpload(context, r) {
   } finally {
     await page.close();
   }
+}
+
+/**
+ * axe-core's WCAG 2.x A and AA rules on the page as it is. The engine is evaluated through
+ * the DevTools protocol, which the page's CSP does not govern (the page itself still loads
+ * nothing but its own files). Returns the violations (rule, impact, how many elements) and
+ * the rules that passed.
+ */
+async function accessibility(page) {
+  const source = require('fs').readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  await page.evaluate(source);
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] });
+    return {
+      violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })),
+      passed: r.passes.map((p) => p.id),
+    };
+  });
 }
 
 /** Each PATCH waits a little, so that the reload and the cut land part-way. */
