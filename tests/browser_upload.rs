@@ -122,11 +122,14 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     let gw = Gateway::start("");
     let base = format!("https://127.0.0.1:{}", gw.addr.port());
     let work = tempfile::tempdir().unwrap();
-    // One file of 50 MiB and two small ones, random so no two chunks are alike.
+    // One file of 50 MiB and four smaller ones (more than the page sends at once), random
+    // so no two chunks are alike; five files is the invitation's limit.
     let files = [
         ("scan-series.dcm", random_bytes(50 * MIB, 1)),
         ("referral.pdf", random_bytes(180_000, 2)),
         ("labs.ndjson", random_bytes(3 * MIB + 4321, 3)),
+        ("consent.pdf", random_bytes(9 * MIB + 17, 5)),
+        ("ecg.xml", random_bytes(5 * MIB, 6)),
     ];
     let mut paths = Vec::new();
     for (name, bytes) in &files {
@@ -150,7 +153,7 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
         "token": invitation.token,
         "spki": spki_pin(&driver, &gw.data_dir().join("dev-ca/server.pem")),
         "big": paths[0],
-        "small": [paths[1], paths[2]],
+        "small": &paths[1..],
         "bad": invitation.bad,
         "screenshot": screenshot,
         // Each PATCH waits a little in the browser, so the reload and the cut land part-way.
@@ -256,7 +259,19 @@ async fn a_clinic_uploads_through_the_page_across_a_reload_and_a_network_cut() {
     // The receipt: every file, the browser's SHA-256 equal to the gateway's, both equal to
     // the file's.
     let receipt = report["receipt"].as_array().unwrap();
-    assert_eq!(receipt.len(), 3, "{report}");
+    assert_eq!(receipt.len(), files.len(), "{report}");
+    // Never more than three files on the wire at once; the others waited their turn.
+    assert_eq!(report["max_uploading"], 3, "{report}");
+    let after = &report["shown_after"];
+    assert!(
+        after["files"].as_str().unwrap().contains("5 of 5"),
+        "{after}"
+    );
+    assert_eq!(
+        after["full_note"], true,
+        "the page says it is used up: {after}"
+    );
+    assert_eq!(after["drop_zone"], false, "{after}");
     for (name, bytes) in &files {
         let row = receipt
             .iter()

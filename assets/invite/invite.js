@@ -12,6 +12,9 @@
   'use strict';
 
   const CHUNK_SIZE = 4 * 1024 * 1024;
+  // Files sent at once; the rest wait their turn (the gateway bounds a client's open
+  // uploads, and a few streams already fill a clinic's uplink).
+  const PARALLEL = 3;
   const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000];
   const POLL_MS = 1500;
   const TOKEN_SHAPE = /^inv1~[A-Za-z0-9\-_~.]+$/;
@@ -213,6 +216,10 @@
     $('inv-expires').textContent = when(inv.expires_at);
     $('inv-files').textContent = `${inv.used.files} of ${inv.limits.max_files} used`;
     $('inv-bytes').textContent = `${bytes(inv.used.bytes)} of ${bytes(inv.limits.max_bytes)} used`;
+    // Everything this invitation allows is used: say so instead of offering to add more.
+    const full = inv.used.files >= inv.limits.max_files || inv.used.bytes >= inv.limits.max_bytes;
+    $('drop').hidden = full;
+    $('full-note').hidden = !full;
     const b = batch();
     if (b) {
       $('expected').hidden = false;
@@ -369,10 +376,11 @@
       state.items.push(item);
       renderItem(item);
       state.worker.postMessage({ id: item.id, file });
-      startUpload(item);
+      setState(item, 'queued', 'Waiting to start…');
     }
     $('uploads').hidden = state.items.length === 0;
     renderResumeNote();
+    pump();
   }
 
   function fingerprintPrefix() { return `sallyport:${state.invitation.id}:`; }
@@ -409,6 +417,20 @@
   }
 
   // === uploading ===
+
+  /** Starts queued files while fewer than PARALLEL are on the wire. */
+  function pump() {
+    const busy = state.items.filter((i) => i.state === 'uploading' || i.state === 'offline').length;
+    const waiting = state.items.filter((i) => i.state === 'queued');
+    for (const item of waiting.slice(0, Math.max(PARALLEL - busy, 0))) {
+      if (item.upload) {
+        setState(item, 'uploading', 'Continuing…');
+        item.upload.start();
+      } else {
+        startUpload(item);
+      }
+    }
+  }
 
   function startUpload(item) {
     const b = batch();
@@ -491,26 +513,35 @@
     item.el.dataset.code = problem.code || '';
     setState(item, 'error', `${problem.title}. ${problem.text}`);
     announce(`${item.name}: ${problem.title}`);
+    pump();
     if (['invitation.expired', 'invitation.revoked', 'invitation.unknown'].includes(problem.code) || problem.status === 401) {
       showFatal(problem);
     }
   }
 
   function pause(item) {
-    if (item.state !== 'uploading' && item.state !== 'offline') return;
-    item.upload.abort();
+    if (!['uploading', 'offline', 'queued'].includes(item.state)) return;
+    if (item.upload) item.upload.abort();
     setState(item, 'paused', `Paused at ${bytes(item.sent)}`);
+    pump();
   }
 
   function resume(item) {
     if (!['paused', 'offline'].includes(item.state)) return;
     item.samples = [];
-    setState(item, 'uploading', 'Continuing…');
-    item.upload.start();
+    if (item.state === 'offline') {
+      setState(item, 'uploading', 'Continuing…');
+      item.upload.start();
+      return;
+    }
+    // A paused file takes its turn again.
+    setState(item, 'queued', 'Waiting to continue…');
+    pump();
   }
 
   async function finished(item) {
     setState(item, 'verifying', 'Uploaded. Getting the gateway’s fingerprint…');
+    pump();
     item.el.querySelector('progress').value = item.size;
     item.el.querySelector('.speed').textContent = '';
     try {
@@ -610,7 +641,7 @@
     item.el.className = `file ${s}`;
     item.el.querySelector('.state').textContent = text;
     const button = item.el.querySelector('.toggle');
-    button.hidden = !['uploading', 'paused', 'offline'].includes(s);
+    button.hidden = !['uploading', 'paused', 'offline', 'queued'].includes(s);
     button.textContent = s === 'paused' || s === 'offline' ? 'Resume' : 'Pause';
     if (s === 'paused' || s === 'done' || s === 'error') announce(`${item.name}: ${text}`);
     renderToolbar();
@@ -620,7 +651,7 @@
 
   /** "Pause all" and "Resume all" only while there is something to pause or resume. */
   function renderToolbar() {
-    $('pause-all').disabled = !state.items.some((i) => i.state === 'uploading' || i.state === 'offline');
+    $('pause-all').disabled = !state.items.some((i) => ['uploading', 'offline', 'queued'].includes(i.state));
     $('resume-all').disabled = !state.items.some((i) => i.state === 'paused' || i.state === 'offline');
   }
 

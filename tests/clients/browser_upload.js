@@ -127,7 +127,17 @@ async function main() {
     await page.waitForSelector(`${row}[data-state="done"]`, { timeout: 60000 });
     out.offline.url_after = await page.getAttribute(row, 'data-upload-url');
 
-    // 3. Two more files, one dropped on the page and one chosen, then the receipt.
+    // 3. More files, one dropped on the page and the others chosen, then the receipt. The
+    // page sends at most three at once: count how many are "uploading" at any moment.
+    await page.evaluate(() => {
+      window.__maxUploading = 0;
+      const count = () => {
+        const n = document.querySelectorAll('#file-list li[data-state="uploading"]').length;
+        window.__maxUploading = Math.max(window.__maxUploading, n);
+      };
+      new MutationObserver(count).observe(document.getElementById('file-list'),
+        { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+    });
     const fs = require('fs');
     const dropped = cfg.small[0];
     const dataTransfer = await page.evaluateHandle(([name, b64]) => {
@@ -150,6 +160,13 @@ async function main() {
         return v && v.dataset.verdict !== 'pending';
       });
     }, names.length, { timeout: 60000 });
+    out.max_uploading = await page.evaluate(() => window.__maxUploading);
+    await page.waitForFunction(() => /^5 of/.test(document.getElementById('inv-files').textContent));
+    out.shown_after = {
+      files: (await page.textContent('#inv-files')).trim(),
+      full_note: await page.isVisible('#full-note'),
+      drop_zone: await page.isVisible('#drop'),
+    };
     out.receipt = await page.$$eval('#receipt-rows tr', (rows) => rows.map((r) => ({
       name: r.dataset.name,
       browser: r.querySelector('.browser').textContent,
