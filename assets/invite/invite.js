@@ -216,8 +216,11 @@
     $('inv-expires').textContent = when(inv.expires_at);
     $('inv-files').textContent = `${inv.used.files} of ${inv.limits.max_files} used`;
     $('inv-bytes').textContent = `${bytes(inv.used.bytes)} of ${bytes(inv.limits.max_bytes)} used`;
-    // Everything this invitation allows is used: say so instead of offering to add more.
-    const full = inv.used.files >= inv.limits.max_files || inv.used.bytes >= inv.limits.max_bytes;
+    // Everything this invitation allows is used: say so instead of offering to add more —
+    // unless an upload of an earlier visit is unfinished (it counts as used, and adding its
+    // file again is how it continues).
+    const full = (inv.used.files >= inv.limits.max_files || inv.used.bytes >= inv.limits.max_bytes)
+      && rememberedUploads().length === 0;
     $('drop').hidden = full;
     $('full-note').hidden = !full;
     const b = batch();
