@@ -167,7 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
         Command::Audit(audit::AuditCommand::Query(args)) => {
             let config = client_config(cli.config.as_deref(), &args.api)?;
-            runtime()?.block_on(audit::query::run_query(args, config.as_ref()))
+            runtime()?.block_on(audit::query::run_query(*args, config.as_ref()))
         }
         Command::Audit(audit::AuditCommand::Trace(args)) => {
             let config = client_config(cli.config.as_deref(), &args.api)?;

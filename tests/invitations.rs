@@ -308,6 +308,60 @@ async fn revoked_and_expired_invitations_are_refused_and_change_nothing() {
     assert_eq!(shown["state"], "expired");
     assert_eq!(shown["used"], json!({"files": 0, "bytes": 0}));
 
+    // The security team's trace of the invitation: issued, what was done through it, its
+    // revocation and the refusals after it, in order (the index may lag a moment).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let steps = loop {
+        let a = call(
+            &gw,
+            Method::GET,
+            &format!("/v1/audit/trace/{id}"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let steps: Vec<String> = a.json()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        if steps.iter().filter(|s| *s == "invitation.refused").count() >= 3
+            || Instant::now() > deadline
+        {
+            break steps;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        steps,
+        [
+            "invitation.issued",
+            "upload.created",
+            "upload.chunk_accepted",
+            "invitation.revoked",
+            "invitation.refused",
+            "invitation.refused",
+            "invitation.refused",
+        ],
+        "{steps:?}"
+    );
+    let by_principal = call(
+        &gw,
+        Method::GET,
+        &format!("/v1/audit/events?principal=invitation:{id}"),
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_principal.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&by_principal.body)
+    );
+
     let entries = export_audit(&gw.config_path);
     assert_eq!(actions(&entries, "invitation.revoked").len(), 1);
     let refused = actions(&entries, "invitation.refused");
@@ -687,4 +741,89 @@ async fn an_invitation_is_one_invitation_across_instances_sharing_redis() {
     let r = on_one.patch(&path, 4, b"5678".to_vec(), &[]).await;
     assert_eq!(status_code(r).await, (410, "invitation.revoked".into()));
     assert_eq!(Tus::as_token(&one, ADMIN_TOKEN).offset(&path).await, 4);
+}
+
+/// `sallyport client upload` with an invitation: the URL from a 0600 file (never an
+/// argument), files checked against the batch's members before anything is sent, then
+/// uploaded, verified and sealed; the verdict decides the exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_uploads_through_an_invitation_and_seals() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw = gateway();
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let batch = Batch::synthetic(work.path(), 20261207, [30, 50, 70]);
+    let manifest: Value = serde_json::from_str(&batch.manifest().to_json()).unwrap();
+    let issued = issue(&gw, json!({"partner": "lab-b", "manifest": manifest})).await;
+    let url_file = work.path().join("invitation.url");
+    std::fs::write(&url_file, issued["url"].as_str().unwrap()).unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let names: Vec<String> = batch
+        .manifest()
+        .members
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    let run = |files: Vec<std::path::PathBuf>, extra: Vec<&str>| {
+        let mut cmd = support::sallyport();
+        cmd.arg("client")
+            .arg("upload")
+            .args(&files)
+            .arg("--invitation-file")
+            .arg(&url_file)
+            .arg("--cacert")
+            .arg(gw.ca_path())
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .arg("--chunk-size")
+            .arg("64KiB")
+            .args(extra)
+            .env_remove("SALLYPORT_TOKEN")
+            .env_remove("SALLYPORT_TOKEN_FILE")
+            .env_remove("SALLYPORT_INVITATION");
+        cmd.output().unwrap()
+    };
+    // A file the manifest does not list: refused before anything is sent.
+    let stray = work.path().join("stray.ndjson");
+    std::fs::write(&stray, b"{}\n").unwrap();
+    let out = tokio::task::block_in_place(|| run(vec![stray], vec![]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not list"), "{err}");
+    let token = token_of(&issued);
+    assert!(!err.contains(&token[5..]), "the token is never printed");
+    let view = call(&gw, Method::GET, "/v1/invitation", &token, None)
+        .await
+        .json();
+    assert_eq!(view["used"]["files"], 0);
+
+    let files: Vec<_> = names.iter().map(|n| batch.path(n)).collect();
+    let out = tokio::task::block_in_place(|| run(files, vec!["--seal", "--json"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["batch"]["state"], "released", "{stdout}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("sha256").is_some())
+        .collect();
+    assert_eq!(lines.len(), names.len(), "{stdout}");
+    for v in &lines {
+        let name = v["file"].as_str().unwrap();
+        let member = name.rsplit('/').next().unwrap();
+        assert_eq!(
+            v["sha256"],
+            json!(sha256_hex(&batch.member(member).bytes)),
+            "{v}"
+        );
+    }
+    let view = call(&gw, Method::GET, "/v1/invitation", &token, None)
+        .await
+        .json();
+    assert_eq!(view["batch"]["state"], "released");
 }

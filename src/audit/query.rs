@@ -161,7 +161,7 @@ impl QueryError {
 }
 
 /// The parameters, in canonical order (also the order of [`Filter::canonical`]).
-const PARAMS: [&str; 12] = [
+const PARAMS: [&str; 13] = [
     "since",
     "until",
     "principal",
@@ -170,6 +170,7 @@ const PARAMS: [&str; 12] = [
     "batch",
     "artifact",
     "grant",
+    "invitation",
     "action",
     "outcome",
     "limit",
@@ -201,11 +202,12 @@ impl Query {
                 "until" => filter.until = Some(Timestamp::parse(v, name)?),
                 "principal" => filter.principal = Some(parse_principal(v)?),
                 "client" => filter.client = Some(AddrMatch::parse(v)?),
-                "upload" | "batch" | "artifact" | "grant" => {
+                "upload" | "batch" | "artifact" | "grant" | "invitation" => {
                     let kind = match name {
                         "upload" => Kind::Upload,
                         "batch" => Kind::Batch,
                         "artifact" => Kind::Artifact,
+                        "invitation" => Kind::Invitation,
                         _ => Kind::Grant,
                     };
                     v.parse::<OpaqueId>().map_err(|_| QueryError::Id(name))?;
@@ -521,7 +523,14 @@ impl ActionMatch {
     }
 }
 
+/// A configured client's name, or an upload invitation's principal (`invitation:{id}`).
 fn parse_principal(s: &str) -> Result<String, QueryError> {
+    if let Some(id) = s.strip_prefix("invitation:") {
+        return id
+            .parse::<OpaqueId>()
+            .map(|id| crate::auth::ClientName::invitation(&id.to_string()).to_string())
+            .map_err(|_| QueryError::Principal);
+    }
     s.parse::<crate::auth::ClientName>()
         .map(|n| n.as_str().to_owned())
         .map_err(|_| QueryError::Principal)

@@ -270,7 +270,13 @@ impl AuditSearch {
             // The indexed part: one lookup per followed id (ids are unique across kinds).
             while let Some(next) = trace.next_pending() {
                 let Some(index) = &self.index else { continue };
-                for kind in [Kind::Upload, Kind::Batch, Kind::Artifact, Kind::Grant] {
+                for kind in [
+                    Kind::Upload,
+                    Kind::Batch,
+                    Kind::Artifact,
+                    Kind::Grant,
+                    Kind::Invitation,
+                ] {
                     let key = format!("{}:{next}", kind.as_str());
                     let mut after = 0;
                     loop {

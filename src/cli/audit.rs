@@ -55,8 +55,8 @@ pub enum AuditCommand {
     Ship(ship::ShipArgs),
     /// Query the audit trail through the running gateway (auditor token): entries
     /// matching every filter given, in order, all pages; a table, or JSON lines.
-    Query(query::QueryArgs),
-    /// The whole story of one upload, batch, artifact or grant, through the running
+    Query(Box<query::QueryArgs>),
+    /// The whole story of one upload, batch, artifact, grant or invitation, through the running
     /// gateway (auditor token): one line per step, or `--json`.
     Trace(query::TraceArgs),
 }
@@ -80,7 +80,7 @@ pub async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Ship(args) => ship::run(args, config).await,
-        AuditCommand::Query(args) => query::run_query(args, Some(config)).await,
+        AuditCommand::Query(args) => query::run_query(*args, Some(config)).await,
         AuditCommand::Trace(args) => query::run_trace(args, Some(config)).await,
         AuditCommand::Export { out } => {
             let log = crate::app::open_audit_log(config).await?;

@@ -28,6 +28,7 @@ use clap::{Args, Subcommand};
 pub mod bulk;
 pub mod chunk;
 pub mod download;
+pub mod invitation;
 pub mod outcome;
 pub mod progress;
 pub mod resume;
@@ -98,9 +99,19 @@ pub struct UploadArgs {
     /// The files to upload.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
-    /// The gateway's tus creation URL, e.g. `https://gw.example.org/files/`.
+    /// The gateway's tus creation URL, e.g. `https://gw.example.org/files/` (not with an
+    /// invitation: it says where).
     #[arg(long, value_name = "URL")]
-    pub to: String,
+    pub to: Option<String>,
+    /// A file (mode 0600) holding an upload invitation URL (`https://…/invite#inv1~…`), or
+    /// SALLYPORT_INVITATION in the environment: the gateway, the token and the batch come
+    /// from it, and each file must be a member its manifest lists (by name and size).
+    #[arg(long, env = "SALLYPORT_INVITATION_FILE", value_name = "FILE", conflicts_with_all = ["token_file", "batch"])]
+    pub invitation_file: Option<PathBuf>,
+    /// After every file is uploaded and verified, seal the invitation's batch and wait
+    /// for its verdict (exit 0 released, 3 quarantined).
+    #[arg(long)]
+    pub seal: bool,
     /// A file holding the uploader's bearer token (or SALLYPORT_TOKEN in the environment).
     #[arg(long, env = "SALLYPORT_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,

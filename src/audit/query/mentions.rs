@@ -14,6 +14,8 @@
 //! | `artifact`, `artifacts[]` | artifact |
 //! | `grant`, `grants[]` | grant |
 //! | `partner` | partner |
+//! | `invitation` | invitation |
+//! | the actor `invitation:{id}` | invitation (what was done *through* an upload invitation) |
 //! | `target` of `link.revoke*` | the kind its `scope` names |
 //! | `subject` | the kind of the action's family (below) |
 //!
@@ -34,16 +36,19 @@ pub enum Kind {
     Grant,
     /// A partner name (a configured name, not PHI).
     Partner,
+    /// An upload invitation.
+    Invitation,
 }
 
 impl Kind {
     /// Every kind, in index order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Upload,
         Kind::Batch,
         Kind::Artifact,
         Kind::Grant,
         Kind::Partner,
+        Kind::Invitation,
     ];
 
     /// The name used in query parameters and index keys.
@@ -54,6 +59,7 @@ impl Kind {
             Kind::Artifact => "artifact",
             Kind::Grant => "grant",
             Kind::Partner => "partner",
+            Kind::Invitation => "invitation",
         }
     }
 }
@@ -68,13 +74,17 @@ pub struct Mention {
 }
 
 /// `details` members that hold one id, and their kind.
-const SINGLE: [(&str, Kind); 5] = [
+const SINGLE: [(&str, Kind); 6] = [
     ("upload", Kind::Upload),
     ("batch", Kind::Batch),
     ("artifact", Kind::Artifact),
     ("grant", Kind::Grant),
     ("partner", Kind::Partner),
+    ("invitation", Kind::Invitation),
 ];
+
+/// The actor name prefix of a request made with an upload invitation (`auth::ClientName::invitation`).
+const INVITATION_ACTOR: &str = "invitation:";
 
 /// `details` members that hold a list of ids, and their kind.
 const LISTS: [(&str, Kind); 2] = [("artifacts", Kind::Artifact), ("grants", Kind::Grant)];
@@ -108,6 +118,12 @@ pub fn mentions(entry: &Entry) -> Vec<Mention> {
     if let (Some(subject), Some(kind)) = (&entry.subject, subject_kind(entry)) {
         push(kind, &serde_json::Value::String(subject.clone()));
     }
+    if let Some(id) = entry.actor["name"]
+        .as_str()
+        .and_then(|n| n.strip_prefix(INVITATION_ACTOR))
+    {
+        push(Kind::Invitation, &serde_json::Value::String(id.to_owned()));
+    }
     out.sort();
     out.dedup();
     out
@@ -136,6 +152,7 @@ fn subject_kind(entry: &Entry) -> Option<Kind> {
         "artifact" => Some(Kind::Artifact),
         "download" => Some(Kind::Grant),
         "link" if !entry.action.starts_with("link.revoke") => Some(Kind::Grant),
+        "invitation" => Some(Kind::Invitation),
         _ => None,
     }
 }

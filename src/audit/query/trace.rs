@@ -9,10 +9,12 @@
 //! | `batch.member_added` | the batch, when its upload is followed; the upload, when the batch is the traced id |
 //! | `artifact.registered` | the artifact, when its upload or batch is followed |
 //! | `link.issued` | the grant, when one of its artifacts or its batch is followed |
+//! | any entry of a followed invitation (named in it, or its actor) | its batch and upload |
 //!
 //! So an upload leads to the batch it is in, the artifact registered from it, the links
 //! issued for that artifact (or its batch), and their downloads and revocations; a batch
-//! also leads to its member uploads. Nothing leads *up*: tracing a grant does not pull in
+//! also leads to its member uploads; an upload invitation leads to its batch and to every
+//! upload made through it. Nothing leads *up*: tracing a grant does not pull in
 //! the artifact's other grants. Partner names are never followed (a partner's whole
 //! history is a query, not a trace).
 //!
@@ -43,7 +45,7 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// A trace of `root` (an upload, batch, artifact or grant id).
+    /// A trace of `root` (an upload, batch, artifact, grant or invitation id).
     pub fn new(root: &str) -> Self {
         Self {
             root: root.to_owned(),
@@ -138,6 +140,11 @@ impl Trace {
             }
             "link.issued" if any_followed(Kind::Artifact) || any_followed(Kind::Batch) => {
                 ids(Kind::Grant)
+            }
+            _ if any_followed(Kind::Invitation) => {
+                let mut out = ids(Kind::Batch);
+                out.extend(ids(Kind::Upload));
+                out
             }
             _ => Vec::new(),
         }

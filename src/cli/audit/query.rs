@@ -44,6 +44,9 @@ pub struct QueryArgs {
     /// A grant (link) id.
     #[arg(long)]
     grant: Option<String>,
+    /// An upload invitation id: entries naming it, and what was done through it.
+    #[arg(long)]
+    invitation: Option<String>,
     /// An action (link.issued) or a prefix ending in '.' (link.).
     #[arg(long)]
     action: Option<String>,
@@ -64,7 +67,7 @@ pub struct TraceArgs {
     /// How to reach the gateway.
     #[command(flatten)]
     pub api: ApiArgs,
-    /// An upload, batch, artifact or grant id.
+    /// An upload, batch, artifact, grant or invitation id.
     id: String,
     /// Print the trace as JSON (the API's answer).
     #[arg(long)]
@@ -84,6 +87,7 @@ impl QueryArgs {
             ("batch", &self.batch),
             ("artifact", &self.artifact),
             ("grant", &self.grant),
+            ("invitation", &self.invitation),
             ("action", &self.action),
             ("outcome", &self.outcome),
         ];

@@ -89,9 +89,9 @@ fn client_identity(
     Ok((chain, key))
 }
 
-/// What an upload presents to the gateway. Only a bearer token today; an upload
-/// invitation (issue 16, item 1) will be another variant, whose requests carry its
-/// capability URL instead of a header.
+/// What an upload presents to the gateway: a bearer token — an API client's, or an upload
+/// invitation's (`inv1~…`, taken from the invitation URL's fragment by `invitation.rs`).
+#[derive(Clone)]
 pub enum Credential {
     /// `Authorization: Bearer …`.
     Bearer(Secret),

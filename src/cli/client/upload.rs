@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 
 use super::chunk::{self, Chunk, ChunkReader};
-use super::outcome::{Failure, FileReport};
+use super::outcome::{self, Failure, FileReport};
 use super::progress::Bars;
 use super::resume::{self, UploadState};
 use super::transport::{self, Credential};
@@ -35,12 +35,12 @@ const MAX_LEDGER_BYTES: usize = 32 << 20;
 
 /// Runs `client upload`; the exit code. `Err` is a usage error (nothing transferred).
 pub async fn run(args: UploadArgs) -> anyhow::Result<u8> {
-    let to = reqwest::Url::parse(&args.to).context("--to is not a URL")?;
-    if to.scheme() != "https" {
-        bail!("--to must be an https URL");
+    let invitation = super::invitation::from_env(args.invitation_file.as_deref())?;
+    if invitation.is_some() && (args.to.is_some() || args.batch.is_some()) {
+        bail!("an invitation says where and into which batch: drop --to and --batch");
     }
-    if to.query().is_some() || to.fragment().is_some() {
-        bail!("--to is the creation URL, without a query or fragment");
+    if args.seal && invitation.is_none() {
+        bail!("--seal goes with an invitation (--invitation-file or SALLYPORT_INVITATION)");
     }
     if let Some(b) = &args.batch
         && (b.is_empty()
@@ -49,7 +49,24 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<u8> {
     {
         bail!("--batch is a batch id (letters, digits and '-')");
     }
-    let credential = Credential::from_env(args.token_file.as_deref())?;
+    // Without an invitation: the URL and the token, checked before anything else.
+    let direct = match &invitation {
+        Some(_) => None,
+        None => {
+            let to = args
+                .to
+                .as_deref()
+                .context("give --to URL (or an invitation: --invitation-file FILE)")?;
+            let to = reqwest::Url::parse(to).context("--to is not a URL")?;
+            if to.scheme() != "https" {
+                bail!("--to must be an https URL");
+            }
+            if to.query().is_some() || to.fragment().is_some() {
+                bail!("--to is the creation URL, without a query or fragment");
+            }
+            Some((to, Credential::from_env(args.token_file.as_deref())?))
+        }
+    };
     let http = transport::client(&args.common)?;
     let mut files = Vec::with_capacity(args.files.len());
     for f in &args.files {
@@ -69,17 +86,28 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<u8> {
         files.len(),
         args.max_memory,
     )?;
+    let (to, credential, batch, resolved) = match (invitation, direct) {
+        (Some((url, token)), _) => {
+            let r = super::invitation::Resolved::resolve(&http, url, token, &files).await?;
+            (r.to.clone(), r.credential.clone(), r.batch.clone(), Some(r))
+        }
+        (None, Some((to, credential))) => (to, credential, args.batch.clone(), None),
+        (None, None) => bail!("give --to URL (or an invitation: --invitation-file FILE)"),
+    };
+    if args.seal && batch.is_none() {
+        bail!("--seal: the invitation has no batch to seal");
+    }
     create_private_dir(&args.state_dir)
         .with_context(|| format!("the state directory {}", args.state_dir.display()))?;
 
     let bars = Bars::new(args.common.json, files.len());
     let ctx = Arc::new(Ctx {
-        http,
+        http: http.clone(),
         credential,
         to,
         chunk: args.chunk_size,
         state_dir: args.state_dir.clone(),
-        batch: args.batch.clone(),
+        batch,
         retries: args.common.retries,
         bars: bars.clone(),
     });
@@ -89,8 +117,21 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<u8> {
     })
     .await;
     bars.total.finish_and_clear();
-    Ok(super::finish("upload", &reports, args.common.json))
+    let code = super::finish("upload", &reports, args.common.json);
+    match resolved {
+        Some(r) if args.seal && code == outcome::EXIT_OK => {
+            r.seal(&http, SEAL_WAIT, args.common.json).await
+        }
+        Some(_) if args.seal => {
+            eprintln!("not sealing: not every file was uploaded and verified");
+            Ok(code)
+        }
+        _ => Ok(code),
+    }
 }
+
+/// How long `--seal` waits for the verdict.
+const SEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Refuses a run whose chunk buffers would not fit in `max_memory`: each file in flight
 /// holds two chunks (`chunk`), and at most `parallel` files (or as many as there are)
