@@ -97,6 +97,7 @@ async function main() {
     await page.focus(toggle);
     await page.keyboard.press('Enter');
     await page.waitForSelector(`${row}[data-state="paused"]`, { timeout: 10000 });
+    await sleep(300); // events already under way when the button was pressed settle
     const pausedAt = await sentOf();
     await sleep(1200);
     out.pause = {
@@ -161,7 +162,10 @@ async function main() {
       });
     }, names.length, { timeout: 60000 });
     out.max_uploading = await page.evaluate(() => window.__maxUploading);
+    // "5 of 5" shows as soon as five uploads exist; the used-up note once none is
+    // unfinished (after the last file's refresh of the invitation).
     await page.waitForFunction(() => /^5 of/.test(document.getElementById('inv-files').textContent));
+    await page.waitForSelector('#full-note:not([hidden])', { timeout: 10000 }).catch(() => {});
     out.shown_after = {
       files: (await page.textContent('#inv-files')).trim(),
       full_note: await page.isVisible('#full-note'),
