@@ -481,6 +481,8 @@
   }
 
   function progress(item, sent, total) {
+    // A late event from a request that was under way when the file was paused.
+    if (item.state !== 'uploading') return;
     const now = performance.now();
     if (item.firstOffset === undefined) {
       item.firstOffset = sent;
