@@ -118,6 +118,29 @@ mod tests {
         }
     }
 
+    /// The vendored files are the ones `assets/invite/README.md` records (name and SHA-256),
+    /// so a changed library cannot slip in without its record changing too.
+    #[test]
+    fn vendored_files_match_their_recorded_digests() {
+        use sha2::Digest;
+        let readme = include_str!("../../assets/invite/README.md");
+        let mut checked = 0;
+        for line in readme.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells[1].trim_matches('`');
+            let digest = cells.get(3).map(|c| c.trim_matches('`')).unwrap_or("");
+            if digest.len() != 64 {
+                continue;
+            }
+            let Some(a) = asset(name) else {
+                continue; // a licence file: recorded, not served
+            };
+            assert_eq!(hex::encode(sha2::Sha256::digest(a.bytes)), digest, "{name}");
+            checked += 1;
+        }
+        assert_eq!(checked, 5, "tus.min.js and the four @noble/hashes modules");
+    }
+
     #[test]
     fn the_page_has_no_inline_script_or_style() {
         let html = std::str::from_utf8(INDEX.bytes).unwrap();
