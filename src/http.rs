@@ -23,6 +23,7 @@ pub mod cors;
 pub mod edge;
 pub mod endpoint;
 pub mod handlers;
+pub mod page;
 pub mod problem;
 pub mod server;
 

@@ -82,6 +82,7 @@ fn every_documented_route_is_accepted_by_the_router() {
             .replace("{trace_id}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{job_id}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{group_id}", "g-1")
+            .replace("{asset}", "invite.js")
             .replace("{invitation_id}", "67rq0xe32xxh21dav1b2qx1ch3");
         assert!(!path.contains('{'), "unknown placeholder in {template}");
         let routed: Result<Endpoint, _> = Endpoint::parse(&method.parse().unwrap(), &path, &routes);

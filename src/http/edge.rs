@@ -252,10 +252,13 @@ fn add_edge_headers<B>(state: &AppState, resp: &mut Response<B>, request_id: &st
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // The API's policy forbids everything; the upload page sets a policy of its own.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     let hsts = state.config.server.hsts_max_age.as_secs();
     if !state.config.server.danger_plaintext_http
         && hsts > 0

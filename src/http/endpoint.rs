@@ -5,6 +5,7 @@
 
 use http::Method;
 
+use super::page::{self, Asset};
 use super::problem::ApiError;
 use crate::batch::{BatchId, DocumentKind};
 use crate::bulk::record::JobId;
@@ -23,8 +24,9 @@ pub struct Routes {
 
 /// Every `(method, path template)` the router accepts, with the tus base path at its
 /// default `/files/`; placeholders are `{upload_id}`, `{artifact_id}`, `{grant_id}`,
-/// `{batch_id}`, `{trace_id}`, `{job_id}`, `{invitation_id}` (opaque ids), `{group_id}` (a FHIR id) and `{link}` (the rest of a signed link's path). Not used by
-/// the router itself: it is the list `proto/openapi.yaml` is checked against
+/// `{batch_id}`, `{trace_id}`, `{job_id}`, `{invitation_id}` (opaque ids), `{group_id}` (a FHIR
+/// id), `{asset}` (the name of one of the upload page's files) and `{link}` (the rest of a
+/// signed link's path). Not used by the router itself: it is the list `proto/openapi.yaml` is checked against
 /// (`tests/openapi_contract.rs`), and this module's tests check it against
 /// [`Endpoint::parse`] — every entry routes, and every path's `Allow` names exactly its
 /// entries — so it cannot drift from the parser.
@@ -72,6 +74,10 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("GET", "/fhir/Group/{group_id}/$export"),
     ("GET", "/fhir/bulk/{job_id}"),
     ("DELETE", "/fhir/bulk/{job_id}"),
+    ("GET", "/invite"),
+    ("HEAD", "/invite"),
+    ("GET", "/invite/assets/{asset}"),
+    ("HEAD", "/invite/assets/{asset}"),
     ("GET", "/v1/invitations"),
     ("POST", "/v1/invitations"),
     ("GET", "/v1/invitations/{invitation_id}"),
@@ -161,6 +167,12 @@ pub enum Endpoint {
     BulkStatus(JobId),
     /// `DELETE /fhir/bulk/{job}`: cancel a Bulk Data job.
     BulkCancel(JobId),
+    /// `GET|HEAD /invite`: the clinic upload page (public; the invitation token is in the
+    /// URL fragment, which never reaches the server).
+    InvitePage,
+    /// `GET|HEAD /invite/assets/{name}`: one of the page's embedded files (public); an
+    /// unknown name does not route.
+    InviteAsset(&'static Asset),
     /// `POST /v1/invitations`: issue an upload invitation (publisher).
     InvitationIssue,
     /// `GET /v1/invitations`: list invitations (publisher, auditor).
@@ -215,6 +227,8 @@ impl Endpoint {
             Endpoint::BulkKickoff(_) => "bulk_kickoff",
             Endpoint::BulkStatus(_) => "bulk_status",
             Endpoint::BulkCancel(_) => "bulk_cancel",
+            Endpoint::InvitePage => "invite_page",
+            Endpoint::InviteAsset(_) => "invite_asset",
             Endpoint::InvitationIssue => "invitation_issue",
             Endpoint::InvitationList => "invitation_list",
             Endpoint::InvitationGet(_) => "invitation_get",
@@ -272,6 +286,8 @@ impl Endpoint {
             | Endpoint::BulkKickoff(_)
             | Endpoint::BulkStatus(_)
             | Endpoint::BulkCancel(_)
+            | Endpoint::InvitePage
+            | Endpoint::InviteAsset(_)
             | Endpoint::InvitationList
             | Endpoint::InvitationGet(_)
             | Endpoint::InvitationRevoke(_)
@@ -288,9 +304,10 @@ impl Endpoint {
         }
     }
 
-    /// Whether responses are API responses (`Cache-Control: no-store`).
+    /// Whether responses are API responses (`Cache-Control: no-store` unless the handler
+    /// set its own). The upload page's files are not: they say how they may be cached.
     pub fn is_api(&self) -> bool {
-        true
+        !matches!(self, Endpoint::InvitePage | Endpoint::InviteAsset(_))
     }
 
     /// Parses a method and path.
@@ -340,6 +357,7 @@ impl Endpoint {
                 Method::POST => Ok(Endpoint::ExportPublish),
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
+            "/invite" => get_head(Endpoint::InvitePage),
             "/v1/invitations" => match *method {
                 Method::GET => Ok(Endpoint::InvitationList),
                 Method::POST => Ok(Endpoint::InvitationIssue),
@@ -351,6 +369,10 @@ impl Endpoint {
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
             _ => {
+                if let Some(name) = path.strip_prefix("/invite/assets/") {
+                    let asset = page::asset(name).ok_or(ApiError::NotFound)?;
+                    return get_head(Endpoint::InviteAsset(asset));
+                }
                 if let Some(rest) = path.strip_prefix("/v1/batches/") {
                     Self::parse_batch(method, rest)
                 } else if let Some(rest) = path.strip_prefix(FHIR_BASE) {
@@ -736,6 +758,50 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn page_routes() {
+        let js = page::asset("invite.js").unwrap();
+        for (m, p, e) in [
+            ("GET", "/invite", Endpoint::InvitePage),
+            ("HEAD", "/invite", Endpoint::InvitePage),
+            ("GET", "/invite/assets/invite.js", Endpoint::InviteAsset(js)),
+            (
+                "HEAD",
+                "/invite/assets/invite.js",
+                Endpoint::InviteAsset(js),
+            ),
+        ] {
+            assert_eq!(
+                Endpoint::parse(&m.parse().unwrap(), p, &routes()).unwrap(),
+                e,
+                "{m} {p}"
+            );
+        }
+        for p in [
+            "/invite/",
+            "/invite/assets/",
+            "/invite/assets/nope.js",
+            "/invite/assets/../invite.js",
+            "/invite/assets/README.md",
+            "/invite/assets/invite.js/x",
+            "/invite/index.html",
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::parse(&Method::GET, p, &routes()),
+                    Err(ApiError::NotFound)
+                ),
+                "{p}"
+            );
+        }
+        assert!(matches!(
+            Endpoint::parse(&Method::POST, "/invite", &routes()),
+            Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+        ));
+        assert!(!Endpoint::InvitePage.is_api());
+        assert!(Endpoint::Healthz.is_api());
+    }
+
     /// The route template of an endpoint. Exhaustive on purpose: a new variant does not
     /// compile until it has a template here, and [`route_templates_match_the_parser`] then
     /// fails until [`ROUTE_TEMPLATES`] lists it (and `proto/openapi.yaml` documents it).
@@ -778,6 +844,8 @@ mod tests {
             Endpoint::BulkKickoff(Ok(Level::Patient)) => "/fhir/Patient/$export",
             Endpoint::BulkKickoff(_) => "/fhir/Group/{group_id}/$export",
             Endpoint::BulkStatus(_) | Endpoint::BulkCancel(_) => "/fhir/bulk/{job_id}",
+            Endpoint::InvitePage => "/invite",
+            Endpoint::InviteAsset(_) => "/invite/assets/{asset}",
             Endpoint::InvitationIssue | Endpoint::InvitationList => "/v1/invitations",
             Endpoint::InvitationGet(_) | Endpoint::InvitationRevoke(_) => {
                 "/v1/invitations/{invitation_id}"
@@ -788,7 +856,7 @@ mod tests {
     }
 
     /// How many variants [`template`] covers (count its arms' variants when adding one).
-    const VARIANT_NAMES: usize = 42;
+    const VARIANT_NAMES: usize = 44;
 
     /// A concrete path for a template: well-formed ids in place of the placeholders.
     fn concrete(template: &str) -> String {
@@ -801,6 +869,7 @@ mod tests {
             .replace("{trace_id}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{job_id}", "67rq0xe32xxh21dav1b2qx1ch3")
             .replace("{group_id}", "g-1")
+            .replace("{asset}", "invite.js")
             .replace("{invitation_id}", "67rq0xe32xxh21dav1b2qx1ch3")
     }
 

@@ -14,6 +14,7 @@
 //! * [`invitations`] — upload invitations, the issuer's and the holder's side, over
 //!   [`crate::invite::Invitations`];
 //! * [`ops`] — health, readiness, metrics, `whoami`, audit verification;
+//! * [`page`] — the clinic upload page and its files (public, static);
 //! * [`audit`] — audit queries and traces over [`crate::audit::search::AuditSearch`];
 //! * [`respond`] — the helpers they share (JSON bodies in and out, `Content-Length`).
 
@@ -32,6 +33,7 @@ pub mod download;
 pub mod invitations;
 pub mod links;
 pub mod ops;
+pub mod page;
 pub mod respond;
 pub mod smart;
 pub mod tus;
@@ -80,6 +82,8 @@ pub async fn dispatch(
         Endpoint::BulkKickoff(ref level) => bulk::kickoff(state, ctx, req, level.clone()).await,
         Endpoint::BulkStatus(job) => bulk::status(state, ctx, req, job).await,
         Endpoint::BulkCancel(job) => bulk::cancel(state, ctx, req, job).await,
+        Endpoint::InvitePage => Ok(page::index()),
+        Endpoint::InviteAsset(asset) => Ok(page::asset(asset, &req)),
         Endpoint::InvitationIssue => invitations::issue(state, ctx, req).await,
         Endpoint::InvitationList => invitations::list(state, ctx, req).await,
         Endpoint::InvitationGet(id) => invitations::get(state, ctx, req, id).await,
