@@ -211,6 +211,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         batches.clone(),
         uploads.clone(),
         auditor.clone(),
+        security.clone(),
         config.invitations.clone(),
     );
     let audit_index = open_audit_index(&config);

@@ -10,8 +10,10 @@
 //!   first (the tus endpoints and the holder's own endpoints): the record must exist,
 //!   match the token's expiry, be unrevoked and unexpired; the answer is the upload
 //!   engine's [`Caller`] with the invitation's [`UploadBounds`], which the engine enforces
-//!   atomically (files created, bytes held, the batch). A refusal is audited
-//!   (`invitation.refused`) and says why (410 `invitation.revoked` / `invitation.expired`).
+//!   atomically (files created, bytes held, the batch). A refusal says why (410
+//!   `invitation.revoked` / `invitation.expired`) and is audited (`invitation.refused`),
+//!   one by one up to an allowance per client address and window, then counted in the
+//!   window's `security.summary`.
 //! * [`Invitations::view`] / [`Invitations::seal`] — what the holder (the upload page)
 //!   sees: limits, usage, and its batch's members and verdict; sealing its batch.
 //! * [`Invitations::list`], [`Invitations::show`], [`Invitations::revoke`] — the
@@ -34,6 +36,7 @@ pub mod events;
 pub mod record;
 pub mod token;
 
+use crate::audit::security::SecurityEvents;
 use crate::audit::{AuditContext, AuditError, Auditor};
 use crate::auth::{ClientName, InvitationPass, PublisherScope};
 use crate::batch::{BatchError, BatchId, Batches, DocumentKind, Who};
@@ -233,6 +236,7 @@ pub struct Invitations {
     batches: Batches,
     uploads: Uploads,
     auditor: Auditor,
+    security: SecurityEvents,
     settings: Arc<InviteSettings>,
 }
 
@@ -244,6 +248,7 @@ impl Invitations {
         batches: Batches,
         uploads: Uploads,
         auditor: Auditor,
+        security: SecurityEvents,
         settings: InviteSettings,
     ) -> Self {
         Self {
@@ -252,6 +257,7 @@ impl Invitations {
             batches,
             uploads,
             auditor,
+            security,
             settings: Arc::new(settings),
         }
     }
@@ -473,10 +479,9 @@ impl Invitations {
                     invitation: pass.id.clone(),
                     reason,
                 };
-                // The refusal stands either way; an unwritable entry is logged.
-                if let Err(e) = self.auditor.emit(audit, &event).await {
-                    tracing::warn!(error = %e, "could not audit a refused invitation");
-                }
+                // One by one up to an allowance per address and window, then counted in
+                // the window's `security.summary`; the refusal stands either way.
+                self.security.invitation_refused(audit, &event).await;
                 Err(error)
             }
             (None, None) => Err(InviteError::Unknown),

@@ -26,8 +26,13 @@ use support::{ADMIN_TOKEN, Gateway, UPLOADER_TOKEN};
 
 /// A gateway with the publisher `exporter` (no partner scope) and a scoped publisher.
 fn gateway() -> Gateway {
+    gateway_with("")
+}
+
+/// [`gateway`] with `extra` (tables) first.
+fn gateway_with(extra: &str) -> Gateway {
     Gateway::start(&format!(
-        "{}\n[[clients]]\nname = \"scoped\"\ntoken_sha256 = \"{}\"\nroles = [\"publisher\"]\n\
+        "{extra}\n{}\n[[clients]]\nname = \"scoped\"\ntoken_sha256 = \"{}\"\nroles = [\"publisher\"]\n\
          publish_for = [\"clinic-b\"]\n",
         publisher_toml(),
         support::token_hash(SCOPED_TOKEN)
@@ -826,4 +831,41 @@ async fn the_client_uploads_through_an_invitation_and_seals() {
         .await
         .json();
     assert_eq!(view["batch"]["state"], "released");
+}
+
+/// A holder (or a page) retrying a revoked invitation cannot grow the audit trail without
+/// bound: every request is refused, the first 10 per address and window are audited one by
+/// one, the rest counted for the window's `security.summary`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_a_revoked_invitation_are_bounded_in_the_trail() {
+    // One window for the whole test, so no summary closes it part-way.
+    let gw = gateway_with("[audit]\nsecurity_window = \"1h\"\n");
+    let issued = issue(&gw, json!({"partner": "clinic-a"})).await;
+    let token = token_of(&issued);
+    let id = issued["id"].as_str().unwrap();
+    let a = call(
+        &gw,
+        Method::DELETE,
+        &format!("/v1/invitations/{id}"),
+        PUBLISHER_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    for _ in 0..25 {
+        let a = call(&gw, Method::GET, "/v1/invitation", &token, None).await;
+        assert_eq!(a.refusal(), (410, "invitation.revoked".into()));
+    }
+    let entries = export_audit(&gw.config_path);
+    assert_eq!(actions(&entries, "invitation.refused").len(), 10);
+    // A graceful stop closes the window: the other 15 are in its summary.
+    let mut gw = gw;
+    assert!(gw.stop().success());
+    let entries = export_audit(&gw.config_path);
+    let summaries: Vec<_> = actions(&entries, "security.summary")
+        .into_iter()
+        .filter(|e| e["details"]["kind"] == "invitation_refused")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0]["details"]["repeats"], 15);
 }

@@ -58,7 +58,16 @@ pub enum SecurityKind {
     /// A refused SMART token request (`POST /auth/token`): `smart.token_refused`, one by one
     /// up to [`TOKEN_REFUSED_ALLOWANCE`] per address and window.
     TokenRefused,
+    /// A request with a validly signed upload invitation that no longer admits it
+    /// (revoked, expired, unknown): `invitation.refused`, one by one up to
+    /// [`INVITATION_REFUSED_ALLOWANCE`] per address and window.
+    InvitationRefused,
 }
+
+/// Refused invitation requests audited one by one per address and window; the rest are
+/// counted into the window's summary (a page or a client retrying a revoked invitation
+/// cannot grow the trail without bound).
+pub const INVITATION_REFUSED_ALLOWANCE: u32 = 10;
 
 /// Refused token requests audited one by one per address and window (each names its
 /// reason); the rest are counted into the window's summary.
@@ -73,6 +82,7 @@ impl SecurityKind {
             SecurityKind::HeaderTimeout => "header_timeout",
             SecurityKind::LinkRefused => "link_refused",
             SecurityKind::TokenRefused => "token_refused",
+            SecurityKind::InvitationRefused => "invitation_refused",
         }
     }
 }
@@ -299,6 +309,27 @@ impl SecurityEvents {
             && let Err(e) = self.auditor.emit(ctx, event).await
         {
             tracing::warn!(error = %e, "could not audit a refused token request");
+        }
+    }
+
+    /// A request refused for its upload invitation, described by `event` (the invitation
+    /// service's own event type), from the client address in `ctx`. Audit failures are
+    /// logged, not returned: the request is refused either way.
+    pub async fn invitation_refused<E: AuditEvent>(&self, ctx: &AuditContext, event: &E) {
+        let addr = ctx
+            .client_addr
+            .as_deref()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let noted = self.note_up_to(
+            SecurityKind::InvitationRefused,
+            addr,
+            INVITATION_REFUSED_ALLOWANCE,
+        );
+        if noted == Noted::AuditNow
+            && let Err(e) = self.auditor.emit(ctx, event).await
+        {
+            tracing::warn!(error = %e, "could not audit a refused invitation");
         }
     }
 
