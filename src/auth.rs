@@ -638,6 +638,23 @@ fn parse_bearer(value: &[u8]) -> Option<&[u8]> {
     Some(token)
 }
 
+/// The token of a request's one `Authorization: Bearer <token>` header when it starts with
+/// `prefix` (a self-describing token kind, `spat1~`, `inv1~`): what the authenticators of
+/// such tokens take; `None` means "not mine" (no header, several, another scheme or kind).
+pub fn bearer_with_prefix<'a>(parts: &'a Parts, prefix: &str) -> Option<&'a str> {
+    let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_at_checked(7))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
+        .map(|(_, t)| t)
+        .filter(|t| t.starts_with(prefix))
+}
+
 /// Runs the authenticators in order: the first that authenticates or rejects decides.
 pub fn authenticate(
     authenticators: &[std::sync::Arc<dyn Authenticator>],

@@ -89,6 +89,26 @@ pub static ASSETS: &[Asset] = &[
     },
 ];
 
+/// `asset`'s strong `ETag`: its SHA-256, quoted; computed once per asset, not per request.
+pub fn etag(asset: &Asset) -> &'static str {
+    use sha2::Digest;
+    static TAGS: std::sync::LazyLock<Vec<(&'static str, String)>> =
+        std::sync::LazyLock::new(|| {
+            ASSETS
+                .iter()
+                .map(|a| {
+                    (
+                        a.name,
+                        format!("\"{}\"", hex::encode(sha2::Sha256::digest(a.bytes))),
+                    )
+                })
+                .collect()
+        });
+    TAGS.iter()
+        .find(|(name, _)| *name == asset.name)
+        .map_or("", |(_, tag)| tag.as_str())
+}
+
 /// The asset called `name`, if there is one.
 pub fn asset(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)

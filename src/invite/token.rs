@@ -125,18 +125,7 @@ impl InvitationTokens {
 
 impl Authenticator for InvitationTokens {
     fn authenticate(&self, parts: &Parts) -> AuthOutcome {
-        let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return AuthOutcome::NotApplicable;
-        };
-        let Some(token) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_at_checked(7))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
-            .map(|(_, t)| t)
-            .filter(|t| t.starts_with("inv1~"))
-        else {
+        let Some(token) = crate::auth::bearer_with_prefix(parts, "inv1~") else {
             return AuthOutcome::NotApplicable;
         };
         let pass = match self.keys.verify(token) {

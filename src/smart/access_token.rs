@@ -150,18 +150,7 @@ impl SmartTokens {
 
 impl Authenticator for SmartTokens {
     fn authenticate(&self, parts: &Parts) -> AuthOutcome {
-        let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return AuthOutcome::NotApplicable;
-        };
-        let Some(token) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_at_checked(7))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
-            .map(|(_, t)| t)
-            .filter(|t| t.starts_with("spat1~"))
-        else {
+        let Some(token) = crate::auth::bearer_with_prefix(parts, "spat1~") else {
             return AuthOutcome::NotApplicable;
         };
         let claims = match self.keys.verify(token, unix_now()) {

@@ -10,7 +10,6 @@
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use sha2::Digest;
 
 use crate::http::page::{Asset, INDEX, PAGE_CSP};
 
@@ -24,7 +23,7 @@ pub fn index() -> Response<axum::body::Body> {
 
 /// `GET|HEAD /invite/assets/{name}`: one of the page's files (the router found it).
 pub fn asset(asset: &'static Asset, req: &Request<axum::body::Body>) -> Response<axum::body::Body> {
-    let etag = format!("\"{}\"", hex::encode(sha2::Sha256::digest(asset.bytes)));
+    let etag = crate::http::page::etag(asset);
     let fresh = req
         .headers()
         .get_all(header::IF_NONE_MATCH)
@@ -45,7 +44,7 @@ pub fn asset(asset: &'static Asset, req: &Request<axum::body::Body>) -> Response
     };
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         r.headers_mut().insert(header::ETAG, v);
     }
     r
