@@ -22,14 +22,17 @@
 //! A verified TLS client certificate reaches handlers as a [`ClientIdentity`] (defined
 //! here; the `tls` module verifies certificates, the edge inserts it into every request
 //! of the connection — after removing any the request could carry — and nothing else
-//! does). A client entry may name its certificate (`cert_sha256`):
+//! does). A client entry may name its certificate: its SHA-256 (`cert_sha256`), a subject
+//! alternative name (`cert_san`), or both ([`cert::CertBinding`]):
 //!
 //! * with no token, a request presenting that certificate and no `Authorization` header
 //!   authenticates as the client ([`AuthMethod::ClientCertificate`]) — except a
 //!   browser-ish request (`Origin` or `Sec-Fetch-Site`), so that a page cannot use a
 //!   certificate the browser presents on its own ([`AuthError::Missing`]);
 //! * with a token too, the request must present both: the token alone (or with another
-//!   certificate) is [`AuthError::CertificateRequired`].
+//!   certificate) is [`AuthError::CertificateRequired`];
+//! * a certificate that is the certificate of two token-less clients (one pins it, the
+//!   other names a SAN it carries) authenticates neither: [`AuthError::Invalid`].
 //!
 //! A publisher may be limited by its [`PublisherScope`] (partners it may issue links
 //! for, owners whose uploads it may publish); the links service enforces it.
@@ -44,6 +47,10 @@ use http::request::Parts;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+pub mod cert;
+
+pub use cert::{CertBinding, CertSan};
 
 /// A role an API client can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -254,9 +261,9 @@ pub struct ApiClient {
     pub name: ClientName,
     /// Its token's hash; `None` for a client identified by its certificate only.
     pub hash: Option<TokenHash>,
-    /// The SHA-256 of its TLS client certificate's DER, when it has one: with a token,
-    /// both must be presented; without, the certificate alone authenticates it.
-    pub cert_sha256: Option<[u8; 32]>,
+    /// Its TLS client certificate, when it has one: with a token, both must be presented;
+    /// without, the certificate alone authenticates it.
+    pub cert: CertBinding,
     /// Its roles.
     pub roles: RoleSet,
     /// What it may publish (unlimited unless configured).
@@ -494,7 +501,7 @@ impl ClientRegistry {
     /// has a token or a certificate.
     pub fn new(clients: Vec<ApiClient>) -> Result<Self, String> {
         for (i, c) in clients.iter().enumerate() {
-            if c.hash.is_none() && c.cert_sha256.is_none() {
+            if c.hash.is_none() && !c.cert.is_set() {
                 return Err(format!(
                     "client {:?} has neither a token nor a certificate",
                     c.name.as_str()
@@ -513,11 +520,10 @@ impl ClientRegistry {
                     c.name.as_str()
                 ));
             }
-            if c.cert_sha256.is_some()
-                && clients[..i].iter().any(|o| o.cert_sha256 == c.cert_sha256)
-            {
+            if clients[..i].iter().any(|o| o.cert.overlaps(&c.cert)) {
                 return Err(format!(
-                    "client {:?} has the same certificate as another client",
+                    "client {:?} has the same certificate (cert_sha256) or certificate name \
+                     (cert_san) as another client",
                     c.name.as_str()
                 ));
             }
@@ -549,13 +555,23 @@ impl ClientRegistry {
         found
     }
 
-    /// The token-less client whose certificate this is.
-    fn certificate_client(&self, cert: &ClientIdentity) -> Option<&ApiClient> {
-        self.clients.iter().find(|c| {
-            c.hash.is_none()
-                && c.cert_sha256
-                    .is_some_and(|fp| bool::from(fp.ct_eq(&cert.fingerprint_sha256)))
-        })
+    /// The token-less clients whose certificate this is: `Err` when it is two clients'
+    /// (one pins it, another names a SAN it carries), which authenticates neither.
+    fn certificate_client(&self, cert: &ClientIdentity) -> Result<Option<&ApiClient>, ()> {
+        let mut found = None;
+        for c in self.clients.iter().filter(|c| c.hash.is_none()) {
+            if c.cert.matches(Some(cert)) {
+                if found.is_some() {
+                    tracing::warn!(
+                        fingerprint_sha256 = %hex::encode(cert.fingerprint_sha256),
+                        "a client certificate matches two configured clients; refused"
+                    );
+                    return Err(());
+                }
+                found = Some(c);
+            }
+        }
+        Ok(found)
     }
 
     fn principal(
@@ -582,7 +598,12 @@ impl Authenticator for ClientRegistry {
         let cert = parts.extensions.get::<ClientIdentity>();
         let mut values = parts.headers.get_all(http::header::AUTHORIZATION).iter();
         let Some(value) = values.next() else {
-            return match cert.and_then(|c| self.certificate_client(c)) {
+            let client = match cert.map(|c| self.certificate_client(c)) {
+                Some(Err(())) => return AuthOutcome::Rejected(AuthError::Invalid),
+                Some(Ok(c)) => c,
+                None => None,
+            };
+            return match client {
                 // A browser presents a configured certificate on its own for any page
                 // that makes it send a request: never an ambient credential.
                 Some(_) if is_browser_request(parts) => AuthOutcome::Rejected(AuthError::Missing),
@@ -601,16 +622,12 @@ impl Authenticator for ClientRegistry {
             return AuthOutcome::Rejected(AuthError::Malformed);
         };
         match self.authenticate_token(token) {
-            Some(client) => match client.cert_sha256 {
-                Some(fp) if !cert.is_some_and(|c| bool::from(fp.ct_eq(&c.fingerprint_sha256))) => {
-                    AuthOutcome::Rejected(AuthError::CertificateRequired)
-                }
-                _ => AuthOutcome::Authenticated(Self::principal(
-                    client,
-                    AuthMethod::BearerToken,
-                    cert,
-                )),
-            },
+            Some(client) if client.cert.is_set() && !client.cert.matches(cert) => {
+                AuthOutcome::Rejected(AuthError::CertificateRequired)
+            }
+            Some(client) => {
+                AuthOutcome::Authenticated(Self::principal(client, AuthMethod::BearerToken, cert))
+            }
             None => AuthOutcome::Rejected(AuthError::Invalid),
         }
     }
@@ -717,7 +734,10 @@ mod tests {
         ApiClient {
             name: name.parse().unwrap(),
             hash,
-            cert_sha256,
+            cert: CertBinding {
+                sha256: cert_sha256,
+                san: None,
+            },
             roles: [role].into_iter().collect(),
             scope: Default::default(),
         }

@@ -25,7 +25,7 @@ pub mod raw;
 pub mod units;
 
 use crate::auth::{
-    ApiClient, ClientName, ClientRegistry, PublisherScope, Role, RoleSet, TokenHash,
+    ApiClient, CertBinding, ClientName, ClientRegistry, PublisherScope, Role, RoleSet, TokenHash,
 };
 use crate::proxy::Networks;
 use crate::proxy::forwarded::ForwardedHeader;
@@ -1058,24 +1058,20 @@ fn clients(raw: &[raw::RawClient], allow_open: bool) -> Result<ClientRegistry, C
             .name
             .parse()
             .map_err(|m: String| invalid(&key("name"), m))?;
-        let cert_sha256 = c
-            .cert_sha256
-            .as_deref()
-            .map(parse_cert_sha256)
-            .transpose()
-            .map_err(|m| invalid(&key("cert_sha256"), m))?;
+        let cert = CertBinding::from_config(c.cert_sha256.as_deref(), c.cert_san.as_deref())
+            .map_err(|(k, m)| invalid(&key(k), m))?;
         let hex = match (&c.token_sha256, &c.token_sha256_file) {
             (Some(h), None) => Some(Secret::from_string(h.clone())),
             (None, Some(f)) => Some(
                 read_secret_file(Path::new(f), allow_open)
                     .map_err(|e| invalid(&key("token_sha256_file"), e.to_string()))?,
             ),
-            (None, None) if cert_sha256.is_some() => None,
+            (None, None) if cert.is_set() => None,
             _ => {
                 return Err(invalid(
                     &key("token_sha256"),
                     "set exactly one of token_sha256 or token_sha256_file, or only \
-                     cert_sha256 for a client identified by its TLS certificate \
+                     cert_sha256 or cert_san for a client identified by its TLS certificate \
                      (`sallyport token generate` prints a token and its hash)",
                 ));
             }
@@ -1096,27 +1092,12 @@ fn clients(raw: &[raw::RawClient], allow_open: bool) -> Result<ClientRegistry, C
         out.push(ApiClient {
             name,
             hash,
-            cert_sha256,
+            cert,
             roles,
             scope: std::sync::Arc::new(scope),
         });
     }
     ClientRegistry::new(out).map_err(|m| invalid("clients", m))
-}
-
-/// A certificate's SHA-256: 64 hex digits, colons allowed (as `openssl x509 -fingerprint
-/// -sha256` prints it).
-fn parse_cert_sha256(s: &str) -> Result<[u8; 32], String> {
-    let hexed: String = s.chars().filter(|c| *c != ':').collect();
-    let mut out = [0u8; 32];
-    if hexed.len() != 64 || hex::decode_to_slice(hexed.as_bytes(), &mut out).is_err() {
-        return Err(
-            "must be 64 hexadecimal digits (colons allowed): the SHA-256 of the \
-                    client certificate's DER (`openssl x509 -noout -fingerprint -sha256`)"
-                .into(),
-        );
-    }
-    Ok(out)
 }
 
 /// `publish_for` (partner names) and `publish_from_owners` (client names); only for a

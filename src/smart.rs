@@ -253,14 +253,8 @@ impl Smart {
         {
             return Err(refuse(OAuthError::InvalidClient, "client_id_mismatch"));
         }
-        if let Some(fp) = client.cert_sha256 {
-            use subtle::ConstantTimeEq;
-            let presented = req
-                .client_cert
-                .is_some_and(|c| bool::from(fp.ct_eq(&c.fingerprint_sha256)));
-            if !presented {
-                return Err(refuse(OAuthError::InvalidClient, "certificate_required"));
-            }
+        if client.cert.is_set() && !client.cert.matches(req.client_cert) {
+            return Err(refuse(OAuthError::InvalidClient, "certificate_required"));
         }
         let granted = scope::grant(requested_scope, &client.scopes).map_err(|e| match e {
             scope::ScopeError::Malformed => refuse(OAuthError::InvalidScope, "malformed_scope"),

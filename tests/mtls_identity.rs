@@ -43,10 +43,14 @@ struct Cert {
 
 impl Cert {
     fn new(issuer: &Issuer, cn: &str) -> Cert {
+        Self::with_names(issuer, cn, vec![format!("{cn}.partners.example")])
+    }
+
+    /// A certificate whose subject alternative names are the DNS names `names`.
+    fn with_names(issuer: &Issuer, cn: &str, names: Vec<String>) -> Cert {
         use sha2::Digest;
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec![format!("{cn}.partners.example")]).unwrap();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
@@ -549,6 +553,91 @@ fn the_downloader_role_is_gone_and_the_config_says_what_to_use() {
     );
 }
 
+/// `cert_san`: a client named by a subject alternative name is every certificate of the
+/// client CA carrying that name (a renewed certificate needs no configuration change), and
+/// no other; a token client with `cert_san` needs both; a certificate that is two clients'
+/// (one pins it, the other names a SAN it carries) authenticates neither.
+#[tokio::test]
+async fn a_certificate_name_identifies_its_client_across_renewals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (issuer, ca) = client_ca(tmp.path());
+    let first = Cert::new(&issuer, "partner-y");
+    let renewed = Cert::new(&issuer, "partner-y");
+    assert_ne!(first.sha256, renewed.sha256);
+    let other = Cert::new(&issuer, "partner-z");
+    let wildcard = Cert::with_names(&issuer, "wild", vec!["*.partners.example".into()]);
+    let lookalike = Cert::with_names(
+        &issuer,
+        "look",
+        vec!["partner-y.partners.example.evil.example".into()],
+    );
+    let pinned = Cert::with_names(&issuer, "pinned", vec!["shared.partners.example".into()]);
+    let extra = format!(
+        "{}\n[[clients]]\nname = \"partner-y\"\ncert_san = \"dns:PARTNER-Y.partners.example\"\n\
+         roles = [\"auditor\"]\n\
+         [[clients]]\nname = \"secure\"\ntoken_sha256 = \"{}\"\n\
+         cert_san = \"dns:partner-z.partners.example\"\nroles = [\"uploader\"]\n\
+         [[clients]]\nname = \"pinned\"\ncert_sha256 = \"{}\"\nroles = [\"auditor\"]\n\
+         [[clients]]\nname = \"shared\"\ncert_san = \"dns:shared.partners.example\"\n\
+         roles = [\"auditor\"]\n",
+        optional_mtls(&ca),
+        token_hash(SECURE_TOKEN),
+        pinned.sha256,
+    );
+    let gw = Gateway::start(&extra);
+    for alpn in PROTOCOLS {
+        for cert in [&first, &renewed] {
+            let (status, j) =
+                status_and_json(cert.client(&gw, alpn).get(gw.url("/v1/whoami"))).await;
+            assert_eq!(status, 200, "{j}");
+            assert_eq!(
+                (j["name"].as_str(), j["auth_method"].as_str()),
+                (Some("partner-y"), Some("client_certificate"))
+            );
+            assert_eq!(j["tls_client"]["fingerprint_sha256"], cert.sha256);
+        }
+        // Not a name it carries: a wildcard is text, a longer name is another name.
+        for cert in [&wildcard, &lookalike] {
+            let (status, j) =
+                status_and_json(cert.client(&gw, alpn).get(gw.url("/v1/whoami"))).await;
+            assert_eq!((status, j["code"].as_str()), (401, Some("auth.missing")));
+        }
+        // Token and name: both, or 401.
+        let bearer = format!("Bearer {SECURE_TOKEN}");
+        let (status, j) = status_and_json(
+            other
+                .client(&gw, alpn)
+                .get(gw.url("/v1/whoami"))
+                .header("authorization", &bearer),
+        )
+        .await;
+        assert_eq!((status, j["name"].as_str()), (200, Some("secure")), "{j}");
+        for cert in [&first, &wildcard] {
+            let (status, j) = status_and_json(
+                cert.client(&gw, alpn)
+                    .get(gw.url("/v1/whoami"))
+                    .header("authorization", &bearer),
+            )
+            .await;
+            assert_eq!(
+                (status, j["code"].as_str()),
+                (401, Some("auth.certificate_required")),
+                "{j}"
+            );
+        }
+        // A token-less name client's certificate without its token is not the token client.
+        let (status, j) = status_and_json(other.client(&gw, alpn).get(gw.url("/v1/whoami"))).await;
+        assert_eq!((status, j["code"].as_str()), (401, Some("auth.missing")));
+        // Pinned by one client and carrying the name of another: neither.
+        let (status, j) = status_and_json(pinned.client(&gw, alpn).get(gw.url("/v1/whoami"))).await;
+        assert_eq!(
+            (status, j["code"].as_str()),
+            (401, Some("auth.invalid")),
+            "{j}"
+        );
+    }
+}
+
 #[test]
 fn client_certificate_config_is_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -560,6 +649,14 @@ fn client_certificate_config_is_checked() {
             "clients[0].cert_sha256",
         ),
         ("roles = [\"uploader\"]", "clients[0].token_sha256"),
+        (
+            "cert_san = \"partner.example\"\nroles = [\"uploader\"]",
+            "clients[0].cert_san",
+        ),
+        (
+            "cert_san = \"dns:*.partner.example\"\nroles = [\"uploader\"]",
+            "clients[0].cert_san",
+        ),
         (
             "cert_sha256 = \"00\"\nroles = [\"uploader\"]\npublish_for = [\"payer-a\"]",
             "clients[0].cert_sha256",

@@ -721,6 +721,18 @@ fn client_pki(dir: &std::path::Path) -> (std::path::PathBuf, support::ClientCert
 
 #[tokio::test]
 async fn a_client_required_to_present_its_certificate_must_present_it_for_tokens_and_their_use() {
+    certificate_required(|sha| format!("cert_sha256 = \"{sha}\"")).await;
+}
+
+/// The same with the certificate named by a subject alternative name (`cert_san`).
+#[tokio::test]
+async fn a_client_named_by_its_certificates_san_must_present_it_too() {
+    certificate_required(|_| "cert_san = \"dns:bulk.partners.example\"".into()).await;
+}
+
+/// A client whose `[[smart.clients]]` entry carries `binding(sha)` (the certificate's
+/// SHA-256 in hex) gets and uses tokens only with that certificate.
+async fn certificate_required(binding: impl Fn(&str) -> String) {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, cert, sha) = client_pki(tmp.path());
     let (es, rs) = (Signer::es384("es-1"), Signer::rs384("rs-1"));
@@ -728,10 +740,11 @@ async fn a_client_required_to_present_its_certificate_must_present_it_for_tokens
     let port = free_port();
     let extra = format!(
         "{}[[smart.clients]]\nclient_id = \"bulk-mtls\"\njwks = '{}'\nscopes = [\"system/*.read\"]\n\
-         principal = \"payer-c\"\ncert_sha256 = \"{sha}\"\n\n\
+         principal = \"payer-c\"\n{}\n\n\
          [tls]\nclient_auth = \"optional\"\nclient_ca_file = {:?}\n",
         smart_toml(port, port, &es, &rs, "", ""),
         json!({"keys": [mtls.jwk()]}),
+        binding(&sha),
         ca.display().to_string(),
     );
     let f = Fixture {

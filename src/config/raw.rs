@@ -151,6 +151,7 @@ pub struct RawClient {
     pub token_sha256: Option<String>,
     pub token_sha256_file: Option<String>,
     pub cert_sha256: Option<String>,
+    pub cert_san: Option<String>,
     pub roles: Vec<String>,
     pub publish_for: Option<Vec<String>>,
     pub publish_from_owners: Option<Vec<String>>,

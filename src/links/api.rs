@@ -94,7 +94,8 @@ fn certificate_of(clients: &ClientRegistry, name: &str) -> Result<CertFingerprin
         .client(name.as_str())
         .ok_or(LinkError::UnknownClient)?;
     client
-        .cert_sha256
+        .cert
+        .sha256
         .map(CertFingerprint::from_bytes)
         .ok_or(LinkError::ClientWithoutCertificate)
 }
@@ -312,14 +313,17 @@ mod tests {
             crate::auth::ApiClient {
                 name: "partner-a".parse().unwrap(),
                 hash: None,
-                cert_sha256: Some([5; 32]),
+                cert: crate::auth::CertBinding {
+                    sha256: Some([5; 32]),
+                    san: None,
+                },
                 roles: [crate::auth::Role::Uploader].into_iter().collect(),
                 scope: Default::default(),
             },
             crate::auth::ApiClient {
                 name: "ops".parse().unwrap(),
                 hash: Some(crate::auth::TokenHash::of_token(b"t")),
-                cert_sha256: None,
+                cert: Default::default(),
                 roles: [crate::auth::Role::Admin].into_iter().collect(),
                 scope: Default::default(),
             },

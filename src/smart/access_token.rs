@@ -25,7 +25,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use super::config::SmartSettings;
 use crate::auth::{
@@ -162,9 +161,7 @@ impl Authenticator for SmartTokens {
             return AuthOutcome::Rejected(AuthError::Invalid);
         };
         let cert = parts.extensions.get::<ClientIdentity>();
-        if let Some(fp) = client.cert_sha256
-            && !cert.is_some_and(|c| bool::from(fp.ct_eq(&c.fingerprint_sha256)))
-        {
+        if client.cert.is_set() && !client.cert.matches(cert) {
             return AuthOutcome::Rejected(AuthError::CertificateRequired);
         }
         AuthOutcome::Authenticated(Principal {

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use super::scope::{Scope, parse_list};
-use crate::auth::{ClientName, Role, RoleSet};
+use crate::auth::{CertBinding, ClientName, Role, RoleSet};
 use crate::config::units::parse_duration;
 
 /// The longest access-token lifetime SMART allows (and the default).
@@ -66,6 +66,9 @@ pub struct RawSmartClient {
     pub roles: Vec<String>,
     /// The SHA-256 of the TLS client certificate it must present too.
     pub cert_sha256: Option<String>,
+    /// A subject alternative name that certificate must carry (`dns:…`, `uri:…`,
+    /// `email:…`).
+    pub cert_san: Option<String>,
 }
 
 /// A config problem in `[smart]`, naming the key.
@@ -138,8 +141,8 @@ pub struct SmartClient {
     pub principal: ClientName,
     /// That principal's roles.
     pub roles: RoleSet,
-    /// The certificate it must also present (SHA-256 of the DER).
-    pub cert_sha256: Option<[u8; 32]>,
+    /// The certificate it must also present (its SHA-256, a SAN, or both; unset: none).
+    pub cert: CertBinding,
 }
 
 /// One public key of a client, with the one algorithm it may verify.
@@ -273,19 +276,15 @@ fn client(
         let role: Role = r.parse().map_err(|m: String| err(key("roles"), m))?;
         roles.insert(role);
     }
-    let cert_sha256 = c
-        .cert_sha256
-        .as_deref()
-        .map(parse_cert_sha256)
-        .transpose()
-        .map_err(|m| err(key("cert_sha256"), m))?;
+    let cert = CertBinding::from_config(c.cert_sha256.as_deref(), c.cert_san.as_deref())
+        .map_err(|(k, m)| err(key(k), m))?;
     Ok(SmartClient {
         client_id: c.client_id.clone(),
         keys,
         scopes,
         principal,
         roles,
-        cert_sha256,
+        cert,
     })
 }
 
@@ -295,16 +294,6 @@ pub fn is_client_id(s: &str) -> bool {
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
-}
-
-/// 64 hex digits, colons allowed (as `openssl x509 -fingerprint -sha256` prints it).
-fn parse_cert_sha256(s: &str) -> Result<[u8; 32], String> {
-    let hexed: String = s.chars().filter(|c| *c != ':').collect();
-    let mut out = [0u8; 32];
-    if hexed.len() != 64 || hex::decode_to_slice(hexed.as_bytes(), &mut out).is_err() {
-        return Err("must be the certificate's SHA-256: 64 hexadecimal digits".into());
-    }
-    Ok(out)
 }
 
 fn base_url(u: &str) -> Option<String> {
