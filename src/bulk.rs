@@ -47,12 +47,16 @@ use crate::upload::Uploads;
 use config::BulkSettings;
 use events::{Cancelled, ExportPublished, Kickoff as KickoffEvent, StatusPolled};
 use record::{
-    BulkStore, FileRecord, Job, JobId, Publication, PublicationId, RECORD_VERSION, RecordError,
+    BulkStore, FileRecord, Job, JobGrant, JobId, Publication, PublicationId, RECORD_VERSION,
+    RecordError,
 };
 use request::{KickoffError, Level};
 
 /// The path of a job's status URL, before its id.
 pub const STATUS_PATH: &str = "/fhir/bulk/";
+/// After a job's status URL, before an artifact id: a file URL under
+/// `bulk.requires_access_token`.
+pub const FILES_PATH: &str = "/files/";
 /// Longest publication lifetime.
 pub const MAX_PUBLICATION_SECS: u64 = 30 * 86_400;
 /// Default publication lifetime.
@@ -77,6 +81,10 @@ pub enum BulkError {
     /// No such job, or not this client's, or expired or cancelled.
     #[error("no such job")]
     JobNotFound,
+    /// No such file in the job's manifest (or files are not served with the access
+    /// token: `bulk.requires_access_token` is off, or no manifest was served yet).
+    #[error("no such file in the job's manifest")]
+    FileNotFound,
     /// Polled sooner than `Retry-After` said.
     #[error("polled too soon (retry after {retry_after} s)")]
     TooFast {
@@ -317,6 +325,7 @@ impl Bulk {
             expires_at: now.saturating_add(self.settings.job_ttl.as_secs()),
             publication: None,
             next_poll_ms: 0,
+            grant: None,
         };
         let event = KickoffEvent {
             job: Some(job.id.to_string()),
@@ -327,7 +336,12 @@ impl Bulk {
             refused: None,
         };
         self.auditor.emit(&caller.audit, &event).await?;
-        if !self.store.put_job(&job, Expect::Absent, now).await? {
+        if self
+            .store
+            .put_job(&job, Expect::Absent, now)
+            .await?
+            .is_none()
+        {
             return Err(BulkError::Record(RecordError::Corrupt("job id collision")));
         }
         Ok(job.id)
@@ -362,14 +376,14 @@ impl Bulk {
             job.publication = self.store.current(&job.client_id, &job.level).await?;
         }
         // A lost race is another poll of this job answered just now.
-        if !self
+        let Some(version) = self
             .store
             .put_job(&job, Expect::Version(version), now)
             .await?
-        {
+        else {
             self.auditor.emit(&caller.audit, &polled).await?;
             return Err(BulkError::TooFast { retry_after });
-        }
+        };
         let in_progress = |progress: String| Status::InProgress {
             progress,
             retry_after,
@@ -406,7 +420,14 @@ impl Bulk {
                 // registration. Not ready yet, not an error: poll again.
                 let retry = polled.clone();
                 match self
-                    .complete(caller, &job, publication, pversion, &delivery, polled)
+                    .complete(
+                        caller,
+                        (job, version),
+                        publication,
+                        pversion,
+                        &delivery,
+                        polled,
+                    )
                     .await
                 {
                     Err(BulkError::Register(e)) if e.is_busy() => {
@@ -419,8 +440,15 @@ impl Bulk {
                 }
             }
             BatchState::Released => {
-                self.complete(caller, &job, publication, pversion, &delivery, polled)
-                    .await
+                self.complete(
+                    caller,
+                    (job, version),
+                    publication,
+                    pversion,
+                    &delivery,
+                    polled,
+                )
+                .await
             }
             state => self.failed(caller, polled, state.as_str()).await,
         }
@@ -446,6 +474,50 @@ impl Bulk {
         self.auditor.emit(&caller.audit, &event).await?;
         self.store.delete_job(id).await?;
         Ok(())
+    }
+
+    /// `GET|HEAD /fhir/bulk/{job}/files/{artifact}` under `bulk.requires_access_token`:
+    /// the signed link (never shown to anyone) through which the download path serves
+    /// the file, when the job is the caller's, its manifest lists the file, and the
+    /// caller's token still covers the file's type. The download path then decides as for
+    /// any link (the batch gate, the grant's expiry and revocation, Range, `Repr-Digest`)
+    /// and audits `download.served` under the caller.
+    pub async fn file(
+        &self,
+        caller: &BulkCaller,
+        id: JobId,
+        artifact: ArtifactId,
+    ) -> Result<String, BulkError> {
+        if !self.settings.requires_access_token {
+            return Err(BulkError::FileNotFound);
+        }
+        let (job, _) = self.own_job(caller, id).await?;
+        let (Some(grant), Some(pid)) = (job.grant, job.publication) else {
+            return Err(BulkError::FileNotFound);
+        };
+        let wanted = artifact.to_string();
+        let resource_type = self
+            .store
+            .publication(pid)
+            .await?
+            .and_then(|(p, _)| p.files)
+            .and_then(|files| files.into_iter().find(|f| f.artifact == wanted))
+            .map(|f| f.resource_type)
+            .ok_or(BulkError::FileNotFound)?;
+        if !scope_covers(&caller.grant.scope, Some(&[resource_type])) {
+            return Err(BulkError::Scope);
+        }
+        let grant = grant
+            .id
+            .parse()
+            .map_err(|_| RecordError::Corrupt("a job's grant id"))?;
+        match self.links.target_of(grant, artifact).await {
+            Ok(target) => Ok(target),
+            Err(LinkError::GrantNotFound | LinkError::ArtifactNotFound) => {
+                Err(BulkError::FileNotFound)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The job, when it exists and is the caller's (anything else is the same 404).
@@ -486,11 +558,13 @@ impl Bulk {
     }
 
     /// The manifest of a released batch: its files registered once per publication, and
-    /// fresh links of one new grant.
+    /// fresh links of one new grant — or, with `requires_access_token`, the job's file URLs
+    /// under the job's one grant (a new one only once the last has less than a minute to
+    /// live).
     async fn complete(
         &self,
         caller: &BulkCaller,
-        job: &Job,
+        (mut job, job_version): (Job, u64),
         publication: Publication,
         version: u64,
         delivery: &Delivery,
@@ -534,21 +608,66 @@ impl Bulk {
                 .ok_or(BulkError::JobNotFound)?;
             let partner = partner_of(client.principal.as_str())?;
             let batch_ref = delivery.id.to_string().parse::<BatchRef>().ok();
-            let (grant, targets) = self
-                .links
-                .issue_bundle(
-                    &publisher,
-                    partner,
-                    batch_ref,
-                    &artifacts,
-                    self.settings.link_ttl,
-                )
-                .await?;
-            polled.grant = Some(grant.id.to_string());
-            for (f, target) in chosen.iter().zip(targets) {
+            let urls = if self.settings.requires_access_token {
+                let now = now_unix();
+                let grant = match job.grant.clone() {
+                    Some(g) if g.expires > now.saturating_add(60) => g,
+                    _ => {
+                        // As long as the job lives, within what a grant may live.
+                        let ttl = job
+                            .expires_at
+                            .saturating_sub(now)
+                            .clamp(1, self.links.settings().max_ttl.as_secs().max(1));
+                        let (grant, _) = self
+                            .links
+                            .issue_bundle(
+                                &publisher,
+                                partner,
+                                batch_ref,
+                                &artifacts,
+                                std::time::Duration::from_secs(ttl),
+                            )
+                            .await?;
+                        job.grant = Some(JobGrant {
+                            id: grant.id.to_string(),
+                            expires: grant.expires,
+                        });
+                        // Lost: the job was cancelled (or expired) meanwhile. The grant's
+                        // links never left the gateway, so nothing can use it.
+                        if self
+                            .store
+                            .put_job(&job, Expect::Version(job_version), now)
+                            .await?
+                            .is_none()
+                        {
+                            return Err(BulkError::JobNotFound);
+                        }
+                        job.grant.clone().ok_or(BulkError::JobNotFound)?
+                    }
+                };
+                polled.grant = Some(grant.id);
+                chosen
+                    .iter()
+                    .map(|f| format!("{base}{STATUS_PATH}{}{FILES_PATH}{}", job.id, f.artifact))
+                    .collect::<Vec<_>>()
+            } else {
+                let (grant, targets) = self
+                    .links
+                    .issue_bundle(
+                        &publisher,
+                        partner,
+                        batch_ref,
+                        &artifacts,
+                        self.settings.link_ttl,
+                    )
+                    .await?;
+                polled.grant = Some(grant.id.to_string());
+                targets.iter().map(|t| format!("{base}{t}")).collect()
+            };
+            for (f, url) in chosen.iter().zip(urls) {
                 out.push(manifest::OutputFile {
                     resource_type: f.resource_type.clone(),
-                    url: format!("{base}{target}"),
+                    url,
                     count: f.count,
                     sha256: f.sha256.clone(),
                     size: f.size,
@@ -558,6 +677,7 @@ impl Bulk {
         let doc = manifest::complete(&manifest::Complete {
             transaction_time: delivery.released_at.unwrap_or(job.created_at),
             request: job.request.clone(),
+            requires_access_token: self.settings.requires_access_token,
             files: out,
             batch: delivery.id.to_string(),
             manifest_sha256: delivery.manifest_sha256.clone(),

@@ -76,9 +76,20 @@ impl Clients {
 /// polling interval, file links valid `link_ttl`, and `extra` (which starts in
 /// `[server]`).
 fn config(port: u16, base_port: u16, c: &Clients, link_ttl: &str, extra: &str) -> String {
+    config_with_bulk(
+        port,
+        base_port,
+        c,
+        &format!("link_ttl = \"{link_ttl}\""),
+        extra,
+    )
+}
+
+/// As [`config`], with `bulk` (lines of `[bulk]`) instead of the link lifetime alone.
+fn config_with_bulk(port: u16, base_port: u16, c: &Clients, bulk: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\
-         [bulk]\nretry_after = \"1s\"\nlink_ttl = \"{link_ttl}\"\n\
+         [bulk]\nretry_after = \"1s\"\n{bulk}\n\
          [smart]\npublic_base_url = \"https://localhost:{base_port}\"\n{}{}{}{}",
         c.payer.toml(&["system/*.read"], "payer-a"),
         c.payer_rs.toml(&["system/*.read"], "payer-r"),
@@ -93,10 +104,14 @@ fn start() -> Fixture {
 }
 
 fn start_with_link_ttl(link_ttl: &str) -> Fixture {
+    start_with_bulk(&format!("link_ttl = \"{link_ttl}\""))
+}
+
+fn start_with_bulk(bulk: &str) -> Fixture {
     let c = Clients::new();
     let port = free_port();
     Fixture {
-        gw: Gateway::start(&config(port, port, &c, link_ttl, "")),
+        gw: Gateway::start(&config_with_bulk(port, port, &c, bulk, "")),
         payer: c.payer,
         payer_rs: c.payer_rs,
         hie: c.hie,
@@ -261,10 +276,17 @@ fn file_extension<'a>(o: &'a Value, name: &str) -> &'a Value {
 /// Downloads signed link `url` (a file of `size` bytes) in two ranged requests —
 /// `bytes=0-{split - 1}`, then the rest with `If-Range` naming the first answer's strong
 /// `ETag` — and returns the bytes reassembled.
-async fn download_resumed(gw: &Gateway, url: &str, size: u64, split: u64) -> Vec<u8> {
+/// `token`, when given, goes with both (a file URL of `requiresAccessToken: true`).
+async fn download_resumed_with(
+    gw: &Gateway,
+    url: &str,
+    token: Option<&str>,
+    size: u64,
+    split: u64,
+) -> Vec<u8> {
     assert!(0 < split && split < size, "{split} of {size}");
     let range = format!("bytes=0-{}", split - 1);
-    let first = send(gw, Method::GET, url, None, &[("range", &range)]).await;
+    let first = send(gw, Method::GET, url, token, &[("range", &range)]).await;
     assert_eq!(first.status, 206, "{url} {range}");
     assert_eq!(
         first.header("content-range"),
@@ -278,7 +300,7 @@ async fn download_resumed(gw: &Gateway, url: &str, size: u64, split: u64) -> Vec
         gw,
         Method::GET,
         url,
-        None,
+        token,
         &[("range", &range), ("if-range", &etag)],
     )
     .await;
@@ -310,6 +332,16 @@ fn ndjson_lines(bytes: &[u8], resource_type: &str) -> u64 {
 /// it against the manifest's own claims (SHA-256 = `…/file-sha256`, size = `…/file-size`,
 /// NDJSON lines = `count`) and against the member of `batch` uploaded.
 async fn download_and_verify_every_file(gw: &Gateway, m: &Value, batch: &Batch) {
+    download_and_verify_every_file_with(gw, m, None, batch).await
+}
+
+/// As [`download_and_verify_every_file`], sending `token` with every file request.
+async fn download_and_verify_every_file_with(
+    gw: &Gateway,
+    m: &Value,
+    token: Option<&str>,
+    batch: &Batch,
+) {
     let output = m["output"].as_array().unwrap();
     assert_eq!(output.len(), batch.members.len(), "{m}");
     for o in output {
@@ -322,7 +354,7 @@ async fn download_and_verify_every_file(gw: &Gateway, m: &Value, batch: &Batch) 
             .as_u64()
             .unwrap();
         let count = o["count"].as_u64().unwrap();
-        let bytes = download_resumed(gw, url, size, size / 3).await;
+        let bytes = download_resumed_with(gw, url, token, size, size / 3).await;
         assert_eq!(bytes.len() as u64, size, "{resource_type}: file-size");
         assert_eq!(sha256_hex(&bytes), sha256, "{resource_type}: file-sha256");
         assert_eq!(
@@ -1289,6 +1321,23 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
     let got = send(gw, Method::GET, &fresh, None, &[]).await;
     assert_eq!(got.status, 200, "{fresh}");
     assert_eq!(got.body, patient.bytes);
+    // Without `requires_access_token`, the token-protected file URLs do not exist.
+    let artifact = fresh
+        .split("/d/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let not_here = send(
+        gw,
+        Method::GET,
+        &format!("{status_url}/files/{artifact}"),
+        Some(&token),
+        &[],
+    )
+    .await;
+    assert_outcome(&not_here, 404, "not-found", "bulk.file_not_found");
 
     // The audit trail: the stale link (of the first manifest's grant) was refused for its
     // expiry (an expired link is refused before its signature is checked, so the entry
@@ -1379,4 +1428,130 @@ async fn concurrent_first_polls_of_one_publication_never_fail() {
         }
     }
     assert_eq!(artifacts.len(), COUNTS.len(), "{artifacts:?}");
+}
+
+/// `bulk.requires_access_token = true`: the manifest says `requiresAccessToken: true`; its
+/// file URLs are under the job's status URL, carry no credential, and serve (with Range,
+/// `If-Range` and `Repr-Digest`, through the one download path) only with the kicking-off
+/// client's access token; every poll names the same URLs (one grant per job); another
+/// client, no token, a file not in the manifest and a cancelled job are refused; each
+/// download is audited under the client, naming the job's grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_requires_access_token_files_need_the_clients_token() {
+    let f = start_with_bulk("requires_access_token = true");
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 6, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    upload_and_release(gw, &id, &batch).await;
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    let token = f.payer.token(gw, "system/*.read").await;
+    let status_url = kickoff(gw, "/fhir/$export", &token).await;
+    let m = poll_until_complete(gw, &status_url, &token).await.json();
+    assert_ig_manifest(&m, &gw.url("/fhir/$export"));
+    assert_eq!(m["requiresAccessToken"], true, "{m}");
+    let urls: Vec<String> = m["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["url"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(urls.len(), 3);
+    for u in &urls {
+        let artifact = u
+            .strip_prefix(&format!("{status_url}/files/"))
+            .unwrap_or_else(|| panic!("{u} is not under {status_url}/files/"));
+        assert!(!artifact.contains(['?', '&', '/']), "no credential in {u}");
+    }
+    download_and_verify_every_file_with(gw, &m, Some(&token), &batch).await;
+
+    // HEAD: the headers of the file, no body.
+    let head = send(gw, Method::HEAD, &urls[0], Some(&token), &[]).await;
+    assert_eq!(head.status, 200);
+    assert!(head.header("repr-digest").unwrap().starts_with("sha-256=:"));
+    assert!(head.body.is_empty());
+
+    // Refused: no token; another client's token (its job does not exist for it); a file
+    // that is not in the manifest; a bad path.
+    let none = send(gw, Method::GET, &urls[0], None, &[]).await;
+    assert_outcome(&none, 401, "login", "auth.missing");
+    let hie = f.hie.token(gw, "system/Patient.read").await;
+    let other = send(gw, Method::GET, &urls[0], Some(&hie), &[]).await;
+    assert_outcome(&other, 404, "not-found", "bulk.job_not_found");
+    let stranger = format!("{status_url}/files/5c9m2xq4vz8h7kt1w3ab6dnfy0");
+    let missing = send(gw, Method::GET, &stranger, Some(&token), &[]).await;
+    assert_outcome(&missing, 404, "not-found", "bulk.file_not_found");
+    for refused in [&none, &other, &missing] {
+        assert!(
+            !batch.members.iter().any(|x| refused.body == x.bytes),
+            "no file bytes in a refusal"
+        );
+    }
+
+    // Polled again: the same URLs (the job's one grant), still serving.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = poll(gw, &status_url, &token).await;
+    assert_eq!(again.status, 200);
+    let again_urls: Vec<String> = again.json()["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["url"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(again_urls, urls);
+
+    // The shipped client: the status URL and its files with the token from a 0600 file
+    // (the files are on the status URL's origin), each verified; the token never printed.
+    let token_file = f.work.path().join("payer.token");
+    write_mode(&token_file, &token, 0o600);
+    let out = f.work.path().join("by-token");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let run = client_download(gw, &status_url, Some(&token_file), &out);
+    assert!(run.status.success(), "{run:?}");
+    let printed = [run.stdout.as_slice(), run.stderr.as_slice()].concat();
+    assert!(!String::from_utf8_lossy(&printed).contains(token.as_str()));
+    let mut got: Vec<Vec<u8>> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let mut want: Vec<Vec<u8>> = batch.members.iter().map(|m| m.bytes.clone()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    // Cancelled: its files are gone with it.
+    let cancel = send(gw, Method::DELETE, &status_url, Some(&token), &[]).await;
+    assert_eq!(cancel.status, 202);
+    let after = send(gw, Method::GET, &urls[0], Some(&token), &[]).await;
+    assert_outcome(&after, 404, "not-found", "bulk.job_not_found");
+
+    // The audit trail: one grant across both complete answers; every download served under
+    // it, attributed to the SMART client's principal.
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    let grants: Vec<&str> = actions(&audit, "bulk.status")
+        .into_iter()
+        .filter(|e| e["details"]["status"] == "complete")
+        .map(|e| e["details"]["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(grants.len(), 3, "three complete answers");
+    assert!(grants.iter().all(|g| *g == grants[0]), "one grant per job");
+    let served = actions(&audit, "download.served");
+    assert_eq!(
+        served.len(),
+        3 * 2 + 1 + 3,
+        "two ranged GETs a file, one HEAD, the client's three"
+    );
+    for e in &served {
+        assert_eq!(e["details"]["grant"], grants[0], "{e}");
+        assert_eq!(
+            e["actor"],
+            json!({"kind": "client", "name": "payer-a", "auth_method": "smart_access_token"}),
+            "{e}"
+        );
+    }
 }

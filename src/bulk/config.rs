@@ -5,6 +5,7 @@
 //! link_ttl = "5m"          # lifetime of the signed file links in a manifest (1s to 1h)
 //! job_ttl = "1h"           # an export job is forgotten this long after kick-off (1m to 7d)
 //! retry_after = "5s"       # what Retry-After tells a polling client (1s to 1h)
+//! requires_access_token = false  # true: file URLs need the client's access token
 //! ```
 
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct RawBulkConfig {
     pub job_ttl: Option<String>,
     /// The polling interval a client is told.
     pub retry_after: Option<String>,
+    /// Whether the manifest's file URLs need the client's access token.
+    pub requires_access_token: Option<bool>,
 }
 
 /// The validated `[bulk]` table.
@@ -34,6 +37,10 @@ pub struct BulkSettings {
     pub job_ttl: Duration,
     /// The polling interval (`Retry-After`; polling sooner is 429). Default 5 s.
     pub retry_after: Duration,
+    /// `true`: the manifest says `requiresAccessToken: true` and its file URLs are
+    /// `/fhir/bulk/{job}/files/{artifact}`, served only with the kicking-off client's access
+    /// token; `false` (default): they are signed links that live `link_ttl`.
+    pub requires_access_token: bool,
 }
 
 impl Default for BulkSettings {
@@ -42,6 +49,7 @@ impl Default for BulkSettings {
             link_ttl: Duration::from_secs(300),
             job_ttl: Duration::from_secs(3600),
             retry_after: Duration::from_secs(5),
+            requires_access_token: false,
         }
     }
 }
@@ -81,6 +89,7 @@ impl BulkSettings {
                 1,
                 3600,
             )?,
+            requires_access_token: raw.requires_access_token.unwrap_or(d.requires_access_token),
         })
     }
 }
@@ -138,9 +147,12 @@ mod tests {
             job_ttl: Some("10m".into()),
             retry_after: Some("1s".into()),
             link_ttl: Some("30s".into()),
+            requires_access_token: Some(true),
         };
         let s = BulkSettings::from_raw(&raw).unwrap();
         assert_eq!(s.job_ttl, Duration::from_secs(600));
         assert_eq!(s.retry_after, Duration::from_secs(1));
+        assert!(s.requires_access_token);
+        assert!(!BulkSettings::default().requires_access_token);
     }
 }

@@ -42,6 +42,9 @@ pub struct Complete {
     pub transaction_time: u64,
     /// The kick-off request URL.
     pub request: String,
+    /// `requiresAccessToken`: the file URLs need the client's access token (else they
+    /// are signed links).
+    pub requires_access_token: bool,
     /// The files.
     pub files: Vec<OutputFile>,
     /// The batch delivered.
@@ -52,7 +55,6 @@ pub struct Complete {
     pub provenance_sha256: Option<String>,
 }
 
-/// The complete-status manifest (`requiresAccessToken: false`: the URLs are signed links).
 /// A file's size extension. FHIR's `integer` is 32-bit, so a size of 2 GiB or more (an
 /// NDJSON export file often is) cannot be a `valueInteger`: it is an `integer64`, which
 /// FHIR JSON writes as a string so that no reader rounds it.
@@ -63,6 +65,7 @@ pub fn size_extension(size: u64) -> Value {
     }
 }
 
+/// The complete-status manifest.
 pub fn complete(c: &Complete) -> Value {
     let output: Vec<Value> = c
         .files
@@ -89,7 +92,7 @@ pub fn complete(c: &Complete) -> Value {
     json!({
         "transactionTime": instant(c.transaction_time),
         "request": c.request,
-        "requiresAccessToken": false,
+        "requiresAccessToken": c.requires_access_token,
         "output": output,
         "error": [],
         "extension": [{"url": BATCH_EXTENSION, "extension": batch}],
@@ -130,6 +133,7 @@ mod tests {
         Complete {
             transaction_time: 1_800_000_000,
             request: "https://gw.example/fhir/$export?_type=Patient".into(),
+            requires_access_token: false,
             files: vec![OutputFile {
                 resource_type: "Patient".into(),
                 url: "https://gw.example/d/x?s=1".into(),

@@ -131,6 +131,21 @@ pub struct Job {
     pub publication: Option<PublicationId>,
     /// No poll is answered before this (Unix milliseconds).
     pub next_poll_ms: u64,
+    /// With `bulk.requires_access_token`: the grant behind the manifest's file URLs,
+    /// issued at the first complete answer and kept for the job's life (its signed links
+    /// never leave the gateway; the file endpoint signs them per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<JobGrant>,
+}
+
+/// The grant behind a job's token-protected file URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobGrant {
+    /// The grant id.
+    pub id: String,
+    /// When it expires (Unix seconds); a poll after that issues a new one.
+    pub expires: u64,
 }
 
 /// Why a stored record is unusable.
@@ -261,9 +276,14 @@ impl BulkStore {
         Ok(Some((j, v.version)))
     }
 
-    /// Writes a job if `expect` holds; `false` when another write won. The record lives
-    /// until the job's `expires_at`.
-    pub async fn put_job(&self, j: &Job, expect: Expect, now: u64) -> Result<bool, RecordError> {
+    /// Writes a job if `expect` holds: its new version, or `None` when another write won.
+    /// The record lives until the job's `expires_at`.
+    pub async fn put_job(
+        &self,
+        j: &Job,
+        expect: Expect,
+        now: u64,
+    ) -> Result<Option<u64>, RecordError> {
         let value = serde_json::to_vec(j).map_err(|_| RecordError::Corrupt("job"))?;
         let ttl = Some(Duration::from_secs(j.expires_at.saturating_sub(now).max(1)));
         let outcome = self
@@ -279,7 +299,10 @@ impl BulkStore {
                 },
             )
             .await?;
-        Ok(matches!(outcome, CasOutcome::Applied(_)))
+        Ok(match outcome {
+            CasOutcome::Applied(version) => Some(version),
+            _ => None,
+        })
     }
 
     /// Deletes a job.

@@ -8,6 +8,7 @@ use http::Method;
 use super::page::{self, Asset};
 use super::problem::ApiError;
 use crate::batch::{BatchId, DocumentKind};
+use crate::bulk::FILES_PATH;
 use crate::bulk::record::JobId;
 use crate::bulk::request::{KickoffError, Level, level_of};
 use crate::ids::OpaqueId;
@@ -74,6 +75,8 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("GET", "/fhir/Group/{group_id}/$export"),
     ("GET", "/fhir/bulk/{job_id}"),
     ("DELETE", "/fhir/bulk/{job_id}"),
+    ("GET", "/fhir/bulk/{job_id}/files/{artifact_id}"),
+    ("HEAD", "/fhir/bulk/{job_id}/files/{artifact_id}"),
     ("GET", "/invite"),
     ("HEAD", "/invite"),
     ("GET", "/invite/assets/{asset}"),
@@ -167,6 +170,9 @@ pub enum Endpoint {
     BulkStatus(JobId),
     /// `DELETE /fhir/bulk/{job}`: cancel a Bulk Data job.
     BulkCancel(JobId),
+    /// `GET|HEAD /fhir/bulk/{job}/files/{artifact}`: a file of a job's manifest, with the
+    /// client's access token (`bulk.requires_access_token`).
+    BulkFile(JobId, ArtifactId),
     /// `GET|HEAD /invite`: the clinic upload page (public; the invitation token is in the
     /// URL fragment, which never reaches the server).
     InvitePage,
@@ -227,6 +233,7 @@ impl Endpoint {
             Endpoint::BulkKickoff(_) => "bulk_kickoff",
             Endpoint::BulkStatus(_) => "bulk_status",
             Endpoint::BulkCancel(_) => "bulk_cancel",
+            Endpoint::BulkFile(..) => "bulk_file",
             Endpoint::InvitePage => "invite_page",
             Endpoint::InviteAsset(_) => "invite_asset",
             Endpoint::InvitationIssue => "invitation_issue",
@@ -286,6 +293,7 @@ impl Endpoint {
             | Endpoint::BulkKickoff(_)
             | Endpoint::BulkStatus(_)
             | Endpoint::BulkCancel(_)
+            | Endpoint::BulkFile(..)
             | Endpoint::InvitePage
             | Endpoint::InviteAsset(_)
             | Endpoint::InvitationList
@@ -432,6 +440,14 @@ impl Endpoint {
     /// The FHIR Bulk Data paths under `/fhir/` (`rest` is what follows it).
     fn parse_fhir(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
         if let Some(id) = rest.strip_prefix("bulk/") {
+            if let Some((id, artifact)) = id.split_once(FILES_PATH) {
+                let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
+                let artifact: ArtifactId = artifact.parse().map_err(|_| ApiError::NotFound)?;
+                return match *method {
+                    Method::GET | Method::HEAD => Ok(Endpoint::BulkFile(id, artifact)),
+                    _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+                };
+            }
             let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
             return match *method {
                 Method::GET => Ok(Endpoint::BulkStatus(id)),
@@ -694,6 +710,7 @@ mod tests {
     #[test]
     fn fhir_routes() {
         let j = "67rq0xe32xxh21dav1b2qx1ch3";
+        let a = "5c9m2xq4vz8h7kt1w3ab6dnfy0";
         let jid: JobId = j.parse().unwrap();
         let ok = [
             (
@@ -727,6 +744,16 @@ mod tests {
                 format!("/fhir/bulk/{j}"),
                 Endpoint::BulkCancel(jid),
             ),
+            (
+                "GET",
+                format!("/fhir/bulk/{j}/files/{a}"),
+                Endpoint::BulkFile(jid, a.parse().unwrap()),
+            ),
+            (
+                "HEAD",
+                format!("/fhir/bulk/{j}/files/{a}"),
+                Endpoint::BulkFile(jid, a.parse().unwrap()),
+            ),
             ("POST", "/v1/exports".to_owned(), Endpoint::ExportPublish),
         ];
         for (m, p, e) in ok {
@@ -741,6 +768,10 @@ mod tests {
             "/fhir/Observation/$export",
             "/fhir/bulk/nope",
             "/fhir/bulk/",
+            &format!("/fhir/bulk/{j}/files/"),
+            &format!("/fhir/bulk/{j}/files/nope"),
+            &format!("/fhir/bulk/{j}/files/{a}/x"),
+            &format!("/fhir/bulk/{j}/file/{a}"),
             "/fhir/Patient/$export/x",
             "/fhir/$exportx",
         ] {
@@ -844,6 +875,7 @@ mod tests {
             Endpoint::BulkKickoff(Ok(Level::Patient)) => "/fhir/Patient/$export",
             Endpoint::BulkKickoff(_) => "/fhir/Group/{group_id}/$export",
             Endpoint::BulkStatus(_) | Endpoint::BulkCancel(_) => "/fhir/bulk/{job_id}",
+            Endpoint::BulkFile(..) => "/fhir/bulk/{job_id}/files/{artifact_id}",
             Endpoint::InvitePage => "/invite",
             Endpoint::InviteAsset(_) => "/invite/assets/{asset}",
             Endpoint::InvitationIssue | Endpoint::InvitationList => "/v1/invitations",
@@ -856,7 +888,7 @@ mod tests {
     }
 
     /// How many variants [`template`] covers (count its arms' variants when adding one).
-    const VARIANT_NAMES: usize = 44;
+    const VARIANT_NAMES: usize = 45;
 
     /// A concrete path for a template: well-formed ids in place of the placeholders.
     fn concrete(template: &str) -> String {

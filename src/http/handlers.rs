@@ -82,6 +82,7 @@ pub async fn dispatch(
         Endpoint::BulkKickoff(ref level) => bulk::kickoff(state, ctx, req, level.clone()).await,
         Endpoint::BulkStatus(job) => bulk::status(state, ctx, req, job).await,
         Endpoint::BulkCancel(job) => bulk::cancel(state, ctx, req, job).await,
+        Endpoint::BulkFile(job, artifact) => bulk::file(state, ctx, req, job, artifact).await,
         Endpoint::InvitePage => Ok(page::index()),
         Endpoint::InviteAsset(asset) => Ok(page::asset(asset, &req)),
         Endpoint::InvitationIssue => invitations::issue(state, ctx, req).await,

@@ -85,7 +85,8 @@ pub struct DownloadRequest<'a> {
     pub client_cert: Option<CertFingerprint>,
     /// The negotiated TLS version and cipher suite, for the audit entry.
     pub tls: Option<(String, String)>,
-    /// The request's audit context (request id, client address); the actor is set here.
+    /// The request's audit context (request id, client address). An anonymous actor (a
+    /// signed link's holder) becomes the link's grant here; an authenticated one stays.
     pub audit: AuditContext,
 }
 
@@ -197,12 +198,16 @@ impl Links {
                 return Err(DownloadError::Refused);
             }
         };
-        let actx = AuditContext {
-            actor: Actor::Link {
+        // A link's holder is known by its grant; a caller the gateway authenticated before
+        // it signed the link for it (the FHIR Bulk file endpoint) by its own name. Either
+        // way the entry's details name the grant.
+        let actor = match req.audit.actor {
+            Actor::Anonymous => Actor::Link {
                 grant: link.grant().to_string(),
             },
-            ..req.audit
+            ref known => known.clone(),
         };
+        let actx = AuditContext { actor, ..req.audit };
         let refusal = Refusal {
             links: self,
             actx: &actx,

@@ -173,6 +173,19 @@ impl Links {
         Ok((record, targets))
     }
 
+    /// The signed link of the stored grant `id` for `artifact`, made again from the grant's
+    /// record (the same link `issue_bundle` signed): for a caller that keeps the grant and
+    /// not its links, such as the FHIR Bulk file endpoint with `requiresAccessToken`. An
+    /// artifact outside the grant is `ArtifactNotFound`; whether the grant still admits a
+    /// download (revoked, expired, metered) is the download path's to decide.
+    pub async fn target_of(&self, id: GrantId, artifact: ArtifactId) -> Result<String, LinkError> {
+        let (grant, _) = self.grants.get(id).await?.ok_or(LinkError::GrantNotFound)?;
+        if !grant.scope.artifacts.contains(&artifact) {
+            return Err(LinkError::ArtifactNotFound);
+        }
+        self.sign_for(&grant, artifact)
+    }
+
     /// Stores a grant, then records `link.issued`; forgets the grant when the entry cannot
     /// be written.
     async fn record_grant(

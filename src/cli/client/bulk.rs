@@ -5,8 +5,9 @@
 //! Pure: the manifest's bytes in, a bounded list of [`Expected`] files out. Closed where it
 //! matters (every `output` entry needs an `https` URL; a SHA-256 must be 64 hex digits; a
 //! count or size a non-negative integer) and open elsewhere, since a Bulk Data manifest may
-//! carry fields this client does not use. `requiresAccessToken: true` is refused: this
-//! client sends no bearer token with a download (a link is its own credential).
+//! carry fields this client does not use. `requiresAccessToken` is reported in the
+//! [`Listing`]; whether to send a token, and where, is the caller's (`download`: only to
+//! the status URL's own origin; a signed link is its own credential and gets none).
 //!
 //! Not here: fetching the manifest (the caller caps it at [`MAX_MANIFEST_BYTES`]).
 
@@ -37,6 +38,9 @@ pub struct Expected {
     pub sha256: Option<[u8; 32]>,
     /// The size in bytes, when given.
     pub size: Option<u64>,
+    /// Whether its requests carry the SMART access token (a file of a
+    /// `requiresAccessToken: true` manifest on the status URL's own origin).
+    pub bearer: bool,
 }
 
 impl std::fmt::Debug for Expected {
@@ -61,9 +65,9 @@ pub enum ManifestError {
     /// Too many files.
     #[error("the manifest lists more than {MAX_OUTPUTS} files")]
     TooMany,
-    /// Files need an access token.
-    #[error("the manifest says requiresAccessToken: true; this client downloads signed links only")]
-    NeedsToken,
+    /// `requiresAccessToken` is there and not a boolean.
+    #[error("the manifest's requiresAccessToken is not a boolean")]
+    RequiresAccessToken,
     /// An entry is malformed.
     #[error("output[{index}]: {what}")]
     Entry {
@@ -74,13 +78,24 @@ pub enum ManifestError {
     },
 }
 
+/// What a manifest lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The files.
+    pub files: Vec<Expected>,
+    /// `requiresAccessToken`: the file URLs need the client's access token.
+    pub requires_access_token: bool,
+}
+
 /// Parses a manifest.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Expected>, ManifestError> {
+pub fn parse(bytes: &[u8]) -> Result<Listing, ManifestError> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|_| ManifestError::NotAnObject)?;
     let obj = doc.as_object().ok_or(ManifestError::NotAnObject)?;
-    if obj.get("requiresAccessToken") == Some(&Value::Bool(true)) {
-        return Err(ManifestError::NeedsToken);
-    }
+    let requires_access_token = match obj.get("requiresAccessToken") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ManifestError::RequiresAccessToken),
+    };
     let output = obj
         .get("output")
         .and_then(Value::as_array)
@@ -88,11 +103,15 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Expected>, ManifestError> {
     if output.len() > MAX_OUTPUTS {
         return Err(ManifestError::TooMany);
     }
-    output
+    let files = output
         .iter()
         .enumerate()
         .map(|(index, e)| entry(e).map_err(|what| ManifestError::Entry { index, what }))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Listing {
+        files,
+        requires_access_token,
+    })
 }
 
 fn entry(e: &Value) -> Result<Expected, &'static str> {
@@ -150,6 +169,7 @@ fn entry(e: &Value) -> Result<Expected, &'static str> {
         count,
         sha256,
         size,
+        bearer: false,
     })
 }
 
@@ -195,6 +215,8 @@ mod tests {
             ]
         }, {"url": "https://gw.example/d/y"}])))
         .unwrap();
+        assert!(!got.requires_access_token);
+        let got = got.files;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].count, Some(3));
         assert_eq!(got[0].size, Some(12345));
@@ -239,7 +261,12 @@ mod tests {
         assert_eq!(parse(b"{"), Err(ManifestError::NotAnObject));
         assert_eq!(parse(b"{}"), Err(ManifestError::NoOutput));
         let needs = json!({"requiresAccessToken": true, "output": []}).to_string();
-        assert_eq!(parse(needs.as_bytes()), Err(ManifestError::NeedsToken));
+        assert!(parse(needs.as_bytes()).unwrap().requires_access_token);
+        let odd = json!({"requiresAccessToken": "yes", "output": []}).to_string();
+        assert_eq!(
+            parse(odd.as_bytes()),
+            Err(ManifestError::RequiresAccessToken)
+        );
         let many: Vec<Value> = (0..=MAX_OUTPUTS)
             .map(|_| json!({"url": "https://g/d/x"}))
             .collect();

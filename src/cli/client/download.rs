@@ -40,6 +40,7 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<u8> {
             count: None,
             sha256: None,
             size: None,
+            bearer: false,
         })
         .collect();
     let credential = match &args.token_file {
@@ -67,6 +68,7 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<u8> {
     let bars = Bars::new(args.common.json, planned.len());
     let ctx = Arc::new(Ctx {
         http,
+        credential,
         out: args.out.clone(),
         force: args.force,
         retries: args.common.retries,
@@ -82,8 +84,10 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<u8> {
 }
 
 /// The manifest's files, from a file or an https URL (capped at 16 MiB). `credential` (a
-/// SMART access token for a Bulk Data status URL) goes with that one request only: the
-/// client follows no redirect, so it reaches the URL's own origin and nothing else.
+/// SMART access token for a Bulk Data status URL) goes with that request — the client
+/// follows no redirect, so it reaches the URL's own origin and nothing else — and, when the
+/// manifest says `requiresAccessToken: true`, with its files' requests, each of which must
+/// then be on that same origin (a manifest pointing the token elsewhere is refused).
 async fn read_manifest(
     http: &reqwest::Client,
     src: &str,
@@ -129,7 +133,41 @@ async fn read_manifest(
         }
         std::fs::read(src).with_context(|| format!("reading the manifest {src}"))?
     };
-    bulk::parse(&bytes).context("the manifest")
+    let listing = bulk::parse(&bytes).context("the manifest")?;
+    if !listing.requires_access_token {
+        return Ok(listing.files);
+    }
+    if credential.is_none() {
+        bail!(
+            "the manifest says requiresAccessToken: true: fetch it from its status URL with \
+             --token-file (the SMART access token goes with the files too)"
+        );
+    }
+    let origin = origin_of(src).context("the status URL")?;
+    listing
+        .files
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut f)| {
+            if origin_of(&f.url).ok().as_ref() != Some(&origin) {
+                bail!(
+                    "output[{i}] is not on the status URL's origin: the access token is sent \
+                     to that origin only"
+                );
+            }
+            f.bearer = true;
+            Ok(f)
+        })
+        .collect()
+}
+
+/// `scheme://host:port` of an https URL (the port made explicit).
+fn origin_of(url: &str) -> anyhow::Result<(String, String, u16)> {
+    let u = reqwest::Url::parse(url).map_err(|_| anyhow::anyhow!("not a URL"))?;
+    match (u.scheme(), u.host_str(), u.port_or_known_default()) {
+        ("https", Some(h), Some(p)) => Ok(("https".into(), h.to_ascii_lowercase(), p)),
+        _ => bail!("not an https URL"),
+    }
 }
 
 /// The artifact id of a signed link (`https://host/d/<artifact>?…`): the last path
@@ -151,6 +189,8 @@ fn artifact_id(url: &str) -> anyhow::Result<String> {
 
 struct Ctx {
     http: reqwest::Client,
+    /// The access token, sent only with the files marked [`Expected::bearer`].
+    credential: Option<Credential>,
     out: PathBuf,
     force: bool,
     retries: u32,
@@ -243,6 +283,9 @@ impl Ctx {
         };
         first_have.get_or_insert(have);
         let mut req = self.http.get(&job.url);
+        if let (true, Some(c)) = (job.bearer, &self.credential) {
+            req = c.apply(req);
+        }
         if let (Some(s), true) = (&prior, have > 0) {
             req = req
                 .header(reqwest::header::RANGE, format!("bytes={have}-"))

@@ -7,7 +7,9 @@
 //!   access token) → 202 with `Content-Location` (the job's status URL);
 //! * `GET /fhir/bulk/{job}` → 202 with `X-Progress` and `Retry-After` while in progress,
 //!   200 with the complete-status manifest (`application/json`);
-//! * `DELETE /fhir/bulk/{job}` → 202.
+//! * `DELETE /fhir/bulk/{job}` → 202;
+//! * `GET|HEAD /fhir/bulk/{job}/files/{artifact}` (with `bulk.requires_access_token`) → the
+//!   file, through the one download path (`download::serve_target`).
 //!
 //! Every refusal on `/fhir/…` leaves as an `OperationOutcome` (the edge renders the row
 //! so); none of them is decided here. Without registered SMART clients there is no Bulk
@@ -17,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use serde_json::json;
 
 use super::respond::{Resp, authorized_json, json_response};
-use crate::auth::Role;
+use crate::auth::{Principal, Role};
 use crate::bulk::record::{JobId, Publication};
 use crate::bulk::request::{KickoffError, Level};
 use crate::bulk::{Bulk, BulkCaller, BulkError, PublishBody, STATUS_PATH, Status};
@@ -25,6 +27,7 @@ use crate::http::AppState;
 use crate::http::context::RequestContext;
 use crate::http::problem::ApiError;
 use crate::links::Publisher;
+use crate::signed_link::ArtifactId;
 
 type Req = Request<axum::body::Body>;
 
@@ -38,16 +41,23 @@ fn caller<'a>(
     ctx: &RequestContext,
     parts: &http::request::Parts,
 ) -> Result<(&'a Bulk, BulkCaller), ApiError> {
+    let (bulk, caller, _) = caller_and_principal(state, ctx, parts)?;
+    Ok((bulk, caller))
+}
+
+fn caller_and_principal<'a>(
+    state: &'a AppState,
+    ctx: &RequestContext,
+    parts: &http::request::Parts,
+) -> Result<(&'a Bulk, BulkCaller, Principal), ApiError> {
     let bulk = service(state)?;
     let principal = crate::auth::authenticate(&state.authenticators, parts)?;
     let grant = principal.grant.clone().ok_or(BulkError::TokenRequired)?;
-    Ok((
-        bulk,
-        BulkCaller {
-            grant,
-            audit: ctx.audit_context(Some(&principal)),
-        },
-    ))
+    let caller = BulkCaller {
+        grant,
+        audit: ctx.audit_context(Some(&principal)),
+    };
+    Ok((bulk, caller, principal))
 }
 
 /// A header's values joined by `,` (`None`: absent; a value that is not visible ASCII
@@ -126,6 +136,21 @@ pub async fn cancel(state: &AppState, ctx: &RequestContext, req: Req, job: JobId
     let mut resp = Response::new(axum::body::Body::empty());
     *resp.status_mut() = StatusCode::ACCEPTED;
     Ok(resp)
+}
+
+/// `GET|HEAD /fhir/bulk/{job}/files/{artifact}`: the service names the signed link, the
+/// download path serves it (and audits the download under the client).
+pub async fn file(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: Req,
+    job: JobId,
+    artifact: ArtifactId,
+) -> Resp {
+    let (parts, _) = req.into_parts();
+    let (bulk, caller, principal) = caller_and_principal(state, ctx, &parts)?;
+    let target = bulk.file(&caller, job, artifact).await?;
+    super::download::serve_target(state, ctx, &parts, &target, Some(&principal)).await
 }
 
 /// `POST /v1/exports`.

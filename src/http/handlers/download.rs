@@ -21,12 +21,26 @@ use crate::signed_link::{CertFingerprint, Method};
 /// Serves a download request.
 pub async fn serve(state: &AppState, ctx: &RequestContext, req: Request<axum::body::Body>) -> Resp {
     let (parts, _) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+    serve_target(state, ctx, &parts, target, None).await
+}
+
+/// Serves `parts` as a download through the signed link `target`: the request's own for
+/// `/d/…`; one the gateway signed for a caller it authenticated otherwise (the FHIR Bulk
+/// file endpoint), who is then `principal` in the audit trail.
+pub async fn serve_target(
+    state: &AppState,
+    ctx: &RequestContext,
+    parts: &http::request::Parts,
+    target: &str,
+    principal: Option<&crate::auth::Principal>,
+) -> Resp {
     let Some(method) = Method::from_http(&parts.method) else {
         return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     };
     let request = DownloadRequest {
         method,
-        target: parts.uri.path_and_query().map_or("", |pq| pq.as_str()),
+        target,
         range: single_header(&parts.headers, header::RANGE),
         if_range: single_header(&parts.headers, header::IF_RANGE),
         client_addr: ctx.client.client,
@@ -40,7 +54,7 @@ pub async fn serve(state: &AppState, ctx: &RequestContext, req: Request<axum::bo
             .tls
             .as_ref()
             .map(|t| (t.version.clone(), t.cipher.clone())),
-        audit: ctx.audit_context(None),
+        audit: ctx.audit_context(principal),
     };
     let download = state.links.download(request).await?;
     respond(download)

@@ -78,6 +78,11 @@ impl Describe for BulkError {
                 "The access token's scope does not cover the resource types asked for",
             ),
             BulkError::JobNotFound => JOB_NOT_FOUND,
+            BulkError::FileNotFound => row(
+                StatusCode::NOT_FOUND,
+                "bulk.file_not_found",
+                "No such file in this job's manifest (file URLs under /fhir/bulk/ are served only when the manifest says requiresAccessToken: true)",
+            ),
             BulkError::TooFast { .. } => row(
                 StatusCode::TOO_MANY_REQUESTS,
                 "bulk.too_fast",
