@@ -414,12 +414,12 @@ impl Bulk {
                 };
                 Ok(in_progress(progress))
             }
-            BatchState::Released if publication.files.is_none() => {
+            BatchState::Released => {
                 // The first polls of a publication register its files; when jobs bound to
                 // it are polled at once, the others find the uploads held by that
                 // registration. Not ready yet, not an error: poll again.
-                let retry = polled.clone();
-                match self
+                let registering = publication.files.is_none().then(|| polled.clone());
+                let answer = self
                     .complete(
                         caller,
                         (job, version),
@@ -428,27 +428,15 @@ impl Bulk {
                         &delivery,
                         polled,
                     )
-                    .await
-                {
-                    Err(BulkError::Register(e)) if e.is_busy() => {
-                        let mut polled = retry;
+                    .await;
+                match (answer, registering) {
+                    (Err(BulkError::Register(e)), Some(mut polled)) if e.is_busy() => {
                         polled.status = "in_progress";
                         self.auditor.emit(&caller.audit, &polled).await?;
                         Ok(in_progress("registering the files".into()))
                     }
-                    other => other,
+                    (other, _) => other,
                 }
-            }
-            BatchState::Released => {
-                self.complete(
-                    caller,
-                    (job, version),
-                    publication,
-                    pversion,
-                    &delivery,
-                    polled,
-                )
-                .await
             }
             state => self.failed(caller, polled, state.as_str()).await,
         }

@@ -247,6 +247,22 @@ async fn wait_retry(a: &Answer) {
     tokio::time::sleep(Duration::from_secs(secs)).await;
 }
 
+/// A synthetic batch (of `seed`) opened, uploaded, released and published for the payer at
+/// system level, and a payer access token for every type.
+async fn released_for_payer(f: &Fixture, seed: u64) -> (Batch, String) {
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), seed, COUNTS);
+    let id = open_batch(gw, &batch.manifest().to_json()).await;
+    upload_and_release(gw, &id, &batch).await;
+    let p = publish(
+        gw,
+        json!({"batch": id, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    (batch, f.payer.token(gw, "system/*.read").await)
+}
+
 /// Polls `url` until the job completes, waiting `Retry-After` after each 202; the 200.
 async fn poll_until_complete(gw: &Gateway, url: &str, token: &str) -> Answer {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -1276,16 +1292,7 @@ fn the_manifest_schema_accepts_the_golden_vector_and_rejects_each_broken_rule() 
 async fn an_expired_file_link_is_refreshed_by_polling_again() {
     let f = start_with_link_ttl("1s");
     let gw = &f.gw;
-    let batch = Batch::synthetic(f.work.path(), 4, COUNTS);
-    let id = open_batch(gw, &batch.manifest().to_json()).await;
-    upload_and_release(gw, &id, &batch).await;
-    let p = publish(
-        gw,
-        json!({"batch": id, "client_id": PAYER, "level": "system"}),
-    )
-    .await;
-    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
-    let token = f.payer.token(gw, "system/*.read").await;
+    let (batch, token) = released_for_payer(&f, 4).await;
     let status_url = kickoff(gw, "/fhir/$export?_type=Patient", &token).await;
     let first = poll_until_complete(gw, &status_url, &token).await.json();
     let stale = first["output"][0]["url"].as_str().unwrap().to_owned();
@@ -1377,16 +1384,7 @@ async fn an_expired_file_link_is_refreshed_by_polling_again() {
 async fn concurrent_first_polls_of_one_publication_never_fail() {
     let f = start();
     let gw = &f.gw;
-    let batch = Batch::synthetic(f.work.path(), 11, COUNTS);
-    let id = open_batch(gw, &batch.manifest().to_json()).await;
-    upload_and_release(gw, &id, &batch).await;
-    let p = publish(
-        gw,
-        json!({"batch": id, "client_id": PAYER, "level": "system"}),
-    )
-    .await;
-    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
-    let token = f.payer.token(gw, "system/*.read").await;
+    let (_, token) = released_for_payer(&f, 11).await;
     let mut urls = Vec::new();
     for _ in 0..8 {
         urls.push(kickoff(gw, "/fhir/$export", &token).await);
@@ -1440,16 +1438,7 @@ async fn concurrent_first_polls_of_one_publication_never_fail() {
 async fn with_requires_access_token_files_need_the_clients_token() {
     let f = start_with_bulk("requires_access_token = true");
     let gw = &f.gw;
-    let batch = Batch::synthetic(f.work.path(), 6, COUNTS);
-    let id = open_batch(gw, &batch.manifest().to_json()).await;
-    upload_and_release(gw, &id, &batch).await;
-    let p = publish(
-        gw,
-        json!({"batch": id, "client_id": PAYER, "level": "system"}),
-    )
-    .await;
-    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
-    let token = f.payer.token(gw, "system/*.read").await;
+    let (batch, token) = released_for_payer(&f, 6).await;
     let status_url = kickoff(gw, "/fhir/$export", &token).await;
     let m = poll_until_complete(gw, &status_url, &token).await.json();
     assert_ig_manifest(&m, &gw.url("/fhir/$export"));
