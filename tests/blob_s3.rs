@@ -4,7 +4,7 @@
 //! read fetches only the pieces it needs, by ranged GETs (counted by a wrapper around the
 //! S3 client); a stale generation left by a crashed replace is ignored and then cleaned;
 //! a gap between pieces is an error, never data; create is decided by a conditional PUT;
-//! and errors never carry the keys.
+//! errors never carry the keys; and `ca_file` is what the store's TLS trusts.
 
 #![allow(clippy::unwrap_used)]
 
@@ -424,4 +424,45 @@ impl ObjectStore for Counting {
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_file_is_the_trust_for_the_store_tls() {
+    let Some(test) = S3Test::require() else {
+        return;
+    };
+    // The gateway is no S3 server, but it serves TLS under its development CA: with that
+    // CA trusted the handshake succeeds and the request gets an HTTP answer; without it,
+    // the certificate is refused.
+    let gw = support::Gateway::start("");
+    let mut settings = test.settings(PIECE);
+    settings.endpoint = Some(gw.url(""));
+    settings.allow_http = false;
+    let untrusted = S3BlobStore::open(&settings)
+        .unwrap()
+        .ping()
+        .await
+        .unwrap_err();
+    settings.ca_file = Some(gw.ca_path());
+    let trusted = S3BlobStore::open(&settings)
+        .unwrap()
+        .ping()
+        .await
+        .unwrap_err();
+    let (untrusted, trusted) = (untrusted.to_string(), trusted.to_string());
+    assert!(
+        trusted.contains("404"),
+        "an HTTP answer over TLS: {trusted}"
+    );
+    assert!(
+        !untrusted.contains("404") && untrusted.contains("error sending request"),
+        "no HTTP answer without the CA: {untrusted}"
+    );
+    // A file that holds no certificate is refused when the store opens.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    settings.ca_file = Some(junk);
+    let err = S3BlobStore::open(&settings).unwrap_err().to_string();
+    assert!(err.contains("blob.ca_file"), "{err}");
 }

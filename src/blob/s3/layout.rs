@@ -306,8 +306,8 @@ mod tests {
         let no_start = Listing::new(vec![piece(2, 3, 5)]);
         assert!(no_start.current().is_err());
         // Empty pieces are fine anywhere they touch.
-        let empty = Listing::new(vec![piece(0, 0, 0), piece(0, 0 + 0, 0)]);
-        assert_eq!(length(&empty.current().unwrap()), 0);
+        let empty = Listing::new(vec![piece(0, 0, 4), piece(0, 4, 0)]);
+        assert_eq!(length(&empty.current().unwrap()), 4);
         assert!(!Listing::default().exists());
         assert_eq!(Listing::default().current().unwrap(), vec![]);
     }
