@@ -234,6 +234,13 @@ async fn a_gap_between_pieces_is_an_error_not_data() {
         .unwrap();
     let err = store.len(id).await.unwrap_err().to_string();
     assert!(err.contains("overlap"), "{err}");
+    // A replace supersedes the corrupt generation and removes it.
+    store.replace(id, b"fresh").await.unwrap();
+    assert_eq!(
+        keys(&test, id).await,
+        vec![piece_key(&test, id, 1, 0).to_string()]
+    );
+    assert_eq!(store.read_range(id, 0, 5).await.unwrap().as_ref(), b"fresh");
 }
 
 #[tokio::test]

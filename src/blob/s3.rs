@@ -42,8 +42,10 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{BlobError, BlobId, BlobStore};
+use errors::{io_error, redact, s3_error};
 use layout::{Cut, Keys, Listing, Piece};
 
+mod errors;
 pub mod layout;
 mod open;
 pub mod settings;
@@ -401,14 +403,11 @@ impl BlobStore for S3BlobStore {
         // The commit point: from here on readers take this generation.
         self.put(id, generation, 0, Bytes::copy_from_slice(data))
             .await?;
+        // Every listed piece is of an older generation now (a corrupt one included).
         let older: Vec<Path> = listing
-            .current()
-            .unwrap_or_default()
+            .pieces()
             .iter()
-            .chain(listing.stale())
             .map(|p| Path::from(self.keys.piece(id, p.generation, p.start)))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
         self.delete_keys(id, older).await
     }
@@ -527,60 +526,5 @@ impl BlobStore for S3BlobStore {
             .filter_map(|meta| self.keys.parse_blob(meta.location.as_ref()))
             .collect();
         Ok(ids.into_iter().collect())
-    }
-}
-
-fn io_error(kind: io::ErrorKind, message: String) -> BlobError {
-    BlobError::Io(io::Error::new(kind, message))
-}
-
-/// An `object_store` failure as a `BlobError` (NotFound kept apart).
-fn s3_error(op: &str, id: BlobId, e: &object_store::Error) -> BlobError {
-    match e {
-        object_store::Error::NotFound { .. } => BlobError::NotFound(id),
-        e => io_error(
-            io::ErrorKind::Other,
-            format!("S3 {op} of blob {id} failed: {}", redact(&e.to_string())),
-        ),
-    }
-}
-
-/// Cuts a query string from any URL in an error message. The client signs requests in
-/// headers, so no URL carries a signature; this keeps it so should a presigned URL ever
-/// reach a message (their `X-Amz-Signature` and `X-Amz-Credential` are in the query).
-fn redact(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut in_query = false;
-    for c in message.chars() {
-        if in_query {
-            if c.is_whitespace() || c == ')' || c == '"' || c == '\'' || c == ',' {
-                in_query = false;
-                out.push(c);
-            }
-            continue;
-        }
-        if c == '?' {
-            in_query = true;
-            out.push_str("?[redacted]");
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn query_strings_are_cut_from_messages() {
-        assert_eq!(
-            redact(
-                "GET http://h/b/k?X-Amz-Signature=abc&X-Amz-Credential=AKID%2F failed, status 403"
-            ),
-            "GET http://h/b/k?[redacted] failed, status 403"
-        );
-        assert_eq!(redact("no url here"), "no url here");
     }
 }

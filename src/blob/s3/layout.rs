@@ -137,6 +137,11 @@ impl Listing {
         Self { pieces }
     }
 
+    /// Every piece, of every generation, by (generation, start).
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
+    }
+
     /// Whether the blob exists (has any piece).
     pub fn exists(&self) -> bool {
         !self.pieces.is_empty()
