@@ -118,7 +118,7 @@ CORE_FORBIDDEN_INTERNAL = {
 # that use them.
 ADAPTERS = {
     "state": "StateStore port; embedded (redb) and Redis adapters",
-    "blob": "BlobStore port; local filesystem adapter",
+    "blob": "BlobStore port; local filesystem and S3 adapters",
     "keys": "KeyProvider port; keyring and static providers",
 }
 

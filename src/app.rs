@@ -443,6 +443,10 @@ pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
             LocalBlobStore::open(path)
                 .with_context(|| format!("opening the blob store {}", path.display()))?,
         ),
+        BlobSettings::S3(s3) => Arc::new(
+            crate::blob::s3::S3BlobStore::open(s3)
+                .with_context(|| format!("opening the S3 blob store (bucket {})", s3.bucket))?,
+        ),
     })
 }
 

@@ -7,7 +7,8 @@
 //! Primitives: create (fails if the blob exists), append, sync (durable after it returns),
 //! truncate (cut a torn tail after a crash), atomic replace (readers see the old or the new
 //! bytes, never a mix, even across a crash), read a byte range, length, delete, list.
-//! Its conformance suite is `tests/blob_store.rs`.
+//! Its conformance suite is `tests/blob_store.rs`. Adapters: `local` (a directory) and `s3`
+//! (an S3-compatible bucket, shared by several gateway instances).
 //!
 //! Not here: encryption, segment layout, who may read what.
 
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use crate::ids::OpaqueId;
 
 pub mod local;
+pub mod s3;
 
 /// What a blob holds; part of its name so one object can own several blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod blob;
 pub mod env;
 pub mod raw;
 pub mod units;
@@ -220,6 +221,8 @@ pub enum BlobSettings {
         /// The directory.
         path: PathBuf,
     },
+    /// An S3-compatible object store shared by several gateway instances.
+    S3(Box<crate::blob::s3::settings::S3Settings>),
 }
 
 /// Log output.
@@ -305,22 +308,7 @@ impl Config {
         let server = server_settings(&raw.server)?;
         let tls = tls_settings(&raw.tls, server.danger_plaintext_http)?;
         let state = state_settings(&raw.state, &data_dir, allow_open)?;
-        let blob = match raw.blob.backend.as_deref().unwrap_or("local") {
-            "local" => BlobSettings::Local {
-                path: raw
-                    .blob
-                    .path
-                    .as_deref()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| data_dir.join("blobs")),
-            },
-            other => {
-                return Err(invalid(
-                    "blob.backend",
-                    format!("unknown backend {other:?} (supported: \"local\")"),
-                ));
-            }
-        };
+        let blob = blob::blob_settings(&raw.blob, &data_dir, allow_open)?;
         let log = LogSettings {
             json: match raw.log.format.as_deref().unwrap_or("json") {
                 "json" => true,

@@ -119,6 +119,21 @@ pub struct RawState {
 pub struct RawBlob {
     pub backend: Option<String>,
     pub path: Option<String>,
+    // `backend = "s3"` (validated in `blob::s3::settings`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub path_style: Option<bool>,
+    pub credentials_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub piece_size: Option<String>,
+    // Inline S3 keys: accepted by the parser only to be refused with the reason.
+    pub access_key: Option<serde::de::IgnoredAny>,
+    pub secret_key: Option<serde::de::IgnoredAny>,
+    pub access_key_id: Option<serde::de::IgnoredAny>,
+    pub secret_access_key: Option<serde::de::IgnoredAny>,
+    pub session_token: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize, Default)]

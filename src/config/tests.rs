@@ -771,3 +771,273 @@ fn smart_clients_are_validated_naming_the_key() {
     let e = err("[smart]\naccess_token_lifetime = \"10m\"\n");
     assert!(e.contains("smart.access_token_lifetime"), "{e}");
 }
+
+fn s3_config(extra: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(
+        &format!("[blob]\nbackend = \"s3\"\nbucket = \"sallyport-blobs\"\n{extra}"),
+        &env(&[]),
+    )
+}
+
+fn s3_settings(c: &Config) -> &crate::blob::s3::settings::S3Settings {
+    match &c.blob {
+        BlobSettings::S3(s3) => s3,
+        other => panic!("not s3: {other:?}"),
+    }
+}
+
+#[test]
+fn s3_blob_defaults_and_written_values() {
+    use crate::blob::s3::settings::S3Credentials;
+    let c = s3_config("").unwrap();
+    let s3 = s3_settings(&c);
+    assert_eq!(s3.endpoint, None, "AWS's own endpoint");
+    assert!(!s3.path_style, "AWS buckets are virtual-hosted");
+    assert!(!s3.allow_http);
+    assert_eq!(s3.region, "us-east-1");
+    assert_eq!(s3.prefix, "");
+    assert_eq!(s3.piece_size, ByteSize(8 << 20));
+    assert!(matches!(s3.credentials, S3Credentials::Environment));
+    assert_eq!(s3.ca_file, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("s3.credentials");
+    std::fs::write(
+        &creds,
+        "access_key_id = id\nsecret_access_key = hunter2-s3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let c = s3_config(&format!(
+        "endpoint = \"https://s3.example.org:9000/\"\nregion = \"eu-central-1\"\nprefix = \"gw/prod\"\npiece_size = \"16MiB\"\ncredentials_file = {:?}\nca_file = \"/etc/s3-ca.pem\"",
+        creds.display().to_string()
+    ))
+    .unwrap();
+    let s3 = s3_settings(&c);
+    assert_eq!(s3.endpoint.as_deref(), Some("https://s3.example.org:9000"));
+    assert!(s3.path_style, "not AWS: path style by default");
+    assert_eq!(s3.region, "eu-central-1");
+    assert_eq!(s3.prefix, "gw/prod/");
+    assert_eq!(s3.piece_size, ByteSize(16 << 20));
+    assert_eq!(s3.ca_file.as_deref(), Some(Path::new("/etc/s3-ca.pem")));
+    match &s3.credentials {
+        S3Credentials::Keys(k) => assert_eq!(k.secret_access_key.expose(), b"hunter2-s3"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    let aws = s3_config("endpoint = \"https://s3.eu-west-1.amazonaws.com\"").unwrap();
+    assert!(!s3_settings(&aws).path_style);
+    let loopback = s3_config("endpoint = \"http://127.0.0.1:9000\"\npath_style = false").unwrap();
+    assert!(s3_settings(&loopback).allow_http);
+    assert!(!s3_settings(&loopback).path_style);
+    for host in ["localhost:1", "[::1]:9000", "127.0.0.2"] {
+        s3_config(&format!("endpoint = \"http://{host}\"")).unwrap();
+    }
+    // Environment overrides reach the section like any other.
+    let c = Config::from_toml(
+        "",
+        &env(&[
+            ("SALLYPORT_BLOB__BACKEND", "s3"),
+            ("SALLYPORT_BLOB__BUCKET", "from-env"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s3_settings(&c).bucket, "from-env");
+}
+
+#[test]
+fn every_s3_blob_refusal_names_its_key_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open.credentials");
+    std::fs::write(
+        &open,
+        "access_key_id = id\nsecret_access_key = hunter2-s3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let bad = dir.path().join("bad.credentials");
+    std::fs::write(&bad, "access_key_id = id\n").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "access_key = \"AKID\"".into(),
+            "blob.access_key",
+            "never written in the configuration",
+        ),
+        (
+            "secret_key = \"hunter2-s3\"".into(),
+            "blob.secret_key",
+            "credentials_file",
+        ),
+        (
+            "secret_access_key = \"hunter2-s3\"".into(),
+            "blob.secret_access_key",
+            "never",
+        ),
+        (
+            "session_token = \"hunter2-s3\"".into(),
+            "blob.session_token",
+            "never",
+        ),
+        (
+            "endpoint = \"http://s3.example.org\"".into(),
+            "blob.endpoint",
+            "only to a loopback",
+        ),
+        (
+            "endpoint = \"http://10.0.0.1:9000\"".into(),
+            "blob.endpoint",
+            "only to a loopback",
+        ),
+        (
+            "endpoint = \"ftp://s3.example.org\"".into(),
+            "blob.endpoint",
+            "https://",
+        ),
+        (
+            "endpoint = \"s3.example.org\"".into(),
+            "blob.endpoint",
+            "https://",
+        ),
+        (
+            "endpoint = \"https://s3.example.org/bucket\"".into(),
+            "blob.endpoint",
+            "no path",
+        ),
+        (
+            "endpoint = \"https://id:hunter2-s3@s3.example.org\"".into(),
+            "blob.endpoint",
+            "user information",
+        ),
+        (
+            "endpoint = \"not a url\"".into(),
+            "blob.endpoint",
+            "not a URL",
+        ),
+        ("region = \"\"".into(), "blob.region", "lowercase"),
+        ("region = \"EU WEST\"".into(), "blob.region", "lowercase"),
+        (
+            "prefix = \"/abs\"".into(),
+            "blob.prefix",
+            "must not start with '/'",
+        ),
+        ("prefix = \"a/../b\"".into(), "blob.prefix", "\"..\""),
+        ("prefix = \"a//b\"".into(), "blob.prefix", "empty segment"),
+        (
+            "prefix = \"a b\"".into(),
+            "blob.prefix",
+            "only ASCII letters",
+        ),
+        (
+            "prefix = \"caf\u{e9}\"".into(),
+            "blob.prefix",
+            "only ASCII letters",
+        ),
+        (
+            "prefix = \"a%20b\"".into(),
+            "blob.prefix",
+            "percent-encoded",
+        ),
+        ("prefix = \"a*b\"".into(), "blob.prefix", "percent-encoded"),
+        ("prefix = \"a~b\"".into(), "blob.prefix", "percent-encoded"),
+        (
+            "piece_size = \"1MiB\"".into(),
+            "blob.piece_size",
+            "is not from 5MiB to 256MiB",
+        ),
+        (
+            "piece_size = \"1TiB\"".into(),
+            "blob.piece_size",
+            "is not from",
+        ),
+        ("piece_size = \"lots\"".into(), "blob.piece_size", ""),
+        (
+            "credentials_file = \"\"".into(),
+            "blob.credentials_file",
+            "must not be empty",
+        ),
+        (
+            format!("credentials_file = {:?}", open.display().to_string()),
+            "blob.credentials_file",
+            "readable by group or others",
+        ),
+        (
+            format!("credentials_file = {:?}", bad.display().to_string()),
+            "blob.credentials_file",
+            "has no secret_access_key",
+        ),
+        (
+            format!(
+                "credentials_file = {:?}",
+                dir.path().join("missing").display().to_string()
+            ),
+            "blob.credentials_file",
+            "",
+        ),
+        ("ca_file = \"\"".into(), "blob.ca_file", "must not be empty"),
+        (
+            "endpoint = \"http://127.0.0.1:9\"\nca_file = \"/ca.pem\"".into(),
+            "blob.ca_file",
+            "no TLS",
+        ),
+        (
+            "path = \"/srv/blobs\"".into(),
+            "blob.path",
+            "backend is \"s3\"",
+        ),
+    ];
+    for (extra, key, why) in &cases {
+        let err = s3_config(extra).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}`")), "{extra:?} -> {err}");
+        assert!(err.contains(why), "{extra:?} -> {err}");
+        assert!(!err.contains("hunter2"), "{extra:?} -> {err}");
+    }
+    let no_bucket = Config::from_toml("[blob]\nbackend = \"s3\"", &env(&[])).unwrap_err();
+    assert!(
+        no_bucket.to_string().contains("`blob.bucket`: is required"),
+        "{no_bucket}"
+    );
+    for bucket in [
+        "ab",
+        "Upper",
+        "-dash",
+        "dash-",
+        "under_score",
+        &"x".repeat(64),
+    ] {
+        let err = Config::from_toml(
+            &format!("[blob]\nbackend = \"s3\"\nbucket = {bucket:?}"),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`blob.bucket`: must be 3-63"),
+            "{bucket} -> {err}"
+        );
+    }
+    // S3 keys on the local backend, and an unknown backend.
+    let err = Config::from_toml("[blob]\nbucket = \"b\"", &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`blob.bucket`: is an S3 setting"), "{err}");
+    let err = Config::from_toml("[blob]\naccess_key = \"x\"", &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`blob.access_key`"), "{err}");
+    let err = Config::from_toml("[blob]\nbackend = \"gcs\"", &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"local\", \"s3\""), "{err}");
+    // The readable file is accepted when the operator allows it, as other secret files.
+    let c = Config::from_toml(
+        &format!(
+            "allow_world_readable_secrets = true\n[blob]\nbackend = \"s3\"\nbucket = \"b-1\"\ncredentials_file = {:?}",
+            open.display().to_string()
+        ),
+        &env(&[]),
+    )
+    .unwrap();
+    assert!(matches!(c.blob, BlobSettings::S3(_)));
+}

@@ -20,6 +20,8 @@
 //! - `smart`: a SMART Backend Services client (ES384 key, JWKS, assertion, token).
 //! - `batches`: the batches API client, the auditor clients, waiting for a verdict.
 //! - `links`, `tus_http`, `tus_e2e`: clients for the link/download and upload tests.
+//! - `pip`: pinned Python tools installed once per requirements file.
+//! - `s3`: the test S3 server (moto, one per test binary) and a key prefix per test.
 //! - `tuspy`: the real Python tus client (installed once per requirements file) and one
 //!   run of `tests/clients/tuspy_upload.py`.
 //! - `tus_core`: small pure helpers for the tus core tests (limits, principals, headers).
@@ -42,7 +44,9 @@ pub mod gateway;
 pub mod links;
 pub mod mem_blob;
 pub mod mem_state;
+pub mod pip;
 pub mod redis;
+pub mod s3;
 pub mod smart;
 pub mod tls;
 pub mod tus_core;

@@ -1,14 +1,12 @@
 //! The real Python tus client: tuspy, pinned in `tests/clients/requirements.txt`, installed
-//! with `pip install --target` under cargo's `CARGO_TARGET_TMPDIR` (once per requirements
-//! file), and driven through `tests/clients/tuspy_upload.py`.
+//! with `pip install --target` under cargo's `CARGO_TARGET_TMPDIR` (`pip`, once per
+//! requirements file), and driven through `tests/clients/tuspy_upload.py`.
 //!
 //! Not here: what a test does with the events (`tus_real_client` streams them and kills the
 //! client part-way; `batches_e2e` runs it to the end with [`upload`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use super::data::sha256_hex;
 
 /// The client script.
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/tuspy_upload.py");
@@ -21,62 +19,8 @@ pub const REQUIREMENTS: &str = concat!(
 /// Python with tuspy importable: (interpreter, PYTHONPATH), or why not. Callers pass this
 /// through `ci::require_or_skip`.
 pub fn install() -> Result<(String, PathBuf), String> {
-    // Tests in one binary run on threads of one process: one install at a time (the
-    // partial directory is named by the process id).
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let python = "python3".to_owned();
-    let version = Command::new(&python).arg("--version").output();
-    match version {
-        Ok(o) if o.status.success() => {}
-        _ => return Err("python3 is not installed".into()),
-    }
-    let requirements = std::fs::read(REQUIREMENTS).unwrap();
-    let tag = &sha256_hex(&requirements)[..12];
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tuspy-{tag}"));
-    let done = dir.join(".installed");
-    if done.exists() {
-        return Ok((python, dir));
-    }
-    // Install beside, then rename: a concurrent or interrupted install never leaves a
-    // half-filled directory behind the marker.
-    let partial = dir.with_extension(format!("partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    eprintln!("installing tuspy into {}", dir.display());
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            "--target",
-        ])
-        .arg(&partial)
-        .arg("-r")
-        .arg(REQUIREMENTS)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running pip: {e}"))?;
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(format!(
-            "pip install failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    std::fs::write(partial.join(".installed"), b"").unwrap();
-    if std::fs::rename(&partial, &dir).is_err() {
-        // Someone else finished first.
-        let _ = std::fs::remove_dir_all(&partial);
-        assert!(
-            done.exists(),
-            "tuspy directory {} is incomplete",
-            dir.display()
-        );
-    }
-    Ok((python, dir))
+    let dir = super::pip::install("tuspy", Path::new(REQUIREMENTS))?;
+    Ok((super::pip::PYTHON.to_owned(), dir))
 }
 
 /// An installed tuspy.
