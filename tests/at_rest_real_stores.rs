@@ -1,9 +1,11 @@
 //! The at-rest store over the real adapters: the local-filesystem blob store, the embedded
-//! (redb) state store and a keyring file, all in a temporary directory; and over the Redis
-//! state store on 127.0.0.1:6379 (isolated by a unique key prefix; skipped with a notice
-//! when Redis is unreachable, failing when `CI` is set).
+//! (redb) state store and a keyring file, all in a temporary directory; over the Redis
+//! state store on 127.0.0.1:6379 (isolated by a unique key prefix); and over the S3 blob
+//! store on the test S3 server with Redis, as several gateway instances run (skipped with a
+//! notice when Redis or the S3 server is unavailable, failing when `CI` is set).
 //!
-//! A "restart" drops every store and opens them again from disk.
+//! A "restart" drops every store and opens them again (from disk, or a new client of the
+//! same bucket and prefix: nothing an instance kept in memory survives it).
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,8 +38,8 @@ fn rt() -> tokio::runtime::Runtime {
 fn open(
     dir: &Path,
     state: Arc<dyn StateStore>,
-) -> (AtRest, Arc<LocalBlobStore>, Arc<dyn StateStore>) {
-    let blob = Arc::new(LocalBlobStore::open(&dir.join("blobs")).unwrap());
+    blob: Arc<dyn BlobStore>,
+) -> (AtRest, Arc<dyn BlobStore>, Arc<dyn StateStore>) {
     let keys = Arc::new(KeyringFile::open_or_create(&dir.join("keyring.json"), false).unwrap());
     let at_rest = AtRest::new(
         blob.clone(),
@@ -54,13 +56,21 @@ fn embedded(dir: &Path) -> Arc<dyn StateStore> {
     Arc::new(EmbeddedStateStore::open(&dir.join("state.redb")).unwrap())
 }
 
+fn local(dir: &Path) -> Arc<dyn BlobStore> {
+    Arc::new(LocalBlobStore::open(&dir.join("blobs")).unwrap())
+}
+
 /// Upload in pieces across two restarts, with a torn append left on disk by a "crash",
 /// then finish and read back; then rotate and rewrap without touching any blob file.
-async fn scenario(dir: &Path, state: impl Fn() -> Arc<dyn StateStore>) {
+async fn scenario(
+    dir: &Path,
+    state: impl Fn() -> Arc<dyn StateStore>,
+    blobs: impl Fn() -> Arc<dyn BlobStore>,
+) {
     let plain = data(3 * 1024 * 1024 + 777, 7);
     let object = OpaqueId::random();
 
-    let (at_rest, _, st) = open(dir, state());
+    let (at_rest, _, st) = open(dir, state(), blobs());
     let mut w = at_rest.create(object).await.unwrap();
     w.append(&plain[..1_000_000]).await.unwrap();
     assert_eq!(w.commit().await.unwrap().plaintext_len, 1_000_000);
@@ -68,7 +78,7 @@ async fn scenario(dir: &Path, state: impl Fn() -> Arc<dyn StateStore>) {
     drop((w, at_rest, st));
 
     // Restart 1: the uncommitted append is cut.
-    let (at_rest, blob, st) = open(dir, state());
+    let (at_rest, blob, st) = open(dir, state(), blobs());
     let mut w = match at_rest.open_writer(object).await.unwrap() {
         Reopened::Open { writer, recovery } => {
             assert_eq!(recovery.committed.plaintext_len, 1_000_000);
@@ -88,7 +98,7 @@ async fn scenario(dir: &Path, state: impl Fn() -> Arc<dyn StateStore>) {
     drop((blob, at_rest, st));
 
     // Restart 2: the torn bytes are cut; finish.
-    let (at_rest, blob, st) = open(dir, state());
+    let (at_rest, blob, st) = open(dir, state(), blobs());
     let mut w = match at_rest.open_writer(object).await.unwrap() {
         Reopened::Open { writer, recovery } => {
             assert_eq!(recovery.committed.plaintext_len, 2_000_000);
@@ -158,7 +168,7 @@ async fn scenario(dir: &Path, state: impl Fn() -> Arc<dyn StateStore>) {
     drop((at_rest, blob, st, state_now));
 
     // Restart 3: a fresh provider reads the re-wrapped key.
-    let (at_rest, blob, st) = open(dir, state());
+    let (at_rest, blob, st) = open(dir, state(), blobs());
     let reader = at_rest.open_reader(object).await.unwrap();
     assert_eq!(
         &reader.read_range(0, 4096).await.unwrap()[..],
@@ -184,7 +194,7 @@ fn over_local_blobs_and_the_embedded_state_store() {
     rt().block_on(async move {
         // Each call opens the database file anew (the scenario has dropped the last handle:
         // redb allows one open handle per file, so a leftover one would fail the open).
-        scenario(&path, || embedded(&path)).await;
+        scenario(&path, || embedded(&path), || local(&path)).await;
     });
 }
 
@@ -201,7 +211,7 @@ fn over_local_blobs_and_the_redis_state_store() {
             return;
         };
         let store: Arc<dyn StateStore> = Arc::new(store);
-        scenario(&path, || store.clone()).await;
+        scenario(&path, || store.clone(), || local(&path)).await;
         // The scenario deleted its object; nothing of this test is left under the prefix.
         assert!(
             store
@@ -210,5 +220,34 @@ fn over_local_blobs_and_the_redis_state_store() {
                 .unwrap()
                 .is_empty()
         );
+    });
+}
+
+/// The scale-out combination: S3 blobs (small pieces, so the scenario's writes span many)
+/// and the Redis state store. The torn append is a synced piece of garbage that recovery
+/// cuts (a top-down truncate); rotation and rewrap leave every object as it was; the shred
+/// leaves nothing under the test's prefix.
+#[test]
+fn over_s3_blobs_and_the_redis_state_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    rt().block_on(async move {
+        let Some(s3) = support::s3::S3Test::require() else {
+            return;
+        };
+        let prefix = format!("sallyport-test-atrest-s3-{}:", OpaqueId::random());
+        let url = support::redis::url();
+        let connected = RedisStateStore::connect(&url, &prefix).await;
+        let Some(store) = support::ci::require_or_skip(&format!("Redis at {url}"), connected)
+        else {
+            return;
+        };
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let blobs = || -> Arc<dyn BlobStore> { Arc::new(s3.store(100 * 1024)) };
+        scenario(&path, || store.clone(), blobs).await;
+        assert!(blobs().list().await.unwrap().is_empty());
+        let under = object_store::path::Path::from(s3.prefix.trim_end_matches('/'));
+        let left = futures_util::StreamExt::count(s3.raw().list(Some(&under))).await;
+        assert_eq!(left, 0, "objects left under the prefix");
     });
 }
