@@ -12,6 +12,8 @@
 #   UP_MIB=256      size of the tus upload (8 MiB chunks, Upload-Checksum: sha256, curl)
 #   RPS_SECONDS=8   wrk seconds per small-download run (1 KiB artifact, 16 connections)
 #   BENCH_DIR       the shared bench harness (default <repo>/../shared/bench: lib.sh)
+#   A_CONFIG, B_CONFIG  TOML appended to that gateway's configuration (e.g. a [blob] table:
+#                   the same binary on two blob stores, as scripts/bench-s3.sh runs it)
 #
 # What it measures, per round and gateway, all over TLS on loopback:
 #   dl   MB/s of a whole-file download of the DL_MIB artifact (curl, HTTP/1.1)
@@ -20,7 +22,8 @@
 #        PATCH), and the gateway's CPU seconds over it
 # and prints each figure's median for A and B, and the median and range of the per-round
 # ratios B/A. Both gateways run at once on their own data directories with the embedded
-# store; only one is under load at any moment.
+# store (and the local blob store unless A_CONFIG or B_CONFIG say otherwise); only one is
+# under load at any moment.
 #
 # Everything goes to 127.0.0.1; loops are bounded. Needs curl, openssl, wrk (installed from
 # Debian if missing).
@@ -69,6 +72,8 @@ name = "bench"
 token_sha256 = "$TOKEN_SHA"
 roles = ["admin"]
 EOF
+  local extra_var="${g}_CONFIG"
+  printf '%s\n' "${!extra_var:-}" >> "$dir/sallyport.toml"
   "$bin" --config "$dir/sallyport.toml" serve > "$dir/out" 2> "$dir/err" &
   PID[$g]=$!
   for i in $(seq 1 100); do
