@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub mod build;
 pub mod config;
 pub mod events;
 pub mod manifest;
@@ -135,6 +136,27 @@ pub enum BulkError {
     /// The audit trail failed: nothing is acknowledged.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A build request is malformed: the reason names the field.
+    #[error("the build request is malformed: {0}")]
+    BadBuild(&'static str),
+    /// A build names an artifact or batch that does not exist.
+    #[error("a build source does not exist")]
+    BuildSourceNotFound,
+    /// A build names a batch (or an artifact of one) that is not released.
+    #[error("a build source's batch is not released")]
+    BuildSourceNotReleased,
+    /// A member's copy ended short of its source.
+    #[error("a member's copy did not complete")]
+    BuildCopy,
+    /// An artifact record could not be read.
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
+    /// A source's bytes could not be read.
+    #[error(transparent)]
+    AtRest(#[from] crate::at_rest::AtRestError),
+    /// The upload engine refused or failed a member's copy.
+    #[error(transparent)]
+    Upload(#[from] crate::upload::UploadError),
 }
 
 /// A SMART client calling the `/fhir` endpoints.

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use support::batches::{Answer, open, post, seal, wait_verdict};
 use support::data::sha256_hex;
 use support::fhir::{Batch, open_body, provenance_json};
-use support::links::{PUBLISHER_TOKEN, actions, publisher_toml, stop_and_export_audit};
+use support::links::{PUBLISHER_TOKEN, actions, import, publisher_toml, stop_and_export_audit};
 use support::redis::Prefix;
 use support::smart::SmartClient;
 use support::{Gateway, UPLOADER_TOKEN};
@@ -1543,4 +1543,200 @@ async fn with_requires_access_token_files_need_the_clients_token() {
             "{e}"
         );
     }
+}
+
+/// `POST /v1/exports/batches` as the publisher.
+async fn build(gw: &Gateway, body: Value) -> Answer {
+    post(
+        gw,
+        "/v1/exports/batches",
+        PUBLISHER_TOKEN,
+        Some(serde_json::to_vec(&body).unwrap()),
+    )
+    .await
+}
+
+/// The members of batch `id`'s manifest document as `(name, sha256, resource type,
+/// records)`, sorted.
+async fn manifest_members(gw: &Gateway, id: &str) -> Vec<(String, String, String, u64)> {
+    let a = support::batches::get(gw, &format!("/v1/batches/{id}/manifest"), PUBLISHER_TOKEN).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let mut out: Vec<_> = a.json()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["sha256"].as_str().unwrap().to_owned(),
+                m["ndjson"]["resource_type"].as_str().unwrap().to_owned(),
+                m["ndjson"]["records"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Outbound batches (issue 13 item 3): built from imported artifacts (the EHR's export
+/// files) and from a released inbound batch. The manifest is generated (sizes, SHA-256,
+/// resource types and record counts of the sources), the members are copied through the
+/// upload engine, and the seal verifies them as it does any batch: the built batch is
+/// released, published and exported, and every file checks out against the manifest. An
+/// artifact whose lines are not the type claimed gives a batch the seal quarantines. Each
+/// malformed or refused build opens no batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbound_batch_is_built_from_artifacts_or_a_released_batch_and_exported() {
+    let f = start();
+    let gw = &f.gw;
+    let batch = Batch::synthetic(f.work.path(), 21, COUNTS);
+    let expected: Vec<(String, String, String, u64)> = {
+        let mut v: Vec<_> = batch
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    format!("{}.ndjson", m.resource_type),
+                    sha256_hex(&m.bytes),
+                    m.resource_type.clone(),
+                    ndjson_lines(&m.bytes, &m.resource_type),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    // From artifacts.
+    let mut sources = Vec::new();
+    for m in &batch.members {
+        let artifact = import(gw, &m.name, &m.bytes).await;
+        sources.push(json!({"artifact": artifact, "resource_type": m.resource_type}));
+    }
+    let built = build(gw, json!({"artifacts": sources.clone()})).await;
+    assert_eq!(
+        built.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&built.body)
+    );
+    let from_artifacts = built.json()["id"].as_str().unwrap().to_owned();
+    let doc = wait_verdict(
+        gw,
+        PUBLISHER_TOKEN,
+        &from_artifacts,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    assert_eq!(doc["owner"], "exporter", "{doc}");
+    assert_eq!(manifest_members(gw, &from_artifacts).await, expected);
+
+    // Exported like any batch: every file verified against the manifest.
+    let p = publish(
+        gw,
+        json!({"batch": from_artifacts, "client_id": PAYER, "level": "system"}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", String::from_utf8_lossy(&p.body));
+    let token = f.payer.token(gw, "system/*.read").await;
+    let status_url = kickoff(gw, "/fhir/$export", &token).await;
+    let m = poll_until_complete(gw, &status_url, &token).await.json();
+    download_and_verify_every_file(gw, &m, &batch).await;
+
+    // From a released inbound batch (the clinic's upload).
+    let inbound = open_batch(gw, &batch.manifest().to_json()).await;
+    upload_and_release(gw, &inbound, &batch).await;
+    let built = build(gw, json!({"batch": inbound})).await;
+    assert_eq!(
+        built.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&built.body)
+    );
+    let from_batch = built.json()["id"].as_str().unwrap().to_owned();
+    let doc = wait_verdict(gw, PUBLISHER_TOKEN, &from_batch, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+    assert_eq!(manifest_members(gw, &from_batch).await, expected);
+
+    // A claim the data does not bear out: built, then quarantined by the seal.
+    let patients = batch.member("Patient.ndjson");
+    let wrong = import(gw, "mislabelled.ndjson", &patients.bytes).await;
+    let built = build(
+        gw,
+        json!({"artifacts": [{"artifact": wrong, "resource_type": "Observation"}]}),
+    )
+    .await;
+    assert_eq!(
+        built.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&built.body)
+    );
+    let id = built.json()["id"].as_str().unwrap().to_owned();
+    let doc = wait_verdict(gw, PUBLISHER_TOKEN, &id, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "quarantined", "{doc}");
+
+    // Refusals, each specific, none of them opening a batch.
+    let listed = |a: Answer| a.json()["batches"].as_array().map_or(0, Vec::len);
+    let before = listed(support::batches::get(gw, "/v1/batches", PUBLISHER_TOKEN).await);
+    let open_one = open_batch(gw, &batch.manifest().to_json()).await;
+    let nowhere = "5c9m2xq4vz8h7kt1w3ab6dnfy0";
+    for (body, status, code) in [
+        (json!({}), 400, "bulk.bad_build"),
+        (json!({"artifacts": []}), 400, "bulk.bad_build"),
+        (
+            json!({"artifacts": sources.clone(), "batch": inbound}),
+            400,
+            "bulk.bad_build",
+        ),
+        (
+            json!({"artifacts": [{"artifact": "x", "resource_type": "Patient"}]}),
+            400,
+            "bulk.bad_build",
+        ),
+        (
+            json!({"artifacts": [{"artifact": nowhere, "resource_type": "patient"}]}),
+            400,
+            "bulk.bad_build",
+        ),
+        (
+            json!({"artifacts": [sources[0].clone(), sources[0].clone()]}),
+            400,
+            "bulk.bad_build",
+        ),
+        (
+            json!({"artifacts": [{"artifact": nowhere, "resource_type": "Patient"}]}),
+            404,
+            "bulk.build_source_not_found",
+        ),
+        (
+            json!({"batch": nowhere}),
+            404,
+            "bulk.build_source_not_found",
+        ),
+        (
+            json!({"batch": open_one}),
+            409,
+            "bulk.build_source_not_released",
+        ),
+        (
+            json!({"artifacts": sources.clone(), "extra": 1}),
+            400,
+            "request.bad_json",
+        ),
+    ] {
+        let a = build(gw, body.clone()).await;
+        assert_eq!(a.refusal(), (status, code.to_owned()), "{body}");
+    }
+    let as_uploader = post(
+        gw,
+        "/v1/exports/batches",
+        UPLOADER_TOKEN,
+        Some(serde_json::to_vec(&json!({"batch": inbound})).unwrap()),
+    )
+    .await;
+    assert_eq!(as_uploader.refusal(), (403, "auth.missing_role".to_owned()));
+    let after = listed(support::batches::get(gw, "/v1/batches", PUBLISHER_TOKEN).await);
+    assert_eq!(after, before, "no refused build opened a batch");
 }

@@ -70,6 +70,7 @@ pub const ROUTE_TEMPLATES: &[(&str, &str)] = &[
     ("GET", "/.well-known/smart-configuration"),
     ("POST", "/auth/token"),
     ("POST", "/v1/exports"),
+    ("POST", "/v1/exports/batches"),
     ("GET", "/fhir/$export"),
     ("GET", "/fhir/Patient/$export"),
     ("GET", "/fhir/Group/{group_id}/$export"),
@@ -162,6 +163,9 @@ pub enum Endpoint {
     AuthToken,
     /// `POST /v1/exports`: publish a batch for a SMART client and export level (publisher).
     ExportPublish,
+    /// `POST /v1/exports/batches`: build an outbound batch from artifacts or a released
+    /// inbound batch (publisher).
+    ExportBuild,
     /// `GET /fhir/$export`, `/fhir/Patient/$export`, `/fhir/Group/{id}/$export`: a Bulk
     /// Data kick-off (SMART access token). A malformed group id still routes here, so that
     /// its refusal is the flow's (audited) answer.
@@ -230,6 +234,7 @@ impl Endpoint {
             Endpoint::SmartConfiguration => "smart_configuration",
             Endpoint::AuthToken => "auth_token",
             Endpoint::ExportPublish => "export_publish",
+            Endpoint::ExportBuild => "export_build",
             Endpoint::BulkKickoff(_) => "bulk_kickoff",
             Endpoint::BulkStatus(_) => "bulk_status",
             Endpoint::BulkCancel(_) => "bulk_cancel",
@@ -290,6 +295,7 @@ impl Endpoint {
             | Endpoint::BatchPurge(_)
             | Endpoint::SmartConfiguration
             | Endpoint::ExportPublish
+            | Endpoint::ExportBuild
             | Endpoint::BulkKickoff(_)
             | Endpoint::BulkStatus(_)
             | Endpoint::BulkCancel(_)
@@ -363,6 +369,10 @@ impl Endpoint {
             },
             "/v1/exports" => match *method {
                 Method::POST => Ok(Endpoint::ExportPublish),
+                _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            },
+            "/v1/exports/batches" => match *method {
+                Method::POST => Ok(Endpoint::ExportBuild),
                 _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
             },
             "/invite" => get_head(Endpoint::InvitePage),
@@ -755,6 +765,11 @@ mod tests {
                 Endpoint::BulkFile(jid, a.parse().unwrap()),
             ),
             ("POST", "/v1/exports".to_owned(), Endpoint::ExportPublish),
+            (
+                "POST",
+                "/v1/exports/batches".to_owned(),
+                Endpoint::ExportBuild,
+            ),
         ];
         for (m, p, e) in ok {
             assert_eq!(
@@ -871,6 +886,7 @@ mod tests {
             Endpoint::SmartConfiguration => "/.well-known/smart-configuration",
             Endpoint::AuthToken => "/auth/token",
             Endpoint::ExportPublish => "/v1/exports",
+            Endpoint::ExportBuild => "/v1/exports/batches",
             Endpoint::BulkKickoff(Ok(Level::System)) => "/fhir/$export",
             Endpoint::BulkKickoff(Ok(Level::Patient)) => "/fhir/Patient/$export",
             Endpoint::BulkKickoff(_) => "/fhir/Group/{group_id}/$export",
@@ -888,7 +904,7 @@ mod tests {
     }
 
     /// How many variants [`template`] covers (count its arms' variants when adding one).
-    const VARIANT_NAMES: usize = 45;
+    const VARIANT_NAMES: usize = 46;
 
     /// A concrete path for a template: well-formed ids in place of the placeholders.
     fn concrete(template: &str) -> String {

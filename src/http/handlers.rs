@@ -79,6 +79,7 @@ pub async fn dispatch(
         Endpoint::SmartConfiguration => smart::configuration(state),
         Endpoint::AuthToken => smart::token(state, ctx, req).await,
         Endpoint::ExportPublish => bulk::publish(state, ctx, req).await,
+        Endpoint::ExportBuild => bulk::build(state, ctx, req).await,
         Endpoint::BulkKickoff(ref level) => bulk::kickoff(state, ctx, req, level.clone()).await,
         Endpoint::BulkStatus(job) => bulk::status(state, ctx, req, job).await,
         Endpoint::BulkCancel(job) => bulk::cancel(state, ctx, req, job).await,

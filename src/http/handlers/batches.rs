@@ -35,15 +35,19 @@ fn who(ctx: &RequestContext, p: &Principal) -> Who {
     }
 }
 
-/// A reader: an uploader (its own batches) or an auditor (all); otherwise the audited
-/// refusal for the auditor role.
+/// A reader: an uploader or a publisher (its own batches: a publisher owns the outbound
+/// batches it builds, `POST /v1/exports/batches`) or an auditor (all); otherwise the
+/// audited refusal for the auditor role.
 async fn reader(
     state: &AppState,
     ctx: &RequestContext,
     parts: &http::request::Parts,
 ) -> Result<Who, ApiError> {
     let p = crate::auth::authenticate(&state.authenticators, parts)?;
-    if p.roles.allows(Role::Uploader) || p.roles.allows(Role::Auditor) {
+    if [Role::Uploader, Role::Publisher, Role::Auditor]
+        .iter()
+        .any(|r| p.roles.allows(*r))
+    {
         return Ok(who(ctx, &p));
     }
     let p = ctx.require(state, parts, Role::Auditor).await?;

@@ -3,6 +3,8 @@
 //!
 //! * `POST /v1/exports` (publisher) `{"batch","client_id","level"[,"group"][,"expires_in"]}`
 //!   → 201 with the publication;
+//! * `POST /v1/exports/batches` (publisher) `{"artifacts": [{"artifact","resource_type"}]
+//!   | "batch"[, "profile"][, "provenance"]}` → 201 with the built, sealed batch;
 //! * `GET /fhir/$export`, `/fhir/Patient/$export`, `/fhir/Group/{id}/$export` (SMART
 //!   access token) → 202 with `Content-Location` (the job's status URL);
 //! * `GET /fhir/bulk/{job}` → 202 with `X-Progress` and `Retry-After` while in progress,
@@ -20,6 +22,7 @@ use serde_json::json;
 
 use super::respond::{Resp, authorized_json, json_response};
 use crate::auth::{Principal, Role};
+use crate::bulk::build::BuildBody;
 use crate::bulk::record::{JobId, Publication};
 use crate::bulk::request::{KickoffError, Level};
 use crate::bulk::{Bulk, BulkCaller, BulkError, PublishBody, STATUS_PATH, Status};
@@ -168,6 +171,24 @@ pub async fn publish(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
     Ok(json_response(
         StatusCode::CREATED,
         &publication_json(&publication),
+    ))
+}
+
+/// `POST /v1/exports/batches`: 201 with the batch (sealed; its verification runs on).
+pub async fn build(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
+    let bulk = service(state)?;
+    let (_, principal, body) =
+        authorized_json::<BuildBody>(state, ctx, req, Role::Publisher).await?;
+    let body = body.ok_or(ApiError::JsonRequired)?;
+    let who = Publisher {
+        name: principal.name.to_string(),
+        scope: principal.scope.clone(),
+        audit: ctx.audit_context(Some(&principal)),
+    };
+    let record = bulk.build(&who, body).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &crate::batch::view::batch_json(&record),
     ))
 }
 

@@ -78,6 +78,24 @@ impl Describe for BulkError {
                 "The access token's scope does not cover the resource types asked for",
             ),
             BulkError::JobNotFound => JOB_NOT_FOUND,
+            BulkError::BadBuild(_) => bad(
+                "bulk.bad_build",
+                "The build is malformed: artifacts (1 to 1000, each with artifact and a FHIR resource_type) or batch, exactly one; profile; provenance",
+            ),
+            BulkError::BuildSourceNotFound => row(
+                StatusCode::NOT_FOUND,
+                "bulk.build_source_not_found",
+                "An artifact or batch the build names does not exist",
+            ),
+            BulkError::BuildSourceNotReleased => row(
+                StatusCode::CONFLICT,
+                "bulk.build_source_not_released",
+                "The batch the build names (or an artifact's batch) is not released",
+            ),
+            BulkError::BuildCopy => INTERNAL,
+            BulkError::Artifact(e) => e.problem(),
+            BulkError::AtRest(e) => e.problem(),
+            BulkError::Upload(e) => e.problem(),
             BulkError::FileNotFound => row(
                 StatusCode::NOT_FOUND,
                 "bulk.file_not_found",
