@@ -542,6 +542,15 @@ fn every_event_type_serialises_to_an_entry_the_schema_accepts() {
             client_id: Some("payer-a-bulk".into()),
             jti_sha256: Some(HEX.into()),
         }),
+        emitted(&sallyport::bulk::events::BatchBuilt {
+            batch: id(),
+            source: "batch",
+            artifacts: vec![id(), id()],
+            from_batch: Some(id()),
+            members: 2,
+            bytes: 4096,
+            manifest_sha256: "ab".repeat(32),
+        }),
         emitted(&sallyport::bulk::events::ExportPublished {
             publication: id(),
             batch: id(),

@@ -1739,4 +1739,23 @@ async fn an_outbound_batch_is_built_from_artifacts_or_a_released_batch_and_expor
     assert_eq!(as_uploader.refusal(), (403, "auth.missing_role".to_owned()));
     let after = listed(support::batches::get(gw, "/v1/batches", PUBLISHER_TOKEN).await);
     assert_eq!(after, before, "no refused build opened a batch");
+
+    // The trail ties each built batch to its sources, under the publisher.
+    let mut gw = f.gw;
+    let audit = stop_and_export_audit(&mut gw);
+    let built = actions(&audit, "bulk.batch_built");
+    assert_eq!(built.len(), 3, "{built:?}");
+    let ids: Vec<&str> = sources
+        .iter()
+        .map(|s| s["artifact"].as_str().unwrap())
+        .collect();
+    assert_eq!(built[0]["subject"], from_artifacts.as_str());
+    assert_eq!(built[0]["details"]["source"], "artifacts");
+    assert_eq!(built[0]["details"]["artifacts"], json!(ids));
+    assert_eq!(built[0]["actor"]["name"], "exporter");
+    assert_eq!(built[1]["subject"], from_batch.as_str());
+    assert_eq!(built[1]["details"]["source"], "batch");
+    assert_eq!(built[1]["details"]["from_batch"], inbound.as_str());
+    assert_eq!(built[1]["details"]["members"], 3);
+    assert_eq!(built[2]["details"]["artifacts"], json!([wrong]));
 }

@@ -14,7 +14,8 @@
 //!    verified facts or, for an artifact, from one read of its bytes through the same
 //!    NDJSON checker the seal uses;
 //! 3. the batch is opened with that manifest and the supplied provenance record (if any)
-//!    through `Batches::open` (profile rules, `batch.opened`);
+//!    through `Batches::open` (profile rules, `batch.opened`), and `bulk.batch_built`
+//!    names its sources;
 //! 4. each source's plaintext is copied into a new tus upload that claims its member,
 //!    through the upload engine (admission, quotas, `upload.created` …
 //!    `upload.completed`, `batch.member_added`);
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::events::BatchBuilt;
 use super::{Bulk, BulkError, FHIR_NDJSON};
 use crate::artifact::ArtifactRecord;
 use crate::batch::ndjson::NdjsonChecker;
@@ -81,9 +83,12 @@ struct Source {
 impl Bulk {
     /// Builds, fills and seals an outbound batch owned by `who` (see the module docs).
     pub async fn build(&self, who: &Publisher, body: BuildBody) -> Result<BatchRecord, BulkError> {
-        let mut sources = match (body.artifacts, body.batch) {
-            (Some(list), None) => self.artifact_sources(who, list).await?,
-            (None, Some(batch)) => self.batch_sources(who, &batch).await?,
+        let (mut sources, from_batch) = match (body.artifacts, body.batch) {
+            (Some(list), None) => (self.artifact_sources(who, list).await?, None),
+            (None, Some(batch)) => {
+                let sources = self.batch_sources(who, &batch).await?;
+                (sources, Some(batch))
+            }
             _ => return Err(BulkError::BadBuild("artifacts or batch (exactly one)")),
         };
         if let Some(p) = &body.profile
@@ -127,6 +132,21 @@ impl Bulk {
             audit: who.audit.clone(),
         };
         let record = self.batches.open(&batch_who, envelope.as_bytes()).await?;
+        // On record before any member is copied: the trail ties the batch to its sources.
+        let event = BatchBuilt {
+            batch: record.id.to_string(),
+            source: if from_batch.is_some() {
+                "batch"
+            } else {
+                "artifacts"
+            },
+            artifacts: sources.iter().map(|s| s.artifact.id.to_string()).collect(),
+            from_batch,
+            members: sources.len() as u64,
+            bytes: sources.iter().map(|s| s.artifact.length).sum(),
+            manifest_sha256: record.manifest.sha256.clone(),
+        };
+        self.auditor.emit(&who.audit, &event).await?;
         let caller = Caller {
             name: who.name.clone(),
             admin: false,

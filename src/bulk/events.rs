@@ -130,3 +130,31 @@ impl AuditEvent for Cancelled {
         Some(self.job.clone())
     }
 }
+
+/// A publisher built an outbound batch (`POST /v1/exports/batches`): written once the
+/// batch is open and before it is filled, naming what it is built from.
+#[derive(Debug, Serialize)]
+pub struct BatchBuilt {
+    /// The batch (subject).
+    pub batch: String,
+    /// `artifacts` or `batch`.
+    pub source: &'static str,
+    /// The artifacts its members are copied from, in member order.
+    pub artifacts: Vec<String>,
+    /// The released inbound batch it was built from, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_batch: Option<String>,
+    /// Members.
+    pub members: u64,
+    /// Bytes of all members.
+    pub bytes: u64,
+    /// SHA-256 of the generated manifest (the batch's manifest document).
+    pub manifest_sha256: String,
+}
+
+impl AuditEvent for BatchBuilt {
+    const ACTION: &'static str = "bulk.batch_built";
+    fn subject(&self) -> Option<String> {
+        Some(self.batch.clone())
+    }
+}
