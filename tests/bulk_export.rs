@@ -1658,6 +1658,28 @@ async fn an_outbound_batch_is_built_from_artifacts_or_a_released_batch_and_expor
     let doc = wait_verdict(gw, PUBLISHER_TOKEN, &from_batch, Duration::from_secs(60)).await;
     assert_eq!(doc["state"], "released", "{doc}");
     assert_eq!(manifest_members(gw, &from_batch).await, expected);
+    // Its provenance: the inbound batch's record, plus a line naming that batch; a batch
+    // built from artifacts with none supplied has none.
+    let prov = |id: String| async move {
+        support::batches::get(gw, &format!("/v1/batches/{id}/provenance"), PUBLISHER_TOKEN).await
+    };
+    let inherited = prov(from_batch.clone()).await;
+    assert_eq!(inherited.status, 200);
+    let inherited = inherited.json();
+    let original: Value = serde_json::from_str(&provenance_json("bulk-job-1")).unwrap();
+    assert_eq!(inherited["purpose_of_use"], original["purpose_of_use"]);
+    assert_eq!(inherited["job_id"], original["job_id"]);
+    let lines = inherited["transformations"].as_array().unwrap();
+    assert_eq!(
+        lines.last().unwrap(),
+        &json!(format!(
+            "sallyport: members copied unchanged from released batch {inbound}"
+        ))
+    );
+    assert_eq!(
+        prov(from_artifacts.clone()).await.refusal(),
+        (404, "batch.no_provenance".to_owned())
+    );
 
     // A claim the data does not bear out: built, then quarantined by the seal.
     let patients = batch.member("Patient.ndjson");

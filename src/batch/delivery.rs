@@ -1,7 +1,8 @@
 //! What another service may learn of a batch it delivers (the FHIR Bulk
 //! flow): its state and verification progress, and — only once it is released —
 //! each member's upload, resource type, record count, size and SHA-256 as the manifest
-//! lists them, with the purpose of use from its provenance record. Asked through the
+//! lists them, with the purpose of use from its provenance record, and the provenance
+//! record itself (for an outbound batch built from it). Asked through the
 //! service (`docs/architecture.md`: records belong to the module that writes them).
 
 use super::record::{BatchId, BatchState};
@@ -50,6 +51,21 @@ pub struct DeliveredMember {
 }
 
 impl Batches {
+    /// The exact bytes of a **released** batch's provenance record (`None`: no such
+    /// batch, not released, or no provenance record).
+    pub async fn released_provenance(
+        &self,
+        id: BatchId,
+    ) -> Result<Option<bytes::Bytes>, BatchError> {
+        let Some((record, _)) = self.store.get(id).await? else {
+            return Ok(None);
+        };
+        match (&record.provenance, record.state) {
+            (Some(doc), BatchState::Released) => Ok(Some(self.store.read_document(doc).await?)),
+            _ => Ok(None),
+        }
+    }
+
     /// The batch for delivery, or `None` when there is no such batch.
     pub async fn delivery(&self, id: BatchId) -> Result<Option<Delivery>, BatchError> {
         let Some((record, _)) = self.store.get(id).await? else {

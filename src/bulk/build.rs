@@ -13,8 +13,9 @@
 //!    SHA-256 from its artifact record, its NDJSON record count from the inbound batch's
 //!    verified facts or, for an artifact, from one read of its bytes through the same
 //!    NDJSON checker the seal uses;
-//! 3. the batch is opened with that manifest and the supplied provenance record (if any)
-//!    through `Batches::open` (profile rules, `batch.opened`), and `bulk.batch_built`
+//! 3. the batch is opened with that manifest and the supplied provenance record — or,
+//!    built from an inbound batch with none supplied, that batch's record with a
+//!    `transformations` line naming it — through `Batches::open` (profile rules, `batch.opened`), and `bulk.batch_built`
 //!    names its sources;
 //! 4. each source's plaintext is copied into a new tus upload that claims its member,
 //!    through the upload engine (admission, quotas, `upload.created` …
@@ -119,10 +120,15 @@ impl Bulk {
         if let Some(p) = &body.profile {
             manifest["profile"] = json!(p);
         }
+        let provenance = match (&body.provenance, &from_batch) {
+            (Some(p), _) => Some(p.get().to_owned()),
+            (None, Some(inbound)) => self.inherited_provenance(inbound).await?,
+            (None, None) => None,
+        };
         let mut envelope = format!("{{\"manifest\":{manifest}");
-        if let Some(p) = &body.provenance {
+        if let Some(p) = &provenance {
             envelope.push_str(",\"provenance\":");
-            envelope.push_str(p.get());
+            envelope.push_str(p);
         }
         envelope.push('}');
         let batch_who = Who {
@@ -222,6 +228,27 @@ impl Bulk {
             });
         }
         Ok(out)
+    }
+
+    /// The provenance record of released inbound batch `id`, for a batch built from it
+    /// with none supplied: the same record, with one `transformations` line saying the
+    /// members were copied unchanged from that batch (when the record has room for one).
+    async fn inherited_provenance(&self, id: &str) -> Result<Option<String>, BulkError> {
+        let id: BatchId = id.parse().map_err(|_| BulkError::BadBuild("batch"))?;
+        let Some(bytes) = self.batches.released_provenance(id).await? else {
+            return Ok(None);
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| super::record::RecordError::Corrupt("a stored provenance record"))?;
+        let line = json!(format!(
+            "sallyport: members copied unchanged from released batch {id}"
+        ));
+        match doc.get_mut("transformations") {
+            Some(serde_json::Value::Array(list)) if list.len() < 32 => list.push(line),
+            Some(_) => {}
+            None => doc["transformations"] = json!([line]),
+        }
+        Ok(Some(doc.to_string()))
     }
 
     /// The batch's delivery view when it is released; a typed refusal otherwise.
