@@ -14,10 +14,10 @@
 //!   the piece size; `sync` writes what is buffered as one piece. A PUT that returned
 //!   success is durable, and a listing by any other gateway instance sees it: after `sync`
 //!   nothing of the blob lives only in this process.
-//! - `read_range` lists the pieces on every call (another instance may have changed them:
-//!   no durable state is cached across calls) and GETs only the ranges of the pieces that
-//!   overlap the request; bytes still buffered here come from memory. A piece that vanished
-//!   between the listing and the GET (a concurrent replace or truncate) makes it list again.
+//! - `read_range` GETs only the ranges of the pieces that overlap the request, taking the
+//!   pieces from the blob's last listing when this process made one less than
+//!   [`listings::TTL`] (5 s) ago and has not changed the blob since (see "Remembered
+//!   listings"), else from a fresh LIST; bytes still buffered here come from memory.
 //! - `truncate` deletes pieces past the new end from the highest start down and rewrites
 //!   the one that straddles it (a PUT over a key is atomic), so a crash leaves a contiguous
 //!   prefix at least as long as asked.
@@ -26,6 +26,47 @@
 //!   generations; a crash between leaves stale objects readers ignore and the next
 //!   mutation (append, sync, truncate, replace) removes.
 //! - `delete` removes every object under the blob's name, strays included.
+//!
+//! # Remembered listings
+//!
+//! A download calls `len` once and then `read_range` per batch of segments; listing the
+//! blob on every call cost one LIST (tens of ms on S3, and billed) per batch. So the current
+//! pieces of a fresh listing (by `len` or by a read) are kept, bounded (`listings`: at most
+//! 1024 blobs and 65 536 pieces, least recently used first out, and [`listings::TTL`]), and
+//! used by `read_range` only: `create`, `append`, `sync`, `truncate`, `replace`, `len` and
+//! `delete` always list, so writers and recovery see the store as it is. Every mutation
+//! made here (a piece written by append or sync, create, truncate, replace, delete) forgets
+//! the blob's entry, successful or not, and a listing begun before that is not kept.
+//!
+//! Why a remembered listing never yields wrong bytes, though another instance may have
+//! changed the blob since. A piece key names the generation and the blob offset of its
+//! first byte, so a GET of `g/s` at piece offset `o` returns what the blob held at `s + o`
+//! when generation `g` was written there. Within one generation a key is only ever
+//! written by: a flush (a new key at the blob's end), truncate (deletes a key, or rewrites
+//! the straddling one with a *prefix* of its bytes: shorter, same bytes), create (`g0/0`,
+//! empty, after a delete). So while `g` is the blob's highest generation, every byte a
+//! GET of one of its keys returns is the blob's current byte at that offset. A read with a
+//! remembered listing checks, and lists again (up to 16 times, as before) on any sign the
+//! listing is out of date, answering `OutOfRange`, `NotFound` or corruption only from a
+//! fresh listing:
+//!
+//! - the request ends past the listing's end (the blob may have grown);
+//! - a GET fails (`NotFound`: deleted by truncate, replace or delete; any other error, as a
+//!   range past a piece rewritten shorter is refused);
+//! - a GET returns other than exactly the bytes asked, or the object's size (from its
+//!   `Content-Range`) differs from the listed size (rewritten by a truncate).
+//!
+//! The GETs of one read are all used or all dropped, so one read never joins two listings'
+//! pieces. What remains is a replace made by another instance: it writes `g+1` and then
+//! deletes `g`. Until `g`'s pieces are deleted, a read whose request fits the remembered
+//! listing still returns generation `g`'s bytes: the blob's complete content as it was
+//! before the replace, as a read that listed just before the commit PUT would; once any
+//! piece it needs is gone, it lists again and reads `g+1`. Normally the deletes follow the
+//! commit at once; if that instance crashed between the two, a reader on this instance
+//! may return the pre-replace content for up to the TTL after its listing (or until its
+//! next `len`, which lists afresh and replaces the entry). A download that calls `len`
+//! first reads the generation `len` saw. (Object ETags are not compared: the size check
+//! catches every rewrite the layout allows, and servers differ in how they quote ETags.)
 //!
 //! Not here: encryption (only ciphertext arrives); serialising writers of one blob (the
 //! upload lease does that: two writers of one blob in one process, or in two, are a bug
