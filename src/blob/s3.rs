@@ -44,7 +44,8 @@
 //! when generation `g` was written there. Within one generation a key is only ever
 //! written by: a flush (a new key at the blob's end), truncate (deletes a key, or rewrites
 //! the straddling one with a *prefix* of its bytes: shorter, same bytes), create (`g0/0`,
-//! empty, after a delete). So while `g` is the blob's highest generation, every byte a
+//! empty, after a delete) and replace (`g/0` of a generation the blob did not have). So
+//! while `g` is the blob's highest generation, every byte a
 //! GET of one of its keys returns is the blob's current byte at that offset. A read with a
 //! remembered listing checks, and lists again (up to 16 times, as before) on any sign the
 //! listing is out of date, answering `OutOfRange`, `NotFound` or corruption only from a
