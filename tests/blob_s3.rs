@@ -11,6 +11,7 @@
 mod support;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -345,13 +346,159 @@ async fn errors_never_carry_the_keys() {
     test.store(PIECE).ping().await.unwrap();
 }
 
+#[tokio::test]
+async fn repeated_reads_of_a_blob_list_it_once() {
+    let Some(test) = S3Test::require() else {
+        return;
+    };
+    let writer = test.store(PIECE);
+    let id = BlobId::data(OpaqueId::random());
+    writer.create(id).await.unwrap();
+    let data = pattern(16 * PIECE as usize, 6);
+    for chunk in data.chunks(PIECE as usize) {
+        writer.append(id, chunk).await.unwrap();
+    }
+    writer.sync(id).await.unwrap();
+    // A download: many reads in batches that do not line up with the pieces.
+    let counting = Arc::new(Counting::new(test.raw()));
+    let reader = S3BlobStore::over(counting.clone(), &test.prefix, PIECE as usize);
+    let batch = 100_000usize;
+    let mut at = 0;
+    while at < data.len() {
+        let n = batch.min(data.len() - at);
+        let got = reader.read_range(id, at as u64, n as u64).await.unwrap();
+        assert_eq!(got.as_ref(), &data[at..at + n], "{at}+{n}");
+        at += n;
+    }
+    assert_eq!(counting.lists(), 1, "11 reads, one listing");
+    // `len` always lists, and that listing serves the reads after it.
+    let other = Arc::new(Counting::new(test.raw()));
+    let reader = S3BlobStore::over(other.clone(), &test.prefix, PIECE as usize);
+    assert_eq!(reader.len(id).await.unwrap(), data.len() as u64);
+    assert_eq!(reader.len(id).await.unwrap(), data.len() as u64);
+    for at in [0, 5 * PIECE as usize + 3, data.len() - 10] {
+        let got = reader.read_range(id, at as u64, 10).await.unwrap();
+        assert_eq!(got.as_ref(), &data[at..at + 10]);
+    }
+    assert_eq!(other.lists(), 2, "two lens, three reads");
+    // A mutation made here forgets the listing: the next read lists again.
+    reader.truncate(id, 100).await.unwrap();
+    let lists = other.lists();
+    assert_eq!(
+        reader.read_range(id, 0, 100).await.unwrap().as_ref(),
+        &data[..100]
+    );
+    assert_eq!(other.lists(), lists + 1);
+}
+
+#[tokio::test]
+async fn another_instance_changing_a_blob_between_reads_is_seen_never_mixed() {
+    let Some(test) = S3Test::require() else {
+        return;
+    };
+    let counting = Arc::new(Counting::new(test.raw()));
+    let a = S3BlobStore::over(counting.clone(), &test.prefix, PIECE as usize);
+    let b = test.store(PIECE);
+    let id = BlobId::data(OpaqueId::random());
+    let p = PIECE as usize;
+    b.create(id).await.unwrap();
+    let mut data = pattern(4 * p, 7);
+    for chunk in data.chunks(p) {
+        b.append(id, chunk).await.unwrap();
+    }
+    b.sync(id).await.unwrap();
+    assert_eq!(a.read_range(id, 0, 10).await.unwrap().as_ref(), &data[..10]);
+    assert_eq!(counting.lists(), 1);
+
+    // Extended: a read past the remembered end lists again and succeeds.
+    let more = pattern(p, 8);
+    b.append(id, &more).await.unwrap();
+    b.sync(id).await.unwrap();
+    data.extend_from_slice(&more);
+    let got = a.read_range(id, 4 * PIECE, PIECE).await.unwrap();
+    assert_eq!(got.as_ref(), &data[4 * p..]);
+    assert_eq!(counting.lists(), 2);
+
+    // Truncated: what is gone is out of range, what is left is read.
+    b.truncate(id, 2 * PIECE + 7).await.unwrap();
+    assert!(matches!(
+        a.read_range(id, 2 * PIECE, 100).await,
+        Err(BlobError::OutOfRange { blob_len, .. }) if blob_len == 2 * PIECE + 7
+    ));
+    let got = a.read_range(id, 0, 2 * PIECE + 7).await.unwrap();
+    assert_eq!(got.as_ref(), &data[..2 * p + 7]);
+
+    // Truncated into a piece and extended with other bytes, so that the remembered
+    // listing still covers the range: the piece rewritten shorter is noticed.
+    b.truncate(id, PIECE + 5).await.unwrap();
+    let other = pattern(2 * p, 9);
+    b.append(id, &other).await.unwrap();
+    b.sync(id).await.unwrap();
+    data.truncate(p + 5);
+    data.extend_from_slice(&other);
+    let lists = counting.lists();
+    let got = a.read_range(id, PIECE, PIECE).await.unwrap();
+    assert_eq!(got.as_ref(), &data[p..2 * p]);
+    assert_eq!(counting.lists(), lists + 1);
+    let got = a.read_range(id, 0, data.len() as u64).await.unwrap();
+    assert_eq!(got.as_ref(), &data[..]);
+
+    // Replaced by a shorter content: the old generation's pieces are gone.
+    b.replace(id, b"replaced").await.unwrap();
+    assert_eq!(a.read_range(id, 0, 8).await.unwrap().as_ref(), b"replaced");
+    assert!(matches!(
+        a.read_range(id, 0, 9).await,
+        Err(BlobError::OutOfRange { blob_len: 8, .. })
+    ));
+
+    // Deleted: NotFound, not what was remembered.
+    b.delete(id).await.unwrap();
+    assert!(matches!(
+        a.read_range(id, 0, 8).await,
+        Err(BlobError::NotFound(got)) if got == id
+    ));
+}
+
+#[tokio::test]
+async fn a_replace_whose_cleanup_did_not_run_is_seen_by_the_next_listing() {
+    let Some(test) = S3Test::require() else {
+        return;
+    };
+    let a = test.store(PIECE);
+    let id = BlobId::tail(OpaqueId::random());
+    a.replace(id, b"old record").await.unwrap();
+    assert_eq!(
+        a.read_range(id, 0, 10).await.unwrap().as_ref(),
+        b"old record"
+    );
+    // Another instance committed generation 1 and crashed before deleting generation 0.
+    test.raw()
+        .put(&piece_key(&test, id, 1, 0), b"new".to_vec().into())
+        .await
+        .unwrap();
+    // Within the TTL a read that fits the remembered listing returns the old content,
+    // whole (as a read that listed just before the commit would); never a mix.
+    assert_eq!(
+        a.read_range(id, 0, 10).await.unwrap().as_ref(),
+        b"old record"
+    );
+    // `len` lists afresh, and the reads after it follow that listing.
+    assert_eq!(a.len(id).await.unwrap(), 3);
+    assert_eq!(a.read_range(id, 0, 3).await.unwrap().as_ref(), b"new");
+    assert!(matches!(
+        a.read_range(id, 0, 10).await,
+        Err(BlobError::OutOfRange { blob_len: 3, .. })
+    ));
+}
+
 // === a request-counting wrapper ===
 
-/// Passes every call to `inner`, recording each GET's key and range.
+/// Passes every call to `inner`, recording each GET's key and range and counting LISTs.
 #[derive(Debug)]
 struct Counting {
     inner: Arc<dyn ObjectStore>,
     gets: Mutex<Vec<(String, Option<GetRange>)>>,
+    lists: AtomicUsize,
 }
 
 impl Counting {
@@ -359,7 +506,13 @@ impl Counting {
         Self {
             inner,
             gets: Mutex::new(Vec::new()),
+            lists: AtomicUsize::new(0),
         }
+    }
+
+    /// The LISTs (any kind) sent so far.
+    fn lists(&self) -> usize {
+        self.lists.load(Ordering::SeqCst)
     }
 }
 
@@ -408,6 +561,7 @@ impl ObjectStore for Counting {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list(prefix)
     }
 
@@ -416,10 +570,12 @@ impl ObjectStore for Counting {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_with_offset(prefix, offset)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_with_delimiter(prefix).await
     }
 

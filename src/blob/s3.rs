@@ -14,10 +14,10 @@
 //!   the piece size; `sync` writes what is buffered as one piece. A PUT that returned
 //!   success is durable, and a listing by any other gateway instance sees it: after `sync`
 //!   nothing of the blob lives only in this process.
-//! - `read_range` lists the pieces on every call (another instance may have changed them:
-//!   no durable state is cached across calls) and GETs only the ranges of the pieces that
-//!   overlap the request; bytes still buffered here come from memory. A piece that vanished
-//!   between the listing and the GET (a concurrent replace or truncate) makes it list again.
+//! - `read_range` GETs only the ranges of the pieces that overlap the request, taking the
+//!   pieces from the blob's last listing when this process made one less than
+//!   [`listings::TTL`] (5 s) ago and has not changed the blob since (see "Remembered
+//!   listings"), else from a fresh LIST; bytes still buffered here come from memory.
 //! - `truncate` deletes pieces past the new end from the highest start down and rewrites
 //!   the one that straddles it (a PUT over a key is atomic), so a crash leaves a contiguous
 //!   prefix at least as long as asked.
@@ -27,6 +27,48 @@
 //!   mutation (append, sync, truncate, replace) removes.
 //! - `delete` removes every object under the blob's name, strays included.
 //!
+//! # Remembered listings
+//!
+//! A download calls `len` once and then `read_range` per batch of segments; listing the
+//! blob on every call cost one LIST (tens of ms on S3, and billed) per batch. So the current
+//! pieces of a fresh listing (by `len` or by a read) are kept, bounded (`listings`: at most
+//! 1024 blobs and 65 536 pieces, least recently used first out, and [`listings::TTL`]), and
+//! used by `read_range` only: `create`, `append`, `sync`, `truncate`, `replace`, `len` and
+//! `delete` always list, so writers and recovery see the store as it is. Every mutation
+//! made here (a piece written by append or sync, create, truncate, replace, delete) forgets
+//! the blob's entry, successful or not, and a listing begun before that is not kept.
+//!
+//! Why a remembered listing never yields wrong bytes, though another instance may have
+//! changed the blob since. A piece key names the generation and the blob offset of its
+//! first byte, so a GET of `g/s` at piece offset `o` returns what the blob held at `s + o`
+//! when generation `g` was written there. Within one generation a key is only ever
+//! written by: a flush (a new key at the blob's end), truncate (deletes a key, or rewrites
+//! the straddling one with a *prefix* of its bytes: shorter, same bytes), create (`g0/0`,
+//! empty, after a delete) and replace (`g/0` of a generation the blob did not have). So
+//! while `g` is the blob's highest generation, every byte a
+//! GET of one of its keys returns is the blob's current byte at that offset. A read with a
+//! remembered listing checks, and lists again (up to 16 times, as before) on any sign the
+//! listing is out of date, answering `OutOfRange`, `NotFound` or corruption only from a
+//! fresh listing:
+//!
+//! - the request ends past the listing's end (the blob may have grown);
+//! - a GET fails (`NotFound`: deleted by truncate, replace or delete; any other error, as a
+//!   range past a piece rewritten shorter is refused);
+//! - a GET returns other than exactly the bytes asked, or the object's size (from its
+//!   `Content-Range`) differs from the listed size (rewritten by a truncate).
+//!
+//! The GETs of one read are all used or all dropped, so one read never joins two listings'
+//! pieces. What remains is a replace made by another instance: it writes `g+1` and then
+//! deletes `g`. Until `g`'s pieces are deleted, a read whose request fits the remembered
+//! listing still returns generation `g`'s bytes: the blob's complete content as it was
+//! before the replace, as a read that listed just before the commit PUT would; once any
+//! piece it needs is gone, it lists again and reads `g+1`. Normally the deletes follow the
+//! commit at once; if that instance crashed between the two, a reader on this instance
+//! may return the pre-replace content for up to the TTL after its listing (or until its
+//! next `len`, which lists afresh and replaces the entry). A download that calls `len`
+//! first reads the generation `len` saw. (Object ETags are not compared: the size check
+//! catches every rewrite the layout allows, and servers differ in how they quote ETags.)
+//!
 //! Not here: encryption (only ciphertext arrives); serialising writers of one blob (the
 //! upload lease does that: two writers of one blob in one process, or in two, are a bug
 //! above this layer); compacting the pieces of a finished blob (`docs/decisions/0009`).
@@ -34,19 +76,22 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{BlobError, BlobId, BlobStore};
 use errors::{io_error, redact, s3_error};
 use layout::{Cut, Keys, Listing, Piece};
+use listings::Listings;
 
 mod errors;
 pub mod layout;
+mod listings;
 mod open;
 pub mod settings;
 
@@ -60,6 +105,8 @@ pub struct S3BlobStore {
     piece_size: usize,
     /// Appended bytes not yet written as a piece, per blob being written here.
     pending: Mutex<HashMap<BlobId, Pending>>,
+    /// The last listing of recently read blobs, for `read_range` only.
+    listings: Mutex<Listings>,
 }
 
 /// A blob's bytes appended in this process and not yet in a piece.
@@ -100,6 +147,7 @@ impl S3BlobStore {
             keys: Keys::new(prefix),
             piece_size: piece_size.max(1),
             pending: Mutex::new(HashMap::new()),
+            listings: Mutex::new(Listings::default()),
         }
     }
 
@@ -107,6 +155,28 @@ impl S3BlobStore {
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, Pending>> {
         // A panic while holding it leaves only plain data, still consistent.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the remembered listings. Never held across an await.
+    fn listings(&self) -> std::sync::MutexGuard<'_, Listings> {
+        self.listings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the remembered listing of `id`: called after every mutation this process
+    /// makes to it (whether or not the mutation succeeded), so reads here list again.
+    fn forget(&self, id: BlobId) {
+        self.listings().forget(id);
+    }
+
+    /// Lists the blob afresh and remembers its current pieces for later reads: `NotFound`
+    /// when it has no piece, the corruption when its current generation has one.
+    async fn list_current(&self, id: BlobId) -> Result<Arc<[Piece]>, BlobError> {
+        let (epoch, listed_at) = (self.listings().epoch(), Instant::now());
+        let listing = self.existing(id).await?;
+        let current: Arc<[Piece]> = Self::current(id, &listing)?.into();
+        self.listings()
+            .insert(id, epoch, Arc::clone(&current), listed_at);
+        Ok(current)
     }
 
     /// Every object under the blob's name: its pieces (every generation) and strays.
@@ -218,7 +288,9 @@ impl S3BlobStore {
         let written = data.len();
         // Until this PUT returns the bytes stay buffered, so readers here still see them;
         // after it they are in the piece (both at once is the same bytes).
-        self.put(id, generation, start, data).await?;
+        let put = self.put(id, generation, start, data).await;
+        self.forget(id);
+        put?;
         let mut pending = self.pending();
         if let Some(p) = pending.get_mut(&id) {
             let n = written.min(p.bytes.len());
@@ -257,28 +329,34 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn create(&self, id: BlobId) -> Result<(), BlobError> {
-        // A blob is its pieces: strays under its name do not make it exist (list, len
-        // and read agree), so they do not block a create either.
-        let (listing, _) = self.list_blob(id).await?;
-        if listing.exists() {
-            return Err(BlobError::AlreadyExists(id));
-        }
-        let key = Path::from(self.keys.piece(id, 0, 0));
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self.store.put_opts(&key, PutPayload::new(), create).await {
-            Ok(_) => {
-                self.pending().remove(&id);
-                Ok(())
+        // Whatever happened to the blob, reads here list it again.
+        let result = async {
+            // A blob is its pieces: strays under its name do not make it exist (list, len
+            // and read agree), so they do not block a create either.
+            let (listing, _) = self.list_blob(id).await?;
+            if listing.exists() {
+                return Err(BlobError::AlreadyExists(id));
             }
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Err(BlobError::AlreadyExists(id)),
-            Err(e) => Err(s3_error("create", id, &e)),
+            let key = Path::from(self.keys.piece(id, 0, 0));
+            let create = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            match self.store.put_opts(&key, PutPayload::new(), create).await {
+                Ok(_) => {
+                    self.pending().remove(&id);
+                    Ok(())
+                }
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Err(BlobError::AlreadyExists(id)),
+                Err(e) => Err(s3_error("create", id, &e)),
+            }
         }
+        .await;
+        self.forget(id);
+        result
     }
 
     async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError> {
@@ -331,90 +409,102 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn truncate(&self, id: BlobId, len: u64) -> Result<(), BlobError> {
-        let listing = self.existing(id).await?;
-        let current = Self::current(id, &listing)?;
-        let durable = layout::length(&current);
-        let buffered = self
-            .pending()
-            .get(&id)
-            .map(|p| (p.start, p.bytes.len() as u64));
-        let blob_len = buffered.map_or(durable, |(start, n)| start + n);
-        if len > blob_len {
-            return Err(BlobError::OutOfRange {
-                id,
-                offset: len,
-                len: 0,
-                blob_len,
-            });
-        }
-        if let Some((start, _)) = buffered
-            && len >= start
-        {
-            // The cut is inside the buffer: nothing beyond `len` is ever written.
-            if let Some(p) = self.pending().get_mut(&id) {
-                p.bytes
-                    .truncate(usize::try_from(len - start).unwrap_or(usize::MAX));
+        // Whatever happened to the blob, reads here list it again.
+        let result = async {
+            let listing = self.existing(id).await?;
+            let current = Self::current(id, &listing)?;
+            let durable = layout::length(&current);
+            let buffered = self
+                .pending()
+                .get(&id)
+                .map(|p| (p.start, p.bytes.len() as u64));
+            let blob_len = buffered.map_or(durable, |(start, n)| start + n);
+            if len > blob_len {
+                return Err(BlobError::OutOfRange {
+                    id,
+                    offset: len,
+                    len: 0,
+                    blob_len,
+                });
             }
-            self.flush(id).await?;
-            return self.clean_stale(id, &listing).await;
-        }
-        self.pending().remove(&id);
-        for cut in layout::plan_truncate(&current, len) {
-            match cut {
-                Cut::Delete(p) => {
-                    let key = Path::from(self.keys.piece(id, p.generation, p.start));
-                    self.delete_keys(id, vec![key]).await?;
+            if let Some((start, _)) = buffered
+                && len >= start
+            {
+                // The cut is inside the buffer: nothing beyond `len` is ever written.
+                if let Some(p) = self.pending().get_mut(&id) {
+                    p.bytes
+                        .truncate(usize::try_from(len - start).unwrap_or(usize::MAX));
                 }
-                Cut::Shorten(p, keep) => {
-                    let kept = if keep == 0 {
-                        Bytes::new()
-                    } else {
+                self.flush(id).await?;
+                return self.clean_stale(id, &listing).await;
+            }
+            self.pending().remove(&id);
+            for cut in layout::plan_truncate(&current, len) {
+                match cut {
+                    Cut::Delete(p) => {
                         let key = Path::from(self.keys.piece(id, p.generation, p.start));
-                        self.store
-                            .get_range(&key, 0..keep)
-                            .await
-                            .map_err(|e| s3_error("get", id, &e))?
-                    };
-                    if kept.len() as u64 != keep {
-                        return Err(io_error(
-                            io::ErrorKind::InvalidData,
-                            format!("blob {id}: a piece changed during truncate"),
-                        ));
+                        self.delete_keys(id, vec![key]).await?;
                     }
-                    self.put(id, p.generation, p.start, kept).await?;
+                    Cut::Shorten(p, keep) => {
+                        let kept = if keep == 0 {
+                            Bytes::new()
+                        } else {
+                            let key = Path::from(self.keys.piece(id, p.generation, p.start));
+                            self.store
+                                .get_range(&key, 0..keep)
+                                .await
+                                .map_err(|e| s3_error("get", id, &e))?
+                        };
+                        if kept.len() as u64 != keep {
+                            return Err(io_error(
+                                io::ErrorKind::InvalidData,
+                                format!("blob {id}: a piece changed during truncate"),
+                            ));
+                        }
+                        self.put(id, p.generation, p.start, kept).await?;
+                    }
                 }
             }
+            self.clean_stale(id, &listing).await
         }
-        self.clean_stale(id, &listing).await
+        .await;
+        self.forget(id);
+        result
     }
 
     async fn replace(&self, id: BlobId, data: &[u8]) -> Result<(), BlobError> {
-        let (listing, _) = self.list_blob(id).await?;
-        let generation = match listing.generation() {
-            None => 0,
-            Some(g) => g.checked_add(1).ok_or_else(|| {
-                io_error(
-                    io::ErrorKind::InvalidData,
-                    format!("blob {id}: generations exhausted"),
-                )
-            })?,
-        };
-        self.pending().remove(&id);
-        // The commit point: from here on readers take this generation.
-        self.put(id, generation, 0, Bytes::copy_from_slice(data))
-            .await?;
-        // Every listed piece is of an older generation now (a corrupt one included).
-        let older: Vec<Path> = listing
-            .pieces()
-            .iter()
-            .map(|p| Path::from(self.keys.piece(id, p.generation, p.start)))
-            .collect();
-        self.delete_keys(id, older).await
+        // Whatever happened to the blob, reads here list it again.
+        let result = async {
+            let (listing, _) = self.list_blob(id).await?;
+            let generation = match listing.generation() {
+                None => 0,
+                Some(g) => g.checked_add(1).ok_or_else(|| {
+                    io_error(
+                        io::ErrorKind::InvalidData,
+                        format!("blob {id}: generations exhausted"),
+                    )
+                })?,
+            };
+            self.pending().remove(&id);
+            // The commit point: from here on readers take this generation.
+            self.put(id, generation, 0, Bytes::copy_from_slice(data))
+                .await?;
+            // Every listed piece is of an older generation now (a corrupt one included).
+            let older: Vec<Path> = listing
+                .pieces()
+                .iter()
+                .map(|p| Path::from(self.keys.piece(id, p.generation, p.start)))
+                .collect();
+            self.delete_keys(id, older).await
+        }
+        .await;
+        self.forget(id);
+        result
     }
 
     async fn len(&self, id: BlobId) -> Result<u64, BlobError> {
-        let listing = self.existing(id).await?;
-        let current = Self::current(id, &listing)?;
+        // Always a fresh listing; it also primes the reads that usually follow.
+        let current = self.list_current(id).await?;
         Ok(match self.pending().get(&id) {
             Some(p) => p.start + p.bytes.len() as u64,
             None => layout::length(&current),
@@ -436,31 +526,53 @@ impl BlobStore for S3BlobStore {
             };
             (p.start, b_end, part)
         });
+        // A remembered listing is only a guess of which pieces to GET: any sign that it is
+        // out of date drops it and lists again, and only a fresh listing decides an error
+        // (see the module doc for why the bytes it yields are never wrong).
+        let mut use_cached = true;
         for _ in 0..READ_ATTEMPTS {
-            let listing = self.existing(id).await?;
-            let current = Self::current(id, &listing)?;
+            let cached = if use_cached {
+                self.listings().get(id, Instant::now())
+            } else {
+                None
+            };
+            let fresh = cached.is_none();
+            let current = match cached {
+                Some(current) => current,
+                None => self.list_current(id).await?,
+            };
+            use_cached = false;
+            // This listing (remembered or, in a race, just made) is out of date.
+            let stale = || self.listings().forget(id);
             let durable = layout::length(&current);
             let (durable_end, blob_len) = match &buffered {
                 Some((start, b_end, _)) => (*start, *b_end),
                 None => (durable, durable),
             };
-            let out_of_range = BlobError::OutOfRange {
-                id,
-                offset,
-                len,
-                blob_len,
-            };
             let Some(end) = end.filter(|&e| e <= blob_len) else {
-                return Err(out_of_range);
+                if fresh {
+                    return Err(BlobError::OutOfRange {
+                        id,
+                        offset,
+                        len,
+                        blob_len,
+                    });
+                }
+                stale(); // the blob may have grown since
+                continue;
             };
             let from_pieces = offset.min(durable_end)..end.min(durable_end);
             if from_pieces.end > durable {
-                return Err(io_error(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {id}: its pieces end at {durable}, before its buffer at {durable_end}"
-                    ),
-                ));
+                if fresh {
+                    return Err(io_error(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "blob {id}: its pieces end at {durable}, before its buffer at {durable_end}"
+                        ),
+                    ));
+                }
+                stale();
+                continue;
             }
             let reads = layout::overlapping(&current, from_pieces.start, from_pieces.end)
                 .into_iter()
@@ -468,18 +580,38 @@ impl BlobStore for S3BlobStore {
                     let key = Path::from(self.keys.piece(id, p.generation, p.start));
                     let want = range.end - range.start;
                     async move {
-                        let got = self.store.get_range(&key, range).await?;
-                        Ok::<_, object_store::Error>((got.len() as u64 == want).then_some(got))
+                        let got = self
+                            .store
+                            .get_opts(&key, GetOptions::new().with_range(Some(range)))
+                            .await?;
+                        // The object's whole size (from Content-Range) must still be the
+                        // listed one, and exactly the asked bytes must arrive.
+                        let same = got.meta.size == p.size;
+                        let bytes = got.bytes().await?;
+                        Ok::<_, object_store::Error>(
+                            (same && bytes.len() as u64 == want).then_some(bytes),
+                        )
                     }
                 });
             let parts = match futures_util::future::try_join_all(reads).await {
                 Ok(parts) => parts,
                 // Gone since the listing: a replace or truncate ran; list again.
-                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(object_store::Error::NotFound { .. }) => {
+                    stale();
+                    continue;
+                }
+                // From a remembered listing, any failure may be its staleness (a range
+                // past a piece rewritten shorter is refused): list again to decide.
+                Err(_) if !fresh => {
+                    stale();
+                    continue;
+                }
                 Err(e) => return Err(s3_error("get", id, &e)),
             };
             let Some(parts) = parts.into_iter().collect::<Option<Vec<Bytes>>>() else {
-                continue; // a piece was rewritten shorter since the listing
+                // A piece was rewritten (shorter) since the listing.
+                stale();
+                continue;
             };
             let tail = buffered
                 .as_ref()
@@ -502,10 +634,16 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn delete(&self, id: BlobId) -> Result<bool, BlobError> {
-        self.pending().remove(&id);
-        let (listing, all) = self.list_blob(id).await?;
-        self.delete_keys(id, all).await?;
-        Ok(listing.exists())
+        // Whatever happened to the blob, reads here list it again.
+        let result = async {
+            self.pending().remove(&id);
+            let (listing, all) = self.list_blob(id).await?;
+            self.delete_keys(id, all).await?;
+            Ok(listing.exists())
+        }
+        .await;
+        self.forget(id);
+        result
     }
 
     async fn list(&self) -> Result<Vec<BlobId>, BlobError> {
