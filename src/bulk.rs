@@ -618,61 +618,56 @@ impl Bulk {
                 .ok_or(BulkError::JobNotFound)?;
             let partner = partner_of(client.principal.as_str())?;
             let batch_ref = delivery.id.to_string().parse::<BatchRef>().ok();
-            let urls = if self.settings.requires_access_token {
-                let now = now_unix();
-                let grant = match job.grant.clone() {
-                    Some(g) if g.expires > now.saturating_add(60) => g,
-                    _ => {
+            // With access tokens: the job's one grant while it has a minute left; else
+            // (and always for signed links) a new grant for this answer.
+            let token_mode = self.settings.requires_access_token;
+            let now = now_unix();
+            let kept = job
+                .grant
+                .clone()
+                .filter(|g| token_mode && g.expires > now.saturating_add(60));
+            let (grant, signed) = match kept {
+                Some(g) => (g.id, None),
+                None => {
+                    let ttl = if token_mode {
                         // As long as the job lives, within what a grant may live.
-                        let ttl = job
-                            .expires_at
-                            .saturating_sub(now)
-                            .clamp(1, self.links.settings().max_ttl.as_secs().max(1));
-                        let (grant, _) = self
-                            .links
-                            .issue_bundle(
-                                &publisher,
-                                partner,
-                                batch_ref,
-                                &artifacts,
-                                std::time::Duration::from_secs(ttl),
-                            )
-                            .await?;
+                        std::time::Duration::from_secs(
+                            job.expires_at
+                                .saturating_sub(now)
+                                .clamp(1, self.links.settings().max_ttl.as_secs().max(1)),
+                        )
+                    } else {
+                        self.settings.link_ttl
+                    };
+                    let (grant, targets) = self
+                        .links
+                        .issue_bundle(&publisher, partner, batch_ref, &artifacts, ttl)
+                        .await?;
+                    if token_mode {
                         job.grant = Some(JobGrant {
                             id: grant.id.to_string(),
                             expires: grant.expires,
                         });
                         // Lost: the job was cancelled (or expired) meanwhile. The grant's
                         // links never left the gateway, so nothing can use it.
-                        if self
+                        let stored = self
                             .store
                             .put_job(&job, Expect::Version(job_version), now)
-                            .await?
-                            .is_none()
-                        {
+                            .await?;
+                        if stored.is_none() {
                             return Err(BulkError::JobNotFound);
                         }
-                        job.grant.clone().ok_or(BulkError::JobNotFound)?
                     }
-                };
-                polled.grant = Some(grant.id);
-                chosen
+                    (grant.id.to_string(), (!token_mode).then_some(targets))
+                }
+            };
+            polled.grant = Some(grant);
+            let urls: Vec<String> = match signed {
+                Some(targets) => targets.iter().map(|t| format!("{base}{t}")).collect(),
+                None => chosen
                     .iter()
                     .map(|f| format!("{base}{STATUS_PATH}{}{FILES_PATH}{}", job.id, f.artifact))
-                    .collect::<Vec<_>>()
-            } else {
-                let (grant, targets) = self
-                    .links
-                    .issue_bundle(
-                        &publisher,
-                        partner,
-                        batch_ref,
-                        &artifacts,
-                        self.settings.link_ttl,
-                    )
-                    .await?;
-                polled.grant = Some(grant.id.to_string());
-                targets.iter().map(|t| format!("{base}{t}")).collect()
+                    .collect(),
             };
             for (f, url) in chosen.iter().zip(urls) {
                 out.push(manifest::OutputFile {

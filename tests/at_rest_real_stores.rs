@@ -56,6 +56,16 @@ fn embedded(dir: &Path) -> Arc<dyn StateStore> {
     Arc::new(EmbeddedStateStore::open(&dir.join("state.redb")).unwrap())
 }
 
+/// The test Redis under a fresh `sallyport-test-{name}-…:` prefix (`None`, after a
+/// notice, when it is unreachable and `CI` is not set).
+async fn redis(name: &str) -> Option<Arc<dyn StateStore>> {
+    let prefix = format!("sallyport-test-{name}-{}:", OpaqueId::random());
+    let url = support::redis::url();
+    let connected = RedisStateStore::connect(&url, &prefix).await;
+    let store = support::ci::require_or_skip(&format!("Redis at {url}"), connected)?;
+    Some(Arc::new(store))
+}
+
 fn local(dir: &Path) -> Arc<dyn BlobStore> {
     Arc::new(LocalBlobStore::open(&dir.join("blobs")).unwrap())
 }
@@ -203,14 +213,9 @@ fn over_local_blobs_and_the_redis_state_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     rt().block_on(async move {
-        let prefix = format!("sallyport-test-atrest-{}:", OpaqueId::random());
-        let url = support::redis::url();
-        let connected = RedisStateStore::connect(&url, &prefix).await;
-        let Some(store) = support::ci::require_or_skip(&format!("Redis at {url}"), connected)
-        else {
+        let Some(store) = redis("atrest").await else {
             return;
         };
-        let store: Arc<dyn StateStore> = Arc::new(store);
         scenario(&path, || store.clone(), || local(&path)).await;
         // The scenario deleted its object; nothing of this test is left under the prefix.
         assert!(
@@ -235,14 +240,9 @@ fn over_s3_blobs_and_the_redis_state_store() {
         let Some(s3) = support::s3::S3Test::require() else {
             return;
         };
-        let prefix = format!("sallyport-test-atrest-s3-{}:", OpaqueId::random());
-        let url = support::redis::url();
-        let connected = RedisStateStore::connect(&url, &prefix).await;
-        let Some(store) = support::ci::require_or_skip(&format!("Redis at {url}"), connected)
-        else {
+        let Some(store) = redis("atrest-s3").await else {
             return;
         };
-        let store: Arc<dyn StateStore> = Arc::new(store);
         let blobs = || -> Arc<dyn BlobStore> { Arc::new(s3.store(100 * 1024)) };
         scenario(&path, || store.clone(), blobs).await;
         assert!(blobs().list().await.unwrap().is_empty());
