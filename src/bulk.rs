@@ -145,6 +145,9 @@ pub enum BulkError {
     /// A build names a batch (or an artifact of one) that is not released.
     #[error("a build source's batch is not released")]
     BuildSourceNotReleased,
+    /// A build names a batch with members that are not NDJSON.
+    #[error("the batch has members that are not FHIR NDJSON")]
+    BuildSourceNotNdjson,
     /// A member's copy ended short of its source.
     #[error("a member's copy did not complete")]
     BuildCopy,

@@ -1699,6 +1699,21 @@ async fn an_outbound_batch_is_built_from_artifacts_or_a_released_batch_and_expor
     let doc = wait_verdict(gw, PUBLISHER_TOKEN, &id, Duration::from_secs(60)).await;
     assert_eq!(doc["state"], "quarantined", "{doc}");
 
+    // A released batch with a member that is not NDJSON: never built with it left out.
+    let pdf = b"%PDF-1.4 cover letter".to_vec();
+    let mixed_manifest = json!({"version": "sallyport.manifest/1", "members": [
+        {"name": "Patient.ndjson", "size": patients.bytes.len(), "sha256": sha256_hex(&patients.bytes),
+         "media_type": "application/fhir+ndjson",
+         "ndjson": {"resource_type": "Patient", "records": patients.records()}},
+        {"name": "cover.pdf", "size": pdf.len(), "sha256": sha256_hex(&pdf),
+         "media_type": "application/pdf"}]});
+    let mixed = open_batch(gw, &mixed_manifest.to_string()).await;
+    upload_member(gw, &mixed, "Patient.ndjson", &patients.bytes).await;
+    upload_member(gw, &mixed, "cover.pdf", &pdf).await;
+    assert_eq!(seal(gw, UPLOADER_TOKEN, &mixed).await.status, 202);
+    let doc = wait_verdict(gw, UPLOADER_TOKEN, &mixed, Duration::from_secs(60)).await;
+    assert_eq!(doc["state"], "released", "{doc}");
+
     // Refusals, each specific, none of them opening a batch.
     let listed = |a: Answer| a.json()["batches"].as_array().map_or(0, Vec::len);
     let before = listed(support::batches::get(gw, "/v1/batches", PUBLISHER_TOKEN).await);

@@ -29,8 +29,10 @@ pub struct Delivery {
     pub provenance_sha256: Option<String>,
     /// The purpose-of-use code of its provenance record.
     pub purpose_of_use: Option<String>,
-    /// The members, in manifest order (empty unless released).
+    /// The NDJSON members, in manifest order (empty unless released).
     pub members: Vec<DeliveredMember>,
+    /// How many members its manifest lists, NDJSON or not.
+    pub listed: u64,
 }
 
 /// One member of a released batch.
@@ -120,6 +122,7 @@ impl Batches {
             provenance_sha256: record.provenance.as_ref().map(|d| d.sha256.clone()),
             purpose_of_use,
             members,
+            listed: record.listed,
         }))
     }
 }

@@ -214,6 +214,11 @@ impl Bulk {
         if !who.scope.allows_owner(Some(&delivery.owner)) {
             return Err(BulkError::OutOfScope);
         }
+        // Every member goes into the export, or the build is refused: a member that is not
+        // NDJSON (a PDF beside the export) is never silently left behind.
+        if delivery.members.len() as u64 != delivery.listed {
+            return Err(BulkError::BuildSourceNotNdjson);
+        }
         if delivery.members.is_empty() || delivery.members.len() > MAX_BUILD_FILES {
             return Err(BulkError::BadBuild("batch (1 to 1000 NDJSON members)"));
         }

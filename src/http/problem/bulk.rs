@@ -92,6 +92,11 @@ impl Describe for BulkError {
                 "bulk.build_source_not_released",
                 "The batch the build names (or an artifact's batch) is not released",
             ),
+            BulkError::BuildSourceNotNdjson => row(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bulk.build_source_not_ndjson",
+                "The batch the build names has members that are not FHIR NDJSON; an export holds NDJSON only (build from its NDJSON artifacts instead)",
+            ),
             BulkError::BuildCopy => INTERNAL,
             BulkError::Artifact(e) => e.problem(),
             BulkError::AtRest(e) => e.problem(),
