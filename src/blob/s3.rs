@@ -16,7 +16,7 @@
 //!   nothing of the blob lives only in this process.
 //! - `read_range` GETs only the ranges of the pieces that overlap the request, taking the
 //!   pieces from the blob's last listing when this process made one less than
-//!   [`listings::TTL`] (5 s) ago and has not changed the blob since (see "Remembered
+//!   `listings::TTL` (5 s) ago and has not changed the blob since (see "Remembered
 //!   listings"), else from a fresh LIST; bytes still buffered here come from memory.
 //! - `truncate` deletes pieces past the new end from the highest start down and rewrites
 //!   the one that straddles it (a PUT over a key is atomic), so a crash leaves a contiguous
@@ -32,7 +32,7 @@
 //! A download calls `len` once and then `read_range` per batch of segments; listing the
 //! blob on every call cost one LIST (tens of ms on S3, and billed) per batch. So the current
 //! pieces of a fresh listing (by `len` or by a read) are kept, bounded (`listings`: at most
-//! 1024 blobs and 65 536 pieces, least recently used first out, and [`listings::TTL`]), and
+//! 1024 blobs and 65 536 pieces, least recently used first out, and `listings::TTL`), and
 //! used by `read_range` only: `create`, `append`, `sync`, `truncate`, `replace`, `len` and
 //! `delete` always list, so writers and recovery see the store as it is. Every mutation
 //! made here (a piece written by append or sync, create, truncate, replace, delete) forgets
