@@ -13,7 +13,6 @@ use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::context::RequestContext;
 use crate::http::problem::ApiError;
-use crate::links::Publisher;
 use crate::links::publish::{RegisterBody, artifact_json};
 use crate::signed_link::ArtifactId;
 
@@ -25,11 +24,7 @@ pub async fn create(
 ) -> Resp {
     let (_, principal, body) =
         authorized_json::<RegisterBody>(state, ctx, req, Role::Publisher).await?;
-    let who = Publisher {
-        name: principal.name.to_string(),
-        scope: principal.scope.clone(),
-        audit: ctx.audit_context(Some(&principal)),
-    };
+    let who = super::links::publisher(ctx, &principal);
     let registered = state
         .links
         .register(&who, body.ok_or(ApiError::JsonRequired)?, &state.uploads)

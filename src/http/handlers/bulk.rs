@@ -29,7 +29,6 @@ use crate::bulk::{Bulk, BulkCaller, BulkError, PublishBody, STATUS_PATH, Status}
 use crate::http::AppState;
 use crate::http::context::RequestContext;
 use crate::http::problem::ApiError;
-use crate::links::Publisher;
 use crate::signed_link::ArtifactId;
 
 type Req = Request<axum::body::Body>;
@@ -162,11 +161,7 @@ pub async fn publish(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
     let (_, principal, body) =
         authorized_json::<PublishBody>(state, ctx, req, Role::Publisher).await?;
     let body = body.ok_or(ApiError::JsonRequired)?;
-    let who = Publisher {
-        name: principal.name.to_string(),
-        scope: principal.scope.clone(),
-        audit: ctx.audit_context(Some(&principal)),
-    };
+    let who = super::links::publisher(ctx, &principal);
     let publication = bulk.publish(&who, body).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -180,11 +175,7 @@ pub async fn build(state: &AppState, ctx: &RequestContext, req: Req) -> Resp {
     let (_, principal, body) =
         authorized_json::<BuildBody>(state, ctx, req, Role::Publisher).await?;
     let body = body.ok_or(ApiError::JsonRequired)?;
-    let who = Publisher {
-        name: principal.name.to_string(),
-        scope: principal.scope.clone(),
-        audit: ctx.audit_context(Some(&principal)),
-    };
+    let who = super::links::publisher(ctx, &principal);
     let record = bulk.build(&who, body).await?;
     Ok(json_response(
         StatusCode::CREATED,

@@ -23,7 +23,8 @@ use crate::signed_link::GrantId;
 
 type Req = Request<axum::body::Body>;
 
-fn publisher(ctx: &RequestContext, p: &Principal) -> Publisher {
+/// The publisher `p` acting in this request (its name, its scope, the audit context).
+pub(super) fn publisher(ctx: &RequestContext, p: &Principal) -> Publisher {
     Publisher {
         name: p.name.to_string(),
         scope: p.scope.clone(),
