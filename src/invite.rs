@@ -282,6 +282,10 @@ impl Invitations {
                 .unwrap_or("body");
             return Err(bad(field, "must not be null".into()));
         }
+        // A struct also deserialises from a JSON array of its fields; the body is an object.
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Err(bad("body", "not a JSON object".into()));
+        }
         // The position only: serde's message may quote the input.
         let parsed: IssueBody<'_> = serde_json::from_slice(body).map_err(|e| {
             bad(

@@ -198,6 +198,24 @@ async fn links_api_refusals_name_what_is_wrong_and_change_nothing() {
         (s, code(&b).as_str()),
         (StatusCode::NOT_FOUND, "grant.not_found")
     );
+    // serde builds a struct from an array of its fields too; a body is an object or refused,
+    // before anything is looked up.
+    for body in [json!([]), json!(["why"]), json!(["x", "clinic-a"])] {
+        for (method, uri) in [
+            (Method::DELETE, missing.as_str()),
+            (Method::POST, "/v1/links"),
+            (Method::POST, "/v1/links/revoke"),
+        ] {
+            let (s, _, b) = h
+                .send(method.clone(), uri, Some(ADMIN), Some(body.clone()))
+                .await;
+            assert_eq!(
+                (s, code(&b).as_str()),
+                (StatusCode::BAD_REQUEST, "request.bad_json"),
+                "{method} {uri} {body}"
+            );
+        }
+    }
     let (s, _, b) = h
         .send(
             Method::POST,

@@ -386,6 +386,9 @@ async fn bad_invitation_requests_get_specific_errors_and_store_nothing() {
     let cases = [
         (json!({"partner": "clinic-a", "colour": "red"}), "body"),
         (json!({"max_files": 1}), "body"),
+        // An array of the fields in order would build the struct; a body is an object.
+        (json!(["clinic-a"]), "body"),
+        (json!([]), "body"),
         (json!({"partner": "Clinic A"}), "partner"),
         (json!({"partner": "clinic-a", "ttl": "forever"}), "ttl"),
         (json!({"partner": "clinic-a", "ttl": "400days"}), "ttl"),

@@ -18,6 +18,8 @@ pub type Resp = Result<Response<axum::body::Body>, ApiError>;
 /// say it is JSON (`application/json` or `application/*+json`, parameters allowed): any
 /// other `Content-Type`, or none, is `415` — so a page cannot send the API a JSON body
 /// disguised as a form or plain text, which browsers send cross-origin without asking.
+/// The body must be a JSON object: serde also builds a struct from an array of its fields
+/// in order (`[]` is a struct whose fields all have defaults), which no client means.
 pub async fn authorized_json<T: DeserializeOwned>(
     state: &AppState,
     ctx: &RequestContext,
@@ -33,6 +35,9 @@ pub async fn authorized_json<T: DeserializeOwned>(
     }
     if !is_json(&parts.headers) {
         return Err(ApiError::NotJson);
+    }
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::BadJson);
     }
     let value = serde_json::from_slice(&bytes).map_err(|_| ApiError::BadJson)?;
     Ok((parts, principal, Some(value)))
