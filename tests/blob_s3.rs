@@ -594,35 +594,52 @@ async fn ca_file_is_the_trust_for_the_store_tls() {
     let Some(test) = S3Test::require() else {
         return;
     };
-    // The gateway is no S3 server, but it serves TLS under its development CA: with that
-    // CA trusted the handshake succeeds and the request gets an HTTP answer; without it,
-    // the certificate is refused.
-    let gw = support::Gateway::start("");
+    // The moto server's TLS listener: its certificate chains to the test CA only.
     let mut settings = test.settings(PIECE);
-    settings.endpoint = Some(gw.url(""));
+    settings.endpoint = Some(test.tls_endpoint.clone());
     settings.allow_http = false;
-    let untrusted = S3BlobStore::open(&settings)
-        .unwrap()
-        .ping()
-        .await
-        .unwrap_err();
-    settings.ca_file = Some(gw.ca_path());
-    let trusted = S3BlobStore::open(&settings)
-        .unwrap()
-        .ping()
-        .await
-        .unwrap_err();
-    let (untrusted, trusted) = (untrusted.to_string(), trusted.to_string());
-    assert!(
-        trusted.contains("404"),
-        "an HTTP answer over TLS: {trusted}"
+    settings.ca_file = Some(test.ca_file.clone());
+    let store = S3BlobStore::open(&settings).unwrap();
+    store.ping().await.unwrap();
+    // A blob of several pieces written and read back over TLS, the same objects as the
+    // plain listener's.
+    let id = BlobId::data(OpaqueId::random());
+    store.create(id).await.unwrap();
+    let data = pattern(200_000, 9);
+    for chunk in data.chunks(50_000) {
+        store.append(id, chunk).await.unwrap();
+    }
+    store.sync(id).await.unwrap();
+    assert_eq!(
+        store.read_range(id, 1_000, 150_000).await.unwrap().as_ref(),
+        &data[1_000..151_000]
     );
-    assert!(
-        !untrusted.contains("404") && untrusted.contains("error sending request"),
-        "no HTTP answer without the CA: {untrusted}"
-    );
-    // A file that holds no certificate is refused when the store opens.
+    assert_eq!(test.store(PIECE).len(id).await.unwrap(), 200_000);
+    assert!(keys(&test, id).await.len() >= 2, "several pieces");
+    store.delete(id).await.unwrap();
+    assert!(keys(&test, id).await.is_empty());
+
+    // With the system's roots, or with another CA, the handshake fails: no HTTP answer.
     let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, params.self_signed(&key).unwrap().pem()).unwrap();
+    for ca in [None, Some(other)] {
+        settings.ca_file = ca.clone();
+        let err = S3BlobStore::open(&settings)
+            .unwrap()
+            .ping()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("error sending request"),
+            "{ca:?}: not refused at the handshake: {err}"
+        );
+    }
+    // A file that holds no certificate is refused when the store opens.
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
     settings.ca_file = Some(junk);

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Three gateway processes as a cluster: each with its own data directory (so its own
 //! instance id and TLS certificate), sharing the real Redis state store, the S3 blob store
-//! (the moto server of `support::s3`), one static KEK and one link key, given to each by
+//! (the moto server of `support::s3`, over TLS trusted through `blob.ca_file`), one static
+//! KEK and one link key, given to each by
 //! configuration as a deployment would from its secret store. Nothing else is shared: no
 //! file of one instance is read by another.
 //!
@@ -81,7 +82,7 @@ async fn three_instances_share_uploads_links_and_revocations_and_survive_a_kill(
     }
     let redis = Prefix::new("cluster");
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let config = |i: usize| cluster_toml(redis.as_str(), &s3.blob_toml(dirs[i].path()));
+    let config = |i: usize| cluster_toml(redis.as_str(), &s3.blob_toml_tls(dirs[i].path()));
     let mut a = Gateway::start_in(dirs[0].path(), &config(0));
     let b = Gateway::start_in(dirs[1].path(), &config(1));
     let mut c = Gateway::start_in(dirs[2].path(), &config(2));
