@@ -23,6 +23,9 @@ set -eu
 OUT=${OUT:-/run/sallyport}
 GATEWAY_UID=${GATEWAY_UID:-10001}
 HAPROXY_UID=${HAPROXY_UID:-99}
+# The owner of what only init and Garage read (scripts/check-cluster.sh runs this as
+# itself, with every owner its own uid).
+ROOT_UID=${ROOT_UID:-0}
 SANS=${SANS:-DNS:localhost,IP:127.0.0.1,DNS:gateway-1,DNS:gateway-2,DNS:gateway-3,DNS:lb}
 
 umask 077
@@ -32,7 +35,7 @@ chmod 755 "$OUT" "$OUT/tls" "$OUT/keys" "$OUT/s3" "$OUT/garage" "$OUT/clients" "
 # install SRC DEST OWNER MODE: moves a finished file into place, so a half-written one is
 # never seen under its real name.
 install_file() {
-  chown "$3:$3" "$1"
+  chown "$3" "$1"
   chmod "$4" "$1"
   mv "$1" "$2"
 }
@@ -55,8 +58,8 @@ if [ ! -s "$tls/ca.pem" ] || [ ! -s "$tls/ca-key.pem" ]; then
     -subj "/O=Sallyport (development only)/CN=Sallyport cluster development CA" \
     -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
     -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  install_file "$tls/ca-key.pem.tmp" "$tls/ca-key.pem" 0 600
-  install_file "$tls/ca.pem.tmp" "$tls/ca.pem" 0 644
+  install_file "$tls/ca-key.pem.tmp" "$tls/ca-key.pem" "$ROOT_UID" 600
+  install_file "$tls/ca.pem.tmp" "$tls/ca.pem" "$ROOT_UID" 644
   echo "init: made the cluster's development CA"
 fi
 
@@ -102,7 +105,7 @@ fi
 for f in rpc_secret admin_token; do
   if [ ! -s "$OUT/garage/$f" ]; then
     openssl rand -hex 32 > "$OUT/garage/$f.tmp"
-    install_file "$OUT/garage/$f.tmp" "$OUT/garage/$f" 0 600
+    install_file "$OUT/garage/$f.tmp" "$OUT/garage/$f" "$ROOT_UID" 600
   fi
 done
 
@@ -119,6 +122,6 @@ fi
 
 if [ -n "${CONFIG_SRC:-}" ]; then
   cp "$CONFIG_SRC" "$OUT/config/cluster.toml.tmp"
-  install_file "$OUT/config/cluster.toml.tmp" "$OUT/config/cluster.toml" 0 644
+  install_file "$OUT/config/cluster.toml.tmp" "$OUT/config/cluster.toml" "$ROOT_UID" 644
 fi
 echo "init: done"
