@@ -103,13 +103,27 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating audit.checkpoint_dir {}", dir.display()))?;
     }
-    let checkpointer = crate::audit::checkpointer::Checkpointer::new(
+    let mut checkpointer = crate::audit::checkpointer::Checkpointer::new(
         checkpoint_key,
         config.audit.checkpoint_every,
         config.audit.checkpoint_interval,
         config.audit.checkpoint_dir.clone(),
         metrics.clone(),
     );
+    if let (Some(bucket), BlobSettings::S3(s3)) = (&config.audit.checkpoint_bucket, &config.blob) {
+        let folder = crate::blob::s3::write_once::WriteOnceFolder::open(
+            s3,
+            bucket,
+            crate::audit::checkpointer::BUCKET_FOLDER,
+        )
+        .context("opening audit.checkpoint_bucket")?;
+        let location = folder.location().to_owned();
+        checkpointer = checkpointer.with_bucket(folder);
+        // The writer must know the highest checkpoint it signed there before it appends.
+        checkpointer.recall_bucket().await.with_context(|| {
+            format!("reading the audit checkpoints in {location} (audit.checkpoint_bucket)")
+        })?;
+    }
     let (audit_log, journal) = open_audit_writer_parts(&config, &state).await?;
     let archive = match (&config.audit.retention, journal) {
         (Some(retention), Some(journal)) => Some(Archive {

@@ -250,6 +250,9 @@ pub struct AuditSettings {
     pub checkpoint_key: PathBuf,
     /// Where checkpoint files are created (never overwritten); `None`: the log only.
     pub checkpoint_dir: Option<PathBuf>,
+    /// The bucket (on the `[blob]` S3 endpoint) receiving checkpoint objects, never
+    /// overwritten; `None`: not written to S3 (the blob store is local, or `"off"`).
+    pub checkpoint_bucket: Option<String>,
     /// Where the chain's entries are stored.
     pub store: AuditStore,
     /// The journal closes a segment file once it would pass this size.
@@ -377,6 +380,10 @@ impl Config {
                 Some("") => return Err(invalid("audit.checkpoint_dir", "must not be empty")),
                 Some(p) => Some(PathBuf::from(p)),
             },
+            checkpoint_bucket: blob::checkpoint_bucket(
+                raw.audit.checkpoint_bucket.as_deref(),
+                &blob,
+            )?,
             // One gateway per data directory keeps its chain in its journal; gateways
             // sharing Redis share one chain through it (docs/decisions/0004-audit-journal.md).
             store: match (raw.audit.store.as_deref(), &state) {

@@ -46,7 +46,8 @@ pub mod names {
     pub const AUDIT_HALTED: &str = "sallyport_audit_halted";
     /// Signed audit checkpoints taken.
     pub const AUDIT_CHECKPOINTS: &str = "sallyport_audit_checkpoints";
-    /// Signed audit checkpoints that could not be written to `audit.checkpoint_dir`.
+    /// Signed audit checkpoints that could not be written to a sink (`audit.checkpoint_dir`,
+    /// `audit.checkpoint_bucket`).
     pub const AUDIT_CHECKPOINT_FAILURES: &str = "sallyport_audit_checkpoint_failures";
 }
 
@@ -213,7 +214,7 @@ impl Metrics {
         );
         registry.register(
             names::AUDIT_CHECKPOINT_FAILURES,
-            "Signed audit checkpoints that could not be written to audit.checkpoint_dir",
+            "Signed audit checkpoints that could not be written to a sink (checkpoint_dir, checkpoint_bucket)",
             audit_checkpoint_failures.clone(),
         );
         Self {

@@ -14,7 +14,9 @@
 //!   instance then reports the whole file's SHA-256, the artifact registered from it on C
 //!   has it, the bytes downloaded back through B are the file, and A, restarted, sees the
 //!   finished upload. Nothing acknowledged is lost, nothing corrupted.
-//! - The one audit chain, written by all the instances, verifies.
+//! - The one audit chain, written by all the instances, verifies; and each instance signed
+//!   checkpoints of it into the bucket (`audit-checkpoints/`, the blob store's bucket by
+//!   default), which `sallyport audit verify` finds consistent with the chain.
 //!
 //! Needs Redis on 127.0.0.1:6379 and the moto server; under `CI`, either missing fails.
 
@@ -45,6 +47,7 @@ fn cluster_toml(redis: &str, blob: &str) -> String {
         "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{redis}\"\n\n\
          {blob}\n\
          [uploads]\nlease_ttl = \"60s\"\n\n\
+         [audit]\ncheckpoint_every = 5\n\n\
          [[links.keys]]\nid = \"cluster-1\"\nstate = \"current\"\nsecret = \"{}\"\n\n\
          [keys]\nprovider = \"static\"\nstatic_kek_id = \"cluster\"\nstatic_current_version = 1\n\
          segment_size = 4096\n\
@@ -233,4 +236,53 @@ async fn three_instances_share_uploads_links_and_revocations_and_survive_a_kill(
     assert_eq!(rejected[0]["details"]["reason"], "revoked");
     let text = support::cli(&c.config_path, &["audit", "verify"]);
     assert!(text.contains("audit chain intact"), "{text}");
+
+    // The checkpoints each instance signed into the bucket, one key per instance.
+    let folder = sallyport::blob::s3::write_once::WriteOnceFolder::open(
+        &s3.settings(5 << 20),
+        support::s3::BUCKET,
+        sallyport::audit::checkpointer::BUCKET_FOLDER,
+    )
+    .unwrap();
+    let names = folder.names().await.unwrap();
+    let signers: std::collections::BTreeSet<&str> =
+        names.iter().filter_map(|n| n.split('.').nth(1)).collect();
+    assert!(signers.len() >= 2, "checkpoints by instance: {names:?}");
+    // C's, downloaded as an auditor would, checked with its public key against the chain.
+    let key = sallyport::audit::checkpointer::CheckpointKey::load_or_generate(
+        &c.data_dir().join("audit-checkpoint.key"),
+        false,
+    )
+    .unwrap();
+    let kid = key.key_id_hex();
+    let saved = tempfile::tempdir().unwrap();
+    let mut count = 0;
+    for name in names.iter().filter(|n| n.contains(&kid)) {
+        let note = folder.read(name, 16 << 10).await.unwrap();
+        std::fs::write(saved.path().join(name), &note).unwrap();
+        count += 1;
+    }
+    assert!(count >= 1, "C signed no checkpoint: {names:?}");
+    let public = saved.path().join("c.pub");
+    std::fs::write(&public, key.public_pem()).unwrap();
+    let out = support::cli_output(
+        &c.config_path,
+        &[
+            "audit",
+            "verify",
+            "--checkpoint-dir",
+            saved.path().to_str().unwrap(),
+            "--public-key",
+            public.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("audit chain intact"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "checkpoints  {count} of {count} valid and consistent"
+        )),
+        "{text}"
+    );
 }

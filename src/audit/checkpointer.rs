@@ -10,8 +10,15 @@
 //! - `audit.checkpoint_dir`, when set: a new file `<length, 20 digits>.checkpoint` created
 //!   with `O_EXCL` (never overwritten) and synced. The directory is meant to be a WORM or
 //!   object-lock mount, or one shipped off the box.
+//! - the S3-compatible store, when the blob store is one (`audit.checkpoint_bucket`): a
+//!   new object `<length, 20 digits>.<key id, 8 hex>.checkpoint` in the folder
+//!   `audit-checkpoints/`, created with a conditional PUT (never overwritten), in a bucket
+//!   meant to have Object Lock. The key id in the name keeps the checkpoints of gateways
+//!   with different keys (several instances on one chain) apart. An object of that name
+//!   that exists already is accepted only when this key signed it for the same length and
+//!   head (another instance sharing the key checkpointed the same state).
 //!
-//! A checkpoint that cannot be written to the directory is logged and counted
+//! A checkpoint that cannot be written to a sink is logged and counted
 //! (`sallyport_audit_checkpoint_failures`), never silently dropped; the audited action it
 //! follows is not affected (the entry is already durable).
 //!
@@ -19,9 +26,9 @@
 //! `<data_dir>/audit-checkpoint.key`), generated on first use with mode 0600 and read back
 //! through the one strict private-file check. The note format is in [`super::checkpoint`].
 //!
-//! At start the highest checkpoint in the directory that this key signed seeds the
-//! writer's "highest head seen", so a writer restarted over a truncated store halts before
-//! its first append instead of chaining over the lost tail.
+//! At start the highest checkpoint in the directory or the bucket that this key signed
+//! seeds the writer's "highest head seen", so a writer restarted over a truncated store
+//! halts before its first append instead of chaining over the lost tail.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,11 +40,19 @@ use zeroize::Zeroizing;
 
 use super::checkpoint::{self, Checkpoint, NoteVerifier};
 use super::{AUDIT_LOG, now_rfc3339};
+use crate::blob::s3::write_once::WriteOnceFolder;
 use crate::metrics::Metrics;
 use crate::secret::{FilePolicy, read_private_file, write_private_file};
 
-/// Suffix of checkpoint files in `audit.checkpoint_dir`.
+/// Suffix of checkpoint files in `audit.checkpoint_dir` and objects in the bucket.
 pub const FILE_SUFFIX: &str = ".checkpoint";
+
+/// The bucket folder (under the blob store's prefix) that checkpoints are written to.
+pub const BUCKET_FOLDER: &str = "audit-checkpoints";
+
+/// How many of the highest-named objects in the bucket are read, at start, to find the
+/// highest checkpoint this key signed (the others are other keys' or not checkpoints).
+const RECALL_READS: usize = 64;
 
 /// The origin line and key name of this gateway's audit checkpoints.
 pub fn origin() -> String {
@@ -123,6 +138,14 @@ impl CheckpointKey {
             .unwrap_or_default()
     }
 
+    /// The key id of notes signed with this key (`proto/audit-checkpoint-v1.md`), hex.
+    pub fn key_id_hex(&self) -> String {
+        hex::encode(checkpoint::key_id(
+            &self.name,
+            &self.signing.verifying_key(),
+        ))
+    }
+
     /// Signs a checkpoint of `length` entries with head `head`, timed now.
     pub fn sign(&self, length: u64, head: &[u8; 32]) -> String {
         let cp = Checkpoint {
@@ -159,6 +182,10 @@ pub struct Checkpointer {
     every: u64,
     interval: Duration,
     dir: Option<PathBuf>,
+    /// The bucket folder, when checkpoints go to the S3-compatible store.
+    bucket: Option<Arc<WriteOnceFolder>>,
+    /// The highest checkpoint this key signed in the bucket, found by [`Self::recall_bucket`].
+    bucket_known: Option<(u64, [u8; 32])>,
     /// The length of the last checkpoint taken (or found at start).
     last: u64,
     metrics: Arc<Metrics>,
@@ -179,9 +206,51 @@ impl Checkpointer {
             every: every.max(1),
             interval,
             dir,
+            bucket: None,
+            bucket_known: None,
             last: 0,
             metrics,
         }
+    }
+
+    /// Also writes every checkpoint to `folder` in the S3-compatible store.
+    pub fn with_bucket(mut self, folder: WriteOnceFolder) -> Self {
+        self.bucket = Some(Arc::new(folder));
+        self
+    }
+
+    /// Finds the highest checkpoint this key signed in the bucket (none configured: `Ok`),
+    /// for [`Self::last_known`]. Reads the highest-named objects first and stops at the
+    /// first this key verifies; an unreadable bucket is an error, so a writer never starts
+    /// without knowing what it signed there.
+    pub async fn recall_bucket(&mut self) -> std::io::Result<()> {
+        let Some(bucket) = self.bucket.clone() else {
+            return Ok(());
+        };
+        let verifier = self.key.verifier();
+        let names = bucket.names().await?;
+        let ours = format!(".{}{FILE_SUFFIX}", self.key.key_id_hex());
+        for name in names
+            .iter()
+            .rev()
+            .filter(|n| n.ends_with(&ours))
+            .take(RECALL_READS)
+        {
+            let note = bucket.read(name, checkpoint::MAX_NOTE_BYTES as u64).await?;
+            match verifier.verify(&note) {
+                Ok(cp) => {
+                    self.bucket_known = Some((cp.length, cp.head));
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(
+                    target: "audit.checkpoint",
+                    object = %format!("{}{name}", bucket.location()),
+                    error = %e,
+                    "ignoring a checkpoint object this key does not verify"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// How often the writer calls [`Checkpointer::on_timer`].
@@ -192,8 +261,14 @@ impl Checkpointer {
     /// The highest checkpoint this key signed in the directory: (length, head). The writer
     /// starts from it as the highest head seen.
     pub fn last_known(&mut self) -> Option<(u64, [u8; 32])> {
-        let dir = self.dir.as_ref()?;
-        let found = highest_in_dir(dir, &self.key.verifier());
+        let in_dir = self
+            .dir
+            .as_ref()
+            .and_then(|dir| highest_in_dir(dir, &self.key.verifier()));
+        let found = [in_dir, self.bucket_known]
+            .into_iter()
+            .flatten()
+            .max_by_key(|(len, _)| *len);
         if let Some((len, _)) = found {
             self.last = len;
         }
@@ -225,26 +300,64 @@ impl Checkpointer {
             note = %note,
             "audit checkpoint"
         );
-        let Some(dir) = self.dir.clone() else { return };
-        // Awaited (on a blocking thread): the file is durable before the writer goes on,
-        // and a graceful stop does not drop the last one. About one fsync per
-        // `checkpoint_every` entries.
-        let written = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || write_checkpoint_file(&dir, length, &note)).await
-        };
-        let error = match written {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
+        if let Some(dir) = self.dir.clone() {
+            // Awaited (on a blocking thread): the file is durable before the writer goes
+            // on, and a graceful stop does not drop the last one. About one fsync per
+            // `checkpoint_every` entries.
+            let written = {
+                let (dir, note) = (dir.clone(), note.clone());
+                tokio::task::spawn_blocking(move || write_checkpoint_file(&dir, length, &note))
+                    .await
+            };
+            let error = match written {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = error {
+                self.failed(length, &dir.display().to_string(), &error);
+            }
+        }
+        if let Some(bucket) = self.bucket.clone() {
+            // Awaited too: one PUT per checkpoint, acknowledged once stored.
+            if let Err(e) = self.write_to_bucket(&bucket, length, head, note).await {
+                self.failed(length, bucket.location(), &e.to_string());
+            }
+        }
+    }
+
+    /// Creates the checkpoint's object; an existing one is accepted only when this key
+    /// signed it for the same length and head.
+    async fn write_to_bucket(
+        &self,
+        bucket: &WriteOnceFolder,
+        length: u64,
+        head: &[u8; 32],
+        note: String,
+    ) -> std::io::Result<()> {
+        let name = format!("{length:020}.{}{FILE_SUFFIX}", self.key.key_id_hex());
+        match bucket.create(&name, note.into()).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let there = bucket
+                    .read(&name, checkpoint::MAX_NOTE_BYTES as u64)
+                    .await?;
+                match self.key.verifier().verify(&there) {
+                    Ok(cp) if cp.length == length && cp.head == *head => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn failed(&self, length: u64, sink: &str, error: &str) {
         self.metrics.audit_checkpoint_failures.inc();
         tracing::error!(
             target: "audit.checkpoint",
             length,
-            dir = %dir.display(),
-            error = %error,
-            "audit checkpoint could not be written to audit.checkpoint_dir"
+            sink,
+            error,
+            "audit checkpoint could not be written to a sink"
         );
     }
 }

@@ -94,6 +94,7 @@ pub mod layout;
 mod listings;
 mod open;
 pub mod settings;
+pub mod write_once;
 
 /// How often a read lists again after a piece it listed vanished under it.
 const READ_ATTEMPTS: usize = 16;

@@ -230,9 +230,35 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `audit.checkpoint_bucket`: unset, the blob bucket when the blob store is S3 (else none);
+/// `"off"`, none; a bucket name, that bucket on the blob store's endpoint (S3 only).
+pub(super) fn checkpoint_bucket(
+    raw: Option<&str>,
+    blob: &BlobSettings,
+) -> Result<Option<String>, ConfigError> {
+    const KEY: &str = "audit.checkpoint_bucket";
+    match (raw, blob) {
+        (Some("off"), _) => Ok(None),
+        (None, BlobSettings::S3(s3)) => Ok(Some(s3.bucket.clone())),
+        (None, BlobSettings::Local { .. }) => Ok(None),
+        (Some(_), BlobSettings::Local { .. }) => Err(invalid(
+            KEY,
+            "needs blob.backend = \"s3\": the bucket is reached with the [blob] endpoint and keys (use audit.checkpoint_dir on local disk)",
+        )),
+        (Some(name), BlobSettings::S3(_)) => {
+            check_bucket_named(KEY, name)?;
+            Ok(Some(name.to_owned()))
+        }
+    }
+}
+
 /// S3's bucket naming rules: 3-63 of lowercase letters, digits, '.' and '-', starting and
 /// ending with a letter or digit.
 fn check_bucket(bucket: &str) -> Result<(), ConfigError> {
+    check_bucket_named("blob.bucket", bucket)
+}
+
+fn check_bucket_named(key: &str, bucket: &str) -> Result<(), ConfigError> {
     let ok = (3..=63).contains(&bucket.len())
         && bucket
             .bytes()
@@ -243,7 +269,7 @@ fn check_bucket(bucket: &str) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(invalid(
-            "blob.bucket",
+            key,
             "must be 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit",
         ))
     }

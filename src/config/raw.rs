@@ -152,6 +152,7 @@ pub struct RawAudit {
     pub checkpoint_interval: Option<String>,
     pub checkpoint_key: Option<String>,
     pub checkpoint_dir: Option<String>,
+    pub checkpoint_bucket: Option<String>,
     pub store: Option<String>,
     pub segment_bytes: Option<String>,
     pub retention: Option<String>,

@@ -20,6 +20,10 @@ fn defaults_need_no_file() {
         std::time::Duration::from_secs(60)
     );
     assert_eq!(c.audit.checkpoint_dir, None);
+    assert_eq!(
+        c.audit.checkpoint_bucket, None,
+        "a local blob store: no bucket"
+    );
     assert!(c.audit.checkpoint_key.ends_with("audit-checkpoint.key"));
     assert_eq!(c.audit.store, crate::config::AuditStore::Journal);
     assert_eq!(c.audit.segment_bytes, ByteSize(64 << 20));
@@ -784,6 +788,38 @@ fn s3_settings(c: &Config) -> &crate::blob::s3::settings::S3Settings {
         BlobSettings::S3(s3) => s3,
         other => panic!("not s3: {other:?}"),
     }
+}
+
+#[test]
+fn audit_checkpoints_go_to_the_blob_bucket_another_bucket_or_none() {
+    let bucket = |extra: &str| s3_config(extra).map(|c| c.audit.checkpoint_bucket);
+    assert_eq!(bucket("").unwrap().as_deref(), Some("sallyport-blobs"));
+    assert_eq!(
+        bucket("[audit]\ncheckpoint_bucket = \"audit-locked\"\n")
+            .unwrap()
+            .as_deref(),
+        Some("audit-locked")
+    );
+    assert_eq!(
+        bucket("[audit]\ncheckpoint_bucket = \"off\"\n").unwrap(),
+        None
+    );
+    for bad in ["", "Audit", "a", "-audit", "audit_locked"] {
+        let e = bucket(&format!("[audit]\ncheckpoint_bucket = {bad:?}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit.checkpoint_bucket"), "{bad:?}: {e}");
+    }
+    // On local disk there is no bucket to reach.
+    let e = Config::from_toml("[audit]\ncheckpoint_bucket = \"audit\"\n", &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("audit.checkpoint_bucket") && e.contains("blob.backend"),
+        "{e}"
+    );
+    let off = Config::from_toml("[audit]\ncheckpoint_bucket = \"off\"\n", &env(&[])).unwrap();
+    assert_eq!(off.audit.checkpoint_bucket, None);
 }
 
 #[test]
