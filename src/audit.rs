@@ -476,13 +476,23 @@ impl Writer {
                 lines.push(line);
                 prev = hash;
             }
-            match self.log.append(last_seq + 1, &lines).await? {
+            let started = std::time::Instant::now();
+            let outcome = self.log.append(last_seq + 1, &lines).await?;
+            match outcome {
                 AppendOutcome::Appended { first } => {
+                    let m = &self.metrics;
+                    m.audit_commits.inc();
+                    m.audit_commit_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    m.audit_commit_entries.observe(batch.len() as f64);
+                    m.audit_bytes
+                        .inc_by(lines.iter().map(|l| l.len() as u64).sum());
                     let new = (first + batch.len() as u64 - 1, prev);
                     *head = Some(self.observe(new)?);
                     return Ok(first);
                 }
                 AppendOutcome::Conflict(current) => {
+                    self.metrics.audit_append_conflicts.inc();
                     // Another instance appended — or the tail we built on is gone. Only a
                     // head at least as high as every one seen may be chained on.
                     *head = Some(self.observe(entry_head(current.as_ref())?)?);
@@ -502,6 +512,7 @@ impl Writer {
             }
         }
         self.seen = Some(found);
+        self.metrics.audit_chain_length.set(found.0);
         Ok(found)
     }
 

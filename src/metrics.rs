@@ -49,6 +49,18 @@ pub mod names {
     /// Signed audit checkpoints that could not be written to a sink (`audit.checkpoint_dir`,
     /// `audit.checkpoint_bucket`).
     pub const AUDIT_CHECKPOINT_FAILURES: &str = "sallyport_audit_checkpoint_failures";
+    /// Durable appends of a batch of audit entries (group commits).
+    pub const AUDIT_COMMITS: &str = "sallyport_audit_commits";
+    /// Time of one durable append: written and synced (journal) or committed (state store).
+    pub const AUDIT_COMMIT_DURATION: &str = "sallyport_audit_commit_duration_seconds";
+    /// Entries per durable append.
+    pub const AUDIT_COMMIT_ENTRIES: &str = "sallyport_audit_commit_entries";
+    /// Bytes of audit entry lines appended.
+    pub const AUDIT_BYTES: &str = "sallyport_audit_bytes";
+    /// The audit chain's length as this writer last saw it.
+    pub const AUDIT_CHAIN_LENGTH: &str = "sallyport_audit_chain_length";
+    /// Appends built again because another instance appended first.
+    pub const AUDIT_APPEND_CONFLICTS: &str = "sallyport_audit_append_conflicts";
 }
 
 /// Labels of a request counter.
@@ -77,6 +89,16 @@ pub struct ActionLabels {
 fn latency_histogram() -> Histogram {
     // 100 µs to ~52 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+fn commit_entries_histogram() -> Histogram {
+    // 1 to 1024 entries per commit (audit.batch_max is at most 10000).
+    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+}
+
+fn commit_duration_histogram() -> Histogram {
+    // 25 µs to ~13 s: a commit is one fsync on a fast disk, or a network round trip.
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 20))
 }
 
 /// Every metric the gateway exports.
@@ -113,6 +135,18 @@ pub struct Metrics {
     pub audit_checkpoints: Counter,
     /// Checkpoints a sink could not store.
     pub audit_checkpoint_failures: Counter,
+    /// Durable appends of the audit chain.
+    pub audit_commits: Counter,
+    /// Seconds per durable append.
+    pub audit_commit_duration: Histogram,
+    /// Entries per durable append.
+    pub audit_commit_entries: Histogram,
+    /// Bytes of entry lines appended.
+    pub audit_bytes: Counter<u64, AtomicU64>,
+    /// The chain's length as last seen.
+    pub audit_chain_length: Gauge<u64, AtomicU64>,
+    /// Appends rebuilt after another instance appended first.
+    pub audit_append_conflicts: Counter,
 }
 
 impl Default for Metrics {
@@ -142,6 +176,12 @@ impl Metrics {
         let audit_halted = Gauge::default();
         let audit_checkpoints = Counter::default();
         let audit_checkpoint_failures = Counter::default();
+        let audit_commits = Counter::default();
+        let audit_commit_duration = commit_duration_histogram();
+        let audit_commit_entries = commit_entries_histogram();
+        let audit_bytes = Counter::<u64, AtomicU64>::default();
+        let audit_chain_length = Gauge::<u64, AtomicU64>::default();
+        let audit_append_conflicts = Counter::default();
         registry.register(
             names::HTTP_REQUESTS,
             "HTTP requests by endpoint and status",
@@ -217,6 +257,36 @@ impl Metrics {
             "Signed audit checkpoints that could not be written to a sink (checkpoint_dir, checkpoint_bucket)",
             audit_checkpoint_failures.clone(),
         );
+        registry.register(
+            names::AUDIT_COMMITS,
+            "Durable appends of a batch of audit entries (group commits)",
+            audit_commits.clone(),
+        );
+        registry.register(
+            names::AUDIT_COMMIT_DURATION,
+            "Time of one durable append of audit entries: written and synced, or committed to the state store",
+            audit_commit_duration.clone(),
+        );
+        registry.register(
+            names::AUDIT_COMMIT_ENTRIES,
+            "Audit entries made durable by one append (group commit size)",
+            audit_commit_entries.clone(),
+        );
+        registry.register(
+            names::AUDIT_BYTES,
+            "Bytes of audit entry lines appended",
+            audit_bytes.clone(),
+        );
+        registry.register(
+            names::AUDIT_CHAIN_LENGTH,
+            "The audit chain's length as this gateway last saw it",
+            audit_chain_length.clone(),
+        );
+        registry.register(
+            names::AUDIT_APPEND_CONFLICTS,
+            "Audit appends built again because another instance appended first",
+            audit_append_conflicts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -234,6 +304,12 @@ impl Metrics {
             audit_halted,
             audit_checkpoints,
             audit_checkpoint_failures,
+            audit_commits,
+            audit_commit_duration,
+            audit_commit_entries,
+            audit_bytes,
+            audit_chain_length,
+            audit_append_conflicts,
         }
     }
 
