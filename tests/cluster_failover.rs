@@ -248,7 +248,8 @@ async fn three_instances_share_uploads_links_and_revocations_and_survive_a_kill(
     let signers: std::collections::BTreeSet<&str> =
         names.iter().filter_map(|n| n.split('.').nth(1)).collect();
     assert!(signers.len() >= 2, "checkpoints by instance: {names:?}");
-    // C's, downloaded as an auditor would, checked with its public key against the chain.
+    // C's, checked with its public key against the chain: downloaded as an auditor
+    // would with any S3 client, and read from the bucket by `--checkpoint-bucket`.
     let key = sallyport::audit::checkpointer::CheckpointKey::load_or_generate(
         &c.data_dir().join("audit-checkpoint.key"),
         false,
@@ -263,26 +264,49 @@ async fn three_instances_share_uploads_links_and_revocations_and_survive_a_kill(
         count += 1;
     }
     assert!(count >= 1, "C signed no checkpoint: {names:?}");
-    let public = saved.path().join("c.pub");
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("c.pub");
     std::fs::write(&public, key.public_pem()).unwrap();
+    let public = public.to_str().unwrap();
+    let saved = saved.path().to_str().unwrap();
+    for args in [
+        &["--checkpoint-dir", saved][..],
+        &["--checkpoint-bucket"][..],
+    ] {
+        let mut argv = vec!["audit", "verify", "--public-key", public];
+        argv.extend_from_slice(args);
+        let out = support::cli_output(&c.config_path, &argv);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(text.contains("audit chain intact"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "checkpoints  {count} of {count} valid and consistent"
+            )),
+            "{args:?}: {text}"
+        );
+    }
+    // A key that signed nothing there: cannot verify (exit 2), and says why.
+    let stranger = sallyport::audit::checkpointer::CheckpointKey::load_or_generate(
+        &keys.path().join("stranger.key"),
+        false,
+    )
+    .unwrap();
+    let other = keys.path().join("stranger.pub");
+    std::fs::write(&other, stranger.public_pem()).unwrap();
     let out = support::cli_output(
         &c.config_path,
         &[
             "audit",
             "verify",
-            "--checkpoint-dir",
-            saved.path().to_str().unwrap(),
+            "--checkpoint-bucket",
             "--public-key",
-            public.to_str().unwrap(),
+            other.to_str().unwrap(),
         ],
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert!(text.contains("audit chain intact"), "{text}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
-        text.contains(&format!(
-            "checkpoints  {count} of {count} valid and consistent"
-        )),
-        "{text}"
+        String::from_utf8_lossy(&out.stderr).contains("no checkpoint signed by this key"),
+        "{out:?}"
     );
 }

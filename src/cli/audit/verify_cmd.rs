@@ -26,11 +26,12 @@ use anyhow::Context;
 use crate::audit::AUDIT_LOG;
 use crate::audit::archive::read::{Item, read as read_archive};
 use crate::audit::chain;
-use crate::audit::checkpoint::{NoteError, NoteVerifier};
-use crate::audit::checkpointer::{files_in_dir, origin, read_note};
+use crate::audit::checkpoint::{MAX_NOTE_BYTES, NoteError, NoteVerifier, key_id};
+use crate::audit::checkpointer::{BUCKET_FOLDER, FILE_SUFFIX, files_in_dir, origin, read_note};
 use crate::audit::journal::Journal;
 use crate::audit::log::AuditLog;
 use crate::audit::verify::{ChainCheck, CheckpointInput, CheckpointStatus, Report};
+use crate::blob::s3::write_once::WriteOnceFolder;
 use crate::config::{AuditStore, Config};
 
 /// Exit code: tampering found.
@@ -47,6 +48,11 @@ pub struct CheckpointArgs {
     /// Every `*.checkpoint` file in this directory (`audit.checkpoint_dir`, or a copy).
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Every checkpoint this public key signed in the configured bucket
+    /// (`audit.checkpoint_bucket`, the S3 blob store's by default): the objects under
+    /// `audit-checkpoints/` whose names carry the key's id.
+    #[arg(long)]
+    pub checkpoint_bucket: bool,
     /// The checkpoint public key: the SPKI PEM or the verifier key line that
     /// `sallyport audit public-key` prints. Required with checkpoints.
     #[arg(long, value_name = "FILE")]
@@ -91,7 +97,7 @@ async fn run_inner(
     }
     let verifier = match &args.public_key {
         Some(p) => Some(load_public_key(p)?),
-        None if files.is_empty() => None,
+        None if files.is_empty() && !args.checkpoint_bucket => None,
         None => anyhow::bail!("--public-key is required to check checkpoints"),
     };
     let mut inputs = Vec::with_capacity(files.len());
@@ -105,6 +111,9 @@ async fn run_inner(
             source: f.display().to_string(),
             note,
         });
+    }
+    if let (true, Some(verifier)) = (args.checkpoint_bucket, &verifier) {
+        inputs.extend(from_bucket(config, verifier).await?);
     }
     let lengths: Vec<u64> = inputs
         .iter()
@@ -141,6 +150,42 @@ async fn run_inner(
     } else {
         ExitCode::from(EXIT_TAMPERED)
     })
+}
+
+/// The checkpoints `verifier`'s key signed in the configured checkpoint bucket, in order.
+async fn from_bucket(
+    config: &Config,
+    verifier: &NoteVerifier,
+) -> anyhow::Result<Vec<CheckpointInput>> {
+    let (Some(bucket), crate::config::BlobSettings::S3(s3)) =
+        (&config.audit.checkpoint_bucket, &config.blob)
+    else {
+        anyhow::bail!(
+            "--checkpoint-bucket: no checkpoint bucket is configured (audit.checkpoint_bucket, with blob.backend = \"s3\")"
+        );
+    };
+    let folder = WriteOnceFolder::open(s3, bucket, BUCKET_FOLDER)?;
+    let ours = format!(
+        ".{}{FILE_SUFFIX}",
+        hex::encode(key_id(&verifier.name, &verifier.key))
+    );
+    let names = folder.names().await?;
+    let mut inputs = Vec::new();
+    for name in names.iter().filter(|n| n.ends_with(&ours)) {
+        let bytes = folder.read(name, MAX_NOTE_BYTES as u64).await?;
+        inputs.push(CheckpointInput {
+            source: format!("{}{name}", folder.location()),
+            note: verifier.verify(&bytes),
+        });
+    }
+    if inputs.is_empty() {
+        anyhow::bail!(
+            "--checkpoint-bucket: {} holds no checkpoint signed by this key ({} objects of other keys)",
+            folder.location(),
+            names.len()
+        );
+    }
+    Ok(inputs)
 }
 
 /// A line of the report about the archive and the live journal's start.
