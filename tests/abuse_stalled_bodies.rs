@@ -162,6 +162,16 @@ async fn a_burst_of_creations_cannot_pass_the_open_upload_cap() {
         created.len()
     );
     assert_eq!(refused, 40 - CAP);
+    // The refused creations' objects (made before the count) were shredded: the blob
+    // store holds the created uploads' data and tail blobs only.
+    fn files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| if p.is_dir() { files(&p) } else { 1 })
+            .sum()
+    }
+    assert_eq!(files(&gw.data_dir().join("blobs")), 2 * CAP);
 }
 
 /// A body that trickles — a few bytes just inside `uploads.body_timeout`, again and again —

@@ -13,6 +13,14 @@
 //!
 //! Every creation reserves its declared length of the owner's byte quota (`quota.rs`)
 //! before anything is stored, and gives it back if the record is not stored.
+//!
+//! The new upload's objects (data, and sealed metadata) are made *before* the principal's
+//! creation slot is taken: on an S3-compatible blob store they cost a dozen round trips,
+//! which under the slot would serialise every creation of one principal (a clinic sending
+//! a hundred files at once waited for each other's). The slot covers only the open-upload
+//! count and the record. A creation refused after its objects were made shreds them
+//! (`discard_objects`); a crash in between leaves objects no record names, as a crash
+//! between object and record always could.
 
 use std::error::Error as StdError;
 
@@ -21,13 +29,14 @@ use futures_util::StreamExt;
 use http::HeaderMap;
 use http_body::Body;
 
-use crate::at_rest::AtRestError;
+use crate::at_rest::{AtRestError, Writer};
+use crate::ids::OpaqueId;
 use crate::tus::TusError;
 use crate::tus::dates::Timestamp;
 use crate::tus::ledger::PartLedger;
 use crate::tus::metadata::Metadata;
 use crate::tus::plan;
-use crate::tus::record::{UploadId, UploadRecord};
+use crate::tus::record::{SealedMetadata, UploadId, UploadRecord};
 use crate::tus::request::{CreateRequest, NewFinal};
 
 use super::events::{UploadCreated, UploadTerminated};
@@ -35,6 +44,14 @@ use super::lease::LeaseGuard;
 use super::quota;
 use super::store::StoreError;
 use super::{Caller, MemberClaim, MembershipError, Outcome, UploadError, Uploads};
+
+/// The objects of an upload being created, made before its creation slot is taken.
+struct NewObjects {
+    /// The data object's writer.
+    writer: Writer,
+    /// The sealed `Upload-Metadata`, if any.
+    metadata: Option<SealedMetadata>,
+}
 
 // === impl Uploads: creation ===
 
@@ -51,14 +68,6 @@ impl Uploads {
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let request = CreateRequest::from_headers(headers, &self.settings.base, self.limits())?;
-        let cap = self.settings.max_open_per_principal;
-        // Held until this creation's record is stored (or the creation fails).
-        let slot = self.creation_slot(&who.name).await?;
-        if self.store.open_count(&who.name, cap).await? >= cap {
-            slot.release().await;
-            return Err(UploadError::TooManyOpen { limit: cap });
-        }
-        let now = Timestamp::now();
         let id = UploadId::random();
         let metadata = match &request {
             CreateRequest::Final(new) => new.metadata.as_ref(),
@@ -68,9 +77,64 @@ impl Uploads {
         if let Some(batch) = who.bounds.as_ref().and_then(|b| b.batch.as_deref())
             && claim.as_ref().is_none_or(|c| c.batch != batch)
         {
-            slot.release().await;
             return Err(UploadError::BatchRequired);
         }
+        let writer = self.at_rest.create(id.opaque()).await?;
+        let sealed = match self.seal_metadata(metadata).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.discard_objects(id, None).await;
+                return Err(e);
+            }
+        };
+        let metadata_object = sealed.as_ref().and_then(super::metadata::sealed_object);
+        let objects = NewObjects {
+            writer,
+            metadata: sealed,
+        };
+        let result = self
+            .create_with_objects(who, request, id, claim, objects, body)
+            .await;
+        // Refused before its record was stored (or undone since): nothing of it stays.
+        if result.is_err() && matches!(self.store.get(id).await, Ok(None)) {
+            self.discard_objects(id, metadata_object).await;
+        }
+        result
+    }
+
+    /// Shreds the objects of a creation that was refused before its record was stored.
+    /// Idempotent; a failure is logged (the objects stay, named by no record).
+    async fn discard_objects(&self, id: UploadId, metadata: Option<OpaqueId>) {
+        for object in std::iter::once(id.opaque()).chain(metadata) {
+            if let Err(e) = self.at_rest.delete(object).await {
+                tracing::warn!(upload = %id, error = %e, "could not shred the objects of a refused creation");
+            }
+        }
+    }
+
+    /// [`Uploads::create`] once the upload's objects exist: the creation slot, the
+    /// open-upload count, the file count, then the record.
+    async fn create_with_objects<B>(
+        &self,
+        who: &Caller,
+        request: CreateRequest,
+        id: UploadId,
+        claim: Option<MemberClaim>,
+        objects: NewObjects,
+        body: B,
+    ) -> Result<Outcome, UploadError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let cap = self.settings.max_open_per_principal;
+        // Held until this creation's record is stored (or the creation fails).
+        let slot = self.creation_slot(&who.name).await?;
+        if self.store.open_count(&who.name, cap).await? >= cap {
+            slot.release().await;
+            return Err(UploadError::TooManyOpen { limit: cap });
+        }
+        let now = Timestamp::now();
         // Taken last among the refusals that need no write, given back if the creation
         // fails before its record is stored.
         let took_file = match self.take_file(who).await {
@@ -81,7 +145,7 @@ impl Uploads {
             }
         };
         let result = self
-            .create_counted(who, request, id, claim, now, slot, body)
+            .create_counted(who, request, id, claim, now, slot, objects, body)
             .await;
         // A refused creation whose record is gone (or was never stored) gives its file
         // back; when the store cannot tell, it stays counted (fewer files, never more).
@@ -101,6 +165,7 @@ impl Uploads {
         claim: Option<MemberClaim>,
         now: Timestamp,
         slot: LeaseGuard,
+        objects: NewObjects,
         body: B,
     ) -> Result<Outcome, UploadError>
     where
@@ -109,7 +174,7 @@ impl Uploads {
     {
         match request {
             CreateRequest::Final(new) => {
-                self.create_final(who, id, new, claim.as_ref(), now, slot)
+                self.create_final(who, id, new, claim.as_ref(), now, slot, objects)
                     .await
             }
             CreateRequest::Upload(new) => {
@@ -129,10 +194,9 @@ impl Uploads {
                     self.admit_member(who, claim.as_ref(), id, planned.length)
                         .await?;
                     let mut record = planned;
-                    record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
-                    // The object exists before the record, so a record always has its
-                    // object.
-                    let writer = self.at_rest.create(id.opaque()).await?;
+                    // The objects exist before the record, so a record always has them.
+                    record.metadata = objects.metadata;
+                    let writer = objects.writer;
                     let writer = if record.is_complete() {
                         // Zero length: complete at birth.
                         writer.finish().await?;
@@ -232,6 +296,7 @@ impl Uploads {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn create_final(
         &self,
         who: &Caller,
@@ -240,6 +305,7 @@ impl Uploads {
         claim: Option<&MemberClaim>,
         now: Timestamp,
         slot: LeaseGuard,
+        objects: NewObjects,
     ) -> Result<Outcome, UploadError> {
         let mut parts = Vec::with_capacity(new.parts.len());
         for part in &new.parts {
@@ -256,8 +322,8 @@ impl Uploads {
             self.admit_member(who, claim, id, planned.record.length)
                 .await?;
             let mut record = planned.record.clone();
-            record.metadata = self.seal_metadata(new.metadata.as_ref()).await?;
-            let writer = self.at_rest.create(id.opaque()).await?;
+            record.metadata = objects.metadata;
+            let writer = objects.writer;
             if !self.store.create(&record).await? {
                 return Err(UploadError::Store(StoreError::Changed));
             }

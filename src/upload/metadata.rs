@@ -49,6 +49,11 @@ impl Uploads {
 
 /// The at-rest object holding `record`'s sealed metadata, if it has any.
 pub(super) fn metadata_object(record: &UploadRecord) -> Option<OpaqueId> {
-    let bytes: [u8; 16] = record.metadata.as_ref()?.0.as_slice().try_into().ok()?;
+    sealed_object(record.metadata.as_ref()?)
+}
+
+/// The at-rest object a sealed metadata value names.
+pub(super) fn sealed_object(sealed: &SealedMetadata) -> Option<OpaqueId> {
+    let bytes: [u8; 16] = sealed.0.as_slice().try_into().ok()?;
     Some(OpaqueId::from_bytes(bytes))
 }

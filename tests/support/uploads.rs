@@ -79,10 +79,19 @@ pub struct Engine {
 impl Engine {
     /// An engine with these protocol limits, under `/files/`.
     pub fn new(limits: TusLimits) -> Self {
-        let state = Arc::new(MemoryStore::new());
         let blobs = Arc::new(MemBlob::default());
+        Self::over(limits, blobs.clone(), blobs)
+    }
+
+    /// An engine whose objects go through `store` (a wrapper of `blobs`, say).
+    pub fn over(
+        limits: TusLimits,
+        blobs: Arc<MemBlob>,
+        store: Arc<dyn sallyport::blob::BlobStore>,
+    ) -> Self {
+        let state = Arc::new(MemoryStore::new());
         let at_rest = AtRest::new(
-            blobs.clone(),
+            store,
             state.clone(),
             fresh_keys(),
             SegmentSize::new(4096).unwrap(),
