@@ -11,30 +11,19 @@
 
 mod support;
 
+use support::audit_probe::emit;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use sallyport::audit::checkpointer::{BUCKET_FOLDER, CheckpointKey, Checkpointer};
 use sallyport::audit::log::StateLog;
-use sallyport::audit::{AUDIT_LOG, AuditContext, AuditError, AuditEvent, Auditor};
+use sallyport::audit::{AUDIT_LOG, AuditError, Auditor};
 use sallyport::blob::s3::write_once::WriteOnceFolder;
 use sallyport::metrics::Metrics;
 use sallyport::state::StateStore;
 use sallyport::state::memory::MemoryStore;
 use support::s3::{BUCKET, S3Test};
-
-#[derive(serde::Serialize)]
-struct Probe {
-    n: u64,
-}
-
-impl AuditEvent for Probe {
-    const ACTION: &'static str = "test.probe";
-}
-
-async fn emit(a: &Auditor, n: u64) -> Result<u64, AuditError> {
-    a.emit(&AuditContext::system(), &Probe { n }).await
-}
 
 fn folder(s3: &S3Test) -> WriteOnceFolder {
     WriteOnceFolder::open(&s3.settings(5 << 20), BUCKET, BUCKET_FOLDER).unwrap()

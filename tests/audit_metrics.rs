@@ -7,18 +7,13 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use sallyport::audit::log::StateLog;
-use sallyport::audit::{AuditContext, AuditEvent, Auditor};
+use sallyport::audit::{AuditContext, Auditor};
 use sallyport::metrics::Metrics;
 use sallyport::state::memory::MemoryStore;
 
-#[derive(serde::Serialize)]
-struct Probe {
-    n: u64,
-}
+mod support;
 
-impl AuditEvent for Probe {
-    const ACTION: &'static str = "test.probe";
-}
+use support::audit_probe::Probe;
 
 /// The value of the sample line that starts with `name ` (no labels).
 fn sample(metrics: &Metrics, name: &str) -> f64 {

@@ -21,7 +21,7 @@ use http::{Request, StatusCode};
 use sallyport::audit::chain::{HASH_DOMAIN, entry_hash};
 use sallyport::audit::checkpointer::{CheckpointKey, Checkpointer};
 use sallyport::audit::log::StateLog;
-use sallyport::audit::{AUDIT_LOG, AuditContext, AuditError, AuditEvent, Auditor};
+use sallyport::audit::{AUDIT_LOG, AuditError, Auditor};
 use sallyport::http::body::read_capped;
 use sallyport::metrics::Metrics;
 use sallyport::state::StateStore;
@@ -31,22 +31,11 @@ use tower::ServiceExt;
 
 mod support;
 
+use support::audit_probe::emit;
+
 use support::{sallyport, token_hash};
 
 const ADMIN: &str = "tamper-admin-token-0123456789abcdefghijklmnop";
-
-#[derive(serde::Serialize)]
-struct Probe {
-    n: u64,
-}
-
-impl AuditEvent for Probe {
-    const ACTION: &'static str = "test.probe";
-}
-
-async fn emit(a: &Auditor, n: u64) -> Result<u64, AuditError> {
-    a.emit(&AuditContext::system(), &Probe { n }).await
-}
 
 async fn log_len(store: &MemoryStore) -> u64 {
     store

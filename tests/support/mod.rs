@@ -8,6 +8,7 @@
 //! - `gateway`: the real `sallyport` binary on port 0 in a temp dir, the test tokens, and
 //!   the CLI (`sallyport()` is the one place the binary is spawned).
 //! - `tls`: the rustls client config, reqwest client and raw TLS stream for the gateway.
+//! - `audit_probe`: a minimal audit event and `emit`, for the writer in process.
 //! - `audit_schema`: `proto/audit-event-v1.schema.json`, asserted on every exported audit
 //!   trail.
 //! - `data`: deterministic test data and digests.
@@ -35,6 +36,7 @@
 )]
 
 pub mod at_rest;
+pub mod audit_probe;
 pub mod audit_schema;
 pub mod batches;
 pub mod ci;
