@@ -92,7 +92,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
     let config = Arc::new(config);
     create_private_dir(&config.data_dir)?;
     let started = Instant::now();
-    let blobs = open_blobs(&config)?;
+    let blobs = open_blobs(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let checkpoint_key = crate::audit::checkpointer::CheckpointKey::load_or_generate(
         &config.audit.checkpoint_key,
@@ -451,16 +451,38 @@ fn open_embedded(path: &std::path::Path) -> anyhow::Result<EmbeddedStateStore> {
 }
 
 /// Opens the configured blob store.
-pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match &config.blob {
         BlobSettings::Local { path } => Arc::new(
             LocalBlobStore::open(path)
                 .with_context(|| format!("opening the blob store {}", path.display()))?,
         ),
-        BlobSettings::S3(s3) => Arc::new(
-            crate::blob::s3::S3BlobStore::open(s3)
-                .with_context(|| format!("opening the S3 blob store (bucket {})", s3.bucket))?,
-        ),
+        BlobSettings::S3(s3) => {
+            let store = crate::blob::s3::S3BlobStore::open(s3)
+                .with_context(|| format!("opening the S3 blob store (bucket {})", s3.bucket))?;
+            let refused = store
+                .refuses_second_create()
+                .await
+                .with_context(|| format!("checking the S3 blob store (bucket {})", s3.bucket))?;
+            if !refused {
+                let what = format!(
+                    "the S3 server of bucket {} did not refuse a second create of one key \
+                     (PutObject with If-None-Match: *): it overwrites instead, so two gateways \
+                     creating one object could both succeed and an audit checkpoint could be \
+                     replaced",
+                    s3.bucket
+                );
+                if !s3.allow_unconditional_create {
+                    anyhow::bail!(
+                        "{what}; use a server that supports conditional writes, or, with a \
+                         single gateway, set blob.allow_unconditional_create = true \
+                         (docs/deployment.md)"
+                    );
+                }
+                tracing::warn!("{what} (allowed by blob.allow_unconditional_create)");
+            }
+            Arc::new(store)
+        }
     })
 }
 

@@ -493,12 +493,14 @@ async fn a_replace_whose_cleanup_did_not_run_is_seen_by_the_next_listing() {
 
 // === a request-counting wrapper ===
 
-/// Passes every call to `inner`, recording each GET's key and range and counting LISTs.
+/// Passes every call to `inner`, recording each GET's key and range and counting LISTs;
+/// with `unconditional`, it drops every PUT's condition, as some S3 servers do.
 #[derive(Debug)]
 struct Counting {
     inner: Arc<dyn ObjectStore>,
     gets: Mutex<Vec<(String, Option<GetRange>)>>,
     lists: AtomicUsize,
+    unconditional: bool,
 }
 
 impl Counting {
@@ -507,6 +509,7 @@ impl Counting {
             inner,
             gets: Mutex::new(Vec::new()),
             lists: AtomicUsize::new(0),
+            unconditional: false,
         }
     }
 
@@ -528,8 +531,11 @@ impl ObjectStore for Counting {
         &self,
         location: &Path,
         payload: PutPayload,
-        opts: PutOptions,
+        mut opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if self.unconditional {
+            opts.mode = object_store::PutMode::Overwrite;
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -587,6 +593,24 @@ impl ObjectStore for Counting {
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_conditional_creates_is_found_out() {
+    let Some(test) = S3Test::require() else {
+        return;
+    };
+    // moto answers a second `If-None-Match: *` create of one key with 412.
+    assert!(test.store(PIECE).refuses_second_create().await.unwrap());
+    // A server that drops the condition overwrites: the probe says so.
+    let mut lax = Counting::new(test.raw());
+    lax.unconditional = true;
+    let store = S3BlobStore::over(Arc::new(lax), &test.prefix, PIECE as usize);
+    assert!(!store.refuses_second_create().await.unwrap());
+    // Both probes deleted their object.
+    let root = Path::from(format!("{}blobs", test.prefix));
+    let left: Vec<ObjectMeta> = test.raw().list(Some(&root)).try_collect().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

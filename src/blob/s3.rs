@@ -305,6 +305,55 @@ impl S3BlobStore {
     }
 }
 
+impl S3BlobStore {
+    /// Whether the server refuses a second create of one key: `create` (and the audit
+    /// checkpoints' write-once objects) rely on `If-None-Match: *` answered 412 when the
+    /// key exists, which some S3-compatible servers ignore, overwriting silently. Creates a
+    /// probe object under the blob root (a name no blob has, so readers pass over it)
+    /// twice, then deletes it. `Ok(false)`: the second create succeeded.
+    pub async fn refuses_second_create(&self) -> Result<bool, BlobError> {
+        let key = Path::from(format!(
+            "{}conditional-create-probe-{}",
+            self.keys.root(),
+            crate::ids::OpaqueId::random()
+        ));
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let failed = |e: object_store::Error| {
+            io_error(
+                io::ErrorKind::Other,
+                format!(
+                    "S3 conditional-create probe failed: {}",
+                    redact(&e.to_string())
+                ),
+            )
+        };
+        self.store
+            .put_opts(&key, PutPayload::from_static(b"1"), create())
+            .await
+            .map_err(failed)?;
+        let second = self
+            .store
+            .put_opts(&key, PutPayload::from_static(b"2"), create())
+            .await;
+        let refused = match second {
+            Ok(_) => false,
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => true,
+            Err(e) => {
+                let _ = self.store.delete(&key).await;
+                return Err(failed(e));
+            }
+        };
+        self.store.delete(&key).await.map_err(failed)?;
+        Ok(refused)
+    }
+}
+
 #[async_trait]
 impl BlobStore for S3BlobStore {
     fn kind(&self) -> &'static str {

@@ -20,6 +20,7 @@ const S3_ONLY: &[&str] = &[
     "credentials_file",
     "ca_file",
     "piece_size",
+    "allow_unconditional_create",
 ];
 
 /// Validates `[blob]`.
@@ -92,6 +93,7 @@ fn s3_keys_set(raw: &RawBlob) -> Vec<&'static str> {
         raw.credentials_file.is_some(),
         raw.ca_file.is_some(),
         raw.piece_size.is_some(),
+        raw.allow_unconditional_create.is_some(),
     ];
     S3_ONLY
         .iter()
@@ -176,6 +178,7 @@ fn s3_settings(raw: &RawBlob, allow_open: bool) -> Result<S3Settings, ConfigErro
         credentials,
         ca_file,
         piece_size,
+        allow_unconditional_create: raw.allow_unconditional_create.unwrap_or(false),
     })
 }
 

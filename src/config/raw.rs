@@ -128,6 +128,7 @@ pub struct RawBlob {
     pub credentials_file: Option<String>,
     pub ca_file: Option<String>,
     pub piece_size: Option<String>,
+    pub allow_unconditional_create: Option<bool>,
     // Inline S3 keys: accepted by the parser only to be refused with the reason.
     pub access_key: Option<serde::de::IgnoredAny>,
     pub secret_key: Option<serde::de::IgnoredAny>,

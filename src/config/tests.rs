@@ -791,6 +791,17 @@ fn s3_settings(c: &Config) -> &crate::blob::s3::settings::S3Settings {
 }
 
 #[test]
+fn allow_unconditional_create_is_an_s3_setting_off_by_default() {
+    assert!(!s3_settings(&s3_config("").unwrap()).allow_unconditional_create);
+    let c = s3_config("allow_unconditional_create = true\n").unwrap();
+    assert!(s3_settings(&c).allow_unconditional_create);
+    let e = Config::from_toml("[blob]\nallow_unconditional_create = true\n", &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("allow_unconditional_create"), "{e}");
+}
+
+#[test]
 fn audit_checkpoints_go_to_the_blob_bucket_another_bucket_or_none() {
     let bucket = |extra: &str| s3_config(extra).map(|c| c.audit.checkpoint_bucket);
     assert_eq!(bucket("").unwrap().as_deref(), Some("sallyport-blobs"));

@@ -98,6 +98,7 @@ impl S3Test {
             }),
             ca_file: None,
             piece_size: ByteSize(piece_size),
+            allow_unconditional_create: false,
         }
     }
 

@@ -360,7 +360,7 @@ pub async fn stored_plaintext(config_path: &Path, id: &str) -> Vec<u8> {
     let env = std::collections::BTreeMap::<String, String>::new();
     let config = sallyport::config::Config::load(Some(config_path), &env).unwrap();
     let state = sallyport::app::open_state(&config).await.unwrap();
-    let blobs = sallyport::app::open_blobs(&config).unwrap();
+    let blobs = sallyport::app::open_blobs(&config).await.unwrap();
     let keys = config.keys.build_provider().unwrap();
     let at_rest = sallyport::at_rest::AtRest::new(blobs, state, keys, config.at_rest.segment_size);
     let id: sallyport::tus::record::UploadId = id.parse().unwrap();

@@ -42,6 +42,9 @@ pub struct S3Settings {
     pub ca_file: Option<PathBuf>,
     /// Appended bytes are buffered up to this size, then written as one piece.
     pub piece_size: ByteSize,
+    /// Start even when the server does not refuse a second `If-None-Match: *` create of
+    /// one key (a warning instead of a refusal; one gateway only).
+    pub allow_unconditional_create: bool,
 }
 
 /// Where the S3 keys come from.
