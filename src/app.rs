@@ -114,7 +114,7 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         let folder = crate::blob::s3::write_once::WriteOnceFolder::open(
             s3,
             bucket,
-            crate::audit::checkpointer::BUCKET_FOLDER,
+            &crate::audit::checkpointer::bucket_folder(&checkpointer.key_id_hex()),
         )
         .context("opening audit.checkpoint_bucket")?;
         let location = folder.location().to_owned();

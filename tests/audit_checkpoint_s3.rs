@@ -2,9 +2,11 @@
 //! Signed audit checkpoints in the S3-compatible store (`audit.checkpoint_bucket`), against
 //! the moto server of `support::s3`:
 //!
-//! - each checkpoint is an object `<length>.<key id>.checkpoint` that this key verifies;
+//! - each checkpoint is an object in its key's folder, named so that a listing returns the
+//!   newest first, that this key verifies;
 //! - a writer restarted over a cut log, with no checkpoint directory, halts before its first
-//!   append from the highest checkpoint it finds in the bucket;
+//!   append from the highest checkpoint it finds in the bucket; a note under a name that
+//!   does not say its length, or signed by another key, is not taken for it;
 //! - an object is never overwritten: one planted at a checkpoint's name stays as it was,
 //!   and the failed write is counted; the same state checkpointed by another instance with
 //!   the same key is accepted, a different one under that name is not.
@@ -16,7 +18,7 @@ use support::audit_probe::emit;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sallyport::audit::checkpointer::{BUCKET_FOLDER, CheckpointKey, Checkpointer};
+use sallyport::audit::checkpointer::{CheckpointKey, Checkpointer, bucket_folder, object_name};
 use sallyport::audit::log::StateLog;
 use sallyport::audit::{AUDIT_LOG, AuditError, Auditor};
 use sallyport::blob::s3::write_once::WriteOnceFolder;
@@ -25,8 +27,9 @@ use sallyport::state::StateStore;
 use sallyport::state::memory::MemoryStore;
 use support::s3::{BUCKET, S3Test};
 
-fn folder(s3: &S3Test) -> WriteOnceFolder {
-    WriteOnceFolder::open(&s3.settings(5 << 20), BUCKET, BUCKET_FOLDER).unwrap()
+/// The bucket folder of the key with id `kid`.
+fn folder(s3: &S3Test, kid: &str) -> WriteOnceFolder {
+    WriteOnceFolder::open(&s3.settings(5 << 20), BUCKET, &bucket_folder(kid)).unwrap()
 }
 
 fn key(dir: &std::path::Path) -> CheckpointKey {
@@ -40,14 +43,10 @@ fn to_bucket(
     every: u64,
     metrics: &Arc<Metrics>,
 ) -> Checkpointer {
-    Checkpointer::new(
-        key(dir),
-        every,
-        Duration::from_secs(3600),
-        None,
-        metrics.clone(),
-    )
-    .with_bucket(folder(s3))
+    let key = key(dir);
+    let kid = key.key_id_hex();
+    Checkpointer::new(key, every, Duration::from_secs(3600), None, metrics.clone())
+        .with_bucket(folder(s3, &kid))
 }
 
 /// The failure counter's sample line.
@@ -81,18 +80,23 @@ async fn checkpoints_in_the_bucket_verify_and_stop_a_writer_restarted_over_a_cut
         emit(&first, n).await.unwrap();
     }
     // Entries 2 and 4 were checkpointed, each stored before the next append returned.
-    let names = folder(&s3).names().await.unwrap();
+    let ours = folder(&s3, &kid);
+    let names = ours.first_names(10).await.unwrap();
+    assert_eq!(names, vec![object_name(4), object_name(2)], "newest first");
     assert_eq!(
-        names,
-        vec![
-            format!("00000000000000000002.{kid}.checkpoint"),
-            format!("00000000000000000004.{kid}.checkpoint"),
-        ]
+        object_name(4),
+        "18446744073709551611-00000000000000000004.checkpoint"
     );
     let verifier = key(dir.path()).verifier();
-    let note = folder(&s3).read(&names[1], 16 << 10).await.unwrap();
-    let cp = verifier.verify(&note).unwrap();
+    let newest = ours.read(&names[0], 16 << 10).await.unwrap();
+    let cp = verifier.verify(&newest).unwrap();
     assert_eq!(cp.length, 4);
+    let oldest = ours.read(&names[1], 16 << 10).await.unwrap();
+    // An old note copied under a newer name is passed over: the writer knows 4, not 2.
+    ours.create(&object_name(9), oldest).await.unwrap();
+    let mut probe = to_bucket(&s3, dir.path(), 2, &metrics);
+    probe.recall_bucket().await.unwrap();
+    assert_eq!(probe.last_known().map(|(len, _)| len), Some(4));
     let head = store.log_head(AUDIT_LOG).await.unwrap().unwrap();
     assert_eq!(head.seq, 5);
     assert_eq!(
@@ -122,8 +126,13 @@ async fn checkpoints_in_the_bucket_verify_and_stop_a_writer_restarted_over_a_cut
     let head = store.log_head(AUDIT_LOG).await.unwrap().unwrap();
     assert_eq!(head.seq, 3, "nothing appended over the cut");
 
-    // Another key's checkpoints in the same folder are not this writer's to trust.
+    // Another key's note planted in this key's folder is not this writer's to trust.
     let other = tempfile::tempdir().unwrap();
+    let other_kid = key(other.path()).key_id_hex();
+    folder(&s3, &other_kid)
+        .create(&object_name(4), newest)
+        .await
+        .unwrap();
     let mut third = to_bucket(&s3, other.path(), 2, &metrics);
     third.recall_bucket().await.unwrap();
     assert_eq!(third.last_known(), None);
@@ -136,8 +145,11 @@ async fn a_checkpoint_object_is_never_overwritten() {
     };
     let dir = tempfile::tempdir().unwrap();
     let kid = key(dir.path()).key_id_hex();
-    let name = format!("00000000000000000007.{kid}.checkpoint");
-    folder(&s3).create(&name, "planted\n".into()).await.unwrap();
+    let name = object_name(7);
+    folder(&s3, &kid)
+        .create(&name, "planted\n".into())
+        .await
+        .unwrap();
     let metrics = Arc::new(Metrics::new());
     let mut cp = to_bucket(&s3, dir.path(), 1, &metrics);
     cp.on_append(7, &[7; 32]).await;
@@ -145,11 +157,11 @@ async fn a_checkpoint_object_is_never_overwritten() {
         failures(&metrics),
         "sallyport_audit_checkpoint_failures_total 1"
     );
-    let there = folder(&s3).read(&name, 1 << 10).await.unwrap();
+    let there = folder(&s3, &kid).read(&name, 1 << 10).await.unwrap();
     assert_eq!(&there[..], b"planted\n", "overwritten");
 
     // Another instance with the same key checkpointing the same state: accepted.
-    let same = format!("00000000000000000008.{kid}.checkpoint");
+    let same = object_name(8);
     let other_metrics = Arc::new(Metrics::new());
     let mut other = to_bucket(&s3, dir.path(), 1, &other_metrics);
     other.on_append(8, &[8; 32]).await;
@@ -162,7 +174,7 @@ async fn a_checkpoint_object_is_never_overwritten() {
         failures(&metrics),
         "sallyport_audit_checkpoint_failures_total 1"
     );
-    let first = folder(&s3).read(&same, 16 << 10).await.unwrap();
+    let first = folder(&s3, &kid).read(&same, 16 << 10).await.unwrap();
     // A different head under that name: refused, the object unchanged.
     let mut third = to_bucket(&s3, dir.path(), 1, &metrics);
     third.on_append(8, &[9; 32]).await;
@@ -170,11 +182,14 @@ async fn a_checkpoint_object_is_never_overwritten() {
         failures(&metrics),
         "sallyport_audit_checkpoint_failures_total 2"
     );
-    assert_eq!(folder(&s3).read(&same, 16 << 10).await.unwrap(), first);
+    assert_eq!(
+        folder(&s3, &kid).read(&same, 16 << 10).await.unwrap(),
+        first
+    );
 
     // Names that are not object names are refused before any request.
     for bad in ["", "..", "a/b", "x y"] {
-        let e = folder(&s3).create(bad, "x".into()).await.unwrap_err();
+        let e = folder(&s3, &kid).create(bad, "x".into()).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad:?}");
     }
 }

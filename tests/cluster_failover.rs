@@ -237,17 +237,28 @@ async fn three_instances_share_uploads_links_and_revocations_and_survive_a_kill(
     let text = support::cli(&c.config_path, &["audit", "verify"]);
     assert!(text.contains("audit chain intact"), "{text}");
 
-    // The checkpoints each instance signed into the bucket, one key per instance.
-    let folder = sallyport::blob::s3::write_once::WriteOnceFolder::open(
-        &s3.settings(5 << 20),
-        support::s3::BUCKET,
-        sallyport::audit::checkpointer::BUCKET_FOLDER,
-    )
-    .unwrap();
-    let names = folder.names().await.unwrap();
-    let signers: std::collections::BTreeSet<&str> =
-        names.iter().filter_map(|n| n.split('.').nth(1)).collect();
-    assert!(signers.len() >= 2, "checkpoints by instance: {names:?}");
+    // The checkpoints each instance signed into the bucket, one folder per signing key.
+    use futures_util::TryStreamExt;
+    let root = object_store::path::Path::from(format!(
+        "{}{}",
+        s3.prefix,
+        sallyport::audit::checkpointer::BUCKET_FOLDER
+    ));
+    let keys_in_bucket: Vec<String> = s3
+        .raw()
+        .list(Some(&root))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    let signers: std::collections::BTreeSet<&str> = keys_in_bucket
+        .iter()
+        .filter_map(|k| k.rsplit('/').nth(1))
+        .collect();
+    assert!(
+        signers.len() >= 2,
+        "checkpoints by instance: {keys_in_bucket:?}"
+    );
     // C's, checked with its public key against the chain: downloaded as an auditor
     // would with any S3 client, and read from the bucket by `--checkpoint-bucket`.
     let key = sallyport::audit::checkpointer::CheckpointKey::load_or_generate(
@@ -255,10 +266,16 @@ async fn three_instances_share_uploads_links_and_revocations_and_survive_a_kill(
         false,
     )
     .unwrap();
-    let kid = key.key_id_hex();
+    let folder = sallyport::blob::s3::write_once::WriteOnceFolder::open(
+        &s3.settings(5 << 20),
+        support::s3::BUCKET,
+        &sallyport::audit::checkpointer::bucket_folder(&key.key_id_hex()),
+    )
+    .unwrap();
+    let names = folder.names().await.unwrap();
     let saved = tempfile::tempdir().unwrap();
     let mut count = 0;
-    for name in names.iter().filter(|n| n.contains(&kid)) {
+    for name in &names {
         let note = folder.read(name, 16 << 10).await.unwrap();
         std::fs::write(saved.path().join(name), &note).unwrap();
         count += 1;

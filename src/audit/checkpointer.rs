@@ -11,12 +11,14 @@
 //!   with `O_EXCL` (never overwritten) and synced. The directory is meant to be a WORM or
 //!   object-lock mount, or one shipped off the box.
 //! - the S3-compatible store, when the blob store is one (`audit.checkpoint_bucket`): a
-//!   new object `<length, 20 digits>.<key id, 8 hex>.checkpoint` in the folder
-//!   `audit-checkpoints/`, created with a conditional PUT (never overwritten), in a bucket
-//!   meant to have Object Lock. The key id in the name keeps the checkpoints of gateways
-//!   with different keys (several instances on one chain) apart. An object of that name
-//!   that exists already is accepted only when this key signed it for the same length and
-//!   head (another instance sharing the key checkpointed the same state).
+//!   new object `audit-checkpoints/<key id, 8 hex>/<2^64 − 1 − length, 20 digits>-<length,
+//!   20 digits>.checkpoint`, created with a conditional PUT (never overwritten), in a
+//!   bucket meant to have Object Lock. The key id keeps the checkpoints of gateways with
+//!   different keys (several instances on one chain) apart; the inverted length makes a
+//!   listing return the newest first, so a start reads one listing page however many
+//!   there are. An object of that name that exists already is accepted only when this key
+//!   signed it for the same length and head (another instance sharing the key
+//!   checkpointed the same state).
 //!
 //! A checkpoint that cannot be written to a sink is logged and counted
 //! (`sallyport_audit_checkpoint_failures`), never silently dropped; the audited action it
@@ -50,8 +52,18 @@ pub const FILE_SUFFIX: &str = ".checkpoint";
 /// The bucket folder (under the blob store's prefix) that checkpoints are written to.
 pub const BUCKET_FOLDER: &str = "audit-checkpoints";
 
-/// How many of the highest-named objects in the bucket are read, at start, to find the
-/// highest checkpoint this key signed (the others are other keys' or not checkpoints).
+/// The folder of the checkpoints signed by the key with this id (hex).
+pub fn bucket_folder(key_id_hex: &str) -> String {
+    format!("{BUCKET_FOLDER}/{key_id_hex}")
+}
+
+/// The object name of a checkpoint of `length` entries: newest first in a listing.
+pub fn object_name(length: u64) -> String {
+    format!("{:020}-{length:020}{FILE_SUFFIX}", u64::MAX - length)
+}
+
+/// How many of the newest objects in the key's bucket folder are read, at start, to find
+/// the highest checkpoint this key signed (the others would not be checkpoints).
 const RECALL_READS: usize = 64;
 
 /// The origin line and key name of this gateway's audit checkpoints.
@@ -213,6 +225,11 @@ impl Checkpointer {
         }
     }
 
+    /// The signing key's id (hex): names its folder in the bucket ([`bucket_folder`]).
+    pub fn key_id_hex(&self) -> String {
+        self.key.key_id_hex()
+    }
+
     /// Also writes every checkpoint to `folder` in the S3-compatible store.
     pub fn with_bucket(mut self, folder: WriteOnceFolder) -> Self {
         self.bucket = Some(Arc::new(folder));
@@ -220,28 +237,30 @@ impl Checkpointer {
     }
 
     /// Finds the highest checkpoint this key signed in the bucket (none configured: `Ok`),
-    /// for [`Self::last_known`]. Reads the highest-named objects first and stops at the
-    /// first this key verifies; an unreadable bucket is an error, so a writer never starts
-    /// without knowing what it signed there.
+    /// for [`Self::last_known`]. Reads the newest objects first (the first listing page)
+    /// and stops at the first this key verifies; an unreadable bucket is an error, so a
+    /// writer never starts without knowing what it signed there.
     pub async fn recall_bucket(&mut self) -> std::io::Result<()> {
         let Some(bucket) = self.bucket.clone() else {
             return Ok(());
         };
         let verifier = self.key.verifier();
-        let names = bucket.names().await?;
-        let ours = format!(".{}{FILE_SUFFIX}", self.key.key_id_hex());
-        for name in names
-            .iter()
-            .rev()
-            .filter(|n| n.ends_with(&ours))
-            .take(RECALL_READS)
-        {
+        for name in bucket.first_names(RECALL_READS).await? {
+            let name = name.as_str();
             let note = bucket.read(name, checkpoint::MAX_NOTE_BYTES as u64).await?;
             match verifier.verify(&note) {
-                Ok(cp) => {
+                // Its name must say its length: an older note copied under a newer name
+                // would otherwise lower what the writer knows.
+                Ok(cp) if object_name(cp.length) == name => {
                     self.bucket_known = Some((cp.length, cp.head));
                     return Ok(());
                 }
+                Ok(cp) => tracing::warn!(
+                    target: "audit.checkpoint",
+                    object = %format!("{}{name}", bucket.location()),
+                    length = cp.length,
+                    "ignoring a checkpoint object whose name does not match its length"
+                ),
                 Err(e) => tracing::warn!(
                     target: "audit.checkpoint",
                     object = %format!("{}{name}", bucket.location()),
@@ -335,7 +354,7 @@ impl Checkpointer {
         head: &[u8; 32],
         note: String,
     ) -> std::io::Result<()> {
-        let name = format!("{length:020}.{}{FILE_SUFFIX}", self.key.key_id_hex());
+        let name = object_name(length);
         match bucket.create(&name, note.into()).await {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let there = bucket

@@ -119,31 +119,38 @@ impl WriteOnceFolder {
 
     /// The names of the folder's objects (directly under it), sorted.
     pub async fn names(&self) -> io::Result<Vec<String>> {
+        let mut names = self.first_names(usize::MAX).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// The first `limit` names in the store's listing order (ascending by key, as S3
+    /// lists), fetching only the listing pages they are on.
+    pub async fn first_names(&self, limit: usize) -> io::Result<Vec<String>> {
         let root = Path::from(self.root.as_str());
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|e| {
+        let mut listing = self.store.list(Some(&root));
+        let mut names = Vec::new();
+        while names.len() < limit {
+            let Some(meta) = listing.try_next().await.map_err(|e| {
                 io::Error::other(format!(
                     "listing {}: {}",
                     self.location,
                     redact(&e.to_string())
                 ))
-            })?;
-        let mut names: Vec<String> = metas
-            .iter()
-            .filter_map(|m| {
-                m.location
-                    .as_ref()
-                    .strip_prefix(&self.root)
-                    .and_then(|rest| rest.strip_prefix('/'))
-                    .filter(|name| !name.contains('/'))
-                    .map(str::to_owned)
-            })
-            .collect();
-        names.sort();
+            })?
+            else {
+                break;
+            };
+            if let Some(name) = meta
+                .location
+                .as_ref()
+                .strip_prefix(&self.root)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .filter(|name| !name.contains('/'))
+            {
+                names.push(name.to_owned());
+            }
+        }
         Ok(names)
     }
 

@@ -27,7 +27,7 @@ use crate::audit::AUDIT_LOG;
 use crate::audit::archive::read::{Item, read as read_archive};
 use crate::audit::chain;
 use crate::audit::checkpoint::{MAX_NOTE_BYTES, NoteError, NoteVerifier, key_id};
-use crate::audit::checkpointer::{BUCKET_FOLDER, FILE_SUFFIX, files_in_dir, origin, read_note};
+use crate::audit::checkpointer::{FILE_SUFFIX, bucket_folder, files_in_dir, origin, read_note};
 use crate::audit::journal::Journal;
 use crate::audit::log::AuditLog;
 use crate::audit::verify::{ChainCheck, CheckpointInput, CheckpointStatus, Report};
@@ -49,8 +49,8 @@ pub struct CheckpointArgs {
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Every checkpoint this public key signed in the configured bucket
-    /// (`audit.checkpoint_bucket`, the S3 blob store's by default): the objects under
-    /// `audit-checkpoints/` whose names carry the key's id.
+    /// (`audit.checkpoint_bucket`, the S3 blob store's by default): the objects of the
+    /// key's folder, `audit-checkpoints/<key id>/`.
     #[arg(long)]
     pub checkpoint_bucket: bool,
     /// The checkpoint public key: the SPKI PEM or the verifier key line that
@@ -164,14 +164,14 @@ async fn from_bucket(
             "--checkpoint-bucket: no checkpoint bucket is configured (audit.checkpoint_bucket, with blob.backend = \"s3\")"
         );
     };
-    let folder = WriteOnceFolder::open(s3, bucket, BUCKET_FOLDER)?;
-    let ours = format!(
-        ".{}{FILE_SUFFIX}",
-        hex::encode(key_id(&verifier.name, &verifier.key))
-    );
+    let folder = WriteOnceFolder::open(
+        s3,
+        bucket,
+        &bucket_folder(&hex::encode(key_id(&verifier.name, &verifier.key))),
+    )?;
     let names = folder.names().await?;
     let mut inputs = Vec::new();
-    for name in names.iter().filter(|n| n.ends_with(&ours)) {
+    for name in names.iter().filter(|n| n.ends_with(FILE_SUFFIX)) {
         let bytes = folder.read(name, MAX_NOTE_BYTES as u64).await?;
         inputs.push(CheckpointInput {
             source: format!("{}{name}", folder.location()),
@@ -180,9 +180,8 @@ async fn from_bucket(
     }
     if inputs.is_empty() {
         anyhow::bail!(
-            "--checkpoint-bucket: {} holds no checkpoint signed by this key ({} objects of other keys)",
-            folder.location(),
-            names.len()
+            "--checkpoint-bucket: {} holds no checkpoint signed by this key",
+            folder.location()
         );
     }
     Ok(inputs)
