@@ -3,16 +3,17 @@ downloads against one gateway address (one instance, or a TCP balancer in front 
 several), every byte checked. Not a test on its own: scripts/load.sh starts the gateways
 and calls this.
 
-    load.py run --base https://127.0.0.1:PORT --ca CA.pem --uploader-token-file F \
+    load.py run --base https://127.0.0.1:PORT --ca CA.pem --uploader-tokens-file F \
         --publisher-token-file F --out RESULT.json [--label L] [--pid NAME=PID ...] [knobs]
     load.py compare RESULT.json [RESULT.json ...]
 
 `run` does, against --base:
   setup   (not timed) one artifact of --dl-mib MiB is uploaded by tus, registered by the
           publisher (POST /v1/artifacts {"upload": id}) and linked (POST /v1/links);
-  load    --uploads tus uploads of --upload-mib MiB (POST create, PATCH chunks of
+  load    --uploads tus uploads of --upload-mib MiB, spread over the uploader clients of
+          --uploader-tokens-file (upload i is client i mod n's): POST create, PATCH chunks of
           --chunk-kib KiB with a per-chunk Upload-Checksum sha256, then HEAD: Upload-Offset
-          must be the length and Repr-Digest the client's own SHA-256 of the file) and
+          must be the length and Repr-Digest the client's own SHA-256 of the file; and
           --downloads GETs of the link (every --full-every th whole, the others one random
           byte range; each body's SHA-256 must be that of the expected slice, and
           Content-Range / Repr-Digest must match), ALL started at once. Every
@@ -113,7 +114,12 @@ class Run:
     def __init__(self, args: argparse.Namespace):
         self.a = args
         self.base = args.base.rstrip("/")
-        self.uploader = {"Authorization": "Bearer " + read_token(args.uploader_token_file)}
+        with open(args.uploader_tokens_file) as f:
+            tokens = [t.strip() for t in f if t.strip()]
+        if not tokens:
+            raise SystemExit("no uploader token")
+        # Upload i is sent by uploader client i % len(tokens) (its owner throughout).
+        self.uploaders = [{"Authorization": "Bearer " + t} for t in tokens]
         self.publisher = {"Authorization": "Bearer " + read_token(args.publisher_token_file)}
         self.errors: collections.Counter[str] = collections.Counter()
         self.error_examples: dict[str, str] = {}
@@ -138,10 +144,10 @@ class Run:
 
     # ---- tus ---------------------------------------------------------------------------
 
-    async def create(self, s: aiohttp.ClientSession, length: int) -> str:
+    async def create(self, s: aiohttp.ClientSession, auth: dict, length: int) -> str:
         t0 = time.monotonic()
         async with s.post(self.base + "/files/", headers={
-                **TUS, **self.uploader, "Upload-Length": str(length)}) as r:
+                **TUS, **auth, "Upload-Length": str(length)}) as r:
             body = await r.read()
             if r.status != 201:
                 raise OpError(f"create:{r.status}", body.decode(errors="replace"))
@@ -151,9 +157,10 @@ class Run:
             raise OpError("create:bad_location", loc)
         return self.base + loc
 
-    async def head(self, s: aiohttp.ClientSession, url: str) -> tuple[int, str | None]:
+    async def head(self, s: aiohttp.ClientSession, auth: dict,
+                   url: str) -> tuple[int, str | None]:
         t0 = time.monotonic()
-        async with s.head(url, headers={**TUS, **self.uploader}) as r:
+        async with s.head(url, headers={**TUS, **auth}) as r:
             if r.status != 200:
                 raise OpError(f"head:{r.status}")
             off = r.headers.get("Upload-Offset")
@@ -163,12 +170,12 @@ class Run:
             raise OpError("head:no_offset", str(off))
         return int(off), digest
 
-    async def patch(self, s: aiohttp.ClientSession, url: str, offset: int, chunk: bytes,
-                    abort_after: int | None = None) -> tuple[int, int, dict]:
+    async def patch(self, s: aiohttp.ClientSession, auth: dict, url: str, offset: int,
+                    chunk: bytes, abort_after: int | None = None) -> tuple[int, int, dict]:
         """PATCH `chunk` at `offset`. Returns (status, new offset or -1, headers). With
         `abort_after`, the body stops after that many bytes and the connection is dropped
         (raises Abort)."""
-        headers = {**TUS, **self.uploader, "Content-Type": OCTETS,
+        headers = {**TUS, **auth, "Content-Type": OCTETS,
                    "Upload-Offset": str(offset)}
         if abort_after is None:
             headers["Upload-Checksum"] = "sha256 " + b64(hashlib.sha256(chunk).digest())
@@ -204,11 +211,12 @@ class Run:
             self.lat["patch"].append(time.monotonic() - t0)
         return status, int(new) if new.isdigit() else -1, hdrs
 
-    async def upload(self, s: aiohttp.ClientSession, data: bytes, digest: bytes,
+    async def upload(self, s: aiohttp.ClientSession, auth: dict, data: bytes, digest: bytes,
                      abort: bool) -> str:
-        """One whole tus upload of `data`; returns its URL once verified."""
+        """One whole tus upload of `data` as `auth`'s client; returns its URL once
+        verified."""
         t0 = time.monotonic()
-        url = await self.create(s, len(data))
+        url = await self.create(s, auth, len(data))
         chunk = self.a.chunk_kib * 1024
         offset = 0
         n = 0
@@ -222,13 +230,14 @@ class Run:
                 try:
                     # A fresh session: the dropped connection is its own.
                     async with self.session() as s2:
-                        await self.patch(s2, url, offset, piece, abort_after=len(piece) // 2)
+                        await self.patch(s2, auth, url, offset, piece,
+                                         abort_after=len(piece) // 2)
                 except Abort:
                     pass
                 tolerate = 50
-                offset = await self.resume_offset(url, s)
+                offset = await self.resume_offset(s, auth, url)
                 continue
-            status, new, hdrs = await self.patch(s, url, offset, piece)
+            status, new, hdrs = await self.patch(s, auth, url, offset, piece)
             n += 1
             if status == 204:
                 if new != offset + len(piece):
@@ -243,12 +252,12 @@ class Run:
                 await asyncio.sleep(min(float(hdrs.get("Retry-After", "0") or 0), 1.0)
                                     if status == 423 else 0.05)
                 await asyncio.sleep(0.1)
-                offset = await self.resume_offset(url, s)
+                offset = await self.resume_offset(s, auth, url)
             else:
                 raise OpError(f"patch:{status}", str(hdrs.get("Content-Type", "")))
         if aborted:
             self.counts["resumed"] += 1
-        off, repr_digest = await self.head(s, url)
+        off, repr_digest = await self.head(s, auth, url)
         if off != len(data):
             raise OpError("verify:lost_bytes", f"offset {off} of {len(data)}")
         want = f"sha-256=:{b64(digest)}:"
@@ -257,8 +266,8 @@ class Run:
         self.lat["upload"].append(time.monotonic() - t0)
         return url
 
-    async def resume_offset(self, url: str, s: aiohttp.ClientSession) -> int:
-        off, _ = await self.head(s, url)
+    async def resume_offset(self, s: aiohttp.ClientSession, auth: dict, url: str) -> int:
+        off, _ = await self.head(s, auth, url)
         self.counts["resume_heads"] += 1
         return off
 
@@ -351,6 +360,7 @@ class Run:
         a = self.a
         pids = dict(p.split("=", 1) for p in a.pid)
         pids = {k: int(v) for k, v in pids.items()}
+        pids["client"] = os.getpid()  # the load generator itself shares the machine
         size = a.upload_mib << 20
         print(f"# preparing {a.uploads} files of {a.upload_mib} MiB and a "
               f"{a.dl_mib} MiB artifact", flush=True)
@@ -371,7 +381,7 @@ class Run:
         async with self.session() as s:
             # Setup, not timed: the download artifact, by tus, registered and linked.
             print("# setup: download artifact", flush=True)
-            dl_upload = await self.upload(s, dl_data, dl_digest, False)
+            dl_upload = await self.upload(s, self.uploaders[0], dl_data, dl_digest, False)
             dl_url = await self.publish(s, dl_upload)
             await self.get(s, dl_url, dl_data, dl_digest, None, "setup_get")
             self.lat.clear()
@@ -390,7 +400,8 @@ class Run:
         async with self.session() as s:
             async def one_upload(i: int):
                 abort = bool(a.abort_every) and i % a.abort_every == a.abort_every - 1
-                url = await self.upload(s, files[i], digests[i], abort)
+                auth = self.uploaders[i % len(self.uploaders)]
+                url = await self.upload(s, auth, files[i], digests[i], abort)
                 self.completed_uploads.append((url, digests[i], i))
 
             async def one_download(i: int):
@@ -434,6 +445,7 @@ class Run:
         result = {
             "label": a.label,
             "base": "loopback",
+            "uploaders": len(self.uploaders),
             "config": {k: getattr(a, k) for k in (
                 "uploads", "upload_mib", "chunk_kib", "abort_every", "downloads", "dl_mib",
                 "range_max_kib", "full_every", "request_timeout", "deadline",
@@ -525,6 +537,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     for n in names:
         row(f"{n} RSS peak/VmHWM MiB", lambda r, n=n: "{}/{}".format(
             r["servers"][n]["rss_peak_sampled_MiB"], r["servers"][n]["vm_hwm_MiB"]))
+    for n in names:
+        row(f"{n} CPU s", lambda r, n=n: r["servers"][n]["cpu_s"])
 
     head = ["figure"] + [r["label"] for r in rs] + (["ratio"] if len(rs) > 1 else [])
     table = [head]
@@ -560,7 +574,8 @@ def main() -> int:
     r = sub.add_parser("run")
     r.add_argument("--base", required=True)
     r.add_argument("--ca", required=True)
-    r.add_argument("--uploader-token-file", required=True)
+    r.add_argument("--uploader-tokens-file", required=True,
+                   help="uploader clients' tokens, one a line")
     r.add_argument("--publisher-token-file", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--label", default="run")

@@ -15,6 +15,12 @@
 #                      send-proxy-v2; TLS passes through and every gateway terminates it)
 #   UPLOADS=500        concurrent tus uploads of UPLOAD_MIB=4 MiB each, in PATCHes of
 #                      CHUNK_KIB=1024 KiB, each with Upload-Checksum sha256
+#   UPLOADERS=50       uploader clients (tokens) the uploads are spread over, like many
+#                      clinics each sending a few files. One client's creations wait for
+#                      each other (a per-client creation slot in the state store, held
+#                      while the new upload's object is made, i.e. an S3 write); a
+#                      creation that waits over 10 s is refused 423 tus.locked. With
+#                      UPLOADERS=1 and moto, 100 simultaneous creations already get 423s.
 #   ABORT_EVERY=10     every N-th upload drops its connection in the middle of a PATCH
 #                      (sent without a checksum, so the bytes that arrived are kept), HEADs
 #                      for the offset and resumes on a new connection (0: none)
@@ -49,8 +55,8 @@
 # Gateway settings the script changes from the defaults (and why): all instances share
 # Redis (state, leases, audit chain), one S3 bucket+prefix, one static KEK file, one link
 # HMAC key file and one TLS certificate (made here with openssl for 127.0.0.1/localhost,
-# so the client trusts one CA); uploads.max_open_per_principal is raised to at least
-# UPLOADS (default 100: the one uploader client holds all uploads open at once);
+# so the client trusts one CA); uploads.max_open_per_principal is raised to what one
+# uploader client holds open at once plus 10 when that passes the default 100;
 # server.max_connections and server.max_connections_per_address are raised to at least
 # UPLOADS + DOWNLOADS + 128 (defaults 1024 / 256: every client connection comes from
 # 127.0.0.1); with a balancer, server.proxy_protocol_from = ["127.0.0.1"].
@@ -70,11 +76,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$ROOT/target/release/sallyport}
 WORK=$(mkdir -p "${2:-$ROOT/target/load}" && cd "${2:-$ROOT/target/load}" && pwd)
 if [ "${SMOKE:-0}" = 1 ]; then
-  : "${UPLOADS:=20}" "${DOWNLOADS:=10}" "${DL_MIB:=8}" "${DEADLINE:=120}" "${TIME_LIMIT:=600}"
+  : "${UPLOADS:=20}" "${UPLOADERS:=4}" "${DOWNLOADS:=10}" "${DL_MIB:=8}" "${DEADLINE:=120}" "${TIME_LIMIT:=600}"
 fi
 MODES=${MODES:-1 3}
 UPLOADS=${UPLOADS:-500}; UPLOAD_MIB=${UPLOAD_MIB:-4}; CHUNK_KIB=${CHUNK_KIB:-1024}
-ABORT_EVERY=${ABORT_EVERY:-10}; DOWNLOADS=${DOWNLOADS:-200}; DL_MIB=${DL_MIB:-64}
+UPLOADERS=${UPLOADERS:-50}; ABORT_EVERY=${ABORT_EVERY:-10}; DOWNLOADS=${DOWNLOADS:-200}; DL_MIB=${DL_MIB:-64}
 RANGE_MAX_KIB=${RANGE_MAX_KIB:-4096}; FULL_EVERY=${FULL_EVERY:-10}
 READBACK_EVERY=${READBACK_EVERY:-1}
 REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-180}; DEADLINE=${DEADLINE:-900}; TIME_LIMIT=${TIME_LIMIT:-3600}
@@ -82,6 +88,7 @@ REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 BENCH=${BENCH_DIR:-$ROOT/../shared/bench}
 
 [ -x "$BIN" ] || { echo "not an executable: $BIN (cargo build --release --locked --bin sallyport)" >&2; exit 2; }
+case "$UPLOADERS" in ''|*[!0-9]*|0) echo "UPLOADERS: a positive count" >&2; exit 2 ;; esac
 for m in $MODES; do
   case "$m" in ''|*[!0-9]*|0) echo "MODES: '$m' is not a positive instance count" >&2; exit 2 ;; esac
   if [ "$m" -gt 1 ] && ! command -v haproxy >/dev/null; then
@@ -152,9 +159,8 @@ S=$DATA/secrets; mkdir -p "$S"; chmod 700 "$S"
 head -c 32 /dev/urandom | base64 | private "$S/kek-v1"
 head -c 32 /dev/urandom | base64 | private "$S/link-load1"
 printf '%s\n' "$REDIS_URL" | private "$S/redis-url"
-openssl rand -hex 32 | tr -d '\n' | private "$S/uploader.token"
+for _ in $(seq 1 "$UPLOADERS"); do openssl rand -hex 32; done | private "$S/uploader.tokens"
 openssl rand -hex 32 | tr -d '\n' | private "$S/publisher.token"
-UP_SHA=$(sha256sum < "$S/uploader.token" | cut -d' ' -f1)
 PUB_SHA=$(sha256sum < "$S/publisher.token" | cut -d' ' -f1)
 T=$DATA/tls; mkdir -p "$T"
 (
@@ -179,7 +185,7 @@ start_moto() {
   exec 9> "$DATA/moto.stdin"
   local port=
   for _ in $(seq 1 150); do
-    port=$(sed -n 's/.*"port": *\([0-9]*\).*/\1/p' "$DATA/moto.out")
+    port=$(sed -n 's/.*"port": *\([0-9]*\).*/\1/p' "$DATA/moto.out" 2>/dev/null || true)
     [ -n "$port" ] && break
     kill -0 "$MOTO_PID" 2>/dev/null || break
     sleep 0.2
@@ -194,7 +200,7 @@ start_gw() {
   local mode=$1 i=$2 dir=$DATA/m$1/gw$2 conns proxy=""
   mkdir -p "$dir/data"; chmod 700 "$dir/data"
   conns=$((UPLOADS + DOWNLOADS + 128)); [ "$conns" -ge 1024 ] || conns=1024
-  open=$((UPLOADS + 10)); [ "$open" -ge 100 ] || open=100
+  open=$(((UPLOADS + UPLOADERS - 1) / UPLOADERS + 10)); [ "$open" -ge 100 ] || open=100
   [ "$mode" -gt 1 ] && proxy='proxy_protocol_from = ["127.0.0.1"]'
   private "$dir/sallyport.toml" <<EOF
 data_dir = "$dir/data"
@@ -234,19 +240,21 @@ id = "load1"
 secret_file = "$S/link-load1"
 state = "current"
 [[clients]]
-name = "load-uploader"
-token_sha256 = "$UP_SHA"
-roles = ["uploader"]
-[[clients]]
 name = "load-publisher"
 token_sha256 = "$PUB_SHA"
 roles = ["publisher"]
 EOF
+  local k=0 t
+  while read -r t; do
+    k=$((k + 1))
+    printf '[[clients]]\nname = "load-uploader-%s"\ntoken_sha256 = "%s"\nroles = ["uploader"]\n' \
+      "$k" "$(printf %s "$t" | sha256sum | cut -d' ' -f1)"
+  done < "$S/uploader.tokens" >> "$dir/sallyport.toml"
   "$BIN" --config "$dir/sallyport.toml" serve > "$dir/out" 2> "$dir/err" &
   GW_PIDS+=("$!")
   local pid=$! port=
   for _ in $(seq 1 150); do
-    port=$(sed -n 's|^sallyport serving https://127.0.0.1:\([0-9]*\)/$|\1|p' "$dir/out")
+    port=$(sed -n 's|^sallyport serving https://127.0.0.1:\([0-9]*\)/$|\1|p' "$dir/out" 2>/dev/null || true)
     [ -n "$port" ] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -257,7 +265,7 @@ EOF
 }
 
 run_mode() {
-  local n=$1 i ports=() base hp
+  local n=$1 i ports=() base hp hpconn
   echo; echo "## mode $n: $n gateway instance(s)"
   wait_quiet 120 || true
   PREFIX="sallyport-load-$RUN-m$n:"; PREFIXES+=("$PREFIX")
@@ -278,10 +286,14 @@ run_mode() {
     base="https://127.0.0.1:${ports[0]}"
   else
     hp=$(free_port)
+    hpconn=$((2 * (UPLOADS + DOWNLOADS + 128)))
+    [ $((2 * hpconn + 256)) -le "$(ulimit -n)" ] \
+      || { echo "HAProxy needs $((2 * hpconn + 256)) open files; ulimit -n is $(ulimit -n)" >&2; exit 1; }
     {
-      printf 'global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 5s\n'
+      # Two descriptors a connection: stay within the open-files limit.
+      printf 'global\n  maxconn %s\ndefaults\n  mode tcp\n  timeout connect 5s\n' "$hpconn"
       printf '  timeout client 10m\n  timeout server 10m\n'
-      printf 'frontend load\n  bind 127.0.0.1:%s\n  maxconn 20000\n  default_backend gateways\n' "$hp"
+      printf 'frontend load\n  bind 127.0.0.1:%s\n  maxconn %s\n  default_backend gateways\n' "$hp" "$hpconn"
       printf 'backend gateways\n  balance roundrobin\n'
       for i in "${!ports[@]}"; do
         printf '  server gw%s 127.0.0.1:%s send-proxy-v2\n' "$((i + 1))" "${ports[$i]}"
@@ -290,6 +302,8 @@ run_mode() {
     haproxy -c -q -f "$DATA/m$n/haproxy.cfg"
     haproxy -db -f "$DATA/m$n/haproxy.cfg" > "$DATA/m$n/haproxy.log" 2>&1 &
     HAPROXY_PID=$!
+    sleep 0.5
+    kill -0 "$HAPROXY_PID" 2>/dev/null || { echo "HAProxy did not start" >&2; cat "$DATA/m$n/haproxy.log" >&2; exit 1; }
     PIDARGS+=(--pid "haproxy=$HAPROXY_PID")
     base="https://127.0.0.1:$hp"
     echo "# HAProxy on $base -> gateways on ports ${ports[*]}"
@@ -305,7 +319,7 @@ run_mode() {
   done
   local rc=0
   timeout --signal=TERM "$(left)" "$PY" "$ROOT/scripts/load.py" run --base "$base" \
-    --ca "$T/ca.pem" --uploader-token-file "$S/uploader.token" \
+    --ca "$T/ca.pem" --uploader-tokens-file "$S/uploader.tokens" \
     --publisher-token-file "$S/publisher.token" --out "$RESULTS/mode-$n.json" \
     --label "$n instance(s)" "${PIDARGS[@]}" \
     --uploads "$UPLOADS" --upload-mib "$UPLOAD_MIB" --chunk-kib "$CHUNK_KIB" \
@@ -333,7 +347,7 @@ run_mode() {
   done
 }
 
-echo "# run $RUN: MODES='$MODES' UPLOADS=$UPLOADS x ${UPLOAD_MIB} MiB (CHUNK_KIB=$CHUNK_KIB, ABORT_EVERY=$ABORT_EVERY) DOWNLOADS=$DOWNLOADS of ${DL_MIB} MiB"
+echo "# run $RUN: MODES='$MODES' UPLOADS=$UPLOADS x ${UPLOAD_MIB} MiB from $UPLOADERS clients (CHUNK_KIB=$CHUNK_KIB, ABORT_EVERY=$ABORT_EVERY) DOWNLOADS=$DOWNLOADS of ${DL_MIB} MiB"
 for m in $MODES; do run_mode "$m"; done
 
 echo; echo "## summary ($RESULTS)"
