@@ -131,14 +131,19 @@ class Run:
         ctx = ssl.create_default_context(cafile=args.ca)
         self.ssl = ctx
         self.timeout = aiohttp.ClientTimeout(total=args.request_timeout)
+        self.t_start = time.monotonic()
 
     def error(self, kind: str, detail: str = "") -> None:
         self.errors[kind] += 1
-        self.error_examples.setdefault(kind, detail[:300])
+        examples = self.error_examples.setdefault(kind, [])
+        if len(examples) < 3:
+            examples.append(f"+{time.monotonic() - self.t_start:.1f}s {detail[:300]}")
 
     def session(self) -> aiohttp.ClientSession:
+        # A kept-alive connection idle for header_read_timeout (default 10 s) is closed by
+        # the gateway without an answer: never reuse one idle for more than 4 s.
         conn = aiohttp.TCPConnector(ssl=self.ssl, limit=0, limit_per_host=0,
-                                    force_close=False, enable_cleanup_closed=True)
+                                    keepalive_timeout=4, enable_cleanup_closed=True)
         return aiohttp.ClientSession(connector=conn, timeout=self.timeout,
                                      auto_decompress=False)
 
@@ -146,12 +151,22 @@ class Run:
 
     async def create(self, s: aiohttp.ClientSession, auth: dict, length: int) -> str:
         t0 = time.monotonic()
-        async with s.post(self.base + "/files/", headers={
-                **TUS, **auth, "Upload-Length": str(length)}) as r:
-            body = await r.read()
-            if r.status != 201:
-                raise OpError(f"create:{r.status}", body.decode(errors="replace"))
-            loc = r.headers.get("Location", "")
+        for attempt in range(self.a.create_retries + 1):
+            async with s.post(self.base + "/files/", headers={
+                    **TUS, **auth, "Upload-Length": str(length)}) as r:
+                body = await r.read()
+                retry_after = r.headers.get("Retry-After", "1")
+                status = r.status
+                loc = r.headers.get("Location", "")
+            if status == 423 and attempt < self.a.create_retries:
+                # The client's creation slot was busy for 10 s: retry as tus clients do
+                # (counted and reported, never hidden).
+                self.counts["create_423_retried"] += 1
+                await asyncio.sleep(min(float(retry_after) if retry_after.isdigit() else 1, 10))
+                continue
+            if status != 201:
+                raise OpError(f"create:{status}", body.decode(errors="replace"))
+            break
         self.lat["create"].append(time.monotonic() - t0)
         if not re.fullmatch(r"/files/[0-9a-z]{26}", loc):
             raise OpError("create:bad_location", loc)
@@ -234,10 +249,14 @@ class Run:
                                          abort_after=len(piece) // 2)
                 except Abort:
                     pass
-                tolerate = 50
+                tolerate = 120  # bounded; each wait is about a second
                 offset = await self.resume_offset(s, auth, url)
                 continue
-            status, new, hdrs = await self.patch(s, auth, url, offset, piece)
+            try:
+                status, new, hdrs = await self.patch(s, auth, url, offset, piece)
+            except aiohttp.ClientError as e:
+                raise OpError(f"patch:{type(e).__name__}",
+                              f"{url.rsplit('/', 1)[1]} at {offset}: {e!r}") from e
             n += 1
             if status == 204:
                 if new != offset + len(piece):
@@ -396,7 +415,7 @@ class Run:
         print(f"# load: {a.uploads} uploads x {a.upload_mib} MiB "
               f"({a.chunk_kib} KiB PATCHes, every {a.abort_every}th aborted and resumed) "
               f"+ {a.downloads} downloads, all at once", flush=True)
-        t0 = time.monotonic()
+        t0 = self.t_start = time.monotonic()
         async with self.session() as s:
             async def one_upload(i: int):
                 abort = bool(a.abort_every) and i % a.abort_every == a.abort_every - 1
@@ -448,7 +467,7 @@ class Run:
             "uploaders": len(self.uploaders),
             "config": {k: getattr(a, k) for k in (
                 "uploads", "upload_mib", "chunk_kib", "abort_every", "downloads", "dl_mib",
-                "range_max_kib", "full_every", "request_timeout", "deadline",
+                "range_max_kib", "full_every", "create_retries", "request_timeout", "deadline",
                 "readback_every")},
             "elapsed_s": round(elapsed, 2),
             "uploads": {"started": a.uploads, "completed": up_ok,
@@ -456,7 +475,8 @@ class Run:
                         "aborts": self.counts["aborts"],
                         "resume_heads": self.counts["resume_heads"],
                         "resume_409": self.counts["resume_409"],
-                        "resume_423": self.counts["resume_423"]},
+                        "resume_423": self.counts["resume_423"],
+                        "create_423_retried": self.counts["create_423_retried"]},
             "downloads": {"started": a.downloads, "completed": dl_ok},
             "readback": {"checked": readback["ok"], "failed": readback["failed"]},
             "errors": dict(self.errors),
@@ -517,6 +537,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
     row("elapsed s", lambda r: r["elapsed_s"])
     row("uploads completed", lambda r: f'{r["uploads"]["completed"]}/{r["uploads"]["started"]}')
     row("  aborted+resumed", lambda r: r["uploads"]["aborted_and_resumed"])
+    row("  create 423 retried", lambda r: r["uploads"]["create_423_retried"])
+    row("  resume 409/423 answers", lambda r: r["uploads"]["resume_409"]
+        + r["uploads"]["resume_423"])
     row("downloads completed",
         lambda r: f'{r["downloads"]["completed"]}/{r["downloads"]["started"]}')
     row("readback checked", lambda r: r["readback"]["checked"])
@@ -558,7 +581,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
         if r["errors"]:
             print(f"# {r['label']}: errors {json.dumps(r['errors'])}")
             for k, v in r["error_examples"].items():
-                print(f"#   {k}: {v}")
+                for e in v:
+                    print(f"#   {k}: {e}")
     if bad:
         print(f"# FAILED: {', '.join(bad)} (errors, unfinished operations or bytes that "
               "did not check)")
@@ -590,6 +614,7 @@ def main() -> int:
     r.add_argument("--full-every", type=int, default=10)
     r.add_argument("--readback-every", type=int, default=1)
     r.add_argument("--readback-concurrency", type=int, default=16)
+    r.add_argument("--create-retries", type=int, default=0)
     r.add_argument("--request-timeout", type=float, default=180)
     r.add_argument("--deadline", type=float, default=900)
     r.add_argument("--seed", type=int, default=15)

@@ -15,12 +15,16 @@
 #                      send-proxy-v2; TLS passes through and every gateway terminates it)
 #   UPLOADS=500        concurrent tus uploads of UPLOAD_MIB=4 MiB each, in PATCHes of
 #                      CHUNK_KIB=1024 KiB, each with Upload-Checksum sha256
-#   UPLOADERS=50       uploader clients (tokens) the uploads are spread over, like many
-#                      clinics each sending a few files. One client's creations wait for
-#                      each other (a per-client creation slot in the state store, held
-#                      while the new upload's object is made, i.e. an S3 write); a
-#                      creation that waits over 10 s is refused 423 tus.locked. With
-#                      UPLOADERS=1 and moto, 100 simultaneous creations already get 423s.
+#   UPLOADERS=UPLOADS  uploader clients (tokens) the uploads are spread over; by default
+#                      one each, like that many senders at once. One client's creations
+#                      wait for each other (a per-client creation slot in the state store,
+#                      held while the new upload's object is made: three S3 requests); a
+#                      creation that waits over 10 s is refused 423 tus.locked. Against
+#                      moto under this load each takes seconds, so with UPLOADERS=50 most
+#                      of the 500 creations are refused (UPLOADERS=1: 64 of 100 already)
+#   CREATE_RETRIES=0   a creation answered 423 is retried after its Retry-After, as tus
+#                      clients do, at most this many times; every retry is counted and
+#                      shown ("create 423 retried"); 0: the first 423 is an error
 #   ABORT_EVERY=10     every N-th upload drops its connection in the middle of a PATCH
 #                      (sent without a checksum, so the bytes that arrived are kept), HEADs
 #                      for the offset and resumes on a new connection (0: none)
@@ -76,11 +80,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$ROOT/target/release/sallyport}
 WORK=$(mkdir -p "${2:-$ROOT/target/load}" && cd "${2:-$ROOT/target/load}" && pwd)
 if [ "${SMOKE:-0}" = 1 ]; then
-  : "${UPLOADS:=20}" "${UPLOADERS:=4}" "${DOWNLOADS:=10}" "${DL_MIB:=8}" "${DEADLINE:=120}" "${TIME_LIMIT:=600}"
+  : "${UPLOADS:=20}" "${DOWNLOADS:=10}" "${DL_MIB:=8}" "${DEADLINE:=120}" "${TIME_LIMIT:=600}"
 fi
 MODES=${MODES:-1 3}
 UPLOADS=${UPLOADS:-500}; UPLOAD_MIB=${UPLOAD_MIB:-4}; CHUNK_KIB=${CHUNK_KIB:-1024}
-UPLOADERS=${UPLOADERS:-50}; ABORT_EVERY=${ABORT_EVERY:-10}; DOWNLOADS=${DOWNLOADS:-200}; DL_MIB=${DL_MIB:-64}
+UPLOADERS=${UPLOADERS:-$UPLOADS}; CREATE_RETRIES=${CREATE_RETRIES:-0}; ABORT_EVERY=${ABORT_EVERY:-10}; DOWNLOADS=${DOWNLOADS:-200}; DL_MIB=${DL_MIB:-64}
 RANGE_MAX_KIB=${RANGE_MAX_KIB:-4096}; FULL_EVERY=${FULL_EVERY:-10}
 READBACK_EVERY=${READBACK_EVERY:-1}
 REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-180}; DEADLINE=${DEADLINE:-900}; TIME_LIMIT=${TIME_LIMIT:-3600}
@@ -323,7 +327,7 @@ run_mode() {
     --publisher-token-file "$S/publisher.token" --out "$RESULTS/mode-$n.json" \
     --label "$n instance(s)" "${PIDARGS[@]}" \
     --uploads "$UPLOADS" --upload-mib "$UPLOAD_MIB" --chunk-kib "$CHUNK_KIB" \
-    --abort-every "$ABORT_EVERY" --downloads "$DOWNLOADS" --dl-mib "$DL_MIB" \
+    --abort-every "$ABORT_EVERY" --create-retries "$CREATE_RETRIES" --downloads "$DOWNLOADS" --dl-mib "$DL_MIB" \
     --range-max-kib "$RANGE_MAX_KIB" --full-every "$FULL_EVERY" \
     --readback-every "$READBACK_EVERY" --request-timeout "$REQUEST_TIMEOUT" \
     --deadline "$DEADLINE" > "$RESULTS/mode-$n.out" 2>&1 || rc=$?
