@@ -28,9 +28,9 @@
 #   ABORT_EVERY=10     every N-th upload drops its connection in the middle of a PATCH
 #                      (sent without a checksum, so the bytes that arrived are kept), HEADs
 #                      for the offset and resumes on a new connection (0: none)
-#   DOWNLOADS=200      concurrent GETs of a signed link to a DL_MIB=64 MiB artifact; every
+#   DOWNLOADS=200      concurrent GETs of a signed link to a DL_MIB=16 MiB artifact; every
 #                      FULL_EVERY=10 th whole, the others one random range of at most
-#                      RANGE_MAX_KIB=4096 KiB
+#                      RANGE_MAX_KIB=2048 KiB
 #   READBACK_EVERY=1   after the timed phase, every N-th completed upload is registered as
 #                      an artifact and downloaded whole through a link (0: none)
 #   REQUEST_TIMEOUT=180  seconds per HTTP request;  DEADLINE=900  seconds for the timed
@@ -84,8 +84,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
 fi
 MODES=${MODES:-1 3}
 UPLOADS=${UPLOADS:-500}; UPLOAD_MIB=${UPLOAD_MIB:-4}; CHUNK_KIB=${CHUNK_KIB:-1024}
-UPLOADERS=${UPLOADERS:-$UPLOADS}; CREATE_RETRIES=${CREATE_RETRIES:-0}; ABORT_EVERY=${ABORT_EVERY:-10}; DOWNLOADS=${DOWNLOADS:-200}; DL_MIB=${DL_MIB:-64}
-RANGE_MAX_KIB=${RANGE_MAX_KIB:-4096}; FULL_EVERY=${FULL_EVERY:-10}
+UPLOADERS=${UPLOADERS:-$UPLOADS}; CREATE_RETRIES=${CREATE_RETRIES:-0}; ABORT_EVERY=${ABORT_EVERY:-10}; DOWNLOADS=${DOWNLOADS:-200}; DL_MIB=${DL_MIB:-16}
+RANGE_MAX_KIB=${RANGE_MAX_KIB:-2048}; FULL_EVERY=${FULL_EVERY:-10}
 READBACK_EVERY=${READBACK_EVERY:-1}
 REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-180}; DEADLINE=${DEADLINE:-900}; TIME_LIMIT=${TIME_LIMIT:-3600}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -343,11 +343,16 @@ run_mode() {
   GW_PIDS=(); HAPROXY_PID=
   stop_moto
   for i in $(seq 1 "$n"); do
-    cp "$DATA/m$n/gw$i/err" "$RESULTS/mode-$n-gw$i.log"
-    if grep -qi 'panic' "$DATA/m$n/gw$i/err"; then
-      echo "# mode $n gw$i: PANIC in the log:"; grep -i -m5 'panic' "$DATA/m$n/gw$i/err"; STATUS=1
+    # The text log is coloured even into a file: strip the escapes before reading it.
+    sed 's/\x1b\[[0-9;]*m//g' "$DATA/m$n/gw$i/err" > "$RESULTS/mode-$n-gw$i.log"
+    if grep -qi 'panic' "$RESULTS/mode-$n-gw$i.log"; then
+      echo "# mode $n gw$i: PANIC in the log:"; grep -i -m5 'panic' "$RESULTS/mode-$n-gw$i.log"; STATUS=1
     fi
-    echo "# mode $n gw$i log: $(grep -c ' ERROR ' "$DATA/m$n/gw$i/err" || true) ERROR, $(grep -c ' WARN ' "$DATA/m$n/gw$i/err" || true) WARN lines"
+    echo "# mode $n gw$i log: $(grep -c ' ERROR ' "$RESULTS/mode-$n-gw$i.log" || true) ERROR, $(grep -c ' WARN ' "$RESULTS/mode-$n-gw$i.log" || true) WARN lines"
+    # Each distinct error, once, with its count (codes and causes; logs hold no secrets).
+    grep -E ' (ERROR|WARN) ' "$RESULTS/mode-$n-gw$i.log" \
+      | sed -E 's/^[^ ]+ +//; s/request_id="[0-9a-f]+" //; s/(blob|object) [0-9a-z]{26}[.a-z]*/\1 …/g; s/ in [0-9.]+m?s / in …s /g' \
+      | sort | uniq -c | sort -rn | head -5 | sed 's/^/#     /'
   done
 }
 
