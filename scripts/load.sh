@@ -63,7 +63,10 @@
 # uploader client holds open at once plus 10 when that passes the default 100;
 # server.max_connections and server.max_connections_per_address are raised to at least
 # UPLOADS + DOWNLOADS + 128 (defaults 1024 / 256: every client connection comes from
-# 127.0.0.1); with a balancer, server.proxy_protocol_from = ["127.0.0.1"].
+# 127.0.0.1); server.idle_timeout is IDLE_TIMEOUT=5m (default 1m: the gateway also closes a
+# connection on which no byte moved for that long WITH a request in flight, and behind
+# moto a PATCH waits over a minute for its S3 writes: its connection was reset, unanswered);
+# with a balancer, server.proxy_protocol_from = ["127.0.0.1"].
 #
 # What the figures mean: everything shares this machine's cores, the load generator
 # (Python asyncio + aiohttp, pinned in scripts/load-requirements.txt) included. Moto is a
@@ -89,6 +92,7 @@ RANGE_MAX_KIB=${RANGE_MAX_KIB:-2048}; FULL_EVERY=${FULL_EVERY:-10}
 READBACK_EVERY=${READBACK_EVERY:-1}
 REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-180}; DEADLINE=${DEADLINE:-900}; TIME_LIMIT=${TIME_LIMIT:-3600}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+IDLE_TIMEOUT=${IDLE_TIMEOUT:-5m}
 BENCH=${BENCH_DIR:-$ROOT/../shared/bench}
 
 [ -x "$BIN" ] || { echo "not an executable: $BIN (cargo build --release --locked --bin sallyport)" >&2; exit 2; }
@@ -213,6 +217,7 @@ listen = "127.0.0.1:0"
 instance_id = "load-m$mode-gw$i"
 max_connections = $conns
 max_connections_per_address = $conns
+idle_timeout = "$IDLE_TIMEOUT"
 $proxy
 [tls]
 cert_file = "$T/server.pem"
@@ -352,7 +357,7 @@ run_mode() {
     # Each distinct error, once, with its count (codes and causes; logs hold no secrets).
     grep -E ' (ERROR|WARN) ' "$RESULTS/mode-$n-gw$i.log" \
       | sed -E 's/^[^ ]+ +//; s/request_id="[0-9a-f]+" //; s/(blob|object) [0-9a-z]{26}[.a-z]*/\1 …/g; s/ in [0-9.]+m?s / in …s /g' \
-      | sort | uniq -c | sort -rn | head -5 | sed 's/^/#     /'
+      | sort | uniq -c | sort -rn | head -5 | sed 's/^/#     /' || true
   done
 }
 
