@@ -715,6 +715,33 @@ async fn sigterm_shuts_down_gracefully_and_is_audited() {
     assert_eq!(last["details"]["abandoned_connections"], 0);
 }
 
+/// Text logs written to a pipe or a file carry no terminal colour codes: a log search for
+/// `key=value` must find it.
+#[tokio::test]
+async fn text_logs_off_a_terminal_have_no_escape_codes() {
+    let gw = Gateway::start("[log]\nformat = \"text\"\nlevel = \"info\"\n");
+    let _ = gw
+        .client()
+        .get(gw.url("/v1/whoami"))
+        .bearer_auth("a-wrong-secret-token")
+        .send()
+        .await
+        .unwrap();
+    let lines = gw.drain_stderr();
+    assert!(!lines.is_empty(), "no log lines at info");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("action=\"security.auth_failed\"")
+                || l.contains("action=security.auth_failed")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "escape codes in {lines:#?}"
+    );
+}
+
 #[tokio::test]
 async fn json_logs_carry_no_secrets() {
     let gw = Gateway::start("[log]\nformat = \"json\"\nlevel = \"debug\"\n");

@@ -17,8 +17,11 @@ fn init_logging(config: &Config) {
         .and_then(|v| crate::config::log_filter(&v).ok())
         .or_else(|| crate::config::log_filter(&config.log.level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: escape codes in a log file or a collector's stream break
+    // every search for `key=value`.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if config.log.json {
         builder
