@@ -17,11 +17,11 @@
 #                      CHUNK_KIB=1024 KiB, each with Upload-Checksum sha256
 #   UPLOADERS=UPLOADS  uploader clients (tokens) the uploads are spread over; by default
 #                      one each, like that many senders at once. One client's creations
-#                      wait for each other (a per-client creation slot in the state store,
-#                      held while the new upload's object is made: three S3 requests); a
-#                      creation that waits over 10 s is refused 423 tus.locked. Against
-#                      moto under this load each takes seconds, so with UPLOADERS=50 most
-#                      of the 500 creations are refused (UPLOADERS=1: 64 of 100 already)
+#                      wait for each other only for a count and a record insert (its
+#                      creation slot; the new upload's objects are made before it); a
+#                      creation that waits over 10 s is refused 423 tus.locked. Until
+#                      the objects moved out of the slot, UPLOADERS=1 with 100 uploads
+#                      saw 56-64 of them refused; now none (docs/architecture.md)
 #   CREATE_RETRIES=0   a creation answered 423 is retried after its Retry-After, as tus
 #                      clients do, at most this many times; every retry is counted and
 #                      shown ("create 423 retried"); 0: the first 423 is an error
