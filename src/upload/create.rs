@@ -92,12 +92,18 @@ impl Uploads {
             writer,
             metadata: sealed,
         };
+        let mut took_file = false;
         let result = self
-            .create_with_objects(who, request, id, claim, objects, body)
+            .create_with_objects(who, request, id, claim, objects, &mut took_file, body)
             .await;
-        // Refused before its record was stored (or undone since): nothing of it stays.
+        // Refused before its record was stored (or undone since): nothing of it stays,
+        // and its file is given back. When the store cannot tell, the objects stay and
+        // the file stays counted (fewer files, never more).
         if result.is_err() && matches!(self.store.get(id).await, Ok(None)) {
             self.discard_objects(id, metadata_object).await;
+            if took_file {
+                self.give_file(who).await;
+            }
         }
         result
     }
@@ -113,7 +119,9 @@ impl Uploads {
     }
 
     /// [`Uploads::create`] once the upload's objects exist: the creation slot, the
-    /// open-upload count, the file count, then the record.
+    /// open-upload count, the file count (`took_file` says whether one was taken), then
+    /// the record.
+    #[allow(clippy::too_many_arguments)]
     async fn create_with_objects<B>(
         &self,
         who: &Caller,
@@ -121,6 +129,7 @@ impl Uploads {
         id: UploadId,
         claim: Option<MemberClaim>,
         objects: NewObjects,
+        took_file: &mut bool,
         body: B,
     ) -> Result<Outcome, UploadError>
     where
@@ -135,24 +144,17 @@ impl Uploads {
             return Err(UploadError::TooManyOpen { limit: cap });
         }
         let now = Timestamp::now();
-        // Taken last among the refusals that need no write, given back if the creation
-        // fails before its record is stored.
-        let took_file = match self.take_file(who).await {
+        // Taken last among the refusals that need no write, given back (by the caller)
+        // if the creation fails before its record is stored.
+        *took_file = match self.take_file(who).await {
             Ok(t) => t,
             Err(e) => {
                 slot.release().await;
                 return Err(e);
             }
         };
-        let result = self
-            .create_counted(who, request, id, claim, now, slot, objects, body)
-            .await;
-        // A refused creation whose record is gone (or was never stored) gives its file
-        // back; when the store cannot tell, it stays counted (fewer files, never more).
-        if took_file && result.is_err() && matches!(self.store.get(id).await, Ok(None)) {
-            self.give_file(who).await;
-        }
-        result
+        self.create_counted(who, request, id, claim, now, slot, objects, body)
+            .await
     }
 
     /// [`Uploads::create`] once the caller's file is counted.
