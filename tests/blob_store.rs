@@ -166,6 +166,65 @@ async fn local_files_are_private() {
     }
 }
 
+/// The local store keeps a tail in a slot file (`src/blob/local/slots.rs`): a tail written
+/// before slot files is still read and becomes a slot file at its next replace; a torn
+/// write of the newer slot leaves the current content; an append may not forge the magic.
+#[tokio::test]
+async fn local_tails_are_slot_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = LocalBlobStore::open(&root).unwrap();
+    let id = BlobId::tail(OpaqueId::random());
+    let name = id.to_string();
+    let path = root.join(&name[..2]).join(&name);
+
+    // A plain tail file, as the store wrote them before.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"SPAT old tail").unwrap();
+    assert_eq!(store.len(id).await.unwrap(), 13);
+    assert_eq!(store.read_range(id, 4, 4).await.unwrap().as_ref(), b" old");
+
+    store.replace(id, b"generation 2").await.unwrap();
+    let raw = std::fs::read(&path).unwrap();
+    assert!(raw.starts_with(b"sallyport/slots1"), "a slot file now");
+    assert_eq!(store.len(id).await.unwrap(), 12);
+    store.replace(id, b"generation 3").await.unwrap();
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&path);
+    store.replace(id, b"generation 4").await.unwrap();
+    assert_eq!(inode(&path), before, "replaced in place, not renamed over");
+
+    // Tear the newest slot (generation 4): what a crash during its write leaves.
+    let raw = std::fs::read(&path).unwrap();
+    let at = raw.windows(12).rposition(|w| w == b"generation 4").unwrap();
+    let mut torn = raw.clone();
+    torn[at + 11] = b'X';
+    std::fs::write(&path, &torn).unwrap();
+    assert_eq!(
+        store.read_range(id, 0, 12).await.unwrap().as_ref(),
+        b"generation 3"
+    );
+    // The next replace goes over the torn slot; the current one is untouched until then.
+    store.replace(id, b"generation 5").await.unwrap();
+    assert_eq!(
+        store.read_range(id, 0, 12).await.unwrap().as_ref(),
+        b"generation 5"
+    );
+
+    // A plain tail cannot be made to look like a slot file.
+    let plain = BlobId::tail(OpaqueId::random());
+    store.create(plain).await.unwrap();
+    store.append(plain, b"sallyport/").await.unwrap();
+    assert!(store.append(plain, b"slots1 forged").await.is_err());
+    assert_eq!(
+        store.len(plain).await.unwrap(),
+        10,
+        "the refused append changed nothing"
+    );
+    assert!(store.append(plain, b"other").await.is_ok());
+}
+
 // === the cases ===
 
 mod cases {
@@ -321,47 +380,83 @@ mod cases {
         assert_eq!(s.len(id).await.unwrap(), 0);
     }
 
+    /// Both kinds: a store may keep blobs written by `replace` differently by kind (the
+    /// local store keeps tails in slot files).
+    const KINDS: [BlobKind; 2] = [BlobKind::Data, BlobKind::Tail];
+
+    fn id_of(kind: BlobKind) -> BlobId {
+        BlobId {
+            object: OpaqueId::random(),
+            kind,
+        }
+    }
+
     pub async fn replace(h: Box<dyn Harness>) {
         let s = h.store();
-        let id = new_id();
-        s.replace(id, b"first version, long").await.unwrap();
-        assert_eq!(
-            s.read_range(id, 0, 19).await.unwrap().as_ref(),
-            b"first version, long"
-        );
-        s.replace(id, b"short").await.unwrap();
-        assert_eq!(
-            s.len(id).await.unwrap(),
-            5,
-            "no tail of the old content is left"
-        );
-        assert_eq!(s.read_range(id, 0, 5).await.unwrap().as_ref(), b"short");
-        s.replace(id, b"").await.unwrap();
-        assert_eq!(s.len(id).await.unwrap(), 0);
-        // Replace of an appended blob, then append after replace.
-        let a = new_id();
-        s.create(a).await.unwrap();
-        s.append(a, b"appended").await.unwrap();
-        s.replace(a, b"new").await.unwrap();
-        assert_eq!(s.append(a, b"+").await.unwrap(), 4);
-        assert_eq!(s.read_range(a, 0, 4).await.unwrap().as_ref(), b"new+");
-        let mut want = vec![id, a];
-        want.sort();
-        assert_eq!(
-            s.list().await.unwrap(),
-            want,
-            "replace leaves no temp blob behind"
-        );
+        let mut want = Vec::new();
+        for kind in KINDS {
+            let id = id_of(kind);
+            s.replace(id, b"first version, long").await.unwrap();
+            assert_eq!(
+                s.read_range(id, 0, 19).await.unwrap().as_ref(),
+                b"first version, long"
+            );
+            s.replace(id, b"short").await.unwrap();
+            assert_eq!(
+                s.len(id).await.unwrap(),
+                5,
+                "no tail of the old content is left"
+            );
+            assert_eq!(s.read_range(id, 0, 5).await.unwrap().as_ref(), b"short");
+            out_of_range(s.read_range(id, 3, 3).await, (3, 3, 5));
+            s.replace(id, b"").await.unwrap();
+            assert_eq!(s.len(id).await.unwrap(), 0);
+            // Many replaces in a row, growing past any first size.
+            for i in 0..10usize {
+                let v = vec![i as u8; 1 << (i * 2)];
+                s.replace(id, &v).await.unwrap();
+                assert_eq!(s.len(id).await.unwrap(), v.len() as u64);
+                assert_eq!(s.read_range(id, 0, v.len() as u64).await.unwrap(), v);
+            }
+            // Replace of an appended blob, then append (and truncate) after replace.
+            let a = id_of(kind);
+            s.create(a).await.unwrap();
+            s.append(a, b"appended").await.unwrap();
+            s.replace(a, b"new").await.unwrap();
+            assert_eq!(s.append(a, b"+").await.unwrap(), 4);
+            assert_eq!(s.read_range(a, 0, 4).await.unwrap().as_ref(), b"new+");
+            s.replace(a, b"again").await.unwrap();
+            s.truncate(a, 2).await.unwrap();
+            assert_eq!(s.len(a).await.unwrap(), 2);
+            assert_eq!(s.read_range(a, 0, 2).await.unwrap().as_ref(), b"ag");
+            s.replace(a, b"last").await.unwrap();
+            assert_eq!(s.read_range(a, 0, 4).await.unwrap().as_ref(), b"last");
+            want.extend([id, a]);
+            want.sort();
+            assert_eq!(
+                s.list().await.unwrap(),
+                want,
+                "replace leaves no temp blob behind"
+            );
+        }
     }
 
     pub async fn replace_is_atomic(h: Box<dyn Harness>) {
+        for kind in KINDS {
+            replace_is_atomic_for(&*h, kind).await;
+        }
+    }
+
+    async fn replace_is_atomic_for(h: &dyn Harness, kind: BlobKind) {
         const LEN: usize = 256 * 1024;
         let s = h.store();
-        let id = new_id();
+        let before = s.list().await.unwrap();
+        let id = id_of(kind);
         let bystander = BlobId::tail(OpaqueId::random());
         s.replace(id, &vec![b'a'; LEN]).await.unwrap();
         s.replace(bystander, b"b").await.unwrap();
-        let mut want = vec![id, bystander];
+        let mut want = before;
+        want.extend([id, bystander]);
         want.sort();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {

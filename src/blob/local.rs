@@ -8,12 +8,17 @@
 //! come only from server-generated ids, never from client input. The directories are
 //! created with mode 0700 and the files with mode 0600.
 //!
-//! `replace` writes `<dir>/<shard>/.tmp-<random id>` (a fresh server-side random name),
-//! fsyncs it, renames it over the target and fsyncs the directory: a reader, and a crash,
-//! sees the old bytes or the new ones, never a mix. [`BlobStore::list`] accepts only names
-//! that parse back into a `BlobId` and sit in their own shard, so temp files and stray
-//! files are ignored. After a crash a `.tmp-*` file may remain; it holds ciphertext only
-//! and is never listed.
+//! A tail blob (the commit point of an object, replaced at every upload commit) is kept
+//! in a *slot file* ([`slots`]): two slots, each with a sequence number and a checksum, and
+//! a replace writes the one that is not current and `fdatasync`s, so a commit costs one
+//! sync and no rename. A reader, and a crash, sees the old content or the new, never a mix.
+//!
+//! Every other whole-file write (the first replace of a tail, the replace of a data blob, a
+//! tail whose new content outgrows its slots) writes `<dir>/<shard>/.tmp-<random id>` (a
+//! fresh server-side random name), fsyncs it, renames it over the target and fsyncs the
+//! directory: the same guarantee. [`BlobStore::list`] accepts only names that parse back
+//! into a `BlobId` and sit in their own shard, so temp files and stray files are ignored.
+//! After a crash a `.tmp-*` file may remain; it holds ciphertext only and is never listed.
 //!
 //! Durability: `append` is buffered by the kernel until `sync` (fsync). `create`, `replace`,
 //! `truncate` and `delete` are durable when they return, directory entry included.
@@ -36,6 +41,10 @@ use bytes::Bytes;
 
 use super::{BlobError, BlobId, BlobKind, BlobStore};
 use crate::ids::OpaqueId;
+
+mod slots;
+
+use slots::Slotted;
 
 /// Prefix of temporary files written by `replace`.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -127,9 +136,22 @@ impl BlobStore for LocalBlobStore {
         let data = data.to_vec();
         self.run(move |l| {
             let mut file = OpenOptions::new()
+                .read(true)
                 .append(true)
                 .open(l.path(id))
                 .map_err(not_found(id))?;
+            if id.kind == BlobKind::Tail {
+                // The gateway never appends to a tail; the contract allows it, so a slot
+                // file becomes a plain one here, and a plain one may not become a
+                // look-alike of a slot file.
+                if let Some(current) = Slotted::read(&file)? {
+                    let mut whole = current.content;
+                    whole.extend_from_slice(&data);
+                    l.write_plain(id, &whole)?;
+                    return Ok(whole.len() as u64);
+                }
+                refuse_slot_magic(&file, &data)?;
+            }
             file.write_all(&data)?;
             // Starts writeback of what was just written and drops what is already clean,
             // so a long PATCH does not pile up dirty cache until its fsync (see below).
@@ -153,9 +175,23 @@ impl BlobStore for LocalBlobStore {
     async fn truncate(&self, id: BlobId, len: u64) -> Result<(), BlobError> {
         self.run(move |l| {
             let file = OpenOptions::new()
+                .read(true)
                 .write(true)
                 .open(l.path(id))
                 .map_err(not_found(id))?;
+            if let Some(current) = l.slotted(id, &file)? {
+                let blob_len = current.content.len() as u64;
+                let keep = usize::try_from(len)
+                    .ok()
+                    .filter(|&n| n <= current.content.len())
+                    .ok_or(BlobError::OutOfRange {
+                        id,
+                        offset: len,
+                        len: 0,
+                        blob_len,
+                    })?;
+                return l.write_plain(id, &current.content[..keep]);
+            }
             let blob_len = file.metadata()?.len();
             if len > blob_len {
                 return Err(BlobError::OutOfRange {
@@ -175,34 +211,52 @@ impl BlobStore for LocalBlobStore {
     async fn replace(&self, id: BlobId, data: &[u8]) -> Result<(), BlobError> {
         let data = data.to_vec();
         self.run(move |l| {
-            let shard = l.ensure_shard(id)?;
-            // The temp name is a fresh random id: unique, and never derived from input.
-            let temp = shard.join(format!("{TEMP_PREFIX}{}", OpaqueId::random()));
-            let written = new_file(&temp).and_then(|mut file| {
-                file.write_all(&data)?;
-                file.sync_all()
-            });
-            let renamed = written.and_then(|()| fs::rename(&temp, l.path(id)));
-            if let Err(e) = renamed {
-                // Best effort: the temp file holds only ciphertext and is never listed.
-                let _ = fs::remove_file(&temp);
-                return Err(e.into());
+            if id.kind != BlobKind::Tail {
+                return l.write_plain(id, &data);
             }
-            sync_dir(&shard)?;
-            Ok(())
+            match OpenOptions::new().read(true).write(true).open(l.path(id)) {
+                Ok(file) => match Slotted::read(&file) {
+                    // The common case: one positioned write and one fdatasync.
+                    Ok(Some(current)) if current.fits(data.len()) => {
+                        current.overwrite(&file, &data)?;
+                        return Ok(());
+                    }
+                    // A plain tail (written before slot files, or by create and append),
+                    // one that outgrew its slots, or a damaged one: written anew whole.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            l.write_whole(id, &slots::encode_new(&data)?)
         })
         .await
     }
 
     async fn len(&self, id: BlobId) -> Result<u64, BlobError> {
-        self.run(move |l| Ok(fs::metadata(l.path(id)).map_err(not_found(id))?.len()))
-            .await
+        self.run(move |l| {
+            if id.kind != BlobKind::Tail {
+                return Ok(fs::metadata(l.path(id)).map_err(not_found(id))?.len());
+            }
+            let file = File::open(l.path(id)).map_err(not_found(id))?;
+            match Slotted::read(&file)? {
+                Some(current) => Ok(current.content.len() as u64),
+                None => Ok(file.metadata()?.len()),
+            }
+        })
+        .await
     }
 
     async fn read_range(&self, id: BlobId, offset: u64, len: u64) -> Result<Bytes, BlobError> {
         self.run(move |l| {
             let file = File::open(l.path(id)).map_err(not_found(id))?;
-            let blob_len = file.metadata()?.len();
+            let slotted = l.slotted(id, &file)?;
+            let blob_len = match &slotted {
+                Some(current) => current.content.len() as u64,
+                None => file.metadata()?.len(),
+            };
             let out_of_range = BlobError::OutOfRange {
                 id,
                 offset,
@@ -211,6 +265,13 @@ impl BlobStore for LocalBlobStore {
             };
             if offset.checked_add(len).is_none_or(|end| end > blob_len) {
                 return Err(out_of_range);
+            }
+            if let Some(current) = slotted {
+                // Inside the content: checked above.
+                let at = offset as usize;
+                return Ok(Bytes::copy_from_slice(
+                    &current.content[at..at + len as usize],
+                ));
             }
             // len <= blob_len, which is a real file's size; it fits in memory terms of usize
             // on the 64-bit targets this gateway supports, and is checked anyway.
@@ -276,6 +337,43 @@ impl Layout {
         self.shard(id).join(id.to_string())
     }
 
+    /// The current content of `id`'s file when it is a slot file (tail blobs only).
+    fn slotted(&self, id: BlobId, file: &File) -> io::Result<Option<Slotted>> {
+        if id.kind == BlobKind::Tail {
+            Slotted::read(file)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Writes `id`'s whole content as a plain file (what `append` and `truncate` extend).
+    fn write_plain(&self, id: BlobId, data: &[u8]) -> Result<(), BlobError> {
+        if id.kind == BlobKind::Tail && data.starts_with(slots::MAGIC) {
+            return Err(slot_magic());
+        }
+        self.write_whole(id, data)
+    }
+
+    /// Replaces `id`'s file with `bytes` through a fresh temp file, its fsync, a rename and
+    /// a directory fsync: a reader, and a crash, sees the old file or the new one.
+    fn write_whole(&self, id: BlobId, bytes: &[u8]) -> Result<(), BlobError> {
+        let shard = self.ensure_shard(id)?;
+        // The temp name is a fresh random id: unique, and never derived from input.
+        let temp = shard.join(format!("{TEMP_PREFIX}{}", OpaqueId::random()));
+        let written = new_file(&temp).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
+        let renamed = written.and_then(|()| fs::rename(&temp, self.path(id)));
+        if let Err(e) = renamed {
+            // Best effort: the temp file holds only ciphertext and is never listed.
+            let _ = fs::remove_file(&temp);
+            return Err(e.into());
+        }
+        sync_dir(&shard)?;
+        Ok(())
+    }
+
     /// Creates the blob's shard directory if needed, durably; returns its path.
     fn ensure_shard(&self, id: BlobId) -> io::Result<PathBuf> {
         let shard = self.shard(id);
@@ -328,6 +426,30 @@ fn drop_cached_pages(file: &File) {
 /// Makes a directory's entries durable (a created, renamed or removed name).
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Refuses an append that would make a plain tail blob begin with the slot-file magic
+/// (it would then read as a slot file).
+fn refuse_slot_magic(file: &File, data: &[u8]) -> Result<(), BlobError> {
+    let have = file.metadata()?.len();
+    let magic_len = slots::MAGIC.len() as u64;
+    if have >= magic_len {
+        return Ok(());
+    }
+    let mut prefix = vec![0u8; have as usize];
+    file.read_exact_at(&mut prefix, 0)?;
+    prefix.extend(data.iter().take((magic_len - have) as usize));
+    if prefix == slots::MAGIC[..] {
+        return Err(slot_magic());
+    }
+    Ok(())
+}
+
+fn slot_magic() -> BlobError {
+    BlobError::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a tail blob may not begin with the local store's slot-file magic",
+    ))
 }
 
 /// Maps "no such file" to `NotFound(id)`.
