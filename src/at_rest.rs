@@ -49,7 +49,7 @@ mod vectors;
 pub use format::{FormatError, SegmentSize};
 pub use reader::Reader;
 pub use settings::AtRestSettings;
-pub use tail::TailError;
+pub use tail::{MAX_NOTE_LEN, TailError};
 pub use writer::{Committed, Finished, Recovery, Reopened, Writer};
 
 use format::Header;

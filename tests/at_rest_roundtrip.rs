@@ -281,3 +281,45 @@ proptest! {
         prop_assert_eq!(pieced, oneshot);
     }
 }
+
+/// A commit note (issue 14) is sealed with the commit point it was written with: read back
+/// after a reopen and a rollback, replaced by the next commit's, and never written by a
+/// commit that has nothing to commit.
+#[test]
+fn a_commit_note_comes_back_with_its_commit_point() {
+    rt().block_on(async {
+        let (at_rest, blob, _) = store(16);
+        let object = OpaqueId::random();
+        let mut w = at_rest.create(object).await.unwrap();
+        assert!(w.note().is_empty());
+        w.append(b"twenty-one bytes here").await.unwrap();
+        w.commit_noted(b"first commit").await.unwrap();
+        assert_eq!(w.note(), b"first commit");
+        let tail = blob.raw(BlobId::tail(object)).unwrap();
+        assert_eq!(&tail[..5], b"SPAT\x02", "a noted record is version 2");
+        // Nothing appended: no new commit point, the note stays.
+        w.commit_noted(b"ignored").await.unwrap();
+        drop(w);
+        let mut w = reopen(&at_rest, object).await;
+        assert_eq!(w.note(), b"first commit");
+        // Appended but rolled back: the committed note comes back.
+        w.append(b"more").await.unwrap();
+        w.rollback().await.unwrap();
+        assert_eq!(w.note(), b"first commit");
+        // A commit without a note writes a version-1 record, as before notes existed.
+        w.append(b"more").await.unwrap();
+        w.commit().await.unwrap();
+        assert!(w.note().is_empty());
+        let tail = blob.raw(BlobId::tail(object)).unwrap();
+        assert_eq!(&tail[..5], b"SPAT\x01");
+        drop(w);
+        let w = reopen(&at_rest, object).await;
+        assert!(w.note().is_empty());
+        let done = w.finish().await.unwrap();
+        assert_eq!(done.plaintext_len, 25);
+        assert_eq!(
+            read_all(&at_rest, object).await,
+            b"twenty-one bytes heremore"
+        );
+    });
+}

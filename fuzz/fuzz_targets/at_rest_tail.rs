@@ -1,4 +1,5 @@
-//! The at-rest tail record. Input is `segment size (4 bytes, big-endian) ‖ plaintext`.
+//! The at-rest tail record. Input is `segment size (4 bytes, big-endian) ‖ plaintext`; the
+//! size's top bit asks for a version-2 (noted) record.
 //! A plaintext that parses seals and opens back to the same fields; fuzzed bytes never
 //! authenticate as a sealed record, and a sealed record with one byte flipped is refused.
 #![no_main]
@@ -24,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
         TailRecord::open(&keys, data).is_err(),
         "fuzzed bytes authenticated"
     );
-    let Ok(record) = TailRecord::parse_plaintext(plaintext, s) else {
+    let noted = size[0] & 0x80 != 0;
+    let Ok(record) = TailRecord::parse_plaintext(plaintext, s, noted) else {
         return;
     };
     // The midstate is restored on reopen: arbitrary bytes must be refused, not panic.
@@ -40,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(opened.last_nonce, record.last_nonce);
     assert_eq!(opened.midstate[..], record.midstate[..]);
     assert_eq!(opened.partial[..], record.partial[..]);
+    assert_eq!(opened.note[..], record.note[..]);
     let flip = usize::from(size[3]) % sealed.len();
     sealed[flip] ^= 0x01;
     assert!(

@@ -94,4 +94,17 @@ check("midstate buffered bytes", mid[41:41 + mid[40]], plain[blocks * 64:plen])
 plen2, = struct.unpack(">I", tp[141:145])
 check("tail partial", tp[145:], h(t["partial_hex"]))
 check("tail partial length", plen2, plen - nfull * s)
+
+# Tail record with a commit note (section "Commit note"): version 2, the same plaintext
+# followed by the note's length and bytes.
+n = v["tail_noted"]
+noted = h(n["blob_hex"])
+check("noted tail magic", noted[:5], b"SPAT\x02")
+check("noted tail nonce", noted[5:17], h(n["nonce_hex"]))
+np_ = AESGCM(tail_key).decrypt(noted[5:17], noted[17:], b"sallyport/at-rest/v1/tail" + obj)
+end = 145 + plen2
+check("noted tail fields", np_[:end], tp)
+mlen, = struct.unpack(">I", np_[end:end + 4])
+check("noted tail note", np_[end + 4:], h(n["note_hex"]))
+check("noted tail note length", mlen, len(h(n["note_hex"])))
 print("all at-rest v1 vector checks passed")

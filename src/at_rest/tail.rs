@@ -16,6 +16,12 @@
 //! | partial length (u32) | partial bytes
 //! ```
 //!
+//! Version 2 (written only for a record that carries a *commit note*) appends
+//! `| note length (u32) | note bytes`: what the commit means to the layer above (the upload
+//! service records the chunk it commits, so a crash between this commit point and its own
+//! record can be finished from here; `proto/at-rest-v1.md` §5.4). A record without a note
+//! is written as version 1, byte for byte as before.
+//!
 //! Not here: when it is written (the `writer` module decides).
 
 use aws_lc_rs::aead::{Aad, Nonce};
@@ -27,8 +33,12 @@ use super::format::{FormatError, NONCE_LEN, ObjectKeys, SegmentSize, TAG_LEN};
 
 /// The tail blob's magic.
 pub const TAIL_MAGIC: &[u8; 4] = b"SPAT";
-/// The tail record version.
+/// The tail record version of a record without a note.
 pub const TAIL_VERSION: u8 = 1;
+/// The tail record version of a record with a commit note.
+pub const TAIL_VERSION_NOTED: u8 = 2;
+/// The largest commit note (the upload service's is a few KiB at most).
+pub const MAX_NOTE_LEN: usize = 64 * 1024;
 /// Domain label at the start of the tail AAD.
 pub const TAIL_AAD_LABEL: &[u8] = b"sallyport/at-rest/v1/tail";
 /// Size of sha2 0.11's serialised SHA-256 state.
@@ -61,6 +71,8 @@ pub struct TailRecord {
     pub midstate: Zeroizing<[u8; MIDSTATE_LEN]>,
     /// The partial segment's plaintext (open only).
     pub partial: Zeroizing<Vec<u8>>,
+    /// The commit note (empty: none), sealed with the record; see the module docs.
+    pub note: Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TailRecord {
@@ -109,10 +121,18 @@ impl TailRecord {
 
     /// Encrypts the record for `keys`' object.
     pub fn seal(&self, keys: &mut ObjectKeys) -> Result<Vec<u8>, TailError> {
-        let body_len = FIXED_LEN + self.partial.len();
+        if self.note.len() > MAX_NOTE_LEN {
+            return Err(TailError::Inconsistent("commit note too long"));
+        }
+        let noted = !self.note.is_empty();
+        let body_len = FIXED_LEN + self.partial.len() + if noted { 4 + self.note.len() } else { 0 };
         let mut out = Vec::with_capacity(PREFIX_LEN + body_len + TAG_LEN);
         out.extend_from_slice(TAIL_MAGIC);
-        out.push(TAIL_VERSION);
+        out.push(if noted {
+            TAIL_VERSION_NOTED
+        } else {
+            TAIL_VERSION
+        });
         out.extend_from_slice(&[0u8; NONCE_LEN]);
         out.push(match self.state {
             TailState::Open => 1,
@@ -126,6 +146,11 @@ impl TailRecord {
         // The partial is shorter than a segment (at most 16 MiB), so it fits a u32.
         out.extend_from_slice(&(self.partial.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.partial);
+        if noted {
+            // At most MAX_NOTE_LEN (checked above): fits a u32.
+            out.extend_from_slice(&(self.note.len() as u32).to_be_bytes());
+            out.extend_from_slice(&self.note);
+        }
         let aad = tail_aad(keys);
         let (nonce, tag) = keys.tail_seal.seal(&aad, &mut out[PREFIX_LEN..])?;
         out[5..PREFIX_LEN].copy_from_slice(&nonce);
@@ -137,10 +162,11 @@ impl TailRecord {
     pub fn open(keys: &ObjectKeys, bytes: &[u8]) -> Result<Self, TailError> {
         if bytes.len() < PREFIX_LEN + FIXED_LEN + TAG_LEN
             || &bytes[..4] != TAIL_MAGIC
-            || bytes[4] != TAIL_VERSION
+            || !matches!(bytes[4], TAIL_VERSION | TAIL_VERSION_NOTED)
         {
             return Err(TailError::Format);
         }
+        let noted = bytes[4] == TAIL_VERSION_NOTED;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&bytes[5..PREFIX_LEN]);
         let mut body = Zeroizing::new(bytes[PREFIX_LEN..].to_vec());
@@ -153,21 +179,21 @@ impl TailRecord {
                 &mut body,
             )
             .map_err(|_| TailError::Authentication)?;
-        Self::parse(plain, keys.segment_size)
+        Self::parse(plain, keys.segment_size, noted)
     }
 
     /// Parses a record's plaintext as [`TailRecord::open`] does once it authenticates, so
     /// the fuzz targets (`fuzz/`) reach the field checks without forging a tag. Production
-    /// code opens sealed records only.
+    /// code opens sealed records only. `noted`: parse as a version-2 (noted) record.
     #[doc(hidden)]
-    pub fn parse_plaintext(p: &[u8], s: SegmentSize) -> Result<Self, TailError> {
+    pub fn parse_plaintext(p: &[u8], s: SegmentSize, noted: bool) -> Result<Self, TailError> {
         if p.len() < FIXED_LEN {
             return Err(TailError::Format);
         }
-        Self::parse(p, s)
+        Self::parse(p, s, noted)
     }
 
-    fn parse(p: &[u8], s: SegmentSize) -> Result<Self, TailError> {
+    fn parse(p: &[u8], s: SegmentSize, noted: bool) -> Result<Self, TailError> {
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&p[at..at + 8]);
@@ -188,9 +214,26 @@ impl TailRecord {
         let mut len4 = [0u8; 4];
         len4.copy_from_slice(&p[141..145]);
         let partial_len = u32::from_be_bytes(len4) as usize;
-        if p.len() != FIXED_LEN + partial_len {
-            return Err(TailError::Inconsistent("partial length"));
-        }
+        let partial_end = FIXED_LEN
+            .checked_add(partial_len)
+            .filter(|&end| end <= p.len())
+            .ok_or(TailError::Inconsistent("partial length"))?;
+        let note = if noted {
+            let rest = &p[partial_end..];
+            if rest.len() < 4 {
+                return Err(TailError::Inconsistent("note length"));
+            }
+            let note_len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if note_len == 0 || note_len > MAX_NOTE_LEN || rest.len() - 4 != note_len {
+                return Err(TailError::Inconsistent("note length"));
+            }
+            &rest[4..]
+        } else {
+            if p.len() != partial_end {
+                return Err(TailError::Inconsistent("partial length"));
+            }
+            &[][..]
+        };
         let seg = u64::from(s.get());
         let in_segments = full_segments
             .checked_mul(seg)
@@ -227,7 +270,8 @@ impl TailRecord {
             plaintext_len,
             last_nonce,
             midstate,
-            partial: Zeroizing::new(p[FIXED_LEN..].to_vec()),
+            partial: Zeroizing::new(p[FIXED_LEN..partial_end].to_vec()),
+            note: Zeroizing::new(note.to_vec()),
         };
         record.hasher()?;
         Ok(record)
@@ -273,6 +317,7 @@ mod tests {
             last_nonce: [4; 12],
             midstate: TailRecord::midstate_of(&h),
             partial: Zeroizing::new(data[full as usize * 16..].to_vec()),
+            note: Zeroizing::new(Vec::new()),
         }
     }
 
@@ -292,6 +337,69 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn a_note_round_trips_as_version_2_and_no_note_is_version_1() {
+        let mut k = keys();
+        let plain = record(20).seal(&mut k).unwrap();
+        assert_eq!(plain[4], TAIL_VERSION);
+        let mut noted = record(20);
+        noted.note = Zeroizing::new(b"what the commit means".to_vec());
+        let bytes = noted.seal(&mut k).unwrap();
+        assert_eq!(bytes[4], TAIL_VERSION_NOTED);
+        assert_eq!(bytes.len(), plain.len() + 4 + 21);
+        let back = TailRecord::open(&k, &bytes).unwrap();
+        assert_eq!(&back.note[..], b"what the commit means");
+        assert_eq!(&back.partial[..], &noted.partial[..]);
+        assert!(TailRecord::open(&k, &plain).unwrap().note.is_empty());
+        // The version byte is outside the AAD: swapping it is refused by the layout.
+        for (bytes, version) in [(&bytes, TAIL_VERSION), (&plain, TAIL_VERSION_NOTED)] {
+            let mut swapped = bytes.clone();
+            swapped[4] = version;
+            assert!(TailRecord::open(&k, &swapped).is_err());
+        }
+        noted.note = Zeroizing::new(vec![1; MAX_NOTE_LEN + 1]);
+        assert!(
+            noted.seal(&mut k).is_err(),
+            "a note past the limit is refused"
+        );
+    }
+
+    #[test]
+    fn note_lengths_that_do_not_match_are_rejected() {
+        let s = SegmentSize::new(16).unwrap();
+        let rec = record(20);
+        // The plaintext as `seal` lays it out, without the note.
+        let mut p = vec![1u8];
+        p.extend_from_slice(&rec.generation.to_be_bytes());
+        p.extend_from_slice(&rec.full_segments.to_be_bytes());
+        p.extend_from_slice(&rec.plaintext_len.to_be_bytes());
+        p.extend_from_slice(&rec.last_nonce);
+        p.extend_from_slice(rec.midstate.as_ref());
+        p.extend_from_slice(&(rec.partial.len() as u32).to_be_bytes());
+        p.extend_from_slice(&rec.partial);
+        assert!(TailRecord::parse(&p, s, false).is_ok());
+        let with = |len: u32, note: &[u8]| {
+            let mut q = p.clone();
+            q.extend_from_slice(&len.to_be_bytes());
+            q.extend_from_slice(note);
+            q
+        };
+        assert_eq!(
+            &TailRecord::parse(&with(3, b"abc"), s, true).unwrap().note[..],
+            b"abc"
+        );
+        for bad in [
+            with(4, b"abc"),
+            with(2, b"abc"),
+            with(0, b""),
+            p.clone(),
+            with(3, b"abc")[..p.len() + 2].to_vec(),
+        ] {
+            assert!(TailRecord::parse(&bad, s, true).is_err());
+        }
+        assert!(TailRecord::parse(&with(3, b"abc"), s, false).is_err());
     }
 
     #[test]
@@ -340,12 +448,12 @@ mod tests {
         p.extend_from_slice(rec.midstate.as_ref());
         p.extend_from_slice(&(rec.partial.len() as u32).to_be_bytes());
         p.extend_from_slice(&rec.partial);
-        let back = TailRecord::parse_plaintext(&p, s).unwrap();
+        let back = TailRecord::parse_plaintext(&p, s, false).unwrap();
         assert_eq!(back.plaintext_len, 20);
         assert_eq!(&back.partial[..], &rec.partial[..]);
         for n in 0..p.len() {
             assert!(
-                TailRecord::parse_plaintext(&p[..n], s).is_err(),
+                TailRecord::parse_plaintext(&p[..n], s, false).is_err(),
                 "prefix {n}"
             );
         }

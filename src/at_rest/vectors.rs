@@ -22,6 +22,8 @@ const PLAINTEXT: &[u8; 40] = b"Sallyport golden vector, forty bytes :-)";
 const SEGMENT_SIZE: u32 = 16;
 /// The tail record vector: the state after committing this many bytes.
 const TAIL_COMMITTED: usize = 21;
+/// The noted tail record vector's commit note (version 2, `proto/at-rest-v1.md` §4.3).
+const TAIL_NOTE: &[u8] = b"{\"commit\":\"what it means\"}";
 
 fn seq(start: u8) -> [u8; 32] {
     std::array::from_fn(|i| start + i as u8)
@@ -36,6 +38,7 @@ fn build() -> Value {
     let wrap_nonce: [u8; 12] = std::array::from_fn(|i| 0xa0 + i as u8);
     let segment_nonces: Vec<[u8; 12]> = (1..=3).map(|i| [i; 12]).collect();
     let tail_nonce = [0xee; 12];
+    let noted_nonce = [0xef; 12];
     let kek = KekRef {
         id: "vector".parse().unwrap(),
         version: 1,
@@ -61,7 +64,7 @@ fn build() -> Value {
         &segment_key,
         &tail_key,
         segment_nonces.clone(),
-        vec![tail_nonce],
+        vec![tail_nonce, noted_nonce],
     );
 
     let mut encoder = SegmentEncoder::new(keys, 1 << 20, Resume::empty());
@@ -94,8 +97,14 @@ fn build() -> Value {
         last_nonce: segment_nonces[0],
         midstate: TailRecord::midstate_of(&hasher),
         partial: Zeroizing::new(PLAINTEXT[16..TAIL_COMMITTED].to_vec()),
+        note: Zeroizing::new(Vec::new()),
     };
     let tail_blob = tail.seal(encoder.keys_mut()).unwrap();
+    let noted = TailRecord {
+        note: Zeroizing::new(TAIL_NOTE.to_vec()),
+        ..tail
+    };
+    let noted_blob = noted.seal(encoder.keys_mut()).unwrap();
 
     json!({
         "description": "at-rest v1 golden vector; see proto/at-rest-v1.md. All inputs fixed, including nonces; production code draws nonces at random.",
@@ -128,6 +137,12 @@ fn build() -> Value {
             "midstate_hex": hex::encode(TailRecord::midstate_of(&hasher).as_ref()),
             "nonce_hex": hex::encode(tail_nonce),
             "blob_hex": hex::encode(&tail_blob),
+        },
+        "tail_noted": {
+            "description": "the same record with a commit note: tail version 2",
+            "note_hex": hex::encode(TAIL_NOTE),
+            "nonce_hex": hex::encode(noted_nonce),
+            "blob_hex": hex::encode(&noted_blob),
         },
     })
 }
@@ -203,7 +218,15 @@ fn golden_vector_bytes_open_to_the_plaintext() {
     }
     assert_eq!(&buf[..plain], &h("plaintext_hex")[..]);
 
+    let noted = TailRecord::open(
+        &keys,
+        &hex::decode(v["tail_noted"]["blob_hex"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&noted.note[..], TAIL_NOTE);
+    assert_eq!(&noted.partial[..], &PLAINTEXT[16..TAIL_COMMITTED]);
     let tail = TailRecord::open(&keys, &h_tail(&v)).unwrap();
+    assert!(tail.note.is_empty());
     assert_eq!(tail.plaintext_len, TAIL_COMMITTED as u64);
     assert_eq!(tail.generation, 2);
     assert_eq!(&tail.partial[..], &PLAINTEXT[16..TAIL_COMMITTED]);

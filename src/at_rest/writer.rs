@@ -103,6 +103,8 @@ pub struct Writer {
     blob_len: u64,
     unsynced: bool,
     poisoned: bool,
+    /// The commit note of the last committed tail record (empty: none).
+    note: Zeroizing<Vec<u8>>,
 }
 
 impl fmt::Debug for Writer {
@@ -137,6 +139,14 @@ impl Writer {
     /// Makes everything appended so far durable and acknowledged; returns the committed
     /// length. A no-op when nothing was appended since the last commit.
     pub async fn commit(&mut self) -> Result<Committed, AtRestError> {
+        self.commit_noted(&[]).await
+    }
+
+    /// As [`Writer::commit`], with a *commit note* sealed into the tail record, the commit
+    /// point: what this commit means to the caller, read back with [`Writer::note`] after
+    /// a crash (at most [`super::tail::MAX_NOTE_LEN`] bytes; empty: none). Nothing is
+    /// written, note included, when nothing was appended since the last commit.
+    pub async fn commit_noted(&mut self, note: &[u8]) -> Result<Committed, AtRestError> {
         self.usable()?;
         if self.encoder.plaintext_len() == self.committed.plaintext_len {
             return Ok(self.committed);
@@ -151,13 +161,20 @@ impl Writer {
             last_nonce: self.encoder.last_nonce(),
             midstate: TailRecord::midstate_of(self.encoder.hasher()),
             partial: self.encoder.partial().clone(),
+            note: Zeroizing::new(note.to_vec()),
         };
         self.write_tail(&record).await?;
         self.committed = Committed {
             plaintext_len: record.plaintext_len,
             generation: record.generation,
         };
+        self.note = record.note;
         Ok(self.committed)
+    }
+
+    /// The commit note of the last committed tail record (empty when it has none).
+    pub fn note(&self) -> &[u8] {
+        &self.note
     }
 
     /// Discards everything appended since the last commit (e.g. a PATCH whose checksum
@@ -172,6 +189,7 @@ impl Writer {
                 self.encoder.reset(resume_from(&tail)?);
                 self.unsynced = false;
                 self.poisoned = false;
+                self.note = tail.note;
                 Ok(self.committed)
             }
             Recovered::Finished(_) => Err(AtRestError::AlreadyFinished),
@@ -195,6 +213,7 @@ impl Writer {
             last_nonce: self.encoder.last_nonce(),
             midstate: TailRecord::midstate_of(self.encoder.hasher()),
             partial: Zeroizing::new(Vec::new()),
+            note: Zeroizing::new(Vec::new()),
         };
         self.write_tail(&record).await?;
         Ok(Finished {
@@ -312,6 +331,7 @@ pub(crate) async fn initialize(
         last_nonce: [0; NONCE_LEN],
         midstate: TailRecord::midstate_of(&Sha256::new()),
         partial: Zeroizing::new(Vec::new()),
+        note: Zeroizing::new(Vec::new()),
     };
     blob.replace(BlobId::tail(object), &first.seal(&mut keys)?)
         .await?;
@@ -326,6 +346,7 @@ pub(crate) async fn initialize(
         blob_len: HEADER_LEN as u64,
         unsynced: false,
         poisoned: false,
+        note: Zeroizing::new(Vec::new()),
     })
 }
 
@@ -378,6 +399,7 @@ pub(crate) async fn reopen(
         Recovered::Open { tail, recovery } => {
             let blob_len = segment_offset(tail.full_segments, keys.segment_size);
             let encoder = SegmentEncoder::new(keys, batch_bytes, resume_from(&tail)?);
+            let note = tail.note;
             Ok(Reopened::Open {
                 writer: Box::new(Writer {
                     blob,
@@ -387,6 +409,7 @@ pub(crate) async fn reopen(
                     blob_len,
                     unsynced: false,
                     poisoned: false,
+                    note,
                 }),
                 recovery,
             })
@@ -431,7 +454,7 @@ pub(crate) async fn recover(
         return Err(AtRestError::Inconsistent("tail record missing"));
     };
     // A tail record holds less than one segment of partial data plus fixed fields.
-    if tail_len > u64::from(s.get()) + 512 {
+    if tail_len > u64::from(s.get()) + 512 + 4 + super::tail::MAX_NOTE_LEN as u64 {
         return Err(AtRestError::Inconsistent("tail record too large"));
     }
     let tail = TailRecord::open(keys, &blob.read_range(tail_id, 0, tail_len).await?)?;
@@ -522,6 +545,7 @@ async fn complete_finish(
         last_nonce,
         midstate: tail.midstate.clone(),
         partial: Zeroizing::new(Vec::new()),
+        note: Zeroizing::new(Vec::new()),
     };
     blob.replace(BlobId::tail(keys.object), &finished.seal(keys)?)
         .await?;
@@ -603,6 +627,7 @@ async fn rebuild(
         last_nonce,
         midstate: TailRecord::midstate_of(&hasher),
         partial: Zeroizing::new(Vec::new()),
+        note: Zeroizing::new(Vec::new()),
     };
     blob.replace(BlobId::tail(keys.object), &tail.seal(keys)?)
         .await?;
