@@ -33,8 +33,11 @@
 //! request's task, into two [`stage`]s on other threads: the chunk's digests (each byte
 //! hashed once for the ledger) and the writer (which keeps the whole-file SHA-256
 //! midstate, encrypted, in its tail record) → verify the declared checksum (460
-//! discards the whole chunk) → write the pending record → commit (fsync) or finish the
-//! object → apply the record and ledger entry → audit → release the lease → 204.
+//! discards the whole chunk) → write the pending record (without a sync of its own: the
+//! same content goes into the object's commit point as its commit note) → commit the
+//! object (data sync, then the tail record with the note) or finish it → apply the record
+//! and ledger entry (one durable commit, which also makes the pending record durable) →
+//! audit → release the lease → 204.
 //! (`patch.rs` holds all of it; a creation with a body takes the new upload's lease and
 //! runs the same steps from streaming the body on.)
 //!

@@ -8,6 +8,20 @@
 //! (pending record, commit or finish the object, ledger entry and record, audit) → release
 //! the lease. A creation with a body (`create.rs`) enters at `take_body`.
 //!
+//! **Syncs.** A chunk that does not complete the upload costs one state-store sync: its
+//! pending record is written deferred and becomes durable with the record's commit, and
+//! what it says is also sealed into the object's tail record (the *commit note*), the
+//! commit point. A crash between that commit point and the record's commit loses the
+//! pending record with the record and ledger entry (the embedded store rolls back to its
+//! last durable commit, which still holds the previous chunk's pending record, its
+//! deletion being deferred); `reconcile` settles that one (its entries again, marked
+//! recovered), finds the object one commit ahead of its record and finishes that commit
+//! from the note. HEAD reports the record's offset until then (the chunk was
+//! never acknowledged), so a client that resends it gets 409 once and its next HEAD has
+//! the chunk. The completing chunk, and one whose note would pass
+//! [`MAX_NOTE_LEN`](crate::at_rest::MAX_NOTE_LEN), keep the durable write-ahead: the end
+//! of an upload is exact for every reader (HEAD, a batch seal) even after a crash.
+//!
 //! Also here: the `upload.chunk_accepted` and `upload.completed` audit events, which
 //! creation, concatenation and reconciliation emit too.
 //!
@@ -143,7 +157,24 @@ impl Uploads {
     ) -> Result<(UploadRecord, u64, Option<Writer>), UploadError> {
         let (mut record, mut version) = self.store.get(id).await?.ok_or(TusError::NotFound)?;
         let mut reopened = self.at_rest.open_writer(id.opaque()).await?;
-        if let Some(pending) = self.store.pending(id).await? {
+        // First the pending record, then the commit note: after a crash between a chunk's
+        // commit point and its record's commit, the store holds the previous chunk's
+        // pending record (its deletion was deferred) and the note says what the last
+        // commit meant.
+        let mut candidate = self.store.pending(id).await?.map(|p| (p, false));
+        let mut note_read = false;
+        loop {
+            let (pending, from_note) = match candidate.take() {
+                Some(c) => c,
+                None if !note_read => {
+                    note_read = true;
+                    match noted_commit(id, &record, &reopened) {
+                        Some(p) => (p, true),
+                        None => break,
+                    }
+                }
+                None => break,
+            };
             let target = pending.record.offset;
             let durable = match &reopened {
                 Reopened::Open { writer, .. } => writer.committed().plaintext_len,
@@ -156,7 +187,8 @@ impl Uploads {
             // The chunk's entries are written before the pending record goes, so a
             // pending record whose commit is applied means the audit was not (a failed
             // write, or a crash in between): the entries are written now, as recovered.
-            if applied {
+            // (A note is only read for a commit that is not applied.)
+            if applied && !from_note {
                 if let Some(entry) = &pending.entry {
                     self.audit_chunk(who, id, entry, false, true).await?;
                 }
@@ -176,6 +208,14 @@ impl Uploads {
                         next.sha256 = Some(crate::tus::record::Sha256Digest(f.sha256));
                     }
                 }
+                if from_note {
+                    // The reservation was lost with the pending record: taken again, past
+                    // the limit if need be (the bytes are committed).
+                    let grow =
+                        super::quota::held(&next).saturating_sub(super::quota::held(&record));
+                    self.reserve_chunk_bytes(&record.owner, grow, u64::MAX)
+                        .await?;
+                }
                 if let Some(entry) = &pending.entry {
                     self.store.put_chunk(id, entry).await?;
                 }
@@ -188,7 +228,9 @@ impl Uploads {
                 }
                 record = next;
             }
-            self.store.clear_pending_deferred(id).await?;
+            if !from_note {
+                self.store.clear_pending_deferred(id).await?;
+            }
         }
         let durable = match &reopened {
             Reopened::Open { writer, .. } => writer.committed().plaintext_len,
@@ -444,14 +486,29 @@ impl Uploads {
             writer.rollback().await?;
             return Err(e);
         }
-        // Write-ahead: say what this commit will mean before making the bytes durable.
+        // Say what this commit will mean before making the bytes durable: the pending
+        // record, and (but for the completing chunk) the same as the commit note sealed
+        // into the object's commit point. With the note there the pending record needs no
+        // sync of its own: on the embedded store it becomes durable with the upload
+        // record's commit below, and a crash that loses it is finished from the note
+        // (`reconcile`). The completing chunk, and a note too large for the tail record,
+        // keep the durable write-ahead: then the upload's end is exact for every reader
+        // (HEAD, a batch seal) even after a crash.
         let pending = Pending {
             from_offset: record.offset,
             record: next.clone(),
             entry: commit.entry.clone(),
             completes,
         };
-        if let Err(e) = self.store.set_pending(id, &pending).await {
+        let note = (!completes)
+            .then(|| serde_json::to_vec(&pending).ok())
+            .flatten()
+            .filter(|n| n.len() <= crate::at_rest::MAX_NOTE_LEN);
+        let written = match note {
+            Some(_) => self.store.set_pending_deferred(id, &pending).await,
+            None => self.store.set_pending(id, &pending).await,
+        };
+        if let Err(e) = written {
             self.release_bytes(&record.owner, grow).await;
             return Err(e.into());
         }
@@ -459,7 +516,9 @@ impl Uploads {
             let finished = writer.finish().await?;
             next.sha256 = Some(crate::tus::record::Sha256Digest(finished.sha256));
         } else {
-            writer.commit().await?;
+            writer
+                .commit_noted(note.as_deref().unwrap_or_default())
+                .await?;
         }
         // The ledger entry is written deferred and the record durably: one commit (one
         // sync) makes both durable, before anything is answered.
@@ -542,6 +601,21 @@ impl Uploads {
             .await?;
         Ok(())
     }
+}
+
+/// The pending record sealed as the commit note of the object's last commit, when that
+/// commit is not applied to `record`: the object is ahead of it, by exactly that commit.
+fn noted_commit(id: UploadId, record: &UploadRecord, reopened: &Reopened) -> Option<Pending> {
+    let Reopened::Open { writer, .. } = reopened else {
+        return None;
+    };
+    let durable = writer.committed().plaintext_len;
+    if durable == record.offset || writer.note().is_empty() {
+        return None;
+    }
+    let noted: Pending = serde_json::from_slice(writer.note()).ok()?;
+    (noted.record.id == id && noted.from_offset == record.offset && noted.record.offset == durable)
+        .then_some(noted)
 }
 
 /// When a body that began at `began` must be complete, having received `received` bytes

@@ -328,6 +328,27 @@ impl UploadStore {
         Ok(())
     }
 
+    /// Writes the pending chunk deferred: durable with the store's next durable write (the
+    /// upload record's), for a commit whose note in the object's commit point says the
+    /// same (`patch.rs`).
+    pub async fn set_pending_deferred(
+        &self,
+        upload: UploadId,
+        pending: &Pending,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.state
+            .put_deferred(
+                PENDING,
+                &upload.to_string(),
+                &bytes,
+                Expect::Any,
+                PutOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Clears the pending chunk.
     pub async fn clear_pending(&self, upload: UploadId) -> Result<(), StoreError> {
         self.state

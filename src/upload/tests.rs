@@ -367,3 +367,4 @@ async fn an_artifact_takes_an_uploads_bytes_off_the_quota_once() {
 }
 
 mod commit_budget;
+mod commit_note;
