@@ -14,6 +14,9 @@
 #                     final ledger check against its own whole-file SHA-256)
 #          js         tus-js-client (node) to the gateway, sha256 per chunk (tus_bench.sh)
 #          curl       the lean curl tus client to the gateway, sha256 per chunk (tus_bench.sh)
+#          before     `sallyport client upload` (this build's client) to a second gateway run
+#                     from BEFORE_BIN=<binary> (an older build, for a before/after ratio
+#                     measured interleaved: `ratio sallyport/before`); its own data directory
 #          nginx      one curl PUT of the file to nginx's WebDAV location over TLS 1.3
 #                     (put_upload.sh): the "TLS receive + write to disk" anchor; skipped,
 #                     with a note, when nginx is not installed or does not start
@@ -59,8 +62,12 @@ CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}; CURL_HTTP=${CURL_HTTP:-1.
 case "$CURL_HTTP" in 1.1|2) ;; *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) echo "ROUNDS must be a positive integer" >&2; exit 2 ;; esac
 for c in $CLIENTS; do
-  case "$c" in sallyport|js|curl|nginx) ;; *) echo "unknown client $c (sallyport js curl nginx)" >&2; exit 2 ;; esac
+  case "$c" in sallyport|js|curl|nginx|before) ;; *) echo "unknown client $c (sallyport js curl nginx before)" >&2; exit 2 ;; esac
 done
+if [[ " $CLIENTS " == *" before "* ]]; then
+  [ -n "${BEFORE_BIN:-}" ] && [ -x "$BEFORE_BIN" ] \
+    || { echo "client 'before' needs BEFORE_BIN=<an executable gateway binary>" >&2; exit 2; }
+fi
 
 # The build's own target directory.
 TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps --locked 2>/dev/null \
@@ -117,21 +124,22 @@ TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 export TUS_AUTHORIZATION="Bearer $TOKEN" TUS_AUTHORIZATION_HEADER="Authorization: Bearer $TOKEN"
 printf '%s\n' "$TOKEN" > "$WORK/bench.token"; chmod 600 "$WORK/bench.token"
 
-GW_PID=; NGINX_DIR=; RESULTS=$(mktemp)
+GW_PID=; B_PID=; NGINX_DIR=; RESULTS=$(mktemp)
 cleanup() {
-  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
-  fi
+  for pid in $GW_PID $B_PID; do
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
+  done
   [ -n "$NGINX_DIR" ] && "$WORK/bench/nginx_peer.sh" stop "$NGINX_DIR" >/dev/null 2>&1 || true
   rm -f "$RESULTS"
 }
 trap cleanup EXIT
 
 # --- the gateway: one for the whole run, every client uploads to it ---
-GW_DIR=$WORK/gateway
-rm -rf "$GW_DIR"; mkdir -p "$GW_DIR"
-cat > "$GW_DIR.toml" <<EOF
-data_dir = "$GW_DIR"
+start_gateway() { # DIR BINARY: starts a gateway on DIR, sets STARTED_PID and STARTED_PORT
+  local dir=$1 bin=$2 port=
+  rm -rf "$dir"; mkdir -p "$dir"
+  cat > "$dir.toml" <<EOF
+data_dir = "$dir"
 [server]
 listen = "127.0.0.1:0"
 [log]
@@ -142,18 +150,25 @@ name = "bench"
 token_sha256 = "$TOKEN_SHA"
 roles = ["uploader"]
 EOF
-"$BIN" --config "$GW_DIR.toml" serve > "$GW_DIR.out" 2> "$GW_DIR.err" &
-GW_PID=$!
-PORT=
-for _ in $(seq 1 100); do
-  PORT=$(sed -n 's|^sallyport serving https://127.0.0.1:\([0-9]*\)/$|\1|p' "$GW_DIR.out")
-  [ -n "$PORT" ] && break
-  kill -0 "$GW_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "the gateway did not start:" >&2; cat "$GW_DIR.out" "$GW_DIR.err" >&2; exit 1; }
+  "$bin" --config "$dir.toml" serve > "$dir.out" 2> "$dir.err" &
+  STARTED_PID=$!
+  for _ in $(seq 1 100); do
+    port=$(sed -n 's|^sallyport serving https://127.0.0.1:\([0-9]*\)/$|\1|p' "$dir.out")
+    [ -n "$port" ] && break
+    kill -0 "$STARTED_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "the gateway did not start:" >&2; cat "$dir.out" "$dir.err" >&2; exit 1; }
+  STARTED_PORT=$port
+}
+GW_DIR=$WORK/gateway
+start_gateway "$GW_DIR" "$BIN"; GW_PID=$STARTED_PID; PORT=$STARTED_PORT
+B_DIR=$WORK/gateway-before
+if [[ " $CLIENTS " == *" before "* ]]; then
+  start_gateway "$B_DIR" "$BEFORE_BIN"; B_PID=$STARTED_PID; B_PORT=$STARTED_PORT
+  echo "# before: $BEFORE_BIN on port $B_PORT"
+fi
 EP="https://127.0.0.1:$PORT/files/"
-EP_NAMED="https://localhost:$PORT/files/"   # the dev certificate names localhost
 
 # --- nginx, when asked for and available ---
 NGINX_URL=; NGINX_PID=
@@ -175,21 +190,24 @@ if [[ " $CLIENTS " == *" nginx "* ]]; then
 fi
 
 # --- one upload by one client: prints "MB/s client_cpu_s server_cpu_s client_peak_rss_mib" ---
-clean_gateway() { find "$GW_DIR/blobs" -mindepth 1 -delete 2>/dev/null || true; sync; }
-run_sallyport() { # FILE
-  local f=$1 t0 t1 s0 s1 cu cs rss
-  must_be_loopback "$EP_NAMED"
+clean_gateway() { # [DIR]
+  find "${1:-$GW_DIR}/blobs" -mindepth 1 -delete 2>/dev/null || true; sync
+}
+run_sallyport() { # FILE [GATEWAY_DIR PID PORT]: this build's client to this build's gateway or another
+  local f=$1 dir=${2:-$GW_DIR} pid=${3:-$GW_PID} port=${4:-$PORT} t0 t1 s0 s1 cu cs rss ep
+  ep="https://localhost:$port/files/"   # the dev certificate names localhost
+  must_be_loopback "$ep"
   rm -rf "$WORK/client-state"
   wait_quiet 60 2>/dev/null
-  s0=$(cpu_ticks "$GW_PID"); t0=$(date +%s.%N)
+  s0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
   timeout 600 /usr/bin/time -f '%U %S %M' -o "$WORK/client.time" "$BIN" client upload --json \
-    --to "$EP_NAMED" --cacert "$GW_DIR/dev-ca/ca.pem" --token-file "$WORK/bench.token" \
+    --to "$ep" --cacert "$dir/dev-ca/ca.pem" --token-file "$WORK/bench.token" \
     --state-dir "$WORK/client-state" --chunk-size "$CHUNK" "$f" > "$WORK/client.json"
-  t1=$(date +%s.%N); s1=$(cpu_ticks "$GW_PID")
+  t1=$(date +%s.%N); s1=$(cpu_ticks "$pid")
   grep -q '"type":"summary".*"verified":1' "$WORK/client.json" \
     || { echo "sallyport client upload did not verify:" >&2; cat "$WORK/client.json" >&2; exit 1; }
   read -r cu cs rss < "$WORK/client.time"
-  clean_gateway
+  clean_gateway "$dir"
   awk -v b="$(stat -c %s "$f")" -v t0="$t0" -v t1="$t1" -v c="$(echo "$cu + $cs" | bc)" \
     -v st=$((s1 - s0)) -v hz="$TICKS_PER_S" -v rss="$rss" \
     'BEGIN {printf "%.1f %.2f %.2f %.1f\n", b / (t1 - t0) / 1e6, c, st/hz, rss/1024}'
@@ -211,6 +229,7 @@ run_nginx() { # FILE
 run_client() { # CLIENT FILE
   case "$1" in
     sallyport) run_sallyport "$2" ;;
+    before) run_sallyport "$2" "$B_DIR" "$B_PID" "$B_PORT" ;;
     js|curl) run_tus "$1" "$2" ;;
     nginx) run_nginx "$2" ;;
   esac
@@ -279,4 +298,5 @@ ratio sallyport js
 ratio sallyport nginx
 ratio js nginx
 ratio sallyport curl
-echo "# command: ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CHUNK=$CHUNK CHECKSUM=$CHECKSUM${NO_BUILD:+ NO_BUILD=1} scripts/bench-upload.sh${1:+ $1}"
+ratio sallyport before
+echo "# command: ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CHUNK=$CHUNK CHECKSUM=$CHECKSUM${NO_BUILD:+ NO_BUILD=1}${BEFORE_BIN:+ BEFORE_BIN=<binary>} scripts/bench-upload.sh${1:+ $1}"
