@@ -241,7 +241,7 @@ impl BlobStore for LocalBlobStore {
                 return Ok(fs::metadata(l.path(id)).map_err(not_found(id))?.len());
             }
             let file = File::open(l.path(id)).map_err(not_found(id))?;
-            match Slotted::read(&file)? {
+            match l.slotted(id, &file)? {
                 Some(current) => Ok(current.content.len() as u64),
                 None => Ok(file.metadata()?.len()),
             }
