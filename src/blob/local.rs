@@ -9,7 +9,7 @@
 //! created with mode 0700 and the files with mode 0600.
 //!
 //! A tail blob (the commit point of an object, replaced at every upload commit) is kept
-//! in a *slot file* ([`slots`]): two slots, each with a sequence number and a checksum, and
+//! in a *slot file* (`local/slots.rs`): two slots, each with a sequence number and a checksum, and
 //! a replace writes the one that is not current and `fdatasync`s, so a commit costs one
 //! sync and no rename. A reader, and a crash, sees the old content or the new, never a mix.
 //!
