@@ -9,7 +9,8 @@
 #   ROUNDS=6        rounds; each round measures every figure on both gateways, in the order
 #                   A B on odd rounds and B A on even ones (drift hits both alike)
 #   DL_MIB=1024     size of the ranged-less download artifact
-#   UP_MIB=256      size of the tus upload (8 MiB chunks, Upload-Checksum: sha256, curl)
+#   UP_MIB=256      size of the tus upload (Upload-Checksum: sha256, curl)
+#   UP_CHUNK=8388608  bytes per PATCH of that upload
 #   RPS_SECONDS=8   wrk seconds per small-download run (1 KiB artifact, 16 connections)
 #   BENCH_DIR       the shared bench harness (default <repo>/../shared/bench: lib.sh)
 #   A_CONFIG, B_CONFIG  TOML appended to that gateway's configuration (e.g. a [blob] table:
@@ -18,12 +19,15 @@
 # What it measures, per round and gateway, all over TLS on loopback:
 #   dl   MB/s of a whole-file download of the DL_MIB artifact (curl, HTTP/1.1)
 #   rps  requests/s of a 1 KiB signed-link download, every one durably audited (wrk)
-#   up   MB/s of a UP_MIB tus upload in 8 MiB PATCHes with a SHA-256 each (one curl per
+#   up   MB/s of a UP_MIB tus upload in UP_CHUNK PATCHes with a SHA-256 each (one curl per
 #        PATCH), and the gateway's CPU seconds over it
 # and prints each figure's median for A and B, and the median and range of the per-round
 # ratios B/A. Both gateways run at once on their own data directories with the embedded
 # store (and the local blob store unless A_CONFIG or B_CONFIG say otherwise); only one is
 # under load at any moment.
+#
+# For uploads with this build's own client (`sallyport client upload`, any chunk size)
+# interleaved with the peers, scripts/bench-upload.sh has a `before` client instead.
 #
 # Everything goes to 127.0.0.1; loops are bounded. Needs curl, openssl, wrk (installed from
 # Debian if missing).
@@ -32,6 +36,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A_BIN=${1:?A_BIN}; B_BIN=${2:?B_BIN}
 WORK=$(mkdir -p "${3:-$ROOT/target/bench-ab}" && cd "${3:-$ROOT/target/bench-ab}" && pwd)
 ROUNDS=${ROUNDS:-6}; DL_MIB=${DL_MIB:-1024}; UP_MIB=${UP_MIB:-256}; RPS_SECONDS=${RPS_SECONDS:-8}
+UP_CHUNK=${UP_CHUNK:-8388608}
+case "$UP_CHUNK" in ''|*[!0-9]*|0) echo "UP_CHUNK must be a positive integer" >&2; exit 2 ;; esac
+[ $(( ((UP_MIB << 20) + UP_CHUNK - 1) / UP_CHUNK )) -le 10000 ] \
+  || { echo "UP_MIB / UP_CHUNK must make at most 10000 PATCHes" >&2; exit 2; }
 BENCH=${BENCH_DIR:-$ROOT/../shared/bench}
 . "$BENCH/lib.sh"
 for b in "$A_BIN" "$B_BIN"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
@@ -50,7 +58,7 @@ head -c 1024 /dev/urandom > "$WORK/small.bin"
 [ -f "$WORK/up.bin" ] && [ "$(stat -c %s "$WORK/up.bin")" = $((UP_MIB << 20)) ] \
   || head -c $((UP_MIB << 20)) /dev/urandom > "$WORK/up.bin"
 rm -rf "$WORK/chunks"; mkdir -p "$WORK/chunks"
-split -b 8388608 -a 4 -d "$WORK/up.bin" "$WORK/chunks/c."
+split -b "$UP_CHUNK" -a 4 -d "$WORK/up.bin" "$WORK/chunks/c."
 for c in "$WORK"/chunks/c.*; do openssl dgst -sha256 -binary "$c" | base64 -w0 > "$c.sum"; done
 
 declare -A PID PORT DL_URL SMALL_URL
@@ -153,3 +161,4 @@ for col in 3:dl_MB/s 4:rps 5:up_MB/s 6:up_cpu_s; do
     | sort -g | awk '{v[NR]=$1} END {m = (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.3f %.3f %.3f %d\n", m, v[1], v[NR], NR}')
   printf '%-10s A %8s  B %8s  B/A median %s (min %s max %s, n=%s)\n' "$name" "$a" "$b" $ratios
 done
+echo "# command: ROUNDS=$ROUNDS DL_MIB=$DL_MIB UP_MIB=$UP_MIB UP_CHUNK=$UP_CHUNK RPS_SECONDS=$RPS_SECONDS scripts/bench-ab.sh <A binary> <B binary>"

@@ -223,7 +223,7 @@ async fn is_open(blob: &dyn BlobStore, object: OpaqueId, keys: &ObjectKeys) -> b
     let Ok(len) = blob.len(id).await else {
         return false;
     };
-    if len > u64::from(keys.segment_size.get()) + 512 {
+    if len > super::tail::max_sealed_len(keys.segment_size) {
         return false;
     }
     match blob.read_range(id, 0, len).await {

@@ -46,6 +46,13 @@ pub const MIDSTATE_LEN: usize = 104;
 const FIXED_LEN: usize = 1 + 8 + 8 + 8 + NONCE_LEN + MIDSTATE_LEN + 4;
 const PREFIX_LEN: usize = 4 + 1 + NONCE_LEN;
 
+/// The largest sealed tail record of an object with segments of `s` bytes: a partial of
+/// less than one segment, the fixed fields, the tag and a note at its longest (a bound
+/// checked before a record is read whole).
+pub fn max_sealed_len(s: SegmentSize) -> u64 {
+    u64::from(s.get()) + 512 + 4 + MAX_NOTE_LEN as u64
+}
+
 /// Whether the object is still being appended to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TailState {

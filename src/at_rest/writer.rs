@@ -453,8 +453,8 @@ pub(crate) async fn recover(
     let Some(tail_len) = tail_len else {
         return Err(AtRestError::Inconsistent("tail record missing"));
     };
-    // A tail record holds less than one segment of partial data plus fixed fields.
-    if tail_len > u64::from(s.get()) + 512 + 4 + super::tail::MAX_NOTE_LEN as u64 {
+    // A tail record holds less than one segment of partial data, fixed fields and a note.
+    if tail_len > super::tail::max_sealed_len(s) {
         return Err(AtRestError::Inconsistent("tail record too large"));
     }
     let tail = TailRecord::open(keys, &blob.read_range(tail_id, 0, tail_len).await?)?;
