@@ -328,6 +328,19 @@ mod tests {
         }
     }
 
+    /// An open record's version-1 plaintext, as `seal` lays it out.
+    fn plaintext_v1(rec: &TailRecord) -> Vec<u8> {
+        let mut p = vec![1u8];
+        p.extend_from_slice(&rec.generation.to_be_bytes());
+        p.extend_from_slice(&rec.full_segments.to_be_bytes());
+        p.extend_from_slice(&rec.plaintext_len.to_be_bytes());
+        p.extend_from_slice(&rec.last_nonce);
+        p.extend_from_slice(rec.midstate.as_ref());
+        p.extend_from_slice(&(rec.partial.len() as u32).to_be_bytes());
+        p.extend_from_slice(&rec.partial);
+        p
+    }
+
     #[test]
     fn round_trip_and_midstate() {
         let mut k = keys();
@@ -377,15 +390,7 @@ mod tests {
     fn note_lengths_that_do_not_match_are_rejected() {
         let s = SegmentSize::new(16).unwrap();
         let rec = record(20);
-        // The plaintext as `seal` lays it out, without the note.
-        let mut p = vec![1u8];
-        p.extend_from_slice(&rec.generation.to_be_bytes());
-        p.extend_from_slice(&rec.full_segments.to_be_bytes());
-        p.extend_from_slice(&rec.plaintext_len.to_be_bytes());
-        p.extend_from_slice(&rec.last_nonce);
-        p.extend_from_slice(rec.midstate.as_ref());
-        p.extend_from_slice(&(rec.partial.len() as u32).to_be_bytes());
-        p.extend_from_slice(&rec.partial);
+        let p = plaintext_v1(&rec);
         assert!(TailRecord::parse(&p, s, false).is_ok());
         let with = |len: u32, note: &[u8]| {
             let mut q = p.clone();
@@ -447,14 +452,7 @@ mod tests {
     fn parse_plaintext_is_the_check_open_runs() {
         let s = SegmentSize::new(16).unwrap();
         let rec = record(20);
-        let mut p = vec![1u8];
-        p.extend_from_slice(&rec.generation.to_be_bytes());
-        p.extend_from_slice(&rec.full_segments.to_be_bytes());
-        p.extend_from_slice(&rec.plaintext_len.to_be_bytes());
-        p.extend_from_slice(&rec.last_nonce);
-        p.extend_from_slice(rec.midstate.as_ref());
-        p.extend_from_slice(&(rec.partial.len() as u32).to_be_bytes());
-        p.extend_from_slice(&rec.partial);
+        let p = plaintext_v1(&rec);
         let back = TailRecord::parse_plaintext(&p, s, false).unwrap();
         assert_eq!(back.plaintext_len, 20);
         assert_eq!(&back.partial[..], &rec.partial[..]);

@@ -501,11 +501,11 @@ impl Uploads {
             completes,
         };
         let note = (!completes)
-            .then(|| serde_json::to_vec(&pending).ok())
+            .then(|| super::store::UploadStore::encode_pending(&pending).ok())
             .flatten()
             .filter(|n| n.len() <= crate::at_rest::MAX_NOTE_LEN);
-        let written = match note {
-            Some(_) => self.store.set_pending_deferred(id, &pending).await,
+        let written = match &note {
+            Some(encoded) => self.store.set_pending_deferred(id, encoded).await,
             None => self.store.set_pending(id, &pending).await,
         };
         if let Err(e) = written {

@@ -315,7 +315,7 @@ impl UploadStore {
 
     /// Writes the pending chunk (durably, before the bytes are committed).
     pub async fn set_pending(&self, upload: UploadId, pending: &Pending) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bytes = Self::encode_pending(pending)?;
         self.state
             .put(
                 PENDING,
@@ -328,20 +328,25 @@ impl UploadStore {
         Ok(())
     }
 
-    /// Writes the pending chunk deferred: durable with the store's next durable write (the
-    /// upload record's), for a commit whose note in the object's commit point says the
-    /// same (`patch.rs`).
+    /// A pending chunk as stored: what [`UploadStore::set_pending_deferred`] writes, and
+    /// what the writer seals as the commit's note (`patch.rs`).
+    pub fn encode_pending(pending: &Pending) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(pending).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Writes a pending chunk (encoded by [`UploadStore::encode_pending`]) deferred:
+    /// durable with the store's next durable write (the upload record's), for a commit
+    /// whose note in the object's commit point says the same (`patch.rs`).
     pub async fn set_pending_deferred(
         &self,
         upload: UploadId,
-        pending: &Pending,
+        encoded: &[u8],
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.state
             .put_deferred(
                 PENDING,
                 &upload.to_string(),
-                &bytes,
+                encoded,
                 Expect::Any,
                 PutOptions::default(),
             )
