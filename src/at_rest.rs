@@ -10,7 +10,11 @@
 //!   finished) one shorter final segment. Only whole segments are ever appended.
 //! * the **tail record** `BlobId::tail(object)`: replaced atomically at every commit; it
 //!   is the commit point. It holds the generation, the committed segment count and
-//!   length, the partial last segment and the SHA-256 midstate, all encrypted.
+//!   length, the partial last segment and the SHA-256 midstate, all encrypted. A writer
+//!   may instead leave a commit's tail record in the state store
+//!   ([`Writer::commit_deferred`], namespace `at_rest_tail`), durable with the caller's
+//!   next durable state write; recovery takes the later generation of the two, and
+//!   finishing writes the tail blob again.
 //!
 //! One [`Writer::commit`]: append the sealed segments (in batches of ~4 MiB), `sync`, then
 //! replace the tail record. A crash anywhere leaves either the old or the new tail
@@ -206,7 +210,14 @@ impl AtRest {
         }
         let (header, keys) = Header::create(object, dek_id, self.segment_size, &dek)?;
         drop(dek);
-        writer::initialize(self.blob.clone(), header, keys, self.batch_bytes).await
+        writer::initialize(
+            self.blob.clone(),
+            self.state.clone(),
+            header,
+            keys,
+            self.batch_bytes,
+        )
+        .await
     }
 
     /// Reopens an object for appending after a restart or a failure, recovering to its
@@ -215,6 +226,7 @@ impl AtRest {
         let (record, dek) = self.load_dek(object).await?;
         writer::reopen(
             self.blob.clone(),
+            self.state.clone(),
             object,
             &record,
             dek,
@@ -240,6 +252,10 @@ impl AtRest {
         self.state.delete(DEK_NAMESPACE, &id, Expect::Any).await?;
         let data = self.blob.delete(BlobId::data(object)).await?;
         let tail = self.blob.delete(BlobId::tail(object)).await?;
+        // A deferred tail record of an object that was still open (`Writer::commit_deferred`).
+        self.state
+            .delete(writer::DEFERRED_TAILS, &id, Expect::Any)
+            .await?;
         Ok(Deleted { key, data, tail })
     }
 

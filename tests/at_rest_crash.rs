@@ -32,25 +32,28 @@ fn rt() -> tokio::runtime::Runtime {
 enum Op {
     Append(usize),
     Commit,
+    /// A commit whose tail record goes to the state store (`Writer::commit_deferred`).
+    CommitDeferred,
     Rollback,
     Finish,
 }
 
 /// A workload touching every path: partial fills, several segments per batch, a rollback
-/// of uncommitted data, an empty commit, and finish.
+/// of uncommitted data, an empty commit, commits whose tail record goes to the tail blob
+/// and to the state store (deferred) in turn, and finish after a deferred commit.
 const WORKLOAD: &[Op] = &[
     Op::Append(5),
     Op::Commit,
     Op::Append(40),
     Op::Append(7),
-    Op::Commit,
+    Op::CommitDeferred,
     Op::Commit,
     Op::Append(100),
     Op::Rollback,
     Op::Append(61),
     Op::Commit,
     Op::Append(16),
-    Op::Commit,
+    Op::CommitDeferred,
     Op::Finish,
 ];
 
@@ -62,7 +65,7 @@ fn lengths() -> (usize, usize) {
     for op in WORKLOAD {
         match op {
             Op::Append(n) => len += n,
-            Op::Commit | Op::Finish => committed = len,
+            Op::Commit | Op::CommitDeferred | Op::Finish => committed = len,
             Op::Rollback => len = committed,
         }
         most = most.max(len);
@@ -107,9 +110,14 @@ async fn run_workload(at_rest: &AtRest, feed: &[u8]) -> Outcome {
                 fed += n;
                 r.map(|_| ())
             }
-            Op::Commit => {
+            Op::Commit | Op::CommitDeferred => {
                 out.attempted = Some(fed as u64);
-                writer.commit().await.map(|c| {
+                let committed = if matches!(op, Op::Commit) {
+                    writer.commit().await
+                } else {
+                    writer.commit_deferred(b"note").await
+                };
+                committed.map(|c| {
                     assert_eq!(c.plaintext_len, fed as u64);
                     out.acked = c.plaintext_len;
                     out.attempted = None;

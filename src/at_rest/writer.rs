@@ -6,8 +6,9 @@
 //!   the data blob (not yet durable, not yet acknowledged);
 //! * `commit`: append the rest of the batch, `sync` the data blob, then atomically
 //!   `replace` the tail record with generation + 1. The replace is the commit point;
-//! * `finish`: commit, append the final segment, `sync`, replace the tail record with a
-//!   *finished* one.
+//! * `finish`: append the rest of the batch and the final segment, `sync`, replace the
+//!   tail record with a *finished* one (the commit point of everything since the last
+//!   commit too).
 //!
 //! Recovery (`AtRest::open_writer`, [`Writer::rollback`]) reads the tail record and:
 //!
@@ -43,11 +44,16 @@ use super::format::{
     FormatError, HEADER_LEN, Header, NONCE_LEN, ObjectKeys, SEGMENT_OVERHEAD, SegmentSize,
     segment_offset,
 };
-use super::tail::{TailRecord, TailState};
+use super::tail::{TailError, TailRecord, TailState};
 use crate::blob::{BlobError, BlobId, BlobStore};
 use crate::ids::OpaqueId;
 use crate::keys::Dek;
 use crate::keys::record::DekRecord;
+use crate::state::{Expect, Namespace, PutOptions, StateStore};
+
+/// Tail records of deferred commits ([`Writer::commit_deferred`]), by object id: the
+/// sealed record, as in the tail blob.
+pub const DEFERRED_TAILS: Namespace = Namespace::new("at_rest_tail");
 
 /// A commit's result: what is now durable and acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +102,7 @@ pub enum Reopened {
 /// Appends to one object. Not `Clone`: one writer per object, under the caller's lock.
 pub struct Writer {
     blob: Arc<dyn BlobStore>,
+    state: Arc<dyn StateStore>,
     object: OpaqueId,
     encoder: SegmentEncoder,
     committed: Committed,
@@ -105,6 +112,8 @@ pub struct Writer {
     poisoned: bool,
     /// The commit note of the last committed tail record (empty: none).
     note: Zeroizing<Vec<u8>>,
+    /// The state store may hold a deferred tail record of this object.
+    deferred: bool,
 }
 
 impl fmt::Debug for Writer {
@@ -147,13 +156,59 @@ impl Writer {
     /// a crash (at most [`super::tail::MAX_NOTE_LEN`] bytes; empty: none). Nothing is
     /// written, note included, when nothing was appended since the last commit.
     pub async fn commit_noted(&mut self, note: &[u8]) -> Result<Committed, AtRestError> {
+        let Some(record) = self.prepare_commit(note).await? else {
+            return Ok(self.committed);
+        };
+        self.write_tail(&record).await?;
+        Ok(self.committed_to(record))
+    }
+
+    /// As [`Writer::commit_noted`], but the tail record goes to the state store, written
+    /// deferred ([`StateStore::put_deferred`]): the commit point is the store's next
+    /// durable write, which the caller makes (its own record's commit) before it
+    /// acknowledges anything. One sync fewer per commit than the tail blob's replace, and
+    /// on the embedded store the object's commit and the caller's record are then one
+    /// atomic commit. Recovery takes the newer of the two tail records
+    /// (`proto/at-rest-v1.md`, deferred tail records); [`Writer::finish`] writes the tail
+    /// blob again and drops the deferred record.
+    pub async fn commit_deferred(&mut self, note: &[u8]) -> Result<Committed, AtRestError> {
+        let Some(record) = self.prepare_commit(note).await? else {
+            return Ok(self.committed);
+        };
+        let bytes = match record.seal(self.encoder.keys_mut()) {
+            Ok(b) => b,
+            Err(e) => return Err(self.poison(e.into())),
+        };
+        let written = self
+            .state
+            .put_deferred(
+                DEFERRED_TAILS,
+                &self.object.to_string(),
+                &bytes,
+                Expect::Any,
+                PutOptions::default(),
+            )
+            .await;
+        if let Err(e) = written {
+            return Err(self.poison(e.into()));
+        }
+        self.deferred = true;
+        Ok(self.committed_to(record))
+    }
+
+    /// A commit up to its commit point: the segments appended and synced, and the tail
+    /// record to write (`None`: nothing was appended since the last commit).
+    async fn prepare_commit(&mut self, note: &[u8]) -> Result<Option<TailRecord>, AtRestError> {
         self.usable()?;
         if self.encoder.plaintext_len() == self.committed.plaintext_len {
-            return Ok(self.committed);
+            return Ok(None);
+        }
+        if note.len() > super::tail::MAX_NOTE_LEN {
+            return Err(TailError::Inconsistent("commit note too long").into());
         }
         self.flush().await?;
         self.sync().await?;
-        let record = TailRecord {
+        Ok(Some(TailRecord {
             state: TailState::Open,
             generation: self.committed.generation + 1,
             full_segments: self.encoder.full_segments(),
@@ -162,14 +217,17 @@ impl Writer {
             midstate: TailRecord::midstate_of(self.encoder.hasher()),
             partial: self.encoder.partial().clone(),
             note: Zeroizing::new(note.to_vec()),
-        };
-        self.write_tail(&record).await?;
+        }))
+    }
+
+    /// The writer's state once `record`, the commit point, is written.
+    fn committed_to(&mut self, record: TailRecord) -> Committed {
         self.committed = Committed {
             plaintext_len: record.plaintext_len,
             generation: record.generation,
         };
         self.note = record.note;
-        Ok(self.committed)
+        self.committed
     }
 
     /// The commit note of the last committed tail record (empty when it has none).
@@ -181,7 +239,7 @@ impl Writer {
     /// failed) and, after a failure, re-reads the durable state. Returns the committed
     /// state, which is where appending continues.
     pub async fn rollback(&mut self) -> Result<Committed, AtRestError> {
-        match recover(&*self.blob, self.encoder.keys_mut()).await? {
+        match recover(&*self.blob, &*self.state, self.encoder.keys_mut()).await? {
             Recovered::Open { tail, recovery } => {
                 self.blob_len =
                     segment_offset(tail.full_segments, tail_segment_size(&self.encoder));
@@ -198,8 +256,14 @@ impl Writer {
 
     /// Commits, seals the final segment and marks the object finished. Returns the
     /// plaintext length and SHA-256.
+    ///
+    /// One sync and one tail replace: the segments appended since the last commit and
+    /// the final segment go out together, and the finished tail record is the commit
+    /// point of both. A crash before it recovers to the last commit (nothing of this
+    /// finish was acknowledged), or completes the finish when the final segment is all
+    /// that is missing its record (see the module docs).
     pub async fn finish(mut self) -> Result<Finished, AtRestError> {
-        self.commit().await?;
+        self.usable()?;
         if let Err(e) = self.encoder.seal_final() {
             return Err(self.poison(e.into()));
         }
@@ -216,6 +280,12 @@ impl Writer {
             note: Zeroizing::new(Vec::new()),
         };
         self.write_tail(&record).await?;
+        // The finished tail blob wins over any deferred record; this one is stale now.
+        if self.deferred {
+            self.state
+                .delete_deferred(DEFERRED_TAILS, &self.object.to_string(), Expect::Any)
+                .await?;
+        }
         Ok(Finished {
             plaintext_len: record.plaintext_len,
             sha256: self.encoder.hasher().clone().finalize().into(),
@@ -307,6 +377,7 @@ fn tail_segment_size(encoder: &SegmentEncoder) -> SegmentSize {
 /// the first tail record.
 pub(crate) async fn initialize(
     blob: Arc<dyn BlobStore>,
+    state: Arc<dyn StateStore>,
     header: Header,
     mut keys: ObjectKeys,
     batch_bytes: usize,
@@ -337,6 +408,7 @@ pub(crate) async fn initialize(
         .await?;
     Ok(Writer {
         blob,
+        state,
         object,
         encoder: SegmentEncoder::new(keys, batch_bytes, Resume::empty()),
         committed: Committed {
@@ -347,12 +419,14 @@ pub(crate) async fn initialize(
         unsynced: false,
         poisoned: false,
         note: Zeroizing::new(Vec::new()),
+        deferred: false,
     })
 }
 
 /// Reopens an object for writing: header and key commitment, then recovery.
 pub(crate) async fn reopen(
     blob: Arc<dyn BlobStore>,
+    state: Arc<dyn StateStore>,
     object: OpaqueId,
     record: &DekRecord,
     dek: Dek,
@@ -370,13 +444,19 @@ pub(crate) async fn reopen(
         Err(BlobError::NotFound(_)) => false,
         Err(e) => return Err(e.into()),
     };
+    // (A deferred tail record is written only by a writer, after the first tail record.)
+    let tail_exists = tail_exists
+        || state
+            .get(DEFERRED_TAILS, &object.to_string())
+            .await?
+            .is_some();
     // A create that crashed before its first tail record: the header is missing, torn or
     // not known to be durable, and no tail record exists (it is written only after the
     // header's sync). Nothing was ever acknowledged, so start afresh under the same DEK.
     if !tail_exists && blob_len.is_none_or(|n| n <= HEADER_LEN as u64) {
         let (header, keys) = Header::create(object, record.dek_id, segment_size, &dek)?;
         drop(dek);
-        let writer = initialize(blob, header, keys, batch_bytes).await?;
+        let writer = initialize(blob, state, header, keys, batch_bytes).await?;
         let recovery = Recovery {
             committed: writer.committed,
             cut_bytes: blob_len.unwrap_or(0),
@@ -394,7 +474,7 @@ pub(crate) async fn reopen(
     let header = Header::decode(&blob.read_range(data, 0, HEADER_LEN as u64).await?)?;
     let mut keys = header.unlock(object, &record.dek_id, &dek)?;
     drop(dek);
-    match recover(&*blob, &mut keys).await? {
+    match recover(&*blob, &*state, &mut keys).await? {
         Recovered::Finished(f) => Ok(Reopened::Finished(f)),
         Recovered::Open { tail, recovery } => {
             let blob_len = segment_offset(tail.full_segments, keys.segment_size);
@@ -403,6 +483,7 @@ pub(crate) async fn reopen(
             Ok(Reopened::Open {
                 writer: Box::new(Writer {
                     blob,
+                    state,
                     object,
                     encoder,
                     committed: recovery.committed,
@@ -410,6 +491,8 @@ pub(crate) async fn reopen(
                     unsynced: false,
                     poisoned: false,
                     note,
+                    // Whether or not one is there now: `finish` deletes it either way.
+                    deferred: true,
                 }),
                 recovery,
             })
@@ -438,26 +521,13 @@ pub(crate) enum Recovered {
 /// Brings the blobs back to the last commit (see the module docs).
 pub(crate) async fn recover(
     blob: &dyn BlobStore,
+    state: &dyn StateStore,
     keys: &mut ObjectKeys,
 ) -> Result<Recovered, AtRestError> {
-    let object = keys.object;
     let s = keys.segment_size;
-    let data = BlobId::data(object);
-    let tail_id = BlobId::tail(object);
+    let data = BlobId::data(keys.object);
     let blob_len = blob.len(data).await?;
-    let tail_len = match blob.len(tail_id).await {
-        Ok(n) => Some(n),
-        Err(BlobError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let Some(tail_len) = tail_len else {
-        return Err(AtRestError::Inconsistent("tail record missing"));
-    };
-    // A tail record holds less than one segment of partial data, fixed fields and a note.
-    if tail_len > super::tail::max_sealed_len(s) {
-        return Err(AtRestError::Inconsistent("tail record too large"));
-    }
-    let tail = TailRecord::open(keys, &blob.read_range(tail_id, 0, tail_len).await?)?;
+    let tail = commit_point(blob, state, keys).await?;
     let committed_end = segment_offset(tail.full_segments, s);
 
     if tail.state == TailState::Finished {
@@ -502,6 +572,52 @@ pub(crate) async fn recover(
         });
     }
     rebuild(blob, keys, &tail, cut_bytes).await
+}
+
+/// The object's last commit point: its tail blob's record, or the deferred tail record in
+/// the state store when that is a later generation of an object still open (a finished
+/// tail blob is always the last word; `finish`, `rebuild` and `complete_finish` write the
+/// tail blob at a generation past any deferred record).
+async fn commit_point(
+    blob: &dyn BlobStore,
+    state: &dyn StateStore,
+    keys: &ObjectKeys,
+) -> Result<TailRecord, AtRestError> {
+    let s = keys.segment_size;
+    let tail_id = BlobId::tail(keys.object);
+    let tail_len = match blob.len(tail_id).await {
+        Ok(n) => Some(n),
+        Err(BlobError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(tail_len) = tail_len else {
+        return Err(AtRestError::Inconsistent("tail record missing"));
+    };
+    // A tail record holds less than one segment of partial data, fixed fields and a note.
+    if tail_len > super::tail::max_sealed_len(s) {
+        return Err(AtRestError::Inconsistent("tail record too large"));
+    }
+    let tail = TailRecord::open(keys, &blob.read_range(tail_id, 0, tail_len).await?)?;
+    if tail.state == TailState::Finished {
+        return Ok(tail);
+    }
+    let Some(stored) = state.get(DEFERRED_TAILS, &keys.object.to_string()).await? else {
+        return Ok(tail);
+    };
+    if stored.value.len() as u64 > super::tail::max_sealed_len(s) {
+        return Err(AtRestError::Inconsistent("deferred tail record too large"));
+    }
+    let deferred = TailRecord::open(keys, &stored.value)?;
+    if deferred.state != TailState::Open {
+        return Err(AtRestError::Inconsistent(
+            "a deferred tail record is finished",
+        ));
+    }
+    Ok(if deferred.generation > tail.generation {
+        deferred
+    } else {
+        tail
+    })
 }
 
 /// Whether the `extra` bytes after the committed segments are exactly the final segment

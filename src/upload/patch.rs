@@ -490,10 +490,12 @@ impl Uploads {
         // record, and (but for the completing chunk) the same as the commit note sealed
         // into the object's commit point. With the note there the pending record needs no
         // sync of its own: on the embedded store it becomes durable with the upload
-        // record's commit below, and a crash that loses it is finished from the note
-        // (`reconcile`). The completing chunk, and a note too large for the tail record,
-        // keep the durable write-ahead: then the upload's end is exact for every reader
-        // (HEAD, a batch seal) even after a crash.
+        // record's commit below, as does the commit point itself (a deferred tail
+        // record); where the store applies writes one by one (Redis), a crash between
+        // the commit point and the record is finished from the note (`reconcile`). The
+        // completing chunk, and a note too large for the tail record, keep the durable
+        // write-ahead: then the upload's end is exact for every reader (HEAD, a batch
+        // seal) even after a crash.
         let pending = Pending {
             from_offset: record.offset,
             record: next.clone(),
@@ -516,8 +518,11 @@ impl Uploads {
             let finished = writer.finish().await?;
             next.sha256 = Some(crate::tus::record::Sha256Digest(finished.sha256));
         } else {
+            // The object's commit point goes to the state store, deferred: the record's
+            // durable commit below makes it durable with the record (one commit on the
+            // embedded store; on Redis the note covers a crash between the two).
             writer
-                .commit_noted(note.as_deref().unwrap_or_default())
+                .commit_deferred(note.as_deref().unwrap_or_default())
                 .await?;
         }
         // The ledger entry is written deferred and the record durably: one commit (one

@@ -17,11 +17,13 @@
 //! which state is true (see `Uploads::reconcile`), so no acknowledged chunk is ever lost
 //! and no unacknowledged one is ledgered with a wrong digest.
 //!
-//! **Syncs.** Of a chunk's state writes only two are durable on their own: the pending
-//! record (before the bytes' commit) and the record update (before the answer). The ledger
-//! entry is written deferred just before the update, so both are one commit; the pending
-//! record's deletion is deferred to the store's next durable write (see
-//! [`StateStore::put_deferred`]).
+//! **Syncs.** A chunk that does not complete its upload makes one durable state write:
+//! the record update, before the answer. The pending record, the object's commit point
+//! (a deferred tail record, `at_rest_tail`, written by the at-rest writer) and the ledger
+//! entry are written deferred just before it, so all of them are one commit on the
+//! embedded store, and the pending record's deletion is deferred to the store's next
+//! durable write (see [`StateStore::put_deferred`]). The chunk that completes the upload
+//! writes its pending record durably first (`patch.rs`).
 
 use std::sync::Arc;
 

@@ -38,6 +38,15 @@ fn engine(dir: &tempfile::TempDir) -> (Uploads, Artifacts) {
 fn engine_on(dir: &tempfile::TempDir, state: Arc<dyn StateStore>) -> (Uploads, Artifacts) {
     let blobs: Arc<dyn BlobStore> =
         Arc::new(LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
+    engine_with(dir, state, blobs)
+}
+
+/// An engine over `state`, `blobs` and a fresh key store in `dir`.
+fn engine_with(
+    dir: &tempfile::TempDir,
+    state: Arc<dyn StateStore>,
+    blobs: Arc<dyn BlobStore>,
+) -> (Uploads, Artifacts) {
     let keys: Arc<dyn KeyProvider> =
         Arc::new(KeyringFile::open_or_create(&dir.path().join("keyring.json"), false).unwrap());
     let at_rest = AtRest::new(

@@ -1,13 +1,17 @@
-//! How many state-store commits a PATCH makes (issue 14): each durable write is one
-//! commit with a sync on the embedded store, so a PATCH may ask for at most
-//! [`DURABLE_PER_PATCH`] of them: the upload record, whose commit also makes durable the
-//! chunk's ledger entry and pending record, both written deferred before it (the pending
-//! record's content is sealed in the object's commit point as its commit note, which is
-//! what a crash that loses it is finished from). The PATCH that completes the upload
-//! keeps the durable write-ahead of its pending record: [`DURABLE_PER_COMPLETING_PATCH`].
-//! Everything else a PATCH writes is deferred or a lease (not synced: see
-//! `state::embedded`). The audit entries go to the audit log, a separate group commit
-//! shared by concurrent requests; they are counted apart.
+//! How many durable writes a PATCH makes (issue 14: at most one blob sync and one
+//! state-store commit). Each durable state write is one commit with a sync on the
+//! embedded store, so a PATCH may ask for at most [`DURABLE_PER_PATCH`] of them: the
+//! upload record, whose commit also makes durable the object's commit point (a deferred
+//! tail record), the chunk's ledger entry and its pending record, all written deferred
+//! before it (the pending record's content is sealed in the commit point as its commit
+//! note, which is what a crash between the two is finished from where the store applies
+//! writes one by one). Of the blob store it asks one sync (the chunk's segments) and no
+//! tail replace: [`BLOB_SYNCS_PER_PATCH`]. The PATCH that completes the upload keeps the
+//! durable write-ahead of its pending record ([`DURABLE_PER_COMPLETING_PATCH`]) and
+//! finishes the object: one sync and the finished tail record
+//! ([`BLOB_SYNCS_PER_COMPLETING_PATCH`]). Everything else a PATCH writes is deferred or a
+//! lease (not synced: see `state::embedded`). The audit entries go to the audit log, a
+//! separate group commit shared by concurrent requests; they are counted apart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::*;
+use crate::blob::{BlobError, BlobId};
 use crate::state::{
     AppendOutcome, CasOutcome, CounterOutcome, Expect, IndexEntry, Lease, LeaseOutcome, LogEntry,
     LogName, Namespace, PutOptions, StateError, Versioned,
@@ -24,6 +29,10 @@ use crate::state::{
 const DURABLE_PER_PATCH: u64 = 1;
 /// Durable state writes the PATCH that completes an upload may make.
 const DURABLE_PER_COMPLETING_PATCH: u64 = 2;
+/// Blob syncs and tail replaces (each one sync call on the local store) of one PATCH.
+const BLOB_SYNCS_PER_PATCH: u64 = 1;
+/// ... and of the PATCH that completes an upload.
+const BLOB_SYNCS_PER_COMPLETING_PATCH: u64 = 2;
 
 /// What a store was asked to write, by kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +45,8 @@ struct Writes {
     leases: u64,
     /// `log_append` (the audit log).
     log: u64,
+    /// Blob `sync`, `replace` and `truncate` calls (each durable on its own).
+    blob_durable: u64,
 }
 
 impl std::ops::Sub for Writes {
@@ -46,6 +57,7 @@ impl std::ops::Sub for Writes {
             deferred: self.deferred - before.deferred,
             leases: self.leases - before.leases,
             log: self.log - before.log,
+            blob_durable: self.blob_durable - before.blob_durable,
         }
     }
 }
@@ -58,6 +70,8 @@ struct Counting {
     deferred: AtomicU64,
     leases: AtomicU64,
     log: AtomicU64,
+    /// Shared with the [`CountingBlobs`] of the same engine.
+    blob_durable: Arc<AtomicU64>,
 }
 
 impl Counting {
@@ -67,7 +81,63 @@ impl Counting {
             deferred: self.deferred.load(Ordering::SeqCst),
             leases: self.leases.load(Ordering::SeqCst),
             log: self.log.load(Ordering::SeqCst),
+            blob_durable: self.blob_durable.load(Ordering::SeqCst),
         }
+    }
+
+    /// A local blob store in `dir` whose durable calls this store counts.
+    fn blobs(&self, dir: &tempfile::TempDir) -> Arc<dyn BlobStore> {
+        Arc::new(CountingBlobs {
+            inner: LocalBlobStore::open(&dir.path().join("blobs")).unwrap(),
+            durable: self.blob_durable.clone(),
+        })
+    }
+}
+
+/// The local blob store, counting its durable calls.
+#[derive(Debug)]
+struct CountingBlobs {
+    inner: LocalBlobStore,
+    durable: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl BlobStore for CountingBlobs {
+    fn kind(&self) -> &'static str {
+        "counting"
+    }
+    async fn ping(&self) -> Result<(), BlobError> {
+        self.inner.ping().await
+    }
+    async fn create(&self, id: BlobId) -> Result<(), BlobError> {
+        self.inner.create(id).await
+    }
+    async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError> {
+        self.inner.append(id, data).await
+    }
+    async fn sync(&self, id: BlobId) -> Result<(), BlobError> {
+        one(&self.durable);
+        self.inner.sync(id).await
+    }
+    async fn truncate(&self, id: BlobId, len: u64) -> Result<(), BlobError> {
+        one(&self.durable);
+        self.inner.truncate(id, len).await
+    }
+    async fn replace(&self, id: BlobId, data: &[u8]) -> Result<(), BlobError> {
+        one(&self.durable);
+        self.inner.replace(id, data).await
+    }
+    async fn len(&self, id: BlobId) -> Result<u64, BlobError> {
+        self.inner.len(id).await
+    }
+    async fn read_range(&self, id: BlobId, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+        self.inner.read_range(id, offset, len).await
+    }
+    async fn delete(&self, id: BlobId) -> Result<bool, BlobError> {
+        self.inner.delete(id).await
+    }
+    async fn list(&self) -> Result<Vec<BlobId>, BlobError> {
+        self.inner.list().await
     }
 }
 
@@ -243,16 +313,22 @@ fn counting(dir: &tempfile::TempDir) -> Arc<Counting> {
         deferred: AtomicU64::new(0),
         leases: AtomicU64::new(0),
         log: AtomicU64::new(0),
+        blob_durable: Arc::new(AtomicU64::new(0)),
     })
 }
 
-/// Asserts the budget for one PATCH: at most `durable` durable writes, one lease taken
-/// and released, and the chunk audited.
-fn within_budget(what: &str, w: Writes, durable: u64) {
+/// Asserts the budget for one PATCH: at most `durable` durable state writes and
+/// `blob` durable blob calls, one lease taken and released, and the chunk audited.
+fn within_budget(what: &str, w: Writes, durable: u64, blob: u64) {
     assert!(
         w.durable <= durable,
         "{what}: {} durable state writes (at most {durable}): {w:?}",
         w.durable
+    );
+    assert!(
+        w.blob_durable <= blob,
+        "{what}: {} durable blob calls (at most {blob}): {w:?}",
+        w.blob_durable
     );
     assert_eq!(
         w.leases, 2,
@@ -265,7 +341,7 @@ fn within_budget(what: &str, w: Writes, durable: u64) {
 async fn a_patch_makes_one_durable_state_write_and_the_completing_one_two() {
     let dir = tempfile::tempdir().unwrap();
     let store = counting(&dir);
-    let (uploads, _) = engine_on(&dir, store.clone());
+    let (uploads, _) = engine_with(&dir, store.clone(), store.blobs(&dir));
     // Several segments per chunk (64 KiB segments) and a partial one at the end.
     let chunk = vec![7u8; 200 * 1024];
     let total = 3 * chunk.len() as u64;
@@ -282,14 +358,18 @@ async fn a_patch_makes_one_durable_state_write_and_the_completing_one_two() {
     for i in 0..3 {
         let (record, w) = counted_patch(&uploads, &store, created.id, offset, &chunk, None).await;
         offset = record.offset;
-        let (budget, deferred) = if i < 2 {
-            // The pending record and the ledger entry ride on the record's commit; the
-            // pending record's deletion on the next durable write.
-            (DURABLE_PER_PATCH, 3)
+        let (budget, blob, deferred) = if i < 2 {
+            // The pending record, the tail record and the ledger entry ride on the
+            // record's commit; the pending record's deletion on the next durable write.
+            (DURABLE_PER_PATCH, BLOB_SYNCS_PER_PATCH, 4)
         } else {
-            (DURABLE_PER_COMPLETING_PATCH, 2)
+            (
+                DURABLE_PER_COMPLETING_PATCH,
+                BLOB_SYNCS_PER_COMPLETING_PATCH,
+                2,
+            )
         };
-        within_budget(&format!("PATCH {i}"), w, budget);
+        within_budget(&format!("PATCH {i}"), w, budget, blob);
         assert!(w.deferred >= deferred, "PATCH {i}: {w:?}");
     }
     assert_eq!(offset, total);
@@ -300,7 +380,7 @@ async fn a_patch_makes_one_durable_state_write_and_the_completing_one_two() {
 async fn a_patch_of_a_deferred_length_upload_reserves_its_quota_without_a_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = counting(&dir);
-    let (uploads, _) = engine_on(&dir, store.clone());
+    let (uploads, _) = engine_with(&dir, store.clone(), store.blobs(&dir));
     let created = uploads
         .create(
             &alice(),
@@ -312,7 +392,12 @@ async fn a_patch_of_a_deferred_length_upload_reserves_its_quota_without_a_commit
         .record;
     let chunk = vec![9u8; 100 * 1024];
     let (record, w) = counted_patch(&uploads, &store, created.id, 0, &chunk, None).await;
-    within_budget("a growing PATCH", w, DURABLE_PER_PATCH);
+    within_budget(
+        "a growing PATCH",
+        w,
+        DURABLE_PER_PATCH,
+        BLOB_SYNCS_PER_PATCH,
+    );
     let total = record.offset + chunk.len() as u64;
     let (record, w) = counted_patch(
         &uploads,
@@ -327,6 +412,7 @@ async fn a_patch_of_a_deferred_length_upload_reserves_its_quota_without_a_commit
         "the PATCH that declares the length and completes",
         w,
         DURABLE_PER_COMPLETING_PATCH,
+        BLOB_SYNCS_PER_COMPLETING_PATCH,
     );
     assert!(record.is_complete());
 }
