@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sync calls per PATCH on the upload path (issue 14, item 1): one release gateway (embedded
-# store, fresh data directory, like scripts/bench-upload.sh), `strace -f -c` attached to it
+# store, fresh data directory, like scripts/bench-upload.sh), `strace -f -y` attached to it
 # while `sallyport client upload` sends one file in fixed chunks over TLS on loopback, then
-# the calls of fsync, fdatasync, sync_file_range, fadvise64, msync and rename* per chunk.
+# the calls of fsync, fdatasync, sync_file_range, fadvise64, msync and rename* per chunk,
+# and the sync calls per chunk by the file they sync (object data, tail blobs, the state
+# store, the audit journal, the audit index, directories).
 # Not a test: it prints figures (before/after comparisons: GATEWAY_BIN=<binary>).
 #
 # Usage: scripts/upload-syncs.sh [WORKDIR]          (default WORKDIR: <target dir>/upload-syncs)
@@ -78,7 +80,7 @@ done
 [ -n "$PORT" ] || { echo "the gateway did not start:" >&2; cat "$GW_DIR.out" "$GW_DIR.err" >&2; exit 1; }
 
 CALLS=fsync,fdatasync,sync_file_range,fadvise64,msync,rename,renameat,renameat2
-strace -f -c -e trace=$CALLS -o "$WORK/strace.txt" -p "$GW_PID" 2> "$WORK/strace.err" &
+strace -f -y -qq -e trace=$CALLS -o "$WORK/strace.txt" -p "$GW_PID" 2> "$WORK/strace.err" &
 ST_PID=$!
 sleep 1   # strace attaches to every thread
 "$BIN" client upload --json --to "https://localhost:$PORT/files/" --cacert "$GW_DIR/dev-ca/ca.pem" \
@@ -91,16 +93,37 @@ grep -q '"type":"summary".*"verified":1' "$WORK/client.json" \
 
 PATCHES=$(( ($(stat -c %s "$FILE") + CHUNK - 1) / CHUNK ))
 echo "# $(stat -c %s "$FILE") bytes in $PATCHES chunks of $CHUNK; gateway $BIN"
-# strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall.
-awk -v n="$PATCHES" -v list="$CALLS" '
-  BEGIN { split(list, names, ","); for (i in names) want[names[i]] = 1 }
-  ($NF in want) && $4 ~ /^[0-9]+$/ { calls[$NF] = $4 }
-  END {
-    for (i = 1; i in names; i++) {
-      c = (names[i] in calls) ? calls[names[i]] : 0
-      if (names[i] ~ /sync|msync/) syncs += c
-      printf "%-16s %6d calls  %6.2f per chunk\n", names[i], c, c / n
-    }
-    printf "sync calls (fsync, fdatasync, sync_file_range, msync): %d, %.2f per chunk\n", syncs, syncs / n
-  }' "$WORK/strace.txt"
+# strace -y lines: `<pid> <call>(<fd></path>, ...) = <result>`, or an unfinished call
+# (`<... call resumed>` lines finish it and are not counted again).
+python3 - "$PATCHES" "$CALLS" "$GW_DIR" "$WORK/strace.txt" <<'PY'
+import re, sys
+n, calls, gw, path = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4]
+count = dict.fromkeys(calls, 0)
+by_file = {}
+line_re = re.compile(r"^\d+\s+(\w+)\((?:\d+<([^>]*)>)?")
+def kind(f):
+    if f is None: return "(no file)"
+    if f.endswith(".data"): return "object data blobs"
+    if f.endswith(".tail"): return "tail blobs"
+    if f.endswith("/state.redb"): return "state store (state.redb)"
+    if f.endswith("/audit-index.redb"): return "audit index (audit-index.redb)"
+    if f.endswith(".seg"): return "audit journal segments"
+    if not re.search(r"\.[A-Za-z0-9]+$", f.rsplit("/", 1)[-1]): return "directories and other files"
+    return "other files"
+for line in open(path):
+    m = line_re.match(line)
+    if not m or m.group(1) not in count: continue
+    count[m.group(1)] += 1
+    if "sync" in m.group(1):
+        k = kind(m.group(2))
+        by_file[k] = by_file.get(k, 0) + 1
+syncs = 0
+for c in calls:
+    if "sync" in c: syncs += count[c]
+    print(f"{c:<16} {count[c]:6d} calls  {count[c] / n:6.2f} per chunk")
+print(f"sync calls (fsync, fdatasync, sync_file_range, msync): {syncs}, {syncs / n:.2f} per chunk")
+print("sync calls by file:")
+for k, v in sorted(by_file.items(), key=lambda kv: -kv[1]):
+    print(f"  {k:<32} {v:6d}  {v / n:6.2f} per chunk")
+PY
 echo "# command: SIZE_MIB=$SIZE_MIB CHUNK=$CHUNK${GATEWAY_BIN:+ GATEWAY_BIN=<binary>}${NO_BUILD:+ NO_BUILD=1} scripts/upload-syncs.sh${1:+ $1}"
