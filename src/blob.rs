@@ -130,6 +130,26 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Appends bytes at the end; returns the new length. Not durable until [`Self::sync`].
     async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError>;
 
+    /// [`Self::append`] of the first `len` bytes of an owned buffer, which comes back with
+    /// the new length for reuse: a store that writes on another thread takes the bytes
+    /// there without a copy (the at-rest writer's batches, `at_rest::writer`). On an error
+    /// the buffer is dropped; `len` past the buffer's end is an error that writes nothing.
+    async fn append_owned(
+        &self,
+        id: BlobId,
+        buf: Vec<u8>,
+        len: usize,
+    ) -> Result<(u64, Vec<u8>), BlobError> {
+        let data = buf.get(..len).ok_or_else(|| {
+            BlobError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "append_owned: length past the buffer",
+            ))
+        })?;
+        let new_len = self.append(id, data).await?;
+        Ok((new_len, buf))
+    }
+
     /// Makes every byte appended so far durable.
     async fn sync(&self, id: BlobId) -> Result<(), BlobError>;
 

@@ -297,6 +297,28 @@ mod cases {
         assert!(s.read_range(id, 0, 0).await.unwrap().is_empty());
     }
 
+    pub async fn append_owned_writes_a_prefix_and_gives_the_buffer_back(h: Box<dyn Harness>) {
+        let s = h.store();
+        let id = new_id();
+        s.create(id).await.unwrap();
+        s.append(id, b"head:").await.unwrap();
+        let buf: Vec<u8> = (0u8..100).collect();
+        let (len, back) = s.append_owned(id, buf.clone(), 60).await.unwrap();
+        assert_eq!(len, 65);
+        assert_eq!(back, buf, "the whole buffer comes back, unchanged");
+        let (len, _) = s.append_owned(id, back, 0).await.unwrap();
+        assert_eq!(len, 65);
+        // A length past the buffer is refused and writes nothing.
+        assert!(s.append_owned(id, vec![1u8; 4], 5).await.is_err());
+        assert_eq!(s.len(id).await.unwrap(), 65);
+        s.sync(id).await.unwrap();
+        let got = s.read_range(id, 0, 65).await.unwrap();
+        assert_eq!(&got[..5], b"head:");
+        assert_eq!(&got[5..], &buf[..60]);
+        let missing = new_id();
+        not_found(s.append_owned(missing, vec![0u8; 8], 8).await, missing);
+    }
+
     pub async fn large_blobs_read_back_at_any_offset(h: Box<dyn Harness>) {
         let s = h.store();
         let id = new_id();
@@ -591,6 +613,7 @@ macro_rules! backends {
                 ping_and_kind,
                 create_twice_fails,
                 append_len_read,
+                append_owned_writes_a_prefix_and_gives_the_buffer_back,
                 large_blobs_read_back_at_any_offset,
                 reads_past_the_end_are_out_of_range,
                 missing_blobs_are_not_found,

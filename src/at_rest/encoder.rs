@@ -186,6 +186,24 @@ impl SegmentEncoder {
         self.filled = 0;
     }
 
+    /// Lends out the batch buffer and how many of its bytes are sealed segments, for a
+    /// blob store that takes the buffer by value ([`crate::blob::BlobStore::append_owned`]:
+    /// no copy). Nothing may be pushed until [`SegmentEncoder::restore_batch`].
+    pub fn take_batch(&mut self) -> (Vec<u8>, usize) {
+        (std::mem::take(&mut self.batch), self.filled)
+    }
+
+    /// Takes the lent buffer back, its batch appended (`None`: it was lost with a failed
+    /// append, and a new one is allocated); the batch is empty again.
+    pub fn restore_batch(&mut self, buf: Option<Vec<u8>>) {
+        let size = self.batch_cap + self.seg + SEGMENT_OVERHEAD;
+        self.batch = match buf {
+            Some(b) if b.len() == size => b,
+            _ => vec![0u8; size],
+        };
+        self.filled = 0;
+    }
+
     /// Full segments sealed so far (in the blob or in the batch).
     pub fn full_segments(&self) -> u64 {
         self.full_segments

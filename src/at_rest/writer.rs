@@ -326,20 +326,30 @@ impl Writer {
     }
 
     async fn flush(&mut self) -> Result<(), AtRestError> {
-        let batch = self.encoder.batch();
-        if batch.is_empty() {
+        if self.encoder.batch().is_empty() {
             return Ok(());
         }
-        let expected = self.blob_len + batch.len() as u64;
-        match self.blob.append(BlobId::data(self.object), batch).await {
-            Ok(len) if len == expected => {
+        // The batch buffer goes to the blob store by value and comes back: no copy.
+        let (buf, filled) = self.encoder.take_batch();
+        let expected = self.blob_len + filled as u64;
+        let appended = self
+            .blob
+            .append_owned(BlobId::data(self.object), buf, filled)
+            .await;
+        match appended {
+            Ok((len, buf)) => {
+                self.encoder.restore_batch(Some(buf));
+                if len != expected {
+                    return Err(self.poison(AtRestError::ConcurrentWrite));
+                }
                 self.blob_len = len;
                 self.unsynced = true;
-                self.encoder.clear_batch();
                 Ok(())
             }
-            Ok(_) => Err(self.poison(AtRestError::ConcurrentWrite)),
-            Err(e) => Err(self.poison(e.into())),
+            Err(e) => {
+                self.encoder.restore_batch(None);
+                Err(self.poison(e.into()))
+            }
         }
     }
 

@@ -134,31 +134,24 @@ impl BlobStore for LocalBlobStore {
 
     async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError> {
         let data = data.to_vec();
-        self.run(move |l| {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(l.path(id))
-                .map_err(not_found(id))?;
-            if id.kind == BlobKind::Tail {
-                // The gateway never appends to a tail; the contract allows it, so a slot
-                // file becomes a plain one here, and a plain one may not become a
-                // look-alike of a slot file.
-                if let Some(current) = Slotted::read(&file)? {
-                    let mut whole = current.content;
-                    whole.extend_from_slice(&data);
-                    l.write_plain(id, &whole)?;
-                    return Ok(whole.len() as u64);
-                }
-                refuse_slot_magic(&file, &data)?;
-            }
-            file.write_all(&data)?;
-            // Starts writeback of what was just written and drops what is already clean,
-            // so a long PATCH does not pile up dirty cache until its fsync (see below).
-            drop_cached_pages(&file);
-            Ok(file.metadata()?.len())
-        })
-        .await
+        self.run(move |l| l.append(id, &data)).await
+    }
+
+    async fn append_owned(
+        &self,
+        id: BlobId,
+        buf: Vec<u8>,
+        len: usize,
+    ) -> Result<(u64, Vec<u8>), BlobError> {
+        if len > buf.len() {
+            return Err(BlobError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "append_owned: length past the buffer",
+            )));
+        }
+        // The buffer moves to the blocking thread and back: no copy of the batch.
+        self.run(move |l| Ok((l.append(id, &buf[..len])?, buf)))
+            .await
     }
 
     async fn sync(&self, id: BlobId) -> Result<(), BlobError> {
@@ -329,6 +322,32 @@ struct Layout {
 }
 
 impl Layout {
+    /// [`BlobStore::append`], on the calling (blocking) thread.
+    fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(self.path(id))
+            .map_err(not_found(id))?;
+        if id.kind == BlobKind::Tail {
+            // The gateway never appends to a tail; the contract allows it, so a slot
+            // file becomes a plain one here, and a plain one may not become a
+            // look-alike of a slot file.
+            if let Some(current) = Slotted::read(&file)? {
+                let mut whole = current.content;
+                whole.extend_from_slice(data);
+                self.write_plain(id, &whole)?;
+                return Ok(whole.len() as u64);
+            }
+            refuse_slot_magic(&file, data)?;
+        }
+        file.write_all(data)?;
+        // Starts writeback of what was just written and drops what is already clean,
+        // so a long PATCH does not pile up dirty cache until its fsync (see below).
+        drop_cached_pages(&file);
+        Ok(file.metadata()?.len())
+    }
+
     fn shard(&self, id: BlobId) -> PathBuf {
         self.dir.join(shard_of(id))
     }
