@@ -9,9 +9,11 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 
+use sallyport::at_rest::writer::DEFERRED_TAILS;
 use sallyport::at_rest::{AtRest, AtRestError, Reopened, Writer};
 use sallyport::blob::{BlobId, BlobKind};
 use sallyport::ids::OpaqueId;
+use sallyport::state::StateStore;
 use sha2::{Digest, Sha256};
 
 use support::at_rest::store;
@@ -164,7 +166,7 @@ fn crash_between_every_pair_of_write_steps_recovers_exactly_the_acknowledged_byt
         for mode in modes {
             for loss in losses {
                 for n in 0.. {
-                    let (at_rest, blob, _) = store(S as u32);
+                    let (at_rest, blob, state) = store(S as u32);
                     // Batches of two segments, so appends go out mid-workload too.
                     let at_rest = at_rest.with_batch_bytes(2 * STRIDE);
                     blob.crash_at(n, mode);
@@ -194,6 +196,13 @@ fn crash_between_every_pair_of_write_steps_recovers_exactly_the_acknowledged_byt
                             assert!(out.in_finish, "{context}: finished outside finish");
                             assert_eq!(f.plaintext_len, plain.len() as u64, "{context}");
                             assert_eq!(f.sha256, digest, "{context}");
+                            // The workload's last commit was deferred: its record is
+                            // stale once the finish is completed, and gone.
+                            let deferred = state
+                                .get(DEFERRED_TAILS, &out.object.to_string())
+                                .await
+                                .unwrap();
+                            assert!(deferred.is_none(), "{context}: deferred record left");
                             finished_by_recovery += 1;
                             check_readable(&at_rest, out.object, plain).await;
                             continue;

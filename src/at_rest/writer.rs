@@ -547,6 +547,8 @@ pub(crate) async fn recover(
                 "finished object's length differs from its tail record",
             ));
         }
+        // A crash between `finish`'s tail replace and its delete of the deferred record.
+        drop_deferred(state, keys.object).await?;
         return Ok(Recovered::Finished(Finished {
             plaintext_len: tail.plaintext_len,
             sha256: tail.hasher()?.finalize().into(),
@@ -559,7 +561,10 @@ pub(crate) async fn recover(
         if extra == tail.partial.len() as u64 + SEGMENT_OVERHEAD as u64
             && is_final_of(blob, keys, &tail, committed_end, extra).await?
         {
-            return complete_finish(blob, keys, tail, committed_end, extra).await;
+            let finished = complete_finish(blob, keys, tail, committed_end, extra).await?;
+            // As `finish` does: the finished tail blob makes a deferred record stale.
+            drop_deferred(state, keys.object).await?;
+            return Ok(finished);
         }
         blob.truncate(data, committed_end).await?;
         cut_bytes = extra;
@@ -582,6 +587,19 @@ pub(crate) async fn recover(
         });
     }
     rebuild(blob, keys, &tail, cut_bytes).await
+}
+
+/// Deletes the deferred tail record of a finished object, if there is one (stale: the
+/// finished tail blob is the last word). A read when there is none, so recovering a
+/// finished object writes nothing.
+async fn drop_deferred(state: &dyn StateStore, object: OpaqueId) -> Result<(), AtRestError> {
+    let id = object.to_string();
+    if state.get(DEFERRED_TAILS, &id).await?.is_some() {
+        state
+            .delete_deferred(DEFERRED_TAILS, &id, Expect::Any)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The object's last commit point: its tail blob's record, or the deferred tail record in
