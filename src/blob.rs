@@ -115,6 +115,17 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// The first `len` bytes of an [`BlobStore::append_owned`] buffer, or the error for a
+/// `len` past its end (every implementation checks it before writing anything).
+pub(crate) fn owned_prefix(buf: &[u8], len: usize) -> Result<&[u8], BlobError> {
+    buf.get(..len).ok_or_else(|| {
+        BlobError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "append_owned: length past the buffer",
+        ))
+    })
+}
+
 /// The blob store port.
 #[async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
@@ -140,13 +151,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
         buf: Vec<u8>,
         len: usize,
     ) -> Result<(u64, Vec<u8>), BlobError> {
-        let data = buf.get(..len).ok_or_else(|| {
-            BlobError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "append_owned: length past the buffer",
-            ))
-        })?;
-        let new_len = self.append(id, data).await?;
+        let new_len = self.append(id, owned_prefix(&buf, len)?).await?;
         Ok((new_len, buf))
     }
 

@@ -143,12 +143,7 @@ impl BlobStore for LocalBlobStore {
         buf: Vec<u8>,
         len: usize,
     ) -> Result<(u64, Vec<u8>), BlobError> {
-        if len > buf.len() {
-            return Err(BlobError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "append_owned: length past the buffer",
-            )));
-        }
+        super::owned_prefix(&buf, len)?;
         // The buffer moves to the blocking thread and back: no copy of the batch.
         self.run(move |l| Ok((l.append(id, &buf[..len])?, buf)))
             .await
