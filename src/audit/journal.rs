@@ -13,6 +13,16 @@
 //! under load one sync covers many entries. An append returns only once its batch is
 //! durable, so `emit` still returns only after the entry is on disk.
 //!
+//! **Zero fill.** A sync that grows the file costs about twice one that overwrites blocks
+//! the file already has (ext4 commits the new size and block map in its own journal:
+//! ~200 against ~95 µs for a 4 KiB `O_DSYNC` write on the dev machine). So the writer
+//! keeps up to [`DEFAULT_ZERO_FILL`] bytes of zeros written and synced ahead of its appends
+//! in the open segment, refilled (one write and one `fdatasync`) once less than a quarter
+//! is left, and writes each batch at its offset over them. Twelve zero bytes where a record
+//! would start end the records (a record of zeros is never valid); recovery keeps a
+//! tail of zeros, and sealing a segment cuts its fill off, so only the open segment ever
+//! has one.
+//!
 //! **Recovery** at [`Journal::open`]: the last segment is scanned; a torn tail (an
 //! incomplete or checksum-failing record with nothing valid after it: a write whose sync
 //! never returned, so nothing in it was acknowledged) is cut off with a warning naming the
@@ -35,7 +45,7 @@
 //! Not here: the chain and its hashes (the payloads are chain entries, stored verbatim).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +65,9 @@ use segments::{Segment, Stop};
 
 /// The default size at which a segment is closed and the next one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bytes of zeros the writer keeps written ahead of its appends (see the module docs).
+pub const DEFAULT_ZERO_FILL: u64 = 1024 * 1024;
 
 /// The most entries one read returns (as the state-store log).
 const READ_MAX: usize = 10_000;
@@ -98,6 +111,9 @@ pub struct JournalStats {
     pub syncs: u64,
     /// Record bytes written.
     pub bytes: u64,
+    /// Zero fill written ahead of the appends, and cut off when a segment was sealed:
+    /// one `fdatasync` each.
+    pub fills: u64,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +122,7 @@ struct Counters {
     entries: AtomicU64,
     syncs: AtomicU64,
     bytes: AtomicU64,
+    fills: AtomicU64,
 }
 
 /// The audit chain in segment files. See the module docs.
@@ -131,13 +148,39 @@ struct Inner {
     base: Option<LogEntry>,
     /// The next sequence number.
     next: u64,
-    /// The writer's open last segment and its length.
-    active: Option<(File, u64)>,
+    /// The writer's open last segment.
+    active: Option<Active>,
+    /// Bytes of zero fill to keep ahead of the appends (0: none).
+    zero_fill: u64,
     /// Where the last read stopped, so sequential readers do not rescan: (segment's
     /// first seq, next seq, offset).
     cursor: Option<(u64, u64, u64)>,
     /// Set when a failed append could not be undone: appends fail from then on.
     poisoned: Option<String>,
+}
+
+/// The writer's open last segment.
+#[derive(Debug)]
+struct Active {
+    /// Open for writing (not appending: batches are written at `len`).
+    file: File,
+    /// The end of the last durable record: where the next batch goes.
+    len: u64,
+    /// The file's size: `len` and the zero fill after it.
+    size: u64,
+    /// A zero fill failed (a full disk?): none is tried again in this segment.
+    no_fill: bool,
+}
+
+impl Active {
+    fn new(file: File, len: u64, size: u64) -> Self {
+        Self {
+            file,
+            len,
+            size,
+            no_fill: false,
+        }
+    }
 }
 
 impl Journal {
@@ -165,6 +208,7 @@ impl Journal {
             base,
             next,
             active: r.active,
+            zero_fill: DEFAULT_ZERO_FILL,
             cursor: None,
             poisoned: None,
         };
@@ -194,6 +238,7 @@ impl Journal {
             base,
             next: 1,
             active: None,
+            zero_fill: 0,
             cursor: None,
             poisoned: None,
         };
@@ -204,6 +249,12 @@ impl Journal {
             counters: Arc::default(),
             _lock: None,
         })
+    }
+
+    /// Sets how many bytes of zeros the writer keeps ahead of its appends (0: none; the
+    /// default is [`DEFAULT_ZERO_FILL`]). A fill already written stays.
+    pub fn set_zero_fill(&self, bytes: u64) {
+        self.lock().zero_fill = bytes;
     }
 
     /// The journal's directory.
@@ -306,6 +357,7 @@ impl Journal {
             entries: c.entries.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
+            fills: c.fills.load(Ordering::Relaxed),
         }
     }
 
@@ -421,38 +473,51 @@ impl Inner {
         let mut syncs = 0;
         let must_roll = match &self.active {
             None => true,
-            Some((_, len)) => {
-                *len > HEADER_LEN as u64 && *len + buf.len() as u64 > self.segment_bytes
-            }
+            Some(a) => a.len > HEADER_LEN as u64 && a.len + buf.len() as u64 > self.segment_bytes,
         };
         if must_roll {
+            if let Some(a) = self.active.take() {
+                seal(a, counters).map_err(|(a, e)| {
+                    self.active = Some(*a);
+                    StateError::Unavailable(format!("sealing an audit journal segment: {e}"))
+                })?;
+            }
             let (seg, file) = segments::create(&self.dir, self.next).map_err(|e| {
                 StateError::Unavailable(format!("creating an audit journal segment: {e}"))
             })?;
             syncs += 1;
             self.segments.push(seg);
-            self.active = Some((file, HEADER_LEN as u64));
+            let start = HEADER_LEN as u64;
+            self.active = Some(Active::new(file, start, start));
         }
-        let Some((file, len)) = self.active.as_mut() else {
+        let Some(a) = self.active.as_mut() else {
             return Err(StateError::Unavailable(
                 "no open audit journal segment".into(),
             ));
         };
-        let written = file.write_all(&buf).and_then(|()| file.sync_data());
+        let written = a
+            .file
+            .write_all_at(&buf, a.len)
+            .and_then(|()| a.file.sync_data());
         if let Err(e) = written {
-            // Undo the partial write so the next append starts on a record boundary; if
-            // that fails too, nothing more may be appended to this file.
-            if let Err(undo) = file.set_len(*len).and_then(|()| file.sync_data()) {
-                self.poisoned = Some(format!(
-                    "the audit journal could not undo a failed write ({e}; then {undo}); restart the gateway"
-                ));
+            // Undo the partial write (and the fill after it) so the next append starts on
+            // a record boundary; if that fails too, nothing more may be appended here.
+            match a.file.set_len(a.len).and_then(|()| a.file.sync_data()) {
+                Ok(()) => a.size = a.len,
+                Err(undo) => {
+                    self.poisoned = Some(format!(
+                        "the audit journal could not undo a failed write ({e}; then {undo}); restart the gateway"
+                    ));
+                }
             }
             return Err(StateError::Unavailable(format!(
                 "writing the audit journal: {e}"
             )));
         }
         syncs += 1;
-        *len += buf.len() as u64;
+        a.len += buf.len() as u64;
+        a.size = a.size.max(a.len);
+        fill(a, self.zero_fill, self.segment_bytes, counters);
         let first = self.next;
         self.next += entries.len() as u64;
         self.head = entries.last().map(|bytes| LogEntry {
@@ -619,9 +684,59 @@ fn unavailable(e: std::io::Error) -> StateError {
     StateError::Unavailable(format!("audit journal: {e}"))
 }
 
-/// Opens `path` for appending (the writer's last segment after recovery).
-fn open_for_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().append(true).open(path)
+/// Opens `path` for writing (the writer's last segment after recovery).
+fn open_for_write(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().write(true).open(path)
+}
+
+/// Keeps the zero fill ahead of `a`'s appends: once less than a quarter of `want` bytes
+/// is left, writes zeros up to `want` past the end of the records (never past
+/// `segment_bytes`) and syncs them. A failure only costs speed: it is logged, and this
+/// segment gets no more fill.
+fn fill(a: &mut Active, want: u64, segment_bytes: u64, counters: &Counters) {
+    if want == 0 || a.no_fill || a.size - a.len >= want / 4 {
+        return;
+    }
+    let target = (a.len + want).min(segment_bytes);
+    if target <= a.size {
+        return;
+    }
+    // `size` is at or past the last record: zeros written from there overwrite none.
+    let zeros = vec![0; usize::try_from(target - a.size).unwrap_or(0)];
+    match a
+        .file
+        .write_all_at(&zeros, a.size)
+        .and_then(|()| a.file.sync_data())
+    {
+        Ok(()) => {
+            a.size = target;
+            counters.fills.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            // Whatever part was written is zeros past the records: harmless.
+            a.no_fill = true;
+            tracing::warn!(
+                target: "audit",
+                error = %e,
+                "could not write zero fill ahead of the audit journal's appends; its syncs will be slower until the next segment"
+            );
+        }
+    }
+}
+
+/// Cuts the zero fill off a segment the writer closes, so that a sealed segment ends at
+/// its last record. Gives the segment back with the error when that fails.
+fn seal(a: Active, counters: &Counters) -> Result<(), (Box<Active>, std::io::Error)> {
+    if a.size == a.len {
+        return Ok(());
+    }
+    match a.file.set_len(a.len).and_then(|()| a.file.sync_data()) {
+        Ok(()) => {
+            counters.fills.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err((Box::new(a), e)),
+    }
 }
 
 #[cfg(test)]

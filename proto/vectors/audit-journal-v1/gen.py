@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the golden segment of proto/audit-journal-v1.md: three records, first seq 1.
+"""Writes the golden segments of proto/audit-journal-v1.md: three records, first seq 1, and
+the same segment followed by a zero fill (an open segment as the writer leaves it).
 
     python3 proto/vectors/audit-journal-v1/gen.py   # rewrites the .seg and vectors.json
 
@@ -34,6 +35,9 @@ for i, p in enumerate(PAYLOADS):
     seg += rec
 with open(os.path.join(HERE, "00000000000000000001.seg"), "wb") as f:
     f.write(seg)
+ZERO_FILL = 200
+with open(os.path.join(HERE, "zero-fill.seg"), "wb") as f:
+    f.write(seg + bytes(ZERO_FILL))
 with open(os.path.join(HERE, "vectors.json"), "w") as f:
     json.dump(
         {
@@ -42,6 +46,12 @@ with open(os.path.join(HERE, "vectors.json"), "w") as f:
             "header_hex": header(1).hex(),
             "size": len(seg),
             "records": records,
+            "zero_fill": {
+                "_comment": "The same segment with a zero fill after its last record: the records end at records_end, a clean end.",
+                "file": "zero-fill.seg",
+                "size": len(seg) + ZERO_FILL,
+                "records_end": len(seg),
+            },
         },
         f,
         indent=2,

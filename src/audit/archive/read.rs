@@ -61,6 +61,10 @@ pub fn read(dir: &Path, mut visit: impl FnMut(Item<'_>)) -> std::io::Result<usiz
         let why = match scan.tail {
             Tail::Clean => continue,
             Tail::Torn { .. } => "archived segment cut short or its last record damaged",
+            // Only the live journal's last segment is zero-filled; sealing trims it.
+            Tail::ZeroFill { .. } => {
+                "archived segment continues with zero bytes past its last record"
+            }
             Tail::Corrupt { .. } => "archived record damaged (length, checksum or sequence)",
         };
         visit(Item::Damaged {

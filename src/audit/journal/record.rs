@@ -9,7 +9,8 @@
 //! ```
 //!
 //! [`scan`] walks a segment's records and classifies what follows the last good one: the
-//! clean end, a torn tail (an incomplete or checksum-failing record with nothing valid
+//! clean end, zero fill (bytes the writer wrote as zeros ahead of its appends, so that a
+//! record's sync overwrites blocks the file already has), a torn tail (an incomplete or checksum-failing record with nothing valid
 //! after it: a write that never became durable, safe to cut), or corruption (a bad record
 //! with a valid record after it: never cut, the operator runs `audit verify`).
 
@@ -160,6 +161,12 @@ impl RecordAt {
 pub enum Tail {
     /// The buffer ends right after the last record.
     Clean,
+    /// Only zero bytes follow the last record: the writer's zero fill, not yet used. A
+    /// clean end for the live journal's last segment; no other segment has any.
+    ZeroFill {
+        /// How many zero bytes follow the last good record.
+        bytes: usize,
+    },
     /// `bytes` of an incomplete or invalid record with nothing valid after them.
     Torn {
         /// How many bytes follow the last good record.
@@ -218,6 +225,8 @@ pub fn scan(buf: &[u8], first_seq: u64) -> Scan {
                 let rest = &buf[at..];
                 let tail = if rest.is_empty() {
                     Tail::Clean
+                } else if is_zero_fill(rest) {
+                    Tail::ZeroFill { bytes: rest.len() }
                 } else if valid_record_after(rest, expected) {
                     Tail::Corrupt {
                         offset: at,
@@ -234,6 +243,12 @@ pub fn scan(buf: &[u8], first_seq: u64) -> Scan {
             }
         }
     }
+}
+
+/// Whether `rest` is all zero bytes: the end of the records. A record of zeros is never
+/// valid (its checksum is not zero, and sequence numbers start at 1).
+pub fn is_zero_fill(rest: &[u8]) -> bool {
+    rest.iter().all(|&b| b == 0)
 }
 
 /// Whether a valid record numbered after `expected` starts anywhere in `rest` past its

@@ -1,11 +1,10 @@
 //! Recovery of the journal's tail when the writer opens it.
 
-use std::fs::File;
 use std::path::Path;
 
 use super::record::{self, HEADER_LEN, HeaderError, SegmentHeader, Tail};
 use super::segments::{self, Segment};
-use super::{JournalError, open_for_append};
+use super::{Active, JournalError, open_for_write};
 use crate::state::LogEntry;
 
 /// The writer's starting point.
@@ -14,8 +13,8 @@ pub(super) struct Recovered {
     pub head: Option<LogEntry>,
     /// The sequence number of the first record (1 for a new journal).
     pub first_seq: u64,
-    /// The last segment, open for appending, and its length.
-    pub active: Option<(File, u64)>,
+    /// The last segment, open for writing.
+    pub active: Option<Active>,
 }
 
 /// Scans the last segment, cuts a torn tail, removes a segment whose creation never
@@ -80,8 +79,11 @@ pub(super) fn recover(
         }
         let scan = record::scan(&buf[HEADER_LEN..], header.first_seq);
         let end = (HEADER_LEN + scan.end) as u64;
+        let mut size = end;
         match scan.tail {
             Tail::Clean => {}
+            // The writer's zero fill, kept for the next appends.
+            Tail::ZeroFill { bytes } => size += bytes as u64,
             Tail::Torn { bytes } => {
                 tracing::warn!(
                     target: "audit",
@@ -116,12 +118,12 @@ pub(super) fn recover(
             None => previous_head(&segs, &last, base)?,
         };
         buf.clear();
-        let file = open_for_append(&last.path).map_err(io(&last.path))?;
+        let file = open_for_write(&last.path).map_err(io(&last.path))?;
         return Ok(Recovered {
             first_seq: segs.first().map_or(1, |s| s.first_seq),
             segments: segs,
             head,
-            active: Some((file, end)),
+            active: Some(Active::new(file, end, size)),
         });
     }
 }
@@ -155,7 +157,25 @@ fn previous_head(
     })?;
     let header = SegmentHeader::decode(&buf).map_err(|e| corrupt(&prev.path, e.to_string()))?;
     let scan = record::scan(&buf[HEADER_LEN..], header.first_seq);
-    if scan.tail != Tail::Clean {
+    if let Tail::ZeroFill { bytes } = scan.tail {
+        // The roll to `last` did not finish sealing this segment (the writer cuts the fill
+        // off before it creates the next one): finish it.
+        let end = (HEADER_LEN + scan.end) as u64;
+        tracing::info!(
+            target: "audit",
+            segment = %prev.path.display(),
+            bytes,
+            "cutting the zero fill off a sealed audit journal segment"
+        );
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&prev.path)
+            .and_then(|f| f.set_len(end).and_then(|()| f.sync_all()));
+        f.map_err(|source| JournalError::Io {
+            path: prev.path.clone(),
+            source,
+        })?;
+    } else if scan.tail != Tail::Clean {
         return Err(corrupt(
             &prev.path,
             "a closed segment has a damaged tail".into(),

@@ -75,7 +75,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates the segment starting at `first_seq` in `dir`: mode 0600, never over an existing
-/// file, its header synced, and the directory synced. Returns it open for appending.
+/// file, its header synced, and the directory synced. Returns it open for writing (records
+/// are written at their offsets, past the header).
 pub fn create(dir: &Path, first_seq: u64) -> io::Result<(Segment, File)> {
     let path = dir.join(file_name(first_seq));
     let mut f = OpenOptions::new()
@@ -94,7 +95,8 @@ pub fn create(dir: &Path, first_seq: u64) -> io::Result<(Segment, File)> {
 pub enum Stop {
     /// `max` records were read (or the bound was reached).
     Full,
-    /// The file ends (cleanly, or inside a record still being written).
+    /// The file ends (cleanly, inside a record still being written, or where the
+    /// writer's zero fill starts).
     End,
     /// A record that is not valid or not the next in sequence.
     Bad,
@@ -121,6 +123,10 @@ pub fn read_records(
         buf.clear();
         buf.resize(12, 0);
         if !read_full(&mut r, &mut buf)? {
+            return Ok((at, Stop::End));
+        }
+        if record::is_zero_fill(&buf) {
+            // The writer's zero fill: the records end here.
             return Ok((at, Stop::End));
         }
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;

@@ -1,7 +1,8 @@
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use record::SegmentHeader;
 
 fn entries(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
     range
@@ -119,6 +120,138 @@ fn last_segment(dir: &Path) -> PathBuf {
     segments::list(dir).unwrap().pop().unwrap().path
 }
 
+/// Where the records of segment `seg` end, and what follows them.
+fn scan_file(seg: &Path) -> (u64, record::Tail) {
+    let buf = std::fs::read(seg).unwrap();
+    let s = record::scan(
+        &buf[HEADER_LEN..],
+        SegmentHeader::decode(&buf).unwrap().first_seq,
+    );
+    ((HEADER_LEN + s.end) as u64, s.tail)
+}
+
+fn records_end(seg: &Path) -> u64 {
+    scan_file(seg).0
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}
+
+#[tokio::test]
+async fn zero_fill_is_written_ahead_and_batches_overwrite_it_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.append(1, &entries(1..6)).await.unwrap();
+    let seg = last_segment(tmp.path());
+    let end = records_end(&seg);
+    assert_eq!(
+        size(&seg),
+        end + DEFAULT_ZERO_FILL,
+        "a fill follows the first batch"
+    );
+    assert_eq!(
+        scan_file(&seg).1,
+        record::Tail::ZeroFill {
+            bytes: DEFAULT_ZERO_FILL as usize
+        }
+    );
+    assert_eq!(j.stats().fills, 1);
+    // Later batches go into the fill: the file does not grow, and no new fill is needed.
+    j.append(6, &entries(6..20)).await.unwrap();
+    assert_eq!(size(&seg), end + DEFAULT_ZERO_FILL);
+    assert!(records_end(&seg) > end);
+    assert_eq!(j.stats().fills, 1);
+    // A reader beside the writer stops where the fill starts.
+    let r = Journal::open_read_only(tmp.path(), "audit").unwrap();
+    assert_eq!(r.head().await.unwrap().map(|h| h.seq), Some(19));
+    assert_eq!(r.read(1, 100).await.unwrap(), all(&j).await);
+    let before = all(&j).await;
+    assert_eq!(before.len(), 19);
+    drop(j);
+
+    // Reopening keeps the fill and writes the next batch over it.
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    assert_eq!(all(&j).await, before);
+    assert_eq!(j.head().await.unwrap().map(|h| h.seq), Some(19));
+    assert_eq!(
+        j.append(20, &entries(20..22)).await.unwrap(),
+        AppendOutcome::Appended { first: 20 }
+    );
+    assert_eq!(size(&seg), end + DEFAULT_ZERO_FILL);
+    assert_eq!(all(&j).await.len(), 21);
+    assert_eq!(j.stats().fills, 0, "the fill left is enough");
+}
+
+#[tokio::test]
+async fn the_fill_is_topped_up_once_a_quarter_is_left_and_never_overwrites_a_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    let want = 2048;
+    j.set_zero_fill(want);
+    let seg = tmp.path().join(segments::file_name(1));
+    let mut next = 1;
+    let mut fills = 0;
+    for n in [1, 7, 30, 2, 50, 1, 1, 64, 3] {
+        j.append(next, &entries(next..next + n)).await.unwrap();
+        next += n;
+        let (end, tail) = scan_file(&seg);
+        let filled = size(&seg) - end;
+        // At least a quarter of the fill is left after every batch, and it is all zeros.
+        assert!(filled >= want / 4, "{filled} after batch ending {next}");
+        assert!(filled <= want);
+        assert_eq!(
+            tail,
+            record::Tail::ZeroFill {
+                bytes: filled as usize
+            }
+        );
+        assert!(j.stats().fills >= fills);
+        fills = j.stats().fills;
+    }
+    assert!(fills > 3, "{fills}");
+    let got = all(&j).await;
+    assert_eq!(got.len() as u64, next - 1);
+    for e in &got {
+        assert_eq!(e.bytes, entries(e.seq..e.seq + 1)[0]);
+    }
+}
+
+#[tokio::test]
+async fn sealed_segments_end_at_their_last_record_and_no_fill_means_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", 400).unwrap();
+    for start in (1..40).step_by(3) {
+        j.append(start, &entries(start..start + 3)).await.unwrap();
+    }
+    let segs = segments::list(tmp.path()).unwrap();
+    assert!(segs.len() > 3, "{segs:?}");
+    let (last, sealed) = segs.split_last().unwrap();
+    for s in sealed {
+        assert_eq!(scan_file(&s.path).1, record::Tail::Clean, "{:?}", s.path);
+    }
+    // The open one is filled up to the segment size, no further.
+    assert_eq!(size(&last.path), 400);
+    assert!(matches!(
+        scan_file(&last.path).1,
+        record::Tail::ZeroFill { .. }
+    ));
+    let stats = j.stats();
+    assert_eq!(
+        stats.fills,
+        2 * sealed.len() as u64 + 1,
+        "a fill and a cut per segment"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    j.set_zero_fill(0);
+    j.append(1, &entries(1..6)).await.unwrap();
+    let seg = last_segment(tmp.path());
+    assert_eq!(scan_file(&seg).1, record::Tail::Clean);
+    assert_eq!(j.stats().fills, 0);
+}
+
 #[tokio::test]
 async fn a_torn_tail_is_cut_and_new_appends_chain_on() {
     for torn in [
@@ -146,16 +279,17 @@ async fn a_torn_tail_is_cut_and_new_appends_chain_on() {
         let before = all(&j).await;
         drop(j);
         let seg = last_segment(tmp.path());
-        let len = std::fs::metadata(&seg).unwrap().len();
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(&torn).unwrap();
+        let len = records_end(&seg);
+        // Where a torn write lands: over the zero fill, right after the last record.
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&torn, len).unwrap();
         drop(f);
 
         let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
         assert_eq!(
             std::fs::metadata(&seg).unwrap().len(),
             len,
-            "torn bytes gone"
+            "torn bytes gone (and the fill after them)"
         );
         assert_eq!(all(&j).await, before);
         assert_eq!(
@@ -216,8 +350,13 @@ async fn an_empty_last_segment_takes_its_head_from_the_one_before() {
     let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
     j.append(1, &entries(1..4)).await.unwrap();
     drop(j);
+    // As if the writer had stopped right after creating the next segment, with the fill
+    // of this one still there (the writer cuts it first; recovery finishes that).
+    let first = last_segment(tmp.path());
+    assert!(matches!(scan_file(&first).1, record::Tail::ZeroFill { .. }));
     segments::create(tmp.path(), 4).unwrap();
     let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    assert_eq!(scan_file(&first).1, record::Tail::Clean);
     assert_eq!(j.head().await.unwrap().map(|h| h.seq), Some(3));
     j.append(4, &entries(4..6)).await.unwrap();
     assert_eq!(all(&j).await.len(), 5);

@@ -120,8 +120,45 @@ proptest! {
         prop_assert!(cut - s.end < RECORD_OVERHEAD + 200);
         if cut == s.end {
             prop_assert_eq!(s.tail, Tail::Clean);
+        } else if is_zero_fill(&seg[s.end..cut]) {
+            // A cut inside a length field's leading zeros: as good as the end.
+            prop_assert_eq!(s.tail, Tail::ZeroFill { bytes: cut - s.end });
         } else {
             prop_assert_eq!(s.tail, Tail::Torn { bytes: cut - s.end });
+        }
+    }
+
+    /// Zeros after the records are the writer's zero fill: a clean end, whatever their
+    /// length; a record cut short inside the fill (a torn write over it) is a torn tail
+    /// that takes the zeros after it along.
+    #[test]
+    fn zeros_after_the_records_are_zero_fill_and_a_torn_write_over_them_is_torn(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..10),
+        zeros in 1usize..5000,
+        torn in prop::collection::vec(any::<u8>(), 1..300),
+    ) {
+        let mut seg = segment_of(1, &payloads);
+        let good = seg.len();
+        seg.resize(good + zeros, 0);
+        let s = scan(&seg, 1);
+        prop_assert_eq!(s.records.len(), payloads.len());
+        prop_assert_eq!(s.end, good);
+        prop_assert_eq!(s.tail, Tail::ZeroFill { bytes: zeros });
+
+        // A record of the next batch, cut short, written over the fill.
+        let mut next = Vec::new();
+        encode_record(payloads.len() as u64 + 1, &torn, &mut next);
+        let cut = torn.len() % (next.len() - 1) + 1;
+        let mut seg = segment_of(1, &payloads);
+        seg.extend_from_slice(&next[..cut]);
+        seg.resize(seg.len() + zeros, 0);
+        let s = scan(&seg, 1);
+        prop_assert_eq!(s.records.len(), payloads.len());
+        prop_assert_eq!(s.end, good);
+        if is_zero_fill(&next[..cut]) {
+            prop_assert_eq!(s.tail, Tail::ZeroFill { bytes: cut + zeros });
+        } else {
+            prop_assert_eq!(s.tail, Tail::Torn { bytes: cut + zeros });
         }
     }
 
@@ -138,7 +175,11 @@ proptest! {
         let s = scan(&seg, 1);
         prop_assert_eq!(s.records.len(), payloads.len());
         prop_assert_eq!(s.end, good);
-        prop_assert_eq!(s.tail, Tail::Torn { bytes: garbage.len() });
+        if is_zero_fill(&garbage) {
+            prop_assert_eq!(s.tail, Tail::ZeroFill { bytes: garbage.len() });
+        } else {
+            prop_assert_eq!(s.tail, Tail::Torn { bytes: garbage.len() });
+        }
     }
 
     /// Arbitrary bytes never panic the scanner, and what it accepts is in sequence.
@@ -184,4 +225,20 @@ fn the_golden_segment_decodes() {
         encode_record(r.seq, &payload, &mut encoded);
     }
     assert_eq!(encoded, body, "this encoder writes the golden bytes");
+
+    // The same segment with the writer's zero fill after it: the same records, a clean end.
+    let filled: &[u8] = include_bytes!("../../../../proto/vectors/audit-journal-v1/zero-fill.seg");
+    let z = &v["zero_fill"];
+    assert_eq!(filled.len() as u64, z["size"].as_u64().unwrap());
+    let end = z["records_end"].as_u64().unwrap() as usize;
+    assert_eq!(&filled[..end], seg);
+    let s = scan(&filled[HEADER_LEN..], 1);
+    assert_eq!(s.records.len(), want.len());
+    assert_eq!(HEADER_LEN + s.end, end);
+    assert_eq!(
+        s.tail,
+        Tail::ZeroFill {
+            bytes: filled.len() - end
+        }
+    );
 }
