@@ -42,6 +42,12 @@ pub const FILE_NAME: &str = "audit-index.redb";
 pub const FORMAT: u64 = 1;
 /// Entries indexed per transaction.
 const PAGE: usize = 2000;
+/// The index's page cache. redb's default (1 GiB) grows with the file, and the file grows
+/// by about 330 bytes per entry: after 5 million audited downloads the gateway's RSS had
+/// reached 1.2 GiB. Indexing touches only the right edge of each key range, and queries
+/// read a few pages each (the kernel's page cache still holds the file), so a small cache
+/// costs them little.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BYTES: TableDefinition<&str, &[u8]> = TableDefinition::new("bytes");
@@ -106,7 +112,10 @@ impl AuditIndex {
 
     /// Opens the file as it is; `None` when it is of another format.
     fn open_as_is(path: &Path) -> Result<Option<Self>, IndexError> {
-        let db = Database::create(path).map_err(dberr)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(dberr)?;
         let txn = db.begin_write().map_err(dberr)?;
         let format = {
             let mut meta = txn.open_table(META).map_err(dberr)?;
