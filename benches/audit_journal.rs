@@ -1,8 +1,10 @@
 //! Sustained audited events per second through the real `Auditor`, with no downloads: many
 //! tasks emitting at once, each waiting until its entry is durable. Compared: the journal
-//! (`audit.store = "journal"`) and the state-store log on the embedded redb store
-//! (`"state"`). Also reported: appends (batches) and `fdatasync` calls per batch, journal
-//! bytes per event, and how much `state.redb` grew per event.
+//! (`audit.store = "journal"`), the same without its zero fill (`journal-nofill`: every
+//! batch's sync grows the file) and the state-store log on the embedded redb store
+//! (`"state"`). Also reported: appends (batches), `fdatasync` calls per batch and zero
+//! fills per batch, journal bytes per event, and how much `state.redb` grew per event.
+//! Few tasks (`AUDIT_BENCH_TASKS=16`) measure sync latency; many, throughput.
 //!
 //! ```sh
 //! nice cargo bench --locked --bench audit_journal
@@ -49,6 +51,7 @@ struct Round {
     per_sec: f64,
     batches: u64,
     syncs: u64,
+    fills: u64,
     journal_bytes: u64,
     redb_growth: u64,
 }
@@ -60,8 +63,11 @@ async fn round(store: &str, tasks: u64, events: u64) -> Round {
     let redb_before = std::fs::metadata(&redb_path).map_or(0, |m| m.len());
     let journal =
         Arc::new(Journal::open(&tmp.path().join("audit"), "audit", 64 << 20).expect("journal"));
+    if store == "journal-nofill" {
+        journal.set_zero_fill(0);
+    }
     let log: Arc<dyn AuditLog> = match store {
-        "journal" => journal.clone(),
+        "journal" | "journal-nofill" => journal.clone(),
         _ => StateLog::shared(state.clone()),
     };
     let auditor = Auditor::start(log, "bench".into(), 512, Arc::new(Metrics::new()));
@@ -97,6 +103,7 @@ async fn round(store: &str, tasks: u64, events: u64) -> Round {
         per_sec: (per_task * tasks) as f64 / elapsed,
         batches: stats.appends,
         syncs: stats.syncs,
+        fills: stats.fills,
         journal_bytes: stats.bytes,
         redb_growth: redb_after.saturating_sub(redb_before),
     }
@@ -108,19 +115,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument selects one store.
+    // `cargo bench` passes `--bench`; a filter argument selects the stores whose name
+    // contains it (`journal`: both journals).
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let tasks = env("AUDIT_BENCH_TASKS", 256);
     let events = env("AUDIT_BENCH_EVENTS", 100_000);
     let rounds = env("AUDIT_BENCH_ROUNDS", 5);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    for store in ["journal", "state"] {
+    for store in ["journal", "journal-nofill", "state"] {
         if filter.as_deref().is_some_and(|f| !store.contains(f)) {
             continue;
         }
         let mut per_sec = Vec::new();
         let mut per_batch = Vec::new();
         let mut syncs_per_batch = Vec::new();
+        let mut fills_per_batch = Vec::new();
         let mut bytes = Vec::new();
         let mut growth = Vec::new();
         // The state store is much slower: fewer events keep a round short.
@@ -132,6 +141,7 @@ fn main() {
             if r.batches > 0 {
                 per_batch.push(done / r.batches as f64);
                 syncs_per_batch.push(r.syncs as f64 / r.batches as f64);
+                fills_per_batch.push(r.fills as f64 / r.batches as f64);
                 bytes.push(r.journal_bytes as f64 / done);
             }
             growth.push(r.redb_growth as f64 / done);
@@ -141,6 +151,7 @@ fn main() {
         if !per_batch.is_empty() {
             println!("  events per batch       {:.1}", median(per_batch));
             println!("  fdatasync per batch    {:.3}", median(syncs_per_batch));
+            println!("  zero fills per batch   {:.4}", median(fills_per_batch));
             println!("  journal bytes/event    {:.1}", median(bytes));
         }
         println!("  state.redb bytes/event {:.1}", median(growth));
