@@ -92,13 +92,7 @@ pub(super) fn recover(
                     bytes_dropped = bytes,
                     "cutting a torn record off the audit journal's tail (a write that never became durable; nothing in it was acknowledged)"
                 );
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&last.path)
-                    .map_err(io(&last.path))?;
-                f.set_len(end)
-                    .and_then(|()| f.sync_all())
-                    .map_err(io(&last.path))?;
+                cut(&last.path, end).map_err(io(&last.path))?;
             }
             Tail::Corrupt { offset, expected } => {
                 return Err(corrupt(
@@ -167,11 +161,7 @@ fn previous_head(
             bytes,
             "cutting the zero fill off a sealed audit journal segment"
         );
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&prev.path)
-            .and_then(|f| f.set_len(end).and_then(|()| f.sync_all()));
-        f.map_err(|source| JournalError::Io {
+        cut(&prev.path, end).map_err(|source| JournalError::Io {
             path: prev.path.clone(),
             source,
         })?;
@@ -194,6 +184,13 @@ fn previous_head(
             ),
         )),
     }
+}
+
+/// Truncates the segment at `path` to `len` bytes, durably.
+fn cut(path: &Path, len: u64) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_all()
 }
 
 fn corrupt(path: &Path, why: String) -> JournalError {
