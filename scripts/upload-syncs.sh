@@ -7,8 +7,11 @@
 # store, the audit journal, the audit index, directories).
 # Not a test: it prints figures (before/after comparisons: GATEWAY_BIN=<binary>).
 #
+# Two uploads, of SIZE_MIB and of twice that, each traced on its own: the difference is the
+# steady cost of a PATCH, the rest the fixed cost of an upload (both are printed).
+#
 # Usage: scripts/upload-syncs.sh [WORKDIR]          (default WORKDIR: <target dir>/upload-syncs)
-#   env: SIZE_MIB=256        the file's size
+#   env: SIZE_MIB=256        the first file's size (the second is twice that)
 #        CHUNK=8388608       bytes per PATCH (the client's --chunk-size)
 #        NO_BUILD=1          use the release binary already built
 #        GATEWAY_BIN=<binary>  measure this binary instead (implies NO_BUILD)
@@ -39,10 +42,15 @@ else
 fi
 [ -x "$BIN" ] || { echo "no gateway binary at $BIN (build it, or unset NO_BUILD)" >&2; exit 2; }
 
-FILE=$WORK/upload.bin
-if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $((SIZE_MIB << 20)) ]; then
-  head -c $((SIZE_MIB << 20)) /dev/urandom > "$FILE"
-fi
+# Two files: SIZE_MIB, then twice that. Each upload costs its PATCHes plus a fixed set of
+# syncs (creating the objects, the completing chunk, finishing); the difference between
+# the two is the steady cost of one more PATCH.
+for f in 1 2; do
+  FILE=$WORK/upload-$f.bin
+  if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $(((SIZE_MIB * f) << 20)) ]; then
+    head -c $(((SIZE_MIB * f) << 20)) /dev/urandom > "$FILE"
+  fi
+done
 TOKEN=$(openssl rand -hex 32)
 TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 printf '%s\n' "$TOKEN" > "$WORK/token"; chmod 600 "$WORK/token"
@@ -80,24 +88,28 @@ done
 [ -n "$PORT" ] || { echo "the gateway did not start:" >&2; cat "$GW_DIR.out" "$GW_DIR.err" >&2; exit 1; }
 
 CALLS=fsync,fdatasync,sync_file_range,fadvise64,msync,rename,renameat,renameat2
-strace -f -y -qq -e trace=$CALLS -o "$WORK/strace.txt" -p "$GW_PID" 2> "$WORK/strace.err" &
-ST_PID=$!
-sleep 1   # strace attaches to every thread
-"$BIN" client upload --json --to "https://localhost:$PORT/files/" --cacert "$GW_DIR/dev-ca/ca.pem" \
-  --token-file "$WORK/token" --state-dir "$WORK/client-state" --chunk-size "$CHUNK" "$FILE" \
-  > "$WORK/client.json"
-sleep 0.5
-kill -INT "$ST_PID"; wait "$ST_PID" 2>/dev/null || true; ST_PID=
-grep -q '"type":"summary".*"verified":1' "$WORK/client.json" \
-  || { echo "the upload did not verify:" >&2; cat "$WORK/client.json" >&2; exit 1; }
-
-PATCHES=$(( ($(stat -c %s "$FILE") + CHUNK - 1) / CHUNK ))
-echo "# $(stat -c %s "$FILE") bytes in $PATCHES chunks of $CHUNK; gateway $BIN"
-# strace -y lines: `<pid> <call>(<fd></path>, ...) = <result>`, or an unfinished call
-# (`<... call resumed>` lines finish it and are not counted again).
-python3 - "$PATCHES" "$CALLS" "$GW_DIR" "$WORK/strace.txt" <<'PY'
+# measure FILE TAG: strace on the gateway while the client uploads FILE; prints the counts
+# and leaves the total of sync calls and PATCHes in $WORK/TAG.total.
+measure() {
+  local file=$1 tag=$2
+  strace -f -y -qq -e trace=$CALLS -o "$WORK/strace-$tag.txt" -p "$GW_PID" 2> "$WORK/strace.err" &
+  ST_PID=$!
+  sleep 1   # strace attaches to every thread
+  rm -rf "$WORK/client-state"
+  "$BIN" client upload --json --to "https://localhost:$PORT/files/" --cacert "$GW_DIR/dev-ca/ca.pem" \
+    --token-file "$WORK/token" --state-dir "$WORK/client-state" --chunk-size "$CHUNK" "$file" \
+    > "$WORK/client-$tag.json"
+  sleep 1   # the audit writer's held entries (at most 0.5 s) are in the figures
+  kill -INT "$ST_PID"; wait "$ST_PID" 2>/dev/null || true; ST_PID=
+  grep -q '"type":"summary".*"verified":1' "$WORK/client-$tag.json" \
+    || { echo "the upload did not verify:" >&2; cat "$WORK/client-$tag.json" >&2; exit 1; }
+  local patches=$(( ($(stat -c %s "$file") + CHUNK - 1) / CHUNK ))
+  echo "# $(stat -c %s "$file") bytes in $patches chunks of $CHUNK; gateway $BIN"
+  # strace -y lines: `<pid> <call>(<fd></path>, ...) = <result>`, or an unfinished call
+  # (`<... call resumed>` lines finish it and are not counted again).
+  python3 - "$patches" "$CALLS" "$WORK/strace-$tag.txt" "$WORK/$tag.total" <<'PY'
 import re, sys
-n, calls, gw, path = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4]
+n, calls, path, total = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 count = dict.fromkeys(calls, 0)
 by_file = {}
 line_re = re.compile(r"^\d+\s+(\w+)\((?:\d+<([^>]*)>)?")
@@ -125,5 +137,11 @@ print(f"sync calls (fsync, fdatasync, sync_file_range, msync): {syncs}, {syncs /
 print("sync calls by file:")
 for k, v in sorted(by_file.items(), key=lambda kv: -kv[1]):
     print(f"  {k:<32} {v:6d}  {v / n:6.2f} per chunk")
+open(total, "w").write(f"{syncs} {n}\n")
 PY
+}
+measure "$WORK/upload-1.bin" one
+measure "$WORK/upload-2.bin" two
+read -r S1 P1 < "$WORK/one.total"; read -r S2 P2 < "$WORK/two.total"
+python3 -c "import sys; s1,p1,s2,p2=map(int,sys.argv[1:]); print(f'# steady state: ({s2} - {s1}) sync calls / ({p2} - {p1}) PATCHes = {(s2-s1)/(p2-p1):.2f} per PATCH (one more PATCH of an upload); per upload besides its PATCHes: {s1 - (s2-s1)/(p2-p1)*p1:.0f}')" "$S1" "$P1" "$S2" "$P2"
 echo "# command: SIZE_MIB=$SIZE_MIB CHUNK=$CHUNK${GATEWAY_BIN:+ GATEWAY_BIN=<binary>}${NO_BUILD:+ NO_BUILD=1} scripts/upload-syncs.sh${1:+ $1}"

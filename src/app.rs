@@ -140,13 +140,29 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
         }),
         _ => None,
     };
-    let auditor = Auditor::start_with(
+    // The outbox (`audit::outbox`) only where this process alone writes the chain and the
+    // state store: the journal, which is only kept with the embedded store.
+    let outbox_state = (config.audit.store == AuditStore::Journal).then(|| state.clone());
+    let auditor = Auditor::start_full(
         audit_log,
         instance_name(),
         config.audit.batch_max,
         metrics.clone(),
         Some(checkpointer),
+        outbox_state,
     );
+    // Entries an earlier process left in the outbox reach the chain before anything new.
+    let drained = auditor
+        .drain_outbox()
+        .await
+        .context("appending the audit outbox's entries to the chain")?;
+    if drained != Default::default() {
+        tracing::info!(
+            appended = drained.appended,
+            already_in_chain = drained.already_in_chain,
+            "audit outbox drained"
+        );
+    }
     let keys = config
         .keys
         .build_provider()
@@ -264,10 +280,13 @@ pub async fn build_with_state(config: Config, state: Arc<dyn StateStore>) -> any
 }
 
 impl App {
-    /// Leaves the shared state store on clean shutdown (deletes this process's alive key, so
-    /// a restart with the same instance id joins at once). Does nothing on the embedded
-    /// store or when called twice.
+    /// On clean shutdown: appends the audit entries the writer holds, and leaves the shared
+    /// state store (deletes this process's alive key, so a restart with the same instance
+    /// id joins at once; nothing to leave on the embedded store or when called twice).
     pub async fn leave(&self) {
+        // Outboxed audit entries the writer still holds go into the chain now (else the
+        // next start appends them from the outbox).
+        self.state.auditor.flush().await;
         let presence = match self.presence.lock() {
             Ok(mut p) => p.take(),
             Err(poisoned) => poisoned.into_inner().take(),

@@ -35,7 +35,7 @@
 //! Queries and traces: [`query`] is the pure model (filters, cursor, which ids an entry
 //! mentions, trace assembly and rendering).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -48,6 +48,7 @@ pub mod events;
 pub mod index;
 pub mod journal;
 pub mod log;
+pub mod outbox;
 pub mod query;
 pub mod search;
 pub mod security;
@@ -55,9 +56,10 @@ pub mod ship;
 pub mod siem;
 pub mod source;
 pub mod verify;
+mod writer;
 
 use crate::metrics::{ActionLabels, Metrics};
-use crate::state::{AppendOutcome, LogName, StateError};
+use crate::state::{LogName, StateError, StateStore};
 use log::AuditLog;
 
 /// The state-store log that holds the chain (the [`log::StateLog`] adapter), and the
@@ -212,26 +214,32 @@ pub struct HaltReason {
     pub found_hash: String,
 }
 
-struct Pending {
-    time: String,
-    action: &'static str,
-    outcome: Outcome,
-    actor: serde_json::Value,
-    request_id: Option<String>,
-    client_addr: Option<String>,
-    peer_addr: Option<String>,
-    subject: Option<String>,
-    details: serde_json::Value,
-    done: oneshot::Sender<Result<u64, AuditError>>,
-}
-
 /// Emits audit events. Cheap to clone.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<writer::Msg>,
     log: Arc<dyn AuditLog>,
     metrics: Arc<Metrics>,
-    halt: Arc<OnceLock<Arc<HaltReason>>>,
+    flags: Arc<writer::Flags>,
+    outbox: Option<Outbox>,
+}
+
+/// The outbox side of an [`Auditor`]: where rows go and their ids.
+#[derive(Clone)]
+struct Outbox {
+    state: Arc<dyn StateStore>,
+    keys: Arc<outbox::Keys>,
+}
+
+/// An entry prepared for the outbox ([`Auditor::prepare`]): written with
+/// [`Auditor::stage`] before the durable commit it rides on, handed to the writer with
+/// [`Auditor::release`] after it.
+#[derive(Debug)]
+pub struct Staged {
+    id: String,
+    row: outbox::Row,
+    action: &'static str,
+    outcome: Outcome,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -260,25 +268,44 @@ impl Auditor {
         metrics: Arc<Metrics>,
         checkpoints: Option<checkpointer::Checkpointer>,
     ) -> Self {
+        Self::start_full(log, instance, batch_max, metrics, checkpoints, None)
+    }
+
+    /// [`Auditor::start_with`] and an [`outbox`] in `outbox_state` (`None`: every entry
+    /// is written durably by [`Auditor::emit`]). Only for a log this process alone writes
+    /// (the journal) and a state store only it uses (embedded).
+    pub fn start_full(
+        log: Arc<dyn AuditLog>,
+        instance: String,
+        batch_max: usize,
+        metrics: Arc<Metrics>,
+        checkpoints: Option<checkpointer::Checkpointer>,
+        outbox_state: Option<Arc<dyn StateStore>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
-        let halt = Arc::new(OnceLock::new());
+        let flags = Arc::new(writer::Flags::default());
         let mut checkpoints = checkpoints;
         let seen = checkpoints.as_mut().and_then(|c| c.last_known());
-        let w = Writer {
+        let w = writer::Writer {
             log: log.clone(),
             instance,
             batch_max: batch_max.max(1),
             seen,
-            halt: halt.clone(),
+            flags: flags.clone(),
             metrics: metrics.clone(),
             checkpoints,
+            outbox: outbox_state.clone(),
         };
         tokio::spawn(w.run(rx));
         Self {
             tx,
             log,
             metrics,
-            halt,
+            flags,
+            outbox: outbox_state.map(|state| Outbox {
+                state,
+                keys: Arc::new(outbox::Keys::new()),
+            }),
         }
     }
 
@@ -289,7 +316,7 @@ impl Auditor {
 
     /// Why auditing halted, if it did (for `/readyz`): then every `emit` fails.
     pub fn halted(&self) -> Option<&HaltReason> {
-        self.halt.get().map(|r| &**r)
+        self.flags.halt.get().map(|r| &**r)
     }
 
     /// Records `event`; returns its sequence number once it is durable.
@@ -298,7 +325,10 @@ impl Auditor {
         ctx: &AuditContext,
         event: &E,
     ) -> Result<u64, AuditError> {
-        let result = self.emit_inner(ctx, event).await;
+        let result = match row(ctx, event) {
+            Ok(row) => self.append_row(row).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(seq) => {
                 self.metrics
@@ -323,30 +353,137 @@ impl Auditor {
         result
     }
 
-    async fn emit_inner<E: AuditEvent>(
-        &self,
-        ctx: &AuditContext,
-        event: &E,
-    ) -> Result<u64, AuditError> {
+    /// Appends `row` as it is (its time included) and returns its sequence number once it
+    /// is durable. For [`Auditor::emit`] and the outbox's [`outbox::drain`].
+    pub(crate) async fn append_row(&self, row: outbox::Row) -> Result<u64, AuditError> {
         let (done, wait) = oneshot::channel();
-        let pending = Pending {
-            time: now_rfc3339(),
-            action: E::ACTION,
-            outcome: event.outcome(),
-            actor: serde_json::to_value(&ctx.actor)?,
-            request_id: ctx.request_id.clone(),
-            client_addr: ctx.client_addr.clone(),
-            peer_addr: ctx.peer_addr.clone(),
-            subject: event.subject(),
-            details: serde_json::to_value(event)?,
-            done,
+        let pending = writer::Pending {
+            row,
+            reply: writer::Reply::Durable(done),
         };
         self.tx
-            .send(pending)
+            .send(writer::Msg::Entry(pending))
             .await
             .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)?
     }
+
+    /// `event` prepared for the outbox, or `None` when this auditor has no outbox or its
+    /// writer is not appending now (the last append failed, or it halted): then the caller
+    /// records the event with [`Auditor::emit`], which waits for the chain itself and
+    /// fails closed.
+    pub fn prepare<E: AuditEvent>(
+        &self,
+        ctx: &AuditContext,
+        event: &E,
+    ) -> Result<Option<Staged>, AuditError> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(None);
+        };
+        if self.flags.halt.get().is_some()
+            || self
+                .flags
+                .failing
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Staged {
+            id: outbox.keys.next(),
+            row: row(ctx, event)?,
+            action: E::ACTION,
+            outcome: event.outcome(),
+        }))
+    }
+
+    /// Writes `staged`'s outbox row, deferred: the caller's next durable state-store
+    /// commit makes it durable, and the caller makes that commit before it acknowledges
+    /// the action.
+    pub async fn stage(&self, staged: &Staged) -> Result<(), AuditError> {
+        let Some(outbox) = &self.outbox else {
+            return Err(AuditError::Stopped);
+        };
+        let bytes = staged.row.encode()?;
+        let written = outbox
+            .state
+            .put_deferred(
+                outbox::OUTBOX,
+                &staged.id,
+                &bytes,
+                crate::state::Expect::Absent,
+                crate::state::PutOptions::default(),
+            )
+            .await;
+        match written {
+            Ok(crate::state::CasOutcome::Applied(_)) => Ok(()),
+            Ok(_) => Err(StateError::Corrupt("audit outbox row id taken".into()).into()),
+            Err(e) => {
+                self.metrics.audit_failures.inc();
+                tracing::error!(target: "audit", action = staged.action, error = %e, "audit outbox write failed");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Hands a staged entry, now durable in the outbox, to the writer: it reaches the chain
+    /// with the next append, or within [`outbox::OUTBOX_DELAY`].
+    pub async fn release(&self, staged: Staged) {
+        self.metrics
+            .audit_events
+            .get_or_create(&ActionLabels {
+                action: staged.action,
+            })
+            .inc();
+        tracing::info!(
+            target: "audit",
+            action = staged.action,
+            outcome = staged.outcome.as_str(),
+            outbox = %staged.id,
+            request_id = staged.row.request_id.as_deref(),
+            subject = staged.row.subject.as_deref(),
+            "audit"
+        );
+        let pending = writer::Pending {
+            row: staged.row,
+            reply: writer::Reply::Outboxed(staged.id),
+        };
+        // Only fails when the writer has stopped (shutdown): the row stays in the outbox
+        // and the next start appends it.
+        let _ = self.tx.send(writer::Msg::Entry(pending)).await;
+    }
+
+    /// Appends the outboxed entries the writer holds, and returns once it has (or failed:
+    /// their rows stay in the outbox). For a graceful stop and for tests.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(writer::Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Appends what the outbox holds from an earlier process ([`outbox::drain`]); a no-op
+    /// without an outbox. Run at start, before serving.
+    pub async fn drain_outbox(&self) -> Result<outbox::Drained, AuditError> {
+        match &self.outbox {
+            Some(o) => outbox::drain(self, &*o.state).await,
+            None => Ok(outbox::Drained::default()),
+        }
+    }
+}
+
+/// The entry `event` makes in `ctx`, timed now.
+fn row<E: AuditEvent>(ctx: &AuditContext, event: &E) -> Result<outbox::Row, AuditError> {
+    Ok(outbox::Row {
+        time: now_rfc3339(),
+        action: E::ACTION.to_owned(),
+        outcome: event.outcome().as_str().to_owned(),
+        actor: serde_json::to_value(&ctx.actor)?,
+        request_id: ctx.request_id.clone(),
+        client_addr: ctx.client_addr.clone(),
+        peer_addr: ctx.peer_addr.clone(),
+        subject: event.subject(),
+        details: serde_json::to_value(event)?,
+    })
 }
 
 /// Current UTC time, RFC 3339 with milliseconds.
@@ -356,197 +493,6 @@ pub fn now_rfc3339() -> String {
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
     now.format(&fmt).unwrap_or_default()
-}
-
-/// A head of the chain: (sequence number, entry hash). `(0, GENESIS_PREV)` is empty.
-type Head = (u64, [u8; 32]);
-
-/// The background writer: owns the chain's head as this process knows it.
-struct Writer {
-    log: Arc<dyn AuditLog>,
-    instance: String,
-    batch_max: usize,
-    /// The highest head this writer has seen, from its own appends and from every head
-    /// it read. The store showing anything lower halts the writer.
-    seen: Option<Head>,
-    halt: Arc<OnceLock<Arc<HaltReason>>>,
-    metrics: Arc<Metrics>,
-    checkpoints: Option<checkpointer::Checkpointer>,
-}
-
-impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        let mut head: Option<Head> = None;
-        let mut batch = Vec::with_capacity(self.batch_max);
-        let mut tick = self.checkpoints.as_ref().map(|c| {
-            let mut t =
-                tokio::time::interval_at(tokio::time::Instant::now() + c.interval(), c.interval());
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
-        loop {
-            let got = match tick.as_mut() {
-                Some(t) => tokio::select! {
-                    n = rx.recv_many(&mut batch, self.batch_max) => n,
-                    _ = t.tick() => {
-                        if let (Some(c), Some(h)) = (self.checkpoints.as_mut(), head)
-                            && self.halt.get().is_none()
-                        {
-                            c.on_timer(h.0, &h.1).await;
-                        }
-                        continue;
-                    }
-                },
-                None => rx.recv_many(&mut batch, self.batch_max).await,
-            };
-            if got == 0 {
-                break;
-            }
-            if let Some(reason) = self.halt.get() {
-                for p in batch.drain(..) {
-                    let _ = p.done.send(Err(AuditError::Halted(reason.clone())));
-                }
-                continue;
-            }
-            match self.append_batch(&batch, &mut head).await {
-                Ok(first) => {
-                    // A checkpoint that is due is written before the batch is acknowledged
-                    // (its failure is only logged and counted): a process that exits right
-                    // after its last audited action — a graceful stop — still leaves the
-                    // checkpoint that covers it. It costs one signature and one fsync per
-                    // `audit.checkpoint_every` entries.
-                    if let (Some(c), Some(h)) = (self.checkpoints.as_mut(), head) {
-                        c.on_append(h.0, &h.1).await;
-                    }
-                    for (i, p) in batch.drain(..).enumerate() {
-                        let _ = p.done.send(Ok(first + i as u64));
-                    }
-                }
-                Err(AuditError::Halted(reason)) => {
-                    for p in batch.drain(..) {
-                        let _ = p.done.send(Err(AuditError::Halted(reason.clone())));
-                    }
-                }
-                Err(e) => {
-                    head = None;
-                    let msg = e.to_string();
-                    for p in batch.drain(..) {
-                        let _ = p
-                            .done
-                            .send(Err(AuditError::Store(StateError::Unavailable(msg.clone()))));
-                    }
-                }
-            }
-        }
-    }
-
-    async fn append_batch(
-        &mut self,
-        batch: &[Pending],
-        head: &mut Option<Head>,
-    ) -> Result<u64, AuditError> {
-        // Bounded: each retry means another instance appended; give up after many.
-        for _ in 0..1000 {
-            let (last_seq, last_hash) = match *head {
-                Some(h) => h,
-                None => {
-                    let read = self.log.head().await?;
-                    self.observe(entry_head(read.as_ref())?)?
-                }
-            };
-            let mut lines = Vec::with_capacity(batch.len());
-            let mut prev = last_hash;
-            for (i, p) in batch.iter().enumerate() {
-                let body = chain::Body {
-                    v: 1,
-                    seq: last_seq + 1 + i as u64,
-                    time: &p.time,
-                    instance: &self.instance,
-                    action: p.action,
-                    outcome: p.outcome.as_str(),
-                    actor: &p.actor,
-                    request_id: p.request_id.as_deref(),
-                    client_addr: p.client_addr.as_deref(),
-                    peer_addr: p.peer_addr.as_deref(),
-                    subject: p.subject.as_deref(),
-                    details: &p.details,
-                    prev: hex::encode(prev),
-                };
-                let (line, hash) = chain::seal(&body)?;
-                lines.push(line);
-                prev = hash;
-            }
-            let started = std::time::Instant::now();
-            let outcome = self.log.append(last_seq + 1, &lines).await?;
-            match outcome {
-                AppendOutcome::Appended { first } => {
-                    let m = &self.metrics;
-                    m.audit_commits.inc();
-                    m.audit_commit_duration
-                        .observe(started.elapsed().as_secs_f64());
-                    m.audit_commit_entries.observe(batch.len() as f64);
-                    m.audit_bytes
-                        .inc_by(lines.iter().map(|l| l.len() as u64).sum());
-                    let new = (first + batch.len() as u64 - 1, prev);
-                    *head = Some(self.observe(new)?);
-                    return Ok(first);
-                }
-                AppendOutcome::Conflict(current) => {
-                    self.metrics.audit_append_conflicts.inc();
-                    // Another instance appended — or the tail we built on is gone. Only a
-                    // head at least as high as every one seen may be chained on.
-                    *head = Some(self.observe(entry_head(current.as_ref())?)?);
-                }
-            }
-        }
-        Err(StateError::Unavailable("audit append kept conflicting".into()).into())
-    }
-
-    /// Records `found` as seen, or halts when it is lower than (or, at the same length,
-    /// different from) the highest head seen so far.
-    fn observe(&mut self, found: Head) -> Result<Head, AuditError> {
-        if let Some(seen) = self.seen {
-            let lost = found.0 < seen.0 || (found.0 == seen.0 && found.1 != seen.1);
-            if lost {
-                return Err(self.halt_on(seen, found));
-            }
-        }
-        self.seen = Some(found);
-        self.metrics.audit_chain_length.set(found.0);
-        Ok(found)
-    }
-
-    fn halt_on(&self, seen: Head, found: Head) -> AuditError {
-        let reason = Arc::new(HaltReason {
-            seen_seq: seen.0,
-            seen_hash: hex::encode(seen.1),
-            found_seq: found.0,
-            found_hash: hex::encode(found.1),
-        });
-        let reason = self.halt.get_or_init(|| reason).clone();
-        self.metrics.audit_halted.set(1);
-        tracing::error!(
-            target: "audit",
-            seen_seq = reason.seen_seq,
-            seen_hash = %reason.seen_hash,
-            found_seq = reason.found_seq,
-            found_hash = %reason.found_hash,
-            "AUDIT HALTED: the audit log lost its tail or was rewritten; every audited action is refused until an operator investigates (sallyport audit verify --checkpoint-dir …) and restarts the gateway"
-        );
-        AuditError::Halted(reason)
-    }
-}
-
-/// The head a stored entry stands for (`None`: the empty log).
-fn entry_head(entry: Option<&crate::state::LogEntry>) -> Result<Head, AuditError> {
-    match entry {
-        None => Ok((0, chain::GENESIS_PREV)),
-        Some(e) => Ok((
-            e.seq,
-            chain::stored_hash(&e.bytes)
-                .ok_or_else(|| StateError::Corrupt("audit head unreadable".into()))?,
-        )),
-    }
 }
 
 /// Verifies the chain stored in `log`, reading it in pages; `progress` sees each count.

@@ -29,7 +29,13 @@
 //! ledger entry and record, audit, clear) and `reconcile`, which finishes a commit a crash
 //! interrupted, are one protocol, best read side by side in one file.
 //!
-//! **Audit.** The pending record goes only once the chunk's `upload.chunk_accepted` (and
+//! **Audit.** With the journal, a chunk that does not complete its upload puts its
+//! `upload.chunk_accepted` entry in the audit outbox (`audit::outbox`, decision 0010): a
+//! row written deferred before the record's commit, so that commit makes the entry durable
+//! too, handed to the audit writer after it (the chain gets it with the writer's next
+//! sync), and the pending record says `outboxed` so a crash never writes it again.
+//! Otherwise (the completing chunk, a store without an outbox, a writer that is failing)
+//! the pending record goes only once the chunk's `upload.chunk_accepted` (and
 //! `upload.completed`) entries are durable. When they cannot be written the client gets
 //! 503 although the bytes are durable and the offset has advanced
 //! (`UploadError::AuditPending`, 503 `upload.audit_pending`); the entries are then
@@ -188,7 +194,7 @@ impl Uploads {
             // pending record whose commit is applied means the audit was not (a failed
             // write, or a crash in between): the entries are written now, as recovered.
             // (A note is only read for a commit that is not applied.)
-            if applied && !from_note {
+            if applied && !from_note && !pending.outboxed {
                 if let Some(entry) = &pending.entry {
                     self.audit_chunk(who, id, entry, false, true).await?;
                 }
@@ -496,16 +502,45 @@ impl Uploads {
         // completing chunk, and a note too large for the tail record, keep the durable
         // write-ahead: then the upload's end is exact for every reader (HEAD, a batch
         // seal) even after a crash.
-        let pending = Pending {
+        //
+        // The chunk's audit entry, when it can, rides on the same commit: written to the
+        // audit outbox, deferred, and handed to the audit writer after the commit (it
+        // reaches the chain with the next sync the writer makes anyway). Not for the
+        // completing chunk: an upload's entries are all in the chain once its completion
+        // is acknowledged.
+        let staged = match (&commit.entry, completes || commit.completed) {
+            (Some(entry), false) => {
+                let event = chunk_accepted(id, entry, partial_body, false);
+                match self.auditor.prepare(&who.audit, &event) {
+                    Ok(staged) => staged,
+                    Err(e) => {
+                        self.release_bytes(&record.owner, grow).await;
+                        writer.rollback().await?;
+                        return Err(UploadError::Audit(e));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let mut pending = Pending {
             from_offset: record.offset,
             record: next.clone(),
             entry: commit.entry.clone(),
             completes,
+            outboxed: staged.is_some(),
         };
         let note = (!completes)
             .then(|| super::store::UploadStore::encode_pending(&pending).ok())
             .flatten()
             .filter(|n| n.len() <= crate::at_rest::MAX_NOTE_LEN);
+        // A commit that keeps the durable write-ahead keeps the synchronous entry too.
+        let staged = match note {
+            Some(_) => staged,
+            None => {
+                pending.outboxed = false;
+                None
+            }
+        };
         let written = match &note {
             Some(encoded) => self.store.set_pending_deferred(id, encoded).await,
             None => self.store.set_pending(id, &pending).await,
@@ -530,7 +565,15 @@ impl Uploads {
         if let Some(entry) = &commit.entry {
             self.store.put_chunk(id, entry).await?;
         }
+        if let Some(staged) = &staged {
+            self.auditor.stage(staged).await?;
+        }
         self.store.update(&next, version).await?;
+        if let Some(staged) = staged {
+            self.auditor.release(staged).await;
+            self.store.clear_pending_deferred(id).await?;
+            return Ok(Outcome { record: next });
+        }
         // The entries before the pending record goes: if they cannot be written the
         // client gets 503 and the pending record stays, so the next request under the
         // lease (a HEAD, a PATCH) writes them as recovered before anything else happens.
@@ -565,16 +608,7 @@ impl Uploads {
         self.auditor
             .emit(
                 &who.audit,
-                &ChunkAccepted {
-                    upload: id.to_string(),
-                    index: entry.index,
-                    offset: entry.offset,
-                    length: entry.length,
-                    sha256: entry.sha256.to_string(),
-                    checksum_verified: entry.checksum_verified.map(|a| a.name()),
-                    partial_body,
-                    recovered,
-                },
+                &chunk_accepted(id, entry, partial_body, recovered),
             )
             .await?;
         Ok(())
@@ -605,6 +639,25 @@ impl Uploads {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The `upload.chunk_accepted` event of a ledger entry.
+fn chunk_accepted(
+    id: UploadId,
+    entry: &crate::tus::ledger::ChunkEntry,
+    partial_body: bool,
+    recovered: bool,
+) -> ChunkAccepted {
+    ChunkAccepted {
+        upload: id.to_string(),
+        index: entry.index,
+        offset: entry.offset,
+        length: entry.length,
+        sha256: entry.sha256.to_string(),
+        checksum_verified: entry.checksum_verified.map(|a| a.name()),
+        partial_body,
+        recovered,
     }
 }
 

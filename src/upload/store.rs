@@ -72,6 +72,11 @@ pub struct Pending {
     pub entry: Option<ChunkEntry>,
     /// The chunk completes the upload.
     pub completes: bool,
+    /// The chunk's audit entry rides in the audit outbox (`audit::outbox`) on the same
+    /// commit as the record: once the record is applied, the entry is durable and on its
+    /// way to the chain, so a pending record left by a crash writes no entry again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outboxed: bool,
 }
 
 /// Typed access to the upload namespaces.

@@ -47,6 +47,22 @@ fn engine_with(
     state: Arc<dyn StateStore>,
     blobs: Arc<dyn BlobStore>,
 ) -> (Uploads, Artifacts) {
+    let auditor = Auditor::start(
+        crate::audit::log::StateLog::shared(state.clone()),
+        "test".into(),
+        16,
+        Arc::new(Metrics::new()),
+    );
+    engine_audited(dir, state, blobs, auditor)
+}
+
+/// An engine over `state`, `blobs` and a fresh key store in `dir`, auditing to `auditor`.
+fn engine_audited(
+    dir: &tempfile::TempDir,
+    state: Arc<dyn StateStore>,
+    blobs: Arc<dyn BlobStore>,
+    auditor: Auditor,
+) -> (Uploads, Artifacts) {
     let keys: Arc<dyn KeyProvider> =
         Arc::new(KeyringFile::open_or_create(&dir.path().join("keyring.json"), false).unwrap());
     let at_rest = AtRest::new(
@@ -54,12 +70,6 @@ fn engine_with(
         state.clone(),
         keys,
         SegmentSize::new(64 * 1024).unwrap(),
-    );
-    let auditor = Auditor::start(
-        crate::audit::log::StateLog::shared(state.clone()),
-        "test".into(),
-        16,
-        Arc::new(Metrics::new()),
     );
     let artifacts = Artifacts::new(state.clone());
     let settings = UploadSettings {
@@ -377,3 +387,4 @@ async fn an_artifact_takes_an_uploads_bytes_off_the_quota_once() {
 
 mod commit_budget;
 mod commit_note;
+mod outbox;

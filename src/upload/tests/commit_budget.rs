@@ -11,7 +11,9 @@
 //! finishes the object: one sync and the finished tail record
 //! ([`BLOB_SYNCS_PER_COMPLETING_PATCH`]). Everything else a PATCH writes is deferred or a
 //! lease (not synced: see `state::embedded`). The audit entries go to the audit log, a
-//! separate group commit shared by concurrent requests; they are counted apart.
+//! separate group commit shared by concurrent requests; they are counted apart. (With the
+//! journal a chunk's entry rides on the record's commit instead, through the audit
+//! outbox: `outbox.rs` checks that such a PATCH makes no journal sync.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -184,6 +184,7 @@ async fn the_previous_pending_record_and_the_note_are_both_settled() {
         record: before.clone(),
         entry: Some(first_entry),
         completes: false,
+        outboxed: false,
     };
     uploads.store.set_pending(id, &previous).await.unwrap();
 

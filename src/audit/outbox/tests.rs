@@ -1,0 +1,108 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::audit::chain;
+
+fn row(time: &str, index: u64) -> Row {
+    Row {
+        time: time.into(),
+        action: "upload.chunk_accepted".into(),
+        outcome: "success".into(),
+        actor: serde_json::json!({"kind": "client", "name": "clinic-a", "auth_method": "bearer_token"}),
+        request_id: Some("req-1".into()),
+        client_addr: Some("192.0.2.7".into()),
+        peer_addr: None,
+        subject: Some("u1".into()),
+        details: serde_json::json!({"upload": "u1", "index": index, "offset": 0, "length": 5}),
+    }
+}
+
+/// The line the writer seals for `r` (as `writer.rs` builds it).
+fn sealed(r: &Row, seq: u64) -> Vec<u8> {
+    let body = chain::Body {
+        v: 1,
+        seq,
+        time: &r.time,
+        instance: "host:1",
+        action: &r.action,
+        outcome: &r.outcome,
+        actor: &r.actor,
+        request_id: r.request_id.as_deref(),
+        client_addr: r.client_addr.as_deref(),
+        peer_addr: r.peer_addr.as_deref(),
+        subject: r.subject.as_deref(),
+        details: &r.details,
+        prev: hex::encode(chain::GENESIS_PREV),
+    };
+    chain::seal(&body).unwrap().0
+}
+
+#[test]
+fn a_sealed_entry_has_the_fingerprint_of_its_row() {
+    let r = row("2026-12-07T10:00:00.123Z", 3);
+    let line = sealed(&r, 42);
+    assert_eq!(Row::fingerprint_of_line(&line), Some(r.fingerprint()));
+    // Any other field, and the fingerprints differ.
+    let mut other = r.clone();
+    other.details["index"] = 4.into();
+    assert_ne!(Row::fingerprint_of_line(&line), Some(other.fingerprint()));
+    let mut later = r.clone();
+    later.time = "2026-12-07T10:00:00.124Z".into();
+    assert_ne!(Row::fingerprint_of_line(&line), Some(later.fingerprint()));
+    let mut with_peer = r.clone();
+    with_peer.peer_addr = Some("10.0.0.1".into());
+    let peer_line = sealed(&with_peer, 43);
+    assert_eq!(
+        Row::fingerprint_of_line(&peer_line),
+        Some(with_peer.fingerprint())
+    );
+    assert_ne!(with_peer.fingerprint(), r.fingerprint());
+}
+
+#[test]
+fn a_row_round_trips_and_garbage_is_refused() {
+    let r = row("2026-12-07T10:00:00.123Z", 1);
+    assert_eq!(Row::decode(&r.encode().unwrap()).unwrap(), r);
+    assert!(Row::decode(b"{\"time\":1}").is_err());
+    assert!(Row::decode(b"").is_err());
+    assert_eq!(Row::fingerprint_of_line(b"not json"), None);
+}
+
+#[test]
+fn undelivered_keeps_the_rows_the_chain_lacks_in_order() {
+    let rows: Vec<(String, Row)> = (0..4)
+        .map(|i| (format!("k{i}"), row("2026-12-07T10:00:00.000Z", i)))
+        .collect();
+    let in_chain: HashSet<String> = [rows[1].1.fingerprint(), rows[3].1.fingerprint()]
+        .into_iter()
+        .collect();
+    let left: Vec<&str> = undelivered(&rows, &in_chain)
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(left, vec!["k0", "k2"]);
+}
+
+#[test]
+fn the_chain_is_searched_back_from_the_oldest_row_less_the_margin() {
+    let rows = vec![
+        ("a".to_owned(), row("2026-12-07T10:00:00.000Z", 0)),
+        ("b".to_owned(), row("2026-12-07T09:00:00.000Z", 1)),
+        ("c".to_owned(), row("not a time", 2)),
+    ];
+    let from = look_back_from(&rows).unwrap();
+    assert_eq!(from, parse_time("2026-12-07T08:50:00.000Z").unwrap());
+    assert_eq!(look_back_from(&rows[2..]), None);
+}
+
+#[test]
+fn keys_sort_in_staging_order_and_after_an_earlier_process() {
+    let earlier = Keys::new();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let keys = Keys::new();
+    let a = earlier.next();
+    let (b, c) = (keys.next(), keys.next());
+    assert!(a < b && b < c, "{a} {b} {c}");
+    assert_eq!(b.len(), 24);
+    assert!(b.bytes().all(|c| c.is_ascii_hexdigit()));
+}
