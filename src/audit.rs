@@ -425,6 +425,21 @@ impl Auditor {
         }
     }
 
+    /// Takes back a staged entry whose commit failed (deferred, like the row itself): the
+    /// action was not acknowledged, and whatever recovers it audits it on its own.
+    pub async fn unstage(&self, staged: Staged) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        if let Err(e) = outbox
+            .state
+            .delete_deferred(outbox::OUTBOX, &staged.id, crate::state::Expect::Any)
+            .await
+        {
+            tracing::warn!(target: "audit", action = staged.action, error = %e, "could not take back an audit outbox row; the next start appends its entry");
+        }
+    }
+
     /// Hands a staged entry, now durable in the outbox, to the writer: it reaches the chain
     /// with the next append, or within [`outbox::OUTBOX_DELAY`].
     pub async fn release(&self, staged: Staged) {

@@ -44,6 +44,9 @@ pub mod names {
     pub const AUDIT_FAILURES: &str = "sallyport_audit_failures";
     /// 1 when the audit writer halted on a lowered head (every audited action refused).
     pub const AUDIT_HALTED: &str = "sallyport_audit_halted";
+    /// Outboxed audit entries (durable in the state store) the writer holds for its next
+    /// append (`audit::outbox`).
+    pub const AUDIT_OUTBOX_HELD: &str = "sallyport_audit_outbox_held";
     /// Signed audit checkpoints taken.
     pub const AUDIT_CHECKPOINTS: &str = "sallyport_audit_checkpoints";
     /// Signed audit checkpoints that could not be written to a sink (`audit.checkpoint_dir`,
@@ -131,6 +134,8 @@ pub struct Metrics {
     pub audit_failures: Counter,
     /// 1 when the audit writer halted.
     pub audit_halted: Gauge,
+    /// Outboxed entries held by the writer.
+    pub audit_outbox_held: Gauge,
     /// Checkpoints taken.
     pub audit_checkpoints: Counter,
     /// Checkpoints a sink could not store.
@@ -174,6 +179,7 @@ impl Metrics {
         let audit_events = Family::<ActionLabels, Counter>::default();
         let audit_failures = Counter::default();
         let audit_halted = Gauge::default();
+        let audit_outbox_held = Gauge::default();
         let audit_checkpoints = Counter::default();
         let audit_checkpoint_failures = Counter::default();
         let audit_commits = Counter::default();
@@ -248,6 +254,11 @@ impl Metrics {
             audit_halted.clone(),
         );
         registry.register(
+            names::AUDIT_OUTBOX_HELD,
+            "Outboxed audit entries, durable in the state store, held by the writer for its next append",
+            audit_outbox_held.clone(),
+        );
+        registry.register(
             names::AUDIT_CHECKPOINTS,
             "Signed audit checkpoints taken",
             audit_checkpoints.clone(),
@@ -302,6 +313,7 @@ impl Metrics {
             audit_events,
             audit_failures,
             audit_halted,
+            audit_outbox_held,
             audit_checkpoints,
             audit_checkpoint_failures,
             audit_commits,

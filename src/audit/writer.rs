@@ -148,6 +148,7 @@ impl Writer {
                     }
                     // Held entries wait for a sync to share, unless asked for or a batch.
                     if batch.is_empty() && flushes.is_empty() && held.len() < self.batch_max {
+                        self.metrics.audit_outbox_held.set(held.len() as i64);
                         continue;
                     }
                 }
@@ -164,6 +165,7 @@ impl Writer {
                     held_since = Some(Instant::now());
                 }
             }
+            self.metrics.audit_outbox_held.set(held.len() as i64);
             for done in flushes {
                 let _ = done.send(());
             }

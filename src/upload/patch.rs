@@ -568,7 +568,14 @@ impl Uploads {
         if let Some(staged) = &staged {
             self.auditor.stage(staged).await?;
         }
-        self.store.update(&next, version).await?;
+        if let Err(e) = self.store.update(&next, version).await {
+            // Not acknowledged: the pending record says what the commit meant, and the
+            // next request under the lease settles it and audits it (`reconcile`).
+            if let Some(staged) = staged {
+                self.auditor.unstage(staged).await;
+            }
+            return Err(e.into());
+        }
         if let Some(staged) = staged {
             self.auditor.release(staged).await;
             self.store.clear_pending_deferred(id).await?;

@@ -15,6 +15,7 @@ struct Rig {
     state: Arc<dyn StateStore>,
     journal: Arc<Journal>,
     auditor: Auditor,
+    metrics: Arc<Metrics>,
     uploads: Uploads,
 }
 
@@ -23,11 +24,12 @@ fn rig() -> Rig {
     let state: Arc<dyn StateStore> =
         Arc::new(EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap());
     let journal = Arc::new(Journal::open(&dir.path().join("journal"), "audit", 1 << 20).unwrap());
+    let metrics = Arc::new(Metrics::new());
     let auditor = Auditor::start_full(
         journal.clone(),
         "test".into(),
         16,
-        Arc::new(Metrics::new()),
+        metrics.clone(),
         None,
         Some(state.clone()),
     );
@@ -39,6 +41,7 @@ fn rig() -> Rig {
         state,
         journal,
         auditor,
+        metrics,
         uploads,
     }
 }
@@ -120,6 +123,7 @@ async fn a_chunk_entry_rides_on_the_record_commit_and_reaches_the_chain_after_it
 
     r.auditor.flush().await;
     assert_eq!(chunk_indexes(&r.journal).await, vec![0]);
+    assert_eq!(r.metrics.audit_outbox_held.get(), 0);
     assert!(
         outbox_empties(&*r.state).await,
         "the delivered row is deleted"
@@ -128,6 +132,25 @@ async fn a_chunk_entry_rides_on_the_record_commit_and_reaches_the_chain_after_it
     // The next chunk waits in the outbox; the completing one is audited durably and takes
     // it along first: an upload's entries are all in the chain once it is complete.
     patch_bytes(&r.uploads, id, chunk.len() as u64, &chunk).await;
+    // Handed to the writer before the PATCH returns, and held there (a bounded wait for
+    // the writer task to take it from its queue).
+    let returned = std::time::Instant::now();
+    let mut held = 0;
+    for _ in 0..200 {
+        held = r.metrics.audit_outbox_held.get();
+        if held == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    if held != 1 {
+        // Only on a machine so loaded that the delay passed first: the writer appended it.
+        assert!(
+            returned.elapsed() >= outbox::OUTBOX_DELAY,
+            "the writer holds the second chunk's entry"
+        );
+        assert_eq!(chunk_indexes(&r.journal).await, vec![0, 1]);
+    }
     let done = patch_bytes(&r.uploads, id, 2 * chunk.len() as u64, &chunk).await;
     assert!(done.is_complete());
     assert_eq!(chunk_indexes(&r.journal).await, vec![0, 1, 2]);
@@ -189,6 +212,17 @@ async fn rows_a_stopped_writer_left_reach_the_chain_once_at_the_next_start() {
     r.auditor.stage(&staged).await.unwrap();
     let row = outbox::rows(&*r.state).await.unwrap().remove(0);
     let before = r.journal.read(1, 10_000).await.unwrap().len();
+
+    // One whose commit failed is taken back: nothing of it reaches the chain.
+    let taken_back = r
+        .auditor
+        .prepare(&AuditContext::system(), &event)
+        .unwrap()
+        .expect("an outbox");
+    r.auditor.stage(&taken_back).await.unwrap();
+    assert_eq!(outbox::rows(&*r.state).await.unwrap().len(), 2);
+    r.auditor.unstage(taken_back).await;
+    assert_eq!(outbox::rows(&*r.state).await.unwrap(), vec![row.clone()]);
 
     // The next start: a new writer on the same journal and store drains the outbox.
     let next = Auditor::start_full(
