@@ -7,6 +7,8 @@
 //!   arrived: the entry was durable before the first byte). The gateway is killed with
 //!   SIGKILL mid-load and restarted on the same data directory; the journal must verify and
 //!   hold a `download.served` entry for every acknowledged request.
+//! - SIGKILL while uploads stream: every acknowledged chunk has its entry after the
+//!   restart, exactly once, those still in the audit outbox included.
 //! - A second gateway on the same data directory is refused with a clear error.
 //! - A torn tail (half a record appended to the last segment) is cut at restart, the
 //!   entries before it stay, and new entries chain on.
@@ -136,6 +138,111 @@ async fn every_acknowledged_download_survives_a_sigkill_mid_load() {
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["seq"], i as u64 + 1);
     }
+    drop(gw);
+}
+
+/// SIGKILL while uploads stream: every chunk the gateway acknowledged (`204`) has its
+/// `upload.chunk_accepted` entry after the restart, exactly once, although the entries of
+/// the last moments were only in the audit outbox (durable with the upload record, not yet
+/// in the journal) when the process died: the restart appends them before it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_chunk_survives_a_sigkill_in_the_outbox_window() {
+    use support::tus_http::{Tus, location};
+    const UPLOADS: usize = 8;
+    const CHUNK: usize = 8 * 1024;
+    let mut gw = Gateway::start(EXTRA);
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..UPLOADS {
+        let tus = Tus::new(&gw);
+        let acked = acked.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let created = tus
+                .post(
+                    &[("upload-length", &(CHUNK * 100_000).to_string())],
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(created.status(), 201);
+            let path = location(&created);
+            let id = path.rsplit('/').next().unwrap().to_owned();
+            let mut offset = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = tus
+                    .request("PATCH", &path)
+                    .header("tus-resumable", "1.0.0")
+                    .header("upload-offset", offset.to_string())
+                    .header("content-type", "application/offset+octet-stream")
+                    .body(vec![b'c'; CHUNK])
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) if resp.status() == 204 => {
+                        acked.lock().unwrap().push((id.clone(), offset));
+                        offset += CHUNK as u64;
+                    }
+                    // After the kill every request fails; the loop ends when told to.
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 400 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.signal("KILL");
+    let _ = gw.child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked: Vec<(String, u64)> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 100,
+        "only {} chunks before the kill",
+        acked.len()
+    );
+
+    // The dead process left entries in the outbox (what this test is about).
+    let left = {
+        let state =
+            sallyport::state::embedded::EmbeddedStateStore::open(&gw.data_dir().join("state.redb"))
+                .unwrap();
+        sallyport::audit::outbox::rows(&state).await.unwrap().len()
+    };
+    eprintln!(
+        "{} chunks acknowledged before the SIGKILL, {left} entries in the outbox",
+        acked.len()
+    );
+    assert!(left > 0, "the kill found no entry in the outbox");
+
+    let dir = gw.dir.clone();
+    let mut gw2 = Gateway::start_in(&dir, EXTRA);
+    gw2.stop();
+    let out = verify(&gw2);
+    assert!(out.contains("audit chain intact"), "{out}");
+    let entries = export(&gw2);
+    let mut seen: std::collections::HashMap<(String, u64), usize> = Default::default();
+    for e in links::actions(&entries, "upload.chunk_accepted") {
+        let key = (
+            e["details"]["upload"].as_str().unwrap().to_owned(),
+            e["details"]["offset"].as_u64().unwrap(),
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    let lost: Vec<&(String, u64)> = acked.iter().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged chunks have no entry, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(3)]
+    );
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "entries written twice: {twice:?}");
     drop(gw);
 }
 
