@@ -17,6 +17,12 @@
 //! append that loses the race re-chains its batch on the new head and retries. The entry
 //! format is in [`chain`] and `proto/audit-v1.md`.
 //!
+//! A chunk of an upload may instead be acknowledged once its entry is durable in the
+//! [`outbox`], a state-store row written with the upload record's own commit
+//! ([`Auditor::prepare`], [`Auditor::stage`], [`Auditor::release`]): the writer
+//! (`writer.rs`) appends such entries with its next append, or within
+//! [`outbox::OUTBOX_DELAY`], and the next start appends those a dead process left.
+//!
 //! The writer never chains over a lost tail: it remembers the highest head it has seen
 //! (its own appends, every head it read, and at start the last checkpoint in
 //! `audit.checkpoint_dir`), and when the store shows a lower one it halts — every `emit`
@@ -354,8 +360,8 @@ impl Auditor {
     }
 
     /// Appends `row` as it is (its time included) and returns its sequence number once it
-    /// is durable. For [`Auditor::emit`] and the outbox's [`outbox::drain`].
-    pub(crate) async fn append_row(&self, row: outbox::Row) -> Result<u64, AuditError> {
+    /// is durable. For [`Auditor::emit`].
+    async fn append_row(&self, row: outbox::Row) -> Result<u64, AuditError> {
         let (done, wait) = oneshot::channel();
         let pending = writer::Pending {
             row,
@@ -366,6 +372,28 @@ impl Auditor {
             .await
             .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Appends `rows` in order, as they are (their times included), and returns once all
+    /// are durable; the writer batches them. For [`outbox::drain`].
+    pub(crate) async fn append_rows(&self, rows: Vec<outbox::Row>) -> Result<(), AuditError> {
+        let mut waits = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (done, wait) = oneshot::channel();
+            let pending = writer::Pending {
+                row,
+                reply: writer::Reply::Durable(done),
+            };
+            self.tx
+                .send(writer::Msg::Entry(pending))
+                .await
+                .map_err(|_| AuditError::Stopped)?;
+            waits.push(wait);
+        }
+        for wait in waits {
+            wait.await.map_err(|_| AuditError::Stopped)??;
+        }
+        Ok(())
     }
 
     /// `event` prepared for the outbox, or `None` when this auditor has no outbox or its

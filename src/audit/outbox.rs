@@ -40,9 +40,9 @@ pub const OUTBOX: Namespace = Namespace::new("audit_outbox");
 pub const OUTBOX_DELAY: Duration = Duration::from_millis(500);
 
 /// How far before the oldest row's time [`drain`] looks for entries that already reached
-/// the chain (entries enter the chain in about the order of their times; this covers
-/// clock steps and the writer's queue).
-pub const LOOK_BACK: time::Duration = time::Duration::minutes(10);
+/// the chain. An entry is appended after its time (it is timed before its row is written),
+/// so this only covers a clock stepped back; the search also stops once every row is found.
+pub const LOOK_BACK: time::Duration = time::Duration::minutes(1);
 
 /// Rows read per page while draining, and entries per page read back from the chain.
 const PAGE: usize = 500;
@@ -157,24 +157,36 @@ pub async fn rows(state: &dyn StateStore) -> Result<Vec<(String, Row)>, StateErr
     Ok(out)
 }
 
-/// Fingerprints of the chain's entries from its head back to `since` (by entry time).
-pub async fn chain_fingerprints_since(
+/// Which of the `wanted` fingerprints the chain holds, searching from its head back to
+/// the entries older than `since` (by entry time), and no further once all are found.
+/// Memory stays in proportion to `wanted`; only entries of the `actions` are parsed.
+pub async fn chain_holds(
     log: &dyn AuditLog,
     since: time::OffsetDateTime,
+    wanted: &HashSet<String>,
+    actions: &HashSet<String>,
 ) -> Result<HashSet<String>, StateError> {
-    let mut seen = HashSet::new();
+    let mut found = HashSet::new();
     let Some(head) = log.head().await? else {
-        return Ok(seen);
+        return Ok(found);
     };
+    // serde_json writes an entry's action as `"action":"<name>"`, with no space.
+    let needles: Vec<Vec<u8>> = actions
+        .iter()
+        .map(|a| format!("\"action\":{}", serde_json::Value::from(a.as_str())).into_bytes())
+        .collect();
     let first = log.first_seq().await?;
     let mut end = head.seq; // inclusive
-    while end >= first {
+    while end >= first && found.len() < wanted.len() {
         let from = end.saturating_sub(PAGE as u64 - 1).max(first);
         let page = log.read(from, (end - from + 1) as usize).await?;
         let mut older = false;
         for e in &page {
-            if let Some(f) = Row::fingerprint_of_line(&e.bytes) {
-                seen.insert(f);
+            if needles.iter().any(|n| contains(&e.bytes, n))
+                && let Some(f) = Row::fingerprint_of_line(&e.bytes)
+                && wanted.contains(&f)
+            {
+                found.insert(f);
             }
             if entry_time(&e.bytes).is_some_and(|t| t < since) {
                 older = true;
@@ -185,16 +197,20 @@ pub async fn chain_fingerprints_since(
         }
         end = from - 1;
     }
-    Ok(seen)
+    Ok(found)
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An entry's time, read from its `"time":"…"` member (the third of every body) without
+/// parsing the rest.
 fn entry_time(line: &[u8]) -> Option<time::OffsetDateTime> {
-    #[derive(Deserialize)]
-    struct Time {
-        time: String,
-    }
-    let t: Time = serde_json::from_slice(line).ok()?;
-    parse_time(&t.time)
+    const KEY: &[u8] = b"\"time\":\"";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = line[at..].iter().position(|&b| b == b'"')?;
+    parse_time(std::str::from_utf8(&line[at..at + len]).ok()?)
 }
 
 /// An entry's RFC 3339 time.
@@ -241,15 +257,18 @@ pub async fn drain(
         return Ok(Drained::default());
     }
     let since = look_back_from(&rows).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let in_chain = chain_fingerprints_since(&**auditor.log(), since).await?;
+    let wanted: HashSet<String> = rows.iter().map(|(_, r)| r.fingerprint()).collect();
+    let actions: HashSet<String> = rows.iter().map(|(_, r)| r.action.clone()).collect();
+    let in_chain = chain_holds(&**auditor.log(), since, &wanted, &actions).await?;
     let todo = undelivered(&rows, &in_chain);
     let drained = Drained {
         appended: todo.len(),
         already_in_chain: rows.len() - todo.len(),
     };
-    for (_, row) in todo {
-        auditor.append_row(row.clone()).await?;
-    }
+    // In order, as one stream: the writer batches them (group commit).
+    auditor
+        .append_rows(todo.into_iter().map(|(_, r)| r.clone()).collect())
+        .await?;
     for (id, _) in &rows {
         state.delete(OUTBOX, id, crate::state::Expect::Any).await?;
     }

@@ -60,6 +60,15 @@ fn a_sealed_entry_has_the_fingerprint_of_its_row() {
 }
 
 #[test]
+fn an_entry_time_is_read_without_parsing_the_entry() {
+    let line = sealed(&row("2026-12-07T10:00:00.123Z", 3), 7);
+    assert_eq!(entry_time(&line), parse_time("2026-12-07T10:00:00.123Z"));
+    assert_eq!(entry_time(b"{\"v\":1}"), None);
+    assert_eq!(entry_time(b"{\"time\":\"unterminated"), None);
+    assert_eq!(entry_time(b"{\"time\":\"yesterday\"}"), None);
+}
+
+#[test]
 fn a_row_round_trips_and_garbage_is_refused() {
     let r = row("2026-12-07T10:00:00.123Z", 1);
     assert_eq!(Row::decode(&r.encode().unwrap()).unwrap(), r);
@@ -91,7 +100,7 @@ fn the_chain_is_searched_back_from_the_oldest_row_less_the_margin() {
         ("c".to_owned(), row("not a time", 2)),
     ];
     let from = look_back_from(&rows).unwrap();
-    assert_eq!(from, parse_time("2026-12-07T08:50:00.000Z").unwrap());
+    assert_eq!(from, parse_time("2026-12-07T08:59:00.000Z").unwrap());
     assert_eq!(look_back_from(&rows[2..]), None);
 }
 
@@ -105,4 +114,60 @@ fn keys_sort_in_staging_order_and_after_an_earlier_process() {
     assert!(a < b && b < c, "{a} {b} {c}");
     assert_eq!(b.len(), 24);
     assert!(b.bytes().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[tokio::test]
+async fn the_chain_is_searched_for_the_wanted_entries_only_back_to_the_time_given() {
+    use crate::audit::journal::Journal;
+    use crate::audit::log::AuditLog;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), "audit", 1 << 20).unwrap();
+    // Five entries a minute apart, 10:00 to 10:04 (chain hashes do not matter here).
+    let rows: Vec<Row> = (0..5)
+        .map(|i| row(&format!("2026-12-07T10:0{i}:00.000Z"), i))
+        .collect();
+    let lines: Vec<Vec<u8>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| sealed(r, i as u64 + 1))
+        .collect();
+    journal.append(1, &lines).await.unwrap();
+    let chunk: HashSet<String> = ["upload.chunk_accepted".to_owned()].into();
+    let wanted: HashSet<String> = [rows[0].fingerprint(), rows[3].fingerprint()].into();
+    let all = parse_time("2026-12-07T09:00:00.000Z").unwrap();
+
+    // Both found when the search goes back far enough.
+    assert_eq!(
+        chain_holds(&journal, all, &wanted, &chunk).await.unwrap(),
+        wanted
+    );
+    // Not the one older than the time given (the page that crosses it is still read
+    // whole, so the search stops before the older pages only: one page here).
+    let later = parse_time("2026-12-07T10:02:30.000Z").unwrap();
+    let found = chain_holds(&journal, later, &wanted, &chunk).await.unwrap();
+    assert!(found.contains(&rows[3].fingerprint()));
+    // Entries of other actions are not looked at.
+    let other: HashSet<String> = ["link.issued".to_owned()].into();
+    assert!(
+        chain_holds(&journal, all, &wanted, &other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A fingerprint nobody wrote is not found; an empty chain holds nothing.
+    let never: HashSet<String> = [row("2026-12-07T10:00:00.000Z", 99).fingerprint()].into();
+    assert!(
+        chain_holds(&journal, all, &never, &chunk)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty = Journal::open(empty_dir.path(), "audit", 1 << 20).unwrap();
+    assert!(
+        chain_holds(&empty, all, &wanted, &chunk)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
