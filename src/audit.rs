@@ -362,6 +362,30 @@ impl Auditor {
     /// Appends `row` as it is (its time included) and returns its sequence number once it
     /// is durable. For [`Auditor::emit`].
     async fn append_row(&self, row: outbox::Row) -> Result<u64, AuditError> {
+        self.send_row(row)
+            .await?
+            .await
+            .map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Appends `rows` in order, as they are (their times included), and returns once all
+    /// are durable; the writer batches them. For [`outbox::drain`].
+    pub(crate) async fn append_rows(&self, rows: Vec<outbox::Row>) -> Result<(), AuditError> {
+        let mut waits = Vec::with_capacity(rows.len());
+        for row in rows {
+            waits.push(self.send_row(row).await?);
+        }
+        for wait in waits {
+            wait.await.map_err(|_| AuditError::Stopped)??;
+        }
+        Ok(())
+    }
+
+    /// Queues `row` for a durable append; the receiver learns its sequence number.
+    async fn send_row(
+        &self,
+        row: outbox::Row,
+    ) -> Result<oneshot::Receiver<Result<u64, AuditError>>, AuditError> {
         let (done, wait) = oneshot::channel();
         let pending = writer::Pending {
             row,
@@ -371,29 +395,7 @@ impl Auditor {
             .send(writer::Msg::Entry(pending))
             .await
             .map_err(|_| AuditError::Stopped)?;
-        wait.await.map_err(|_| AuditError::Stopped)?
-    }
-
-    /// Appends `rows` in order, as they are (their times included), and returns once all
-    /// are durable; the writer batches them. For [`outbox::drain`].
-    pub(crate) async fn append_rows(&self, rows: Vec<outbox::Row>) -> Result<(), AuditError> {
-        let mut waits = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (done, wait) = oneshot::channel();
-            let pending = writer::Pending {
-                row,
-                reply: writer::Reply::Durable(done),
-            };
-            self.tx
-                .send(writer::Msg::Entry(pending))
-                .await
-                .map_err(|_| AuditError::Stopped)?;
-            waits.push(wait);
-        }
-        for wait in waits {
-            wait.await.map_err(|_| AuditError::Stopped)??;
-        }
-        Ok(())
+        Ok(wait)
     }
 
     /// `event` prepared for the outbox, or `None` when this auditor has no outbox or its

@@ -82,6 +82,31 @@ impl Row {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The chain line this entry makes at `seq` after the entry hashed `prev`, written by
+    /// `instance`, and its hash.
+    pub fn seal(
+        &self,
+        seq: u64,
+        instance: &str,
+        prev: &[u8; 32],
+    ) -> Result<(Vec<u8>, [u8; 32]), serde_json::Error> {
+        super::chain::seal(&super::chain::Body {
+            v: 1,
+            seq,
+            time: &self.time,
+            instance,
+            action: &self.action,
+            outcome: &self.outcome,
+            actor: &self.actor,
+            request_id: self.request_id.as_deref(),
+            client_addr: self.client_addr.as_deref(),
+            peer_addr: self.peer_addr.as_deref(),
+            subject: self.subject.as_deref(),
+            details: &self.details,
+            prev: hex::encode(prev),
+        })
+    }
+
     /// The row stored in the outbox.
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)

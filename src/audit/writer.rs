@@ -270,23 +270,7 @@ impl Writer {
             let mut lines = Vec::with_capacity(batch.len());
             let mut prev = last_hash;
             for (i, p) in batch.iter().enumerate() {
-                let r = &p.row;
-                let body = chain::Body {
-                    v: 1,
-                    seq: last_seq + 1 + i as u64,
-                    time: &r.time,
-                    instance: &self.instance,
-                    action: &r.action,
-                    outcome: &r.outcome,
-                    actor: &r.actor,
-                    request_id: r.request_id.as_deref(),
-                    client_addr: r.client_addr.as_deref(),
-                    peer_addr: r.peer_addr.as_deref(),
-                    subject: r.subject.as_deref(),
-                    details: &r.details,
-                    prev: hex::encode(prev),
-                };
-                let (line, hash) = chain::seal(&body)?;
+                let (line, hash) = p.row.seal(last_seq + 1 + i as u64, &self.instance, &prev)?;
                 lines.push(line);
                 prev = hash;
             }
