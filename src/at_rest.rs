@@ -56,7 +56,7 @@ pub use settings::AtRestSettings;
 pub use tail::{MAX_NOTE_LEN, TailError};
 pub use writer::{Committed, Finished, Recovery, Reopened, Writer};
 
-use format::Header;
+use format::{Header, ObjectKeys};
 
 /// The at-rest store: creates, reopens, reads and shreds encrypted objects.
 #[derive(Clone)]
@@ -175,7 +175,38 @@ impl AtRest {
     /// Creates an empty object: a new DEK (wrapped under the current KEK and stored with
     /// compare-and-swap, so an id can be created once), the header and the first tail
     /// record.
+    ///
+    /// The DEK record is written deferred ([`StateStore::put_deferred`]): a new object is
+    /// reachable only through a record that names it, and the durable commit of that
+    /// record persists the DEK with it (the embedded store's commits persist in order).
+    /// A crash before that leaves blobs no key opens, named by no record: what a crash
+    /// between a durable DEK and the naming record left before, minus the key.
     pub async fn create(&self, object: OpaqueId) -> Result<Writer, AtRestError> {
+        let (header, keys) = self.new_key(object).await?;
+        writer::initialize(
+            self.blob.clone(),
+            self.state.clone(),
+            header,
+            keys,
+            self.batch_bytes,
+        )
+        .await
+    }
+
+    /// Creates a finished object holding `plaintext`, in one step: what [`AtRest::create`],
+    /// [`Writer::append`] and [`Writer::finish`] make, with the ciphertext sealed in
+    /// memory and both blobs written by one [`BlobStore::create_with`] (three syncs on
+    /// the local store, against five for the three steps). For small objects that are
+    /// whole in memory (sealed upload metadata, batch documents); the DEK record is
+    /// written as by [`AtRest::create`].
+    pub async fn put(&self, object: OpaqueId, plaintext: &[u8]) -> Result<Finished, AtRestError> {
+        let (header, keys) = self.new_key(object).await?;
+        writer::write_finished(&*self.blob, header, keys, plaintext).await
+    }
+
+    /// A new DEK for `object`, wrapped and stored (deferred, see [`AtRest::create`]), and
+    /// the object's header and keys.
+    async fn new_key(&self, object: OpaqueId) -> Result<(Header, ObjectKeys), AtRestError> {
         let dek = Dek::generate()?;
         let mut dek_id = [0u8; DEK_ID_LEN];
         aws_lc_rs::rand::fill(&mut dek_id).map_err(|_| KeyError::Random)?;
@@ -196,7 +227,7 @@ impl AtRest {
         };
         match self
             .state
-            .put(
+            .put_deferred(
                 DEK_NAMESPACE,
                 &object.to_string(),
                 &record.encode(),
@@ -210,14 +241,7 @@ impl AtRest {
         }
         let (header, keys) = Header::create(object, dek_id, self.segment_size, &dek)?;
         drop(dek);
-        writer::initialize(
-            self.blob.clone(),
-            self.state.clone(),
-            header,
-            keys,
-            self.batch_bytes,
-        )
-        .await
+        Ok((header, keys))
     }
 
     /// Reopens an object for appending after a restart or a failure, recovering to its

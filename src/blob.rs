@@ -4,7 +4,7 @@
 //! Blobs are named only by [`BlobId`]: a server-generated [`OpaqueId`] plus a static
 //! [`BlobKind`] suffix, so no client-supplied string ever becomes a path or object key.
 //!
-//! Primitives: create (fails if the blob exists), append, sync (durable after it returns),
+//! Primitives: create (fails if the blob exists), create with content, append, sync (durable after it returns),
 //! truncate (cut a torn tail after a crash), atomic replace (readers see the old or the new
 //! bytes, never a mix, even across a crash), read a byte range, length, delete, list.
 //! Its conformance suite is `tests/blob_store.rs`. Adapters: `local` (a directory) and `s3`
@@ -137,6 +137,37 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
 
     /// Creates an empty blob; fails with `AlreadyExists` if it exists.
     async fn create(&self, id: BlobId) -> Result<(), BlobError>;
+
+    /// Creates every blob of `blobs` with its content, durably (content and names) when it
+    /// returns: what [`Self::create`], then [`Self::append`] and [`Self::sync`] (a data
+    /// blob) or [`Self::replace`] (a tail blob) would leave, in fewer syncs where the
+    /// store can. Fails with `AlreadyExists` if one exists; blobs of `blobs` created
+    /// before a failure stay (the caller deletes or reuses them, as after a failed
+    /// `create` and `append`).
+    ///
+    /// For the at-rest layer's new objects (`at_rest::writer::initialize`): the local
+    /// store writes each file once, syncs it once, and syncs their directory once.
+    async fn create_with(&self, blobs: &[(BlobId, &[u8])]) -> Result<(), BlobError> {
+        for &(id, data) in blobs {
+            match id.kind {
+                // A tail is born by its first replace, as the at-rest writer always made
+                // it (checked first: this default is not atomic, ids are fresh).
+                BlobKind::Tail => match self.len(id).await {
+                    Ok(_) => return Err(BlobError::AlreadyExists(id)),
+                    Err(BlobError::NotFound(_)) => self.replace(id, data).await?,
+                    Err(e) => return Err(e),
+                },
+                BlobKind::Data => {
+                    self.create(id).await?;
+                    if !data.is_empty() {
+                        self.append(id, data).await?;
+                        self.sync(id).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 
     /// Appends bytes at the end; returns the new length. Not durable until [`Self::sync`].
     async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError>;

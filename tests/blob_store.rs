@@ -166,6 +166,50 @@ async fn local_files_are_private() {
     }
 }
 
+/// `create_with` on the local store: the data written as it is, a tail born a slot file
+/// (so its first replace is in place), no temp file left.
+#[tokio::test]
+async fn local_create_with_writes_a_tail_as_a_slot_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = LocalBlobStore::open(&root).unwrap();
+    let object = OpaqueId::random();
+    let (data, tail) = (BlobId::data(object), BlobId::tail(object));
+    store
+        .create_with(&[(data, b"header"), (tail, b"generation 1")])
+        .await
+        .unwrap();
+    let path = |id: BlobId| {
+        let name = id.to_string();
+        root.join(&name[..2]).join(&name)
+    };
+    assert_eq!(
+        std::fs::read(path(data)).unwrap(),
+        b"header",
+        "data is written as it is"
+    );
+    let raw = std::fs::read(path(tail)).unwrap();
+    assert!(
+        raw.starts_with(b"sallyport/slots1"),
+        "a tail is born a slot file"
+    );
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&path(tail));
+    store.replace(tail, b"generation 2").await.unwrap();
+    assert_eq!(inode(&path(tail)), before, "its first replace is in place");
+    assert_eq!(
+        store.read_range(tail, 0, 12).await.unwrap().as_ref(),
+        b"generation 2"
+    );
+    // No temp file was left in the shard.
+    let names: Vec<String> = std::fs::read_dir(path(data).parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
 /// The local store keeps a tail in a slot file (`src/blob/local/slots.rs`): a tail written
 /// before slot files is still read and becomes a slot file at its next replace; a torn
 /// write of the newer slot leaves the current content; an append may not forge the magic.
@@ -276,6 +320,41 @@ mod cases {
             Err(BlobError::AlreadyExists(_))
         ));
         assert_eq!(s.read_range(replaced, 0, 1).await.unwrap().as_ref(), b"x");
+    }
+
+    pub async fn create_with_content(h: Box<dyn Harness>) {
+        let s = h.store();
+        let object = OpaqueId::random();
+        let (data, tail) = (BlobId::data(object), BlobId::tail(object));
+        s.create_with(&[(data, b"header+segments"), (tail, b"first tail")])
+            .await
+            .unwrap();
+        assert_eq!(s.len(data).await.unwrap(), 15);
+        assert_eq!(
+            s.read_range(data, 0, 15).await.unwrap().as_ref(),
+            b"header+segments"
+        );
+        assert_eq!(s.len(tail).await.unwrap(), 10);
+        assert_eq!(
+            s.read_range(tail, 0, 10).await.unwrap().as_ref(),
+            b"first tail"
+        );
+        // What they hold behaves like any blob's: appended to, replaced.
+        assert_eq!(s.append(data, b"!").await.unwrap(), 16);
+        s.replace(tail, b"second").await.unwrap();
+        assert_eq!(s.read_range(tail, 0, 6).await.unwrap().as_ref(), b"second");
+        // Empty content, and a blob that exists: refused, its content untouched.
+        let empty = new_id();
+        s.create_with(&[(empty, b"")]).await.unwrap();
+        assert_eq!(s.len(empty).await.unwrap(), 0);
+        match s.create_with(&[(data, b"other")]).await {
+            Err(BlobError::AlreadyExists(got)) => assert_eq!(got, data),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(s.len(data).await.unwrap(), 16);
+        let mut want = vec![data, tail, empty];
+        want.sort();
+        assert_eq!(s.list().await.unwrap(), want);
     }
 
     pub async fn append_len_read(h: Box<dyn Harness>) {
@@ -612,6 +691,7 @@ macro_rules! backends {
             blob_suite!($backend, $make, [
                 ping_and_kind,
                 create_twice_fails,
+                create_with_content,
                 append_len_read,
                 append_owned_writes_a_prefix_and_gives_the_buffer_back,
                 large_blobs_read_back_at_any_offset,

@@ -378,13 +378,71 @@ impl Writer {
     }
 }
 
+/// Writes a whole finished object holding `plaintext` (see [`super::AtRest::put`]): the
+/// header and every segment sealed in memory, then the data blob and a finished tail
+/// record created together. An orphan left under the same id (with no DEK before ours,
+/// its bytes were unreadable anyway) is deleted and the creation tried once more.
+pub(crate) async fn write_finished(
+    blob: &dyn BlobStore,
+    header: Header,
+    keys: ObjectKeys,
+    plaintext: &[u8],
+) -> Result<Finished, AtRestError> {
+    let object = header.object;
+    let seg = keys.segment_size.bytes();
+    // One batch holds every full segment; the final one always fits after them.
+    let mut encoder = SegmentEncoder::new(keys, plaintext.len() + seg, Resume::empty());
+    let mut data = Vec::with_capacity(HEADER_LEN + plaintext.len() + 2 * SEGMENT_OVERHEAD);
+    data.extend_from_slice(&header.encode());
+    let mut rest = plaintext;
+    while !rest.is_empty() {
+        let taken = encoder.push(rest)?;
+        rest = &rest[taken..];
+        data.extend_from_slice(encoder.batch());
+        encoder.clear_batch();
+    }
+    encoder.seal_final()?;
+    data.extend_from_slice(encoder.batch());
+    encoder.clear_batch();
+    let record = TailRecord {
+        state: TailState::Finished,
+        generation: 1,
+        full_segments: encoder.full_segments(),
+        plaintext_len: encoder.plaintext_len(),
+        last_nonce: encoder.last_nonce(),
+        midstate: TailRecord::midstate_of(encoder.hasher()),
+        partial: Zeroizing::new(Vec::new()),
+        note: Zeroizing::new(Vec::new()),
+    };
+    let sealed = record.seal(encoder.keys_mut())?;
+    let blobs = [
+        (BlobId::data(object), &data[..]),
+        (BlobId::tail(object), &sealed[..]),
+    ];
+    match blob.create_with(&blobs).await {
+        Ok(()) => {}
+        Err(BlobError::AlreadyExists(_)) => {
+            blob.delete(BlobId::tail(object)).await?;
+            blob.delete(BlobId::data(object)).await?;
+            blob.create_with(&blobs).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Finished {
+        plaintext_len: record.plaintext_len,
+        sha256: encoder.hasher().clone().finalize().into(),
+    })
+}
+
 fn tail_segment_size(encoder: &SegmentEncoder) -> SegmentSize {
     encoder.keys().segment_size
 }
 
-/// Creates the data blob (reusing an orphan left by a crashed create or delete: with no
-/// DEK before ours, its bytes were unreadable anyway), writes the header, syncs, writes
-/// the first tail record.
+/// Creates the data blob holding the header and the tail blob holding the first tail
+/// record, in one [`BlobStore::create_with`] (three syncs on the local store). An orphan
+/// left by a crashed create or delete is reused instead (with no DEK before ours, its
+/// bytes were unreadable anyway): the data blob cut to nothing, the header appended and
+/// synced, the tail record replaced.
 pub(crate) async fn initialize(
     blob: Arc<dyn BlobStore>,
     state: Arc<dyn StateStore>,
@@ -394,16 +452,6 @@ pub(crate) async fn initialize(
 ) -> Result<Writer, AtRestError> {
     let object = header.object;
     let data = BlobId::data(object);
-    match blob.create(data).await {
-        Ok(()) => {}
-        Err(BlobError::AlreadyExists(_)) => blob.truncate(data, 0).await?,
-        Err(e) => return Err(e.into()),
-    }
-    let len = blob.append(data, &header.encode()).await?;
-    if len != HEADER_LEN as u64 {
-        return Err(AtRestError::ConcurrentWrite);
-    }
-    blob.sync(data).await?;
     let first = TailRecord {
         state: TailState::Open,
         generation: 1,
@@ -414,8 +462,29 @@ pub(crate) async fn initialize(
         partial: Zeroizing::new(Vec::new()),
         note: Zeroizing::new(Vec::new()),
     };
-    blob.replace(BlobId::tail(object), &first.seal(&mut keys)?)
-        .await?;
+    let sealed = first.seal(&mut keys)?;
+    let encoded = header.encode();
+    let tail = BlobId::tail(object);
+    match blob
+        .create_with(&[(data, &encoded[..]), (tail, &sealed[..])])
+        .await
+    {
+        Ok(()) => {}
+        Err(BlobError::AlreadyExists(_)) => {
+            match blob.create(data).await {
+                Ok(()) => {}
+                Err(BlobError::AlreadyExists(_)) => blob.truncate(data, 0).await?,
+                Err(e) => return Err(e.into()),
+            }
+            let len = blob.append(data, &encoded).await?;
+            if len != HEADER_LEN as u64 {
+                return Err(AtRestError::ConcurrentWrite);
+            }
+            blob.sync(data).await?;
+            blob.replace(tail, &sealed).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Writer {
         blob,
         state,

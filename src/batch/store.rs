@@ -150,9 +150,7 @@ impl BatchStore {
     /// Stores `bytes` as an encrypted object.
     pub async fn put_document(&self, bytes: &[u8]) -> Result<Document, StoreError> {
         let object = OpaqueId::random();
-        let mut writer = self.at_rest.create(object).await?;
-        writer.append(bytes).await?;
-        writer.finish().await?;
+        self.at_rest.put(object, bytes).await?;
         Ok(Document {
             object,
             sha256: hex::encode(Sha256::digest(bytes)),

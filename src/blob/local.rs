@@ -20,8 +20,12 @@
 //! into a `BlobId` and sit in their own shard, so temp files and stray files are ignored.
 //! After a crash a `.tmp-*` file may remain; it holds ciphertext only and is never listed.
 //!
-//! Durability: `append` is buffered by the kernel until `sync` (fsync). `create`, `replace`,
-//! `truncate` and `delete` are durable when they return, directory entry included.
+//! Durability: `append` is buffered by the kernel until `sync` (fsync). `create`,
+//! `create_with`, `replace`, `truncate` and `delete` are durable when they return,
+//! directory entry included. `create_with` writes each new file whole (a tail in its slot
+//! form), fsyncs it and then fsyncs the shard directory once for all of them: an object's
+//! two blobs share a shard, so a new object costs three syncs, where `create`, `append`,
+//! `sync` and a first `replace` cost five (and a rename).
 //! All blocking I/O runs on tokio's blocking pool; reads use positioned reads, so readers
 //! and an appender share a file without a shared cursor. Appends and syncs tell the kernel
 //! to drop the pages they wrote (`drop_cached_pages`): written ciphertext is not read back
@@ -127,6 +131,40 @@ impl BlobStore for LocalBlobStore {
             };
             file.sync_all()?;
             sync_dir(&shard)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_with(&self, blobs: &[(BlobId, &[u8])]) -> Result<(), BlobError> {
+        // Small contents (an object's header and first tail record): copied to the
+        // blocking thread.
+        let blobs: Vec<(BlobId, Vec<u8>)> = blobs.iter().map(|&(id, d)| (id, d.to_vec())).collect();
+        self.run(move |l| {
+            let mut shards: Vec<PathBuf> = Vec::with_capacity(blobs.len());
+            for (id, data) in &blobs {
+                let shard = l.ensure_shard(*id)?;
+                let content = match id.kind {
+                    BlobKind::Tail => std::borrow::Cow::Owned(slots::encode_new(data)?),
+                    BlobKind::Data => std::borrow::Cow::Borrowed(data.as_slice()),
+                };
+                let mut file = match new_file(&l.path(*id)) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(BlobError::AlreadyExists(*id));
+                    }
+                    other => other?,
+                };
+                file.write_all(&content)?;
+                file.sync_all()?;
+                drop_cached_pages(&file);
+                if !shards.contains(&shard) {
+                    shards.push(shard);
+                }
+            }
+            // One directory sync makes every new name in it durable.
+            for shard in &shards {
+                sync_dir(shard)?;
+            }
             Ok(())
         })
         .await

@@ -27,9 +27,9 @@ impl Uploads {
         // Metadata (file names are PHI) is its own encrypted object, so it shares the
         // object key hierarchy: rewrapped on KEK rotation, shredded with the upload.
         let object = OpaqueId::random();
-        let mut writer = self.at_rest.create(object).await?;
-        writer.append(metadata.to_header_value().as_bytes()).await?;
-        writer.finish().await?;
+        self.at_rest
+            .put(object, metadata.to_header_value().as_bytes())
+            .await?;
         Ok(Some(SealedMetadata(object.as_bytes().to_vec())))
     }
 
