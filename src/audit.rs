@@ -335,7 +335,57 @@ impl Auditor {
             Ok(row) => self.append_row(row).await,
             Err(e) => Err(e),
         };
-        match &result {
+        self.emitted(ctx, event, &result);
+        result
+    }
+
+    /// Records `first`, then `second`, both queued before either is waited for, so the
+    /// writer's next append makes both durable with one sync (two [`Auditor::emit`]s
+    /// cost two). Returns their sequence numbers once both are durable; on an error
+    /// `first` may be durable and `second` not, never the other way round.
+    pub async fn emit_both<A: AuditEvent, B: AuditEvent>(
+        &self,
+        ctx: &AuditContext,
+        first: &A,
+        second: &B,
+    ) -> Result<(u64, u64), AuditError> {
+        let queued = async {
+            // Both rows are built before either is queued: one that cannot be built
+            // queues nothing.
+            let (a, b) = (row(ctx, first)?, row(ctx, second)?);
+            let (pa, a) = durable_pending(a);
+            let (pb, b) = durable_pending(b);
+            // One message: the writer takes both in the same wake, so the same append.
+            self.tx
+                .send(writer::Msg::Entries(vec![pa, pb]))
+                .await
+                .map_err(|_| AuditError::Stopped)?;
+            Ok::<_, AuditError>((a, b))
+        }
+        .await;
+        let (a, b) = match queued {
+            Ok(q) => q,
+            Err(e) => {
+                let failed = Err(e);
+                self.emitted(ctx, first, &failed);
+                return failed.map(|seq| (seq, seq));
+            }
+        };
+        let first_result = durable(a).await;
+        self.emitted(ctx, first, &first_result);
+        let second_result = durable(b).await;
+        self.emitted(ctx, second, &second_result);
+        Ok((first_result?, second_result?))
+    }
+
+    /// Counts and logs one emitted event's result.
+    fn emitted<E: AuditEvent>(
+        &self,
+        ctx: &AuditContext,
+        event: &E,
+        result: &Result<u64, AuditError>,
+    ) {
+        match result {
             Ok(seq) => {
                 self.metrics
                     .audit_events
@@ -356,16 +406,12 @@ impl Auditor {
                 tracing::error!(target: "audit", action = E::ACTION, error = %e, "audit write failed");
             }
         }
-        result
     }
 
     /// Appends `row` as it is (its time included) and returns its sequence number once it
     /// is durable. For [`Auditor::emit`].
     async fn append_row(&self, row: outbox::Row) -> Result<u64, AuditError> {
-        self.send_row(row)
-            .await?
-            .await
-            .map_err(|_| AuditError::Stopped)?
+        durable(self.send_row(row).await?).await
     }
 
     /// Appends `rows` in order, as they are (their times included), and returns once all
@@ -376,7 +422,7 @@ impl Auditor {
             waits.push(self.send_row(row).await?);
         }
         for wait in waits {
-            wait.await.map_err(|_| AuditError::Stopped)??;
+            durable(wait).await?;
         }
         Ok(())
     }
@@ -386,11 +432,7 @@ impl Auditor {
         &self,
         row: outbox::Row,
     ) -> Result<oneshot::Receiver<Result<u64, AuditError>>, AuditError> {
-        let (done, wait) = oneshot::channel();
-        let pending = writer::Pending {
-            row,
-            reply: writer::Reply::Durable(done),
-        };
+        let (pending, wait) = durable_pending(row);
         self.tx
             .send(writer::Msg::Entry(pending))
             .await
@@ -514,6 +556,23 @@ impl Auditor {
             None => Ok(outbox::Drained::default()),
         }
     }
+}
+
+/// `row` on its way to a durable append, and where its sequence number will arrive.
+fn durable_pending(
+    row: outbox::Row,
+) -> (writer::Pending, oneshot::Receiver<Result<u64, AuditError>>) {
+    let (done, wait) = oneshot::channel();
+    let pending = writer::Pending {
+        row,
+        reply: writer::Reply::Durable(done),
+    };
+    (pending, wait)
+}
+
+/// The sequence number a queued row's reply gives once the row is durable.
+async fn durable(wait: oneshot::Receiver<Result<u64, AuditError>>) -> Result<u64, AuditError> {
+    wait.await.map_err(|_| AuditError::Stopped)?
 }
 
 /// The entry `event` makes in `ctx`, timed now.

@@ -376,8 +376,9 @@ async fn a_chunk_whose_entry_fails_is_recovered_by_the_next_patch() {
 async fn a_completion_whose_entry_fails_is_recovered_before_the_upload_becomes_an_artifact() {
     let h = harness().await;
     let id = h.create(10).await.location_id();
-    // The chunk's entry is written, the completion's is not.
-    let fired = h.arm(1);
+    // The completing chunk's entries (its own and the completion's, one append) are not
+    // written.
+    let fired = h.arm(0);
     let a = h.patch(&id, 0, b"0123456789").await;
     h.assert_fired(fired);
     assert_eq!(
@@ -932,8 +933,9 @@ async fn a_member_completion_whose_entry_fails_is_recovered_before_the_verdict()
         .unwrap()
         .to_owned();
     let upload = h.create_member(&batch).await.location_id();
-    // The chunk's entry is written, the completion's is not.
-    let fired = h.arm(1);
+    // The completing chunk's entries (its own and the completion's, one append) are not
+    // written.
+    let fired = h.arm(0);
     let a = h.patch(&upload, 0, NOTES).await;
     h.assert_fired(fired);
     assert_eq!(

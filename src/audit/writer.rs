@@ -43,6 +43,8 @@ pub(super) enum Reply {
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Msg {
     Entry(Pending),
+    /// Entries that go into one append, in order ([`super::Auditor::emit_both`]).
+    Entries(Vec<Pending>),
     /// Append the held outboxed entries now; answered once done (or failed).
     Flush(oneshot::Sender<()>),
 }
@@ -69,6 +71,25 @@ pub(super) struct Writer {
     pub(super) checkpoints: Option<checkpointer::Checkpointer>,
     /// Where outbox rows live (deleted once their entry is in the chain).
     pub(super) outbox: Option<Arc<dyn StateStore>>,
+}
+
+/// Puts a received entry where it waits: with a waiter, in this wake's batch; an
+/// outboxed one, among the held (noting since when, for the first).
+fn sort(
+    p: Pending,
+    batch: &mut Vec<Pending>,
+    held: &mut Vec<Pending>,
+    held_since: &mut Option<Instant>,
+) {
+    match p.reply {
+        Reply::Durable(_) => batch.push(p),
+        Reply::Outboxed(_) => {
+            if held.is_empty() {
+                *held_since = Some(Instant::now());
+            }
+            held.push(p);
+        }
+    }
 }
 
 /// What woke the writer.
@@ -131,17 +152,11 @@ impl Writer {
                 Wake::Received(_) => {
                     for m in msgs.drain(..) {
                         match m {
-                            Msg::Entry(
-                                p @ Pending {
-                                    reply: Reply::Durable(_),
-                                    ..
-                                },
-                            ) => batch.push(p),
-                            Msg::Entry(p) => {
-                                if held.is_empty() {
-                                    held_since = Some(Instant::now());
+                            Msg::Entry(p) => sort(p, &mut batch, &mut held, &mut held_since),
+                            Msg::Entries(ps) => {
+                                for p in ps {
+                                    sort(p, &mut batch, &mut held, &mut held_since);
                                 }
-                                held.push(p);
                             }
                             Msg::Flush(done) => flushes.push(done),
                         }

@@ -192,6 +192,27 @@ impl Uploads {
                 let reserved = quota::held(&planned);
                 self.reserve_bytes(&who.name, reserved, self.byte_limit(who))
                     .await?;
+                let event = UploadCreated {
+                    upload: id.to_string(),
+                    length: planned.length,
+                    concat: if new.partial { "partial" } else { "none" },
+                    metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
+                };
+                // The `upload.created` entry rides on the record's commit through the
+                // audit outbox (as a chunk's does, `patch.rs`): one sync fewer per upload.
+                // Not when the upload is complete at birth: both its entries are in the
+                // chain before the answer, as for any completed upload.
+                let mut staged = if planned.is_complete() {
+                    None
+                } else {
+                    match self.auditor.prepare(&who.audit, &event) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.release_bytes(&who.name, reserved).await;
+                            return Err(e.into());
+                        }
+                    }
+                };
                 let stored = async {
                     self.admit_member(who, claim.as_ref(), id, planned.length)
                         .await?;
@@ -206,7 +227,17 @@ impl Uploads {
                     } else {
                         Some(writer)
                     };
-                    if !self.store.create(&record).await? {
+                    if let Some(s) = &staged {
+                        self.auditor.stage(s).await?;
+                    }
+                    // The record's durable commit makes the staged row durable too.
+                    let created = self.store.create(&record).await;
+                    if !matches!(created, Ok(true))
+                        && let Some(s) = staged.take()
+                    {
+                        self.auditor.unstage(s).await;
+                    }
+                    if !created? {
                         return Err(UploadError::Store(StoreError::Changed));
                     }
                     Ok((record, writer))
@@ -221,14 +252,13 @@ impl Uploads {
                 };
                 // Counted now: the next creation by this principal may count.
                 slot.release().await;
-                let event = UploadCreated {
-                    upload: id.to_string(),
-                    length: record.length,
-                    concat: if new.partial { "partial" } else { "none" },
-                    metadata_pairs: new.metadata.as_ref().map_or(0, Metadata::len),
-                };
-                if let Err(e) = self.auditor.emit(&who.audit, &event).await {
-                    return Err(self.undo_unaudited(&record, e.into()).await);
+                match staged {
+                    Some(s) => self.auditor.release(s).await,
+                    None => {
+                        if let Err(e) = self.auditor.emit(&who.audit, &event).await {
+                            return Err(self.undo_unaudited(&record, e.into()).await);
+                        }
+                    }
                 }
                 if record.is_complete()
                     && let Err(e) = self.audit_completed(&who.audit, &record, false).await

@@ -219,8 +219,7 @@ impl Uploads {
                     // the limit if need be (the bytes are committed).
                     let grow =
                         super::quota::held(&next).saturating_sub(super::quota::held(&record));
-                    self.reserve_chunk_bytes(&record.owner, grow, u64::MAX)
-                        .await?;
+                    self.reserve_bytes(&record.owner, grow, u64::MAX).await?;
                 }
                 if let Some(entry) = &pending.entry {
                     self.store.put_chunk(id, entry).await?;
@@ -486,7 +485,7 @@ impl Uploads {
         // the pending record's durable write below persists it too).
         let grow = super::quota::held(&next).saturating_sub(super::quota::held(&record));
         if let Err(e) = self
-            .reserve_chunk_bytes(&record.owner, grow, self.byte_limit(who))
+            .reserve_bytes(&record.owner, grow, self.byte_limit(who))
             .await
         {
             writer.rollback().await?;
@@ -585,12 +584,23 @@ impl Uploads {
         // client gets 503 and the pending record stays, so the next request under the
         // lease (a HEAD, a PATCH) writes them as recovered before anything else happens.
         let audited = async {
-            if let Some(entry) = &commit.entry {
-                self.audit_chunk(who, id, entry, partial_body, false)
-                    .await?;
-            }
-            if commit.completed {
-                self.audit_completed(&who.audit, &next, false).await?;
+            match (&commit.entry, commit.completed) {
+                // The completing chunk: both entries in one append (one journal sync).
+                (Some(entry), true) => {
+                    self.auditor
+                        .emit_both(
+                            &who.audit,
+                            &chunk_accepted(id, entry, partial_body, false),
+                            &upload_completed(&next, false),
+                        )
+                        .await?;
+                }
+                (Some(entry), false) => {
+                    self.audit_chunk(who, id, entry, partial_body, false)
+                        .await?;
+                }
+                (None, true) => self.audit_completed(&who.audit, &next, false).await?,
+                (None, false) => {}
             }
             Ok(())
         }
@@ -628,24 +638,24 @@ impl Uploads {
         recovered: bool,
     ) -> Result<(), UploadError> {
         self.auditor
-            .emit(
-                ctx,
-                &UploadCompleted {
-                    upload: record.id.to_string(),
-                    length: record.offset,
-                    sha256: record.sha256.map(|d| d.to_string()).unwrap_or_default(),
-                    chunks: record.chunks,
-                    parts: match &record.concat {
-                        ConcatKind::Final { parts } => {
-                            parts.iter().map(ToString::to_string).collect()
-                        }
-                        _ => Vec::new(),
-                    },
-                    recovered,
-                },
-            )
+            .emit(ctx, &upload_completed(record, recovered))
             .await?;
         Ok(())
+    }
+}
+
+/// The `upload.completed` event of a complete record.
+fn upload_completed(record: &UploadRecord, recovered: bool) -> UploadCompleted {
+    UploadCompleted {
+        upload: record.id.to_string(),
+        length: record.offset,
+        sha256: record.sha256.map(|d| d.to_string()).unwrap_or_default(),
+        chunks: record.chunks,
+        parts: match &record.concat {
+            ConcatKind::Final { parts } => parts.iter().map(ToString::to_string).collect(),
+            _ => Vec::new(),
+        },
+        recovered,
     }
 }
 

@@ -67,49 +67,26 @@ impl Uploads {
 
     /// Reserves `bytes` more of `owner`'s quota of `limit` bytes, or refuses with
     /// [`UploadError::QuotaExceeded`] changing nothing.
+    ///
+    /// Written deferred ([`StateStore::counter_add_deferred`](crate::state::StateStore)):
+    /// every caller writes durably next, before anything relies on the reservation — a
+    /// creation its record, a chunk its pending record — and that commit makes the
+    /// reservation durable too. A crash before it loses the reservation together with
+    /// what it was for.
     pub(super) async fn reserve_bytes(
         &self,
         owner: &str,
         bytes: u64,
         limit: u64,
     ) -> Result<(), UploadError> {
-        self.reserve_bytes_with(owner, bytes, limit, false).await
-    }
-
-    /// [`Uploads::reserve_bytes`] for a chunk's growth, written deferred
-    /// ([`StateStore::counter_add_deferred`](crate::state::StateStore)): the chunk's
-    /// pending record, written durably next and before any byte is committed, makes it
-    /// durable in the same commit. A crash before that loses the reservation and the
-    /// chunk together.
-    pub(super) async fn reserve_chunk_bytes(
-        &self,
-        owner: &str,
-        bytes: u64,
-        limit: u64,
-    ) -> Result<(), UploadError> {
-        self.reserve_bytes_with(owner, bytes, limit, true).await
-    }
-
-    async fn reserve_bytes_with(
-        &self,
-        owner: &str,
-        bytes: u64,
-        limit: u64,
-        deferred: bool,
-    ) -> Result<(), UploadError> {
         if bytes == 0 {
             return Ok(());
         }
         let (delta, limit_delta) = (as_delta(bytes), Some(as_delta(limit)));
-        let outcome = if deferred {
-            self.state
-                .counter_add_deferred(QUOTA, owner, delta, limit_delta)
-                .await?
-        } else {
-            self.state
-                .counter_add(QUOTA, owner, delta, limit_delta)
-                .await?
-        };
+        let outcome = self
+            .state
+            .counter_add_deferred(QUOTA, owner, delta, limit_delta)
+            .await?;
         match outcome {
             CounterOutcome::Applied(_) => Ok(()),
             CounterOutcome::LimitReached(used) => Err(UploadError::QuotaExceeded {

@@ -1,6 +1,7 @@
 //! A chunk's audit entry through the audit outbox (`audit::outbox`), with the journal and
 //! the embedded store as the gateway runs them: the entry rides on the upload record's
-//! commit (no journal sync of its own during the PATCH), reaches the chain after it, and
+//! commit (no journal sync of its own during the PATCH, nor during the creation, whose
+//! entry rides on the record's creation), reaches the chain after it, and
 //! survives a writer that never got to it; a pending record left by a crash writes it
 //! no second time.
 
@@ -101,8 +102,14 @@ async fn new_upload(uploads: &Uploads, total: usize) -> UploadId {
 async fn a_chunk_entry_rides_on_the_record_commit_and_reaches_the_chain_after_it() {
     let r = rig();
     let chunk = vec![5u8; 100 * 1024];
-    let id = new_upload(&r.uploads, 3 * chunk.len()).await;
     let before = r.journal.stats();
+    let id = new_upload(&r.uploads, 3 * chunk.len()).await;
+    // The creation's entry rides on the record's creation the same way.
+    assert_eq!(
+        r.journal.stats().syncs,
+        before.syncs,
+        "no journal sync in the creation"
+    );
 
     let record = patch_bytes(&r.uploads, id, 0, &chunk).await;
     assert_eq!(record.offset, chunk.len() as u64);
@@ -114,10 +121,11 @@ async fn a_chunk_entry_rides_on_the_record_commit_and_reaches_the_chain_after_it
         "no journal sync in the PATCH"
     );
     let rows = outbox::rows(&*r.state).await.unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].1.action, "upload.chunk_accepted");
-    assert_eq!(rows[0].1.details["index"], 0);
+    let actions: Vec<&str> = rows.iter().map(|(_, row)| row.action.as_str()).collect();
+    assert_eq!(actions, ["upload.created", "upload.chunk_accepted"]);
     assert_eq!(rows[0].1.subject.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(rows[1].1.details["index"], 0);
+    assert_eq!(rows[1].1.subject.as_deref(), Some(id.to_string().as_str()));
     assert!(r.uploads.store.pending(id).await.unwrap().is_none());
     assert!(chunk_indexes(&r.journal).await.is_empty());
 
@@ -173,6 +181,8 @@ async fn an_outboxed_entry_reaches_the_chain_on_its_own_within_the_delay() {
     let r = rig();
     let chunk = vec![6u8; 10 * 1024];
     let id = new_upload(&r.uploads, 2 * chunk.len()).await;
+    // The creation's entry out of the way: the chunk's is the only one held.
+    r.auditor.flush().await;
     patch_bytes(&r.uploads, id, 0, &chunk).await;
     // Nothing else is audited: the writer's timer appends it. A bounded wait, generous
     // against a loaded machine (the delay is half a second).
