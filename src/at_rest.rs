@@ -16,6 +16,9 @@
 //!   next durable state write; recovery takes the later generation of the two, and
 //!   finishing writes the tail blob again.
 //!
+//! [`AtRest::create`] makes both blobs in one [`BlobStore::create_with`]; [`AtRest::put`]
+//! writes a small object whole, finished, the same way.
+//!
 //! One [`Writer::commit`]: append the sealed segments (in batches of ~4 MiB), `sync`, then
 //! replace the tail record. A crash anywhere leaves either the old or the new tail
 //! record; [`AtRest::open_writer`] cuts whatever the blob holds beyond the committed

@@ -27,35 +27,42 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn a_put_object_is_the_object_create_append_finish_makes() {
     rt().block_on(async {
-        let (at_rest, blob, _state) = store(S as u32);
-        for len in [0, 1, S - 1, S, S + 1, 3 * S, 5 * S + 3] {
-            let plain = data(len, len as u64);
-            let put = OpaqueId::random();
-            let finished = at_rest.put(put, &plain).await.unwrap();
-            assert_eq!(finished.plaintext_len, len as u64, "len {len}");
-            assert_eq!(finished.sha256, <[u8; 32]>::from(Sha256::digest(&plain)));
+        // Around the segment boundaries, and (4 KiB segments) past one 4 MiB batch.
+        let cases = [
+            (S, vec![0, 1, S - 1, S, S + 1, 3 * S, 5 * S + 3]),
+            (4096, vec![(4 << 20) + 2 * 4096 + 5]),
+        ];
+        for (segment, lens) in cases {
+            let (at_rest, blob, _state) = store(segment as u32);
+            for len in lens {
+                let plain = data(len, len as u64);
+                let put = OpaqueId::random();
+                let finished = at_rest.put(put, &plain).await.unwrap();
+                assert_eq!(finished.plaintext_len, len as u64, "len {len}");
+                assert_eq!(finished.sha256, <[u8; 32]>::from(Sha256::digest(&plain)));
 
-            let streamed = OpaqueId::random();
-            let mut w = at_rest.create(streamed).await.unwrap();
-            w.append(&plain).await.unwrap();
-            assert_eq!(w.finish().await.unwrap(), finished, "len {len}");
+                let streamed = OpaqueId::random();
+                let mut w = at_rest.create(streamed).await.unwrap();
+                w.append(&plain).await.unwrap();
+                assert_eq!(w.finish().await.unwrap(), finished, "len {len}");
 
-            for object in [put, streamed] {
-                let reader = at_rest.open_reader(object).await.unwrap();
-                assert_eq!(reader.len(), len as u64);
-                let got = reader.read_range(0, len as u64).await.unwrap();
-                assert_eq!(&got[..], &plain[..], "len {len}");
-                match at_rest.open_writer(object).await.unwrap() {
-                    Reopened::Finished(f) => assert_eq!(f, finished, "len {len}"),
-                    Reopened::Open { .. } => panic!("a put object reopens open (len {len})"),
+                for object in [put, streamed] {
+                    let reader = at_rest.open_reader(object).await.unwrap();
+                    assert_eq!(reader.len(), len as u64);
+                    let got = reader.read_range(0, len as u64).await.unwrap();
+                    assert_eq!(&got[..], &plain[..], "len {len}");
+                    match at_rest.open_writer(object).await.unwrap() {
+                        Reopened::Finished(f) => assert_eq!(f, finished, "len {len}"),
+                        Reopened::Open { .. } => panic!("a put object reopens open (len {len})"),
+                    }
                 }
+                // Same layout: the data blobs are the same length (different keys and nonces).
+                assert_eq!(
+                    blob.len(BlobId::data(put)).await.unwrap(),
+                    blob.len(BlobId::data(streamed)).await.unwrap(),
+                    "len {len}"
+                );
             }
-            // Same layout: the data blobs are the same length (different keys and nonces).
-            assert_eq!(
-                blob.len(BlobId::data(put)).await.unwrap(),
-                blob.len(BlobId::data(streamed)).await.unwrap(),
-                "len {len}"
-            );
         }
     });
 }

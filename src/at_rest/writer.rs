@@ -390,9 +390,12 @@ pub(crate) async fn write_finished(
 ) -> Result<Finished, AtRestError> {
     let object = header.object;
     let seg = keys.segment_size.bytes();
-    // One batch holds every full segment; the final one always fits after them.
-    let mut encoder = SegmentEncoder::new(keys, plaintext.len() + seg, Resume::empty());
-    let mut data = Vec::with_capacity(HEADER_LEN + plaintext.len() + 2 * SEGMENT_OVERHEAD);
+    // Sealed batch by batch into `data` (one batch for an object of a few segments); the
+    // final segment always fits after the last one.
+    let batch = (plaintext.len() + seg).min(super::encoder::DEFAULT_BATCH_BYTES);
+    let mut encoder = SegmentEncoder::new(keys, batch, Resume::empty());
+    let segments = plaintext.len() / seg + 1;
+    let mut data = Vec::with_capacity(HEADER_LEN + plaintext.len() + segments * SEGMENT_OVERHEAD);
     data.extend_from_slice(&header.encode());
     let mut rest = plaintext;
     while !rest.is_empty() {

@@ -5,7 +5,7 @@
 //! [`SMALL_BLOB`] bytes (ciphertext — exactly what is on disk, never plaintext; every read
 //! is still authenticated and decrypted by the at-rest reader) for `ttl`, up to
 //! [`MAX_CACHED_BYTES`] in total. Only finished objects are read through it (the download
-//! path's own `AtRest`); every write, truncate, replace or delete passes through and drops
+//! path's own `AtRest`); every create, write, truncate, replace or delete passes through and drops
 //! the blob from the cache, so it never serves bytes a write has changed in this process.
 //! Objects are never rewritten after they are finished, which is what makes caching safe
 //! across instances too.
@@ -82,6 +82,12 @@ impl BlobStore for SmallBlobCache {
         self.inner.create(id).await
     }
 
+    async fn create_with(&self, blobs: &[(BlobId, &[u8])]) -> Result<(), BlobError> {
+        for &(id, _) in blobs {
+            self.forget(id);
+        }
+        self.inner.create_with(blobs).await
+    }
     async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError> {
         self.forget(id);
         self.inner.append(id, data).await

@@ -36,6 +36,13 @@ const BLOB_SYNCS_PER_PATCH: u64 = 1;
 /// ... and of the PATCH that completes an upload.
 const BLOB_SYNCS_PER_COMPLETING_PATCH: u64 = 2;
 
+/// Durable state writes of an upload's creation: its record. The new objects' keys and the
+/// quota reservation are written deferred and ride on it.
+const DURABLE_PER_CREATION: u64 = 1;
+/// Durable blob calls of a creation with metadata: one `create_with` per object (the
+/// upload's, and the sealed metadata's, written whole).
+const BLOB_CALLS_PER_CREATION: u64 = 2;
+
 /// What a store was asked to write, by kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Writes {
@@ -47,7 +54,7 @@ struct Writes {
     leases: u64,
     /// `log_append` (the audit log).
     log: u64,
-    /// Blob `sync`, `replace` and `truncate` calls (each durable on its own).
+    /// Blob `create_with`, `sync`, `replace` and `truncate` calls (each durable on its own).
     blob_durable: u64,
 }
 
@@ -113,6 +120,10 @@ impl BlobStore for CountingBlobs {
     }
     async fn create(&self, id: BlobId) -> Result<(), BlobError> {
         self.inner.create(id).await
+    }
+    async fn create_with(&self, blobs: &[(BlobId, &[u8])]) -> Result<(), BlobError> {
+        one(&self.durable);
+        self.inner.create_with(blobs).await
     }
     async fn append(&self, id: BlobId, data: &[u8]) -> Result<u64, BlobError> {
         self.inner.append(id, data).await
@@ -416,5 +427,47 @@ async fn a_patch_of_a_deferred_length_upload_reserves_its_quota_without_a_commit
         DURABLE_PER_COMPLETING_PATCH,
         BLOB_SYNCS_PER_COMPLETING_PATCH,
     );
+    assert!(record.is_complete());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_makes_one_durable_state_write_and_one_blob_call_per_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counting(&dir);
+    let (uploads, _) = engine_with(&dir, store.clone(), store.blobs(&dir));
+    let before = store.writes();
+    let created = uploads
+        .create(
+            &alice(),
+            &headers(&[
+                ("upload-length", "100"),
+                ("upload-metadata", "filename dGVzdC50eHQ="),
+            ]),
+            Empty::<Bytes>::new(),
+        )
+        .await
+        .unwrap()
+        .record;
+    let w = store.writes() - before;
+    assert!(
+        w.durable <= DURABLE_PER_CREATION,
+        "{} durable state writes (at most {DURABLE_PER_CREATION}): {w:?}",
+        w.durable
+    );
+    assert!(
+        w.blob_durable <= BLOB_CALLS_PER_CREATION,
+        "{} durable blob calls (at most {BLOB_CALLS_PER_CREATION}): {w:?}",
+        w.blob_durable
+    );
+    // Two keys and the reservation, deferred.
+    assert!(w.deferred >= 3, "{w:?}");
+    assert!(w.log >= 1, "the creation is audited: {w:?}");
+    // What was written deferred is whole: the metadata reads back, and the upload takes
+    // its bytes and completes.
+    assert_eq!(
+        uploads.unseal_metadata(&created).await.unwrap().as_deref(),
+        Some("filename dGVzdC50eHQ=")
+    );
+    let (record, _) = counted_patch(&uploads, &store, created.id, 0, &[1u8; 100], None).await;
     assert!(record.is_complete());
 }
