@@ -71,10 +71,13 @@ impl std::ops::Sub for Writes {
     }
 }
 
-/// The embedded store, counting the writes it is asked for.
+/// The embedded store, counting the writes it is asked for; it can also fail the next
+/// durable `put` into one namespace ([`Counting::fail_next_put`], for the failure paths in
+/// `outbox.rs`).
 #[derive(Debug)]
-struct Counting {
+pub(super) struct Counting {
     inner: EmbeddedStateStore,
+    fail_put: std::sync::Mutex<Option<Namespace>>,
     durable: AtomicU64,
     deferred: AtomicU64,
     leases: AtomicU64,
@@ -84,6 +87,16 @@ struct Counting {
 }
 
 impl Counting {
+    /// Fails the next durable `put` into `ns` (as an unreachable store would), once.
+    pub(super) fn fail_next_put(&self, ns: Namespace) {
+        *self.fail_put.lock().unwrap() = Some(ns);
+    }
+
+    /// Whether a failure is armed and not yet fired.
+    pub(super) fn fault_armed(&self) -> bool {
+        self.fail_put.lock().unwrap().is_some()
+    }
+
     fn writes(&self) -> Writes {
         Writes {
             durable: self.durable.load(Ordering::SeqCst),
@@ -178,6 +191,13 @@ impl StateStore for Counting {
         options: PutOptions,
     ) -> Result<CasOutcome, StateError> {
         one(&self.durable);
+        {
+            let mut armed = self.fail_put.lock().unwrap();
+            if *armed == Some(ns) {
+                *armed = None;
+                return Err(StateError::Unavailable("injected put failure".into()));
+            }
+        }
         self.inner.put(ns, id, value, expect, options).await
     }
     async fn delete(
@@ -319,9 +339,10 @@ async fn counted_patch(
     (record, store.writes() - before)
 }
 
-fn counting(dir: &tempfile::TempDir) -> Arc<Counting> {
+pub(super) fn counting(dir: &tempfile::TempDir) -> Arc<Counting> {
     Arc::new(Counting {
         inner: EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap(),
+        fail_put: std::sync::Mutex::new(None),
         durable: AtomicU64::new(0),
         deferred: AtomicU64::new(0),
         leases: AtomicU64::new(0),

@@ -24,6 +24,11 @@ fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let state: Arc<dyn StateStore> =
         Arc::new(EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap());
+    rig_on(dir, state)
+}
+
+/// A rig over `state` (in `dir`): the failure paths use a store that fails on command.
+fn rig_on(dir: tempfile::TempDir, state: Arc<dyn StateStore>) -> Rig {
     let journal = Arc::new(Journal::open(&dir.path().join("journal"), "audit", 1 << 20).unwrap());
     let metrics = Arc::new(Metrics::new());
     let auditor = Auditor::start_full(
@@ -314,4 +319,127 @@ async fn a_pending_record_left_by_a_crash_writes_an_outboxed_entry_no_second_tim
             assert_eq!(written, vec![false, true]);
         }
     }
+}
+
+/// The chunk entries of the chain as `(index, recovered)`.
+async fn chunk_entries(journal: &Journal) -> Vec<(u64, bool)> {
+    chain(journal)
+        .await
+        .iter()
+        .filter(|(a, _)| a == "upload.chunk_accepted")
+        .map(|(_, d)| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["recovered"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_whose_record_commit_fails_takes_its_row_back_and_is_audited_once_when_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::commit_budget::counting(&dir);
+    let r = rig_on(dir, store.clone());
+    let chunk = vec![8u8; 10 * 1024];
+    let id = new_upload(&r.uploads, 2 * chunk.len()).await;
+    r.auditor.flush().await;
+
+    // The record's commit fails: the PATCH is refused, and its staged row taken back.
+    store.fail_next_put(crate::upload::store::UPLOADS);
+    let length = chunk.len().to_string();
+    let h = headers(&[
+        ("upload-offset", "0"),
+        ("content-type", "application/offset+octet-stream"),
+        ("content-length", length.as_str()),
+    ]);
+    let refused = r
+        .uploads
+        .patch(&alice(), id, &h, Full::new(Bytes::copy_from_slice(&chunk)))
+        .await;
+    assert!(refused.is_err(), "acknowledged a chunk whose record failed");
+    assert!(
+        !store.fault_armed(),
+        "the record's commit was the put that failed"
+    );
+    let rows = outbox::rows(&*r.state).await.unwrap();
+    assert!(rows.is_empty(), "a refused chunk left its row: {rows:?}");
+    r.auditor.flush().await;
+    assert!(chunk_entries(&r.journal).await.is_empty());
+
+    // The next request under the lease finishes the commit from its pending record (the
+    // bytes are durable) and audits it, once, as recovered.
+    let (record, _) = r.uploads.head(&alice(), id).await.unwrap();
+    assert_eq!(record.offset, chunk.len() as u64);
+    r.auditor.flush().await;
+    assert_eq!(chunk_entries(&r.journal).await, vec![(0, true)]);
+
+    // The upload goes on; every chunk has one entry and the chain verifies.
+    let done = patch_bytes(&r.uploads, id, chunk.len() as u64, &chunk).await;
+    assert!(done.is_complete());
+    assert_eq!(chunk_entries(&r.journal).await, vec![(0, true), (1, false)]);
+    assert!(outbox_empties(&*r.state).await);
+    crate::audit::verify_store(&*r.journal, |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_whose_record_commit_fails_leaves_no_entry_and_no_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs_dir = dir.path().join("blobs");
+    let store = super::commit_budget::counting(&dir);
+    let r = rig_on(dir, store.clone());
+    store.fail_next_put(crate::upload::store::UPLOADS);
+    let refused = r
+        .uploads
+        .create(
+            &alice(),
+            &headers(&[
+                ("upload-length", "100"),
+                ("upload-metadata", "filename dGVzdC50eHQ="),
+            ]),
+            Empty::<Bytes>::new(),
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "a creation whose record failed was answered"
+    );
+    assert!(
+        !store.fault_armed(),
+        "the record's creation was the put that failed"
+    );
+    // Its staged row was taken back: nothing reaches the chain, now or at a next start.
+    let rows = outbox::rows(&*r.state).await.unwrap();
+    assert!(rows.is_empty(), "a refused creation left its row: {rows:?}");
+    r.auditor.flush().await;
+    let actions: Vec<String> = chain(&r.journal)
+        .await
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert!(
+        !actions.iter().any(|a| a == "upload.created"),
+        "{actions:?}"
+    );
+    // Nothing else of it stays: its objects are shredded, its reservation given back.
+    let blobs = LocalBlobStore::open(&blobs_dir).unwrap();
+    assert!(blobs.list().await.unwrap().is_empty());
+    assert_eq!(r.uploads.bytes_held("alice").await.unwrap(), 0);
+
+    // The next creation is audited as usual.
+    new_upload(&r.uploads, 100).await;
+    r.auditor.flush().await;
+    let actions: Vec<String> = chain(&r.journal)
+        .await
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "upload.created").count(),
+        1,
+        "{actions:?}"
+    );
 }
