@@ -8,6 +8,7 @@
 //! entry durable together; the writer ([`super::Auditor`]) then appends the entry to the
 //! chain *lazily* — with the next entry that needs a sync anyway, or after
 //! [`OUTBOX_DELAY`] at the latest — and deletes the row (deferred) once the chain holds it.
+//! An upload's creation (`upload.created`) rides on the record's creation the same way.
 //!
 //! At start, before the gateway serves, [`drain`] appends what the outbox still holds: the
 //! entries of a process that stopped before its writer got to them. A row whose deletion
