@@ -497,15 +497,20 @@ impl Auditor {
         }
     }
 
-    /// Takes back a staged entry whose commit failed (deferred, like the row itself): the
-    /// action was not acknowledged, and whatever recovers it audits it on its own.
+    /// Takes back a staged entry whose commit failed: the action was not acknowledged,
+    /// and whatever recovers it audits it on its own.
+    ///
+    /// Durably, though the row was written deferred: another task's durable commit may
+    /// have persisted the row meanwhile, and a deferred deletion lost in a crash would
+    /// let the next start append the entry of an action that never happened (or a second
+    /// entry of a chunk the next request settles). One sync, on a failure path only.
     pub async fn unstage(&self, staged: Staged) {
         let Some(outbox) = &self.outbox else {
             return;
         };
         if let Err(e) = outbox
             .state
-            .delete_deferred(outbox::OUTBOX, &staged.id, crate::state::Expect::Any)
+            .delete(outbox::OUTBOX, &staged.id, crate::state::Expect::Any)
             .await
         {
             tracing::warn!(target: "audit", action = staged.action, error = %e, "could not take back an audit outbox row; the next start appends its entry");

@@ -78,6 +78,8 @@ impl std::ops::Sub for Writes {
 pub(super) struct Counting {
     inner: EmbeddedStateStore,
     fail_put: std::sync::Mutex<Option<Namespace>>,
+    /// The namespace of every durable `delete`, in order.
+    durable_deletes: std::sync::Mutex<Vec<Namespace>>,
     durable: AtomicU64,
     deferred: AtomicU64,
     leases: AtomicU64,
@@ -90,6 +92,11 @@ impl Counting {
     /// Fails the next durable `put` into `ns` (as an unreachable store would), once.
     pub(super) fn fail_next_put(&self, ns: Namespace) {
         *self.fail_put.lock().unwrap() = Some(ns);
+    }
+
+    /// The namespaces durable `delete`s were asked for, in order.
+    pub(super) fn durable_deletes(&self) -> Vec<Namespace> {
+        self.durable_deletes.lock().unwrap().clone()
     }
 
     /// Whether a failure is armed and not yet fired.
@@ -207,6 +214,7 @@ impl StateStore for Counting {
         expect: Expect,
     ) -> Result<CasOutcome, StateError> {
         one(&self.durable);
+        self.durable_deletes.lock().unwrap().push(ns);
         self.inner.delete(ns, id, expect).await
     }
     async fn put_deferred(
@@ -343,6 +351,7 @@ pub(super) fn counting(dir: &tempfile::TempDir) -> Arc<Counting> {
     Arc::new(Counting {
         inner: EmbeddedStateStore::open(&dir.path().join("state.redb")).unwrap(),
         fail_put: std::sync::Mutex::new(None),
+        durable_deletes: std::sync::Mutex::new(Vec::new()),
         durable: AtomicU64::new(0),
         deferred: AtomicU64::new(0),
         leases: AtomicU64::new(0),

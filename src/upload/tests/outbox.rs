@@ -364,6 +364,12 @@ async fn a_chunk_whose_record_commit_fails_takes_its_row_back_and_is_audited_onc
     );
     let rows = outbox::rows(&*r.state).await.unwrap();
     assert!(rows.is_empty(), "a refused chunk left its row: {rows:?}");
+    // Taken back durably: a crash now cannot bring the row back for the next start.
+    assert!(
+        store.durable_deletes().contains(&outbox::OUTBOX),
+        "the row was taken back deferred: {:?}",
+        store.durable_deletes()
+    );
     r.auditor.flush().await;
     assert!(chunk_entries(&r.journal).await.is_empty());
 
@@ -414,6 +420,12 @@ async fn a_creation_whose_record_commit_fails_leaves_no_entry_and_no_object() {
     // Its staged row was taken back: nothing reaches the chain, now or at a next start.
     let rows = outbox::rows(&*r.state).await.unwrap();
     assert!(rows.is_empty(), "a refused creation left its row: {rows:?}");
+    // Taken back durably: a crash now cannot bring the row back for the next start.
+    assert!(
+        store.durable_deletes().contains(&outbox::OUTBOX),
+        "the row was taken back deferred: {:?}",
+        store.durable_deletes()
+    );
     r.auditor.flush().await;
     let actions: Vec<String> = chain(&r.journal)
         .await
