@@ -4,9 +4,10 @@
 //! Blobs are named only by [`BlobId`]: a server-generated [`OpaqueId`] plus a static
 //! [`BlobKind`] suffix, so no client-supplied string ever becomes a path or object key.
 //!
-//! Primitives: create (fails if the blob exists), create with content, append, sync (durable after it returns),
-//! truncate (cut a torn tail after a crash), atomic replace (readers see the old or the new
-//! bytes, never a mix, even across a crash), read a byte range, length, delete, list.
+//! Primitives: create (fails if the blob exists), create with content, append, sync
+//! (durable after it returns), truncate (cut a torn tail after a crash), atomic replace
+//! (readers see the old or the new bytes, never a mix, even across a crash), read a byte
+//! range, length, delete, list.
 //! Its conformance suite is `tests/blob_store.rs`. Adapters: `local` (a directory) and `s3`
 //! (an S3-compatible bucket, shared by several gateway instances).
 //!

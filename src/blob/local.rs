@@ -137,8 +137,8 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn create_with(&self, blobs: &[(BlobId, &[u8])]) -> Result<(), BlobError> {
-        // Small contents (an object's header and first tail record): copied to the
-        // blocking thread.
+        // Copied to the blocking thread: an object's header and first tail record, or a
+        // small object written whole (`AtRest::put`).
         let blobs: Vec<(BlobId, Vec<u8>)> = blobs.iter().map(|&(id, d)| (id, d.to_vec())).collect();
         self.run(move |l| {
             let mut shards: Vec<PathBuf> = Vec::with_capacity(blobs.len());

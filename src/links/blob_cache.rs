@@ -5,8 +5,9 @@
 //! [`SMALL_BLOB`] bytes (ciphertext — exactly what is on disk, never plaintext; every read
 //! is still authenticated and decrypted by the at-rest reader) for `ttl`, up to
 //! [`MAX_CACHED_BYTES`] in total. Only finished objects are read through it (the download
-//! path's own `AtRest`); every create, write, truncate, replace or delete passes through and drops
-//! the blob from the cache, so it never serves bytes a write has changed in this process.
+//! path's own `AtRest`); every create, write, truncate, replace or delete passes through
+//! and drops the blob from the cache, so it never serves bytes a write has changed in this
+//! process.
 //! Objects are never rewritten after they are finished, which is what makes caching safe
 //! across instances too.
 

@@ -70,8 +70,8 @@ impl Uploads {
     ///
     /// Written deferred ([`StateStore::counter_add_deferred`](crate::state::StateStore)):
     /// every caller writes durably next, before anything relies on the reservation — a
-    /// creation its record, a chunk its pending record — and that commit makes the
-    /// reservation durable too. A crash before it loses the reservation together with
+    /// creation its record, a chunk its record (or its pending record, when that is
+    /// written durably) — and that commit makes the reservation durable too. A crash before it loses the reservation together with
     /// what it was for.
     pub(super) async fn reserve_bytes(
         &self,
