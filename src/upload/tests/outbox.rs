@@ -336,6 +336,27 @@ async fn chunk_entries(journal: &Journal) -> Vec<(u64, bool)> {
         .collect()
 }
 
+/// After `what` was refused because its record's commit failed: that commit was the put
+/// that failed, and the staged row was taken back, durably (a crash now cannot bring it
+/// back for the next start to append).
+async fn assert_taken_back(
+    what: &str,
+    store: &super::commit_budget::Counting,
+    state: &dyn StateStore,
+) {
+    assert!(
+        !store.fault_armed(),
+        "{what}: the record's commit was not the put that failed"
+    );
+    let rows = outbox::rows(state).await.unwrap();
+    assert!(rows.is_empty(), "{what}: its row is left: {rows:?}");
+    assert!(
+        store.durable_deletes().contains(&outbox::OUTBOX),
+        "{what}: the row was taken back deferred: {:?}",
+        store.durable_deletes()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_whose_record_commit_fails_takes_its_row_back_and_is_audited_once_when_settled() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,18 +379,7 @@ async fn a_chunk_whose_record_commit_fails_takes_its_row_back_and_is_audited_onc
         .patch(&alice(), id, &h, Full::new(Bytes::copy_from_slice(&chunk)))
         .await;
     assert!(refused.is_err(), "acknowledged a chunk whose record failed");
-    assert!(
-        !store.fault_armed(),
-        "the record's commit was the put that failed"
-    );
-    let rows = outbox::rows(&*r.state).await.unwrap();
-    assert!(rows.is_empty(), "a refused chunk left its row: {rows:?}");
-    // Taken back durably: a crash now cannot bring the row back for the next start.
-    assert!(
-        store.durable_deletes().contains(&outbox::OUTBOX),
-        "the row was taken back deferred: {:?}",
-        store.durable_deletes()
-    );
+    assert_taken_back("a refused chunk", &store, &*r.state).await;
     r.auditor.flush().await;
     assert!(chunk_entries(&r.journal).await.is_empty());
 
@@ -413,19 +423,8 @@ async fn a_creation_whose_record_commit_fails_leaves_no_entry_and_no_object() {
         refused.is_err(),
         "a creation whose record failed was answered"
     );
-    assert!(
-        !store.fault_armed(),
-        "the record's creation was the put that failed"
-    );
     // Its staged row was taken back: nothing reaches the chain, now or at a next start.
-    let rows = outbox::rows(&*r.state).await.unwrap();
-    assert!(rows.is_empty(), "a refused creation left its row: {rows:?}");
-    // Taken back durably: a crash now cannot bring the row back for the next start.
-    assert!(
-        store.durable_deletes().contains(&outbox::OUTBOX),
-        "the row was taken back deferred: {:?}",
-        store.durable_deletes()
-    );
+    assert_taken_back("a refused creation", &store, &*r.state).await;
     r.auditor.flush().await;
     let actions: Vec<String> = chain(&r.journal)
         .await
