@@ -108,6 +108,18 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     h
 }
 
+/// The `Upload-Metadata` of [`with_metadata`].
+const METADATA: &str = "filename dGVzdC50eHQ=";
+
+/// The headers of a creation of `length` bytes with [`METADATA`].
+fn with_metadata(length: u64) -> HeaderMap {
+    let length = length.to_string();
+    headers(&[
+        ("upload-length", length.as_str()),
+        ("upload-metadata", METADATA),
+    ])
+}
+
 /// Creates an upload of `length` bytes whose first chunk is `body` (creation-with-upload).
 async fn create_with(
     uploads: &Uploads,

@@ -467,14 +467,7 @@ async fn a_creation_makes_one_durable_state_write_and_one_blob_call_per_object()
     let (uploads, _) = engine_with(&dir, store.clone(), store.blobs(&dir));
     let before = store.writes();
     let created = uploads
-        .create(
-            &alice(),
-            &headers(&[
-                ("upload-length", "100"),
-                ("upload-metadata", "filename dGVzdC50eHQ="),
-            ]),
-            Empty::<Bytes>::new(),
-        )
+        .create(&alice(), &with_metadata(100), Empty::<Bytes>::new())
         .await
         .unwrap()
         .record;
@@ -496,7 +489,7 @@ async fn a_creation_makes_one_durable_state_write_and_one_blob_call_per_object()
     // its bytes and completes.
     assert_eq!(
         uploads.unseal_metadata(&created).await.unwrap().as_deref(),
-        Some("filename dGVzdC50eHQ=")
+        Some(METADATA)
     );
     let (record, _) = counted_patch(&uploads, &store, created.id, 0, &[1u8; 100], None).await;
     assert!(record.is_complete());

@@ -69,6 +69,11 @@ async fn chain(journal: &Journal) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// The chain's actions, in order.
+async fn chain_actions(journal: &Journal) -> Vec<String> {
+    chain(journal).await.into_iter().map(|(a, _)| a).collect()
+}
+
 async fn chunk_indexes(journal: &Journal) -> Vec<u64> {
     chain(journal)
         .await
@@ -167,11 +172,7 @@ async fn a_chunk_entry_rides_on_the_record_commit_and_reaches_the_chain_after_it
     let done = patch_bytes(&r.uploads, id, 2 * chunk.len() as u64, &chunk).await;
     assert!(done.is_complete());
     assert_eq!(chunk_indexes(&r.journal).await, vec![0, 1, 2]);
-    let actions: Vec<String> = chain(&r.journal)
-        .await
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+    let actions = chain_actions(&r.journal).await;
     assert_eq!(actions.last().map(String::as_str), Some("upload.completed"));
     assert!(outbox_empties(&*r.state).await);
     let verified = crate::audit::verify_store(&*r.journal, |_| {})
@@ -410,14 +411,7 @@ async fn a_creation_whose_record_commit_fails_leaves_no_entry_and_no_object() {
     store.fail_next_put(crate::upload::store::UPLOADS);
     let refused = r
         .uploads
-        .create(
-            &alice(),
-            &headers(&[
-                ("upload-length", "100"),
-                ("upload-metadata", "filename dGVzdC50eHQ="),
-            ]),
-            Empty::<Bytes>::new(),
-        )
+        .create(&alice(), &with_metadata(100), Empty::<Bytes>::new())
         .await;
     assert!(
         refused.is_err(),
@@ -426,11 +420,7 @@ async fn a_creation_whose_record_commit_fails_leaves_no_entry_and_no_object() {
     // Its staged row was taken back: nothing reaches the chain, now or at a next start.
     assert_taken_back("a refused creation", &store, &*r.state).await;
     r.auditor.flush().await;
-    let actions: Vec<String> = chain(&r.journal)
-        .await
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+    let actions = chain_actions(&r.journal).await;
     assert!(
         !actions.iter().any(|a| a == "upload.created"),
         "{actions:?}"
@@ -443,11 +433,7 @@ async fn a_creation_whose_record_commit_fails_leaves_no_entry_and_no_object() {
     // The next creation is audited as usual.
     new_upload(&r.uploads, 100).await;
     r.auditor.flush().await;
-    let actions: Vec<String> = chain(&r.journal)
-        .await
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+    let actions = chain_actions(&r.journal).await;
     assert_eq!(
         actions.iter().filter(|a| *a == "upload.created").count(),
         1,
