@@ -7,7 +7,7 @@
 #
 # Usage: scripts/bench-upload.sh [WORKDIR]          (default WORKDIR: <target dir>/bench-upload)
 #   env: ROUNDS=5                rounds (each client once per round, order shuffled)
-#        CLIENTS="sallyport js nginx"   which clients, any of:
+#        CLIENTS="sallyport curl js node-curl node-js rustus-curl nginx"   which clients, any of:
 #          sallyport  this binary's `sallyport client upload` to the gateway (8 MiB chunks,
 #                     sha256 per chunk, one file; timed as the whole process: start-up, the
 #                     file's fingerprint, the fsynced resume record, every PATCH and the
@@ -20,6 +20,11 @@
 #          nginx      one curl PUT of the file to nginx's WebDAV location over TLS 1.3
 #                     (put_upload.sh): the "TLS receive + write to disk" anchor; skipped,
 #                     with a note, when nginx is not installed or does not start
+#          node-curl, node-js       the peer @tus/server (@tus/file-store) behind nginx's TLS
+#                     proxy, with the curl client or tus-js-client: what a user would deploy
+#                     instead (needs nginx; server CPU counts the tus server only, not nginx)
+#          rustus-curl, rustus-js   the peer rustus (file storage, checksum extension on) behind
+#                     nginx's TLS proxy; the first run builds rustus into WORKDIR (~10 min)
 #        CHUNK=8388608  CHECKSUM=sha256  CURL_HTTP=1.1 (2: let the curl client negotiate h2)
 #        NO_BUILD=1     use the release binary already built (no cargo build)
 #        GATEWAY_BIN=<binary>  measure this binary instead (implies NO_BUILD; for before/after)
@@ -29,14 +34,16 @@
 # CARGO_TARGET_DIR and .cargo/config are honoured), not in a fixed path.
 #
 # What it does:
-#   1. cargo build --release --locked (unless NO_BUILD/GATEWAY_BIN); `tus_setup.sh WORKDIR 1`
-#      (npm deps for tus-js-client, a 1 GiB random file WORKDIR/upload.bin; no rustus);
+#   1. cargo build --release --locked (unless NO_BUILD/GATEWAY_BIN); `tus_setup.sh WORKDIR`
+#      (npm deps for tus-js-client and @tus/server, a 1 GiB random file WORKDIR/upload.bin,
+#      and rustus only when a rustus client is asked for);
 #   2. copies the shared scripts to WORKDIR/bench and adds the gateway's bearer token to
 #      their requests (they were written for peers without authentication); every patch
-#      is checked, the copies are otherwise unchanged; the nginx copy listens on free ports
-#      and leaves out the proxies in front of the peer tus servers (not used here);
-#   3. one release gateway (embedded store, fresh data directory, a random uploader token)
-#      and, for `nginx`, one nginx; a 128 MiB warm-up upload per client;
+#      is checked, the copies are otherwise unchanged (the peers ignore the header); the
+#      nginx copy listens on free ports, its TLS proxies too, in front of peers on free ports;
+#   3. one release gateway (embedded store, fresh data directory, a random uploader token);
+#      for `nginx` or a peer client, one nginx; each peer server asked for; a 128 MiB warm-up
+#      upload per client (a peer's stored warm-up file is compared with its source, cmp);
 #   4. ROUNDS rounds; in each, every client uploads the 1 GiB file once, in shuffled order,
 #      each run after `wait_quiet` (the machine below 15 % busy, or 60 s). After every
 #      upload the server's data is emptied and synced, untimed, so one run's writeback does
@@ -46,23 +53,28 @@
 #      per PATCH (see also scripts/upload-syncs.sh);
 #   5. prints per client: MB/s median (min–max, n), server CPU s/GiB median, the client's
 #      peak RSS (sallyport: at most two chunks in memory per file); then the per-round
-#      ratios sallyport/js, sallyport/nginx, js/nginx (and sallyport/curl), each as median
-#      (min–max, n); and the exact command.
+#      ratios, each as median (min–max, n): the same client against the gateway and each
+#      peer (curl/node-curl, curl/rustus-curl, js/node-js, js/rustus-js), sallyport/js,
+#      sallyport/curl, sallyport/nginx, js/nginx, sallyport/before; and the exact command.
 #
 # Everything goes to 127.0.0.1; the shared scripts refuse any other address and bound
-# their loops. Needs node/npm (tus-js-client), curl, openssl, bc, python3; nginx optional.
+# their loops. Needs node/npm (tus-js-client), curl, openssl, bc, python3; nginx for the
+# `nginx` and peer clients (they are left out, with a note, when nginx is not installed);
+# cargo for rustus.
 set -euo pipefail
 shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_SRC=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" 2>/dev/null && pwd) \
   || { echo "no shared bench harness at ${BENCH_DIR:-$ROOT/../shared/bench} (set BENCH_DIR)" >&2; exit 2; }
 [ -x "$BENCH_SRC/tus_bench.sh" ] || { echo "no tus_bench.sh in $BENCH_SRC (set BENCH_DIR)" >&2; exit 2; }
-ROUNDS=${ROUNDS:-5}; CLIENTS=${CLIENTS:-sallyport js nginx}
+ROUNDS=${ROUNDS:-5}; CLIENTS=${CLIENTS:-sallyport curl js node-curl node-js rustus-curl nginx}
 CHUNK=${CHUNK:-8388608}; CHECKSUM=${CHECKSUM:-sha256}; CURL_HTTP=${CURL_HTTP:-1.1}
 case "$CURL_HTTP" in 1.1|2) ;; *) echo "CURL_HTTP must be 1.1 or 2" >&2; exit 2 ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) echo "ROUNDS must be a positive integer" >&2; exit 2 ;; esac
 for c in $CLIENTS; do
-  case "$c" in sallyport|js|curl|nginx|before) ;; *) echo "unknown client $c (sallyport js curl nginx before)" >&2; exit 2 ;; esac
+  case "$c" in sallyport|js|curl|nginx|before|node-js|node-curl|rustus-js|rustus-curl) ;;
+    *) echo "unknown client $c (sallyport js curl nginx before node-js node-curl rustus-js rustus-curl)" >&2; exit 2 ;;
+  esac
 done
 if [[ " $CLIENTS " == *" before "* ]]; then
   [ -n "${BEFORE_BIN:-}" ] && [ -x "$BEFORE_BIN" ] \
@@ -86,8 +98,16 @@ fi
 [ -x "$BIN" ] || { echo "no gateway binary at $BIN (build it, or unset NO_BUILD)" >&2; exit 2; }
 echo "# gateway and client: $BIN"
 
-echo "# setting up tus-js-client and the 1 GiB file in $WORK"
-"$BENCH_SRC/tus_setup.sh" "$WORK" 1 > "$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; exit 1; }
+has_client() { [[ " $CLIENTS " == *" $1 "* ]]; }
+wants_peer() { [[ " $CLIENTS " == *" $1-"* ]]; }   # node | rustus
+if wants_peer rustus; then
+  [ -x "$WORK/rustus/bin/rustus" ] || echo "# building rustus into $WORK/rustus (once; about 10 minutes)"
+  SKIP_RUSTUS=0
+else
+  SKIP_RUSTUS=1
+fi
+echo "# setting up tus-js-client, @tus/server and the 1 GiB file in $WORK"
+"$BENCH_SRC/tus_setup.sh" "$WORK" "$SKIP_RUSTUS" > "$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; exit 1; }
 FILE=$WORK/upload.bin; SIZE=$(stat -c %s "$FILE")
 head -c $((128 << 20)) "$FILE" > "$WORK/warmup.bin"
 
@@ -111,13 +131,19 @@ if [ "$CURL_HTTP" = 1.1 ]; then
   sed -i "s|echo 'insecure'|echo 'insecure'; echo 'http1.1'|" "$WORK/bench/tus_upload_curl.sh"
   grep -q "echo 'http1.1'" "$WORK/bench/tus_upload_curl.sh" || { echo "could not set HTTP/1.1 for curl" >&2; exit 1; }
 fi
-# nginx: no proxies on the fixed ports 8444/8445 in front of peer tus servers (not used
-# here, and another bench on the machine may hold those ports).
-sed -i '/listen 127.0.0.1:844[45] ssl/d' "$WORK/bench/nginx_peer.sh"
-! grep -q 'listen 127.0.0.1:844[45]' "$WORK/bench/nginx_peer.sh" || { echo "could not patch nginx_peer.sh" >&2; exit 1; }
 
 . "$WORK/bench/lib.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# nginx: its TLS proxies in front of the peer tus servers listen on free ports and point at
+# peers on free ports (another bench on the machine may hold the fixed 8444/8445/1080/1081).
+declare -A PEER_PORT PEER_TLS PEER_PID PEER_DATA
+for peer in node rustus; do PEER_PORT[$peer]=$(free_port); PEER_TLS[$peer]=$(free_port); done
+sed -i "s|listen 127.0.0.1:8444 ssl; location / { proxy_pass http://127.0.0.1:1080; }|listen 127.0.0.1:${PEER_TLS[node]} ssl; location / { proxy_pass http://127.0.0.1:${PEER_PORT[node]}; }|;
+        s|listen 127.0.0.1:8445 ssl; location / { proxy_pass http://127.0.0.1:1081; }|listen 127.0.0.1:${PEER_TLS[rustus]} ssl; location / { proxy_pass http://127.0.0.1:${PEER_PORT[rustus]}; }|" \
+  "$WORK/bench/nginx_peer.sh"
+! grep -q 'listen 127.0.0.1:844[45]' "$WORK/bench/nginx_peer.sh" \
+  && grep -q "proxy_pass http://127.0.0.1:${PEER_PORT[rustus]};" "$WORK/bench/nginx_peer.sh" \
+  || { echo "could not patch nginx_peer.sh (the script changed?)" >&2; exit 1; }
 
 TOKEN=$(openssl rand -hex 32)
 TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
@@ -128,6 +154,9 @@ GW_PID=; B_PID=; NGINX_DIR=; RESULTS=$(mktemp)
 cleanup() {
   for pid in $GW_PID $B_PID; do
     if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
+  done
+  for pid in "${PEER_PID[@]}"; do
+    kill -0 "$pid" 2>/dev/null && "$WORK/bench/tus_server.sh" stop "$pid" > /dev/null 2>&1 || true
   done
   [ -n "$NGINX_DIR" ] && "$WORK/bench/nginx_peer.sh" stop "$NGINX_DIR" >/dev/null 2>&1 || true
   rm -f "$RESULTS"
@@ -170,9 +199,9 @@ if [[ " $CLIENTS " == *" before "* ]]; then
 fi
 EP="https://127.0.0.1:$PORT/files/"
 
-# --- nginx, when asked for and available ---
+# --- nginx, when asked for (as a client or as the peers' TLS proxy) and available ---
 NGINX_URL=; NGINX_PID=
-if [[ " $CLIENTS " == *" nginx "* ]]; then
+if has_client nginx || wants_peer node || wants_peer rustus; then
   if command -v nginx >/dev/null; then
     NGINX_DIR=$WORK/nginx; mkdir -p "$NGINX_DIR/files"
     # nginx_peer.sh makes a 1 GiB file to serve; the upload file will do (a hard link).
@@ -186,8 +215,17 @@ if [[ " $CLIENTS " == *" nginx "* ]]; then
   else
     echo "# nginx is not installed: no nginx runs" >&2
   fi
-  [ -n "$NGINX_URL" ] || CLIENTS=$(printf '%s\n' $CLIENTS | grep -vx nginx | tr '\n' ' ')
+  [ -n "$NGINX_URL" ] || CLIENTS=$(printf '%s\n' $CLIENTS | grep -vxE 'nginx|(node|rustus)-(js|curl)' | tr '\n' ' ')
 fi
+
+# --- the peer tus servers, behind nginx's TLS proxies ---
+for peer in node rustus; do
+  wants_peer "$peer" || continue
+  read -r PEER_PID[$peer] _ PEER_DATA[$peer] \
+    < <("$WORK/bench/tus_server.sh" start "$peer" "$WORK" "${PEER_PORT[$peer]}") \
+    || { echo "the peer $peer did not start (see $WORK/$peer.log)" >&2; exit 1; }
+  echo "# peer $peer: pid ${PEER_PID[$peer]}, https://127.0.0.1:${PEER_TLS[$peer]}/files (nginx TLS) -> 127.0.0.1:${PEER_PORT[$peer]}"
+done
 
 # --- one upload by one client: prints "MB/s client_cpu_s server_cpu_s client_peak_rss_mib" ---
 clean_gateway() { # [DIR]
@@ -219,6 +257,22 @@ run_tus() { # CLIENT FILE   (tus_bench.sh, one run; it waits for a quiet machine
     || { echo "tus_bench.sh ($1) failed" >&2; exit 1; }
   echo "$line" | awk '{print $2, $3, $4, "NA"}'
 }
+run_peer() { # PEER CLIENT FILE [CHECK]: tus_bench.sh against a peer through its TLS proxy; with
+  # CHECK, the stored file is compared with FILE before the peer's data is emptied
+  local peer=$1 line big clean=${PEER_DATA[$1]}
+  [ -z "${4:-}" ] || clean=   # kept for the comparison below
+  line=$(CLEAN_DIR=$clean SERVER_PID=${PEER_PID[$peer]} \
+    CLIENT=$2 REPS=1 CHUNK=$CHUNK CHECKSUM=$CHECKSUM \
+    "$WORK/bench/tus_bench.sh" "https://127.0.0.1:${PEER_TLS[$peer]}/files" "$3" "$WORK/node" | grep -E '^1 ') \
+    || { echo "tus_bench.sh ($peer, $2) failed" >&2; exit 1; }
+  if [ -n "${4:-}" ]; then
+    big=$(ls -S "${PEER_DATA[$peer]}" | head -1)
+    cmp -s "${PEER_DATA[$peer]}/$big" "$3" \
+      || { echo "peer $peer ($2): the stored file differs from the upload" >&2; exit 1; }
+    find "${PEER_DATA[$peer]}" -mindepth 1 -delete; sync
+  fi
+  echo "$line" | awk '{print $2, $3, $4, "NA"}'
+}
 run_nginx() { # FILE
   local line
   line=$("$WORK/bench/put_upload.sh" "$NGINX_URL" "$1" 1 "$NGINX_PID" | grep -E '^1 ') \
@@ -232,11 +286,12 @@ run_client() { # CLIENT FILE
     before) run_sallyport "$2" "$B_DIR" "$B_PID" "$B_PORT" ;;
     js|curl) run_tus "$1" "$2" ;;
     nginx) run_nginx "$2" ;;
+    node-*|rustus-*) run_peer "${1%-*}" "${1#*-}" "$2" "${3:-}" ;;
   esac
 }
 
 echo "# warm-up: 128 MiB per client"
-for c in $CLIENTS; do run_client "$c" "$WORK/warmup.bin" > /dev/null; done
+for c in $CLIENTS; do run_client "$c" "$WORK/warmup.bin" check > /dev/null; done
 RSS_WARM=$(peak_rss_mib "$GW_PID")
 
 # --- sync calls per PATCH (issue 14): one more sallyport upload of the warm-up file with
@@ -267,6 +322,10 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 RSS_END=$(peak_rss_mib "$GW_PID")
+PEER_RSS=
+for peer in node rustus; do
+  [ -n "${PEER_PID[$peer]:-}" ] && PEER_RSS="$PEER_RSS, $peer $(peak_rss_mib "${PEER_PID[$peer]}") MiB"
+done
 
 gib=$(echo "$SIZE / 1073741824" | bc -l)
 echo
@@ -280,7 +339,7 @@ for c in $CLIENTS; do
   printf '%-9s MB/s median %s (min %s, max %s, n=%s)  client CPU s/GiB %s  server CPU s/GiB %s%s\n' \
     "$c" "$med" "$lo" "$hi" "$n" "$ccpu" "$cpu" "$([ "$rss" != NA ] && echo "  client peak RSS ${rss} MiB")"
 done
-echo "gateway peak RSS: ${RSS_WARM} MiB after the warm-ups, ${RSS_END} MiB after every 1 GiB run"
+echo "gateway peak RSS: ${RSS_WARM} MiB after the warm-ups, ${RSS_END} MiB after every 1 GiB run${PEER_RSS:+; peak RSS of the peers$PEER_RSS}"
 [ -n "$SYNCS_LINE" ] && echo "$SYNCS_LINE"
 ratio() { # A B: per-round MB/s ratio A/B
   local a=$1 b=$2
@@ -294,6 +353,10 @@ ratio() { # A B: per-round MB/s ratio A/B
       printf "ratio %s/%s median %.2f (min %.2f, max %.2f, n=%d)\n", a, b, m, v[1], v[NR], NR }'
   rm -f "$RESULTS.ratio"
 }
+ratio curl node-curl
+ratio curl rustus-curl
+ratio js node-js
+ratio js rustus-js
 ratio sallyport js
 ratio sallyport nginx
 ratio js nginx
