@@ -367,13 +367,22 @@ impl GrantRecord {
             line: e.line(),
             column: e.column(),
         };
-        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(malformed)?;
-        if probe.v != u64::from(GRANT_RECORD_VERSION) {
-            return Err(GrantRecordError::UnsupportedVersion(probe.v));
+        // One parse on the download path (every request reads its grant); the version
+        // probe only explains a record this version cannot read.
+        let envelope = match serde_json::from_slice::<Envelope>(bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let probe: VersionProbe = serde_json::from_slice(bytes).map_err(malformed)?;
+                if probe.v != u64::from(GRANT_RECORD_VERSION) {
+                    return Err(GrantRecordError::UnsupportedVersion(probe.v));
+                }
+                return Err(malformed(e));
+            }
+        };
+        if envelope.v != GRANT_RECORD_VERSION {
+            return Err(GrantRecordError::UnsupportedVersion(u64::from(envelope.v)));
         }
-        let w = serde_json::from_slice::<Envelope>(bytes)
-            .map_err(malformed)?
-            .grant;
+        let w = envelope.grant;
         let invalid = GrantRecordError::Invalid;
         let record = GrantRecord {
             id: w.id,
@@ -530,6 +539,36 @@ pub(crate) mod tests {
         let mut dup = sample();
         dup.scope.artifacts.push(dup.scope.artifacts[0]);
         assert!(GrantRecord::decode(&dup.encode()).is_err());
+    }
+
+    #[test]
+    fn a_record_of_another_version_is_named_so_whatever_its_shape() {
+        let good = String::from_utf8(sample().encode()).unwrap();
+        // Shaped like this version, or not at all: the version is what is reported.
+        for (bad, v) in [
+            (good.replace("\"v\":1", "\"v\":2"), 2),
+            (r#"{"v":3,"grant":{"new":"shape"}}"#.to_owned(), 3),
+            (good.replace("\"v\":1", "\"v\":4294967296"), 4_294_967_296),
+        ] {
+            match GrantRecord::decode(bad.as_bytes()) {
+                Err(GrantRecordError::UnsupportedVersion(got)) => assert_eq!(got, v, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // This version, malformed: where it broke.
+        for bad in [
+            good.replace("\"issuer\"", "\"extra\":1,\"issuer\""),
+            good.replace("\"methods\":\"GET,HEAD\",", ""),
+            "not json".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    GrantRecord::decode(bad.as_bytes()),
+                    Err(GrantRecordError::Malformed { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
