@@ -170,7 +170,15 @@ struct Active {
     size: u64,
     /// A zero fill failed (a full disk?): none is tried again in this segment.
     no_fill: bool,
+    /// Where records of this segment start, `(seq, offset)`, ascending: one at least every
+    /// [`MARK_EVERY`] records appended by this process, so that a read from any recent seq
+    /// decodes a few records to get there instead of the whole segment (the indexer checks
+    /// one entry per wake; queries page from anywhere).
+    marks: Vec<(u64, u64)>,
 }
+
+/// Records between two read marks of the active segment (see `Active::marks`).
+const MARK_EVERY: u64 = 64;
 
 impl Active {
     fn new(file: File, len: u64, size: u64) -> Self {
@@ -179,7 +187,22 @@ impl Active {
             len,
             size,
             no_fill: false,
+            marks: Vec::new(),
         }
+    }
+
+    /// Notes that record `seq` starts at `offset` (a durable record boundary), when it is
+    /// far enough past the last mark.
+    fn mark(&mut self, seq: u64, offset: u64) {
+        if self.marks.last().is_none_or(|(s, _)| seq >= s + MARK_EVERY) {
+            self.marks.push((seq, offset));
+        }
+    }
+
+    /// The last mark at or before `seq`.
+    fn mark_before(&self, seq: u64) -> Option<(u64, u64)> {
+        let i = self.marks.partition_point(|(s, _)| *s <= seq);
+        i.checked_sub(1).map(|i| self.marks[i])
     }
 }
 
@@ -515,6 +538,7 @@ impl Inner {
             )));
         }
         syncs += 1;
+        a.mark(self.next, a.len);
         a.len += buf.len() as u64;
         a.size = a.size.max(a.len);
         fill(a, self.zero_fill, self.segment_bytes, counters);
@@ -568,11 +592,16 @@ impl Inner {
             .segments
             .partition_point(|s| s.first_seq <= from)
             .saturating_sub(1);
-        let (mut seq, mut offset) = match self.cursor {
-            Some((seg, next, off)) if seg == self.segments[idx].first_seq && next == from => {
-                (next, off)
-            }
-            _ => (self.segments[idx].first_seq, HEADER_LEN as u64),
+        let first_seq = self.segments[idx].first_seq;
+        // The writer's own segment has marks (the active one is the last).
+        let mark = match &self.active {
+            Some(a) if self.writable && idx + 1 == self.segments.len() => a.mark_before(from),
+            _ => None,
+        };
+        let (mut seq, mut offset) = match (self.cursor, mark) {
+            (Some((seg, next, off)), _) if seg == first_seq && next == from => (next, off),
+            (_, Some(mark)) => mark,
+            _ => (first_seq, HEADER_LEN as u64),
         };
         loop {
             let seg = &self.segments[idx];

@@ -73,6 +73,54 @@ async fn appends_read_back_across_segments_and_survive_a_reopen() {
 }
 
 #[tokio::test]
+async fn reads_from_any_seq_of_the_active_segment_start_at_a_mark_near_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
+    // Uneven batches, as group commit makes them.
+    let mut next = 1;
+    for size in (0..400).map(|i| 1 + (i * 7 % 5)) {
+        j.append(next, &entries(next..next + size)).await.unwrap();
+        next += size;
+    }
+    let got = all(&j).await;
+    assert_eq!(got.len() as u64, next - 1);
+    // Every start, in a scrambled order (the cursor helps none of them).
+    for from in (1..next).map(|i| i * 389 % (next - 1) + 1) {
+        let want: Vec<_> = got[from as usize - 1..].iter().take(3).cloned().collect();
+        assert_eq!(j.read(from, 3).await.unwrap(), want, "from {from}");
+    }
+    let marks = {
+        let inner = j.inner.lock().unwrap();
+        inner.active.as_ref().unwrap().marks.clone()
+    };
+    assert_eq!(marks[0], (1, HEADER_LEN as u64));
+    assert!(
+        marks.windows(2).all(|w| w[1].0 >= w[0].0 + MARK_EVERY),
+        "{marks:?}"
+    );
+    assert!(
+        marks.len() as u64 >= (next - 1) / (MARK_EVERY + 5),
+        "{}",
+        marks.len()
+    );
+    // A read from past the last mark does not decode the segment from its start: it
+    // still answers with the first record damaged (a whole read reports the damage).
+    let seg = &segments::list(tmp.path()).unwrap()[0];
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg.path)
+        .unwrap()
+        .write_at(b"\xff\xff\xff\xff", HEADER_LEN as u64 + 4)
+        .unwrap();
+    let (last_mark, _) = *marks.last().unwrap();
+    assert_eq!(
+        j.read(last_mark + 1, 2).await.unwrap(),
+        got[last_mark as usize..last_mark as usize + 2]
+    );
+    assert!(j.read(1, 2).await.is_err());
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let j = Journal::open(tmp.path(), "audit", DEFAULT_SEGMENT_BYTES).unwrap();
