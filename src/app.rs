@@ -326,15 +326,21 @@ impl App {
     }
 
     /// Starts the audit indexer (`audit::index::run`), when the index could be opened: it
-    /// tails the chain every second. Also for tests that want an index without sweepers.
+    /// indexes what this gateway's writer appends (handed over in memory) and tails the
+    /// chain every second. Also for tests that want an index without sweepers.
     pub fn spawn_audit_indexer(&self) {
         if let Some(index) = &self.state.audit_index {
             let source = Arc::new(crate::audit::source::Chain(
                 self.state.auditor.log().clone(),
             ));
+            // The writer hands its appended entries over in memory (at most two pages
+            // held); the chain is read only for what the tap does not cover.
+            let page = crate::audit::index::PAGE;
+            let tap = self.state.auditor.tap(page, 2 * page);
             tokio::spawn(crate::audit::index::run(
                 index.clone(),
                 source,
+                Some(tap),
                 std::time::Duration::from_secs(1),
                 std::future::pending(),
             ));

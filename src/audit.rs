@@ -315,6 +315,16 @@ impl Auditor {
         }
     }
 
+    /// The entries this auditor's writer appends from now on, handed over in memory for
+    /// the index ([`source::Tap`]): woken at `page` entries, holding at most `cap`. Every
+    /// call returns the same tap.
+    pub fn tap(&self, page: usize, cap: usize) -> Arc<source::Tap> {
+        self.flags
+            .tap
+            .get_or_init(|| Arc::new(source::Tap::new(page, cap)))
+            .clone()
+    }
+
     /// The log this auditor appends to (for verification and reads).
     pub fn log(&self) -> &Arc<dyn AuditLog> {
         &self.log

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use sallyport::audit::chain::{Body, GENESIS_PREV, seal};
-use sallyport::audit::index::AuditIndex;
+use sallyport::audit::events::AuditVerified;
+use sallyport::audit::index::{AuditIndex, PAGE};
 use sallyport::audit::log::StateLog;
 use sallyport::audit::query::{Entry, Query};
 use sallyport::audit::search::AuditSearch;
-use sallyport::audit::source::{Chain, EntrySource};
-use sallyport::audit::{AUDIT_LOG, Auditor};
+use sallyport::audit::source::{Chain, EntrySource, Tap};
+use sallyport::audit::{AUDIT_LOG, AuditContext, Auditor};
 use sallyport::metrics::Metrics;
 use sallyport::state::StateStore;
 use sallyport::state::memory::MemoryStore;
@@ -140,14 +141,17 @@ impl Fixture {
         f
     }
 
-    async fn append(&mut self, n: u64) {
-        for chunk in entries(self.next, n, &mut self.prev).chunks(500) {
+    /// Appends `n` entries; returns them as stored.
+    async fn append(&mut self, n: u64) -> Vec<Vec<u8>> {
+        let lines = entries(self.next, n, &mut self.prev);
+        for chunk in lines.chunks(500) {
             self.store
                 .log_append(AUDIT_LOG, self.next, chunk)
                 .await
                 .unwrap();
             self.next += chunk.len() as u64;
         }
+        lines
     }
 
     fn source(&self) -> Arc<dyn EntrySource> {
@@ -277,6 +281,78 @@ async fn a_lagging_index_is_completed_by_scanning_the_tail_then_catches_up() {
     let page = search.run_query(&Query::parse(q).unwrap()).await.unwrap();
     assert_eq!(page.indexed_through, 1700);
     assert_eq!(all_pages(&search, q).await, expected);
+}
+
+/// Every query of [`queries`] through `index` equals the direct filter, and the index
+/// covers `through`.
+async fn index_answers_like_the_chain(f: &Fixture, index: &Arc<AuditIndex>, through: u64) {
+    let search = f.search(Some(index.clone()));
+    for q in &queries() {
+        assert_eq!(
+            all_pages(&search, q).await,
+            f.brute(&Query::parse(q).unwrap()).await,
+            "{q}"
+        );
+        let page = search.run_query(&Query::parse(q).unwrap()).await.unwrap();
+        assert_eq!(page.indexed_through, through, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn the_tap_is_indexed_where_it_continues_the_index_and_the_chain_covers_the_rest() {
+    let mut f = Fixture::new(0).await;
+    let first = f.append(1000).await;
+    let index = Arc::new(AuditIndex::open(&f.path).unwrap());
+    let tap = Tap::new(PAGE, 10 * PAGE);
+    // An empty index is built from the chain (its live part may start anywhere).
+    tap.push(1, first.clone());
+    assert_eq!(index.add_tapped(&tap).await.unwrap(), 0);
+    assert_eq!(index.catch_up(&*f.source()).await.unwrap(), 1000);
+
+    // Held entries that overlap the index and then continue it: the continuation is
+    // indexed from memory (add_tapped has no way to read the chain), in pages.
+    let more = f.append(2500).await; // 1001..=3500
+    tap.push(990, first[989..].to_vec());
+    tap.push(1001, more);
+    assert_eq!(index.add_tapped(&tap).await.unwrap(), 3500);
+    index_answers_like_the_chain(&f, &index, 3500).await;
+
+    // Entries after a gap are not used; nor is anything past a gap in what is held.
+    let later = f.append(300).await; // 3501..=3800
+    tap.push(3601, later[100..].to_vec());
+    assert_eq!(index.add_tapped(&tap).await.unwrap(), 3500);
+    assert!(tap.take().is_empty(), "what was held was taken");
+    tap.push(3501, later[..50].to_vec());
+    tap.push(3561, later[60..].to_vec());
+    assert_eq!(index.add_tapped(&tap).await.unwrap(), 3550);
+    // The chain covers the rest, and the whole index answers as a scan does.
+    assert_eq!(index.catch_up(&*f.source()).await.unwrap(), 3800);
+    index_answers_like_the_chain(&f, &index, 3800).await;
+}
+
+#[tokio::test]
+async fn the_writer_hands_the_tap_each_entry_as_the_chain_stores_it() {
+    let store = Arc::new(MemoryStore::new());
+    let log = StateLog::shared(store.clone());
+    let auditor = Auditor::start(log.clone(), "t".into(), 64, Arc::new(Metrics::new()));
+    let e = |length| AuditVerified {
+        length,
+        intact: true,
+    };
+    // Entries appended before the tap exists are the chain's to give.
+    auditor.emit(&AuditContext::system(), &e(0)).await.unwrap();
+    let tap = auditor.tap(3, 100);
+    assert!(Arc::ptr_eq(&tap, &auditor.tap(1, 1)), "one tap");
+    for i in 1..4 {
+        auditor.emit(&AuditContext::system(), &e(i)).await.unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(5), tap.filled())
+        .await
+        .expect("woken at three entries");
+    let held = tap.take();
+    let chain = Chain(log).read(2, 10).await.unwrap();
+    assert_eq!(held, chain);
+    assert_eq!(held.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 3, 4]);
 }
 
 #[tokio::test]

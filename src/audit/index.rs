@@ -23,11 +23,15 @@
 //!   the hash of entry `through`, so that a chain replaced or rewritten under the index is
 //!   noticed (then the index is rebuilt).
 //!
-//! **It never affects the write path.** An indexer task in the gateway ([`run`]) tails the
-//! chain through the same [`EntrySource`] as queries, with `through` as its durable cursor;
-//! each page of entries is indexed in one transaction together with the new cursor, so a
-//! crash leaves an index that is consistent up to its cursor. When it lags or fails,
-//! queries read the index up to `through` and scan the rest, and report `indexed_through`.
+//! **It never affects the write path.** An indexer task in the gateway ([`run`]) takes
+//! the entries this gateway's writer appended from a [`Tap`] (in memory, where they
+//! continue the index exactly) and reads the chain through the same [`EntrySource`] as
+//! queries for everything else, with `through` as its durable cursor; each page of entries
+//! is indexed in one transaction together with the new cursor, so a crash leaves an index
+//! that is consistent up to its cursor. A catch-up stops at the first short page (the
+//! head): chasing a chain that grows under load cost one synced transaction per handful
+//! of entries. When it lags or fails, queries read the index up to `through` and scan the
+//! rest, and report `indexed_through`.
 //!
 //! Not here: choosing an index key for a query and scanning (`audit::search`).
 
@@ -39,15 +43,15 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::query::Entry;
 use super::query::mentions::mentions;
-use super::source::EntrySource;
+use super::source::{EntrySource, Tap};
 use crate::state::StateError;
 
 /// The index file's name in the data directory.
 pub const FILE_NAME: &str = "audit-index.redb";
 /// The layout version this code reads and writes.
 pub const FORMAT: u64 = 2;
-/// Entries indexed per transaction.
-const PAGE: usize = 2000;
+/// Entries indexed per transaction (and the tap's wake-up mark).
+pub const PAGE: usize = 2000;
 /// The index's page cache. redb's default (1 GiB) grows with the file, and the file grows
 /// by about 330 bytes per entry: after 5 million audited downloads the gateway's RSS had
 /// reached 1.2 GiB. Indexing touches only the right edge of each key range, and queries
@@ -224,9 +228,48 @@ impl AuditIndex {
             if page.is_empty() {
                 return Ok(through);
             }
+            let short = page.len() < PAGE;
             let me = self.clone();
             through = blocking(move || me.add_page(&page)).await?;
+            // A short page reached the head. Reading on would chase a chain that grows
+            // under load with one (synced) transaction per handful of entries; what comes
+            // next arrives through the tap or at the next poll.
+            if short {
+                return Ok(through);
+            }
         }
+    }
+
+    /// Indexes what `tap` holds where it continues the index exactly (the entries from
+    /// `through + 1` on, without a gap), without reading the chain; returns the new
+    /// `through`. What it cannot use is left to [`AuditIndex::catch_up`]: entries of other
+    /// instances, entries the tap dropped, and the first build (an empty index starts
+    /// wherever the live chain does).
+    pub async fn add_tapped(self: &Arc<Self>, tap: &Tap) -> Result<u64, IndexError> {
+        let mut held = tap.take();
+        let through = self.through()?;
+        if through == 0 {
+            return Ok(through);
+        }
+        let Some(start) = held.iter().position(|(seq, _)| *seq == through + 1) else {
+            return Ok(through);
+        };
+        held.drain(..start);
+        let run = held
+            .iter()
+            .zip(through + 1..)
+            .take_while(|((seq, _), want)| seq == want)
+            .count();
+        held.truncate(run);
+        let me = self.clone();
+        blocking(move || {
+            let mut through = through;
+            for page in held.chunks(PAGE) {
+                through = me.add_page(page)?;
+            }
+            Ok(through)
+        })
+        .await
     }
 
     /// Indexes one page (consecutive entries after `through`) and moves the cursor.
@@ -459,23 +502,37 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| IndexError::Db(redb::Error::Corrupted("index task panicked".into())))?
 }
 
-/// The indexer task: catches up with the chain every `poll` until `stop` completes. A
-/// failure is logged and retried at the next poll; queries meanwhile scan what is not
-/// indexed.
+/// The indexer task: catches up with the chain every `poll`, and whenever `tap` holds a
+/// page, until `stop` completes. What the tap holds is indexed first ([`AuditIndex::add_tapped`]);
+/// the chain is then read for the rest (often nothing: one entry is read to check that
+/// the index still matches the chain). A failure is logged and retried at the next poll;
+/// queries meanwhile scan what is not indexed.
 pub async fn run(
     index: Arc<AuditIndex>,
     source: Arc<dyn EntrySource>,
+    tap: Option<Arc<Tap>>,
     poll: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     loop {
+        if let Some(tap) = &tap
+            && let Err(e) = index.add_tapped(tap).await
+        {
+            tracing::warn!(error = %e, "audit index could not add the appended entries; it reads them from the chain");
+        }
         if let Err(e) = index.catch_up(&*source).await {
             tracing::warn!(error = %e, "audit index could not catch up; queries scan the rest");
         }
         tokio::select! {
             () = &mut stop => return,
             () = tokio::time::sleep(poll) => {}
+            () = async {
+                match &tap {
+                    Some(t) => t.filled().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::log::AuditLog;
 use super::outbox::{OUTBOX, OUTBOX_DELAY, Row};
+use super::source::Tap;
 use super::{AuditError, HaltReason, chain, checkpointer};
 use crate::metrics::Metrics;
 use crate::state::{AppendOutcome, Expect, StateError, StateStore};
@@ -56,6 +57,8 @@ pub(super) struct Flags {
     pub(super) halt: OnceLock<Arc<HaltReason>>,
     /// The last append failed (cleared by the next that succeeds).
     pub(super) failing: AtomicBool,
+    /// Where appended entries go for the indexer, once it asked ([`super::Auditor::tap`]).
+    pub(super) tap: OnceLock<Arc<Tap>>,
 }
 
 /// The background writer.
@@ -300,6 +303,9 @@ impl Writer {
                     m.audit_commit_entries.observe(batch.len() as f64);
                     m.audit_bytes
                         .inc_by(lines.iter().map(|l| l.len() as u64).sum());
+                    if let Some(tap) = self.flags.tap.get() {
+                        tap.push(first, lines);
+                    }
                     let new = (first + batch.len() as u64 - 1, prev);
                     *head = Some(self.observe(new)?);
                     return Ok(first);
