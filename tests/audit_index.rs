@@ -2,7 +2,8 @@
 //! in-memory state store: every query answered through the index equals the same query
 //! answered by a plain scan and by filtering all entries directly; pages join up to the
 //! whole answer; the index rebuilds after its file is deleted or the chain under it is
-//! replaced, and catches up incrementally; an unindexed tail is scanned.
+//! replaced, and catches up incrementally; an unindexed tail is scanned; what the writer
+//! hands over in memory (the tap) is indexed only where it continues the index.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -203,9 +203,10 @@ impl AuditIndex {
             .map(|g| g.value().to_vec()))
     }
 
-    /// Indexes what the chain holds past `through`, one transaction per page; returns the
-    /// new `through`. When the entry at `through` is no longer the one indexed (another
-    /// or a rewritten chain), the index is cleared and rebuilt from the start.
+    /// Indexes what the chain holds past `through`, one transaction per page, up to the
+    /// head as the first short page finds it; returns the new `through`. When the entry at
+    /// `through` is no longer the one indexed (another or a rewritten chain), the index is
+    /// cleared and rebuilt from the start.
     pub async fn catch_up(self: &Arc<Self>, source: &dyn EntrySource) -> Result<u64, IndexError> {
         let mut through = self.through()?;
         if through > 0 {

@@ -4,7 +4,7 @@
 //!
 //! The chain is read through the [`AuditLog`] port (the journal or the state-store log,
 //! whichever `audit.store` names): [`Chain`] adapts it.
-
+//!
 //! [`Tap`] is the other way in for the index: the entries this process's writer has just
 //! made durable, handed over in memory, so that the indexer does not read back (and
 //! decode) from the journal what the writer wrote a moment ago. It is only a shortcut:
